@@ -1,0 +1,75 @@
+import { resolve } from "node:path";
+import { tradingDays } from "../core/calendar.ts";
+import { UsageError } from "../core/errors.ts";
+import { parseSymbols } from "../core/symbols.ts";
+import { providerFactory } from "../providers/mod.ts";
+import { formatTable, openQueryEngine, runQuery, storageStats } from "../storage/mod.ts";
+import type { Invocation } from "./args.ts";
+import { type CommandContext, EXIT } from "./context.ts";
+import { formatBytes, formatCount } from "./format.ts";
+import { exitCodeOf, runPreparedIngest } from "./ingest.ts";
+import { dataDirOf, parseDateOption, positionals } from "./options.ts";
+
+/** `marketpipe demo`: ingest a fake universe, then show where it is and how to query it. */
+export async function runDemo(invocation: Invocation, context: CommandContext): Promise<number> {
+  positionals(invocation, []);
+  const dataDir = dataDirOf(invocation);
+  const symbols = parseSymbols(invocation.string("symbols") ?? "AAPL");
+  const start = parseDateOption(invocation.string("start") ?? "2024-03-01", "--start");
+  const end = parseDateOption(invocation.string("end") ?? "2024-03-28", "--end");
+  if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
+  if (tradingDays(start, end).length === 0) throw new UsageError(`No trading days in ${start}..${end}`);
+  const summary = await runPreparedIngest({
+    dataDir,
+    factory: providerFactory("fake")!,
+    request: {
+      provider: "fake",
+      feed: "sip",
+      adjustment: "raw",
+      timeframe: "1m",
+      symbols,
+      start,
+      end,
+      params: { seed: 0, gapRate: 0.01 },
+      workers: 4,
+      force: false,
+    },
+  }, { ...context, json: false });
+  const code = exitCodeOf(summary, context);
+  if (code !== EXIT.ok) return code;
+  const stats = await storageStats(dataDir);
+  const engine = await openQueryEngine(dataDir);
+  let table: string;
+  try {
+    table = formatTable(
+      await runQuery(
+        engine,
+        "SELECT symbol, count(*) AS bars, min(trading_date) AS first_day, max(trading_date) AS last_day, round(min(low), 2) AS low, round(max(high), 2) AS high FROM bars_1m GROUP BY symbol ORDER BY symbol",
+        { signal: context.signal },
+      ),
+    );
+  } finally {
+    engine.close();
+  }
+  const dirFlag = dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`;
+  const lines = [
+    "",
+    `Data directory: ${resolve(dataDir)}`,
+    `  ${formatCount(stats.files)} Parquet file(s), ${formatBytes(stats.bytes)} under bars/ (hive partitions timeframe=/symbol=/year=/month=)`,
+    `  metadata (jobs, coverage): ${resolve(dataDir, "marketpipe.db")}`,
+    "",
+    table,
+    "",
+    "Try:",
+    `  marketpipe query "SELECT * FROM bars_1m WHERE symbol = '${symbols[0]}' ORDER BY ts LIMIT 5"${dirFlag}`,
+    `  marketpipe query "SELECT trading_date, count(*) FROM bars_1m WHERE symbol = '${symbols[0]}' AND session = 'regular' GROUP BY 1 ORDER BY 1"${dirFlag}`,
+    `  marketpipe jobs list${dirFlag}`,
+    `  duckdb -c "SELECT count(*) FROM read_parquet('${resolve(dataDir)}/bars/**/*.parquet', hive_partitioning = true)"`,
+  ];
+  if (context.json) {
+    context.out(JSON.stringify({ dataDir: resolve(dataDir), files: stats.files, bytes: stats.bytes, job: summary.job?.id ?? null }));
+  } else {
+    for (const line of lines) context.out(line);
+  }
+  return EXIT.ok;
+}

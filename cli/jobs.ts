@@ -1,0 +1,207 @@
+import { join } from "node:path";
+import { parseDuration, parseIntOption } from "../core/config.ts";
+import { didYouMean, UsageError } from "../core/errors.ts";
+import { JOB_STATUSES, type JobRecord, type JobStatus } from "../core/jobs.ts";
+import { META_FILE, MetaStore, migrate, openDatabase } from "../storage/mod.ts";
+import type { Invocation } from "./args.ts";
+import { type CommandContext, EXIT } from "./context.ts";
+import { formatCount, formatDuration, formatTime, renderTable } from "./format.ts";
+import { dataDirOf, positionals } from "./options.ts";
+
+/** Open the metadata store if the data directory has one (reaping dead jobs), else undefined. */
+async function _openExisting(dataDir: string, command: string): Promise<MetaStore | undefined> {
+  const path = join(dataDir, META_FILE);
+  try {
+    await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  const db = openDatabase(path);
+  try {
+    migrate(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const meta = new MetaStore(db, { command });
+  meta.reapDeadJobs();
+  return meta;
+}
+
+function _jobJson(job: JobRecord) {
+  return {
+    id: job.id,
+    status: job.status,
+    provider: job.provider,
+    feed: job.feed,
+    adjustment: job.adjustment,
+    timeframe: job.timeframe,
+    symbols: job.symbols,
+    start: job.start,
+    end: job.end,
+    params: job.params,
+    barsWritten: job.barsWritten,
+    createdAt: new Date(job.createdAt).toISOString(),
+    startedAt: job.startedAt === null ? null : new Date(job.startedAt).toISOString(),
+    finishedAt: job.finishedAt === null ? null : new Date(job.finishedAt).toISOString(),
+    pid: job.pid,
+    error: job.error,
+  };
+}
+
+function _symbolsText(symbols: string[]): string {
+  return symbols.length <= 4 ? symbols.join(",") : `${symbols.slice(0, 3).join(",")},+${symbols.length - 3}`;
+}
+
+/** `marketpipe jobs list`. */
+export async function runJobsList(invocation: Invocation, context: CommandContext): Promise<number> {
+  positionals(invocation, []);
+  const statusText = invocation.string("status");
+  if (statusText !== undefined && !(JOB_STATUSES as readonly string[]).includes(statusText)) {
+    throw new UsageError(
+      `Invalid --status "${statusText}"${didYouMean(statusText, JOB_STATUSES)}: expected one of ${JOB_STATUSES.join(" ")}`,
+    );
+  }
+  const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
+  const dataDir = dataDirOf(invocation);
+  const meta = await _openExisting(dataDir, "jobs list");
+  const jobs = meta ? meta.listJobs({ status: statusText as JobStatus | undefined, limit }) : [];
+  meta?.close();
+  if (context.json) {
+    context.out(JSON.stringify(jobs.map(_jobJson), null, 2));
+    return EXIT.ok;
+  }
+  if (jobs.length === 0) {
+    context.out(meta ? "No jobs match." : `No jobs yet: ${dataDir} has no metadata database.`);
+    return EXIT.ok;
+  }
+  const rows = jobs.map((job) => [
+    job.id,
+    job.status,
+    job.provider,
+    job.timeframe,
+    _symbolsText(job.symbols),
+    `${job.start}..${job.end}`,
+    formatCount(job.barsWritten),
+    formatTime(job.createdAt),
+    job.startedAt && job.finishedAt ? formatDuration(job.finishedAt - job.startedAt) : "-",
+  ]);
+  for (
+    const line of renderTable(
+      ["id", "status", "provider", "tf", "symbols", "dates", "bars", "created", "took"],
+      rows,
+      { right: [6] },
+    )
+  ) context.out(line);
+  return EXIT.ok;
+}
+
+/** `marketpipe jobs show ID`. */
+export async function runJobsShow(invocation: Invocation, context: CommandContext): Promise<number> {
+  const [id] = positionals(invocation, ["JOB_ID"]);
+  const dataDir = dataDirOf(invocation);
+  const meta = await _openExisting(dataDir, "jobs show");
+  if (!meta) throw new UsageError(`No job "${id}": ${dataDir} has no metadata database`);
+  try {
+    const job = meta.getJob(id);
+    if (!job) throw new UsageError(`No job "${id}" in ${dataDir}; see marketpipe jobs list`);
+    const tasks = meta.listTasks(job.id);
+    if (context.json) {
+      context.out(JSON.stringify(
+        {
+          ...(_jobJson(job)),
+          tasks: tasks.map((t) => ({
+            seq: t.seq,
+            symbol: t.symbol,
+            start: t.start,
+            end: t.end,
+            days: t.days,
+            status: t.status,
+            attempts: t.attempts,
+            barsFetched: t.barsFetched,
+            barsWritten: t.barsWritten,
+            barsReplaced: t.barsReplaced,
+            error: t.error,
+            durationMs: t.startedAt && t.finishedAt ? t.finishedAt - t.startedAt : null,
+          })),
+        },
+        null,
+        2,
+      ));
+      return EXIT.ok;
+    }
+    const count = (status: string) => tasks.filter((t) => t.status === status).length;
+    context.out(`Job ${job.id}: ${job.status}`);
+    context.out(`  provider:   ${job.provider} (feed ${job.feed}, adjustment ${job.adjustment})${
+      Object.keys(job.params).length ? " " + JSON.stringify(job.params) : ""
+    }`);
+    context.out(`  timeframe:  ${job.timeframe}`);
+    context.out(`  dates:      ${job.start}..${job.end}`);
+    context.out(`  symbols:    ${job.symbols.join(",")}`);
+    context.out(`  created:    ${formatTime(job.createdAt)}`);
+    context.out(`  started:    ${formatTime(job.startedAt)}`);
+    context.out(`  finished:   ${formatTime(job.finishedAt)}${
+      job.startedAt && job.finishedAt ? ` (${formatDuration(job.finishedAt - job.startedAt)})` : ""
+    }`);
+    context.out(`  bars:       ${formatCount(job.barsWritten)} new`);
+    context.out(
+      `  tasks:      ${tasks.length} total, ${count("done")} done, ${count("failed")} failed, ${count("pending")} pending, ${
+        count("running")
+      } running`,
+    );
+    if (job.error) context.out(`  error:      ${job.error}`);
+    context.out("");
+    for (
+      const line of renderTable(
+        ["#", "symbol", "dates", "days", "status", "tries", "fetched", "new", "updated", "took", "error"],
+        tasks.map((t) => [
+          t.seq,
+          t.symbol,
+          `${t.start}..${t.end}`,
+          t.days,
+          t.status,
+          t.attempts,
+          formatCount(t.barsFetched),
+          formatCount(t.barsWritten),
+          formatCount(t.barsReplaced),
+          t.startedAt && t.finishedAt ? formatDuration(t.finishedAt - t.startedAt) : "-",
+          t.error ?? "",
+        ]),
+        { right: [0, 3, 5, 6, 7, 8] },
+      )
+    ) context.out(line);
+    return EXIT.ok;
+  } finally {
+    meta.close();
+  }
+}
+
+/** `marketpipe jobs cleanup --older-than 30d [--dry-run]`. */
+export async function runJobsCleanup(invocation: Invocation, context: CommandContext): Promise<number> {
+  positionals(invocation, []);
+  const age = parseDuration(invocation.string("older-than") ?? "30d", "--older-than");
+  const dryRun = invocation.flag("dry-run");
+  const dataDir = dataDirOf(invocation);
+  const meta = await _openExisting(dataDir, "jobs cleanup");
+  if (!meta) {
+    context.out(`No jobs yet: ${dataDir} has no metadata database.`);
+    return EXIT.ok;
+  }
+  try {
+    const jobs = meta.deleteJobsBefore(Date.now() - age, { dryRun });
+    if (context.json) {
+      context.out(JSON.stringify({ dryRun, deleted: jobs.map((j) => j.id) }));
+      return EXIT.ok;
+    }
+    for (const job of jobs) context.out(`${dryRun ? "would delete" : "deleted"} ${job.id} (${job.status}, ${formatTime(job.createdAt)})`);
+    context.out(
+      `${dryRun ? "Would delete" : "Deleted"} ${jobs.length} finished job(s) older than ${
+        invocation.string("older-than") ?? "30d"
+      }; stored bars and coverage are kept.`,
+    );
+    return EXIT.ok;
+  } finally {
+    meta.close();
+  }
+}

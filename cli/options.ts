@@ -1,0 +1,45 @@
+import { isValidDate } from "../core/calendar.ts";
+import { UsageError } from "../core/errors.ts";
+import type { Invocation } from "./args.ts";
+
+/** The data directory: `--output` (ingest's alias) when given as a flag, else `--data-dir`. */
+export function dataDirOf(invocation: Invocation): string {
+  if (invocation.options.sources["data-dir"] !== "flag" && invocation.string("output") !== undefined &&
+    invocation.path[0] === "ingest") {
+    return invocation.string("output")!;
+  }
+  const dir = invocation.string("data-dir") ?? "./data";
+  if (dir.trim() === "") throw new UsageError(`Invalid --data-dir "": expected a directory path`);
+  return dir;
+}
+
+/** A `YYYY-MM-DD` date option, checked to be a real calendar date. */
+export function parseDateOption(text: string, name: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    throw new UsageError(`Invalid ${name} "${text}": expected YYYY-MM-DD`);
+  }
+  if (!isValidDate(text)) {
+    throw new UsageError(`Invalid ${name} "${text}": no such calendar date`);
+  }
+  return text;
+}
+
+/** Exactly `count` positional arguments, or a usage error naming what is expected. */
+export function positionals(invocation: Invocation, names: string[]): string[] {
+  const got = invocation.positionals;
+  if (got.length < names.length) {
+    throw new UsageError(
+      `Missing ${names[got.length]} for "marketpipe ${invocation.path.join(" ")}"; see marketpipe ${
+        invocation.path.join(" ")
+      } --help`,
+    );
+  }
+  if (got.length > names.length) {
+    throw new UsageError(
+      `Unexpected argument "${got[names.length]}" for "marketpipe ${invocation.path.join(" ")}"${
+        names.length === 1 ? ` (quote the ${names[0]} as one argument)` : ""
+      }`,
+    );
+  }
+  return got;
+}

@@ -1,0 +1,432 @@
+import { exchangeDate, tradingDays } from "./calendar.ts";
+import { errorMessage, UsageError } from "./errors.ts";
+import type {
+  IngestStore,
+  JobRecord,
+  JobSpec,
+  JobStatus,
+  NewTask,
+  SourceKey,
+  TaskRecord,
+  TaskResult,
+} from "./jobs.ts";
+import { runPool } from "./pool.ts";
+import { type FetchRequest, type Provider, ProviderError } from "./provider.ts";
+import { withRetry } from "./retry.ts";
+import type { Bar, Timeframe } from "./types.ts";
+
+/** An ingest to run: what to fetch and how. */
+export interface IngestRequest extends JobSpec {
+  /** Concurrent tasks. */
+  workers: number;
+  /** Fetch again days that are already stored from this source. */
+  force: boolean;
+  /** Resume this job instead of planning a new one. */
+  resumeJobId?: string;
+  /** Bars per provider request, when the provider pages. */
+  batchSize?: number;
+  /** Attempts per task for retriable provider errors. Default 3. */
+  attempts?: number;
+}
+
+/** Progress of a running ingest, reported after every task. */
+export interface IngestProgress {
+  jobId: string;
+  tasksDone: number;
+  tasksFailed: number;
+  tasksTotal: number;
+  symbolsDone: number;
+  symbolsTotal: number;
+  barsWritten: number;
+  barsFetched: number;
+  elapsedMs: number;
+}
+
+/** Per-symbol outcome of an ingest. */
+export interface SymbolSummary {
+  symbol: string;
+  barsFetched: number;
+  barsWritten: number;
+  barsReplaced: number;
+  /** Trading days not fetched because they were already stored from the same source. */
+  daysSkipped: number;
+  daysFetched: number;
+  tasksFailed: number;
+  errors: string[];
+}
+
+/** Outcome of {@link ingest}. `upToDate`: nothing needed fetching and no job was created. */
+export interface IngestSummary {
+  job: JobRecord | undefined;
+  status: JobStatus | "up-to-date";
+  resumed: boolean;
+  tasksTotal: number;
+  tasksAlreadyDone: number;
+  symbols: SymbolSummary[];
+  barsFetched: number;
+  barsWritten: number;
+  barsReplaced: number;
+  elapsedMs: number;
+}
+
+/** Dependencies of {@link ingest}. */
+export interface IngestDeps {
+  provider: Provider;
+  store: IngestStore;
+}
+
+/** Options of {@link ingest}. */
+export interface IngestOptions {
+  signal?: AbortSignal;
+  onProgress?: (progress: IngestProgress) => void;
+  /** Called once the job is known, before any task runs. */
+  onStart?: (info: { job: JobRecord; resumed: boolean; tasksTotal: number; tasksLeft: number }) => void;
+  now?: () => number;
+}
+
+/**
+ * Plan, record and run an ingest job: one task per symbol and run of trading days inside one
+ * storage partition, on a bounded worker pool. A task is marked done only after its bars are
+ * durably written, so a killed run repeated with the same request (or `resumeJobId`) does only
+ * the tasks left. A failing task does not stop the others; the job ends `partial`.
+ *
+ * @example
+ * ```ts
+ * const summary = await ingest({ provider, store }, {
+ *   provider: "fake", feed: "sip", adjustment: "raw", timeframe: "1m", params: {},
+ *   symbols: ["AAPL"], start: "2024-03-04", end: "2024-03-08", workers: 4, force: false,
+ * }, { signal });
+ * console.log(summary.status, summary.barsWritten);
+ * ```
+ */
+export async function ingest(
+  deps: IngestDeps,
+  request: IngestRequest,
+  options: IngestOptions = {},
+): Promise<IngestSummary> {
+  const { provider, store } = deps;
+  const now = options.now ?? Date.now;
+  const started = now();
+  store.reapDeadJobs();
+
+  const spec = request.resumeJobId ? undefined : jobSpecOf(request);
+  const requestKey = spec ? await requestKeyOf(spec) : "";
+  let job = request.resumeJobId
+    ? store.getJob(request.resumeJobId)
+    : request.force
+    ? undefined
+    : store.findResumableJob(requestKey);
+  if (request.resumeJobId && !job) {
+    throw new UsageError(`Cannot resume job "${request.resumeJobId}": no such job`);
+  }
+  const resumed = job !== undefined;
+  if (job && (job.status === "succeeded")) {
+    return emptySummary(job, "succeeded", resumed, store.listTasks(job.id), now() - started);
+  }
+
+  if (!job) {
+    const plan = planTasks(store, spec!, request.force);
+    if (plan.tasks.length === 0) {
+      return { ...emptySummary(undefined, "up-to-date", false, [], now() - started), symbols: plan.symbols };
+    }
+    job = store.createJob(spec!, requestKey, plan.tasks);
+  }
+  job = store.claimJob(job.id);
+
+  const source = sourceKeyOf(job);
+  const allTasks = store.listTasks(job.id);
+  const todo = allTasks.filter((task) => task.status !== "done");
+  options.onStart?.({ job, resumed, tasksTotal: allTasks.length, tasksLeft: todo.length });
+
+  const symbols = new Map<string, SymbolSummary>();
+  for (const symbol of job.symbols) symbols.set(symbol, newSymbolSummary(symbol));
+  for (const task of allTasks) {
+    if (task.status === "done") {
+      const summary = symbols.get(task.symbol)!;
+      summary.barsFetched += task.barsFetched;
+      summary.barsWritten += task.barsWritten;
+      summary.barsReplaced += task.barsReplaced;
+      summary.daysFetched += task.days;
+    }
+  }
+  const tasksPerSymbol = new Map<string, number>();
+  for (const task of todo) tasksPerSymbol.set(task.symbol, (tasksPerSymbol.get(task.symbol) ?? 0) + 1);
+
+  const progress: IngestProgress = {
+    jobId: job.id,
+    tasksDone: allTasks.length - todo.length,
+    tasksFailed: 0,
+    tasksTotal: allTasks.length,
+    symbolsDone: job.symbols.length - tasksPerSymbol.size,
+    symbolsTotal: job.symbols.length,
+    barsWritten: 0,
+    barsFetched: 0,
+    elapsedMs: 0,
+  };
+  const jobId = job.id;
+  const signal = options.signal;
+
+  await runPool(todo, request.workers, async (task) => {
+    if (signal?.aborted) return;
+    store.startTask(jobId, task.seq);
+    const summary = symbols.get(task.symbol)!;
+    try {
+      const result = await runTask(provider, store, job!, task, request, signal);
+      store.completeTask(jobId, task.seq, source, result);
+      summary.barsFetched += result.barsFetched;
+      summary.barsWritten += result.barsWritten;
+      summary.barsReplaced += result.barsReplaced;
+      summary.daysFetched += task.days;
+      progress.tasksDone++;
+      progress.barsWritten += result.barsWritten;
+      progress.barsFetched += result.barsFetched;
+    } catch (error) {
+      if (signal?.aborted) {
+        store.releaseTask(jobId, task.seq);
+        return;
+      }
+      const message = errorMessage(error);
+      store.failTask(jobId, task.seq, message);
+      summary.tasksFailed++;
+      if (!summary.errors.includes(message)) summary.errors.push(message);
+      progress.tasksFailed++;
+    }
+    const left = tasksPerSymbol.get(task.symbol)! - 1;
+    tasksPerSymbol.set(task.symbol, left);
+    if (left === 0) progress.symbolsDone++;
+    progress.elapsedMs = now() - started;
+    options.onProgress?.({ ...progress });
+  }, { signal });
+
+  const finalTasks = store.listTasks(jobId);
+  const done = finalTasks.filter((t) => t.status === "done").length;
+  const failed = finalTasks.filter((t) => t.status === "failed").length;
+  let status: JobStatus;
+  let error: string | undefined;
+  if (signal?.aborted) {
+    status = "cancelled";
+    error = "interrupted by the user";
+  } else if (failed === 0) {
+    status = "succeeded";
+  } else if (done > 0) {
+    status = "partial";
+    error = `${failed} of ${finalTasks.length} tasks failed`;
+  } else {
+    status = "failed";
+    error = `all ${failed} tasks failed`;
+  }
+  const finished = store.finishJob(jobId, status, error);
+  const list = [...symbols.values()];
+  return {
+    job: finished,
+    status,
+    resumed,
+    tasksTotal: finalTasks.length,
+    tasksAlreadyDone: allTasks.length - todo.length,
+    symbols: list,
+    barsFetched: list.reduce((n, s) => n + s.barsFetched, 0),
+    barsWritten: list.reduce((n, s) => n + s.barsWritten, 0),
+    barsReplaced: list.reduce((n, s) => n + s.barsReplaced, 0),
+    elapsedMs: now() - started,
+  };
+}
+
+async function runTask(
+  provider: Provider,
+  store: IngestStore,
+  job: JobRecord,
+  task: TaskRecord,
+  request: IngestRequest,
+  signal: AbortSignal | undefined,
+): Promise<TaskResult> {
+  const fetchRequest: FetchRequest = {
+    symbols: [task.symbol],
+    timeframe: job.timeframe,
+    start: task.start,
+    end: task.end,
+    feed: job.feed,
+    adjustment: job.adjustment,
+    pageSize: request.batchSize,
+  };
+  const fetched = await withRetry(
+    () => provider.fetchBars(fetchRequest, { signal }),
+    {
+      attempts: request.attempts ?? 3,
+      signal,
+      isRetriable: (error) => error instanceof ProviderError && error.retriable,
+    },
+  );
+  const bars = cleanBars(fetched, task.symbol, job.timeframe, task.start, task.end);
+  const dayCounts: Record<string, number> = {};
+  for (const day of tradingDays(task.start, task.end)) dayCounts[day] = 0;
+  for (const bar of bars) dayCounts[bar.tradingDate] = (dayCounts[bar.tradingDate] ?? 0) + 1;
+  const written = bars.length === 0
+    ? { written: 0, replaced: 0, partitions: 0 }
+    : await store.writeBars(bars, { jobId: job.id });
+  return {
+    barsFetched: fetched.length,
+    barsWritten: written.written,
+    barsReplaced: written.replaced,
+    dayCounts,
+  };
+}
+
+/**
+ * Keep only bars of `symbol` and `timeframe` inside [start, end] (by trading date), with a
+ * consistent trading date, sorted by ts, collapsing duplicate timestamps (the last one wins).
+ */
+export function cleanBars(
+  bars: readonly Bar[],
+  symbol: string,
+  timeframe: Timeframe,
+  start: string,
+  end: string,
+): Bar[] {
+  const byTs = new Map<number, Bar>();
+  for (const bar of bars) {
+    if (bar.symbol !== symbol || bar.timeframe !== timeframe) continue;
+    if (bar.tradingDate < start || bar.tradingDate > end) continue;
+    if (!Number.isFinite(bar.ts)) continue;
+    if (timeframe !== "1d" && exchangeDateCached(bar.ts) !== bar.tradingDate) continue;
+    byTs.set(bar.ts, bar);
+  }
+  const out = [...byTs.values()];
+  let sorted = true;
+  for (let i = 1; i < out.length; i++) {
+    if (out[i - 1].ts > out[i].ts) {
+      sorted = false;
+      break;
+    }
+  }
+  if (!sorted) out.sort((a, b) => a.ts - b.ts);
+  return out;
+}
+
+const _dateCache = new Map<number, string>();
+function exchangeDateCached(ts: number): string {
+  // Bars of one day share the hour bucket, so cache per hour.
+  const hour = Math.floor(ts / 3_600_000);
+  let date = _dateCache.get(hour);
+  if (date === undefined) {
+    date = exchangeDate(hour * 3_600_000);
+    if (_dateCache.size > 100_000) _dateCache.clear();
+    _dateCache.set(hour, date);
+  }
+  return date;
+}
+
+/** The storage partition period of a trading date: month for intraday, year for daily bars. */
+export function partitionPeriod(timeframe: Timeframe, date: string): string {
+  return timeframe === "1d" ? date.slice(0, 4) : date.slice(0, 7);
+}
+
+/** Plan the tasks of a new job, skipping days already stored from the same source unless forced. */
+export function planTasks(
+  store: Pick<IngestStore, "coveredDays">,
+  spec: JobSpec,
+  force: boolean,
+): { tasks: NewTask[]; symbols: SymbolSummary[] } {
+  const days = tradingDays(spec.start, spec.end);
+  const covered = force
+    ? new Map<string, Set<string>>()
+    : store.coveredDays(sourceKeyOf(spec), spec.symbols, spec.start, spec.end);
+  const tasks: NewTask[] = [];
+  const symbols: SymbolSummary[] = [];
+  for (const symbol of spec.symbols) {
+    const done = covered.get(symbol) ?? new Set<string>();
+    const summary = newSymbolSummary(symbol);
+    let run: string[] = [];
+    const flush = () => {
+      if (run.length > 0) tasks.push({ symbol, start: run[0], end: run.at(-1)!, days: run.length });
+      run = [];
+    };
+    for (const day of days) {
+      if (done.has(day)) {
+        summary.daysSkipped++;
+        flush();
+        continue;
+      }
+      if (run.length > 0 && partitionPeriod(spec.timeframe, run[0]) !== partitionPeriod(spec.timeframe, day)) {
+        flush();
+      }
+      run.push(day);
+    }
+    flush();
+    symbols.push(summary);
+  }
+  return { tasks, symbols };
+}
+
+/** The source a job's bars come from. */
+export function sourceKeyOf(spec: JobSpec): SourceKey {
+  return {
+    provider: spec.provider,
+    feed: spec.feed,
+    adjustment: spec.adjustment,
+    timeframe: spec.timeframe,
+    params: spec.params,
+  };
+}
+
+/** A stable key for "the same command": provider, source options, symbols and dates. */
+export async function requestKeyOf(spec: JobSpec): Promise<string> {
+  const canonical = JSON.stringify([
+    spec.provider,
+    spec.feed,
+    spec.adjustment,
+    spec.timeframe,
+    [...spec.symbols].sort(),
+    spec.start,
+    spec.end,
+    Object.entries(spec.params).sort(([a], [b]) => a.localeCompare(b)),
+  ]);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical));
+  return Array.from(new Uint8Array(digest).slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function jobSpecOf(request: IngestRequest): JobSpec {
+  return {
+    provider: request.provider,
+    feed: request.feed,
+    adjustment: request.adjustment,
+    timeframe: request.timeframe,
+    symbols: request.symbols,
+    start: request.start,
+    end: request.end,
+    params: request.params,
+  };
+}
+
+function newSymbolSummary(symbol: string): SymbolSummary {
+  return {
+    symbol,
+    barsFetched: 0,
+    barsWritten: 0,
+    barsReplaced: 0,
+    daysSkipped: 0,
+    daysFetched: 0,
+    tasksFailed: 0,
+    errors: [],
+  };
+}
+
+function emptySummary(
+  job: JobRecord | undefined,
+  status: IngestSummary["status"],
+  resumed: boolean,
+  tasks: TaskRecord[],
+  elapsedMs: number,
+): IngestSummary {
+  return {
+    job,
+    status,
+    resumed,
+    tasksTotal: tasks.length,
+    tasksAlreadyDone: tasks.filter((t) => t.status === "done").length,
+    symbols: [],
+    barsFetched: 0,
+    barsWritten: 0,
+    barsReplaced: 0,
+    elapsedMs,
+  };
+}

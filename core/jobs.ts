@@ -1,0 +1,124 @@
+import type { Bar, Timeframe } from "./types.ts";
+
+/** Lifecycle of a job. `partial`: some tasks failed, the rest succeeded. */
+export const JOB_STATUSES = [
+  "pending",
+  "running",
+  "succeeded",
+  "partial",
+  "failed",
+  "cancelled",
+] as const;
+
+/** One of {@link JOB_STATUSES}. */
+export type JobStatus = typeof JOB_STATUSES[number];
+
+/** Lifecycle of one task (one symbol over a run of trading days inside one partition). */
+export type TaskStatus = "pending" | "running" | "done" | "failed";
+
+/** What an ingest job fetches; stored with the job so `--resume` can repeat it. */
+export interface JobSpec {
+  provider: string;
+  feed: string;
+  adjustment: string;
+  timeframe: Timeframe;
+  symbols: string[];
+  start: string;
+  end: string;
+  /** Provider options that change the data (e.g. the fake provider's seed). */
+  params: Record<string, string | number | boolean>;
+}
+
+/** A job row. Times are epoch milliseconds. */
+export interface JobRecord extends JobSpec {
+  id: string;
+  status: JobStatus;
+  requestKey: string;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  updatedAt: number;
+  pid: number | null;
+  error: string | null;
+  barsWritten: number;
+}
+
+/** A task row. */
+export interface TaskRecord {
+  jobId: string;
+  seq: number;
+  symbol: string;
+  start: string;
+  end: string;
+  days: number;
+  status: TaskStatus;
+  attempts: number;
+  barsFetched: number;
+  barsWritten: number;
+  barsReplaced: number;
+  error: string | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+/** A task to create. */
+export interface NewTask {
+  symbol: string;
+  start: string;
+  end: string;
+  days: number;
+}
+
+/** What finishing a task records: counts and, per trading date, how many bars it stored. */
+export interface TaskResult {
+  barsFetched: number;
+  barsWritten: number;
+  barsReplaced: number;
+  dayCounts: Record<string, number>;
+}
+
+/** Where bars were fetched from; days already ingested from the same source are skipped. */
+export interface SourceKey {
+  provider: string;
+  feed: string;
+  adjustment: string;
+  timeframe: Timeframe;
+  params: Record<string, string | number | boolean>;
+}
+
+/** Counts from writing bars into partitions. */
+export interface WriteResult {
+  /** Bars whose key was not stored before. */
+  written: number;
+  /** Bars that replaced a stored bar with the same key (the newer ingest wins). */
+  replaced: number;
+  /** Partitions rewritten. */
+  partitions: number;
+}
+
+/**
+ * Everything the ingest engine needs from storage. `storage/` implements it over SQLite and
+ * Parquet; tests may implement it in memory.
+ */
+export interface IngestStore {
+  /** Mark jobs whose process died as failed so they can be resumed. */
+  reapDeadJobs(): void;
+  /** Trading dates already ingested per symbol from this source within [start, end]. */
+  coveredDays(source: SourceKey, symbols: string[], start: string, end: string): Map<string, Set<string>>;
+  /** The newest unfinished job with this request key whose process is gone. */
+  findResumableJob(requestKey: string): JobRecord | undefined;
+  getJob(id: string): JobRecord | undefined;
+  listTasks(jobId: string): TaskRecord[];
+  createJob(spec: JobSpec, requestKey: string, tasks: NewTask[]): JobRecord;
+  /** Take ownership of a job for this process and mark it running; throws if a live process owns it. */
+  claimJob(jobId: string): JobRecord;
+  startTask(jobId: string, seq: number): void;
+  /** Mark a task done and record its per-day coverage, atomically: this is the checkpoint. */
+  completeTask(jobId: string, seq: number, source: SourceKey, result: TaskResult): void;
+  failTask(jobId: string, seq: number, error: string): void;
+  /** Put an interrupted task back to pending. */
+  releaseTask(jobId: string, seq: number): void;
+  finishJob(jobId: string, status: JobStatus, error?: string): JobRecord;
+  /** Merge bars into their partitions atomically; the newer ingest wins on equal keys. */
+  writeBars(bars: Bar[], options: { jobId: string; signal?: AbortSignal }): Promise<WriteResult>;
+}

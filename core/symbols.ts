@@ -1,0 +1,40 @@
+import { UsageError } from "./errors.ts";
+
+/** Ticker syntax: letters and digits, optionally with `.` or `-` share-class suffixes (`BRK.B`). */
+const SYMBOL_PATTERN = /^[A-Z][A-Z0-9]{0,9}(?:[.-][A-Z0-9]{1,4})?$/;
+
+/** Whether `symbol` (already upper-case) is a valid ticker. */
+export function isValidSymbol(symbol: string): boolean {
+  return SYMBOL_PATTERN.test(symbol);
+}
+
+/**
+ * Parse a comma- or whitespace-separated symbol list: trims, upper-cases, drops duplicates and
+ * keeps the given order. Throws a {@link UsageError} naming the first bad symbol.
+ */
+export function parseSymbols(input: string | readonly string[], source = "--symbols"): string[] {
+  const parts = (typeof input === "string" ? [input] : input)
+    .flatMap((part) => part.split(/[\s,]+/))
+    .map((part) => part.trim())
+    .filter((part) => part !== "");
+  if (parts.length === 0) {
+    throw new UsageError(`Invalid ${source}: expected at least one symbol such as AAPL`);
+  }
+  const seen = new Set<string>();
+  for (const part of parts) {
+    const symbol = part.toUpperCase();
+    if (!isValidSymbol(symbol)) {
+      throw new UsageError(
+        `Invalid symbol "${part}" in ${source}: expected a ticker of letters and digits with an optional .X or -X class suffix, like AAPL or BRK.B`,
+      );
+    }
+    seen.add(symbol);
+  }
+  return [...seen];
+}
+
+/** Parse a symbols file: one or more symbols per line, `#` starts a comment. */
+export function parseSymbolsFile(text: string, path: string): string[] {
+  const lines = text.split(/\r?\n/).map((line) => line.replace(/#.*/, ""));
+  return parseSymbols(lines.join(","), `symbols file ${path}`);
+}

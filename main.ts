@@ -1,0 +1,105 @@
+/**
+ * `marketpipe`: the command-line entry point. The only module that reads `Deno.env`, installs
+ * signal handlers, decides between a terminal and a log, and sets the exit code.
+ *
+ * @module
+ */
+import { parseInvocation } from "./cli/args.ts";
+import { COMMANDS } from "./cli/commands.ts";
+import { type CommandContext, EXIT } from "./cli/context.ts";
+import { errorMessage, UsageError } from "./core/errors.ts";
+import denoJson from "./deno.json" with { type: "json" };
+
+/** Version of this build, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+/** Options for {@link main}, for embedding and tests. */
+export interface MainOptions {
+  env?: Record<string, string | undefined>;
+  signal?: AbortSignal;
+}
+
+/** Run the CLI with `args` and return the exit code. */
+export async function main(args: string[], options: MainOptions = {}): Promise<number> {
+  const env = options.env ?? Deno.env.toObject();
+  const encoder = new TextEncoder();
+  const writeOut = (line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n"));
+  const stderrIsTerminal = Deno.stderr.isTerminal() && env.TERM !== "dumb" && !env.CI;
+  let statusShown = false;
+  const writeErr = (line: string) => {
+    if (statusShown) {
+      Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
+      statusShown = false;
+    }
+    Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  };
+  const verboseRequested = args.includes("--verbose") || args.includes("-v");
+  try {
+    const parsed = await parseInvocation(COMMANDS, args, env, (path) => Deno.readTextFile(path));
+    if (parsed.kind === "help") {
+      writeOut(parsed.text);
+      return EXIT.ok;
+    }
+    if (parsed.kind === "version") {
+      writeOut(`marketpipe ${VERSION} (deno ${Deno.version.deno}, ${Deno.build.target})`);
+      return EXIT.ok;
+    }
+    const controller = new AbortController();
+    options.signal?.addEventListener("abort", () => controller.abort(options.signal!.reason));
+    let interrupts = 0;
+    const onSignal = () => {
+      interrupts++;
+      if (interrupts === 1) {
+        writeErr("Stopping after the tasks in flight (press Ctrl-C again to quit at once)");
+        controller.abort(new DOMException("Interrupted", "AbortError"));
+      } else {
+        Deno.exit(EXIT.interrupted);
+      }
+    };
+    const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+    for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+    const context: CommandContext = {
+      env,
+      out: writeOut,
+      err: writeErr,
+      status: stderrIsTerminal
+        ? (text) => {
+          Deno.stderr.writeSync(encoder.encode("\r\x1b[2K" + text));
+          statusShown = true;
+        }
+        : undefined,
+      columns: Deno.stdout.isTerminal() ? Deno.consoleSize().columns : undefined,
+      signal: controller.signal,
+      verbose: parsed.invocation.flag("verbose"),
+      json: parsed.invocation.flag("json"),
+      version: VERSION,
+    };
+    try {
+      const handler = await parsed.command.run!();
+      const code = await handler(parsed.invocation, context);
+      return controller.signal.aborted && code === EXIT.ok ? EXIT.interrupted : code;
+    } finally {
+      for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      writeErr(`error: ${error.message}`);
+      return EXIT.usage;
+    }
+    writeErr(`error: ${errorMessage(error)}`);
+    if (verboseRequested) {
+      let cause: unknown = error;
+      while (cause instanceof Error) {
+        writeErr(cause.stack ?? cause.message);
+        cause = cause.cause;
+        if (cause !== undefined) writeErr("caused by:");
+      }
+      if (cause !== undefined) writeErr(String(cause));
+    } else if (error instanceof Error && error.cause !== undefined) {
+      writeErr(`  caused by: ${errorMessage(error.cause).split("\n")[0]} (--verbose shows more)`);
+    }
+    return EXIT.failure;
+  }
+}
+
+if (import.meta.main) Deno.exitCode = await main(Deno.args);

@@ -1,0 +1,485 @@
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { hostname } from "node:os";
+import type {
+  JobRecord,
+  JobSpec,
+  JobStatus,
+  NewTask,
+  SourceKey,
+  TaskRecord,
+  TaskResult,
+} from "../core/jobs.ts";
+import type { Timeframe } from "../core/types.ts";
+import { type Migration, MIGRATIONS } from "./migrations.ts";
+
+/** File name of the metadata database inside the data directory. */
+export const META_FILE = "marketpipe.db";
+
+/** A heartbeat older than this marks a process as gone when its pid cannot be checked. */
+const STALE_HEARTBEAT_MS = 30_000;
+const HEARTBEAT_EVERY_MS = 5_000;
+
+/** An applied or pending migration, as `migrate --status` shows it. */
+export interface MigrationStatus {
+  version: number;
+  name: string;
+  appliedAt: number | null;
+}
+
+/** Open the SQLite metadata database with WAL and a busy timeout; does not migrate. */
+export function openDatabase(path: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec("PRAGMA busy_timeout = 10000");
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA synchronous = NORMAL");
+  db.exec("PRAGMA foreign_keys = ON");
+  return db;
+}
+
+/** Versions and names of all migrations, with when each was applied (null when pending). */
+export function migrationStatus(db: DatabaseSync | null, migrations = MIGRATIONS): MigrationStatus[] {
+  const applied = new Map<number, number>();
+  if (db && _tableExists(db, "schema_migrations")) {
+    for (const row of db.prepare("SELECT version, applied_at FROM schema_migrations").all()) {
+      applied.set(Number(row.version), Number(row.applied_at));
+    }
+  }
+  return migrations.map((m) => ({
+    version: m.version,
+    name: m.name,
+    appliedAt: applied.get(m.version) ?? null,
+  }));
+}
+
+/**
+ * Apply pending migrations in order, each in its own transaction, and return those applied.
+ * Safe when several processes start at once: each migration is applied exactly once.
+ */
+export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIGRATIONS): Migration[] {
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+  );
+  const applied: Migration[] = [];
+  for (const migration of migrations) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const done = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(migration.version);
+      if (!done) {
+        db.exec(migration.sql);
+        db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+          .run(migration.version, migration.name, Date.now());
+        applied.push(migration);
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw new Error(`Cannot apply migration ${migration.version} (${migration.name})`, { cause: error });
+    }
+  }
+  const newest = db.prepare("SELECT max(version) AS v FROM schema_migrations").get();
+  const known = migrations.at(-1)?.version ?? 0;
+  if (Number(newest?.v ?? 0) > known) {
+    throw new Error(
+      `The metadata database was written by a newer MarketPipe (schema ${newest?.v}, this build knows ${known}): upgrade marketpipe`,
+    );
+  }
+  return applied;
+}
+
+/** Identity of this process in the `processes` table. */
+export interface ProcessInfo {
+  id: string;
+  pid: number;
+  hostname: string;
+  startMarker: string | null;
+}
+
+/**
+ * Metadata store: jobs, tasks, coverage, processes and partition locks in SQLite. One per
+ * process; call {@link MetaStore.close} when done.
+ */
+export class MetaStore {
+  readonly db: DatabaseSync;
+  readonly process: ProcessInfo;
+  #heartbeat: ReturnType<typeof setInterval>;
+  #now: () => number;
+
+  constructor(db: DatabaseSync, options: { command?: string; now?: () => number } = {}) {
+    this.db = db;
+    this.#now = options.now ?? Date.now;
+    this.process = {
+      id: crypto.randomUUID(),
+      pid: Deno.pid,
+      hostname: hostname(),
+      startMarker: processStartMarker(Deno.pid),
+    };
+    const at = this.#now();
+    db.prepare(
+      "INSERT INTO processes (id, pid, hostname, start_marker, command, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      this.process.id,
+      this.process.pid,
+      this.process.hostname,
+      this.process.startMarker,
+      options.command ?? "",
+      at,
+      at,
+    );
+    const timer = setInterval(() => this.heartbeat(), HEARTBEAT_EVERY_MS);
+    Deno.unrefTimer(timer);
+    this.#heartbeat = timer;
+  }
+
+  /** Record that this process is alive. */
+  heartbeat(): void {
+    this.db.prepare("UPDATE processes SET heartbeat_at = ? WHERE id = ?").run(this.#now(), this.process.id);
+  }
+
+  /** Whether the process with this id still runs (pid check on this host, heartbeat elsewhere). */
+  isAlive(processId: string | null): boolean {
+    if (processId === null) return false;
+    if (processId === this.process.id) return true;
+    const row = this.db.prepare(
+      "SELECT pid, hostname, start_marker, heartbeat_at FROM processes WHERE id = ?",
+    ).get(processId);
+    if (!row) return false;
+    if (row.hostname === this.process.hostname) {
+      const marker = processStartMarker(Number(row.pid));
+      if (marker !== null || row.start_marker !== null) return marker === row.start_marker;
+    }
+    return this.#now() - Number(row.heartbeat_at) < STALE_HEARTBEAT_MS;
+  }
+
+  /** Fail jobs left running or pending by dead processes; their running tasks go back to pending. */
+  reapDeadJobs(): void {
+    const rows = this.db.prepare(
+      "SELECT id, process_id, pid FROM jobs WHERE status IN ('running', 'pending')",
+    ).all();
+    for (const row of rows) {
+      const owner = row.process_id as string | null;
+      if (owner === null || this.isAlive(owner)) continue;
+      this.#transaction(() => {
+        this.db.prepare(
+          "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, process_id = NULL WHERE id = ? AND process_id = ?",
+        ).run(
+          `interrupted: process ${row.pid} stopped without finishing; run the same command again or use --resume ${row.id}`,
+          this.#now(),
+          this.#now(),
+          row.id as string,
+          owner,
+        );
+        this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'")
+          .run(row.id as string);
+      });
+    }
+    this.db.prepare(
+      "DELETE FROM processes WHERE id <> ? AND heartbeat_at < ? AND id NOT IN (SELECT process_id FROM jobs WHERE process_id IS NOT NULL) AND id NOT IN (SELECT process_id FROM partition_locks)",
+    ).run(this.process.id, this.#now() - 24 * 3_600_000);
+  }
+
+  /** Trading dates already stored per symbol from this source within [start, end]. */
+  coveredDays(
+    source: SourceKey,
+    symbols: string[],
+    start: string,
+    end: string,
+  ): Map<string, Set<string>> {
+    const out = new Map<string, Set<string>>();
+    const statement = this.db.prepare(
+      "SELECT trading_date FROM ingested_days WHERE source = ? AND timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?",
+    );
+    const key = sourceLabel(source);
+    for (const symbol of symbols) {
+      const days = new Set<string>();
+      for (const row of statement.all(key, source.timeframe, symbol, start, end)) {
+        days.add(row.trading_date as string);
+      }
+      out.set(symbol, days);
+    }
+    return out;
+  }
+
+  /** The newest unfinished job with this request key that no live process owns. */
+  findResumableJob(requestKey: string): JobRecord | undefined {
+    const rows = this.db.prepare(
+      "SELECT * FROM jobs WHERE request_key = ? AND status IN ('pending', 'running', 'failed', 'partial', 'cancelled') ORDER BY created_at DESC",
+    ).all(requestKey);
+    for (const row of rows) {
+      if (row.process_id !== null && this.isAlive(row.process_id as string)) continue;
+      return _jobFrom(row);
+    }
+    return undefined;
+  }
+
+  /** A job by id, or by a unique id prefix. */
+  getJob(id: string): JobRecord | undefined {
+    const exact = this.db.prepare("SELECT * FROM jobs WHERE id = ?").get(id);
+    if (exact) return _jobFrom(exact);
+    const rows = this.db.prepare("SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2")
+      .all(id.replace(/[\\%_]/g, "\\$&") + "%");
+    return rows.length === 1 ? _jobFrom(rows[0]) : undefined;
+  }
+
+  /** Jobs, newest first. */
+  listJobs(options: { status?: JobStatus; limit?: number } = {}): JobRecord[] {
+    const where = options.status ? "WHERE status = ?" : "";
+    const params: SQLInputValue[] = options.status ? [options.status] : [];
+    return this.db.prepare(`SELECT * FROM jobs ${where} ORDER BY created_at DESC, id LIMIT ?`)
+      .all(...params, options.limit ?? 20).map(_jobFrom);
+  }
+
+  /** Tasks of a job in plan order. */
+  listTasks(jobId: string): TaskRecord[] {
+    return this.db.prepare("SELECT * FROM tasks WHERE job_id = ? ORDER BY seq").all(jobId).map(_taskFrom);
+  }
+
+  /** Record a new pending job and its tasks. */
+  createJob(spec: JobSpec, requestKey: string, tasks: NewTask[]): JobRecord {
+    const id = newJobId(this.#now());
+    const at = this.#now();
+    this.#transaction(() => {
+      this.db.prepare(
+        `INSERT INTO jobs (id, request_key, status, provider, feed, adjustment, timeframe, symbols, start_date, end_date, params, process_id, pid, created_at, updated_at)
+         VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        id,
+        requestKey,
+        spec.provider,
+        spec.feed,
+        spec.adjustment,
+        spec.timeframe,
+        JSON.stringify(spec.symbols),
+        spec.start,
+        spec.end,
+        JSON.stringify(spec.params),
+        this.process.id,
+        this.process.pid,
+        at,
+        at,
+      );
+      const insert = this.db.prepare(
+        "INSERT INTO tasks (job_id, seq, symbol, start_date, end_date, days, status) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+      );
+      tasks.forEach((task, seq) => insert.run(id, seq, task.symbol, task.start, task.end, task.days));
+    });
+    return this.getJob(id)!;
+  }
+
+  /** Own a job and mark it running; throws when another live process runs it. */
+  claimJob(jobId: string): JobRecord {
+    this.#transaction(() => {
+      const row = this.db.prepare("SELECT process_id, status FROM jobs WHERE id = ?").get(jobId);
+      if (!row) throw new Error(`Cannot run job "${jobId}": no such job`);
+      const owner = row.process_id as string | null;
+      if (owner !== null && owner !== this.process.id && this.isAlive(owner)) {
+        throw new Error(`Cannot run job "${jobId}": another marketpipe process is running it`);
+      }
+      this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status IN ('running', 'failed')")
+        .run(jobId);
+      this.db.prepare(
+        "UPDATE jobs SET status = 'running', process_id = ?, pid = ?, started_at = coalesce(started_at, ?), finished_at = NULL, error = NULL, updated_at = ? WHERE id = ?",
+      ).run(this.process.id, this.process.pid, this.#now(), this.#now(), jobId);
+    });
+    return this.getJob(jobId)!;
+  }
+
+  /** Mark a task running. */
+  startTask(jobId: string, seq: number): void {
+    this.db.prepare(
+      "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
+    ).run(this.#now(), jobId, seq);
+  }
+
+  /** Mark a task done and record its days as ingested, in one transaction: the checkpoint. */
+  completeTask(jobId: string, seq: number, source: SourceKey, result: TaskResult): void {
+    const at = this.#now();
+    this.#transaction(() => {
+      this.db.prepare(
+        "UPDATE tasks SET status = 'done', bars_fetched = ?, bars_written = ?, bars_replaced = ?, finished_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
+      ).run(result.barsFetched, result.barsWritten, result.barsReplaced, at, jobId, seq);
+      const symbol = this.db.prepare("SELECT symbol FROM tasks WHERE job_id = ? AND seq = ?").get(jobId, seq)
+        ?.symbol as string;
+      const upsert = this.db.prepare(
+        `INSERT INTO ingested_days (source, timeframe, symbol, trading_date, bars, job_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (source, timeframe, symbol, trading_date) DO UPDATE SET bars = excluded.bars, job_id = excluded.job_id, ingested_at = excluded.ingested_at`,
+      );
+      const label = sourceLabel(source);
+      for (const [day, bars] of Object.entries(result.dayCounts)) {
+        upsert.run(label, source.timeframe, symbol, day, bars, jobId, at);
+      }
+      this.db.prepare("UPDATE jobs SET bars_written = bars_written + ?, updated_at = ? WHERE id = ?")
+        .run(result.barsWritten, at, jobId);
+    });
+  }
+
+  /** Mark a task failed with a one-line reason. */
+  failTask(jobId: string, seq: number, error: string): void {
+    this.db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE job_id = ? AND seq = ?")
+      .run(error, this.#now(), jobId, seq);
+  }
+
+  /** Put an interrupted task back to pending. */
+  releaseTask(jobId: string, seq: number): void {
+    this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND seq = ? AND status = 'running'")
+      .run(jobId, seq);
+  }
+
+  /** Set a job's final status and release it. */
+  finishJob(jobId: string, status: JobStatus, error?: string): JobRecord {
+    this.#transaction(() => {
+      this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'").run(jobId);
+      this.db.prepare(
+        "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?, process_id = NULL WHERE id = ?",
+      ).run(status, error ?? null, this.#now(), this.#now(), jobId);
+    });
+    return this.getJob(jobId)!;
+  }
+
+  /** Delete finished jobs (and their tasks) created before `before`; returns how many. */
+  deleteJobsBefore(before: number, options: { dryRun?: boolean } = {}): JobRecord[] {
+    const rows = this.db.prepare(
+      "SELECT * FROM jobs WHERE created_at < ? AND status IN ('succeeded', 'partial', 'failed', 'cancelled') ORDER BY created_at",
+    ).all(before).map(_jobFrom);
+    if (!options.dryRun && rows.length > 0) {
+      this.#transaction(() => {
+        const del = this.db.prepare("DELETE FROM jobs WHERE id = ?");
+        for (const job of rows) del.run(job.id);
+      });
+    }
+    return rows;
+  }
+
+  /**
+   * Take the cross-process lock of a partition, waiting while a live process holds it. A lock
+   * left by a dead process is taken over.
+   */
+  async lockPartition(partition: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+    const deadline = this.#now() + (options.timeoutMs ?? 600_000);
+    let wait = 10;
+    for (;;) {
+      options.signal?.throwIfAborted();
+      let acquired = false;
+      this.#transaction(() => {
+        const row = this.db.prepare("SELECT process_id FROM partition_locks WHERE partition = ?").get(partition);
+        if (row && row.process_id !== this.process.id && this.isAlive(row.process_id as string)) return;
+        if (row && row.process_id === this.process.id) {
+          throw new Error(`Partition ${partition} is already locked by this process`);
+        }
+        this.db.prepare(
+          "INSERT INTO partition_locks (partition, process_id, acquired_at) VALUES (?, ?, ?) ON CONFLICT (partition) DO UPDATE SET process_id = excluded.process_id, acquired_at = excluded.acquired_at",
+        ).run(partition, this.process.id, this.#now());
+        acquired = true;
+      });
+      if (acquired) return;
+      if (this.#now() > deadline) {
+        throw new Error(`Cannot lock partition ${partition}: another marketpipe process holds it`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      wait = Math.min(wait * 2, 250);
+    }
+  }
+
+  /** Release a partition lock held by this process. */
+  unlockPartition(partition: string): void {
+    this.db.prepare("DELETE FROM partition_locks WHERE partition = ? AND process_id = ?")
+      .run(partition, this.process.id);
+  }
+
+  /** Stop the heartbeat, drop this process's locks and row, and close the database. */
+  close(): void {
+    clearInterval(this.#heartbeat);
+    try {
+      this.db.prepare("DELETE FROM partition_locks WHERE process_id = ?").run(this.process.id);
+      this.db.prepare(
+        "DELETE FROM processes WHERE id = ? AND id NOT IN (SELECT process_id FROM jobs WHERE process_id IS NOT NULL)",
+      ).run(this.process.id);
+    } finally {
+      this.db.close();
+    }
+  }
+
+  #transaction(fn: () => void): void {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      fn();
+      this.db.exec("COMMIT");
+    } catch (error) {
+      this.db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+}
+
+/** The text stored as the coverage source: provider, feed, adjustment and data-changing params. */
+export function sourceLabel(source: Omit<SourceKey, "timeframe">): string {
+  const params = Object.entries(source.params).sort(([a], [b]) => a.localeCompare(b));
+  const suffix = params.length === 0 ? "" : "?" + params.map(([k, v]) => `${k}=${v}`).join("&");
+  return `${source.provider}/${source.feed}/${source.adjustment}${suffix}`;
+}
+
+/** A job id: date, time and random suffix, sortable and short, e.g. `20240304-153012-7f3a`. */
+export function newJobId(now: number): string {
+  const iso = new Date(now).toISOString();
+  const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");
+  const random = Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  return `${stamp}-${random}`;
+}
+
+/** Kernel start time of a process on Linux (detects pid reuse), or null where unavailable. */
+export function processStartMarker(pid: number): string | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function _tableExists(db: DatabaseSync, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+
+type Row = Record<string, SQLInputValue>;
+
+function _jobFrom(row: Row): JobRecord {
+  return {
+    id: row.id as string,
+    status: row.status as JobStatus,
+    requestKey: row.request_key as string,
+    provider: row.provider as string,
+    feed: row.feed as string,
+    adjustment: row.adjustment as string,
+    timeframe: row.timeframe as Timeframe,
+    symbols: JSON.parse(row.symbols as string),
+    start: row.start_date as string,
+    end: row.end_date as string,
+    params: JSON.parse(row.params as string),
+    createdAt: Number(row.created_at),
+    startedAt: row.started_at === null ? null : Number(row.started_at),
+    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+    updatedAt: Number(row.updated_at),
+    pid: row.pid === null ? null : Number(row.pid),
+    error: row.error as string | null,
+    barsWritten: Number(row.bars_written),
+  };
+}
+
+function _taskFrom(row: Row): TaskRecord {
+  return {
+    jobId: row.job_id as string,
+    seq: Number(row.seq),
+    symbol: row.symbol as string,
+    start: row.start_date as string,
+    end: row.end_date as string,
+    days: Number(row.days),
+    status: row.status as TaskRecord["status"],
+    attempts: Number(row.attempts),
+    barsFetched: Number(row.bars_fetched),
+    barsWritten: Number(row.bars_written),
+    barsReplaced: Number(row.bars_replaced),
+    error: row.error as string | null,
+    startedAt: row.started_at === null ? null : Number(row.started_at),
+    finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+  };
+}

@@ -1,0 +1,86 @@
+/** A numbered schema change of the metadata database. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The metadata schema, in order. Never edit a released migration: add the next number.
+ * Times are epoch milliseconds; lists are JSON text.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "jobs, tasks, coverage, processes and partition locks",
+    sql: `
+CREATE TABLE processes (
+  id TEXT PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  hostname TEXT NOT NULL,
+  start_marker TEXT,
+  command TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL DEFAULT 'ingest',
+  request_key TEXT NOT NULL,
+  status TEXT NOT NULL
+    CHECK (status IN ('pending', 'running', 'succeeded', 'partial', 'failed', 'cancelled')),
+  provider TEXT NOT NULL,
+  feed TEXT NOT NULL,
+  adjustment TEXT NOT NULL,
+  timeframe TEXT NOT NULL,
+  symbols TEXT NOT NULL,
+  start_date TEXT NOT NULL,
+  end_date TEXT NOT NULL,
+  params TEXT NOT NULL,
+  process_id TEXT,
+  pid INTEGER,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  updated_at INTEGER NOT NULL,
+  error TEXT,
+  bars_written INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_by_request ON jobs (request_key, created_at);
+CREATE INDEX jobs_by_status ON jobs (status, created_at);
+CREATE TABLE tasks (
+  job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  symbol TEXT NOT NULL,
+  start_date TEXT NOT NULL,
+  end_date TEXT NOT NULL,
+  days INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  bars_fetched INTEGER NOT NULL DEFAULT 0,
+  bars_written INTEGER NOT NULL DEFAULT 0,
+  bars_replaced INTEGER NOT NULL DEFAULT 0,
+  error TEXT,
+  started_at INTEGER,
+  finished_at INTEGER,
+  PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE ingested_days (
+  source TEXT NOT NULL,
+  timeframe TEXT NOT NULL,
+  symbol TEXT NOT NULL,
+  trading_date TEXT NOT NULL,
+  bars INTEGER NOT NULL,
+  job_id TEXT NOT NULL,
+  ingested_at INTEGER NOT NULL,
+  PRIMARY KEY (source, timeframe, symbol, trading_date)
+) WITHOUT ROWID;
+CREATE INDEX ingested_days_by_symbol ON ingested_days (symbol, timeframe, trading_date);
+CREATE TABLE partition_locks (
+  partition TEXT PRIMARY KEY,
+  process_id TEXT NOT NULL,
+  acquired_at INTEGER NOT NULL
+);
+`,
+  },
+];

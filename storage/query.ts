@@ -1,0 +1,782 @@
+import {
+  type DuckDBConnection,
+  type DuckDBDecimalValue,
+  type DuckDBInstance,
+  type DuckDBPreparedStatement,
+  type DuckDBTimestampTZValue,
+  DuckDBTypeId,
+  type DuckDBValueConverter,
+  type Json,
+  JsonDuckDBValueConverter,
+  StatementType,
+} from "@duckdb/node-api";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { barViewName, createBarViews, openDuckDB, sqlString } from "./duckdb.ts";
+
+/** Rows returned by {@link runQuery} when no `limit` is given. */
+export const DEFAULT_QUERY_LIMIT = 10_000;
+
+/** Milliseconds {@link runQuery} lets a query run when no `timeoutMs` is given. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
+
+/** A statement the query runner refuses to run: not read-only, or touching files it may not read. */
+export class QueryRejectedError extends Error {
+  /** Creates the error; `options.cause` holds DuckDB's error when there is one. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "QueryRejectedError";
+  }
+}
+
+/** DuckDB refused the SQL itself (syntax, unknown table or column, bad types); the message has its position. */
+export class QuerySqlError extends Error {
+  /** Creates the error; `options.cause` holds DuckDB's error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "QuerySqlError";
+  }
+}
+
+/** A query ran longer than its timeout and was interrupted. */
+export class QueryTimeoutError extends Error {
+  /** The timeout that expired, in milliseconds. */
+  readonly timeoutMs: number;
+
+  /** Creates the error for a query interrupted after `timeoutMs`. */
+  constructor(timeoutMs: number, options?: ErrorOptions) {
+    super(`Query timed out after ${timeoutMs} ms`, options);
+    this.name = "QueryTimeoutError";
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Options for {@link openQueryEngine}. */
+export interface QueryEngineOptions {
+  /** The one file `writeQueryParquet` may write (resolved against the working directory). */
+  outputFile?: string;
+  /** Worker threads for query execution (default: all cores). */
+  threads?: number;
+  /** DuckDB memory limit such as `"2GB"` (default: 80% of RAM). */
+  memoryLimit?: string;
+}
+
+/**
+ * A sandboxed, read-only DuckDB instance over one data directory; open it with
+ * {@link openQueryEngine} and close it with `close()` or `using`.
+ */
+export class QueryEngine {
+  /** Absolute data directory the views read from. */
+  readonly dataDir: string;
+  /** Timeframes that had bars (and therefore a `bars_<tf>` view) when the engine was opened. */
+  readonly timeframes: readonly Timeframe[];
+  /** Absolute path `writeQueryParquet` may write, if one was given. */
+  readonly outputFile: string | undefined;
+  readonly #instance: DuckDBInstance;
+  readonly #tempOutputFile: string | undefined;
+  #closed = false;
+  #writing = false;
+
+  /** Wraps an instance that is already sandboxed; use {@link openQueryEngine} instead. */
+  constructor(
+    instance: DuckDBInstance,
+    init: {
+      dataDir: string;
+      timeframes: readonly Timeframe[];
+      outputFile?: string;
+      tempOutputFile?: string;
+    },
+  ) {
+    this.#instance = instance;
+    this.dataDir = init.dataDir;
+    this.timeframes = init.timeframes;
+    this.outputFile = init.outputFile;
+    this.#tempOutputFile = init.tempOutputFile;
+  }
+
+  /** Internal to storage/: a new connection on the sandboxed instance (callers use runQuery). */
+  _connect(): Promise<DuckDBConnection> {
+    if (this.#closed) throw new Error("Cannot run a query: the query engine is closed");
+    return this.#instance.connect();
+  }
+
+  /** Internal to storage/: claims the temp file beside `outputFile` for one write at a time. */
+  _claimTempOutput(): { path: string; release(): void } {
+    if (this.#tempOutputFile === undefined) {
+      throw new Error("Cannot write query output: the query engine has no output file");
+    }
+    if (this.#writing) throw new Error("Cannot write query output: a write is already running");
+    this.#writing = true;
+    return { path: this.#tempOutputFile, release: () => (this.#writing = false) };
+  }
+
+  /** Closes the DuckDB instance; queries still running finish on their own connections. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#instance.closeSync();
+  }
+
+  /** Same as `close()`, for `using engine = await openQueryEngine(dir)`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Options for {@link runQuery}. */
+export interface RunQueryOptions {
+  /** Most rows to return; `truncated` tells whether more exist (default 10,000). */
+  limit?: number;
+  /** Interrupt the query after this many milliseconds (default 30,000). */
+  timeoutMs?: number;
+  /** Interrupts the query when aborted; the abort reason is thrown. */
+  signal?: AbortSignal;
+}
+
+/** Options for {@link writeQueryParquet}. */
+export interface WriteQueryParquetOptions {
+  /** Interrupt the export after this many milliseconds (default: no timeout). */
+  timeoutMs?: number;
+  /** Interrupts the export when aborted; the abort reason is thrown. */
+  signal?: AbortSignal;
+}
+
+/** One result column: its name (made unique) and DuckDB type such as `TIMESTAMP WITH TIME ZONE`. */
+export interface QueryColumn {
+  name: string;
+  type: string;
+}
+
+/**
+ * Result of {@link runQuery}: JSON-safe rows (BIGINT as number or string beyond 2^53, TIMESTAMPTZ as
+ * ISO-8601 UTC with milliseconds, DATE as `YYYY-MM-DD`, DECIMAL as number, lists and structs as
+ * arrays and objects).
+ */
+export interface QueryResult {
+  columns: QueryColumn[];
+  rows: unknown[][];
+  /** Number of rows in `rows`. */
+  rowCount: number;
+  /** Whether the query had more rows than the limit. */
+  truncated: boolean;
+}
+
+/**
+ * Opens a dedicated DuckDB instance with the bar views, then locks it down: it can read only
+ * `<dataDir>/bars/` and `<dataDir>/quarantine/`, write only `options.outputFile`, and never change
+ * its configuration again.
+ *
+ * @example
+ * ```ts
+ * using engine = await openQueryEngine("./data");
+ * const result = await runQuery(engine, "SELECT symbol, count(*) AS n FROM bars_1m GROUP BY 1");
+ * console.log(formatTable(result));
+ * ```
+ */
+export async function openQueryEngine(
+  dataDir: string,
+  options: QueryEngineOptions = {},
+): Promise<QueryEngine> {
+  const absDataDir = resolve(dataDir);
+  const readable = [join(absDataDir, "bars") + sep, join(absDataDir, "quarantine") + sep];
+  let outputFile: string | undefined;
+  let tempOutputFile: string | undefined;
+  if (options.outputFile !== undefined) {
+    outputFile = resolve(options.outputFile);
+    if (readable.some((dir) => outputFile!.startsWith(dir))) {
+      throw new RangeError(
+        `Cannot write query output to "${options.outputFile}": it is inside the data directory`,
+      );
+    }
+    // Same directory, so the final rename is atomic; never ends in .parquet.
+    tempOutputFile = join(
+      dirname(outputFile),
+      `.${basename(outputFile)}.tmp-${crypto.randomUUID().slice(0, 8)}`,
+    );
+  }
+  const instance = await openDuckDB({ threads: options.threads, memoryLimit: options.memoryLimit });
+  try {
+    const connection = await instance.connect();
+    try {
+      const timeframes = await createBarViews(connection, absDataDir);
+      // allowed_directories/allowed_paths cannot be given to DuckDBInstance.create: SET them, then
+      // cut off all other file access and freeze the configuration (SET, LOAD, ATTACH fail after).
+      await connection.run(`SET allowed_directories = [${readable.map(sqlString).join(", ")}]`);
+      if (outputFile !== undefined && tempOutputFile !== undefined) {
+        await connection.run(
+          `SET allowed_paths = [${sqlString(outputFile)}, ${sqlString(tempOutputFile)}]`,
+        );
+      }
+      await connection.run("SET enable_external_access = false");
+      await connection.run("SET lock_configuration = true");
+      return new QueryEngine(instance, {
+        dataDir: absDataDir,
+        timeframes,
+        outputFile,
+        tempOutputFile,
+      });
+    } finally {
+      connection.closeSync();
+    }
+  } catch (error) {
+    instance.closeSync();
+    throw error;
+  }
+}
+
+/**
+ * Runs one read-only statement (SELECT, DESCRIBE, SHOW, SUMMARIZE, read-only PRAGMA, EXPLAIN [ANALYZE]
+ * of a SELECT) and returns at most `limit` JSON-safe rows.
+ *
+ * Throws `TypeError` for an empty query, {@link QueryRejectedError} for anything else or for file
+ * access outside the data directory, {@link QuerySqlError} for SQL DuckDB cannot parse or bind,
+ * {@link QueryTimeoutError} after `timeoutMs`, and the abort reason when `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * const { rows, truncated } = await runQuery(engine, "FROM bars_1m ORDER BY ts", { limit: 100 });
+ * ```
+ */
+export async function runQuery(
+  engine: QueryEngine,
+  sql: string,
+  options: RunQueryOptions = {},
+): Promise<QueryResult> {
+  const limit = options.limit ?? DEFAULT_QUERY_LIMIT;
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new RangeError(`Invalid query limit ${limit}: expected a whole number of at least 0`);
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+  _checkTimeout(timeoutMs);
+  _checkNotEmpty(sql);
+  return await _withConnection(engine, timeoutMs, options.signal, async (connection) => {
+    const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: true });
+    try {
+      const result = await prepared.stream();
+      const columnTypes = result.columnTypes();
+      const columns = result.deduplicatedColumnNames().map((name, index) => ({
+        name,
+        type: columnTypes[index].toString(),
+      }));
+      const rows: unknown[][] = [];
+      let truncated = false;
+      // Stop fetching as soon as one row beyond the limit is seen; the rest is never computed
+      // (closing the connection ends the streaming result).
+      while (true) {
+        const chunk = await result.fetchChunk();
+        if (chunk === null || chunk.rowCount === 0) break;
+        const room = limit - rows.length;
+        if (chunk.rowCount > room) {
+          for (let index = 0; index < room; index++) {
+            rows.push(chunk.convertRowValues(index, _toJsonSafe));
+          }
+          truncated = true;
+          break;
+        }
+        for (const row of chunk.convertRows(_toJsonSafe)) rows.push(row);
+      }
+      return { columns, rows, rowCount: rows.length, truncated };
+    } finally {
+      prepared.destroySync();
+    }
+  });
+}
+
+/**
+ * Runs one read-only SELECT and writes its result to the engine's `outputFile` as zstd Parquet:
+ * first to a temp file beside it, then renamed over it, so no partial file is ever left.
+ * Returns the number of rows written.
+ */
+export async function writeQueryParquet(
+  engine: QueryEngine,
+  sql: string,
+  outputFile: string,
+  options: WriteQueryParquetOptions = {},
+): Promise<number> {
+  if (engine.outputFile === undefined || resolve(outputFile) !== engine.outputFile) {
+    throw new TypeError(
+      `Cannot write query output to "${outputFile}": the query engine was opened for ${
+        engine.outputFile === undefined ? "no output file" : `"${engine.outputFile}"`
+      }`,
+    );
+  }
+  if (options.timeoutMs !== undefined) _checkTimeout(options.timeoutMs);
+  _checkNotEmpty(sql);
+  const temp = engine._claimTempOutput();
+  try {
+    const rowCount = await _withConnection(
+      engine,
+      options.timeoutMs,
+      options.signal,
+      async (connection) => {
+        const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: false });
+        prepared.destroySync();
+        // The SQL travels as a string literal into query(), which accepts a single SELECT only:
+        // nothing in it (a trailing comment, a semicolon) can change the COPY around it.
+        const copy = `COPY (FROM query(${sqlString(sql)})) TO ${sqlString(temp.path)} ` +
+          "(FORMAT parquet, COMPRESSION zstd)";
+        try {
+          return (await connection.run(copy)).rowsChanged;
+        } catch (error) {
+          throw await _toQueryError(connection, engine, sql, error);
+        }
+      },
+    );
+    const file = await Deno.open(temp.path, { read: true, write: true });
+    try {
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(temp.path, engine.outputFile);
+    return rowCount;
+  } catch (error) {
+    await Deno.remove(temp.path).catch((removeError) => {
+      if (!(removeError instanceof Deno.errors.NotFound)) throw removeError;
+    });
+    throw error;
+  } finally {
+    temp.release();
+  }
+}
+
+/** Renders a result as an aligned text table with a header rule and a row-count footer. */
+export function formatTable(result: QueryResult): string {
+  const numeric = result.columns.map((column) => _isNumericType(column.type));
+  const cells = result.rows.map((row) => row.map(_tableCell));
+  const widths = result.columns.map((column, index) =>
+    Math.max(column.name.length, ...cells.map((row) => row[index].length))
+  );
+  const line = (values: string[]) =>
+    values.map((value, index) =>
+      numeric[index] ? value.padStart(widths[index]) : value.padEnd(widths[index])
+    ).join("  ").trimEnd();
+  const lines = [
+    line(result.columns.map((column) => column.name)),
+    widths.map((width) => "-".repeat(width)).join("  "),
+    ...cells.map(line),
+  ];
+  const count = result.rowCount === 1 ? "1 row" : `${result.rowCount} rows`;
+  lines.push(
+    result.truncated ? `(${count} shown, more available: raise --limit)` : `(${count})`,
+  );
+  return lines.join("\n") + "\n";
+}
+
+/** Renders a result as CSV: a header line, RFC 4180 quoting, empty fields for NULL. */
+export function formatCsv(result: QueryResult): string {
+  const lines = [result.columns.map((column) => _csvField(column.name)).join(",")];
+  for (const row of result.rows) lines.push(row.map(_csvField).join(","));
+  return lines.join("\n") + "\n";
+}
+
+/** Renders a result as a JSON array with one object per row, one row per line. */
+export function formatJson(result: QueryResult): string {
+  if (result.rows.length === 0) return "[]\n";
+  const names = result.columns.map((column) => column.name);
+  const objects = result.rows.map((row) =>
+    JSON.stringify(Object.fromEntries(names.map((name, index) => [name, row[index]])))
+  );
+  return `[\n${objects.map((object) => `  ${object}`).join(",\n")}\n]\n`;
+}
+
+// --- running ---------------------------------------------------------------------------------
+
+async function _withConnection<T>(
+  engine: QueryEngine,
+  timeoutMs: number | undefined,
+  signal: AbortSignal | undefined,
+  run: (connection: DuckDBConnection) => Promise<T>,
+): Promise<T> {
+  signal?.throwIfAborted();
+  const connection = await engine._connect();
+  let stopped: ((cause: unknown) => unknown) | undefined;
+  let repeat: ReturnType<typeof setInterval> | undefined;
+  const stop = (makeError: (cause: unknown) => unknown) => {
+    if (stopped) return;
+    stopped = makeError;
+    connection.interrupt();
+    // An interrupt that lands between two native calls (say after prepare, before execute) is
+    // cleared when the next one starts, so keep interrupting until the query gives up.
+    repeat = setInterval(() => connection.interrupt(), 25);
+  };
+  const timer = timeoutMs === undefined
+    ? undefined
+    : setTimeout(() => stop((cause) => new QueryTimeoutError(timeoutMs, { cause })), timeoutMs);
+  const onAbort = () => stop(() => signal!.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const value = await run(connection);
+    if (stopped) throw stopped(undefined);
+    return value;
+  } catch (error) {
+    if (stopped) throw stopped(error);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    clearInterval(repeat);
+    signal?.removeEventListener("abort", onAbort);
+    connection.closeSync();
+  }
+}
+
+const _READ_ONLY_TYPES: ReadonlySet<StatementType> = new Set([
+  StatementType.SELECT,
+  StatementType.EXPLAIN,
+]);
+
+/** Statement keywords that never start a read-only statement (used when binding fails first). */
+const _WRITE_KEYWORDS: ReadonlySet<string> = new Set([
+  "ABORT",
+  "ALTER",
+  "ANALYZE",
+  "ATTACH",
+  "BEGIN",
+  "CALL",
+  "CHECKPOINT",
+  "COMMENT",
+  "COMMIT",
+  "COPY",
+  "CREATE",
+  "DEALLOCATE",
+  "DELETE",
+  "DETACH",
+  "DROP",
+  "END",
+  "EXECUTE",
+  "EXPORT",
+  "FORCE",
+  "IMPORT",
+  "INSERT",
+  "INSTALL",
+  "LOAD",
+  "MERGE",
+  "PREPARE",
+  "RESET",
+  "ROLLBACK",
+  "SET",
+  "START",
+  "TRUNCATE",
+  "UPDATE",
+  "USE",
+  "VACUUM",
+]);
+
+async function _prepareReadOnly(
+  connection: DuckDBConnection,
+  engine: QueryEngine,
+  sql: string,
+  options: { allowExplain: boolean },
+): Promise<DuckDBPreparedStatement> {
+  const prepared = await _prepareOne(connection, engine, sql);
+  const type = prepared.statementType;
+  if (type === StatementType.SELECT) return prepared;
+  prepared.destroySync();
+  if (type === StatementType.EXPLAIN && options.allowExplain) {
+    return await _prepareExplain(connection, engine, sql);
+  }
+  const what = _READ_ONLY_TYPES.has(type) ? "EXPLAIN" : _statementLabel(sql, type);
+  throw new QueryRejectedError(
+    options.allowExplain
+      ? `Only read-only statements are allowed: got ${what}`
+      : `Only a SELECT statement can be written to a file: got ${what}`,
+  );
+}
+
+async function _prepareOne(
+  connection: DuckDBConnection,
+  engine: QueryEngine,
+  sql: string,
+): Promise<DuckDBPreparedStatement> {
+  let extracted;
+  try {
+    extracted = await connection.extractStatements(sql);
+  } catch (error) {
+    throw await _toQueryError(connection, engine, sql, error);
+  }
+  if (extracted.count !== 1) {
+    const pivot = /^(UN)?PIVOT$/i.test(_leadingWords(sql, 1)[0]?.word ?? "")
+      ? " (a PIVOT without an IN list runs a helper statement: list the values with ON col IN (...))"
+      : "";
+    throw new QueryRejectedError(
+      `Cannot run ${extracted.count} statements: expected one statement${pivot}`,
+    );
+  }
+  try {
+    return await extracted.prepare(0);
+  } catch (error) {
+    // Binding fails before the statement type is known (INSERT into a view, DROP of a missing
+    // table): name the statement when its first keyword already says it is not a query.
+    const keyword = _leadingWords(sql, 1)[0]?.word.toUpperCase();
+    if (keyword !== undefined && _WRITE_KEYWORDS.has(keyword)) {
+      throw new QueryRejectedError(`Only read-only statements are allowed: got ${keyword}`, {
+        cause: error,
+      });
+    }
+    throw await _toQueryError(connection, engine, sql, error);
+  }
+}
+
+/**
+ * EXPLAIN ANALYZE executes its statement, writes included (`EXPLAIN ANALYZE DROP VIEW bars_1m`
+ * drops the view, and so does `EXPLAIN (ANALYZE) ...`), so the statement after EXPLAIN must itself
+ * prepare as a SELECT, and what runs is an EXPLAIN rebuilt around that checked text.
+ */
+async function _prepareExplain(
+  connection: DuckDBConnection,
+  engine: QueryEngine,
+  sql: string,
+): Promise<DuckDBPreparedStatement> {
+  const words = _leadingWords(sql, 2);
+  if (words[0]?.word.toUpperCase() !== "EXPLAIN") {
+    throw new QueryRejectedError(
+      "Only EXPLAIN [ANALYZE] followed by a SELECT statement is allowed",
+    );
+  }
+  const analyze = /^ANALY[SZ]E$/i.test(words[1]?.word ?? "");
+  const inner = sql.slice(analyze ? words[1].end : words[0].end);
+  let innerPrepared;
+  try {
+    innerPrepared = await _prepareOne(connection, engine, inner);
+  } catch (error) {
+    if (error instanceof QueryRejectedError) {
+      throw new QueryRejectedError(error.message.replace(/got /, "got EXPLAIN "), { cause: error });
+    }
+    // The whole statement was valid, so what follows EXPLAIN is an option list.
+    throw new QueryRejectedError(
+      "Only EXPLAIN or EXPLAIN ANALYZE followed by a SELECT statement is allowed (no options)",
+      { cause: error },
+    );
+  }
+  const innerType = innerPrepared.statementType;
+  innerPrepared.destroySync();
+  if (innerType !== StatementType.SELECT) {
+    throw new QueryRejectedError(
+      `Only read-only statements are allowed: got EXPLAIN ${_statementLabel(inner, innerType)}`,
+    );
+  }
+  const rebuilt = await _prepareOne(
+    connection,
+    engine,
+    `EXPLAIN ${analyze ? "ANALYZE " : ""}\n${inner}`,
+  );
+  if (rebuilt.statementType !== StatementType.EXPLAIN) {
+    rebuilt.destroySync();
+    throw new QueryRejectedError(
+      "Only EXPLAIN [ANALYZE] followed by a SELECT statement is allowed",
+    );
+  }
+  return rebuilt;
+}
+
+function _statementLabel(sql: string, type: StatementType): string {
+  const keyword = _leadingWords(sql, 1)[0]?.word.toUpperCase();
+  return keyword === undefined || keyword === "WITH" ? StatementType[type] : keyword;
+}
+
+const _SQL_ERROR_TYPES = [
+  "Parser",
+  "Binder",
+  "Catalog",
+  "Conversion",
+  "Invalid Input",
+  "Out of Range",
+  "Not implemented",
+  "Mismatch Type",
+  "Invalid type",
+  "Syntax",
+];
+
+/** Turns a DuckDB error (a plain Error whose message starts with "<Type> Error: ") into ours. */
+async function _toQueryError(
+  connection: DuckDBConnection,
+  engine: QueryEngine,
+  sql: string,
+  error: unknown,
+): Promise<Error> {
+  if (!(error instanceof Error)) return new Error(`Cannot run query: ${error}`, { cause: error });
+  const message = error.message.replace(/^Failed to extract statements: /, "");
+  if (message.startsWith("Permission Error: ")) {
+    const detail = message.slice("Permission Error: ".length).split("\n")[0];
+    return new QueryRejectedError(
+      `Reading files outside the data directory is not allowed: ${detail}`,
+      { cause: error },
+    );
+  }
+  const type = /^([A-Za-z ]+) Error: /.exec(message)?.[1];
+  if (type === undefined || !_SQL_ERROR_TYPES.includes(type)) {
+    return new Error(`Cannot run query: ${message}`, { cause: error });
+  }
+  let text = message;
+  if (type === "Parser" && !message.includes("\nLINE ")) {
+    const position = await _parserErrorPosition(connection, sql);
+    if (position !== undefined) text += `\n\n${_caretLine(sql, position)}`;
+  }
+  const missing = /Table with name (bars_\w+) does not exist/.exec(message)?.[1];
+  if (missing !== undefined) text += `\n${_missingViewHint(engine, missing)}`;
+  return new QuerySqlError(text, { cause: error });
+}
+
+function _missingViewHint(engine: QueryEngine, view: string): string {
+  const available = [...engine.timeframes.map(barViewName), "bars"].join(", ");
+  const timeframe = view.slice("bars_".length);
+  const what = (TIMEFRAMES as readonly string[]).includes(timeframe)
+    ? `no ${timeframe} bars are stored`
+    : `"${timeframe}" is not a timeframe (${TIMEFRAMES.join(", ")})`;
+  return `Hint: ${what}; views available: ${available}`;
+}
+
+/** Byte offset of a parser error, which DuckDB's prepare message omits at the end of input. */
+async function _parserErrorPosition(
+  connection: DuckDBConnection,
+  sql: string,
+): Promise<number | undefined> {
+  try {
+    const reader = await connection.runAndReadAll("SELECT json_serialize_sql($sql::VARCHAR)", {
+      sql,
+    });
+    const parsed = JSON.parse(String(reader.getRows()[0][0]));
+    const position = Number(parsed.position);
+    return parsed.error_type === "parser" && Number.isSafeInteger(position) ? position : undefined;
+  } catch {
+    // Only decoration for a message we already have; the original error is what gets thrown.
+    return undefined;
+  }
+}
+
+/** DuckDB's own format: `LINE 1: SELECT 1 +` and a caret under the offending character. */
+function _caretLine(sql: string, byteOffset: number): string {
+  const index = new TextDecoder().decode(new TextEncoder().encode(sql).slice(0, byteOffset)).length;
+  const lineStart = sql.lastIndexOf("\n", index - 1) + 1;
+  const lineEnd = sql.indexOf("\n", index);
+  const lineNumber = sql.slice(0, lineStart).split("\n").length;
+  const label = `LINE ${lineNumber}: `;
+  const line = sql.slice(lineStart, lineEnd === -1 ? undefined : lineEnd);
+  return `${label}${line}\n${" ".repeat(label.length + index - lineStart)}^`;
+}
+
+function _checkNotEmpty(sql: string): void {
+  // Empty text or only comments and semicolons: DuckDB's extractStatements fails with a bare
+  // "Error in native callback" on those.
+  let index = 0;
+  while (true) {
+    index = _skipTrivia(sql, index);
+    if (sql[index] !== ";") break;
+    index++;
+  }
+  if (index >= sql.length) throw new TypeError("Cannot run an empty query");
+}
+
+function _checkTimeout(timeoutMs: number): void {
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw new RangeError(`Invalid query timeout ${timeoutMs} ms: expected a positive number`);
+  }
+}
+
+/** The first `count` words of a statement after whitespace and comments, with their end offsets. */
+function _leadingWords(sql: string, count: number): { word: string; end: number }[] {
+  const words: { word: string; end: number }[] = [];
+  let index = 0;
+  while (words.length < count) {
+    index = _skipTrivia(sql, index);
+    const match = /[A-Za-z_][A-Za-z0-9_]*/y;
+    match.lastIndex = index;
+    const found = match.exec(sql);
+    if (found === null) break;
+    index = match.lastIndex;
+    words.push({ word: found[0], end: index });
+  }
+  return words;
+}
+
+/** Skips whitespace, `-- line` comments and (nested) `/* block *\/` comments. */
+function _skipTrivia(sql: string, start: number): number {
+  let index = start;
+  while (index < sql.length) {
+    if (/\s/.test(sql[index])) {
+      index++;
+    } else if (sql.startsWith("--", index)) {
+      const end = sql.indexOf("\n", index);
+      index = end === -1 ? sql.length : end + 1;
+    } else if (sql.startsWith("/*", index)) {
+      let depth = 0;
+      do {
+        if (sql.startsWith("/*", index)) {
+          depth++;
+          index += 2;
+        } else if (sql.startsWith("*/", index)) {
+          depth--;
+          index += 2;
+        } else {
+          index++;
+        }
+      } while (depth > 0 && index < sql.length);
+    } else {
+      break;
+    }
+  }
+  return index;
+}
+
+// --- values ----------------------------------------------------------------------------------
+
+/** DuckDB value -> JSON-safe value; nested values recurse through this same converter. */
+const _toJsonSafe: DuckDBValueConverter<Json> = (value, type, converter) => {
+  if (value === null) return null;
+  switch (type.typeId) {
+    case DuckDBTypeId.BIGINT:
+    case DuckDBTypeId.UBIGINT:
+    case DuckDBTypeId.HUGEINT:
+    case DuckDBTypeId.UHUGEINT:
+    case DuckDBTypeId.BIGNUM: {
+      const integer = value as bigint;
+      const asNumber = Number(integer);
+      return Number.isSafeInteger(asNumber) ? asNumber : integer.toString();
+    }
+    case DuckDBTypeId.DECIMAL:
+      return (value as DuckDBDecimalValue).toDouble();
+    case DuckDBTypeId.TIMESTAMP_TZ:
+      return _isoTimestamp(value as DuckDBTimestampTZValue);
+    case DuckDBTypeId.INTERVAL:
+      return String(value);
+    default:
+      return JsonDuckDBValueConverter(value, type, converter);
+  }
+};
+
+function _isoTimestamp(value: DuckDBTimestampTZValue): string {
+  if (!value.isFinite) return value.micros > 0n ? "infinity" : "-infinity";
+  let millis = value.micros / 1000n;
+  if (value.micros % 1000n < 0n) millis -= 1n;
+  const date = new Date(Number(millis));
+  // Beyond JS Date's range (year 275760) fall back to DuckDB's own text.
+  return Number.isNaN(date.getTime()) ? value.toString() : date.toISOString();
+}
+
+// --- formatting ------------------------------------------------------------------------------
+
+function _isNumericType(type: string): boolean {
+  return /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|DECIMAL|BIGNUM|VARINT)\b/
+    .test(type);
+}
+
+function _tableCell(value: unknown): string {
+  if (value === null || value === undefined) return "NULL";
+  const text = typeof value === "string"
+    ? value
+    : typeof value === "object"
+    ? JSON.stringify(value)
+    : String(value);
+  // Keep one row per line.
+  return text.replaceAll("\r", "\\r").replaceAll("\n", "\\n").replaceAll("\t", "\\t");
+}
+
+function _csvField(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  const text = typeof value === "string"
+    ? value
+    : typeof value === "object"
+    ? JSON.stringify(value)
+    : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}

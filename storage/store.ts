@@ -1,0 +1,76 @@
+import type { DuckDBInstance } from "@duckdb/node-api";
+import { join } from "node:path";
+import type { IngestStore, WriteResult } from "../core/jobs.ts";
+import type { Bar } from "../core/types.ts";
+import { openDuckDB } from "./duckdb.ts";
+import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import { writeBars } from "./partitions.ts";
+import type { Migration } from "./migrations.ts";
+
+/**
+ * The data directory opened for writing: metadata (jobs, coverage, locks) plus the partition
+ * writer. Implements the ingest engine's {@link IngestStore}.
+ */
+export interface Store extends IngestStore {
+  readonly dataDir: string;
+  readonly meta: MetaStore;
+  /** Migrations applied when the store was opened. */
+  readonly applied: Migration[];
+  close(): void;
+}
+
+/**
+ * Open (creating if needed) a data directory for writing and apply pending migrations.
+ *
+ * @example
+ * ```ts
+ * const store = await openStore("./data", { command: "ingest" });
+ * try {
+ *   console.log(store.meta.listJobs({ limit: 5 }));
+ * } finally {
+ *   store.close();
+ * }
+ * ```
+ */
+export async function openStore(
+  dataDir: string,
+  options: { command?: string; threads?: number } = {},
+): Promise<Store> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  const db = openDatabase(join(dataDir, META_FILE));
+  let applied: Migration[];
+  try {
+    applied = migrate(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const meta = new MetaStore(db, { command: options.command });
+  let duckdb: Promise<DuckDBInstance> | undefined;
+  const store: Store = {
+    dataDir,
+    meta,
+    applied,
+    reapDeadJobs: () => meta.reapDeadJobs(),
+    coveredDays: (source, symbols, start, end) => meta.coveredDays(source, symbols, start, end),
+    findResumableJob: (key) => meta.findResumableJob(key),
+    getJob: (id) => meta.getJob(id),
+    listTasks: (id) => meta.listTasks(id),
+    createJob: (spec, key, tasks) => meta.createJob(spec, key, tasks),
+    claimJob: (id) => meta.claimJob(id),
+    startTask: (id, seq) => meta.startTask(id, seq),
+    completeTask: (id, seq, source, result) => meta.completeTask(id, seq, source, result),
+    failTask: (id, seq, error) => meta.failTask(id, seq, error),
+    releaseTask: (id, seq) => meta.releaseTask(id, seq),
+    finishJob: (id, status, error) => meta.finishJob(id, status, error),
+    async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
+      duckdb ??= openDuckDB({ threads: options.threads });
+      return await writeBars({ dataDir, duckdb: await duckdb, meta }, bars, writeOptions);
+    },
+    close() {
+      meta.close();
+      if (duckdb) duckdb.then((instance) => instance.closeSync()).catch(() => {});
+    },
+  };
+  return store;
+}
