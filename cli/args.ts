@@ -1,5 +1,10 @@
 import { parseArgs } from "node:util";
-import { type OptionSpec, parseConfigFile, type ResolvedOptions, resolveOptions } from "../core/config.ts";
+import {
+  type OptionSpec,
+  parseConfigFile,
+  type ResolvedOptions,
+  resolveOptions,
+} from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { CommandContext } from "./context.ts";
 
@@ -50,7 +55,13 @@ export const GLOBAL_OPTIONS: OptionSpec[] = [
     env: "MARKETPIPE_CONFIG",
     configurable: false,
   },
-  { name: "verbose", short: "v", type: "boolean", description: "Show details and error causes", default: false },
+  {
+    name: "verbose",
+    short: "v",
+    type: "boolean",
+    description: "Show details and error causes",
+    default: false,
+  },
   { name: "json", type: "boolean", description: "Print machine-readable JSON", default: false },
   { name: "help", short: "h", type: "boolean", description: "Show help", configurable: false },
 ];
@@ -78,7 +89,9 @@ export async function parseInvocation(
     if (topic.length > 0) return parseInvocation(commands, [...topic, "--help"], env, readFile);
     return { kind: "help", text: renderRootHelp(commands) };
   }
-  if (args[0] === "--version" || args[0] === "-V" || args[0] === "version") return { kind: "version" };
+  if (args[0] === "--version" || args[0] === "-V" || args[0] === "version") {
+    return { kind: "version" };
+  }
   const path: string[] = [];
   let list = commands;
   let command: CommandSpec | undefined;
@@ -210,7 +223,9 @@ function _parseArgsMessage(error: unknown, path: string[]): string {
   const missing = /Option '(?:-\w, )?--([\w-]+) <value>' argument missing/.exec(message);
   if (missing) return `Missing value for --${missing[1]}; see marketpipe ${path.join(" ")} --help`;
   const unexpected = /Unexpected argument '([^']*)'/.exec(message);
-  if (unexpected) return `Unexpected argument "${unexpected[1]}" for "marketpipe ${path.join(" ")}"`;
+  if (unexpected) {
+    return `Unexpected argument "${unexpected[1]}" for "marketpipe ${path.join(" ")}"`;
+  }
   const unknown = /Unknown option '([^']*)'/.exec(message);
   if (unknown) {
     return `Unknown option "${unknown[1]}" for "marketpipe ${path.join(" ")}"; see marketpipe ${
@@ -249,17 +264,29 @@ export function renderCommandHelp(command: CommandSpec, path: string[]): string 
   if (command.description) lines.push("", command.description);
   if (command.subcommands) {
     const width = Math.max(...command.subcommands.map((c) => c.name.length)) + 2;
-    lines.push("", "Subcommands:", ...command.subcommands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`));
+    lines.push(
+      "",
+      "Subcommands:",
+      ...command.subcommands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    );
   }
   if (command.options?.length) lines.push("", "Options:", ..._optionLines(command.options));
   lines.push("", "Global options:", ..._optionLines(GLOBAL_OPTIONS));
-  if (command.examples?.length) lines.push("", "Examples:", ...command.examples.map((e) => `  ${e}`));
+  if (command.examples?.length) {
+    lines.push(
+      "",
+      "Examples:",
+      ...command.examples.map((e) => `  ${e}`),
+    );
+  }
   return lines.join("\n");
 }
 
 function _optionLines(options: readonly OptionSpec[]): string[] {
   return options.map((o) => {
-    const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""}`;
+    const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${
+      o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""
+    }`;
     const extras: string[] = [];
     if (o.default !== undefined && o.default !== false) extras.push(`default: ${o.default}`);
     if (o.env) extras.push(`env: ${o.env}`);

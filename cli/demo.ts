@@ -18,7 +18,9 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
   const start = parseDateOption(invocation.string("start") ?? "2024-03-01", "--start");
   const end = parseDateOption(invocation.string("end") ?? "2024-03-28", "--end");
   if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
-  if (tradingDays(start, end).length === 0) throw new UsageError(`No trading days in ${start}..${end}`);
+  if (tradingDays(start, end).length === 0) {
+    throw new UsageError(`No trading days in ${start}..${end}`);
+  }
   const summary = await runPreparedIngest({
     dataDir,
     factory: providerFactory("fake")!,
@@ -55,19 +57,34 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
   const lines = [
     "",
     `Data directory: ${resolve(dataDir)}`,
-    `  ${formatCount(stats.files)} Parquet file(s), ${formatBytes(stats.bytes)} under bars/ (hive partitions timeframe=/symbol=/year=/month=)`,
+    `  ${formatCount(stats.files)} Parquet file(s), ${
+      formatBytes(stats.bytes)
+    } under bars/ (hive partitions timeframe=/symbol=/year=/month=)`,
     `  metadata (jobs, coverage): ${resolve(dataDir, "marketpipe.db")}`,
     "",
     table,
     "",
     "Try:",
-    `  marketpipe query "SELECT * FROM bars_1m WHERE symbol = '${symbols[0]}' ORDER BY ts LIMIT 5"${dirFlag}`,
-    `  marketpipe query "SELECT trading_date, count(*) FROM bars_1m WHERE symbol = '${symbols[0]}' AND session = 'regular' GROUP BY 1 ORDER BY 1"${dirFlag}`,
+    `  marketpipe query "SELECT * FROM bars_1m WHERE symbol = '${
+      symbols[0]
+    }' ORDER BY ts LIMIT 5"${dirFlag}`,
+    `  marketpipe query "SELECT trading_date, count(*) FROM bars_1m WHERE symbol = '${
+      symbols[0]
+    }' AND session = 'regular' GROUP BY 1 ORDER BY 1"${dirFlag}`,
     `  marketpipe jobs list${dirFlag}`,
-    `  duckdb -c "SELECT count(*) FROM read_parquet('${resolve(dataDir)}/bars/**/*.parquet', hive_partitioning = true)"`,
+    `  duckdb -c "SELECT count(*) FROM read_parquet('${
+      resolve(dataDir)
+    }/bars/**/*.parquet', hive_partitioning = true)"`,
   ];
   if (context.json) {
-    context.out(JSON.stringify({ dataDir: resolve(dataDir), files: stats.files, bytes: stats.bytes, job: summary.job?.id ?? null }));
+    context.out(
+      JSON.stringify({
+        dataDir: resolve(dataDir),
+        files: stats.files,
+        bytes: stats.bytes,
+        job: summary.job?.id ?? null,
+      }),
+    );
   } else {
     for (const line of lines) context.out(line);
   }

@@ -38,10 +38,14 @@ export function renderTable(
   options: { right?: number[] } = {},
 ): string[] {
   const cells = rows.map((row) => row.map(String));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? "").length)));
+  const widths = headers.map((h, i) =>
+    Math.max(h.length, ...cells.map((r) => (r[i] ?? "").length))
+  );
   const right = new Set(options.right ?? []);
   const line = (row: string[]) =>
-    row.map((cell, i) => (right.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join("  ")
+    row.map((cell, i) => (right.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))).join(
+      "  ",
+    )
       .trimEnd();
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)];
 }
@@ -57,7 +61,9 @@ export function progressReporter(options: {
   const now = options.now ?? Date.now;
   return (done, total, detail, elapsedMs) => {
     const fraction = total === 0 ? 1 : done / total;
-    const eta = done > 0 && done < total ? ` ETA ${formatDuration((elapsedMs / done) * (total - done))}` : "";
+    const eta = done > 0 && done < total
+      ? ` ETA ${formatDuration((elapsedMs / done) * (total - done))}`
+      : "";
     if (options.status) {
       if (now() - lastDraw < 100 && done < total) return;
       lastDraw = now();

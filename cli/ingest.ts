@@ -3,8 +3,8 @@ import { parseIntOption, parseNumberOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
-import { TIMEFRAMES, type Timeframe } from "../core/types.ts";
-import { PROVIDER_NAMES, providerFactory, type ProviderFactory } from "../providers/mod.ts";
+import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
 import { openStore } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
@@ -31,24 +31,39 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   const factory = providerFactory(providerName);
   if (!factory) {
     throw new UsageError(
-      `Unknown provider "${providerName}"${didYouMean(providerName, PROVIDER_NAMES)}: expected one of ${
-        PROVIDER_NAMES.join(", ")
-      }`,
+      `Unknown provider "${providerName}"${
+        didYouMean(providerName, PROVIDER_NAMES)
+      }: expected one of ${PROVIDER_NAMES.join(", ")}`,
     );
   }
   const info = factory.info;
   const workers = parseIntOption(invocation.string("workers") ?? "4", "--workers", 1, 64);
   const batchText = invocation.string("batch-size");
-  const batchSize = batchText === undefined ? undefined : parseIntOption(batchText, "--batch-size", 1, 50_000);
+  const batchSize = batchText === undefined
+    ? undefined
+    : parseIntOption(batchText, "--batch-size", 1, 50_000);
   const resume = invocation.string("resume");
   const params: Record<string, number> = {};
   if (providerName === "fake") {
-    params.seed = parseIntOption(invocation.string("fake-seed") ?? "0", "--fake-seed", 0, 2 ** 31 - 1);
-    params.gapRate = parseNumberOption(invocation.string("fake-gap-rate") ?? "0.01", "--fake-gap-rate", 0, 1, true);
+    params.seed = parseIntOption(
+      invocation.string("fake-seed") ?? "0",
+      "--fake-seed",
+      0,
+      2 ** 31 - 1,
+    );
+    params.gapRate = parseNumberOption(
+      invocation.string("fake-gap-rate") ?? "0.01",
+      "--fake-gap-rate",
+      0,
+      1,
+      true,
+    );
   }
   if (resume !== undefined) {
     if (!/^[\w-]{4,64}$/.test(resume)) {
-      throw new UsageError(`Invalid --resume "${resume}": expected a job id like 20241125-191500-ab12`);
+      throw new UsageError(
+        `Invalid --resume "${resume}": expected a job id like 20241125-191500-ab12`,
+      );
     }
     for (const name of ["symbols", "symbols-file", "start", "end"]) {
       if (invocation.options.sources[name] === "flag") {
@@ -86,20 +101,27 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
     try {
       text = await Deno.readTextFile(symbolsFile);
     } catch (error) {
-      throw new UsageError(`Cannot read --symbols-file ${symbolsFile}: ${(error as Error).message}`, { cause: error });
+      throw new UsageError(
+        `Cannot read --symbols-file ${symbolsFile}: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     symbols = parseSymbolsFile(text, symbolsFile);
   } else if (symbolsText !== undefined) {
     symbols = parseSymbols(symbolsText);
   } else {
-    throw new UsageError("Missing --symbols (or --symbols-file): which symbols to ingest, e.g. --symbols AAPL,MSFT");
+    throw new UsageError(
+      "Missing --symbols (or --symbols-file): which symbols to ingest, e.g. --symbols AAPL,MSFT",
+    );
   }
   if (symbols.length > 10_000) {
     throw new UsageError(`Too many symbols (${symbols.length}): expected at most 10000 per job`);
   }
 
   const startText = invocation.string("start");
-  if (startText === undefined) throw new UsageError("Missing --start: the first trading date, YYYY-MM-DD");
+  if (startText === undefined) {
+    throw new UsageError("Missing --start: the first trading date, YYYY-MM-DD");
+  }
   const start = parseDateOption(startText, "--start");
   const end = parseDateOption(invocation.string("end") ?? start, "--end");
   if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
@@ -107,7 +129,9 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   _checkCalendarYear(end, "--end");
   if (tradingDays(start, end).length === 0) {
     const what = start === end
-      ? `${start} is a ${_WEEKDAYS[weekday(start)]}${weekday(start) % 6 === 0 ? "" : " and an NYSE holiday"}`
+      ? `${start} is a ${_WEEKDAYS[weekday(start)]}${
+        weekday(start) % 6 === 0 ? "" : " and an NYSE holiday"
+      }`
       : `${start}..${end} has none`;
     throw new UsageError(`No trading days in --start ${start} --end ${end}: ${what}`);
   }
@@ -115,23 +139,25 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   const timeframeText = invocation.string("timeframe") ?? "1m";
   if (!(TIMEFRAMES as readonly string[]).includes(timeframeText)) {
     throw new UsageError(
-      `Invalid --timeframe "${timeframeText}"${didYouMean(timeframeText, TIMEFRAMES)}: expected one of ${
-        TIMEFRAMES.join(" ")
-      }`,
+      `Invalid --timeframe "${timeframeText}"${
+        didYouMean(timeframeText, TIMEFRAMES)
+      }: expected one of ${TIMEFRAMES.join(" ")}`,
     );
   }
   const timeframe = timeframeText as Timeframe;
   if (!info.timeframes.includes(timeframe)) {
     throw new UsageError(
-      `Provider "${providerName}" does not serve --timeframe ${timeframe}: expected one of ${info.timeframes.join(" ")}`,
+      `Provider "${providerName}" does not serve --timeframe ${timeframe}: expected one of ${
+        info.timeframes.join(" ")
+      }`,
     );
   }
   const feed = (invocation.string("feed") ?? info.defaultFeed).toLowerCase();
   if (!info.feeds.includes(feed)) {
     throw new UsageError(
-      `Invalid --feed "${feed}" for provider "${providerName}"${didYouMean(feed, info.feeds)}: expected one of ${
-        info.feeds.join(", ")
-      }`,
+      `Invalid --feed "${feed}" for provider "${providerName}"${
+        didYouMean(feed, info.feeds)
+      }: expected one of ${info.feeds.join(", ")}`,
     );
   }
   const adjustment = (invocation.string("adjustment") ?? info.adjustments[0]).toLowerCase();
@@ -188,7 +214,7 @@ export async function runPreparedIngest(
   prepared: PreparedIngest,
   context: CommandContext,
 ): Promise<IngestSummary> {
-  const { request, factory, dataDir } = prepared;
+  const { request, dataDir } = prepared;
   const store = await openStore(dataDir, { command: "ingest" });
   try {
     if (store.applied.length > 0 && context.verbose) {
@@ -197,9 +223,15 @@ export async function runPreparedIngest(
     let jobParams = request.params;
     if (request.resumeJobId) {
       const job = store.getJob(request.resumeJobId);
-      if (!job) throw new UsageError(`Cannot resume job "${request.resumeJobId}": no such job in ${dataDir}`);
+      if (!job) {
+        throw new UsageError(
+          `Cannot resume job "${request.resumeJobId}": no such job in ${dataDir}`,
+        );
+      }
       const jobFactory = providerFactory(job.provider);
-      if (!jobFactory) throw new UsageError(`Cannot resume job "${job.id}": unknown provider "${job.provider}"`);
+      if (!jobFactory) {
+        throw new UsageError(`Cannot resume job "${job.id}": unknown provider "${job.provider}"`);
+      }
       jobParams = job.params as Record<string, number>;
       request.resumeJobId = job.id;
       prepared = { ...prepared, factory: jobFactory };
@@ -211,9 +243,13 @@ export async function runPreparedIngest(
       onStart: ({ job, resumed, tasksTotal, tasksLeft }) => {
         const days = tradingDays(job.start, job.end).length;
         context.err(
-          `${resumed ? "Resuming" : "Starting"} job ${job.id}: ${job.symbols.length} symbol(s) x ${days} trading day(s) ` +
+          `${
+            resumed ? "Resuming" : "Starting"
+          } job ${job.id}: ${job.symbols.length} symbol(s) x ${days} trading day(s) ` +
             `${job.start}..${job.end}, ${job.timeframe} bars from ${job.provider} (feed ${job.feed}), ` +
-            `${tasksLeft} of ${tasksTotal} task(s) to run on ${Math.min(request.workers, Math.max(tasksLeft, 1))} worker(s)`,
+            `${tasksLeft} of ${tasksTotal} task(s) to run on ${
+              Math.min(request.workers, Math.max(tasksLeft, 1))
+            } worker(s)`,
         );
       },
       onProgress: (p) => {
@@ -265,7 +301,9 @@ function printSummary(
   if (summary.status === "up-to-date") {
     const days = summary.symbols.reduce((n, s) => n + s.daysSkipped, 0);
     context.out(
-      `Nothing to do: all ${formatCount(days)} symbol-day(s) of ${request.symbols.join(",")} ${request.start}..${request.end} ` +
+      `Nothing to do: all ${formatCount(days)} symbol-day(s) of ${
+        request.symbols.join(",")
+      } ${request.start}..${request.end} ` +
         `are already stored from ${request.provider}/${request.feed} (use --force to fetch them again). Nothing was written.`,
     );
     return;
@@ -282,9 +320,15 @@ function printSummary(
     formatCount(s.daysSkipped),
     s.tasksFailed === 0 ? "ok" : `FAILED: ${s.errors.join("; ")}`,
   ]);
-  for (const line of renderTable(["symbol", "new bars", "updated", "days", "days skipped", "status"], rows, {
-    right: [1, 2, 3, 4],
-  })) context.out(line);
+  for (
+    const line of renderTable(
+      ["symbol", "new bars", "updated", "days", "days skipped", "status"],
+      rows,
+      {
+        right: [1, 2, 3, 4],
+      },
+    )
+  ) context.out(line);
   const job = summary.job!;
   const failedSymbols = summary.symbols.filter((s) => s.tasksFailed > 0).length;
   const verdict = {

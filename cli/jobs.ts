@@ -51,16 +51,23 @@ function _jobJson(job: JobRecord) {
 }
 
 function _symbolsText(symbols: string[]): string {
-  return symbols.length <= 4 ? symbols.join(",") : `${symbols.slice(0, 3).join(",")},+${symbols.length - 3}`;
+  return symbols.length <= 4
+    ? symbols.join(",")
+    : `${symbols.slice(0, 3).join(",")},+${symbols.length - 3}`;
 }
 
 /** `marketpipe jobs list`. */
-export async function runJobsList(invocation: Invocation, context: CommandContext): Promise<number> {
+export async function runJobsList(
+  invocation: Invocation,
+  context: CommandContext,
+): Promise<number> {
   positionals(invocation, []);
   const statusText = invocation.string("status");
   if (statusText !== undefined && !(JOB_STATUSES as readonly string[]).includes(statusText)) {
     throw new UsageError(
-      `Invalid --status "${statusText}"${didYouMean(statusText, JOB_STATUSES)}: expected one of ${JOB_STATUSES.join(" ")}`,
+      `Invalid --status "${statusText}"${didYouMean(statusText, JOB_STATUSES)}: expected one of ${
+        JOB_STATUSES.join(" ")
+      }`,
     );
   }
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
@@ -98,7 +105,10 @@ export async function runJobsList(invocation: Invocation, context: CommandContex
 }
 
 /** `marketpipe jobs show ID`. */
-export async function runJobsShow(invocation: Invocation, context: CommandContext): Promise<number> {
+export async function runJobsShow(
+  invocation: Invocation,
+  context: CommandContext,
+): Promise<number> {
   const [id] = positionals(invocation, ["JOB_ID"]);
   const dataDir = dataDirOf(invocation);
   const meta = await _openExisting(dataDir, "jobs show");
@@ -133,28 +143,46 @@ export async function runJobsShow(invocation: Invocation, context: CommandContex
     }
     const count = (status: string) => tasks.filter((t) => t.status === status).length;
     context.out(`Job ${job.id}: ${job.status}`);
-    context.out(`  provider:   ${job.provider} (feed ${job.feed}, adjustment ${job.adjustment})${
-      Object.keys(job.params).length ? " " + JSON.stringify(job.params) : ""
-    }`);
+    context.out(
+      `  provider:   ${job.provider} (feed ${job.feed}, adjustment ${job.adjustment})${
+        Object.keys(job.params).length ? " " + JSON.stringify(job.params) : ""
+      }`,
+    );
     context.out(`  timeframe:  ${job.timeframe}`);
     context.out(`  dates:      ${job.start}..${job.end}`);
     context.out(`  symbols:    ${job.symbols.join(",")}`);
     context.out(`  created:    ${formatTime(job.createdAt)}`);
     context.out(`  started:    ${formatTime(job.startedAt)}`);
-    context.out(`  finished:   ${formatTime(job.finishedAt)}${
-      job.startedAt && job.finishedAt ? ` (${formatDuration(job.finishedAt - job.startedAt)})` : ""
-    }`);
+    context.out(
+      `  finished:   ${formatTime(job.finishedAt)}${
+        job.startedAt && job.finishedAt
+          ? ` (${formatDuration(job.finishedAt - job.startedAt)})`
+          : ""
+      }`,
+    );
     context.out(`  bars:       ${formatCount(job.barsWritten)} new`);
     context.out(
-      `  tasks:      ${tasks.length} total, ${count("done")} done, ${count("failed")} failed, ${count("pending")} pending, ${
-        count("running")
-      } running`,
+      `  tasks:      ${tasks.length} total, ${count("done")} done, ${count("failed")} failed, ${
+        count("pending")
+      } pending, ${count("running")} running`,
     );
     if (job.error) context.out(`  error:      ${job.error}`);
     context.out("");
     for (
       const line of renderTable(
-        ["#", "symbol", "dates", "days", "status", "tries", "fetched", "new", "updated", "took", "error"],
+        [
+          "#",
+          "symbol",
+          "dates",
+          "days",
+          "status",
+          "tries",
+          "fetched",
+          "new",
+          "updated",
+          "took",
+          "error",
+        ],
         tasks.map((t) => [
           t.seq,
           t.symbol,
@@ -178,7 +206,10 @@ export async function runJobsShow(invocation: Invocation, context: CommandContex
 }
 
 /** `marketpipe jobs cleanup --older-than 30d [--dry-run]`. */
-export async function runJobsCleanup(invocation: Invocation, context: CommandContext): Promise<number> {
+export async function runJobsCleanup(
+  invocation: Invocation,
+  context: CommandContext,
+): Promise<number> {
   positionals(invocation, []);
   const age = parseDuration(invocation.string("older-than") ?? "30d", "--older-than");
   const dryRun = invocation.flag("dry-run");
@@ -194,7 +225,13 @@ export async function runJobsCleanup(invocation: Invocation, context: CommandCon
       context.out(JSON.stringify({ dryRun, deleted: jobs.map((j) => j.id) }));
       return EXIT.ok;
     }
-    for (const job of jobs) context.out(`${dryRun ? "would delete" : "deleted"} ${job.id} (${job.status}, ${formatTime(job.createdAt)})`);
+    for (const job of jobs) {
+      context.out(
+        `${dryRun ? "would delete" : "deleted"} ${job.id} (${job.status}, ${
+          formatTime(job.createdAt)
+        })`,
+      );
+    }
     context.out(
       `${dryRun ? "Would delete" : "Deleted"} ${jobs.length} finished job(s) older than ${
         invocation.string("older-than") ?? "30d"

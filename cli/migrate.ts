@@ -35,7 +35,9 @@ export async function runMigrate(invocation: Invocation, context: CommandContext
     for (
       const line of renderTable(
         ["version", "name", "applied"],
-        status.map((m) => [m.version, m.name, m.appliedAt === null ? "pending" : formatTime(m.appliedAt)]),
+        status.map((
+          m,
+        ) => [m.version, m.name, m.appliedAt === null ? "pending" : formatTime(m.appliedAt)]),
         { right: [0] },
       )
     ) context.out(line);
@@ -46,9 +48,18 @@ export async function runMigrate(invocation: Invocation, context: CommandContext
   try {
     const applied = migrate(db);
     if (context.json) {
-      context.out(JSON.stringify({ database: path, applied: applied.map((m) => ({ version: m.version, name: m.name })) }));
+      context.out(
+        JSON.stringify({
+          database: path,
+          applied: applied.map((m) => ({ version: m.version, name: m.name })),
+        }),
+      );
     } else if (applied.length === 0) {
-      context.out(`${path} is up to date (schema version ${migrationStatus(db).at(-1)?.version ?? 0}); nothing applied.`);
+      context.out(
+        `${path} is up to date (schema version ${
+          migrationStatus(db).at(-1)?.version ?? 0
+        }); nothing applied.`,
+      );
     } else {
       for (const m of applied) context.out(`Applied migration ${m.version}: ${m.name}`);
       context.out(`${path} is now at schema version ${applied.at(-1)!.version}.`);

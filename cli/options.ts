@@ -4,8 +4,11 @@ import type { Invocation } from "./args.ts";
 
 /** The data directory: `--output` (ingest's alias) when given as a flag, else `--data-dir`. */
 export function dataDirOf(invocation: Invocation): string {
-  if (invocation.options.sources["data-dir"] !== "flag" && invocation.string("output") !== undefined &&
-    invocation.path[0] === "ingest") {
+  if (
+    invocation.options.sources["data-dir"] !== "flag" &&
+    invocation.string("output") !== undefined &&
+    invocation.path[0] === "ingest"
+  ) {
     return invocation.string("output")!;
   }
   const dir = invocation.string("data-dir") ?? "./data";

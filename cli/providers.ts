@@ -35,7 +35,9 @@ export function runProviders(invocation: Invocation, context: CommandContext): P
     if (p.env.length === 0) context.out("  env:        none needed");
     for (const v of p.env) {
       context.out(
-        `  env:        ${v.name} ${v.set ? "[set]" : "[not set]"}${v.required ? " (required)" : ""}: ${v.description}`,
+        `  env:        ${v.name} ${v.set ? "[set]" : "[not set]"}${
+          v.required ? " (required)" : ""
+        }: ${v.description}`,
       );
     }
     context.out(`  timeframes: ${p.timeframes.join(" ")}`);

@@ -18,21 +18,37 @@ import { dataDirOf, positionals } from "./options.ts";
 const FORMATS = ["table", "csv", "json", "parquet"] as const;
 
 /** `marketpipe query "SQL"`. */
-export async function runQueryCommand(invocation: Invocation, context: CommandContext): Promise<number> {
+export async function runQueryCommand(
+  invocation: Invocation,
+  context: CommandContext,
+): Promise<number> {
   const [sql] = positionals(invocation, ["SQL"]);
   if (sql.trim() === "") throw new UsageError("Invalid SQL: the query is empty");
   const dataDir = dataDirOf(invocation);
   const format = (context.json ? "json" : invocation.string("format") ?? "table").toLowerCase();
   if (!(FORMATS as readonly string[]).includes(format)) {
-    throw new UsageError(`Invalid --format "${format}"${didYouMean(format, FORMATS)}: expected one of ${FORMATS.join(", ")}`);
+    throw new UsageError(
+      `Invalid --format "${format}"${didYouMean(format, FORMATS)}: expected one of ${
+        FORMATS.join(", ")
+      }`,
+    );
   }
   const limit = parseIntOption(invocation.string("limit") ?? "10000", "--limit", 1, 10_000_000);
-  const timeoutSeconds = parseIntOption(invocation.string("timeout") ?? "300", "--timeout", 1, 86_400);
+  const timeoutSeconds = parseIntOption(
+    invocation.string("timeout") ?? "300",
+    "--timeout",
+    1,
+    86_400,
+  );
   const output = invocation.string("output");
   if (format === "parquet" && output === undefined) {
-    throw new UsageError("Missing --output FILE: --format parquet writes a file, not to the terminal");
+    throw new UsageError(
+      "Missing --output FILE: --format parquet writes a file, not to the terminal",
+    );
   }
-  const engine = await openQueryEngine(dataDir, { outputFile: format === "parquet" ? output : undefined });
+  const engine = await openQueryEngine(dataDir, {
+    outputFile: format === "parquet" ? output : undefined,
+  });
   try {
     if (format === "parquet") {
       const rows = await writeQueryParquet(engine, sql, output!);
@@ -44,7 +60,11 @@ export async function runQueryCommand(invocation: Invocation, context: CommandCo
       timeoutMs: timeoutSeconds * 1000,
       signal: context.signal,
     });
-    const text = format === "csv" ? formatCsv(result) : format === "json" ? formatJson(result) : formatTable(result);
+    const text = format === "csv"
+      ? formatCsv(result)
+      : format === "json"
+      ? formatJson(result)
+      : formatTable(result);
     if (output !== undefined) {
       const temp = `${output}.tmp-${crypto.randomUUID()}`;
       await Deno.writeTextFile(temp, text.endsWith("\n") ? text : text + "\n");

@@ -42,12 +42,15 @@ export function parseConfigFile(
   try {
     parsed = parseYaml(text);
   } catch (error) {
-    const first = String((error as Error).message).split("\n")[0];
+    // The yaml package appends a source excerpt after "column N:"; keep only the first line.
+    const first = String((error as Error).message).split("\n")[0].replace(/:\s*$/, "");
     throw new UsageError(`Cannot parse config file ${path}: ${first}`, { cause: error });
   }
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new UsageError(`Invalid config file ${path}: expected a mapping of option names to values`);
+    throw new UsageError(
+      `Invalid config file ${path}: expected a mapping of option names to values`,
+    );
   }
   const out: Record<string, string | boolean> = {};
   for (const [rawKey, value] of Object.entries(parsed as Record<string, unknown>)) {
@@ -57,7 +60,9 @@ export function parseConfigFile(
         `Unknown key "${rawKey}" in config file ${path}${didYouMean(key, knownKeys)}`,
       );
     }
-    if (Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number")) {
+    if (
+      Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number")
+    ) {
       out[key] = value.join(",");
     } else if (typeof value === "string" || typeof value === "boolean") {
       out[key] = value;
@@ -91,7 +96,9 @@ export function resolveOptions(
     let value: string | boolean | undefined = flags[spec.name];
     let source: OptionSource = "flag";
     if (value === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== "") {
-      value = spec.type === "boolean" ? _parseBoolean(env[spec.env]!, `$${spec.env}`) : env[spec.env];
+      value = spec.type === "boolean"
+        ? _parseBoolean(env[spec.env]!, `$${spec.env}`)
+        : env[spec.env];
       source = "env";
     }
     if (value === undefined && spec.configurable !== false && config[spec.name] !== undefined) {
@@ -127,11 +134,15 @@ function _parseBoolean(text: string, name: string): boolean {
 /** Parse an integer option within bounds, naming the option in the error. */
 export function parseIntOption(text: string, name: string, min: number, max: number): number {
   if (!/^-?\d+$/.test(text.trim())) {
-    throw new UsageError(`Invalid ${name} "${text}": expected a whole number from ${min} to ${max}`);
+    throw new UsageError(
+      `Invalid ${name} "${text}": expected a whole number from ${min} to ${max}`,
+    );
   }
   const value = Number(text);
   if (value < min || value > max) {
-    throw new UsageError(`Invalid ${name} "${text}": expected a whole number from ${min} to ${max}`);
+    throw new UsageError(
+      `Invalid ${name} "${text}": expected a whole number from ${min} to ${max}`,
+    );
   }
   return value;
 }
@@ -149,7 +160,9 @@ export function parseNumberOption(
     (maxExclusive ? value >= max : value > max);
   if (bad) {
     throw new UsageError(
-      `Invalid ${name} "${text}": expected a number from ${min} to ${max}${maxExclusive ? " (exclusive)" : ""}`,
+      `Invalid ${name} "${text}": expected a number from ${min} to ${max}${
+        maxExclusive ? " (exclusive)" : ""
+      }`,
     );
   }
   return value;
@@ -159,7 +172,9 @@ export function parseNumberOption(
 export function parseDuration(text: string, name: string): number {
   const match = /^(\d+)\s*(s|m|h|d|w)$/.exec(text.trim());
   if (!match) {
-    throw new UsageError(`Invalid ${name} "${text}": expected a duration like 30d, 12h, 90m or 45s`);
+    throw new UsageError(
+      `Invalid ${name} "${text}": expected a duration like 30d, 12h, 90m or 45s`,
+    );
   }
   const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[match[2]]!;
   return Number(match[1]) * unit;

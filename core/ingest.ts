@@ -80,7 +80,9 @@ export interface IngestOptions {
   signal?: AbortSignal;
   onProgress?: (progress: IngestProgress) => void;
   /** Called once the job is known, before any task runs. */
-  onStart?: (info: { job: JobRecord; resumed: boolean; tasksTotal: number; tasksLeft: number }) => void;
+  onStart?: (
+    info: { job: JobRecord; resumed: boolean; tasksTotal: number; tasksLeft: number },
+  ) => void;
   now?: () => number;
 }
 
@@ -127,7 +129,10 @@ export async function ingest(
   if (!job) {
     const plan = planTasks(store, spec!, request.force);
     if (plan.tasks.length === 0) {
-      return { ...emptySummary(undefined, "up-to-date", false, [], now() - started), symbols: plan.symbols };
+      return {
+        ...emptySummary(undefined, "up-to-date", false, [], now() - started),
+        symbols: plan.symbols,
+      };
     }
     job = store.createJob(spec!, requestKey, plan.tasks);
   }
@@ -139,7 +144,13 @@ export async function ingest(
   options.onStart?.({ job, resumed, tasksTotal: allTasks.length, tasksLeft: todo.length });
 
   const symbols = new Map<string, SymbolSummary>();
-  for (const symbol of job.symbols) symbols.set(symbol, newSymbolSummary(symbol));
+  const jobDays = tradingDays(job.start, job.end).length;
+  for (const symbol of job.symbols) {
+    const summary = newSymbolSummary(symbol);
+    summary.daysSkipped = jobDays;
+    symbols.set(symbol, summary);
+  }
+  for (const task of allTasks) symbols.get(task.symbol)!.daysSkipped -= task.days;
   for (const task of allTasks) {
     if (task.status === "done") {
       const summary = symbols.get(task.symbol)!;
@@ -150,7 +161,9 @@ export async function ingest(
     }
   }
   const tasksPerSymbol = new Map<string, number>();
-  for (const task of todo) tasksPerSymbol.set(task.symbol, (tasksPerSymbol.get(task.symbol) ?? 0) + 1);
+  for (const task of todo) {
+    tasksPerSymbol.set(task.symbol, (tasksPerSymbol.get(task.symbol) ?? 0) + 1);
+  }
 
   const progress: IngestProgress = {
     jobId: job.id,
@@ -346,7 +359,10 @@ export function planTasks(
         flush();
         continue;
       }
-      if (run.length > 0 && partitionPeriod(spec.timeframe, run[0]) !== partitionPeriod(spec.timeframe, day)) {
+      if (
+        run.length > 0 &&
+        partitionPeriod(spec.timeframe, run[0]) !== partitionPeriod(spec.timeframe, day)
+      ) {
         flush();
       }
       run.push(day);
@@ -381,7 +397,8 @@ export async function requestKeyOf(spec: JobSpec): Promise<string> {
     Object.entries(spec.params).sort(([a], [b]) => a.localeCompare(b)),
   ]);
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical));
-  return Array.from(new Uint8Array(digest).slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  return Array.from(new Uint8Array(digest).slice(0, 16), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 }
 
 function jobSpecOf(request: IngestRequest): JobSpec {

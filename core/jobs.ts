@@ -104,7 +104,12 @@ export interface IngestStore {
   /** Mark jobs whose process died as failed so they can be resumed. */
   reapDeadJobs(): void;
   /** Trading dates already ingested per symbol from this source within [start, end]. */
-  coveredDays(source: SourceKey, symbols: string[], start: string, end: string): Map<string, Set<string>>;
+  coveredDays(
+    source: SourceKey,
+    symbols: string[],
+    start: string,
+    end: string,
+  ): Map<string, Set<string>>;
   /** The newest unfinished job with this request key whose process is gone. */
   findResumableJob(requestKey: string): JobRecord | undefined;
   getJob(id: string): JobRecord | undefined;

@@ -10,11 +10,14 @@ export async function runPool<T>(
   options: { signal?: AbortSignal } = {},
 ): Promise<void> {
   let next = 0;
-  const lanes = Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
-    while (next < items.length && !options.signal?.aborted) {
-      const index = next++;
-      await worker(items[index], index);
-    }
-  });
+  const lanes = Array.from(
+    { length: Math.max(1, Math.min(concurrency, items.length)) },
+    async () => {
+      while (next < items.length && !options.signal?.aborted) {
+        const index = next++;
+        await worker(items[index], index);
+      }
+    },
+  );
   await Promise.all(lanes);
 }

@@ -37,7 +37,10 @@ export function openDatabase(path: string): DatabaseSync {
 }
 
 /** Versions and names of all migrations, with when each was applied (null when pending). */
-export function migrationStatus(db: DatabaseSync | null, migrations = MIGRATIONS): MigrationStatus[] {
+export function migrationStatus(
+  db: DatabaseSync | null,
+  migrations = MIGRATIONS,
+): MigrationStatus[] {
   const applied = new Map<number, number>();
   if (db && _tableExists(db, "schema_migrations")) {
     for (const row of db.prepare("SELECT version, applied_at FROM schema_migrations").all()) {
@@ -55,7 +58,10 @@ export function migrationStatus(db: DatabaseSync | null, migrations = MIGRATIONS
  * Apply pending migrations in order, each in its own transaction, and return those applied.
  * Safe when several processes start at once: each migration is applied exactly once.
  */
-export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIGRATIONS): Migration[] {
+export function migrate(
+  db: DatabaseSync,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Migration[] {
   db.exec(
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
   );
@@ -63,7 +69,9 @@ export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIG
   for (const migration of migrations) {
     db.exec("BEGIN IMMEDIATE");
     try {
-      const done = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(migration.version);
+      const done = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(
+        migration.version,
+      );
       if (!done) {
         db.exec(migration.sql);
         db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
@@ -73,7 +81,9 @@ export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIG
       db.exec("COMMIT");
     } catch (error) {
       db.exec("ROLLBACK");
-      throw new Error(`Cannot apply migration ${migration.version} (${migration.name})`, { cause: error });
+      throw new Error(`Cannot apply migration ${migration.version} (${migration.name})`, {
+        cause: error,
+      });
     }
   }
   const newest = db.prepare("SELECT max(version) AS v FROM schema_migrations").get();
@@ -132,7 +142,10 @@ export class MetaStore {
 
   /** Record that this process is alive. */
   heartbeat(): void {
-    this.db.prepare("UPDATE processes SET heartbeat_at = ? WHERE id = ?").run(this.#now(), this.process.id);
+    this.db.prepare("UPDATE processes SET heartbeat_at = ? WHERE id = ?").run(
+      this.#now(),
+      this.process.id,
+    );
   }
 
   /** Whether the process with this id still runs (pid check on this host, heartbeat elsewhere). */
@@ -168,7 +181,9 @@ export class MetaStore {
           row.id as string,
           owner,
         );
-        this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'")
+        this.db.prepare(
+          "UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'",
+        )
           .run(row.id as string);
       });
     }
@@ -230,7 +245,9 @@ export class MetaStore {
 
   /** Tasks of a job in plan order. */
   listTasks(jobId: string): TaskRecord[] {
-    return this.db.prepare("SELECT * FROM tasks WHERE job_id = ? ORDER BY seq").all(jobId).map(_taskFrom);
+    return this.db.prepare("SELECT * FROM tasks WHERE job_id = ? ORDER BY seq").all(jobId).map(
+      _taskFrom,
+    );
   }
 
   /** Record a new pending job and its tasks. */
@@ -260,7 +277,9 @@ export class MetaStore {
       const insert = this.db.prepare(
         "INSERT INTO tasks (job_id, seq, symbol, start_date, end_date, days, status) VALUES (?, ?, ?, ?, ?, ?, 'pending')",
       );
-      tasks.forEach((task, seq) => insert.run(id, seq, task.symbol, task.start, task.end, task.days));
+      tasks.forEach((task, seq) =>
+        insert.run(id, seq, task.symbol, task.start, task.end, task.days)
+      );
     });
     return this.getJob(id)!;
   }
@@ -274,7 +293,9 @@ export class MetaStore {
       if (owner !== null && owner !== this.process.id && this.isAlive(owner)) {
         throw new Error(`Cannot run job "${jobId}": another marketpipe process is running it`);
       }
-      this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status IN ('running', 'failed')")
+      this.db.prepare(
+        "UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status IN ('running', 'failed')",
+      )
         .run(jobId);
       this.db.prepare(
         "UPDATE jobs SET status = 'running', process_id = ?, pid = ?, started_at = coalesce(started_at, ?), finished_at = NULL, error = NULL, updated_at = ? WHERE id = ?",
@@ -297,7 +318,10 @@ export class MetaStore {
       this.db.prepare(
         "UPDATE tasks SET status = 'done', bars_fetched = ?, bars_written = ?, bars_replaced = ?, finished_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
       ).run(result.barsFetched, result.barsWritten, result.barsReplaced, at, jobId, seq);
-      const symbol = this.db.prepare("SELECT symbol FROM tasks WHERE job_id = ? AND seq = ?").get(jobId, seq)
+      const symbol = this.db.prepare("SELECT symbol FROM tasks WHERE job_id = ? AND seq = ?").get(
+        jobId,
+        seq,
+      )
         ?.symbol as string;
       const upsert = this.db.prepare(
         `INSERT INTO ingested_days (source, timeframe, symbol, trading_date, bars, job_id, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -307,27 +331,34 @@ export class MetaStore {
       for (const [day, bars] of Object.entries(result.dayCounts)) {
         upsert.run(label, source.timeframe, symbol, day, bars, jobId, at);
       }
-      this.db.prepare("UPDATE jobs SET bars_written = bars_written + ?, updated_at = ? WHERE id = ?")
+      this.db.prepare(
+        "UPDATE jobs SET bars_written = bars_written + ?, updated_at = ? WHERE id = ?",
+      )
         .run(result.barsWritten, at, jobId);
     });
   }
 
   /** Mark a task failed with a one-line reason. */
   failTask(jobId: string, seq: number, error: string): void {
-    this.db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE job_id = ? AND seq = ?")
+    this.db.prepare(
+      "UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE job_id = ? AND seq = ?",
+    )
       .run(error, this.#now(), jobId, seq);
   }
 
   /** Put an interrupted task back to pending. */
   releaseTask(jobId: string, seq: number): void {
-    this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND seq = ? AND status = 'running'")
+    this.db.prepare(
+      "UPDATE tasks SET status = 'pending' WHERE job_id = ? AND seq = ? AND status = 'running'",
+    )
       .run(jobId, seq);
   }
 
   /** Set a job's final status and release it. */
   finishJob(jobId: string, status: JobStatus, error?: string): JobRecord {
     this.#transaction(() => {
-      this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'").run(jobId);
+      this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'")
+        .run(jobId);
       this.db.prepare(
         "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?, process_id = NULL WHERE id = ?",
       ).run(status, error ?? null, this.#now(), this.#now(), jobId);
@@ -353,15 +384,21 @@ export class MetaStore {
    * Take the cross-process lock of a partition, waiting while a live process holds it. A lock
    * left by a dead process is taken over.
    */
-  async lockPartition(partition: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+  async lockPartition(
+    partition: string,
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<void> {
     const deadline = this.#now() + (options.timeoutMs ?? 600_000);
     let wait = 10;
     for (;;) {
       options.signal?.throwIfAborted();
       let acquired = false;
       this.#transaction(() => {
-        const row = this.db.prepare("SELECT process_id FROM partition_locks WHERE partition = ?").get(partition);
-        if (row && row.process_id !== this.process.id && this.isAlive(row.process_id as string)) return;
+        const row = this.db.prepare("SELECT process_id FROM partition_locks WHERE partition = ?")
+          .get(partition);
+        if (row && row.process_id !== this.process.id && this.isAlive(row.process_id as string)) {
+          return;
+        }
         if (row && row.process_id === this.process.id) {
           throw new Error(`Partition ${partition} is already locked by this process`);
         }
@@ -421,7 +458,10 @@ export function sourceLabel(source: Omit<SourceKey, "timeframe">): string {
 export function newJobId(now: number): string {
   const iso = new Date(now).toISOString();
   const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");
-  const random = Array.from(crypto.getRandomValues(new Uint8Array(2)), (b) => b.toString(16).padStart(2, "0"))
+  const random = Array.from(
+    crypto.getRandomValues(new Uint8Array(2)),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
     .join("");
   return `${stamp}-${random}`;
 }
@@ -437,7 +477,8 @@ export function processStartMarker(pid: number): string | null {
 }
 
 function _tableExists(db: DatabaseSync, name: string): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !==
+    undefined;
 }
 
 type Row = Record<string, SQLInputValue>;

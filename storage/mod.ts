@@ -7,9 +7,9 @@ export { BAR_COLUMNS, createBarViews, openDuckDB, sqlIdent, sqlString } from "./
 export { PARTITION_FILE, partitionDir, timeframeDir } from "./layout.ts";
 export {
   META_FILE,
-  type MigrationStatus,
   MetaStore,
   migrate,
+  type MigrationStatus,
   migrationStatus,
   openDatabase,
   sourceLabel,

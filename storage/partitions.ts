@@ -122,7 +122,9 @@ async function _mergePartition(
         WHERE old.ts NOT IN (SELECT ts FROM fresh)`;
     }
     const copied = await connection.run(
-      `COPY (SELECT * FROM (${body}) ORDER BY ts) TO ${sqlString(temp)} (FORMAT parquet, COMPRESSION zstd)`,
+      `COPY (SELECT * FROM (${body}) ORDER BY ts) TO ${
+        sqlString(temp)
+      } (FORMAT parquet, COMPRESSION zstd)`,
     );
     const after = Number(copied.rowsChanged);
     await _fsyncFile(temp);
@@ -146,7 +148,8 @@ async function _append(connection: DuckDBConnection, bars: Bar[]): Promise<void>
     for (const bar of bars) {
       if (bar.tradingDate !== lastDate) {
         lastDate = bar.tradingDate;
-        lastDay = Date.UTC(+lastDate.slice(0, 4), +lastDate.slice(5, 7) - 1, +lastDate.slice(8, 10)) /
+        lastDay =
+          Date.UTC(+lastDate.slice(0, 4), +lastDate.slice(5, 7) - 1, +lastDate.slice(8, 10)) /
           86_400_000;
       }
       appender.appendDouble(bar.ts);

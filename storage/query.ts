@@ -506,10 +506,14 @@ async function _prepareOne(
     return await extracted.prepare(0);
   } catch (error) {
     // Binding fails before the statement type is known (INSERT into a view, DROP of a missing
-    // table): name the statement when its first keyword already says it is not a query.
-    const keyword = _leadingWords(sql, 1)[0]?.word.toUpperCase();
+    // table, COPY to a path outside the sandbox): name the statement when its keyword already
+    // says it is not a query.
+    const words = _leadingWords(sql, 3).map(({ word }) => word.toUpperCase());
+    const explain = words[0] === "EXPLAIN" ? /^ANALY[SZ]E$/.test(words[1] ?? "") ? 2 : 1 : 0;
+    const keyword = words[explain];
     if (keyword !== undefined && _WRITE_KEYWORDS.has(keyword)) {
-      throw new QueryRejectedError(`Only read-only statements are allowed: got ${keyword}`, {
+      const what = explain > 0 ? `EXPLAIN ${keyword}` : keyword;
+      throw new QueryRejectedError(`Only read-only statements are allowed: got ${what}`, {
         cause: error,
       });
     }
