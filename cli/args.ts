@@ -222,6 +222,14 @@ function _parseArgsMessage(error: unknown, path: string[]): string {
   const message = (error as Error).message;
   const missing = /Option '(?:-\w, )?--([\w-]+) <value>' argument missing/.exec(message);
   if (missing) return `Missing value for --${missing[1]}; see marketpipe ${path.join(" ")} --help`;
+  // `--symbols --start X`: the next argument looks like a flag, so the value is missing.
+  const ambiguous = /argument is ambiguous[\s\S]*use '--([\w-]+)=-XYZ'/.exec(message);
+  if (ambiguous) {
+    const flag = `--${ambiguous[1]}`;
+    return `Missing value for ${flag} (write ${flag}=VALUE for a value starting with "-"); see marketpipe ${
+      path.join(" ")
+    } --help`;
+  }
   const unexpected = /Unexpected argument '([^']*)'/.exec(message);
   if (unexpected) {
     return `Unexpected argument "${unexpected[1]}" for "marketpipe ${path.join(" ")}"`;
@@ -239,7 +247,7 @@ function _parseArgsMessage(error: unknown, path: string[]): string {
 export function renderRootHelp(commands: readonly CommandSpec[]): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
   const lines = [
-    "MarketPipe: ingest, validate, store and query OHLCV market data",
+    "MarketPipe: ingest, store and query OHLCV market data",
     "",
     "Usage: marketpipe <command> [options]",
     "",

@@ -252,6 +252,18 @@ export async function runPreparedIngest(
             } worker(s)`,
         );
       },
+      onTask: context.verbose
+        ? ({ task, result, error, elapsedMs }) =>
+          context.err(
+            `task ${task.seq} ${task.symbol} ${task.start}..${task.end}: ${
+              error
+                ? `failed: ${error}`
+                : `${formatCount(result!.barsFetched)} fetched, ${
+                  formatCount(result!.barsWritten)
+                } new, ${formatCount(result!.barsReplaced)} updated`
+            } (${formatDuration(elapsedMs)})`,
+          )
+        : undefined,
       onProgress: (p) => {
         const rate = p.elapsedMs > 0 ? p.barsWritten / (p.elapsedMs / 1000) : 0;
         report(

@@ -49,7 +49,9 @@ Deno.test("parseConfigFile() joins lists with commas", () => {
 });
 
 Deno.test("parseConfigFile() keeps a date value as YYYY-MM-DD text", () => {
-  assert.deepEqual(parseConfigFile("start: 2024-03-04\n", "mp.yaml", KEYS), { start: "2024-03-04" });
+  assert.deepEqual(parseConfigFile("start: 2024-03-04\n", "mp.yaml", KEYS), {
+    start: "2024-03-04",
+  });
 });
 
 Deno.test("parseConfigFile() returns nothing for an empty file or only comments", () => {
@@ -93,8 +95,14 @@ Deno.test("parseConfigFile() reports a YAML syntax error on one line with the fi
     () => parseConfigFile("symbols: [AAPL, MSFT\nworkers: 2\n", "mp.yaml", KEYS),
     (error: unknown) => {
       assert.ok(error instanceof UsageError);
-      assert.match(error.message, /^Cannot parse config file mp\.yaml: .+ at line \d+, column \d+$/);
-      assert.ok(!error.message.includes("\n"), `message spans lines: ${JSON.stringify(error.message)}`);
+      assert.match(
+        error.message,
+        /^Cannot parse config file mp\.yaml: .+ at line \d+, column \d+$/,
+      );
+      assert.ok(
+        !error.message.includes("\n"),
+        `message spans lines: ${JSON.stringify(error.message)}`,
+      );
       assert.ok(error.cause instanceof Error);
       return true;
     },
@@ -104,7 +112,9 @@ Deno.test("parseConfigFile() reports a YAML syntax error on one line with the fi
 Deno.test("parseConfigFile() rejects nested mappings and empty values naming the key", () => {
   assert.throws(
     () => parseConfigFile("workers:\n  min: 1\n", "mp.yaml", KEYS),
-    usageError('Invalid value for "workers" in config file mp.yaml: expected a string, number, boolean or list'),
+    usageError(
+      'Invalid value for "workers" in config file mp.yaml: expected a string, number, boolean or list',
+    ),
   );
   assert.throws(
     () => parseConfigFile("data_dir:\n", "mp.yaml", KEYS),
@@ -184,7 +194,9 @@ Deno.test("resolveOptions() rejects a boolean environment variable that is not a
 Deno.test("resolveOptions() rejects a boolean option set to text in the config file", () => {
   assert.throws(
     () => resolveOptions(SPECS, {}, {}, { force: "yes" }, "config file mp.yaml"),
-    usageError('Invalid value for "force" in config file mp.yaml: expected true or false, got "yes"'),
+    usageError(
+      'Invalid value for "force" in config file mp.yaml: expected true or false, got "yes"',
+    ),
   );
 });
 

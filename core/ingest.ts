@@ -79,6 +79,10 @@ export interface IngestDeps {
 export interface IngestOptions {
   signal?: AbortSignal;
   onProgress?: (progress: IngestProgress) => void;
+  /** Called after each task with its outcome (for verbose logs). */
+  onTask?: (
+    info: { task: TaskRecord; result?: TaskResult; error?: string; elapsedMs: number },
+  ) => void;
   /** Called once the job is known, before any task runs. */
   onStart?: (
     info: { job: JobRecord; resumed: boolean; tasksTotal: number; tasksLeft: number },
@@ -183,9 +187,11 @@ export async function ingest(
     if (signal?.aborted) return;
     store.startTask(jobId, task.seq);
     const summary = symbols.get(task.symbol)!;
+    const taskStarted = now();
     try {
       const result = await runTask(provider, store, job!, task, request, signal);
       store.completeTask(jobId, task.seq, source, result);
+      options.onTask?.({ task, result, elapsedMs: now() - taskStarted });
       summary.barsFetched += result.barsFetched;
       summary.barsWritten += result.barsWritten;
       summary.barsReplaced += result.barsReplaced;
@@ -200,6 +206,7 @@ export async function ingest(
       }
       const message = errorMessage(error);
       store.failTask(jobId, task.seq, message);
+      options.onTask?.({ task, error: message, elapsedMs: now() - taskStarted });
       summary.tasksFailed++;
       if (!summary.errors.includes(message)) summary.errors.push(message);
       progress.tasksFailed++;

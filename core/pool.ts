@@ -9,6 +9,10 @@ export async function runPool<T>(
   worker: (item: T, index: number) => Promise<void>,
   options: { signal?: AbortSignal } = {},
 ): Promise<void> {
+  // NaN would make zero lanes: every item silently skipped and the caller told all went well.
+  if (Number.isNaN(concurrency)) {
+    throw new RangeError(`Invalid concurrency ${concurrency}: expected a number of at least 1`);
+  }
   let next = 0;
   const lanes = Array.from(
     { length: Math.max(1, Math.min(concurrency, items.length)) },

@@ -9,7 +9,21 @@ Deno.test("isValidSymbol() accepts plain tickers and share-class suffixes", () =
 });
 
 Deno.test("isValidSymbol() rejects injection, punctuation, lower case and leading digits", () => {
-  for (const symbol of ["AAPL;DROP", "AAPL'", "A B", "", "aapl", "1ABC", ".B", "BRK.", "BRK..B", "A/B", "ABCDEFGHIJK"]) {
+  for (
+    const symbol of [
+      "AAPL;DROP",
+      "AAPL'",
+      "A B",
+      "",
+      "aapl",
+      "1ABC",
+      ".B",
+      "BRK.",
+      "BRK..B",
+      "A/B",
+      "ABCDEFGHIJK",
+    ]
+  ) {
     assert.equal(isValidSymbol(symbol), false, symbol);
   }
 });
@@ -38,7 +52,8 @@ Deno.test("parseSymbols() rejects AAPL;DROP naming the bad symbol and the source
   assert.throws(
     () => parseSymbols("MSFT,AAPL;DROP"),
     (error: unknown) =>
-      error instanceof UsageError && error.message.startsWith('Invalid symbol "AAPL;DROP" in --symbols:'),
+      error instanceof UsageError &&
+      error.message.startsWith('Invalid symbol "AAPL;DROP" in --symbols:'),
   );
 });
 

@@ -32,7 +32,9 @@ export async function writeBars(
   bars: readonly Bar[],
   options: { jobId: string; signal?: AbortSignal },
 ): Promise<WriteResult> {
-  const groups = new Map<string, Bar[]>();
+  // Per partition (and source), bars by ts: a repeated key in the input keeps only its last bar,
+  // so the file never holds the key twice and the counts stay right.
+  const groups = new Map<string, Map<number, Bar>>();
   for (const bar of bars) {
     const key = [
       partitionDir(bar.timeframe, bar.symbol, bar.tradingDate),
@@ -41,12 +43,13 @@ export async function writeBars(
       bar.adjustment,
     ].join("\0");
     let group = groups.get(key);
-    if (!group) groups.set(key, group = []);
-    group.push(bar);
+    if (!group) groups.set(key, group = new Map());
+    group.set(bar.ts, bar);
   }
   const total: WriteResult = { written: 0, replaced: 0, partitions: 0 };
-  for (const [key, group] of groups) {
+  for (const [key, byTs] of groups) {
     const dir = key.split("\0")[0];
+    const group = [...byTs.values()];
     const result = await _serialized(dir, async () => {
       await writer.meta.lockPartition(dir, { signal: options.signal });
       try {
