@@ -1,6 +1,8 @@
 import { exchangeDate, tradingDays } from "./calendar.ts";
 import { errorMessage, UsageError } from "./errors.ts";
+import type { Metrics } from "./metrics.ts";
 import type {
+  BarValidator,
   IngestStore,
   JobRecord,
   JobSpec,
@@ -52,6 +54,10 @@ export interface SymbolSummary {
   daysSkipped: number;
   daysFetched: number;
   tasksFailed: number;
+  /** Bars rejected by error-level validation rules and written to the quarantine. */
+  barsQuarantined: number;
+  /** Validation findings by rule id (errors and warnings). */
+  findings: Record<string, number>;
   errors: string[];
 }
 
@@ -73,6 +79,9 @@ export interface IngestSummary {
 export interface IngestDeps {
   provider: Provider;
   store: IngestStore;
+  /** Checks bars before they are stored; error-level bars are quarantined, not stored. */
+  validator?: BarValidator;
+  metrics?: Metrics;
 }
 
 /** Options of {@link ingest}. */
@@ -110,7 +119,7 @@ export async function ingest(
   request: IngestRequest,
   options: IngestOptions = {},
 ): Promise<IngestSummary> {
-  const { provider, store } = deps;
+  const { provider, store, metrics } = deps;
   const now = options.now ?? Date.now;
   const started = now();
   store.reapDeadJobs();
@@ -183,28 +192,38 @@ export async function ingest(
   const jobId = job.id;
   const signal = options.signal;
 
-  await runPool(todo, request.workers, async (task) => {
-    if (signal?.aborted) return;
-    store.startTask(jobId, task.seq);
+  const finishTask = (
+    task: TaskRecord,
+    taskStarted: number,
+    outcome: { result?: TaskResult; error?: unknown },
+  ) => {
     const summary = symbols.get(task.symbol)!;
-    const taskStarted = now();
-    try {
-      const result = await runTask(provider, store, job!, task, request, signal);
+    if (outcome.result) {
+      const result = outcome.result;
       store.completeTask(jobId, task.seq, source, result);
       options.onTask?.({ task, result, elapsedMs: now() - taskStarted });
       summary.barsFetched += result.barsFetched;
       summary.barsWritten += result.barsWritten;
       summary.barsReplaced += result.barsReplaced;
+      summary.barsQuarantined += result.quarantined;
+      for (const [rule, n] of Object.entries(result.findings)) {
+        summary.findings[rule] = (summary.findings[rule] ?? 0) + n;
+      }
       summary.daysFetched += task.days;
       progress.tasksDone++;
       progress.barsWritten += result.barsWritten;
       progress.barsFetched += result.barsFetched;
-    } catch (error) {
+      metrics?.ingestRows.inc(
+        { provider: job!.provider, timeframe: job!.timeframe },
+        result.barsWritten + result.barsReplaced,
+      );
+      metrics?.processingTime.observe({ operation: "ingest" }, (now() - taskStarted) / 1000);
+    } else {
       if (signal?.aborted) {
         store.releaseTask(jobId, task.seq);
         return;
       }
-      const message = errorMessage(error);
+      const message = errorMessage(outcome.error);
       store.failTask(jobId, task.seq, message);
       options.onTask?.({ task, error: message, elapsedMs: now() - taskStarted });
       summary.tasksFailed++;
@@ -216,7 +235,40 @@ export async function ingest(
     if (left === 0) progress.symbolsDone++;
     progress.elapsedMs = now() - started;
     options.onProgress?.({ ...progress });
-  }, { signal });
+  };
+
+  const batches = batchTasks(todo, provider.maxSymbolsPerRequest ?? 1);
+  metrics?.jobsRunning.inc();
+  try {
+    await runPool(batches, request.workers, async (batch) => {
+      if (signal?.aborted) return;
+      const batchStarted = now();
+      for (const task of batch) store.startTask(jobId, task.seq);
+      let fetched: Bar[];
+      try {
+        fetched = await fetchWithRetry(provider, job!, batch, request, signal);
+      } catch (error) {
+        for (const task of batch) finishTask(task, batchStarted, { error });
+        return;
+      }
+      const bySymbol = new Map<string, Bar[]>();
+      for (const bar of fetched) {
+        let list = bySymbol.get(bar.symbol);
+        if (!list) bySymbol.set(bar.symbol, list = []);
+        list.push(bar);
+      }
+      for (const task of batch) {
+        try {
+          const result = await storeTask(deps, job!, task, bySymbol.get(task.symbol) ?? []);
+          finishTask(task, batchStarted, { result });
+        } catch (error) {
+          finishTask(task, batchStarted, { error });
+        }
+      }
+    }, { signal });
+  } finally {
+    metrics?.jobsRunning.dec();
+  }
 
   const finalTasks = store.listTasks(jobId);
   const done = finalTasks.filter((t) => t.status === "done").length;
@@ -236,6 +288,7 @@ export async function ingest(
     error = `all ${failed} tasks failed`;
   }
   const finished = store.finishJob(jobId, status, error);
+  metrics?.jobs.inc({ outcome: status });
   const list = [...symbols.values()];
   return {
     job: finished,
@@ -251,24 +304,40 @@ export async function ingest(
   };
 }
 
-async function runTask(
+/** Group tasks with the same dates into batches of up to `size` symbols, keeping plan order. */
+export function batchTasks(tasks: readonly TaskRecord[], size: number): TaskRecord[][] {
+  const open = new Map<string, TaskRecord[]>();
+  const batches: TaskRecord[][] = [];
+  for (const task of tasks) {
+    const key = `${task.start}|${task.end}`;
+    let batch = open.get(key);
+    if (!batch || batch.length >= size) {
+      batch = [];
+      open.set(key, batch);
+      batches.push(batch);
+    }
+    batch.push(task);
+  }
+  return batches;
+}
+
+async function fetchWithRetry(
   provider: Provider,
-  store: IngestStore,
   job: JobRecord,
-  task: TaskRecord,
+  batch: TaskRecord[],
   request: IngestRequest,
   signal: AbortSignal | undefined,
-): Promise<TaskResult> {
+): Promise<Bar[]> {
   const fetchRequest: FetchRequest = {
-    symbols: [task.symbol],
+    symbols: batch.map((task) => task.symbol),
     timeframe: job.timeframe,
-    start: task.start,
-    end: task.end,
+    start: batch[0].start,
+    end: batch[0].end,
     feed: job.feed,
     adjustment: job.adjustment,
     pageSize: request.batchSize,
   };
-  const fetched = await withRetry(
+  return await withRetry(
     () => provider.fetchBars(fetchRequest, { signal }),
     {
       attempts: request.attempts ?? 3,
@@ -276,10 +345,35 @@ async function runTask(
       isRetriable: (error) => error instanceof ProviderError && error.retriable,
     },
   );
-  const bars = cleanBars(fetched, task.symbol, job.timeframe, task.start, task.end);
+}
+
+async function storeTask(
+  deps: IngestDeps,
+  job: JobRecord,
+  task: TaskRecord,
+  fetched: Bar[],
+): Promise<TaskResult> {
+  const { store, validator } = deps;
+  let bars = cleanBars(fetched, task.symbol, job.timeframe, task.start, task.end);
   const dayCounts: Record<string, number> = {};
   for (const day of tradingDays(task.start, task.end)) dayCounts[day] = 0;
   for (const bar of bars) dayCounts[bar.tradingDate] = (dayCounts[bar.tradingDate] ?? 0) + 1;
+  let quarantined = 0;
+  let findings: Record<string, number> = {};
+  if (validator && bars.length > 0) {
+    const outcome = validator(bars);
+    findings = outcome.counts;
+    if (outcome.rejected.length > 0) {
+      if (!store.writeQuarantine) {
+        throw new Error(
+          `Cannot quarantine ${outcome.rejected.length} bar(s): the store has no quarantine`,
+        );
+      }
+      await store.writeQuarantine(outcome.rejected, { jobId: job.id });
+      quarantined = outcome.rejected.length;
+    }
+    bars = outcome.keep;
+  }
   const written = bars.length === 0
     ? { written: 0, replaced: 0, partitions: 0 }
     : await store.writeBars(bars, { jobId: job.id });
@@ -287,6 +381,8 @@ async function runTask(
     barsFetched: fetched.length,
     barsWritten: written.written,
     barsReplaced: written.replaced,
+    quarantined,
+    findings,
     dayCounts,
   };
 }
@@ -430,6 +526,8 @@ function newSymbolSummary(symbol: string): SymbolSummary {
     daysSkipped: 0,
     daysFetched: 0,
     tasksFailed: 0,
+    barsQuarantined: 0,
+    findings: {},
     errors: [],
   };
 }

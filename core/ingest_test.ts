@@ -3,6 +3,7 @@ import FakeTimers from "@sinonjs/fake-timers";
 import { tradingDays, zonedTime } from "./calendar.ts";
 import { UsageError } from "./errors.ts";
 import {
+  batchTasks,
   cleanBars,
   ingest,
   type IngestRequest,
@@ -116,6 +117,8 @@ class MemoryStore implements IngestStore {
         error: null,
         startedAt: null,
         finishedAt: null,
+        quarantined: 0,
+        findings: {},
       })),
     );
     return this.getJob(id)!;
@@ -702,6 +705,8 @@ Deno.test("ingest() resumes a job left running by a dead process after reaping i
     barsFetched: 9,
     barsWritten: 9,
     barsReplaced: 0,
+    quarantined: 0,
+    findings: {},
     dayCounts: {},
   });
   store.startTask(job.id, 1);
@@ -812,7 +817,7 @@ Deno.test("ingest() reports progress after every task", async () => {
   assert.deepEqual(progress, [[1, 0, 9], [2, 1, 18], [3, 1, 27], [4, 2, 36]]);
 });
 
-Deno.test("ingest() drops bars the provider returns outside the task and counts them as fetched only", async () => {
+Deno.test("ingest() drops bars the provider returns outside the task or for other symbols", async () => {
   const store = new MemoryStore();
   const { provider } = scriptedProvider((req) => [
     ...barsFor(req),
@@ -823,7 +828,8 @@ Deno.test("ingest() drops bars the provider returns outside the task and counts 
     { provider, store },
     request({ symbols: ["AAPL"], end: "2024-02-29" }),
   );
-  assert.equal(summary.barsFetched, 11);
+  // Bars of a symbol nobody asked for are not attributed to any task; out-of-range ones count as fetched.
+  assert.equal(summary.barsFetched, 10);
   assert.equal(summary.barsWritten, 9);
   assert.deepEqual(store.barsOf("OTHER"), []);
   assert.ok(store.barsOf("AAPL").every((b) => b.tradingDate >= "2024-02-27"));
@@ -892,4 +898,46 @@ Deno.test("cleanBars() keeps daily bars by trading date without a timestamp chec
   const daily = bar("AAPL", "2024-03-04", "00:00", { timeframe: tf });
   const outside = bar("AAPL", "2024-03-06", "00:00", { timeframe: tf });
   assert.deepEqual(cleanBars([daily, outside], "AAPL", tf, "2024-03-04", "2024-03-05"), [daily]);
+});
+
+Deno.test("ingest() batches symbols with the same dates into one request when the provider allows it", async () => {
+  const store = new MemoryStore();
+  const { provider, calls } = scriptedProvider();
+  const batching = Object.assign(provider, { maxSymbolsPerRequest: 2 });
+  const summary = await ingest(
+    { provider: batching, store },
+    request({ symbols: ["AAPL", "MSFT", "SPY"], start: "2024-03-04", end: "2024-03-08" }),
+  );
+  assert.equal(summary.status, "succeeded");
+  assert.deepEqual(calls.map((c) => c.symbols), [["AAPL", "MSFT"], ["SPY"]]);
+  for (const symbol of ["AAPL", "MSFT", "SPY"]) assert.ok(store.barsOf(symbol).length > 0);
+});
+
+Deno.test("batchTasks() groups equal date ranges up to the size, keeping plan order", () => {
+  const task = (seq: number, symbol: string, start: string) => ({
+    jobId: "j",
+    seq,
+    symbol,
+    start,
+    end: start,
+    days: 1,
+    status: "pending" as const,
+    attempts: 0,
+    barsFetched: 0,
+    barsWritten: 0,
+    barsReplaced: 0,
+    error: null,
+    startedAt: null,
+    finishedAt: null,
+    quarantined: 0,
+    findings: {},
+  });
+  const tasks = [
+    task(0, "A", "2024-03-01"),
+    task(1, "A", "2024-04-01"),
+    task(2, "B", "2024-03-01"),
+    task(3, "C", "2024-03-01"),
+  ];
+  assert.deepEqual(batchTasks(tasks, 2).map((b) => b.map((t) => t.seq)), [[0, 2], [1], [3]]);
+  assert.deepEqual(batchTasks(tasks, 1).map((b) => b.map((t) => t.seq)), [[0], [1], [2], [3]]);
 });

@@ -59,6 +59,8 @@ export interface TaskRecord {
   error: string | null;
   startedAt: number | null;
   finishedAt: number | null;
+  quarantined: number;
+  findings: Record<string, number>;
 }
 
 /** A task to create. */
@@ -74,8 +76,32 @@ export interface TaskResult {
   barsFetched: number;
   barsWritten: number;
   barsReplaced: number;
+  /** Bars rejected by error-level validation rules (written to the quarantine, not to bars/). */
+  quarantined: number;
+  /** Validation findings by rule id, errors and warnings. */
+  findings: Record<string, number>;
   dayCounts: Record<string, number>;
 }
+
+/** A bar rejected by an error-level validation rule. */
+export interface RejectedBar {
+  bar: Bar;
+  rule: string;
+  detail: string;
+}
+
+/** What a {@link BarValidator} decided about a batch of bars. */
+export interface ValidationOutcome {
+  /** Bars to store (valid or with warnings only). */
+  keep: Bar[];
+  /** Bars to quarantine, each with the first error rule it broke. */
+  rejected: RejectedBar[];
+  /** Findings by rule id, errors and warnings. */
+  counts: Record<string, number>;
+}
+
+/** Checks the bars of one symbol and task before they are stored. */
+export type BarValidator = (bars: Bar[]) => ValidationOutcome;
 
 /** Where bars were fetched from; days already ingested from the same source are skipped. */
 export interface SourceKey {
@@ -126,4 +152,6 @@ export interface IngestStore {
   finishJob(jobId: string, status: JobStatus, error?: string): JobRecord;
   /** Merge bars into their partitions atomically; the newer ingest wins on equal keys. */
   writeBars(bars: Bar[], options: { jobId: string; signal?: AbortSignal }): Promise<WriteResult>;
+  /** Store rejected bars with their rule under the quarantine tree. */
+  writeQuarantine?(rejected: RejectedBar[], options: { jobId: string }): Promise<void>;
 }

@@ -33,6 +33,8 @@ export interface FetchOptions {
  */
 export interface Provider {
   readonly name: string;
+  /** How many symbols one request may carry (Alpaca's multi-symbol endpoint); default 1. */
+  readonly maxSymbolsPerRequest?: number;
   fetchBars(request: FetchRequest, options?: FetchOptions): Promise<Bar[]>;
 }
 

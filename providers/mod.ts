@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Metrics } from "../core/metrics.ts";
 import type { Provider, ProviderInfo } from "../core/provider.ts";
 import { fake, fakeInfo } from "./fake.ts";
 
@@ -14,6 +15,10 @@ export interface ProviderSettings {
   env: Record<string, string | undefined>;
   /** Provider-specific options from flags or config, e.g. the fake provider's seed. */
   params: Record<string, string | number | boolean>;
+  /** Where HTTP providers record requests, errors, latency and rate-limiter waits. */
+  metrics?: Metrics;
+  /** Requests per minute override (`--rate-limit`). */
+  rateLimit?: number;
 }
 
 /** A registered provider: what it is and how to create it. */

@@ -316,8 +316,17 @@ export class MetaStore {
     const at = this.#now();
     this.#transaction(() => {
       this.db.prepare(
-        "UPDATE tasks SET status = 'done', bars_fetched = ?, bars_written = ?, bars_replaced = ?, finished_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
-      ).run(result.barsFetched, result.barsWritten, result.barsReplaced, at, jobId, seq);
+        "UPDATE tasks SET status = 'done', bars_fetched = ?, bars_written = ?, bars_replaced = ?, quarantined = ?, findings = ?, finished_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
+      ).run(
+        result.barsFetched,
+        result.barsWritten,
+        result.barsReplaced,
+        result.quarantined,
+        JSON.stringify(result.findings),
+        at,
+        jobId,
+        seq,
+      );
       const symbol = this.db.prepare("SELECT symbol FROM tasks WHERE job_id = ? AND seq = ?").get(
         jobId,
         seq,
@@ -522,5 +531,7 @@ function _taskFrom(row: Row): TaskRecord {
     error: row.error as string | null,
     startedAt: row.started_at === null ? null : Number(row.started_at),
     finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+    quarantined: Number(row.quarantined ?? 0),
+    findings: JSON.parse((row.findings as string | null) ?? "{}"),
   };
 }

@@ -122,6 +122,8 @@ const RESULT: TaskResult = {
   barsFetched: 800,
   barsWritten: 780,
   barsReplaced: 0,
+  quarantined: 0,
+  findings: {},
   dayCounts: { "2024-03-04": 390, "2024-03-05": 390 },
 };
 

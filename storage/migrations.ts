@@ -83,4 +83,12 @@ CREATE TABLE partition_locks (
 );
 `,
   },
+  {
+    version: 2,
+    name: "validation counts per task",
+    sql: `
+ALTER TABLE tasks ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN findings TEXT NOT NULL DEFAULT '{}';
+`,
+  },
 ];
