@@ -82,6 +82,12 @@ export const COMMANDS: CommandSpec[] = [
         description: "Price adjustment: raw, split, dividend, all (provider default)",
       },
       {
+        name: "rate-limit",
+        type: "string",
+        placeholder: "N",
+        description: "Provider requests per minute (provider default, e.g. alpaca 200, polygon 5)",
+      },
+      {
         name: "force",
         type: "boolean",
         description: "Fetch again days that are already stored",

@@ -2,6 +2,7 @@ import { isValidDate, tradingDays, weekday } from "../core/calendar.ts";
 import { parseIntOption, parseNumberOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
+import { createMetrics } from "../core/metrics.ts";
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
@@ -18,6 +19,8 @@ export interface PreparedIngest {
   request: IngestRequest;
   factory: ProviderFactory;
   dataDir: string;
+  /** Requests per minute override for HTTP providers. */
+  rateLimit?: number;
 }
 
 /**
@@ -42,6 +45,10 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   const batchSize = batchText === undefined
     ? undefined
     : parseIntOption(batchText, "--batch-size", 1, 50_000);
+  const rateText = invocation.string("rate-limit");
+  const rateLimit = rateText === undefined
+    ? undefined
+    : parseIntOption(rateText, "--rate-limit", 1, 1_000_000);
   const resume = invocation.string("resume");
   const params: Record<string, number> = {};
   if (providerName === "fake") {
@@ -73,6 +80,7 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
     return {
       dataDir,
       factory,
+      rateLimit,
       request: {
         provider: providerName,
         feed: "",
@@ -171,6 +179,7 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   return {
     dataDir,
     factory,
+    rateLimit,
     request: {
       provider: providerName,
       feed,
@@ -236,9 +245,15 @@ export async function runPreparedIngest(
       request.resumeJobId = job.id;
       prepared = { ...prepared, factory: jobFactory };
     }
-    const provider = prepared.factory.create({ env: context.env, params: jobParams });
+    const metrics = createMetrics();
+    const provider = prepared.factory.create({
+      env: context.env,
+      params: jobParams,
+      metrics,
+      rateLimit: prepared.rateLimit,
+    });
     const report = progressReporter({ status: context.status, err: context.err });
-    const summary = await ingest({ provider, store }, request, {
+    const summary = await ingest({ provider, store, metrics }, request, {
       signal: context.signal,
       onStart: ({ job, resumed, tasksTotal, tasksLeft }) => {
         const days = tradingDays(job.start, job.end).length;
