@@ -50,7 +50,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     const onSignal = () => {
       interrupts++;
       if (interrupts === 1) {
-        writeErr("Stopping after the tasks in flight (press Ctrl-C again to quit at once)");
+        writeErr("Stopping: finishing the work in flight (press Ctrl-C again to quit at once)");
         controller.abort(new DOMException("Interrupted", "AbortError"));
       } else {
         Deno.exit(EXIT.interrupted);
@@ -68,7 +68,11 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
           statusShown = true;
         }
         : undefined,
-      columns: Deno.stdout.isTerminal() ? Deno.consoleSize().columns : undefined,
+      columns: Number(env.COLUMNS) > 0
+        ? Number(env.COLUMNS)
+        : Deno.stdout.isTerminal()
+        ? Deno.consoleSize().columns
+        : undefined,
       signal: controller.signal,
       verbose: parsed.invocation.flag("verbose"),
       json: parsed.invocation.flag("json"),
@@ -77,7 +81,9 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     try {
       const handler = await parsed.command.run!();
       const code = await handler(parsed.invocation, context);
-      return controller.signal.aborted && code === EXIT.ok ? EXIT.interrupted : code;
+      return controller.signal.aborted && code === EXIT.ok && !parsed.command.server
+        ? EXIT.interrupted
+        : code;
     } finally {
       for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
     }

@@ -18,6 +18,8 @@ export interface CommandSpec {
   options?: OptionSpec[];
   examples?: string[];
   subcommands?: CommandSpec[];
+  /** A long-running server: a signal is its normal way to stop (exit 0, not 130). */
+  server?: boolean;
   /** Lazily imported handler; returns the exit code. */
   run?: () => Promise<CommandHandler>;
 }

@@ -2,11 +2,11 @@ import { isValidDate, tradingDays, weekday } from "../core/calendar.ts";
 import { parseIntOption, parseNumberOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
-import { createMetrics } from "../core/metrics.ts";
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
-import { openStore } from "../storage/mod.ts";
+import { openStore, openTelemetry } from "../storage/mod.ts";
+import { historyDirOf } from "./metrics.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatDuration, progressReporter, renderTable } from "./format.ts";
@@ -225,6 +225,7 @@ export async function runPreparedIngest(
 ): Promise<IngestSummary> {
   const { request, dataDir } = prepared;
   const store = await openStore(dataDir, { command: "ingest" });
+  let closeTelemetry = () => Promise.resolve();
   try {
     if (store.applied.length > 0 && context.verbose) {
       context.err(`Applied ${store.applied.length} metadata migration(s) in ${dataDir}`);
@@ -245,7 +246,9 @@ export async function runPreparedIngest(
       request.resumeJobId = job.id;
       prepared = { ...prepared, factory: jobFactory };
     }
-    const metrics = createMetrics();
+    const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
+    closeTelemetry = () => telemetry.close();
+    const metrics = telemetry.metrics;
     const provider = prepared.factory.create({
       env: context.env,
       params: jobParams,
@@ -294,6 +297,7 @@ export async function runPreparedIngest(
     printSummary(summary, request, dataDir, context);
     return summary;
   } finally {
+    await closeTelemetry();
     store.close();
   }
 }

@@ -238,37 +238,32 @@ export async function ingest(
   };
 
   const batches = batchTasks(todo, provider.maxSymbolsPerRequest ?? 1);
-  metrics?.jobsRunning.inc();
-  try {
-    await runPool(batches, request.workers, async (batch) => {
-      if (signal?.aborted) return;
-      const batchStarted = now();
-      for (const task of batch) store.startTask(jobId, task.seq);
-      let fetched: Bar[];
+  await runPool(batches, request.workers, async (batch) => {
+    if (signal?.aborted) return;
+    const batchStarted = now();
+    for (const task of batch) store.startTask(jobId, task.seq);
+    let fetched: Bar[];
+    try {
+      fetched = await fetchWithRetry(provider, job!, batch, request, signal);
+    } catch (error) {
+      for (const task of batch) finishTask(task, batchStarted, { error });
+      return;
+    }
+    const bySymbol = new Map<string, Bar[]>();
+    for (const bar of fetched) {
+      let list = bySymbol.get(bar.symbol);
+      if (!list) bySymbol.set(bar.symbol, list = []);
+      list.push(bar);
+    }
+    for (const task of batch) {
       try {
-        fetched = await fetchWithRetry(provider, job!, batch, request, signal);
+        const result = await storeTask(deps, job!, task, bySymbol.get(task.symbol) ?? []);
+        finishTask(task, batchStarted, { result });
       } catch (error) {
-        for (const task of batch) finishTask(task, batchStarted, { error });
-        return;
+        finishTask(task, batchStarted, { error });
       }
-      const bySymbol = new Map<string, Bar[]>();
-      for (const bar of fetched) {
-        let list = bySymbol.get(bar.symbol);
-        if (!list) bySymbol.set(bar.symbol, list = []);
-        list.push(bar);
-      }
-      for (const task of batch) {
-        try {
-          const result = await storeTask(deps, job!, task, bySymbol.get(task.symbol) ?? []);
-          finishTask(task, batchStarted, { result });
-        } catch (error) {
-          finishTask(task, batchStarted, { error });
-        }
-      }
-    }, { signal });
-  } finally {
-    metrics?.jobsRunning.dec();
-  }
+    }
+  }, { signal });
 
   const finalTasks = store.listTasks(jobId);
   const done = finalTasks.filter((t) => t.status === "done").length;

@@ -91,4 +91,33 @@ ALTER TABLE tasks ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN findings TEXT NOT NULL DEFAULT '{}';
 `,
   },
+  {
+    version: 5,
+    name: "metric totals across processes and their history",
+    sql: `
+CREATE TABLE metric_series (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  labels TEXT NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('counter', 'histogram')),
+  value REAL NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (name, labels)
+);
+CREATE TABLE metric_samples (
+  series_id INTEGER NOT NULL REFERENCES metric_series (id) ON DELETE CASCADE,
+  ts INTEGER NOT NULL,
+  value REAL NOT NULL,
+  PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+CREATE INDEX metric_samples_by_ts ON metric_samples (ts);
+CREATE TABLE series_freshness (
+  symbol TEXT NOT NULL,
+  timeframe TEXT NOT NULL,
+  last_ts INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (symbol, timeframe)
+) WITHOUT ROWID;
+`,
+  },
 ];

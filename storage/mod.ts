@@ -31,3 +31,24 @@ export {
 } from "./query.ts";
 export { type StorageStats, storageStats } from "./stats.ts";
 export { openStore, type Store } from "./store.ts";
+export {
+  addMetricDeltas,
+  countRunningJobs,
+  type MetricSample,
+  pruneMetricSamples,
+  readFreshness,
+  readMetricSamples,
+  readMetricTotals,
+  recordFreshness,
+  sampleAtOrBefore,
+  sampleCounts,
+  type StoredSeries,
+} from "./metrics_store.ts";
+export {
+  createTelemetry,
+  legacySeries,
+  openTelemetry,
+  type ScrapeOptions,
+  type Telemetry,
+  type TelemetryOptions,
+} from "./telemetry.ts";

@@ -4,6 +4,7 @@ import type { IngestStore, WriteResult } from "../core/jobs.ts";
 import type { Bar } from "../core/types.ts";
 import { openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import { recordFreshness } from "./metrics_store.ts";
 import { writeBars } from "./partitions.ts";
 import type { Migration } from "./migrations.ts";
 
@@ -65,7 +66,17 @@ export async function openStore(
     finishJob: (id, status, error) => meta.finishJob(id, status, error),
     async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
       duckdb ??= openDuckDB({ threads: options.threads });
-      return await writeBars({ dataDir, duckdb: await duckdb, meta }, bars, writeOptions);
+      const result = await writeBars({ dataDir, duckdb: await duckdb, meta }, bars, writeOptions);
+      const newest = new Map<string, { symbol: string; timeframe: string; lastTs: number }>();
+      for (const bar of bars) {
+        const key = `${bar.symbol}|${bar.timeframe}`;
+        const entry = newest.get(key);
+        if (!entry) {
+          newest.set(key, { symbol: bar.symbol, timeframe: bar.timeframe, lastTs: bar.ts });
+        } else if (bar.ts > entry.lastTs) entry.lastTs = bar.ts;
+      }
+      recordFreshness(meta.db, [...newest.values()], Date.now());
+      return result;
     },
     close() {
       meta.close();

@@ -1,0 +1,407 @@
+import { join } from "node:path";
+import { parseDuration, parseIntOption } from "../core/config.ts";
+import { UsageError } from "../core/errors.ts";
+import { createMetrics, familiesOf } from "../core/metrics.ts";
+import { plotLine, type PlotPoint } from "../core/plot.ts";
+import {
+  META_FILE,
+  migrate,
+  openDatabase,
+  openTelemetry,
+  readMetricSamples,
+  readMetricTotals,
+  sampleAtOrBefore,
+  sampleCounts,
+  type StoredSeries,
+} from "../storage/mod.ts";
+import type { Invocation } from "./args.ts";
+import { type CommandContext, EXIT } from "./context.ts";
+import { formatCount, formatTime, renderTable } from "./format.ts";
+import { dataDirOf, positionals } from "./options.ts";
+
+/** Where metric history lives: PROMETHEUS_MULTIPROC_DIR (alias) or the data directory. */
+export function historyDirOf(context: CommandContext): string | undefined {
+  const dir = context.env.PROMETHEUS_MULTIPROC_DIR;
+  return dir && dir.trim() !== "" ? dir : undefined;
+}
+
+/** `marketpipe metrics`: a metrics-only server, or the stored metric history. */
+export async function runMetrics(invocation: Invocation, context: CommandContext): Promise<number> {
+  positionals(invocation, []);
+  const dataDir = dataDirOf(invocation);
+  if (invocation.options.sources.port === "flag" || invocation.options.sources.port === "config") {
+    return await _serveMetrics(invocation, context, dataDir);
+  }
+  for (const name of ["host", "legacy-metrics"]) {
+    if (invocation.options.sources[name] === "flag") {
+      throw new UsageError(`--${name} needs --port: it configures the metrics server`);
+    }
+  }
+  return await _history(invocation, context, dataDir);
+}
+
+async function _serveMetrics(
+  invocation: Invocation,
+  context: CommandContext,
+  dataDir: string,
+): Promise<number> {
+  const port = parseIntOption(
+    invocation.string("port") ?? context.env.METRICS_PORT ?? "8000",
+    "--port",
+    0,
+    65_535,
+  );
+  const host = invocation.string("host") ?? "127.0.0.1";
+  const maxConnections = parseIntOption(
+    context.env.METRICS_MAX_CONNECTIONS ?? "100",
+    "METRICS_MAX_CONNECTIONS",
+    1,
+    100_000,
+  );
+  const maxHeaderSize = parseIntOption(
+    context.env.METRICS_MAX_HEADER_SIZE ?? "16384",
+    "METRICS_MAX_HEADER_SIZE",
+    256,
+    1_048_576,
+  );
+  const legacy = invocation.flag("legacy-metrics");
+  const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
+  let inFlight = 0;
+  const handler = async (request: Request): Promise<Response> => {
+    if (inFlight >= maxConnections) {
+      return new Response("Too many concurrent requests\n", {
+        status: 503,
+        headers: { "Retry-After": "1" },
+      });
+    }
+    inFlight++;
+    try {
+      return await metricsResponse(request, {
+        maxHeaderSize,
+        scrape: () => telemetry.scrape({ legacy }),
+      });
+    } finally {
+      inFlight--;
+    }
+  };
+  const server = Deno.serve({
+    hostname: host,
+    port,
+    signal: context.signal,
+    onListen: ({ hostname, port }) =>
+      context.err(
+        `Serving metrics on http://${
+          hostname.includes(":") ? `[${hostname}]` : hostname
+        }:${port}/metrics (Ctrl-C to stop)`,
+      ),
+  }, handler);
+  try {
+    await server.finished;
+  } finally {
+    await telemetry.close();
+  }
+  return EXIT.ok;
+}
+
+/**
+ * Answer a request to a metrics endpoint: GET/HEAD `/metrics` with the exposition; 431 when the
+ * request headers exceed `maxHeaderSize`; 405 for other methods; 404 elsewhere.
+ */
+export async function metricsResponse(
+  request: Request,
+  options: { maxHeaderSize: number; scrape: () => Promise<string> },
+): Promise<Response> {
+  let headerBytes = 0;
+  for (const [name, value] of request.headers) headerBytes += name.length + value.length + 4;
+  if (headerBytes > options.maxHeaderSize) {
+    return new Response("Request header fields too large\n", { status: 431 });
+  }
+  const url = new URL(request.url);
+  if (url.pathname !== "/metrics") {
+    return new Response("Not found: try /metrics\n", { status: 404 });
+  }
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return new Response("Method not allowed\n", { status: 405, headers: { Allow: "GET, HEAD" } });
+  }
+  const body = await options.scrape();
+  return new Response(request.method === "HEAD" ? null : body, {
+    headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+  });
+}
+
+function _parseSince(text: string, now: number): number {
+  if (/^\d+\s*[smhdw]$/.test(text.trim())) return now - parseDuration(text, "--since");
+  const ms = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(ms)) {
+    throw new UsageError(
+      `Invalid --since "${text}": expected a duration like 24h or a time like 2024-03-04T15:00Z`,
+    );
+  }
+  return ms;
+}
+
+function _parseLabels(text: string | undefined): Record<string, string> {
+  if (text === undefined) return {};
+  const out: Record<string, string> = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const match = /^([a-zA-Z_][a-zA-Z0-9_]*)=(.*)$/.exec(part);
+    if (!match) {
+      throw new UsageError(
+        `Invalid --labels "${text}": expected name=value pairs like provider=alpaca,feed=iex`,
+      );
+    }
+    out[match[1]] = match[2];
+  }
+  return out;
+}
+
+async function _history(
+  invocation: Invocation,
+  context: CommandContext,
+  dataDir: string,
+): Promise<number> {
+  const now = Date.now();
+  const since = _parseSince(invocation.string("since") ?? "24h", now);
+  const labels = _parseLabels(invocation.string("labels"));
+  const avgText = invocation.string("avg");
+  const bucketMs = avgText === undefined ? undefined : parseDuration(avgText, "--avg");
+  const metricName = invocation.string("metric");
+  const families = await familiesOf(createMetrics().registry);
+  if (metricName !== undefined && !families.some((f) => f.name === metricName)) {
+    const { didYouMean } = await import("../core/errors.ts");
+    throw new UsageError(
+      `Unknown --metric "${metricName}"${
+        didYouMean(metricName, families.map((f) => f.name))
+      }; see marketpipe metrics --list`,
+    );
+  }
+  const historyDir = historyDirOf(context);
+  const path = join(historyDir ?? dataDir, historyDir ? "marketpipe-metrics.db" : META_FILE);
+  let exists = true;
+  try {
+    await Deno.stat(path);
+  } catch {
+    exists = false;
+  }
+  if (!exists) {
+    if (context.json) {
+      context.out(metricName ? JSON.stringify({ name: metricName, series: [], points: [] }) : "[]");
+    } else context.out(`No metric history yet: ${path} does not exist. Run an ingest first.`);
+    return EXIT.ok;
+  }
+  const db = openDatabase(path);
+  try {
+    migrate(db);
+    const totals = readMetricTotals(db);
+    if (metricName === undefined) return _list(context, families, totals, sampleCounts(db));
+    const family = families.find((f) => f.name === metricName)!;
+    const matching = totals.filter((s) =>
+      s.family === metricName && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+    );
+    const isHistogram = family.type === "histogram";
+    const valueSeries = matching.filter((s) =>
+      isHistogram ? s.name.endsWith("_sum") || s.name.endsWith("_count") : true
+    );
+    const timeline = _timeline(db, valueSeries, since);
+    const points = bucketMs === undefined
+      ? _totals(timeline, isHistogram)
+      : _buckets(timeline, isHistogram, bucketMs, since, now);
+    const shownSeries = isHistogram ? matching.filter((s) => s.name.endsWith("_count")) : matching;
+    if (context.json) {
+      context.out(JSON.stringify({
+        name: metricName,
+        type: family.type,
+        help: family.help,
+        since: new Date(since).toISOString(),
+        bucket: avgText ?? null,
+        series: shownSeries.map((s) => ({ labels: _withoutLe(s.labels), total: s.value })),
+        points: points.map((p) => ({ ts: new Date(p.x).toISOString(), value: p.y })),
+      }));
+      return EXIT.ok;
+    }
+    context.out(`${metricName} (${family.type}): ${family.help}`);
+    if (shownSeries.length === 0) {
+      context.out(`No samples${Object.keys(labels).length ? " for these labels" : ""} yet.`);
+      return EXIT.ok;
+    }
+    for (const s of shownSeries) {
+      context.out(
+        `  ${_labelText(_withoutLe(s.labels))} ${isHistogram ? "observations" : "total"} ${
+          formatCount(s.value)
+        }`,
+      );
+    }
+    const what = bucketMs === undefined
+      ? (isHistogram ? "average seconds so far" : "total")
+      : (isHistogram ? `average seconds per ${avgText}` : `increase per ${avgText}`);
+    if (invocation.flag("plot")) {
+      context.out("");
+      context.out(`${what} since ${formatTime(since)}:`);
+      const width = context.columns ?? 80;
+      for (
+        const line of plotLine(points, {
+          width,
+          height: Math.max(5, Math.min(20, Math.floor(width / 6))),
+          formatX: (x) => formatTime(x).slice(5, 16),
+        })
+      ) context.out(line.trimEnd());
+      return EXIT.ok;
+    }
+    context.out("");
+    const rows = points.slice(-50).map((p) => [formatTime(p.x), _number(p.y)]);
+    for (
+      const line of renderTable([bucketMs === undefined ? "time" : "bucket start", what], rows, {
+        right: [1],
+      })
+    ) {
+      context.out(line);
+    }
+    if (points.length > 50) {
+      context.out(
+        `(${points.length - 50} earlier point(s) not shown; narrow --since or use --avg)`,
+      );
+    }
+    return EXIT.ok;
+  } finally {
+    db.close();
+  }
+}
+
+function _list(
+  context: CommandContext,
+  families: { name: string; help: string; type: string }[],
+  totals: StoredSeries[],
+  counts: Map<number, number>,
+): number {
+  const rows = families.filter((f) => f.type !== "gauge").map((f) => {
+    const series = totals.filter((s) => s.family === f.name);
+    const valueSeries = f.type === "histogram"
+      ? series.filter((s) => s.name.endsWith("_count"))
+      : series;
+    const last = valueSeries.reduce((n, s) => n + s.value, 0);
+    const samples = series.reduce((n, s) => n + (counts.get(s.id) ?? 0), 0);
+    const updated = series.reduce((t, s) => Math.max(t, s.updatedAt), 0);
+    return { name: f.name, type: f.type, help: f.help, last, samples, updated: updated || null };
+  });
+  if (context.json) {
+    context.out(JSON.stringify(rows));
+    return EXIT.ok;
+  }
+  for (
+    const line of renderTable(
+      ["name", "type", "last value", "samples", "updated", "help"],
+      rows.map((
+        r,
+      ) => [
+        r.name,
+        r.type,
+        _number(r.last),
+        formatCount(r.samples),
+        formatTime(r.updated),
+        r.help,
+      ]),
+      { right: [2, 3] },
+    )
+  ) context.out(line);
+  return EXIT.ok;
+}
+
+interface _Timeline {
+  /** Sample times (ms), ascending. */
+  times: number[];
+  /** For each time: summed total of `_sum` (or counter) series and of `_count` series. */
+  value: number[];
+  count: number[];
+}
+
+/** Sum the matching series at every time any of them changed (plus the value at `since`). */
+function _timeline(
+  db: ReturnType<typeof openDatabase>,
+  series: StoredSeries[],
+  since: number,
+): _Timeline {
+  const events: { ts: number; id: number; value: number }[] = [];
+  const current = new Map<number, number>();
+  for (const s of series) {
+    current.set(s.id, sampleAtOrBefore(db, s.id, since - 1)?.value ?? 0);
+    for (const sample of readMetricSamples(db, s.id, since)) {
+      events.push({ ts: sample.ts, id: s.id, value: sample.value });
+    }
+  }
+  events.sort((a, b) => a.ts - b.ts);
+  const isCount = new Map(series.map((s) => [s.id, s.name.endsWith("_count")]));
+  const timeline: _Timeline = { times: [], value: [], count: [] };
+  const push = (ts: number) => {
+    let value = 0;
+    let count = 0;
+    for (const [id, v] of current) {
+      if (isCount.get(id)) count += v;
+      else value += v;
+    }
+    if (timeline.times.at(-1) === ts) {
+      timeline.value[timeline.value.length - 1] = value;
+      timeline.count[timeline.count.length - 1] = count;
+    } else {
+      timeline.times.push(ts);
+      timeline.value.push(value);
+      timeline.count.push(count);
+    }
+  };
+  push(since);
+  for (const event of events) {
+    current.set(event.id, event.value);
+    push(event.ts);
+  }
+  return timeline;
+}
+
+function _totals(timeline: _Timeline, histogram: boolean): PlotPoint[] {
+  return timeline.times.map((ts, i) => ({
+    x: ts,
+    y: histogram
+      ? (timeline.count[i] > 0 ? timeline.value[i] / timeline.count[i] : 0)
+      : timeline.value[i],
+  })).slice(1);
+}
+
+function _buckets(
+  timeline: _Timeline,
+  histogram: boolean,
+  bucketMs: number,
+  since: number,
+  now: number,
+): PlotPoint[] {
+  const first = Math.floor(since / bucketMs) * bucketMs;
+  const out: PlotPoint[] = [];
+  let i = 0;
+  let lastValue = timeline.value[0];
+  let lastCount = timeline.count[0];
+  for (let start = first; start <= now; start += bucketMs) {
+    const end = start + bucketMs;
+    const startValue = lastValue;
+    const startCount = lastCount;
+    while (i < timeline.times.length && timeline.times[i] < end) {
+      lastValue = timeline.value[i];
+      lastCount = timeline.count[i];
+      i++;
+    }
+    const dv = lastValue - startValue;
+    const dc = lastCount - startCount;
+    out.push({ x: start, y: histogram ? (dc > 0 ? dv / dc : 0) : dv });
+  }
+  return out;
+}
+
+function _withoutLe(labels: Record<string, string>): Record<string, string> {
+  const { le: _le, ...rest } = labels;
+  return rest;
+}
+
+function _labelText(labels: Record<string, string>): string {
+  const entries = Object.entries(labels);
+  return entries.length === 0 ? "{}" : `{${entries.map(([k, v]) => `${k}="${v}"`).join(",")}}`;
+}
+
+function _number(value: number): string {
+  return Number.isInteger(value) ? formatCount(value) : value.toPrecision(4);
+}
