@@ -36,7 +36,11 @@ export interface LimitWriteResult {
  * a minute from 04:00 New York time on each day. Values come from `hash(i, k)`, not `random()`,
  * so an expression referenced twice (high from open and close) always sees the same value.
  */
-export function limitSelect(rows: number, symbols: readonly string[], days: readonly string[]): string {
+export function limitSelect(
+  rows: number,
+  symbols: readonly string[],
+  days: readonly string[],
+): string {
   const perSymbol = Math.ceil(rows / symbols.length);
   // Six 10-bit uniforms cut from one 64-bit hash per row.
   const u = (k: number) => `(((h >> ${10 * k}) & 1023) / 1024.0)`;

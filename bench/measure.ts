@@ -58,7 +58,9 @@ export async function runMeasured(
   const process = child.spawn();
   let peakKb = 0;
   let polling = !useTime;
-  const poller = polling ? _pollHighWaterMark(process.pid, (kb) => peakKb = kb, () => polling) : undefined;
+  const poller = polling
+    ? _pollHighWaterMark(process.pid, (kb) => peakKb = kb, () => polling)
+    : undefined;
   const output = await process.output();
   const wallMs = performance.now() - started;
   polling = false;
@@ -169,21 +171,6 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
-
-/** Time `fn` once as a warm-up, then `runs` times; returns the measured milliseconds. */
-export async function timeRuns(
-  runs: number,
-  fn: () => Promise<unknown>,
-): Promise<number[]> {
-  await fn();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const started = performance.now();
-    await fn();
-    samples.push(performance.now() - started);
-  }
-  return samples;
 }
 
 /** `12,345` style integer formatting. */

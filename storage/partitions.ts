@@ -1,4 +1,11 @@
-import type { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import {
+  type DuckDBConnection,
+  DuckDBDataChunk,
+  DuckDBDoubleType,
+  type DuckDBInstance,
+  DuckDBIntegerType,
+  DuckDBUTinyIntType,
+} from "@duckdb/node-api";
 import { join } from "node:path";
 import type { WriteResult } from "../core/jobs.ts";
 import type { Bar, Session } from "../core/types.ts";
@@ -32,28 +39,53 @@ export async function writeBars(
   bars: readonly Bar[],
   options: { jobId: string; signal?: AbortSignal },
 ): Promise<WriteResult> {
-  // Per partition (and source), bars by ts: a repeated key in the input keeps only its last bar,
-  // so the file never holds the key twice and the counts stay right.
-  const groups = new Map<string, Map<number, Bar>>();
+  // Group by partition and source. Consecutive bars almost always share both, so the key is
+  // built only when one of its parts changes, and partitionDir() once per group.
+  const groups = new Map<string, { dir: string; bars: Bar[]; increasing: boolean }>();
+  let last: Bar | undefined;
+  let current: { dir: string; bars: Bar[]; increasing: boolean } | undefined;
   for (const bar of bars) {
-    const key = [
-      partitionDir(bar.timeframe, bar.symbol, bar.tradingDate),
-      bar.provider,
-      bar.feed,
-      bar.adjustment,
-    ].join("\0");
-    let group = groups.get(key);
-    if (!group) groups.set(key, group = new Map());
-    group.set(bar.ts, bar);
+    if (
+      last === undefined || bar.symbol !== last.symbol || bar.timeframe !== last.timeframe ||
+      bar.provider !== last.provider || bar.feed !== last.feed ||
+      bar.adjustment !== last.adjustment ||
+      (bar.tradingDate !== last.tradingDate &&
+        _period(bar.timeframe, bar.tradingDate) !== _period(last.timeframe, last.tradingDate))
+    ) {
+      const key = [
+        bar.timeframe,
+        bar.symbol,
+        _period(bar.timeframe, bar.tradingDate),
+        bar.provider,
+        bar.feed,
+        bar.adjustment,
+      ].join("\0");
+      current = groups.get(key);
+      if (!current) {
+        current = {
+          dir: partitionDir(bar.timeframe, bar.symbol, bar.tradingDate),
+          bars: [],
+          increasing: true,
+        };
+        groups.set(key, current);
+      }
+    }
+    const group = current!;
+    if (group.increasing && group.bars.length > 0 && group.bars[group.bars.length - 1].ts >= bar.ts) {
+      group.increasing = false;
+    }
+    group.bars.push(bar);
+    last = bar;
   }
   const total: WriteResult = { written: 0, replaced: 0, partitions: 0 };
-  for (const [key, byTs] of groups) {
-    const dir = key.split("\0")[0];
-    const group = [...byTs.values()];
+  for (const { dir, bars: groupBars, increasing } of groups.values()) {
+    // A repeated key in the input keeps only its last bar, so the file never holds the key twice
+    // and the counts stay right; strictly increasing input (the usual case) needs no Map.
+    const group = increasing ? groupBars : _lastPerTs(groupBars);
     const result = await _serialized(dir, async () => {
       await writer.meta.lockPartition(dir, { signal: options.signal });
       try {
-        return await _mergePartition(writer, dir, group, options.jobId);
+        return await _mergePartition(writer, dir, group, options.jobId, increasing);
       } finally {
         writer.meta.unlockPartition(dir);
       }
@@ -63,6 +95,60 @@ export async function writeBars(
     total.partitions++;
   }
   return total;
+}
+
+/** What {@link replacePartition} hands to the function that writes a partition's new file. */
+export interface PartitionFile {
+  /** A DuckDB connection of the writer's instance, closed afterwards. */
+  connection: DuckDBConnection;
+  /** Absolute path of the temporary file to write; it never ends in `.parquet`. */
+  temp: string;
+  /** Absolute path of the live file, `<dir>/data.parquet`. */
+  live: string;
+  /** Whether the live file exists. */
+  liveExists: boolean;
+}
+
+/**
+ * Replace the live file of one partition (`relativeDir` under the data directory) atomically, the
+ * way {@link writeBars} does: writes of a partition are serialized within the process and locked
+ * across processes; under the lock, `write` produces the new file at `file.temp` (reading the
+ * live file if it likes), which is fsynced and renamed over `data.parquet`, then the directory is
+ * fsynced. When `write` throws, the live file is untouched, the temp file is removed and the error
+ * is wrapped as `Cannot write partition <dir>`.
+ */
+export async function replacePartition<T>(
+  writer: PartitionWriter,
+  relativeDir: string,
+  write: (file: PartitionFile) => Promise<T>,
+  options: { signal?: AbortSignal } = {},
+): Promise<T> {
+  return await _serialized(relativeDir, async () => {
+    await writer.meta.lockPartition(relativeDir, { signal: options.signal });
+    try {
+      const dir = join(writer.dataDir, relativeDir);
+      await Deno.mkdir(dir, { recursive: true });
+      await _removeStaleTemps(dir);
+      const live = join(dir, PARTITION_FILE);
+      const temp = join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
+      const liveExists = await _exists(live);
+      const connection = await writer.duckdb.connect();
+      try {
+        const result = await write({ connection, temp, live, liveExists });
+        await _fsyncFile(temp);
+        await Deno.rename(temp, live);
+        await _fsyncDir(dir);
+        return result;
+      } catch (error) {
+        await Deno.remove(temp).catch(() => {});
+        throw new Error(`Cannot write partition ${relativeDir}`, { cause: error });
+      } finally {
+        connection.closeSync();
+      }
+    } finally {
+      writer.meta.unlockPartition(relativeDir);
+    }
+  });
 }
 
 async function _serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -81,6 +167,7 @@ async function _mergePartition(
   relativeDir: string,
   bars: Bar[],
   jobId: string,
+  sorted: boolean,
 ): Promise<{ written: number; replaced: number }> {
   const dir = join(writer.dataDir, relativeDir);
   await Deno.mkdir(dir, { recursive: true });
@@ -98,7 +185,7 @@ async function _mergePartition(
     const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
     const incoming = `SELECT
         ${sqlString(first.symbol)} AS symbol,
-        timezone('UTC', epoch_ms(CAST(ts AS BIGINT))) AS ts,
+        to_timestamp(ts / 1000) AS ts,
         open, high, low, close, volume, vwap,
         CAST(trade_count AS BIGINT) AS trade_count,
         ${sqlString(first.timeframe)} AS timeframe,
@@ -125,7 +212,7 @@ async function _mergePartition(
         WHERE old.ts NOT IN (SELECT ts FROM fresh)`;
     }
     const copied = await connection.run(
-      `COPY (SELECT * FROM (${body}) ORDER BY ts) TO ${
+      `COPY (${sorted && !oldExists ? body : `SELECT * FROM (${body}) ORDER BY ts`}) TO ${
         sqlString(temp)
       } (FORMAT parquet, COMPRESSION zstd)`,
     );
@@ -143,36 +230,59 @@ async function _mergePartition(
   }
 }
 
+const _INCOMING_TYPES = [
+  ...Array.from({ length: 8 }, () => DuckDBDoubleType.instance),
+  DuckDBUTinyIntType.instance,
+  DuckDBIntegerType.instance,
+];
+const _CHUNK_ROWS = 2048;
+
+/** Columnar append: values go into the chunk's typed arrays, one copy per column per 2048 rows. */
 async function _append(connection: DuckDBConnection, bars: Bar[]): Promise<void> {
   const appender = await connection.createAppender("incoming");
   try {
     let lastDate = "";
     let lastDay = 0;
-    for (const bar of bars) {
-      if (bar.tradingDate !== lastDate) {
-        lastDate = bar.tradingDate;
-        lastDay =
-          Date.UTC(+lastDate.slice(0, 4), +lastDate.slice(5, 7) - 1, +lastDate.slice(8, 10)) /
-          86_400_000;
+    for (let start = 0; start < bars.length; start += _CHUNK_ROWS) {
+      const n = Math.min(_CHUNK_ROWS, bars.length - start);
+      const chunk = DuckDBDataChunk.create(_INCOMING_TYPES, n);
+      const v = _INCOMING_TYPES.map((_, i) => chunk.getColumnVector(i));
+      for (let i = 0; i < n; i++) {
+        const bar = bars[start + i];
+        if (bar.tradingDate !== lastDate) {
+          lastDate = bar.tradingDate;
+          lastDay =
+            Date.UTC(+lastDate.slice(0, 4), +lastDate.slice(5, 7) - 1, +lastDate.slice(8, 10)) /
+            86_400_000;
+        }
+        v[0].setItem(i, bar.ts);
+        v[1].setItem(i, bar.open);
+        v[2].setItem(i, bar.high);
+        v[3].setItem(i, bar.low);
+        v[4].setItem(i, bar.close);
+        v[5].setItem(i, bar.volume);
+        v[6].setItem(i, bar.vwap);
+        v[7].setItem(i, bar.tradeCount);
+        v[8].setItem(i, SESSION_CODES[bar.session]);
+        v[9].setItem(i, lastDay);
       }
-      appender.appendDouble(bar.ts);
-      appender.appendDouble(bar.open);
-      appender.appendDouble(bar.high);
-      appender.appendDouble(bar.low);
-      appender.appendDouble(bar.close);
-      appender.appendDouble(bar.volume);
-      if (bar.vwap === null) appender.appendNull();
-      else appender.appendDouble(bar.vwap);
-      if (bar.tradeCount === null) appender.appendNull();
-      else appender.appendDouble(bar.tradeCount);
-      appender.appendUTinyInt(SESSION_CODES[bar.session]);
-      appender.appendInteger(lastDay);
-      appender.endRow();
+      for (const vector of v) vector.flush();
+      appender.appendDataChunk(chunk);
     }
     appender.flushSync();
   } finally {
     appender.closeSync();
   }
+}
+
+function _period(timeframe: string, date: string): string {
+  return timeframe === "1d" ? date.slice(0, 4) : date.slice(0, 7);
+}
+
+function _lastPerTs(bars: Bar[]): Bar[] {
+  const byTs = new Map<number, Bar>();
+  for (const bar of bars) byTs.set(bar.ts, bar);
+  return [...byTs.values()];
 }
 
 async function _exists(path: string): Promise<boolean> {
