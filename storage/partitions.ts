@@ -71,7 +71,9 @@ export async function writeBars(
       }
     }
     const group = current!;
-    if (group.increasing && group.bars.length > 0 && group.bars[group.bars.length - 1].ts >= bar.ts) {
+    if (
+      group.increasing && group.bars.length > 0 && group.bars[group.bars.length - 1].ts >= bar.ts
+    ) {
       group.increasing = false;
     }
     group.bars.push(bar);
