@@ -1,5 +1,6 @@
 import {
   type DuckDBConnection,
+  type DuckDBDataChunk,
   type DuckDBDecimalValue,
   type DuckDBInstance,
   type DuckDBPreparedStatement,
@@ -12,7 +13,14 @@ import {
 } from "@duckdb/node-api";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import { barViewName, createBarViews, openDuckDB, sqlString } from "./duckdb.ts";
+import {
+  BAR_COLUMNS,
+  barViewName,
+  createBarViews,
+  openDuckDB,
+  sqlIdent,
+  sqlString,
+} from "./duckdb.ts";
 
 /** Rows returned by {@link runQuery} when no `limit` is given. */
 export const DEFAULT_QUERY_LIMIT = 10_000;
@@ -59,6 +67,11 @@ export interface QueryEngineOptions {
   threads?: number;
   /** DuckDB memory limit such as `"2GB"` (default: 80% of RAM). */
   memoryLimit?: string;
+  /**
+   * A directory {@link exportBarsParquet} may write its temporary files to (a private temp
+   * directory of the caller; user SQL can read it, so put nothing but exports there).
+   */
+  exportDir?: string;
 }
 
 /**
@@ -72,6 +85,8 @@ export class QueryEngine {
   readonly timeframes: readonly Timeframe[];
   /** Absolute path `writeQueryParquet` may write, if one was given. */
   readonly outputFile: string | undefined;
+  /** Absolute directory {@link exportBarsParquet} writes to, if one was given. */
+  readonly exportDir: string | undefined;
   readonly #instance: DuckDBInstance;
   readonly #tempOutputFile: string | undefined;
   #closed = false;
@@ -85,6 +100,7 @@ export class QueryEngine {
       timeframes: readonly Timeframe[];
       outputFile?: string;
       tempOutputFile?: string;
+      exportDir?: string;
     },
   ) {
     this.#instance = instance;
@@ -92,6 +108,7 @@ export class QueryEngine {
     this.timeframes = init.timeframes;
     this.outputFile = init.outputFile;
     this.#tempOutputFile = init.tempOutputFile;
+    this.exportDir = init.exportDir;
   }
 
   /** Internal to storage/: a new connection on the sandboxed instance (callers use runQuery). */
@@ -179,6 +196,8 @@ export async function openQueryEngine(
 ): Promise<QueryEngine> {
   const absDataDir = resolve(dataDir);
   const readable = [join(absDataDir, "bars") + sep, join(absDataDir, "quarantine") + sep];
+  const exportDir = options.exportDir === undefined ? undefined : resolve(options.exportDir);
+  const allowed = exportDir === undefined ? readable : [...readable, join(exportDir, sep)];
   let outputFile: string | undefined;
   let tempOutputFile: string | undefined;
   if (options.outputFile !== undefined) {
@@ -201,7 +220,7 @@ export async function openQueryEngine(
       const timeframes = await createBarViews(connection, absDataDir);
       // allowed_directories/allowed_paths cannot be given to DuckDBInstance.create: SET them, then
       // cut off all other file access and freeze the configuration (SET, LOAD, ATTACH fail after).
-      await connection.run(`SET allowed_directories = [${readable.map(sqlString).join(", ")}]`);
+      await connection.run(`SET allowed_directories = [${allowed.map(sqlString).join(", ")}]`);
       if (outputFile !== undefined && tempOutputFile !== undefined) {
         await connection.run(
           `SET allowed_paths = [${sqlString(outputFile)}, ${sqlString(tempOutputFile)}]`,
@@ -214,6 +233,7 @@ export async function openQueryEngine(
         timeframes,
         outputFile,
         tempOutputFile,
+        exportDir,
       });
     } finally {
       connection.closeSync();
@@ -252,6 +272,10 @@ export async function runQuery(
   return await _withConnection(engine, timeoutMs, options.signal, async (connection) => {
     const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: true });
     try {
+      if (prepared.statementType === StatementType.SELECT) {
+        const fast = await _runLimited(connection, sql, limit);
+        if (fast) return fast;
+      }
       const result = await prepared.stream();
       const columnTypes = result.columnTypes();
       const columns = result.deduplicatedColumnNames().map((name, index) => ({
@@ -280,6 +304,40 @@ export async function runQuery(
       prepared.destroySync();
     }
   });
+}
+
+/**
+ * Run a checked SELECT as `FROM query('<sql>') LIMIT limit + 1`, materialized: DuckDB plans the
+ * whole pipeline in parallel and stops at the limit, which is faster than pulling chunks of a
+ * streaming result. The SQL travels as a string literal, so nothing in it can change the wrapper.
+ * Returns undefined when DuckDB's `query()` does not accept the statement (some DESCRIBE/SHOW
+ * forms); the caller then streams the original statement.
+ */
+async function _runLimited(
+  connection: DuckDBConnection,
+  sql: string,
+  limit: number,
+): Promise<QueryResult | undefined> {
+  let wrapped;
+  try {
+    wrapped = await connection.prepare(`FROM query(${sqlString(sql)}) LIMIT ${limit + 1}`);
+  } catch {
+    return undefined;
+  }
+  try {
+    const result = await wrapped.run();
+    const columnTypes = result.columnTypes();
+    const columns = result.deduplicatedColumnNames().map((name, index) => ({
+      name,
+      type: columnTypes[index].toString(),
+    }));
+    const rows = (await result.convertRows(_toJsonSafe)) as unknown[][];
+    const truncated = rows.length > limit;
+    if (truncated) rows.length = limit;
+    return { columns, rows, rowCount: rows.length, truncated };
+  } finally {
+    wrapped.destroySync();
+  }
 }
 
 /**
@@ -783,4 +841,348 @@ function _csvField(value: unknown): string {
     ? JSON.stringify(value)
     : String(value);
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+// --- bars for the HTTP API -------------------------------------------------------------------
+
+/** Which bars {@link readBars} and {@link exportBarsParquet} read: one symbol and timeframe. */
+export interface BarsRequest {
+  symbol: string;
+  timeframe: Timeframe;
+  /** First trading date `YYYY-MM-DD`, inclusive (default: no bound). */
+  start?: string;
+  /** Last trading date `YYYY-MM-DD`, inclusive (default: no bound). */
+  end?: string;
+  /** Keyset cursor: only bars that start after this instant (epoch ms). */
+  after?: number;
+  /** Only bars that start before this instant (epoch ms). */
+  before?: number;
+  /** Most bars to read. */
+  limit: number;
+  /** Newest first instead of oldest first. */
+  descending?: boolean;
+}
+
+/**
+ * A chunk of bars in columns (up to 2,048 rows). `ts` is the bar start in epoch ms; unknown
+ * `vwap` and `tradeCount` are `NaN`.
+ */
+export interface BarColumns {
+  length: number;
+  ts: Float64Array;
+  open: Float64Array;
+  high: Float64Array;
+  low: Float64Array;
+  close: Float64Array;
+  volume: Float64Array;
+  vwap: Float64Array;
+  tradeCount: Float64Array;
+  tradingDate: string[];
+  session: string[];
+}
+
+/** Options of {@link readBars}, {@link barsPageEnd} and {@link exportBarsParquet}. */
+export interface ReadBarsOptions {
+  /** Interrupt the read after this many milliseconds (default 30,000). */
+  timeoutMs?: number;
+  /** Interrupts the read when aborted; the abort reason is thrown. */
+  signal?: AbortSignal;
+}
+
+// Bounds used when a request leaves a side open: every stored bar lies between them.
+const _MIN_DATE = "1900-01-01";
+const _MAX_DATE = "2199-12-31";
+const _MIN_MICROS = -2_208_988_800_000_000n; // 1900-01-01
+const _MAX_MICROS = 7_258_118_400_000_000n; // 2200-01-01
+
+/**
+ * Reads the bars of one symbol and timeframe in `ts` order with every value bound as a
+ * parameter, calling `onChunk` for each chunk (awaiting it, so a slow consumer slows the read).
+ * Returns the number of bars read; 0 when the timeframe has no view in this engine.
+ *
+ * @example
+ * ```ts
+ * await readBars(engine, { symbol: "AAPL", timeframe: "1m", start: "2024-03-04", limit: 1000 },
+ *   (chunk) => console.log(chunk.length, chunk.close[0]));
+ * ```
+ */
+export async function readBars(
+  engine: QueryEngine,
+  request: BarsRequest,
+  onChunk: (chunk: BarColumns) => void | Promise<void>,
+  options: ReadBarsOptions = {},
+): Promise<number> {
+  _checkBarsRequest(request);
+  if (!engine.timeframes.includes(request.timeframe) || request.limit === 0) return 0;
+  const sql = `SELECT epoch_ms(ts)::DOUBLE, open, high, low, close, volume, vwap,
+      trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session
+    FROM ${_barsFilter(request)} ORDER BY ts ${
+    request.descending ? "DESC" : "ASC"
+  } LIMIT $limit::BIGINT`;
+  return await _withConnection(
+    engine,
+    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    options.signal,
+    async (connection) => {
+      const prepared = await connection.prepare(sql);
+      try {
+        prepared.bind(_barsParams(request, request.limit));
+        const result = await prepared.stream();
+        let total = 0;
+        while (true) {
+          const chunk = await result.fetchChunk();
+          if (chunk === null || chunk.rowCount === 0) break;
+          total += chunk.rowCount;
+          await onChunk(_barColumns(chunk));
+        }
+        return total;
+      } finally {
+        prepared.destroySync();
+      }
+    },
+  );
+}
+
+/**
+ * The keyset cursor of a page: the `ts` (epoch ms) of the `request.limit`-th bar when more bars
+ * follow it, else `undefined` (the page is the last one).
+ */
+export async function barsPageEnd(
+  engine: QueryEngine,
+  request: BarsRequest,
+  options: ReadBarsOptions = {},
+): Promise<number | undefined> {
+  _checkBarsRequest(request);
+  if (!engine.timeframes.includes(request.timeframe) || request.limit === 0) return undefined;
+  const sql = `SELECT epoch_ms(ts)::DOUBLE FROM ${_barsFilter(request)}
+    ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
+  return await _withConnection(
+    engine,
+    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    options.signal,
+    async (connection) => {
+      const prepared = await connection.prepare(sql);
+      try {
+        const params = _barsParams(request, undefined);
+        params.offset = BigInt(request.limit - 1);
+        prepared.bind(params);
+        const rows = (await prepared.runAndReadAll()).getRows();
+        return rows.length === 2 ? Number(rows[0][0]) : undefined;
+      } finally {
+        prepared.destroySync();
+      }
+    },
+  );
+}
+
+/**
+ * Writes the bars of one request as a zstd Parquet file into the engine's `exportDir` and returns
+ * it as a stream; the file is removed as soon as it is open, so nothing is left behind.
+ */
+export async function exportBarsParquet(
+  engine: QueryEngine,
+  request: BarsRequest,
+  options: ReadBarsOptions = {},
+): Promise<{ rows: number; size: number; stream: ReadableStream<Uint8Array> }> {
+  _checkBarsRequest(request);
+  if (engine.exportDir === undefined) {
+    throw new TypeError("Cannot export Parquet: the query engine was opened without an exportDir");
+  }
+  const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
+  const source = engine.timeframes.includes(request.timeframe)
+    ? `${_barsFilter(request)} ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT $limit`
+    : null;
+  const path = join(engine.exportDir, `bars-${crypto.randomUUID()}.parquet`);
+  // The path is ours (a UUID); every request value travels as a bound parameter.
+  const inner = source === null
+    ? `SELECT ${
+      BAR_COLUMNS.map((column) => `NULL::${column.type} AS ${sqlIdent(column.name)}`).join(", ")
+    } WHERE false`
+    : `SELECT ${columns} FROM ${source}`;
+  const copy = `COPY (${inner}) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`;
+  try {
+    const rows = await _withConnection(
+      engine,
+      options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+      options.signal,
+      async (connection) => {
+        const prepared = await connection.prepare(copy);
+        try {
+          if (source !== null) prepared.bind(_barsParams(request, request.limit));
+          return Number((await prepared.run()).rowsChanged);
+        } finally {
+          prepared.destroySync();
+        }
+      },
+    );
+    const file = await Deno.open(path, { read: true });
+    const size = (await file.stat()).size;
+    await Deno.remove(path);
+    return { rows, size, stream: file.readable };
+  } catch (error) {
+    await Deno.remove(path).catch(() => {});
+    throw error;
+  }
+}
+
+/** Timeframes with at least one Parquet file under `<dataDir>/bars/`, shortest first. */
+export async function storedTimeframes(dataDir: string): Promise<Timeframe[]> {
+  const present: Timeframe[] = [];
+  for (const timeframe of TIMEFRAMES) {
+    if (await _anyParquet(join(dataDir, "bars", `timeframe=${timeframe}`))) present.push(timeframe);
+  }
+  return present;
+}
+
+/** What is stored for one symbol and timeframe. Times are epoch ms of the first and last bar. */
+export interface StoredBarSeries {
+  symbol: string;
+  timeframe: Timeframe;
+  rows: number;
+  firstTs: number;
+  lastTs: number;
+  /** Parquet files and their bytes on disk. */
+  files: number;
+  bytes: number;
+}
+
+/**
+ * Every stored (symbol, timeframe) with its row count, first and last bar and bytes on disk,
+ * ordered by symbol then timeframe. Scans the `ts` column of all bars: cache the result.
+ */
+export async function storedBarSeries(
+  engine: QueryEngine,
+  options: ReadBarsOptions = {},
+): Promise<StoredBarSeries[]> {
+  const sizes = new Map<string, { files: number; bytes: number }>();
+  for (const timeframe of engine.timeframes) {
+    const dir = join(engine.dataDir, "bars", `timeframe=${timeframe}`);
+    for (const entry of await _readDirOrEmpty(dir)) {
+      if (!entry.isDirectory || !entry.name.startsWith("symbol=")) continue;
+      const size = { files: 0, bytes: 0 };
+      await _sumParquet(join(dir, entry.name), size);
+      sizes.set(`${timeframe}|${entry.name.slice("symbol=".length)}`, size);
+    }
+  }
+  if (engine.timeframes.length === 0) return [];
+  const order = TIMEFRAMES.map((tf, index) => `WHEN ${sqlString(tf)} THEN ${index}`).join(" ");
+  const rows = await _withConnection(
+    engine,
+    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    options.signal,
+    async (connection) =>
+      (await connection.runAndReadAll(
+        `SELECT symbol, timeframe, count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE,
+           epoch_ms(max(ts))::DOUBLE FROM bars GROUP BY symbol, timeframe
+         ORDER BY symbol, CASE timeframe ${order} END`,
+      )).getRows(),
+  );
+  return rows.map(([symbol, timeframe, count, first, last]) => {
+    const size = sizes.get(`${timeframe}|${symbol}`) ?? { files: 0, bytes: 0 };
+    return {
+      symbol: String(symbol),
+      timeframe: timeframe as Timeframe,
+      rows: Number(count),
+      firstTs: Number(first),
+      lastTs: Number(last),
+      files: size.files,
+      bytes: size.bytes,
+    };
+  });
+}
+
+function _checkBarsRequest(request: BarsRequest): void {
+  if (!(TIMEFRAMES as readonly string[]).includes(request.timeframe)) {
+    throw new RangeError(`Invalid timeframe "${request.timeframe}": expected one of ${TIMEFRAMES}`);
+  }
+  if (!Number.isSafeInteger(request.limit) || request.limit < 0) {
+    throw new RangeError(`Invalid bars limit ${request.limit}: expected a whole number >= 0`);
+  }
+  for (const [name, value] of [["after", request.after], ["before", request.before]] as const) {
+    if (value !== undefined && !Number.isSafeInteger(value)) {
+      throw new RangeError(`Invalid bars ${name} ${value}: expected epoch milliseconds`);
+    }
+  }
+}
+
+/** `FROM`/`WHERE` of a bars read: the view name comes from the checked timeframe, values are parameters. */
+function _barsFilter(request: BarsRequest): string {
+  return `${sqlIdent(barViewName(request.timeframe))}
+    WHERE symbol = $symbol AND trading_date BETWEEN $start::DATE AND $end::DATE
+      AND ts > make_timestamptz($after::BIGINT) AND ts < make_timestamptz($before::BIGINT)`;
+}
+
+function _barsParams(
+  request: BarsRequest,
+  limit: number | undefined,
+): Record<string, string | bigint> {
+  const params: Record<string, string | bigint> = {
+    symbol: request.symbol,
+    start: request.start ?? _MIN_DATE,
+    end: request.end ?? _MAX_DATE,
+    after: request.after === undefined ? _MIN_MICROS : BigInt(request.after) * 1000n,
+    before: request.before === undefined ? _MAX_MICROS : BigInt(request.before) * 1000n,
+  };
+  if (limit !== undefined) params.limit = BigInt(limit);
+  return params;
+}
+
+function _barColumns(chunk: DuckDBDataChunk): BarColumns {
+  const length = chunk.rowCount;
+  const numbers = (index: number): Float64Array => {
+    const vector = chunk.getColumnVector(index);
+    const out = new Float64Array(length);
+    for (let row = 0; row < length; row++) {
+      const value = vector.getItem(row);
+      out[row] = value === null ? NaN : value as number;
+    }
+    return out;
+  };
+  const strings = (index: number): string[] => {
+    const vector = chunk.getColumnVector(index);
+    const out = new Array<string>(length);
+    for (let row = 0; row < length; row++) out[row] = vector.getItem(row) as string;
+    return out;
+  };
+  return {
+    length,
+    ts: numbers(0),
+    open: numbers(1),
+    high: numbers(2),
+    low: numbers(3),
+    close: numbers(4),
+    volume: numbers(5),
+    vwap: numbers(6),
+    tradeCount: numbers(7),
+    tradingDate: strings(8),
+    session: strings(9),
+  };
+}
+
+async function _readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
+  try {
+    return await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+async function _anyParquet(dir: string): Promise<boolean> {
+  for (const entry of await _readDirOrEmpty(dir)) {
+    if (entry.isFile && entry.name.endsWith(".parquet")) return true;
+    if (entry.isDirectory && await _anyParquet(join(dir, entry.name))) return true;
+  }
+  return false;
+}
+
+async function _sumParquet(dir: string, into: { files: number; bytes: number }): Promise<void> {
+  for (const entry of await _readDirOrEmpty(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await _sumParquet(path, into);
+    else if (entry.isFile && entry.name.endsWith(".parquet")) {
+      into.files++;
+      into.bytes += (await Deno.stat(path)).size;
+    }
+  }
 }
