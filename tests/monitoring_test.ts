@@ -376,3 +376,43 @@ Deno.test("metrics history commands print the recorded values and a terminal-siz
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /did you mean "mp_ingest_rows_total"/);
 });
+
+Deno.test("grafana/prometheus.yml passes promtool check config and the compose stack references real files", async () => {
+  if (await hasCommand("promtool")) {
+    const out = await new Deno.Command("promtool", {
+      args: ["check", "config", `${GRAFANA}prometheus.yml`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(
+      out.code,
+      0,
+      new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+    );
+  } else {
+    throw new Error("promtool missing: install the Debian package prometheus");
+  }
+  const { parse } = await import("yaml");
+  const compose = parse(await Deno.readTextFile(`${GRAFANA}docker-compose.yml`));
+  assert.deepEqual(Object.keys(compose.services).sort(), ["grafana", "marketpipe", "prometheus"]);
+  for (const service of Object.values(compose.services) as { volumes?: string[] }[]) {
+    for (const volume of service.volumes ?? []) {
+      const source = volume.split(":")[0];
+      if (source.startsWith("./")) await Deno.stat(`${GRAFANA}${source.slice(2)}`);
+    }
+  }
+  assert.equal(compose.services.marketpipe.build.dockerfile, "grafana/Dockerfile");
+  await Deno.stat(`${GRAFANA}Dockerfile`);
+  const scrape = parse(await Deno.readTextFile(`${GRAFANA}prometheus.yml`));
+  assert.deepEqual(scrape.scrape_configs[0].static_configs[0].targets, ["marketpipe:8000"]);
+  const dockerfile = await Deno.readTextFile(`${GRAFANA}Dockerfile`);
+  assert.match(dockerfile, /EXPOSE 8000/);
+  assert.match(dockerfile, /"serve", "--host", "0\.0\.0\.0", "--port", "8000"/);
+  const datasource = parse(
+    await Deno.readTextFile(`${GRAFANA}provisioning/datasources/prometheus.yml`),
+  );
+  const dashboard = JSON.parse(await Deno.readTextFile(`${GRAFANA}dashboards/marketpipe.json`));
+  for (const panel of dashboard.panels) {
+    assert.equal(panel.datasource.uid, datasource.datasources[0].uid);
+  }
+});
