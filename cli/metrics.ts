@@ -165,6 +165,15 @@ async function _history(
   const labels = _parseLabels(invocation.string("labels"));
   const avgText = invocation.string("avg");
   const bucketMs = avgText === undefined ? undefined : parseDuration(avgText, "--avg");
+  if (bucketMs !== undefined && (bucketMs === 0 || (now - since) / bucketMs > 10_000)) {
+    throw new UsageError(
+      `Invalid --avg "${avgText}": ${
+        bucketMs === 0
+          ? "expected a window longer than 0"
+          : "more than 10000 windows since --since; use a longer window"
+      }`,
+    );
+  }
   const metricName = invocation.string("metric");
   const families = await familiesOf(createMetrics().registry);
   if (metricName !== undefined && !families.some((f) => f.name === metricName)) {

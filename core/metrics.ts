@@ -149,20 +149,23 @@ export async function familiesOf(registry: Registry): Promise<FamilyInfo[]> {
 /**
  * Tracks what a process already reported, so it can persist only the increase since the last
  * flush. Counters only go up; a negative difference (a registry reset) is reported as the new
- * value.
+ * value. A series seen for the first time is reported even at zero, so that every bucket of a
+ * histogram exists in the shared totals (a missing low bucket skews `histogram_quantile`).
  */
 export class DeltaTracker {
   #last = new Map<string, number>();
 
-  /** Increases since the previous call, omitting series that did not change. */
+  /** Increases since the previous call, omitting known series that did not change. */
   deltas(values: readonly SeriesValue[]): SeriesValue[] {
     const out: SeriesValue[] = [];
     for (const value of values) {
       const key = seriesKey(value.name, value.labels);
-      const previous = this.#last.get(key) ?? 0;
-      const delta = value.value >= previous ? value.value - previous : value.value;
+      const previous = this.#last.get(key);
+      const delta = previous !== undefined && value.value >= previous
+        ? value.value - previous
+        : value.value;
       this.#last.set(key, value.value);
-      if (delta !== 0) out.push({ ...value, value: delta });
+      if (delta !== 0 || previous === undefined) out.push({ ...value, value: delta });
     }
     return out;
   }

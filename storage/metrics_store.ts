@@ -112,9 +112,19 @@ export function sampleCounts(db: DatabaseSync): Map<number, number> {
   );
 }
 
-/** Delete history samples older than `before`; totals are kept. Returns how many were deleted. */
+/**
+ * Delete history samples older than `before`; totals are kept, and so is each series' last
+ * sample before `before`: it is the value a history window starting after `before` counts its
+ * increase from. Returns how many were deleted.
+ */
 export function pruneMetricSamples(db: DatabaseSync, before: number): number {
-  return Number(db.prepare("DELETE FROM metric_samples WHERE ts < ?").run(before).changes);
+  return Number(
+    db.prepare(
+      `DELETE FROM metric_samples WHERE ts < $before AND ts < (
+         SELECT max(newest.ts) FROM metric_samples AS newest
+         WHERE newest.series_id = metric_samples.series_id AND newest.ts < $before)`,
+    ).run({ $before: before }).changes,
+  );
 }
 
 /** Record the newest bar time of a symbol and timeframe (kept if older than the stored one). */
@@ -146,6 +156,13 @@ export function readFreshness(
 }
 
 /** Count jobs currently running (after dead ones were reaped). */
-export function countRunningJobs(db: DatabaseSync): number {
-  return Number(db.prepare("SELECT count(*) AS n FROM jobs WHERE status = 'running'").get()!.n);
+export function countRunningJobs(db: DatabaseSync, now: number = Date.now()): number {
+  // A job counts while its process still beats (every 5 s); a killed ingest drops out after 30 s
+  // even before another command marks it failed.
+  return Number(
+    db.prepare(
+      `SELECT count(*) AS n FROM jobs j JOIN processes p ON p.id = j.process_id
+       WHERE j.status = 'running' AND p.heartbeat_at >= ?`,
+    ).get(now - 30_000)!.n,
+  );
 }

@@ -114,11 +114,16 @@ export function createTelemetry(
   let families: FamilyInfo[] | undefined;
   let flushing: Promise<void> = Promise.resolve();
   let lastPrune = 0;
+  // Increases read from the registry but not yet written (the last write failed, e.g. the
+  // database stayed locked past the busy timeout): the tracker has moved on, so keep them here.
+  let unwritten: SeriesValue[] = [];
 
   const flushNow = async () => {
-    const deltas = tracker.deltas(await readCumulative(metrics.registry));
+    const deltas = [...unwritten, ...tracker.deltas(await readCumulative(metrics.registry))];
     const at = now();
+    unwritten = deltas;
     addMetricDeltas(historyDb, deltas, at);
+    unwritten = [];
     if (at - lastPrune > 3_600_000) {
       lastPrune = at;
       pruneMetricSamples(historyDb, at - retention);
@@ -166,7 +171,7 @@ export function createTelemetry(
           family: "mp_jobs_running",
           kind: "counter",
           labels: {},
-          value: countRunningJobs(db),
+          value: countRunningJobs(db, now()),
         },
         ...readFreshness(db, options.freshnessCap ?? 1000).map((f) => ({
           name: "mp_data_last_bar_timestamp_seconds",
