@@ -2,15 +2,23 @@ import { isValidDate, tradingDays, weekday } from "../core/calendar.ts";
 import { parseIntOption, parseNumberOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
+import {
+  createValidator,
+  RULE_IDS,
+  VALIDATION_RULES,
+  type ValidationSettings,
+} from "../core/validate.ts";
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
-import { openStore, openTelemetry } from "../storage/mod.ts";
+import { fake, PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
+import { type AggregationSummary, openStore, openTelemetry } from "../storage/mod.ts";
+import { aggregationJson, printAggregation, runAggregation } from "./aggregate.ts";
 import { historyDirOf } from "./metrics.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatDuration, progressReporter, renderTable } from "./format.ts";
 import { dataDirOf, parseDateOption, positionals } from "./options.ts";
+import { validationOption } from "./validate.ts";
 
 const _WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
@@ -21,16 +29,70 @@ export interface PreparedIngest {
   dataDir: string;
   /** Requests per minute override for HTTP providers. */
   rateLimit?: number;
+  /** Validation rule settings (`--validation`, config `validation.rules`); default: all rules. */
+  validation?: ValidationSettings;
+  /** Aggregate the touched 1m partitions afterwards (`--aggregate`). */
+  aggregate?: boolean;
+}
+
+/** Ingest options as text, keyed by their long flag names: from flags, a config file or HTTP. */
+export interface IngestInput {
+  provider?: string;
+  /** Comma- or space-separated text, or a list. */
+  symbols?: string | readonly string[];
+  start?: string;
+  end?: string;
+  timeframe?: string;
+  workers?: string;
+  "batch-size"?: string;
+  "rate-limit"?: string;
+  feed?: string;
+  adjustment?: string;
+  force?: boolean;
+  resume?: string;
+  "fake-seed"?: string;
+  "fake-gap-rate"?: string;
+  "fake-corrupt-rate"?: string;
+}
+
+/** The text options of {@link IngestInput}. */
+export const INGEST_INPUT_NAMES = [
+  "provider",
+  "start",
+  "end",
+  "timeframe",
+  "workers",
+  "batch-size",
+  "rate-limit",
+  "feed",
+  "adjustment",
+  "resume",
+  "fake-seed",
+  "fake-gap-rate",
+  "fake-corrupt-rate",
+] as const;
+
+/** Options of {@link buildIngestRequest}. */
+export interface BuildIngestOptions {
+  /** How an option is named in messages: `--start` by default; the HTTP API says `start`. */
+  label?: (name: string) => string;
+  /** Called for a resume request once its id is checked (the CLI refuses flags the job records). */
+  onResume?: () => void;
+  /** Supplies the symbols instead of `input.symbols` (the CLI reads `--symbols-file` here). */
+  readSymbols?: () => Promise<string[]>;
 }
 
 /**
  * Validate every ingest option before anything is written: provider, symbols, dates, timeframe,
- * workers, feed and provider options. Throws {@link UsageError} naming the bad value.
+ * workers, feed and provider options. Throws {@link UsageError} naming the bad value. The one
+ * request builder of the CLI and the HTTP API.
  */
-export async function prepareIngest(invocation: Invocation): Promise<PreparedIngest> {
-  positionals(invocation, []);
-  const dataDir = dataDirOf(invocation);
-  const providerName = (invocation.string("provider") ?? "fake").toLowerCase();
+export async function buildIngestRequest(
+  input: IngestInput,
+  options: BuildIngestOptions = {},
+): Promise<Omit<PreparedIngest, "dataDir">> {
+  const label = options.label ?? ((name: string) => `--${name}`);
+  const providerName = (input.provider ?? "fake").toLowerCase();
   const factory = providerFactory(providerName);
   if (!factory) {
     throw new UsageError(
@@ -40,45 +102,43 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
     );
   }
   const info = factory.info;
-  const workers = parseIntOption(invocation.string("workers") ?? "4", "--workers", 1, 64);
-  const batchText = invocation.string("batch-size");
+  const workers = parseIntOption(input.workers ?? "4", label("workers"), 1, 64);
+  const batchText = input["batch-size"];
   const batchSize = batchText === undefined
     ? undefined
-    : parseIntOption(batchText, "--batch-size", 1, 50_000);
-  const rateText = invocation.string("rate-limit");
+    : parseIntOption(batchText, label("batch-size"), 1, 50_000);
+  const rateText = input["rate-limit"];
   const rateLimit = rateText === undefined
     ? undefined
-    : parseIntOption(rateText, "--rate-limit", 1, 1_000_000);
-  const resume = invocation.string("resume");
+    : parseIntOption(rateText, label("rate-limit"), 1, 1_000_000);
+  const resume = input.resume;
   const params: Record<string, number> = {};
   if (providerName === "fake") {
-    params.seed = parseIntOption(
-      invocation.string("fake-seed") ?? "0",
-      "--fake-seed",
-      0,
-      2 ** 31 - 1,
-    );
+    params.seed = parseIntOption(input["fake-seed"] ?? "0", label("fake-seed"), 0, 2 ** 31 - 1);
     params.gapRate = parseNumberOption(
-      invocation.string("fake-gap-rate") ?? "0.01",
-      "--fake-gap-rate",
+      input["fake-gap-rate"] ?? "0.01",
+      label("fake-gap-rate"),
       0,
       1,
       true,
     );
+    const corruptRate = parseNumberOption(
+      input["fake-corrupt-rate"] ?? "0",
+      label("fake-corrupt-rate"),
+      0,
+      0.5,
+    );
+    // Only a corrupting run records the rate, so clean runs keep their coverage and job keys.
+    if (corruptRate > 0) params.corruptRate = corruptRate;
   }
   if (resume !== undefined) {
     if (!/^[\w-]{4,64}$/.test(resume)) {
       throw new UsageError(
-        `Invalid --resume "${resume}": expected a job id like 20241125-191500-ab12`,
+        `Invalid ${label("resume")} "${resume}": expected a job id like 20241125-191500-ab12`,
       );
     }
-    for (const name of ["symbols", "symbols-file", "start", "end"]) {
-      if (invocation.options.sources[name] === "flag") {
-        throw new UsageError(`Cannot combine --resume with --${name}: the job already records it`);
-      }
-    }
+    options.onResume?.();
     return {
-      dataDir,
       factory,
       rateLimit,
       request: {
@@ -98,56 +158,48 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
     };
   }
 
-  const symbolsText = invocation.string("symbols");
-  const symbolsFile = invocation.string("symbols-file");
-  if (symbolsText !== undefined && symbolsFile !== undefined) {
-    throw new UsageError("Use either --symbols or --symbols-file, not both");
-  }
   let symbols: string[];
-  if (symbolsFile !== undefined) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(symbolsFile);
-    } catch (error) {
-      throw new UsageError(
-        `Cannot read --symbols-file ${symbolsFile}: ${(error as Error).message}`,
-        { cause: error },
-      );
-    }
-    symbols = parseSymbolsFile(text, symbolsFile);
-  } else if (symbolsText !== undefined) {
-    symbols = parseSymbols(symbolsText);
+  if (options.readSymbols) {
+    symbols = await options.readSymbols();
+  } else if (input.symbols !== undefined) {
+    symbols = parseSymbols(input.symbols, label("symbols"));
   } else {
     throw new UsageError(
-      "Missing --symbols (or --symbols-file): which symbols to ingest, e.g. --symbols AAPL,MSFT",
+      `Missing ${label("symbols")}: which symbols to ingest, e.g. AAPL,MSFT`,
     );
   }
   if (symbols.length > 10_000) {
     throw new UsageError(`Too many symbols (${symbols.length}): expected at most 10000 per job`);
   }
 
-  const startText = invocation.string("start");
+  const startText = input.start;
   if (startText === undefined) {
-    throw new UsageError("Missing --start: the first trading date, YYYY-MM-DD");
+    throw new UsageError(`Missing ${label("start")}: the first trading date, YYYY-MM-DD`);
   }
-  const start = parseDateOption(startText, "--start");
-  const end = parseDateOption(invocation.string("end") ?? start, "--end");
-  if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
-  _checkCalendarYear(start, "--start");
-  _checkCalendarYear(end, "--end");
+  const start = parseDateOption(startText, label("start"));
+  const end = parseDateOption(input.end ?? start, label("end"));
+  if (start > end) {
+    throw new UsageError(
+      `Invalid range: ${label("start")} ${start} is after ${label("end")} ${end}`,
+    );
+  }
+  _checkCalendarYear(start, label("start"));
+  _checkCalendarYear(end, label("end"));
   if (tradingDays(start, end).length === 0) {
     const what = start === end
       ? `${start} is a ${_WEEKDAYS[weekday(start)]}${
         weekday(start) % 6 === 0 ? "" : " and an NYSE holiday"
       }`
       : `${start}..${end} has none`;
-    throw new UsageError(`No trading days in --start ${start} --end ${end}: ${what}`);
+    throw new UsageError(
+      `No trading days in ${label("start")} ${start} ${label("end")} ${end}: ${what}`,
+    );
   }
 
-  const timeframeText = invocation.string("timeframe") ?? "1m";
+  const timeframeText = input.timeframe ?? "1m";
   if (!(TIMEFRAMES as readonly string[]).includes(timeframeText)) {
     throw new UsageError(
-      `Invalid --timeframe "${timeframeText}"${
+      `Invalid ${label("timeframe")} "${timeframeText}"${
         didYouMean(timeframeText, TIMEFRAMES)
       }: expected one of ${TIMEFRAMES.join(" ")}`,
     );
@@ -155,29 +207,30 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   const timeframe = timeframeText as Timeframe;
   if (!info.timeframes.includes(timeframe)) {
     throw new UsageError(
-      `Provider "${providerName}" does not serve --timeframe ${timeframe}: expected one of ${
-        info.timeframes.join(" ")
-      }`,
+      `Provider "${providerName}" does not serve ${
+        label("timeframe")
+      } ${timeframe}: expected one of ${info.timeframes.join(" ")}`,
     );
   }
-  const feed = (invocation.string("feed") ?? info.defaultFeed).toLowerCase();
+  const feed = (input.feed ?? info.defaultFeed).toLowerCase();
   if (!info.feeds.includes(feed)) {
     throw new UsageError(
-      `Invalid --feed "${feed}" for provider "${providerName}"${
+      `Invalid ${label("feed")} "${feed}" for provider "${providerName}"${
         didYouMean(feed, info.feeds)
       }: expected one of ${info.feeds.join(", ")}`,
     );
   }
-  const adjustment = (invocation.string("adjustment") ?? info.adjustments[0]).toLowerCase();
+  const adjustment = (input.adjustment ?? info.adjustments[0]).toLowerCase();
   if (!info.adjustments.includes(adjustment)) {
     throw new UsageError(
-      `Invalid --adjustment "${adjustment}" for provider "${providerName}": expected one of ${
+      `Invalid ${
+        label("adjustment")
+      } "${adjustment}" for provider "${providerName}": expected one of ${
         info.adjustments.join(", ")
       }`,
     );
   }
   return {
-    dataDir,
     factory,
     rateLimit,
     request: {
@@ -191,9 +244,64 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
       params,
       workers,
       batchSize,
-      force: invocation.flag("force"),
+      force: input.force ?? false,
     },
   };
+}
+
+/**
+ * Validate every ingest option of the command line before anything is written (see
+ * {@link buildIngestRequest}); also reads `--symbols-file`.
+ */
+export async function prepareIngest(invocation: Invocation): Promise<PreparedIngest> {
+  positionals(invocation, []);
+  const dataDir = dataDirOf(invocation);
+  const input: IngestInput = { force: invocation.flag("force") };
+  for (const name of INGEST_INPUT_NAMES) input[name] = invocation.string(name);
+  const built = await buildIngestRequest(input, {
+    onResume: () => {
+      for (const name of ["symbols", "symbols-file", "start", "end"]) {
+        if (invocation.options.sources[name] === "flag") {
+          throw new UsageError(
+            `Cannot combine --resume with --${name}: the job already records it`,
+          );
+        }
+      }
+    },
+    readSymbols: async () => {
+      const symbolsText = invocation.string("symbols");
+      const symbolsFile = invocation.string("symbols-file");
+      if (symbolsText !== undefined && symbolsFile !== undefined) {
+        throw new UsageError("Use either --symbols or --symbols-file, not both");
+      }
+      if (symbolsFile !== undefined) {
+        let text: string;
+        try {
+          text = await Deno.readTextFile(symbolsFile);
+        } catch (error) {
+          throw new UsageError(
+            `Cannot read --symbols-file ${symbolsFile}: ${(error as Error).message}`,
+            { cause: error },
+          );
+        }
+        return parseSymbolsFile(text, symbolsFile);
+      }
+      if (symbolsText !== undefined) return parseSymbols(symbolsText);
+      throw new UsageError(
+        "Missing --symbols (or --symbols-file): which symbols to ingest, e.g. --symbols AAPL,MSFT",
+      );
+    },
+  });
+  const aggregate = invocation.flag("aggregate");
+  if (
+    aggregate && invocation.options.sources.aggregate === "flag" &&
+    built.request.resumeJobId === undefined && built.request.timeframe !== "1m"
+  ) {
+    throw new UsageError(
+      `Cannot --aggregate a ${built.request.timeframe} ingest: aggregation rolls up 1m bars`,
+    );
+  }
+  return { dataDir, ...built, validation: validationOption(invocation), aggregate };
 }
 
 function _checkCalendarYear(date: string, name: string): void {
@@ -206,6 +314,11 @@ function _checkCalendarYear(date: string, name: string): void {
 /** `marketpipe ingest`. */
 export async function runIngest(invocation: Invocation, context: CommandContext): Promise<number> {
   const prepared = await prepareIngest(invocation);
+  // Provider credentials and source options are refused before the data directory is touched.
+  prepared.factory.check?.(
+    { env: context.env, params: prepared.request.params, rateLimit: prepared.rateLimit },
+    prepared.request.resumeJobId === undefined ? prepared.request : undefined,
+  );
   const summary = await runPreparedIngest(prepared, context);
   return exitCodeOf(summary, context);
 }
@@ -249,14 +362,24 @@ export async function runPreparedIngest(
     const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
     closeTelemetry = () => telemetry.close();
     const metrics = telemetry.metrics;
-    const provider = prepared.factory.create({
-      env: context.env,
-      params: jobParams,
-      metrics,
-      rateLimit: prepared.rateLimit,
-    });
+    // The registry's fake factory does not pass the corruption rate on; a corrupting run builds
+    // the fake provider itself.
+    const provider = typeof jobParams.corruptRate === "number" && jobParams.corruptRate > 0 &&
+        prepared.factory.info.name === "fake"
+      ? fake({
+        seed: jobParams.seed as number | undefined,
+        gapRate: jobParams.gapRate as number | undefined,
+        corruptRate: jobParams.corruptRate,
+      })
+      : prepared.factory.create({
+        env: context.env,
+        params: jobParams,
+        metrics,
+        rateLimit: prepared.rateLimit,
+      });
+    const validator = createValidator({ rules: prepared.validation, metrics });
     const report = progressReporter({ status: context.status, err: context.err });
-    const summary = await ingest({ provider, store, metrics }, request, {
+    const summary = await ingest({ provider, store, validator, metrics }, request, {
       signal: context.signal,
       onStart: ({ job, resumed, tasksTotal, tasksLeft }) => {
         const days = tradingDays(job.start, job.end).length;
@@ -294,7 +417,23 @@ export async function runPreparedIngest(
         );
       },
     });
-    printSummary(summary, request, dataDir, context);
+    let aggregation: AggregationSummary | undefined;
+    const job = summary.job;
+    const timeframe = job?.timeframe ?? request.timeframe;
+    if (prepared.aggregate && !context.signal.aborted && summary.status !== "failed") {
+      if (timeframe !== "1m") {
+        context.err(`Not aggregating: aggregation rolls up 1m bars, this ingest is ${timeframe}`);
+      } else {
+        aggregation = await runAggregation(store, {
+          timeframes: ["5m", "15m", "30m", "1h", "4h", "1d"],
+          symbols: job?.symbols ?? request.symbols,
+          start: job?.start ?? request.start,
+          end: job?.end ?? request.end,
+          metrics,
+        }, context);
+      }
+    }
+    printSummary(summary, request, dataDir, context, aggregation);
     return summary;
   } finally {
     await closeTelemetry();
@@ -307,7 +446,17 @@ function printSummary(
   request: IngestRequest,
   dataDir: string,
   context: CommandContext,
+  aggregation?: AggregationSummary,
 ): void {
+  const quarantined: Record<string, number> = {};
+  const findings: Record<string, number> = {};
+  for (const symbol of summary.symbols) {
+    for (const [rule, n] of Object.entries(symbol.findings)) {
+      const severity = VALIDATION_RULES.find((r) => r.id === rule)?.severity;
+      const into = severity === "error" ? quarantined : findings;
+      into[rule] = (into[rule] ?? 0) + n;
+    }
+  }
   if (context.json) {
     context.out(JSON.stringify(
       {
@@ -322,6 +471,10 @@ function printSummary(
         barsReplaced: summary.barsReplaced,
         elapsedMs: Math.round(summary.elapsedMs),
         dataDir,
+        barsQuarantined: summary.symbols.reduce((n, s) => n + s.barsQuarantined, 0),
+        quarantined,
+        findings,
+        aggregation: aggregation ? aggregationJson(aggregation) : null,
         symbols: summary.symbols,
       },
       null,
@@ -329,6 +482,15 @@ function printSummary(
     ));
     return;
   }
+  const printAfter = () => {
+    if (aggregation) {
+      context.out("");
+      context.out(
+        `Aggregated: ${aggregation.rebuilt} partition(s) rebuilt, ${aggregation.upToDate} up to date.`,
+      );
+      printAggregation(aggregation, context);
+    }
+  };
   if (summary.status === "up-to-date") {
     const days = summary.symbols.reduce((n, s) => n + s.daysSkipped, 0);
     context.out(
@@ -337,10 +499,12 @@ function printSummary(
       } ${request.start}..${request.end} ` +
         `are already stored from ${request.provider}/${request.feed} (use --force to fetch them again). Nothing was written.`,
     );
+    printAfter();
     return;
   }
   if (summary.status === "succeeded" && summary.tasksAlreadyDone === summary.tasksTotal) {
     context.out(`Job ${summary.job!.id} had already succeeded; nothing was written.`);
+    printAfter();
     return;
   }
   const rows = summary.symbols.map((s) => [
@@ -386,4 +550,28 @@ function printSummary(
   if (job.status === "partial" || job.status === "failed") {
     context.out(`Retry the failed tasks: marketpipe ingest --resume ${job.id}`);
   }
+  const byRule = (counts: Record<string, number>) =>
+    Object.entries(counts).sort(([a], [b]) => RULE_IDS.indexOf(a) - RULE_IDS.indexOf(b))
+      .map(([rule, n]) => `${rule} ${formatCount(n)}`).join(", ");
+  const quarantinedTotal = Object.values(quarantined).reduce((a, b) => a + b, 0);
+  if (quarantinedTotal > 0) {
+    context.out(
+      `Quarantined ${
+        formatCount(quarantinedTotal)
+      } bar(s) that broke an error rule (not stored in bars/; under ${dataDir}/quarantine): ${
+        byRule(quarantined)
+      }`,
+    );
+  }
+  if (Object.keys(findings).length > 0) {
+    context.out(`Stored with warnings or notes: ${byRule(findings)}`);
+  }
+  if (quarantinedTotal > 0 || Object.keys(findings).length > 0) {
+    context.out(
+      `Audit them: marketpipe validate ${job.id}${
+        dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`
+      }`,
+    );
+  }
+  printAfter();
 }

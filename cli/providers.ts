@@ -1,4 +1,5 @@
 import { providers } from "../providers/mod.ts";
+import type { ProviderEnvVar } from "../core/provider.ts";
 import type { ProviderFactory } from "../providers/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
@@ -13,11 +14,13 @@ export function runProviders(invocation: Invocation, context: CommandContext): P
     status: info.status,
     env: info.env.map((v) => ({
       name: v.name,
+      aliases: v.aliases ?? [],
       description: v.description,
       required: v.required,
-      set: (context.env[v.name] ?? "") !== "",
+      set: _isSet(context.env, v),
     })),
-    ready: info.env.every((v) => !v.required || (context.env[v.name] ?? "") !== ""),
+    ready: info.env.every((v) => !v.required || _isSet(context.env, v)),
+    rateLimitPerMinute: info.rateLimitPerMinute ?? null,
     timeframes: info.timeframes,
     feeds: info.feeds,
     defaultFeed: info.defaultFeed,
@@ -29,13 +32,18 @@ export function runProviders(invocation: Invocation, context: CommandContext): P
     return Promise.resolve(EXIT.ok);
   }
   for (const p of list) {
-    const state = p.status === "retired" ? "retired" : p.ready ? "ready" : "needs credentials";
+    const state = p.status === "retired"
+      ? `retired${p.ready ? ", configured" : ""}`
+      : p.ready
+      ? "ready"
+      : "needs credentials";
     context.out(`${p.name} (${state})`);
     context.out(`  ${p.description}`);
     if (p.env.length === 0) context.out("  env:        none needed");
     for (const v of p.env) {
+      const aliases = v.aliases.length > 0 ? ` (or ${v.aliases.join(", ")})` : "";
       context.out(
-        `  env:        ${v.name} ${v.set ? "[set]" : "[not set]"}${
+        `  env:        ${v.name}${aliases} ${v.set ? "[set]" : "[not set]"}${
           v.required ? " (required)" : ""
         }: ${v.description}`,
       );
@@ -43,9 +51,17 @@ export function runProviders(invocation: Invocation, context: CommandContext): P
     context.out(`  timeframes: ${p.timeframes.join(" ")}`);
     context.out(`  feeds:      ${p.feeds.join(", ")} (default ${p.defaultFeed})`);
     context.out(`  adjustment: ${p.adjustments.join(", ")}`);
+    if (p.rateLimitPerMinute !== null) {
+      context.out(`  rate limit: ${p.rateLimitPerMinute} requests/min (--rate-limit to change)`);
+    }
     if (p.notes) context.out(`  notes:      ${p.notes}`);
     context.out("");
   }
   context.out(`${list.length} provider(s). Use: marketpipe ingest --provider NAME ...`);
   return Promise.resolve(EXIT.ok);
+}
+
+/** Whether a variable or one of its aliases is set to a non-empty value. Never reads it out. */
+function _isSet(env: Record<string, string | undefined>, v: ProviderEnvVar): boolean {
+  return [v.name, ...(v.aliases ?? [])].some((name) => (env[name] ?? "") !== "");
 }

@@ -1,5 +1,6 @@
 import { parse as parseYaml } from "yaml";
 import { didYouMean, UsageError } from "./errors.ts";
+import { validationConfigText } from "./validate.ts";
 
 /** A command-line option; config file keys and environment variables mirror it. */
 export interface OptionSpec {
@@ -32,6 +33,8 @@ export interface ResolvedOptions {
 /**
  * Parse a YAML config file whose keys mirror the long flags (`data-dir` or `data_dir`). Lists
  * are joined with commas (for `symbols`). Unknown keys are errors naming the closest valid key.
+ * The one nested mapping allowed is `validation: { rules: { <id>: { enabled, threshold } } }`
+ * (when `validation` is a known key), returned as `--validation` text.
  */
 export function parseConfigFile(
   text: string,
@@ -61,6 +64,13 @@ export function parseConfigFile(
       );
     }
     if (
+      key === "validation" && typeof value === "object" && value !== null &&
+      !Array.isArray(value) && !(value instanceof Date)
+    ) {
+      // The one nested key: rule settings, checked against the rule table and passed on in the
+      // form of the --validation flag.
+      out[key] = validationConfigText(value, path);
+    } else if (
       Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number")
     ) {
       out[key] = value.join(",");

@@ -266,3 +266,61 @@ Deno.test("parseDuration() rejects values without a unit or with a fraction, nam
     );
   }
 });
+
+Deno.test("parseConfigFile() reads a validation mapping as --validation text", () => {
+  const keys = new Set([...KEYS, "validation"]);
+  const config = parseConfigFile(
+    [
+      "workers: 2",
+      "validation:",
+      "  rules:",
+      "    extreme_move: { threshold: 0.3 }",
+      "    stale_price:",
+      "      enabled: false",
+    ].join("\n"),
+    "mp.yaml",
+    keys,
+  );
+  assert.deepEqual(config, {
+    workers: "2",
+    validation: "extreme_move.threshold=0.3,stale_price.enabled=false",
+  });
+});
+
+Deno.test("parseConfigFile() names the key of a bad validation rule setting", () => {
+  const keys = new Set([...KEYS, "validation"]);
+  assert.throws(
+    () =>
+      parseConfigFile(
+        "validation:\n  rules:\n    extreme_mov: { threshold: 0.3 }\n",
+        "mp.yaml",
+        keys,
+      ),
+    usageError(
+      'Unknown key "validation.rules.extreme_mov" in config file mp.yaml (did you mean "validation.rules.extreme_move"?)',
+    ),
+  );
+  assert.throws(
+    () =>
+      parseConfigFile(
+        "validation:\n  rules:\n    extreme_move: { threshold: -1 }\n",
+        "mp.yaml",
+        keys,
+      ),
+    usageError(
+      'Invalid value for "validation.rules.extreme_move.threshold" in config file mp.yaml: expected a number from 0.001 to 100, got -1',
+    ),
+  );
+});
+
+Deno.test("parseConfigFile() still refuses other nested mappings, and validation where it is unknown", () => {
+  const keys = new Set([...KEYS, "validation"]);
+  assert.throws(
+    () => parseConfigFile("workers: { n: 2 }\n", "mp.yaml", keys),
+    usageError(/Invalid value for "workers" in config file mp.yaml/),
+  );
+  assert.throws(
+    () => parseConfigFile("validation:\n  rules: {}\n", "mp.yaml", KEYS),
+    usageError('Unknown key "validation" in config file mp.yaml'),
+  );
+});

@@ -53,6 +53,42 @@ export {
   ProviderError,
   type ProviderInfo,
 } from "./provider.ts";
+export {
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimiterOptions,
+  type RateLimitHints,
+  type RateLimitWaitMode,
+  readRateLimitHeaders,
+} from "./ratelimit.ts";
 export { backoffDelay, type RetryOptions, sleep, withRetry } from "./retry.ts";
+export { MASK, maskSecret, redact, redactError, redactUrl, SECRET_PARAMS } from "./secrets.ts";
 export { isValidSymbol, parseSymbols, parseSymbolsFile } from "./symbols.ts";
 export { type Bar, type Session, type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "./types.ts";
+export {
+  createValidator,
+  type EffectiveRule,
+  effectiveRules,
+  type Finding,
+  parseValidationSettings,
+  RULE_IDS,
+  type RuleSettings,
+  SEVERITIES,
+  type Severity,
+  validateBars,
+  type ValidateOptions,
+  VALIDATION_RULES,
+  validationConfigText,
+  type ValidationRule,
+  type ValidationSettings,
+} from "./validate.ts";
+export { crossCheckBars, type CrossCheckOptions, type CrossCheckResult } from "./validate_cross.ts";
+export {
+  type DayCount,
+  expectedRegularBars,
+  findGaps,
+  type FindGapsOptions,
+  type LowCoverageDay,
+  type SymbolGaps,
+  tradingDayRuns,
+} from "./validate_gaps.ts";

@@ -44,6 +44,8 @@ export interface ProviderEnvVar {
   description: string;
   secret: boolean;
   required: boolean;
+  /** Other names read when this one is not set (e.g. the Alpaca SDK's `APCA_API_KEY_ID`). */
+  aliases?: readonly string[];
 }
 
 /** Static description of a provider, shown by `marketpipe providers`. */
@@ -57,6 +59,8 @@ export interface ProviderInfo {
   defaultFeed: string;
   adjustments: readonly string[];
   notes?: string;
+  /** Default client-side limit in requests per minute (`--rate-limit` overrides it). */
+  rateLimitPerMinute?: number;
 }
 
 /** Error raised by a provider; callers branch on `retriable`. */

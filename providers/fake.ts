@@ -6,9 +6,10 @@ import {
   nextTradingDay,
   tradingDays,
   tradingSession,
+  zonedTime,
 } from "../core/calendar.ts";
 import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
-import { type Bar, type Session, TIMEFRAMES } from "../core/types.ts";
+import { type Bar, type Session, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
 
 /** Static description of the fake provider. */
 export const fakeInfo: ProviderInfo = {
@@ -29,6 +30,22 @@ export interface FakeOptions {
   seed?: number;
   /** Probability in [0, 1) that a minute has no bar, independently per minute; default 0.01. */
   gapRate?: number;
+  /**
+   * Share in [0, 0.5] of regular-session bars given one known defect (see {@link FakeDefect}),
+   * after rolling up to the requested timeframe; default 0. Deterministic per seed, symbol and day.
+   */
+  corruptRate?: number;
+}
+
+/** A defect the fake provider put into a bar on purpose, with the validation rule it breaks. */
+export interface FakeDefect {
+  symbol: string;
+  timeframe: Bar["timeframe"];
+  /** Start of the corrupted bar as delivered (moved bars: where they were moved to). */
+  ts: number;
+  tradingDate: string;
+  /** Id of the validation rule the bar breaks, the only one it breaks. */
+  rule: string;
 }
 
 /** Options of {@link generateFakeDay}: {@link FakeOptions} plus the feed (default `"sip"`). */
@@ -62,16 +79,18 @@ const _LEVEL_AMPLITUDES = [0.02, 0.03, 0.06, 0.1, 0.2, 0.35, 0.45] as const;
  * ```
  */
 export function fake(options: FakeOptions = {}): Provider {
-  const { seed, gapRate } = _checkOptions(options);
+  const { seed, gapRate, corruptRate } = _checkOptions(options);
   return {
     name: "fake",
-    fetchBars: (request, fetchOptions = {}) => _fetchBars(seed, gapRate, request, fetchOptions),
+    fetchBars: (request, fetchOptions = {}) =>
+      _fetchBars(seed, gapRate, corruptRate, request, fetchOptions),
   };
 }
 
 async function _fetchBars(
   seed: number,
   gapRate: number,
+  corruptRate: number,
   request: FetchRequest,
   options: FetchOptions,
 ): Promise<Bar[]> {
@@ -112,7 +131,8 @@ async function _fetchBars(
       const minutes = generateFakeDay(symbol, date, { seed, gapRate, feed });
       // Buckets never cross a trading date, so rolling up day by day gives the same bars as
       // rolling up the whole range, with far less memory held at once.
-      const bars = timeframe === "1m" ? minutes : aggregateBars(minutes, timeframe);
+      let bars = timeframe === "1m" ? minutes : aggregateBars(minutes, timeframe);
+      if (corruptRate > 0) bars = corruptFakeBars(bars, { seed, corruptRate }).bars;
       for (let i = 0; i < bars.length; i++) out.push(bars[i]);
     }
   }
@@ -224,6 +244,139 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
   return bars;
 }
 
+/** Defects {@link corruptFakeBars} chooses from: the rule each breaks, and what it needs. */
+const _DEFECTS: readonly { rule: string; intradayOnly?: boolean; history?: boolean }[] = [
+  { rule: "ohlc_consistency" },
+  { rule: "positive_prices" },
+  { rule: "volume_non_negative" },
+  { rule: "ts_alignment" },
+  { rule: "outside_session", intradayOnly: true },
+  { rule: "vwap_range" },
+  { rule: "zero_volume_move" },
+  { rule: "extreme_move", intradayOnly: true },
+  { rule: "volume_spike", intradayOnly: true, history: true },
+];
+
+/**
+ * Give a share of one symbol-day's bars (one timeframe, sorted by ts, as the fake provider makes
+ * them) one known defect each, and say which. Only regular-session bars are touched, never two
+ * in a row nor the first bar of the day, and each defect breaks exactly one validation rule:
+ * errors (OHLC, a negative price or volume, a timestamp off the grid, a bar moved out of the
+ * sessions) and warnings (vwap outside the range, zero volume with movement, a 50% spike that
+ * reverts, a 1000x volume spike after 10 regular bars). The same seed, bars and rate always give
+ * the same defects; the input is not modified.
+ */
+export function corruptFakeBars(
+  bars: readonly Bar[],
+  options: { seed?: number; corruptRate: number },
+): { bars: Bar[]; defects: FakeDefect[] } {
+  const rate = options.corruptRate;
+  if (typeof rate !== "number" || !(rate >= 0 && rate <= 0.5)) {
+    throw new RangeError(`Invalid fake corruptRate ${rate}: expected a number in [0, 0.5]`);
+  }
+  const out = bars.slice();
+  const defects: FakeDefect[] = [];
+  if (bars.length === 0 || rate === 0) return { bars: out, defects };
+  const { symbol, tradingDate, timeframe } = bars[0];
+  const daily = timeframe === "1d";
+  const length = (daily ? 1440 : TIMEFRAME_MINUTES[timeframe]) * _MINUTE_MS;
+  const session = tradingSession(tradingDate);
+  const midnight = zonedTime(tradingDate, "00:00");
+  // Bars moved out of the sessions go to free grid slots between midnight and 04:00.
+  const slots = session ? Math.floor((session.preOpen - midnight) / length) : 0;
+  const used = new Set<number>();
+  const random = _mulberry32(
+    _cyrb53(`${options.seed ?? 0}|${symbol}|${tradingDate}|${timeframe}|corrupt`),
+  );
+  let previous = false;
+  let keptRegular = 0;
+  for (let i = 0; i < out.length; i++) {
+    // Two draws per bar whatever happens, so a bar's fate does not depend on the others'.
+    const u = random();
+    const pick = random();
+    const bar = out[i];
+    if (bar.session !== "regular" || previous || (i === 0 && !daily) || u >= rate) {
+      if (bar.session === "regular") keptRegular++;
+      previous = false;
+      continue;
+    }
+    const kinds = _DEFECTS.filter((d) =>
+      !(d.intradayOnly && daily) && !(d.history && keptRegular < 10) &&
+      !(d.rule === "outside_session" && used.size >= slots)
+    );
+    const kind = kinds[Math.floor(pick * kinds.length)];
+    const changed: Bar = { ...bar };
+    switch (kind.rule) {
+      case "ohlc_consistency":
+        changed.high = _round(Math.min(bar.open, bar.close) * 0.99);
+        break;
+      case "positive_prices":
+        changed.low = -bar.low;
+        break;
+      case "volume_non_negative":
+        changed.volume = -Math.max(1, bar.volume);
+        break;
+      case "ts_alignment":
+        changed.ts = bar.ts + (timeframe === "1m" ? 30_000 : _MINUTE_MS);
+        break;
+      case "outside_session": {
+        let slot = i % slots;
+        while (used.has(slot)) slot = (slot + 1) % slots;
+        used.add(slot);
+        changed.ts = midnight + slot * length;
+        break;
+      }
+      case "vwap_range":
+        changed.vwap = _round(bar.high * 1.01 + 0.01);
+        break;
+      case "zero_volume_move":
+        changed.volume = 0;
+        changed.tradeCount = 0;
+        if (bar.open === bar.close) {
+          changed.close = _round(bar.open + 0.01);
+          if (changed.close > changed.high) changed.high = changed.close;
+        }
+        break;
+      case "extreme_move":
+        changed.open = _round(bar.open * 1.5);
+        changed.high = _round(bar.high * 1.5);
+        changed.low = _round(bar.low * 1.5);
+        changed.close = _round(bar.close * 1.5);
+        if (bar.vwap !== null) {
+          changed.vwap = Math.min(changed.high, Math.max(changed.low, _round(bar.vwap * 1.5)));
+        }
+        break;
+      case "volume_spike":
+        changed.volume = bar.volume * 1000;
+        if (bar.tradeCount !== null) changed.tradeCount = bar.tradeCount * 1000;
+        break;
+    }
+    out[i] = changed;
+    defects.push({ symbol, timeframe, ts: changed.ts, tradingDate, rule: kind.rule });
+    previous = true;
+    const error = ["ohlc_consistency", "positive_prices", "volume_non_negative", "ts_alignment"]
+      .includes(kind.rule) || kind.rule === "outside_session";
+    if (!error) keptRegular++;
+  }
+  return { bars: out, defects };
+}
+
+/**
+ * The defects the fake provider puts into `symbol`'s bars of `timeframe` on `date` with these
+ * options (none when `corruptRate` is 0), for tests that check what validation finds.
+ */
+export function fakeDefects(
+  symbol: string,
+  date: string,
+  options: FakeDayOptions & { timeframe?: Bar["timeframe"] } = {},
+): FakeDefect[] {
+  const { seed, gapRate, corruptRate } = _checkOptions(options);
+  const timeframe = options.timeframe ?? "1m";
+  const minutes = generateFakeDay(symbol, date, { seed, gapRate, feed: options.feed });
+  const bars = timeframe === "1m" ? minutes : aggregateBars(minutes, timeframe);
+  return corruptFakeBars(bars, { seed, corruptRate }).defects;
+}
+
 /** Next trading date; past the calendar's last year, the next calendar day. */
 function _nextTradingDate(date: string): string {
   if (Number(date.slice(0, 4)) < CALENDAR_YEARS.last) return nextTradingDay(date);
@@ -231,16 +384,22 @@ function _nextTradingDate(date: string): string {
   return rest.length > 1 ? rest[1] : addDays(date, 1);
 }
 
-function _checkOptions(options: FakeOptions): { seed: number; gapRate: number } {
+function _checkOptions(
+  options: FakeOptions,
+): { seed: number; gapRate: number; corruptRate: number } {
   const seed = options.seed ?? 0;
   const gapRate = options.gapRate ?? 0.01;
+  const corruptRate = options.corruptRate ?? 0;
   if (!Number.isSafeInteger(seed)) {
     throw new RangeError(`Invalid fake seed ${seed}: expected a safe integer`);
   }
   if (typeof gapRate !== "number" || !(gapRate >= 0 && gapRate < 1)) {
     throw new RangeError(`Invalid fake gapRate ${gapRate}: expected a number in [0, 1)`);
   }
-  return { seed, gapRate };
+  if (typeof corruptRate !== "number" || !(corruptRate >= 0 && corruptRate <= 0.5)) {
+    throw new RangeError(`Invalid fake corruptRate ${corruptRate}: expected a number in [0, 0.5]`);
+  }
+  return { seed, gapRate, corruptRate };
 }
 
 function _checkFeed(feed: string): void {

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { aggregateBars } from "../core/aggregate.ts";
+import { createValidator, validateBars } from "../core/validate.ts";
 import { tradingDays, zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
-import { fake, fakeInfo, generateFakeDay } from "./fake.ts";
+import { corruptFakeBars, fake, fakeDefects, fakeInfo, generateFakeDay } from "./fake.ts";
 
 function count(bars: Bar[], session: Bar["session"]): number {
   return bars.filter((b) => b.session === session).length;
@@ -297,4 +298,86 @@ Deno.test("fake() and fetchBars() reject invalid options with RangeError", async
     provider.fetchBars({ ...request, start: "2024-03-01", end: "2024-03-08", feed: "otc" }),
     /Invalid feed "otc"/,
   );
+});
+
+Deno.test("fake() with corruptRate 0 delivers exactly the clean bars", async () => {
+  const request = {
+    symbols: ["AAPL"],
+    timeframe: "1m" as const,
+    start: "2024-03-04",
+    end: "2024-03-05",
+  };
+  assert.deepEqual(
+    await fake({ seed: 3, corruptRate: 0 }).fetchBars(request),
+    await fake({ seed: 3 }).fetchBars(request),
+  );
+});
+
+Deno.test("corruptFakeBars() corrupts about the rate of regular bars, never two in a row, the same way every time", () => {
+  const day = generateFakeDay("MSFT", "2024-03-12", { seed: 1, gapRate: 0 });
+  const first = corruptFakeBars(day, { seed: 1, corruptRate: 0.1 });
+  const again = corruptFakeBars(day, { seed: 1, corruptRate: 0.1 });
+  assert.deepEqual(first, again);
+  assert.deepEqual(day, generateFakeDay("MSFT", "2024-03-12", { seed: 1, gapRate: 0 }));
+  const changed = first.bars.map((b, i) => b !== day[i]);
+  const count = changed.filter(Boolean).length;
+  assert.equal(count, first.defects.length);
+  // 390 regular bars at 10%, less the neighbours of corrupted ones: 25-45.
+  assert.ok(count >= 25 && count <= 45, `${count} bars corrupted`);
+  for (let i = 1; i < changed.length; i++) assert.ok(!(changed[i] && changed[i - 1]));
+  for (let i = 0; i < day.length; i++) {
+    if (changed[i]) assert.equal(day[i].session, "regular");
+  }
+  const rules = new Set(first.defects.map((d) => d.rule));
+  for (const rule of ["ohlc_consistency", "positive_prices", "extreme_move", "vwap_range"]) {
+    assert.ok(rules.has(rule), `no ${rule} defect among ${[...rules]}`);
+  }
+});
+
+Deno.test("corruptFakeBars() gives daily bars only defects that need no neighbours", () => {
+  const defects = tradingDays("2024-01-02", "2024-06-28").flatMap((date) =>
+    fakeDefects("SPY", date, { corruptRate: 0.5, timeframe: "1d" })
+  );
+  assert.ok(defects.length > 30);
+  for (const defect of defects) {
+    assert.ok(
+      !["outside_session", "extreme_move", "volume_spike"].includes(defect.rule),
+      defect.rule,
+    );
+  }
+});
+
+Deno.test("fake() rejects a corruptRate outside 0-0.5", () => {
+  assert.throws(() => fake({ corruptRate: 0.6 }), {
+    name: "RangeError",
+    message: "Invalid fake corruptRate 0.6: expected a number in [0, 0.5]",
+  });
+});
+
+Deno.test("fake() defects are exactly what validation finds, in every timeframe", async () => {
+  const symbols = ["AAPL", "BRK.B"];
+  const start = "2024-03-07";
+  const end = "2024-03-13";
+  for (const timeframe of fakeInfo.timeframes) {
+    // A week has few daily bars: corrupt more of them.
+    const corruptRate = timeframe === "1d" ? 0.5 : 0.08;
+    const bars = await fake({ seed: 5, corruptRate }).fetchBars({
+      symbols,
+      timeframe,
+      start,
+      end,
+    });
+    const expected = symbols.flatMap((symbol) =>
+      tradingDays(start, end).flatMap((date) =>
+        fakeDefects(symbol, date, { seed: 5, corruptRate, timeframe })
+      )
+    ).map((d) => `${d.symbol} ${d.ts} ${d.rule}`).sort();
+    const outcome = createValidator()(bars);
+    const found = [
+      ...outcome.rejected.map((r) => `${r.bar.symbol} ${r.bar.ts} ${r.rule}`),
+      ...validateBars(outcome.keep).map((f) => `${f.symbol} ${f.ts} ${f.rule}`),
+    ].sort();
+    assert.ok(expected.length > 0, timeframe);
+    assert.deepEqual(found, expected, timeframe);
+  }
 });

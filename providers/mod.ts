@@ -5,9 +5,24 @@
  */
 import type { Metrics } from "../core/metrics.ts";
 import type { Provider, ProviderInfo } from "../core/provider.ts";
+import type { Timeframe } from "../core/types.ts";
+import { alpacaFactory } from "./alpaca.ts";
 import { fake, fakeInfo } from "./fake.ts";
+import { finnhubFactory } from "./finnhub.ts";
+import { iexFactory } from "./iex.ts";
+import { polygonFactory } from "./polygon.ts";
 
+export { alpaca, alpacaInfo, type AlpacaOptions } from "./alpaca.ts";
 export { fake, fakeInfo, generateFakeDay } from "./fake.ts";
+export { finnhub, finnhubInfo, type FinnhubOptions } from "./finnhub.ts";
+export {
+  createHttpClient,
+  type HttpClient,
+  type HttpClientOptions,
+  type HttpProviderOptions,
+} from "./http.ts";
+export { iex, iexInfo, type IexOptions } from "./iex.ts";
+export { polygon, polygonInfo, type PolygonOptions } from "./polygon.ts";
 
 /** Settings a provider factory may use; each provider reads what it needs. */
 export interface ProviderSettings {
@@ -21,9 +36,22 @@ export interface ProviderSettings {
   rateLimit?: number;
 }
 
+/** The source options of a job, which a provider may refuse before anything is written. */
+export interface ProviderCheckRequest {
+  timeframe: Timeframe;
+  feed: string;
+  adjustment: string;
+}
+
 /** A registered provider: what it is and how to create it. */
 export interface ProviderFactory {
   info: ProviderInfo;
+  /**
+   * Throw a `UsageError` when the provider cannot work with these settings (missing
+   * credentials, a bad base URL) or cannot serve `request`. Cheap, no I/O; the CLI calls it
+   * before opening the data directory. `create` runs the same checks on the settings.
+   */
+  check?(settings: ProviderSettings, request?: ProviderCheckRequest): void;
   create(settings: ProviderSettings): Provider;
 }
 
@@ -37,6 +65,10 @@ export const providers = {
         gapRate: typeof params.gapRate === "number" ? params.gapRate : undefined,
       }),
   },
+  alpaca: alpacaFactory,
+  polygon: polygonFactory,
+  finnhub: finnhubFactory,
+  iex: iexFactory,
 } satisfies Record<string, ProviderFactory>;
 
 /** Names of the registered providers. */

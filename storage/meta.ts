@@ -431,6 +431,53 @@ export class MetaStore {
       .run(partition, this.process.id);
   }
 
+  /**
+   * A value that changes whenever any process records job progress, finishes or deletes a job:
+   * when it changes, the stored bars may have changed.
+   */
+  dataVersion(): string {
+    const row = this.db.prepare("SELECT count(*) AS n, max(updated_at) AS at FROM jobs").get();
+    return `${row?.n ?? 0}:${row?.at ?? 0}`;
+  }
+
+  /**
+   * Recorded coverage of a symbol per timeframe and trading date within [start, end]: the most
+   * bars any source stored that day (0 when the provider had none).
+   */
+  coverageDays(
+    symbol: string,
+    options: { timeframe?: Timeframe; start: string; end: string },
+  ): { timeframe: Timeframe; tradingDate: string; bars: number }[] {
+    const byTimeframe = options.timeframe === undefined ? "" : "AND timeframe = ?";
+    const params: SQLInputValue[] = [symbol, options.start, options.end];
+    if (options.timeframe !== undefined) params.push(options.timeframe);
+    return this.db.prepare(
+      `SELECT timeframe, trading_date, max(bars) AS bars FROM ingested_days
+       WHERE symbol = ? AND trading_date BETWEEN ? AND ? ${byTimeframe}
+       GROUP BY timeframe, trading_date ORDER BY trading_date, timeframe`,
+    ).all(...params).map((row) => ({
+      timeframe: row.timeframe as Timeframe,
+      tradingDate: row.trading_date as string,
+      bars: Number(row.bars),
+    }));
+  }
+
+  /** Per timeframe of a symbol: first and last recorded trading date and days with bars. */
+  coverageSummary(
+    symbol: string,
+  ): { timeframe: Timeframe; firstDay: string; lastDay: string; daysWithBars: number }[] {
+    return this.db.prepare(
+      `SELECT timeframe, min(trading_date) AS first_day, max(trading_date) AS last_day,
+         count(DISTINCT CASE WHEN bars > 0 THEN trading_date END) AS days
+       FROM ingested_days WHERE symbol = ? GROUP BY timeframe ORDER BY timeframe`,
+    ).all(symbol).map((row) => ({
+      timeframe: row.timeframe as Timeframe,
+      firstDay: row.first_day as string,
+      lastDay: row.last_day as string,
+      daysWithBars: Number(row.days),
+    }));
+  }
+
   /** Stop the heartbeat, drop this process's locks and row, and close the database. */
   close(): void {
     clearInterval(this.#heartbeat);

@@ -92,6 +92,50 @@ ALTER TABLE tasks ADD COLUMN findings TEXT NOT NULL DEFAULT '{}';
 `,
   },
   {
+    version: 3,
+    name: "validation reports",
+    sql: `
+CREATE TABLE validation_reports (
+  id TEXT PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  job_id TEXT,
+  timeframe TEXT NOT NULL,
+  symbols TEXT NOT NULL,
+  start_date TEXT NOT NULL,
+  end_date TEXT NOT NULL,
+  cross_check INTEGER NOT NULL DEFAULT 0,
+  bars INTEGER NOT NULL,
+  errors INTEGER NOT NULL,
+  warnings INTEGER NOT NULL,
+  infos INTEGER NOT NULL,
+  quarantined INTEGER NOT NULL,
+  rules TEXT NOT NULL,
+  settings TEXT NOT NULL,
+  path TEXT NOT NULL
+);
+CREATE INDEX validation_reports_by_created ON validation_reports (created_at);
+CREATE INDEX validation_reports_by_job ON validation_reports (job_id, created_at);
+`,
+  },
+  {
+    version: 4,
+    name: "aggregation state per target partition",
+    sql: `
+CREATE TABLE aggregation_state (
+  target TEXT PRIMARY KEY,
+  timeframe TEXT NOT NULL,
+  symbol TEXT NOT NULL,
+  session TEXT NOT NULL,
+  sources TEXT NOT NULL,
+  target_fingerprint TEXT NOT NULL,
+  rows INTEGER NOT NULL,
+  native_rows INTEGER NOT NULL,
+  aggregated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX aggregation_state_by_symbol ON aggregation_state (symbol, timeframe);
+`,
+  },
+  {
     version: 5,
     name: "metric totals across processes and their history",
     sql: `

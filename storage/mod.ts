@@ -17,6 +17,11 @@ export {
 export { type Migration, MIGRATIONS } from "./migrations.ts";
 export { SCHEMA_VERSION, writeBars } from "./partitions.ts";
 export {
+  type BarColumns,
+  barsPageEnd,
+  type BarsRequest,
+  DEFAULT_QUERY_TIMEOUT_MS,
+  exportBarsParquet,
   formatCsv,
   formatJson,
   formatTable,
@@ -26,7 +31,12 @@ export {
   type QueryResult,
   QuerySqlError,
   QueryTimeoutError,
+  readBars,
+  type ReadBarsOptions,
   runQuery,
+  type StoredBarSeries,
+  storedBarSeries,
+  storedTimeframes,
   writeQueryParquet,
 } from "./query.ts";
 export { type StorageStats, storageStats } from "./stats.ts";
@@ -52,3 +62,42 @@ export {
   type Telemetry,
   type TelemetryOptions,
 } from "./telemetry.ts";
+export {
+  AGGREGATE_ID_PREFIX,
+  AGGREGATE_TIMEFRAMES,
+  aggregatePartitions,
+  type AggregatePartitionsOptions,
+  type AggregationStore,
+  type AggregationSummary,
+  type DailySession,
+  fileFingerprint,
+  type TimeframeAggregation,
+} from "./aggregate.ts";
+export { type CrossCheckBars, readCrossCheckBars } from "./aggregate_check.ts";
+export { replacePartition } from "./partitions.ts";
+export {
+  QUARANTINE_DIR,
+  type QuarantinedBar,
+  quarantineDir,
+  readQuarantine,
+  writeQuarantine,
+} from "./quarantine.ts";
+export {
+  findValidationReport,
+  listValidationReports,
+  type NewValidationReport,
+  parseCsv,
+  readValidationReport,
+  REPORT_CSV_HEADER,
+  type ReportRow,
+  REPORTS_DIR,
+  saveValidationReport,
+  type ValidationReportRecord,
+} from "./reports.ts";
+export {
+  listPartitionFiles,
+  listStoredSymbols,
+  readBarRows,
+  type StoredRow,
+} from "./reports_bars.ts";
+export { readDayCounts, readKnownEmptyDays } from "./reports_gaps.ts";

@@ -84,14 +84,12 @@ export async function writeBars(
     // A repeated key in the input keeps only its last bar, so the file never holds the key twice
     // and the counts stay right; strictly increasing input (the usual case) needs no Map.
     const group = increasing ? groupBars : _lastPerTs(groupBars);
-    const result = await _serialized(dir, async () => {
-      await writer.meta.lockPartition(dir, { signal: options.signal });
-      try {
-        return await _mergePartition(writer, dir, group, options.jobId, increasing);
-      } finally {
-        writer.meta.unlockPartition(dir);
-      }
-    });
+    const result = await replacePartition(
+      writer,
+      dir,
+      (file) => _mergePartition(writer, file, group, options.jobId, increasing),
+      { signal: options.signal },
+    );
     total.written += result.written;
     total.replaced += result.replaced;
     total.partitions++;
@@ -164,72 +162,57 @@ async function _serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Under the partition's lock: the old rows not replaced plus the new bars, into the temp file. */
 async function _mergePartition(
   writer: PartitionWriter,
-  relativeDir: string,
+  file: PartitionFile,
   bars: Bar[],
   jobId: string,
   sorted: boolean,
 ): Promise<{ written: number; replaced: number }> {
-  const dir = join(writer.dataDir, relativeDir);
-  await Deno.mkdir(dir, { recursive: true });
-  await _removeStaleTemps(dir);
-  const live = join(dir, PARTITION_FILE);
-  const temp = join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
-  const oldExists = await _exists(live);
+  const { connection, temp, live, liveExists: oldExists } = file;
   const first = bars[0];
-  const connection = await writer.duckdb.connect();
-  try {
-    await connection.run(
-      "CREATE TEMP TABLE incoming (ts DOUBLE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE, session UTINYINT, day INTEGER)",
+  await connection.run(
+    "CREATE TEMP TABLE incoming (ts DOUBLE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE, session UTINYINT, day INTEGER)",
+  );
+  await _append(connection, bars);
+  const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
+  const incoming = `SELECT
+      ${sqlString(first.symbol)} AS symbol,
+      to_timestamp(ts / 1000) AS ts,
+      open, high, low, close, volume, vwap,
+      CAST(trade_count AS BIGINT) AS trade_count,
+      ${sqlString(first.timeframe)} AS timeframe,
+      CAST(DATE '1970-01-01' + day AS DATE) AS trading_date,
+      CASE session WHEN 0 THEN 'pre' WHEN 1 THEN 'regular' ELSE 'post' END AS session,
+      ${sqlString(first.provider)} AS provider,
+      ${sqlString(first.feed)} AS feed,
+      ${sqlString(first.adjustment)} AS adjustment,
+      ${sqlString(jobId)} AS ingest_id,
+      CAST(${sqlString(ingestedAt)} AS TIMESTAMPTZ) AS ingested_at,
+      ${SCHEMA_VERSION} AS schema_version
+    FROM incoming`;
+  let oldCount = 0;
+  let body = incoming;
+  if (oldExists) {
+    const counted = await connection.runAndReadAll(
+      `SELECT count(*) AS n FROM read_parquet(${sqlString(live)})`,
     );
-    await _append(connection, bars);
-    const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
-    const incoming = `SELECT
-        ${sqlString(first.symbol)} AS symbol,
-        to_timestamp(ts / 1000) AS ts,
-        open, high, low, close, volume, vwap,
-        CAST(trade_count AS BIGINT) AS trade_count,
-        ${sqlString(first.timeframe)} AS timeframe,
-        CAST(DATE '1970-01-01' + day AS DATE) AS trading_date,
-        CASE session WHEN 0 THEN 'pre' WHEN 1 THEN 'regular' ELSE 'post' END AS session,
-        ${sqlString(first.provider)} AS provider,
-        ${sqlString(first.feed)} AS feed,
-        ${sqlString(first.adjustment)} AS adjustment,
-        ${sqlString(jobId)} AS ingest_id,
-        CAST(${sqlString(ingestedAt)} AS TIMESTAMPTZ) AS ingested_at,
-        ${SCHEMA_VERSION} AS schema_version
-      FROM incoming`;
-    let oldCount = 0;
-    let body = incoming;
-    if (oldExists) {
-      const counted = await connection.runAndReadAll(
-        `SELECT count(*) AS n FROM read_parquet(${sqlString(live)})`,
-      );
-      oldCount = Number(counted.getRows()[0][0]);
-      body = `WITH fresh AS (${incoming})
-        SELECT * FROM fresh
-        UNION ALL BY NAME
-        SELECT * FROM read_parquet(${sqlString(live)}, hive_partitioning = false) AS old
-        WHERE old.ts NOT IN (SELECT ts FROM fresh)`;
-    }
-    const copied = await connection.run(
-      `COPY (${sorted && !oldExists ? body : `SELECT * FROM (${body}) ORDER BY ts`}) TO ${
-        sqlString(temp)
-      } (FORMAT parquet, COMPRESSION zstd)`,
-    );
-    const after = Number(copied.rowsChanged);
-    await _fsyncFile(temp);
-    await Deno.rename(temp, live);
-    await _fsyncDir(dir);
-    const replaced = oldCount + bars.length - after;
-    return { written: bars.length - replaced, replaced };
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw new Error(`Cannot write partition ${relativeDir}`, { cause: error });
-  } finally {
-    connection.closeSync();
+    oldCount = Number(counted.getRows()[0][0]);
+    body = `WITH fresh AS (${incoming})
+      SELECT * FROM fresh
+      UNION ALL BY NAME
+      SELECT * FROM read_parquet(${sqlString(live)}, hive_partitioning = false) AS old
+      WHERE old.ts NOT IN (SELECT ts FROM fresh)`;
   }
+  const copied = await connection.run(
+    `COPY (${sorted && !oldExists ? body : `SELECT * FROM (${body}) ORDER BY ts`}) TO ${
+      sqlString(temp)
+    } (FORMAT parquet, COMPRESSION zstd)`,
+  );
+  const after = Number(copied.rowsChanged);
+  const replaced = oldCount + bars.length - after;
+  return { written: bars.length - replaced, replaced };
 }
 
 const _INCOMING_TYPES = [

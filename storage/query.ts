@@ -6,12 +6,17 @@ import {
   type DuckDBPreparedStatement,
   type DuckDBTimestampTZValue,
   DuckDBTypeId,
+  type DuckDBValue,
   type DuckDBValueConverter,
   type Json,
   JsonDuckDBValueConverter,
+  LIST,
+  listValue,
   StatementType,
+  VARCHAR,
 } from "@duckdb/node-api";
 import { basename, dirname, join, resolve, sep } from "node:path";
+import { isValidSymbol } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import {
   BAR_COLUMNS,
@@ -913,12 +918,12 @@ export async function readBars(
   options: ReadBarsOptions = {},
 ): Promise<number> {
   _checkBarsRequest(request);
-  if (!engine.timeframes.includes(request.timeframe) || request.limit === 0) return 0;
+  const files = await _barFiles(engine, request);
+  if (files.length === 0 || request.limit === 0) return 0;
+  const order = request.descending ? "DESC" : "ASC";
   const sql = `SELECT epoch_ms(ts)::DOUBLE, open, high, low, close, volume, vwap,
       trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session
-    FROM ${_barsFilter(request)} ORDER BY ts ${
-    request.descending ? "DESC" : "ASC"
-  } LIMIT $limit::BIGINT`;
+    FROM ${_BARS_FILTER} ORDER BY ts ${order} LIMIT $limit::BIGINT`;
   return await _withConnection(
     engine,
     options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
@@ -926,7 +931,7 @@ export async function readBars(
     async (connection) => {
       const prepared = await connection.prepare(sql);
       try {
-        prepared.bind(_barsParams(request, request.limit));
+        _bindBars(prepared, files, request, { limit: request.limit });
         const result = await prepared.stream();
         let total = 0;
         while (true) {
@@ -953,8 +958,9 @@ export async function barsPageEnd(
   options: ReadBarsOptions = {},
 ): Promise<number | undefined> {
   _checkBarsRequest(request);
-  if (!engine.timeframes.includes(request.timeframe) || request.limit === 0) return undefined;
-  const sql = `SELECT epoch_ms(ts)::DOUBLE FROM ${_barsFilter(request)}
+  const files = await _barFiles(engine, request);
+  if (files.length === 0 || request.limit === 0) return undefined;
+  const sql = `SELECT epoch_ms(ts)::DOUBLE FROM ${_BARS_FILTER}
     ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
   return await _withConnection(
     engine,
@@ -963,9 +969,7 @@ export async function barsPageEnd(
     async (connection) => {
       const prepared = await connection.prepare(sql);
       try {
-        const params = _barsParams(request, undefined);
-        params.offset = BigInt(request.limit - 1);
-        prepared.bind(params);
+        _bindBars(prepared, files, request, { offset: request.limit - 1 });
         const rows = (await prepared.runAndReadAll()).getRows();
         return rows.length === 2 ? Number(rows[0][0]) : undefined;
       } finally {
@@ -989,8 +993,9 @@ export async function exportBarsParquet(
     throw new TypeError("Cannot export Parquet: the query engine was opened without an exportDir");
   }
   const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
-  const source = engine.timeframes.includes(request.timeframe)
-    ? `${_barsFilter(request)} ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT $limit`
+  const files = await _barFiles(engine, request);
+  const source = files.length > 0
+    ? `${_BARS_FILTER} ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT $limit::BIGINT`
     : null;
   const path = join(engine.exportDir, `bars-${crypto.randomUUID()}.parquet`);
   // The path is ours (a UUID); every request value travels as a bound parameter.
@@ -1008,7 +1013,7 @@ export async function exportBarsParquet(
       async (connection) => {
         const prepared = await connection.prepare(copy);
         try {
-          if (source !== null) prepared.bind(_barsParams(request, request.limit));
+          if (source !== null) _bindBars(prepared, files, request, { limit: request.limit });
           return Number((await prepared.run()).rowsChanged);
         } finally {
           prepared.destroySync();
@@ -1092,6 +1097,9 @@ export async function storedBarSeries(
 }
 
 function _checkBarsRequest(request: BarsRequest): void {
+  if (!isValidSymbol(request.symbol)) {
+    throw new RangeError(`Invalid symbol "${request.symbol}": expected a ticker like AAPL`);
+  }
   if (!(TIMEFRAMES as readonly string[]).includes(request.timeframe)) {
     throw new RangeError(`Invalid timeframe "${request.timeframe}": expected one of ${TIMEFRAMES}`);
   }
@@ -1105,26 +1113,75 @@ function _checkBarsRequest(request: BarsRequest): void {
   }
 }
 
-/** `FROM`/`WHERE` of a bars read: the view name comes from the checked timeframe, values are parameters. */
-function _barsFilter(request: BarsRequest): string {
-  return `${sqlIdent(barViewName(request.timeframe))}
+/**
+ * `FROM`/`WHERE` of a bars read. The files come from {@link _barFiles} as a bound list; every
+ * request value is a parameter.
+ */
+const _BARS_FILTER = `read_parquet($files)
     WHERE symbol = $symbol AND trading_date BETWEEN $start::DATE AND $end::DATE
       AND ts > make_timestamptz($after::BIGINT) AND ts < make_timestamptz($before::BIGINT)`;
-}
 
-function _barsParams(
+function _bindBars(
+  prepared: DuckDBPreparedStatement,
+  files: string[],
   request: BarsRequest,
-  limit: number | undefined,
-): Record<string, string | bigint> {
-  const params: Record<string, string | bigint> = {
+  extra: { limit?: number; offset?: number },
+): void {
+  const values: Record<string, DuckDBValue> = {
+    files: listValue(files),
     symbol: request.symbol,
     start: request.start ?? _MIN_DATE,
     end: request.end ?? _MAX_DATE,
     after: request.after === undefined ? _MIN_MICROS : BigInt(request.after) * 1000n,
     before: request.before === undefined ? _MAX_MICROS : BigInt(request.before) * 1000n,
   };
-  if (limit !== undefined) params.limit = BigInt(limit);
-  return params;
+  if (extra.limit !== undefined) values.limit = BigInt(extra.limit);
+  if (extra.offset !== undefined) values.offset = BigInt(extra.offset);
+  prepared.bind(values, { files: LIST(VARCHAR) });
+}
+
+/**
+ * The partition files of one symbol and timeframe whose period (month, or year for 1d) overlaps
+ * the request's dates. Only that symbol's directory is listed, so a read costs the same with ten
+ * symbols stored or ten thousand, and needs no view (new timeframes are seen at once).
+ */
+async function _barFiles(engine: QueryEngine, request: BarsRequest): Promise<string[]> {
+  const symbolDir = join(
+    engine.dataDir,
+    "bars",
+    `timeframe=${request.timeframe}`,
+    `symbol=${request.symbol}`,
+  );
+  const first = request.start ?? _MIN_DATE;
+  const last = request.end ?? _MAX_DATE;
+  const files: string[] = [];
+  for (const year of await _readDirOrEmpty(symbolDir)) {
+    const y = /^year=(\d{4})$/.exec(year.name)?.[1];
+    if (!year.isDirectory || y === undefined || y < first.slice(0, 4) || y > last.slice(0, 4)) {
+      continue;
+    }
+    const yearDir = join(symbolDir, year.name);
+    if (request.timeframe === "1d") {
+      await _collectParquet(yearDir, files);
+      continue;
+    }
+    for (const month of await _readDirOrEmpty(yearDir)) {
+      const m = /^month=(\d{2})$/.exec(month.name)?.[1];
+      if (!month.isDirectory || m === undefined) continue;
+      const period = `${y}-${m}`;
+      if (period < first.slice(0, 7) || period > last.slice(0, 7)) continue;
+      await _collectParquet(join(yearDir, month.name), files);
+    }
+  }
+  return files.sort();
+}
+
+async function _collectParquet(dir: string, into: string[]): Promise<void> {
+  for (const entry of await _readDirOrEmpty(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await _collectParquet(path, into);
+    else if (entry.isFile && entry.name.endsWith(".parquet")) into.push(path);
+  }
 }
 
 function _barColumns(chunk: DuckDBDataChunk): BarColumns {

@@ -1,11 +1,12 @@
 import type { DuckDBInstance } from "@duckdb/node-api";
 import { join } from "node:path";
-import type { IngestStore, WriteResult } from "../core/jobs.ts";
+import type { IngestStore, RejectedBar, WriteResult } from "../core/jobs.ts";
 import type { Bar } from "../core/types.ts";
 import { openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
 import { recordFreshness } from "./metrics_store.ts";
 import { writeBars } from "./partitions.ts";
+import { writeQuarantine } from "./quarantine.ts";
 import type { Migration } from "./migrations.ts";
 
 /**
@@ -17,6 +18,10 @@ export interface Store extends IngestStore {
   readonly meta: MetaStore;
   /** Migrations applied when the store was opened. */
   readonly applied: Migration[];
+  /** The store's DuckDB instance (opened on first use), for storage functions such as aggregation. */
+  duckdb(): Promise<DuckDBInstance>;
+  /** Store rejected bars with their rule under `<data>/quarantine/` (atomic, merged per partition). */
+  writeQuarantine(rejected: RejectedBar[], options: { jobId: string }): Promise<void>;
   close(): void;
 }
 
@@ -64,6 +69,15 @@ export async function openStore(
     failTask: (id, seq, error) => meta.failTask(id, seq, error),
     releaseTask: (id, seq) => meta.releaseTask(id, seq),
     finishJob: (id, status, error) => meta.finishJob(id, status, error),
+    duckdb() {
+      duckdb ??= openDuckDB({ threads: options.threads });
+      return duckdb;
+    },
+    async writeQuarantine(rejected, writeOptions) {
+      if (rejected.length === 0) return;
+      duckdb ??= openDuckDB({ threads: options.threads });
+      await writeQuarantine({ dataDir, duckdb: await duckdb, meta }, rejected, writeOptions);
+    },
     async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
       duckdb ??= openDuckDB({ threads: options.threads });
       const result = await writeBars({ dataDir, duckdb: await duckdb, meta }, bars, writeOptions);

@@ -1,0 +1,534 @@
+/**
+ * The aggregation and validation benchmark. Writes a year of fake 1m bars (regular session, about
+ * 9.8M bars for 100 symbols) into a data directory with our partition writer, then times:
+ *
+ * 1. ours: `marketpipe aggregate --force` (1m -> 5m, 15m, 30m, 1h, 4h, 1d) through the real CLI;
+ * 2. the baseline, in the same run and a fresh process: ONE hand-written DuckDB statement over
+ *    the same files that computes every timeframe with the same bucket rule and writes them as
+ *    hive-partitioned Parquet (`COPY ... PARTITION_BY`), no locks, no fsync, no state; in two
+ *    variants, each frame straight from the 1m bars, and each frame from the one before
+ *    (materialized CTEs), and the faster is the limit;
+ * 3. the incremental case: `marketpipe aggregate` with nothing changed, and after one new day of
+ *    one symbol;
+ * 4. validation: `validateBars()` over the stored bars in memory (bars/s, target 2M), and
+ *    `marketpipe validate` end to end (reading Parquet, checking, writing the reports).
+ *
+ * Prints each figure with ours/baseline and PASS/MISS against the targets (aggregation within
+ * 1.5x, validation >= 2M bars/s), and writes the report as JSON to
+ * `bench/out/aggregate-<timestamp>.json`. Timing never fails the process.
+ *
+ * ```sh
+ * deno run -A bench/aggregate_bench.ts                        # 100 symbols x 252 days
+ * deno run -A bench/aggregate_bench.ts --symbols 10 --days 40 # a quick small run
+ * ```
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { tradingDays, tradingSession, validateBars, zonedTime } from "../core/mod.ts";
+import { generateFakeDay } from "../providers/mod.ts";
+import {
+  listPartitionFiles,
+  META_FILE,
+  MetaStore,
+  migrate,
+  openDatabase,
+  openDuckDB,
+  readBarRows,
+  sqlString,
+  writeBars,
+} from "../storage/mod.ts";
+import {
+  type ChildRun,
+  formatBytes,
+  formatCount,
+  formatMs,
+  median,
+  runMeasured,
+  treeStats,
+} from "./measure.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const MAIN = join(ROOT, "main.ts");
+const SELF = fileURLToPath(import.meta.url);
+const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
+const FIRST_DAY = "2024-01-02";
+const TARGETS = { aggregateRatio: 1.5, validateBarsPerSecond: 2_000_000 } as const;
+
+const USAGE =
+  `Usage: deno run -A bench/aggregate_bench.ts [--symbols N] [--days N] [--runs N] [--extended]
+
+  --symbols N   symbols (default 100)
+  --days N      trading days from ${FIRST_DAY} (default 252, the year 2024)
+  --runs N      ours + baseline pairs, alternating; medians count (default 1)
+  --extended    keep pre- and after-hours bars too (about 2.5x the bars)`;
+
+async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      symbols: { type: "string", default: "100" },
+      days: { type: "string", default: "252" },
+      runs: { type: "string", default: "1" },
+      extended: { type: "boolean", default: false },
+      baseline: { type: "string" },
+      variant: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (values.baseline !== undefined) {
+    return await _baseline(values.baseline, values.variant === "cascade" ? "cascade" : "direct");
+  }
+  const symbols = Number(values.symbols);
+  const days = Number(values.days);
+  const runs = Number(values.runs);
+  if (![symbols, days, runs].every((n) => Number.isInteger(n) && n > 0)) {
+    console.error(`error: --symbols, --days and --runs must be whole numbers above 0\n\n${USAGE}`);
+    return 2;
+  }
+  const temp = await Deno.makeTempDir({ prefix: "marketpipe-aggbench-" });
+  try {
+    const report = await _bench({ symbols, days, runs, extended: values.extended }, temp);
+    await Deno.mkdir(OUT_DIR, { recursive: true });
+    const file = join(
+      OUT_DIR,
+      `aggregate-${report.startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
+    );
+    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+    console.log(`\nReport written to ${file}`);
+    return 0;
+  } finally {
+    await Deno.remove(temp, { recursive: true });
+  }
+}
+
+async function _bench(
+  options: { symbols: number; days: number; runs: number; extended: boolean },
+  temp: string,
+) {
+  const startedAt = new Date().toISOString();
+  const dataDir = join(temp, "data");
+  const symbols = Array.from(
+    { length: options.symbols },
+    (_, i) => `S${String(i).padStart(3, "0")}`,
+  );
+  const days = tradingDays(FIRST_DAY, "2026-12-31").slice(0, options.days);
+  const env = _childEnv();
+
+  // The workload: written with our partition writer, not timed.
+  console.error(
+    `Writing ${symbols.length} symbols x ${days.length} days of fake 1m bars (${
+      options.extended ? "all sessions" : "regular session"
+    }) to ${dataDir} ...`,
+  );
+  await Deno.mkdir(dataDir, { recursive: true });
+  const db = openDatabase(join(dataDir, META_FILE));
+  migrate(db);
+  const meta = new MetaStore(db, { command: "bench" });
+  const duckdb = await openDuckDB();
+  let bars = 0;
+  const writeStarted = performance.now();
+  try {
+    for (const symbol of symbols) {
+      const symbolBars = days.flatMap((day) =>
+        generateFakeDay(symbol, day).filter((b) => options.extended || b.session === "regular")
+      );
+      bars += symbolBars.length;
+      await writeBars({ dataDir, duckdb, meta }, symbolBars, { jobId: "bench" });
+    }
+  } finally {
+    meta.close();
+  }
+  console.error(
+    `  ${formatCount(bars)} bars in ${formatMs(performance.now() - writeStarted)}`,
+  );
+  const files1m = await treeStats(join(dataDir, "bars", "timeframe=1m"));
+
+  // Ours and the baselines, alternating so that load from elsewhere hits them alike.
+  const ours: ChildRun[] = [];
+  const direct: ChildRun[] = [];
+  const cascade: ChildRun[] = [];
+  const inside: Record<"direct" | "cascade", number[]> = { direct: [], cascade: [] };
+  let summary: { rebuilt: number } | undefined;
+  for (let run = 1; run <= options.runs; run++) {
+    console.error(`Run ${run} of ${options.runs}: marketpipe aggregate --force ...`);
+    const oursRun = await runMeasured(Deno.execPath(), [
+      "run",
+      "-A",
+      "--quiet",
+      MAIN,
+      "aggregate",
+      "--force",
+      "--json",
+      `--data-dir=${dataDir}`,
+    ], { cwd: ROOT, env, scratchDir: temp });
+    _checkChild(oursRun, "marketpipe aggregate");
+    summary = JSON.parse(oursRun.stdout);
+    ours.push(oursRun);
+    for (const variant of ["direct", "cascade"] as const) {
+      console.error(`Run ${run} of ${options.runs}: baseline (${variant}) ...`);
+      const out = join(temp, `baseline-${variant}`);
+      await Deno.remove(out, { recursive: true }).catch(() => {});
+      const baselineRun = await runMeasured(Deno.execPath(), [
+        "run",
+        "-A",
+        "--quiet",
+        SELF,
+        `--baseline=${dataDir}`,
+        `--variant=${variant}`,
+      ], { cwd: ROOT, env, scratchDir: temp });
+      _checkChild(baselineRun, `baseline ${variant}`);
+      const result = JSON.parse(baselineRun.stdout) as { statementMs: number; rows: number };
+      inside[variant].push(result.statementMs);
+      (variant === "direct" ? direct : cascade).push(baselineRun);
+    }
+  }
+  const aggregatedRows = await _countAggregated(dataDir);
+
+  // Incremental: nothing changed, then one new day of one symbol.
+  console.error("Incremental: marketpipe aggregate with nothing changed ...");
+  const idle = await runMeasured(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    MAIN,
+    "aggregate",
+    "--json",
+    `--data-dir=${dataDir}`,
+  ], { cwd: ROOT, env, scratchDir: temp });
+  _checkChild(idle, "marketpipe aggregate");
+  const extraDay = tradingDays(days.at(-1)!, "2026-12-31")[1];
+  {
+    const db2 = openDatabase(join(dataDir, META_FILE));
+    const meta2 = new MetaStore(db2, { command: "bench" });
+    try {
+      await writeBars(
+        { dataDir, duckdb, meta: meta2 },
+        generateFakeDay(symbols[0], extraDay).filter((b) =>
+          options.extended || b.session === "regular"
+        ),
+        { jobId: "bench-2" },
+      );
+    } finally {
+      meta2.close();
+    }
+  }
+  console.error(`Incremental: marketpipe aggregate after one new day of ${symbols[0]} ...`);
+  const oneDay = await runMeasured(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    MAIN,
+    "aggregate",
+    "--json",
+    `--data-dir=${dataDir}`,
+  ], { cwd: ROOT, env, scratchDir: temp });
+  _checkChild(oneDay, "marketpipe aggregate");
+
+  // Validation: the pure checker over the stored bars, and the command end to end.
+  console.error("Validation: validateBars() over the stored bars ...");
+  const connection = await duckdb.connect();
+  let validated = 0;
+  let validateMs = 0;
+  let readMs = 0;
+  let findings = 0;
+  try {
+    for (const symbol of symbols) {
+      const t0 = performance.now();
+      const files = await listPartitionFiles(dataDir, "bars", "1m", symbol);
+      const stored = (await readBarRows(connection, files)).map((row) => row.bar);
+      const t1 = performance.now();
+      findings += validateBars(stored).length;
+      validateMs += performance.now() - t1;
+      readMs += t1 - t0;
+      validated += stored.length;
+    }
+  } finally {
+    connection.closeSync();
+    duckdb.closeSync();
+  }
+  const symbolsFile = join(temp, "symbols.txt");
+  await Deno.writeTextFile(symbolsFile, symbols.join("\n") + "\n");
+  console.error("Validation: marketpipe validate end to end ...");
+  const validateRun = await runMeasured(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    MAIN,
+    "validate",
+    `--symbols-file=${symbolsFile}`,
+    `--start=${days[0]}`,
+    `--end=${days.at(-1)}`,
+    "--json",
+    `--data-dir=${dataDir}`,
+  ], { cwd: ROOT, env, scratchDir: temp });
+  _checkChild(validateRun, "marketpipe validate");
+
+  const oursMs = median(ours.map((r) => r.wallMs));
+  const directMs = median(direct.map((r) => r.wallMs));
+  const cascadeMs = median(cascade.map((r) => r.wallMs));
+  const limitMs = Math.min(directMs, cascadeMs);
+  const peak = (list: ChildRun[]) => Math.max(...list.map((r) => r.peakRssBytes ?? 0)) || null;
+  const validateRate = validated / (validateMs / 1000);
+  const report = {
+    startedAt,
+    machine: {
+      cores: navigator.hardwareConcurrency,
+      memoryBytes: Deno.systemMemoryInfo().total,
+      loadAverage: Deno.loadavg(),
+      deno: Deno.version.deno,
+    },
+    workload: {
+      symbols: symbols.length,
+      days: days.length,
+      start: days[0],
+      end: days.at(-1),
+      sessions: options.extended ? "all" : "regular",
+      bars,
+      files1m: files1m.files,
+      aggregatedRows,
+      targetPartitions: summary?.rebuilt ?? null,
+    },
+    aggregate: {
+      ours: { wallMs: oursMs, peakRssBytes: peak(ours), samples: ours.map((r) => r.wallMs) },
+      baselineDirect: {
+        wallMs: directMs,
+        statementMs: median(inside.direct),
+        peakRssBytes: peak(direct),
+      },
+      baselineCascade: {
+        wallMs: cascadeMs,
+        statementMs: median(inside.cascade),
+        peakRssBytes: peak(cascade),
+      },
+      ratio: oursMs / limitMs,
+      ratioToDirect: oursMs / directMs,
+      target: TARGETS.aggregateRatio,
+      pass: oursMs / limitMs <= TARGETS.aggregateRatio,
+      incremental: {
+        nothingChangedMs: idle.wallMs,
+        oneNewDayMs: oneDay.wallMs,
+        oneNewDayRebuilt: (JSON.parse(oneDay.stdout) as { rebuilt: number }).rebuilt,
+      },
+    },
+    validate: {
+      bars: validated,
+      findings,
+      validateBarsMs: validateMs,
+      barsPerSecond: validateRate,
+      readFromParquetMs: readMs,
+      target: TARGETS.validateBarsPerSecond,
+      pass: validateRate >= TARGETS.validateBarsPerSecond,
+      command: { wallMs: validateRun.wallMs, peakRssBytes: validateRun.peakRssBytes },
+    },
+  };
+  const pass = (ok: boolean) => (ok ? "PASS" : "MISS");
+  console.log(`
+Aggregation of ${
+    formatCount(bars)
+  } 1m bars (${symbols.length} symbols x ${days.length} days, ${report.workload.sessions} session) into ${summary?.rebuilt} partitions, ${
+    formatCount(aggregatedRows)
+  } bars:
+  ours (marketpipe aggregate --force)   ${formatMs(oursMs)}  peak RSS ${
+    formatBytes(report.aggregate.ours.peakRssBytes ?? 0)
+  }
+  baseline, one SQL, direct             ${formatMs(directMs)}  (statement ${
+    formatMs(report.aggregate.baselineDirect.statementMs)
+  })  peak RSS ${formatBytes(report.aggregate.baselineDirect.peakRssBytes ?? 0)}
+  baseline, one SQL, cascaded           ${formatMs(cascadeMs)}  (statement ${
+    formatMs(report.aggregate.baselineCascade.statementMs)
+  })  peak RSS ${formatBytes(report.aggregate.baselineCascade.peakRssBytes ?? 0)}
+  ours / faster baseline                ${
+    report.aggregate.ratio.toFixed(2)
+  }x  (target <= ${TARGETS.aggregateRatio}x) ${pass(report.aggregate.pass)}
+  ours / direct baseline                ${report.aggregate.ratioToDirect.toFixed(2)}x
+  incremental, nothing changed          ${formatMs(idle.wallMs)}
+  incremental, one new day of 1 symbol  ${
+    formatMs(oneDay.wallMs)
+  } (${report.aggregate.incremental.oneNewDayRebuilt} partitions rebuilt)
+
+Validation of ${formatCount(validated)} stored 1m bars:
+  validateBars() in memory              ${formatMs(validateMs)}  ${
+    formatCount(validateRate)
+  } bars/s (target >= ${formatCount(TARGETS.validateBarsPerSecond)}) ${pass(report.validate.pass)}
+  reading them from Parquet             ${formatMs(readMs)}
+  marketpipe validate end to end        ${formatMs(validateRun.wallMs)}  peak RSS ${
+    formatBytes(validateRun.peakRssBytes ?? 0)
+  }  (${findings} findings)`);
+  return report;
+}
+
+/** Rows of every aggregated frame, counted natively. */
+async function _countAggregated(dataDir: string): Promise<number> {
+  const duckdb = await openDuckDB();
+  try {
+    const connection = await duckdb.connect();
+    try {
+      const reader = await connection.runAndReadAll(
+        `SELECT count(*) FROM read_parquet([${
+          ["5m", "15m", "30m", "1h", "4h", "1d"].map((tf) =>
+            sqlString(join(dataDir, "bars", `timeframe=${tf}`, "**", "*.parquet"))
+          ).join(", ")
+        }], hive_partitioning = false)`,
+      );
+      return Number(reader.getRows()[0][0]);
+    } finally {
+      connection.closeSync();
+    }
+  } finally {
+    duckdb.closeSync();
+  }
+}
+
+/**
+ * The baseline, in its own process: the session table (the calendar is input, not the work),
+ * then ONE statement computing all frames and writing them hive-partitioned. Prints its timings
+ * as JSON.
+ */
+async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promise<number> {
+  const duckdb = await openDuckDB();
+  const connection = await duckdb.connect();
+  try {
+    const years = new Set<number>();
+    for await (const entry of Deno.readDir(join(dataDir, "bars", "timeframe=1m"))) {
+      for await (const year of Deno.readDir(join(dataDir, "bars", "timeframe=1m", entry.name))) {
+        years.add(Number(year.name.slice(5)));
+      }
+    }
+    const rows: string[] = [];
+    for (const year of years) {
+      for (let day = Date.UTC(year, 0, 1); day < Date.UTC(year + 1, 0, 1); day += 86_400_000) {
+        const date = new Date(day).toISOString().slice(0, 10);
+        const s = tradingSession(date);
+        rows.push(
+          `(DATE '${date}', ${s?.preOpen ?? zonedTime(date, "04:00")}, ${
+            s?.open ?? zonedTime(date, "09:30")
+          }, ${s?.close ?? zonedTime(date, "16:00")}, ${zonedTime(date, "00:00")})`,
+        );
+      }
+    }
+    await connection.run(
+      `CREATE TABLE sessions AS SELECT * FROM (VALUES ${
+        rows.join(", ")
+      }) AS t(d, pre_open, open, close, midnight)`,
+    );
+    const glob = sqlString(join(dataDir, "bars", "timeframe=1m", "**", "*.parquet"));
+    const out = sqlString(join(dataDir, "..", `baseline-${variant}`));
+    const started = performance.now();
+    const copied = await connection.run(
+      `${variant === "direct" ? _directSql(glob) : _cascadeSql(glob)}
+       TO ${out} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (timeframe, symbol, y, m))`,
+    );
+    console.log(JSON.stringify({
+      variant,
+      rows: Number(copied.rowsChanged),
+      statementMs: performance.now() - started,
+    }));
+    return 0;
+  } finally {
+    connection.closeSync();
+    duckdb.closeSync();
+  }
+}
+
+/** Hand-written: every frame straight from the 1m bars. */
+function _directSql(glob: string): string {
+  const frame = (tf: string, minutes: number) => `
+    SELECT symbol, '${tf}' AS timeframe, trading_date, session,
+      epoch_ms(bucket) AS ts,
+      arg_min(open, ts) AS open, max(high) AS high, min(low) AS low, arg_max(close, ts) AS close,
+      sum(volume) AS volume,
+      sum(vwap * volume) / nullif(sum(CASE WHEN vwap IS NOT NULL THEN volume END), 0) AS vwap,
+      sum(trade_count) AS trade_count,
+      year(trading_date) AS y, month(trading_date) AS m
+    FROM (
+      SELECT b.*, greatest(
+          s.open + CAST(floor((epoch_ms(b.ts) - s.open) / ${minutes * 60_000}) AS BIGINT) * ${
+    minutes * 60_000
+  },
+          CASE b.session WHEN 'regular' THEN s.open WHEN 'pre' THEN s.pre_open ELSE s.close END
+        ) AS bucket
+      FROM read_parquet(${glob}, hive_partitioning = false) b JOIN sessions s ON s.d = b.trading_date
+    )
+    GROUP BY symbol, trading_date, session, bucket`;
+  return `COPY (
+    ${frame("5m", 5)} UNION ALL ${frame("15m", 15)} UNION ALL ${frame("30m", 30)}
+    UNION ALL ${frame("1h", 60)} UNION ALL ${frame("4h", 240)}
+    UNION ALL
+    SELECT b.symbol, '1d', b.trading_date, 'regular', epoch_ms(any_value(s.midnight)),
+      arg_min(b.open, b.ts), max(b.high), min(b.low), arg_max(b.close, b.ts), sum(b.volume),
+      sum(b.vwap * b.volume) / nullif(sum(CASE WHEN b.vwap IS NOT NULL THEN b.volume END), 0),
+      sum(b.trade_count), year(b.trading_date), 0
+    FROM read_parquet(${glob}, hive_partitioning = false) b JOIN sessions s ON s.d = b.trading_date
+    WHERE b.session = 'regular'
+    GROUP BY b.symbol, b.trading_date
+  )`;
+}
+
+/** Hand-written: 5m from 1m, then each frame from the one before (materialized CTEs). */
+function _cascadeSql(glob: string): string {
+  const level = (from: string, minutes: number) => `
+    SELECT x.symbol, x.trading_date, x.session,
+      greatest(s.open + CAST(floor((x.t - s.open) / ${minutes * 60_000}) AS BIGINT) * ${
+    minutes * 60_000
+  },
+        CASE x.session WHEN 'regular' THEN s.open WHEN 'pre' THEN s.pre_open ELSE s.close END) AS t,
+      arg_min(x.open, x.t) AS open, max(x.high) AS high, min(x.low) AS low,
+      arg_max(x.close, x.t) AS close, sum(x.volume) AS volume, sum(x.pv) AS pv, sum(x.vv) AS vv,
+      sum(x.trade_count) AS trade_count
+    FROM ${from} x JOIN sessions s ON s.d = x.trading_date
+    GROUP BY ALL`;
+  const out = (name: string, tf: string) => `
+    SELECT symbol, '${tf}' AS timeframe, trading_date, session, epoch_ms(t) AS ts, open, high, low,
+      close, volume, pv / nullif(vv, 0) AS vwap, trade_count,
+      year(trading_date) AS y, month(trading_date) AS m
+    FROM ${name}`;
+  return `COPY (
+    WITH m1 AS (
+      SELECT symbol, trading_date, session, epoch_ms(ts) AS t, open, high, low, close, volume,
+        vwap * volume AS pv, CASE WHEN vwap IS NOT NULL THEN volume END AS vv, trade_count
+      FROM read_parquet(${glob}, hive_partitioning = false)
+    ),
+    l5 AS MATERIALIZED (${level("m1", 5)}),
+    l15 AS MATERIALIZED (${level("l5", 15)}),
+    l30 AS MATERIALIZED (${level("l15", 30)}),
+    l60 AS MATERIALIZED (${level("l30", 60)}),
+    l240 AS MATERIALIZED (${level("l60", 240)}),
+    d AS (
+      SELECT x.symbol, x.trading_date, 'regular' AS session, any_value(s.midnight) AS t,
+        arg_min(x.open, x.t) AS open, max(x.high) AS high, min(x.low) AS low,
+        arg_max(x.close, x.t) AS close, sum(x.volume) AS volume, sum(x.pv) AS pv,
+        sum(x.vv) AS vv, sum(x.trade_count) AS trade_count
+      FROM l30 x JOIN sessions s ON s.d = x.trading_date
+      WHERE x.session = 'regular'
+      GROUP BY x.symbol, x.trading_date
+    )
+    ${out("l5", "5m")} UNION ALL ${out("l15", "15m")} UNION ALL ${out("l30", "30m")}
+    UNION ALL ${out("l60", "1h")} UNION ALL ${out("l240", "4h")}
+    UNION ALL SELECT symbol, '1d', trading_date, session, epoch_ms(t), open, high, low, close,
+      volume, pv / nullif(vv, 0), trade_count, year(trading_date), 0 FROM d
+  )`;
+}
+
+function _childEnv(): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DENO_NO_UPDATE_CHECK"]) {
+    const value = Deno.env.get(key);
+    if (value !== undefined) env[key] = value;
+  }
+  return env;
+}
+
+function _checkChild(run: ChildRun, what: string): void {
+  if (run.code !== 0) {
+    throw new Error(`Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}`);
+  }
+}
+
+if (import.meta.main) Deno.exitCode = await main(Deno.args);

@@ -1,0 +1,179 @@
+import { join } from "node:path";
+import { didYouMean, UsageError } from "../core/errors.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { Timeframe } from "../core/types.ts";
+import {
+  AGGREGATE_TIMEFRAMES,
+  aggregatePartitions,
+  type AggregationSummary,
+  type DailySession,
+  META_FILE,
+  openStore,
+  openTelemetry,
+  type Store,
+} from "../storage/mod.ts";
+import type { Invocation } from "./args.ts";
+import { type CommandContext, EXIT } from "./context.ts";
+import { formatCount, formatDuration, progressReporter, renderTable } from "./format.ts";
+import { historyDirOf } from "./metrics.ts";
+import { dataDirOf, positionals } from "./options.ts";
+import { rangeOption, sessionOption, symbolsOption } from "./validate.ts";
+
+/** Parse `--timeframes 5m,1h,1d` (default: every timeframe above 1m). */
+export function timeframesOption(text: string | undefined): Timeframe[] {
+  if (text === undefined || text.trim() === "") return [...AGGREGATE_TIMEFRAMES];
+  const out: Timeframe[] = [];
+  for (const raw of text.split(",")) {
+    const part = raw.trim();
+    if (part === "") continue;
+    if (part === "1m") {
+      throw new UsageError(
+        `Invalid --timeframes "1m": aggregation rolls 1m bars up to ${
+          AGGREGATE_TIMEFRAMES.join(",")
+        }`,
+      );
+    }
+    if (!(AGGREGATE_TIMEFRAMES as readonly string[]).includes(part)) {
+      throw new UsageError(
+        `Invalid --timeframes "${part}"${
+          didYouMean(part, AGGREGATE_TIMEFRAMES)
+        }: expected some of ${AGGREGATE_TIMEFRAMES.join(",")} (aggregation rolls up 1m bars)`,
+      );
+    }
+    if (!out.includes(part as Timeframe)) out.push(part as Timeframe);
+  }
+  if (out.length === 0) {
+    throw new UsageError(`Invalid --timeframes "${text}": expected e.g. 5m,1h,1d`);
+  }
+  return AGGREGATE_TIMEFRAMES.filter((tf) => out.includes(tf));
+}
+
+/** Options of {@link runAggregation}. */
+export interface RunAggregationOptions {
+  timeframes: Timeframe[];
+  symbols?: string[];
+  start?: string;
+  end?: string;
+  session?: DailySession;
+  force?: boolean;
+  metrics?: Metrics;
+}
+
+/** Aggregate with a progress line on stderr; shared by `aggregate` and `ingest --aggregate`. */
+export async function runAggregation(
+  store: Store,
+  options: RunAggregationOptions,
+  context: CommandContext,
+): Promise<AggregationSummary> {
+  const report = progressReporter({ status: context.status, err: context.err });
+  const started = Date.now();
+  return await aggregatePartitions(
+    { dataDir: store.dataDir, duckdb: await store.duckdb(), meta: store.meta },
+    {
+      ...options,
+      signal: context.signal,
+      onProgress: (done, total) =>
+        report(done, total, `${done}/${total} partition(s) checked`, Date.now() - started),
+    },
+  );
+}
+
+/** The aggregation summary as JSON. */
+export function aggregationJson(summary: AggregationSummary) {
+  return {
+    runId: summary.runId,
+    symbols: summary.symbols,
+    sources: summary.sources,
+    rebuilt: summary.rebuilt,
+    upToDate: summary.upToDate,
+    elapsedMs: Math.round(summary.elapsedMs),
+    timeframes: summary.timeframes,
+  };
+}
+
+/** Print the per-timeframe table of an aggregation. */
+export function printAggregation(summary: AggregationSummary, context: CommandContext): void {
+  for (
+    const line of renderTable(
+      ["timeframe", "rebuilt", "up to date", "bars written", "provider bars kept"],
+      summary.timeframes.map((t) => [
+        t.timeframe,
+        formatCount(t.rebuilt),
+        formatCount(t.upToDate),
+        formatCount(t.bars),
+        formatCount(t.providerBars),
+      ]),
+      { right: [1, 2, 3, 4] },
+    )
+  ) context.out(line);
+}
+
+/** `marketpipe aggregate`. */
+export async function runAggregate(
+  invocation: Invocation,
+  context: CommandContext,
+): Promise<number> {
+  positionals(invocation, []);
+  const dataDir = dataDirOf(invocation);
+  const timeframes = timeframesOption(invocation.string("timeframes"));
+  const symbols = await symbolsOption(invocation);
+  const range = rangeOption(invocation);
+  const session = sessionOption(invocation);
+  try {
+    await Deno.stat(join(dataDir, META_FILE));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new UsageError(
+      `Nothing to aggregate: ${dataDir} holds no MarketPipe data (ingest first)`,
+    );
+  }
+  const store = await openStore(dataDir, { command: "aggregate" });
+  let closeTelemetry = () => Promise.resolve();
+  try {
+    const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
+    closeTelemetry = () => telemetry.close();
+    const summary = await runAggregation(store, {
+      timeframes,
+      symbols,
+      start: range?.start,
+      end: range?.end,
+      session,
+      force: invocation.flag("force"),
+      metrics: telemetry.metrics,
+    }, context);
+    if (context.json) {
+      context.out(JSON.stringify({ dataDir, ...aggregationJson(summary) }, null, 2));
+      return EXIT.ok;
+    }
+    if (summary.sources === 0) {
+      context.out(
+        `Nothing to aggregate: no 1m bars${symbols ? ` of ${symbols.join(",")}` : ""}${
+          range ? ` in ${range.start}..${range.end}` : ""
+        } under ${join(dataDir, "bars", "timeframe=1m")}`,
+      );
+      return EXIT.ok;
+    }
+    printAggregation(summary, context);
+    context.out("");
+    context.out(
+      summary.rebuilt === 0
+        ? `All ${
+          formatCount(summary.upToDate)
+        } partition(s) were up to date with their 1m bars; nothing was written.`
+        : `Rebuilt ${formatCount(summary.rebuilt)} partition(s) from ${
+          formatCount(summary.sources)
+        } 1m partition(s) of ${summary.symbols.length} symbol(s) in ${
+          formatDuration(summary.elapsedMs)
+        }; ${formatCount(summary.upToDate)} were up to date.`,
+    );
+    context.out(
+      `Query them: marketpipe query "SELECT * FROM bars_${timeframes.at(-1)} ORDER BY symbol, ts"${
+        dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`
+      }`,
+    );
+    return EXIT.ok;
+  } finally {
+    await closeTelemetry();
+    store.close();
+  }
+}

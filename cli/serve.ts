@@ -1,0 +1,100 @@
+import { parseIntOption } from "../core/config.ts";
+import { UsageError } from "../core/errors.ts";
+import { isLoopback, openWebServer } from "../web/mod.ts";
+import type { Invocation } from "./args.ts";
+import { type CommandContext, EXIT } from "./context.ts";
+import { historyDirOf } from "./metrics.ts";
+import { dataDirOf, positionals } from "./options.ts";
+
+/**
+ * `marketpipe serve`: the dashboard, REST API and metrics on one port. Ctrl-C or SIGTERM stops
+ * accepting requests, cancels the jobs it runs (they stay resumable), waits for requests in
+ * flight and exits 0.
+ */
+export async function runServe(invocation: Invocation, context: CommandContext): Promise<number> {
+  positionals(invocation, []);
+  const dataDir = dataDirOf(invocation);
+  const host = invocation.string("host") ?? "127.0.0.1";
+  if (host.trim() === "" || /[\s/]/.test(host)) {
+    throw new UsageError(`Invalid --host "${host}": expected an address such as 127.0.0.1`);
+  }
+  const port = parseIntOption(invocation.string("port") ?? "8000", "--port", 0, 65_535);
+  const maxHeavy = parseIntOption(invocation.string("max-heavy") ?? "4", "--max-heavy", 1, 256);
+  const maxJobs = parseIntOption(invocation.string("max-jobs") ?? "2", "--max-jobs", 1, 64);
+  const queryTimeout = parseIntOption(
+    invocation.string("query-timeout") ?? "30",
+    "--query-timeout",
+    1,
+    3_600,
+  );
+  const tokenText = context.env.MARKETPIPE_API_TOKEN?.trim();
+  const token = tokenText === undefined || tokenText === "" ? undefined : tokenText;
+  const loopback = isLoopback(host);
+  if (!loopback && token === undefined) {
+    throw new UsageError(
+      `Refusing to listen on ${host} without MARKETPIPE_API_TOKEN: anyone who can reach it could start jobs. Set MARKETPIPE_API_TOKEN (clients send "Authorization: Bearer <token>") or listen on 127.0.0.1`,
+    );
+  }
+  const authReads = invocation.flag("auth-reads");
+  if (authReads && token === undefined) {
+    throw new UsageError("--auth-reads needs MARKETPIPE_API_TOKEN: the token reads would require");
+  }
+  if (token !== undefined && token.length < 16) {
+    context.err(
+      "warning: MARKETPIPE_API_TOKEN is shorter than 16 characters; use a long random token",
+    );
+  }
+
+  const server = await openWebServer(dataDir, {
+    version: context.version,
+    env: context.env,
+    token,
+    authReads,
+    loopbackHostsOnly: loopback,
+    limits: { heavyConcurrency: maxHeavy, queryTimeoutMs: queryTimeout * 1000 },
+    maxJobs,
+    historyDir: historyDirOf(context),
+    log: context.err,
+  });
+  try {
+    let cancelled: Promise<string[]> | undefined;
+    const onAbort = () => cancelled = server.stopJobs();
+    context.signal.addEventListener("abort", onAbort, { once: true });
+    let http: Deno.HttpServer;
+    try {
+      http = Deno.serve({
+        hostname: host,
+        port,
+        signal: context.signal,
+        onListen: ({ hostname, port }) => {
+          const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+          context.out(`Serving MarketPipe on http://${shown}:${port}/ (data: ${dataDir})`);
+          context.err(
+            `${
+              token === undefined
+                ? "no token: loopback only"
+                : `token required for ${authReads ? "every request" : "POST and DELETE"}`
+            }; Ctrl-C to stop`,
+          );
+        },
+      }, server.app.fetch);
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new UsageError(`Cannot listen on ${host}:${port}: the address is in use`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    await http.finished;
+    context.signal.removeEventListener("abort", onAbort);
+    const ids = await (cancelled ?? server.stopJobs());
+    for (const id of ids) {
+      context.err(`Cancelled job ${id}; resume it with: marketpipe ingest --resume ${id}`);
+    }
+    context.err("Stopped");
+  } finally {
+    await server.close();
+  }
+  return EXIT.ok;
+}

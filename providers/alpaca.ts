@@ -1,0 +1,255 @@
+/**
+ * Alpaca Market Data v2 stock bars: the multi-symbol `/v2/stocks/bars` endpoint, paged by
+ * `next_page_token` (docs/provider-apis.md section 1).
+ *
+ * @module
+ */
+import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
+import { ProviderError } from "../core/provider.ts";
+import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import {
+  createHttpClient,
+  httpOptionsFromSettings,
+  type HttpProviderOptions,
+  requireCredentials,
+} from "./http.ts";
+import {
+  checkRequest,
+  createBarCollector,
+  isObject,
+  numberField,
+  optionalNumberField,
+  parseRfc3339,
+  requestWindow,
+  sourceTimeframe,
+} from "./http_normalize.ts";
+import type { ProviderCheckRequest, ProviderFactory, ProviderSettings } from "./mod.ts";
+
+/** Public data API host. */
+export const ALPACA_BASE_URL = "https://data.alpaca.markets";
+/** Largest page: bars in total across the symbols of one request. */
+export const ALPACA_PAGE_LIMIT = 10_000;
+/** Free plan: historical requests per minute. */
+export const ALPACA_RATE_LIMIT = 200;
+/**
+ * Symbols per request. A page holds up to 10,000 bars across symbols, and each request's last
+ * page is short, so more symbols per request bring the request count closer to bars / 10,000;
+ * one symbol-month of 1m bars is ~20,000 bars, so 10 symbols need 21 requests where 20 would do
+ * (5% over), while the engine holds no more than 10 symbol-months per worker in memory.
+ */
+export const ALPACA_SYMBOLS_PER_REQUEST = 10;
+
+const _KEY_VARS = ["ALPACA_KEY", "APCA_API_KEY_ID"] as const;
+const _SECRET_VARS = ["ALPACA_SECRET", "APCA_API_SECRET_KEY"] as const;
+
+const _TIMEFRAMES: Readonly<Record<Timeframe, string>> = {
+  "1m": "1Min",
+  "5m": "5Min",
+  "15m": "15Min",
+  "30m": "30Min",
+  "1h": "30Min",
+  "4h": "30Min",
+  "1d": "1Day",
+};
+
+/** Static description of the Alpaca provider. */
+export const alpacaInfo: ProviderInfo = {
+  name: "alpaca",
+  description: "Alpaca Market Data v2 stock bars: several symbols per request, 10,000 bars a page",
+  status: "active",
+  env: [
+    {
+      name: "ALPACA_KEY",
+      description: "API key id",
+      secret: true,
+      required: true,
+      aliases: ["APCA_API_KEY_ID"],
+    },
+    {
+      name: "ALPACA_SECRET",
+      description: "API secret key",
+      secret: true,
+      required: true,
+      aliases: ["APCA_API_SECRET_KEY"],
+    },
+    {
+      name: "ALPACA_BASE_URL",
+      description: `data API base URL (default ${ALPACA_BASE_URL})`,
+      secret: false,
+      required: false,
+    },
+  ],
+  timeframes: TIMEFRAMES,
+  feeds: ["iex", "sip", "delayed_sip"],
+  defaultFeed: "iex",
+  adjustments: ["raw", "split", "dividend", "all"],
+  rateLimitPerMinute: ALPACA_RATE_LIMIT,
+  notes: "Free plan: 200 requests/min and feed iex; sip data from the last 15 minutes needs a " +
+    "subscription (delayed_sip does not). 1h and 4h bars are rolled up from 30m bars",
+};
+
+/** Options of {@link alpaca}. */
+export interface AlpacaOptions extends HttpProviderOptions {
+  key: string;
+  secret: string;
+  /** Symbols per request; default {@link ALPACA_SYMBOLS_PER_REQUEST}. */
+  symbolsPerRequest?: number;
+}
+
+/**
+ * The Alpaca provider. One `fetchBars` call is one multi-symbol request followed through every
+ * page until `next_page_token` is null (short and empty pages can still carry a token). A 403 is
+ * never retried: bad credentials fail every later request at once, a missing SIP entitlement
+ * says so.
+ *
+ * @example
+ * ```ts
+ * const provider = alpaca({ key, secret });
+ * const bars = await provider.fetchBars({
+ *   symbols: ["AAPL", "MSFT"], timeframe: "1m", start: "2024-03-04", end: "2024-03-08", feed: "iex",
+ * });
+ * ```
+ */
+export function alpaca(options: AlpacaOptions): Provider {
+  const http = createHttpClient({
+    ...options,
+    provider: "alpaca",
+    baseUrl: options.baseUrl ?? ALPACA_BASE_URL,
+    perMinute: options.rateLimit ?? ALPACA_RATE_LIMIT,
+    headers: { "APCA-API-KEY-ID": options.key, "APCA-API-SECRET-KEY": options.secret },
+    secrets: [options.key, options.secret],
+    explainError: _explainError,
+  });
+  return {
+    name: "alpaca",
+    maxSymbolsPerRequest: options.symbolsPerRequest ?? ALPACA_SYMBOLS_PER_REQUEST,
+    fetchBars: async (request: FetchRequest, fetchOptions: FetchOptions = {}) => {
+      const { feed, adjustment } = checkRequest(request, alpacaInfo);
+      const symbols = [...new Set(request.symbols)].sort();
+      if (symbols.length === 0) return [];
+      const wanted = new Set(symbols);
+      const source = sourceTimeframe(request.timeframe);
+      const collector = createBarCollector({
+        provider: "alpaca",
+        feed,
+        adjustment,
+        timeframe: source,
+        start: request.start,
+        end: request.end,
+      });
+      const { from, to } = requestWindow(request.start, request.end);
+      const query = {
+        symbols: symbols.join(","),
+        timeframe: _TIMEFRAMES[source],
+        start: _rfc3339(from),
+        // `end` is inclusive: the last second before the next New York midnight.
+        end: _rfc3339(to - 1000),
+        limit: Math.min(Math.max(request.pageSize ?? ALPACA_PAGE_LIMIT, 1), ALPACA_PAGE_LIMIT),
+        adjustment,
+        feed,
+        sort: "asc",
+      };
+      const parse = (body: unknown) => {
+        if (!isObject(body)) throw new TypeError("expected a JSON object");
+        const token = body.next_page_token;
+        if (token !== null && typeof token !== "string") {
+          throw new TypeError(
+            `next_page_token is ${JSON.stringify(token)}, expected a string or null`,
+          );
+        }
+        const bars = body.bars;
+        if (bars !== null && !isObject(bars)) {
+          throw new TypeError(`"bars" is ${_kind(bars)}, expected an object keyed by symbol`);
+        }
+        for (const [symbol, rows] of Object.entries(bars ?? {})) {
+          if (!Array.isArray(rows)) {
+            throw new TypeError(`bars of "${symbol}" are ${_kind(rows)}, expected an array`);
+          }
+          if (!wanted.has(symbol)) continue;
+          for (const row of rows) {
+            const what = `bar of "${symbol}"`;
+            if (!isObject(row) || typeof row.t !== "string") {
+              throw new TypeError(`${what} has no time "t": ${JSON.stringify(row)}`);
+            }
+            const ts = parseRfc3339(row.t);
+            if (Number.isNaN(ts)) throw new TypeError(`${what} has time ${JSON.stringify(row.t)}`);
+            collector.add(symbol, ts, {
+              open: numberField(row, "o", what),
+              high: numberField(row, "h", what),
+              low: numberField(row, "l", what),
+              close: numberField(row, "c", what),
+              volume: numberField(row, "v", what),
+              vwap: optionalNumberField(row, "vw", what),
+              tradeCount: optionalNumberField(row, "n", what),
+            });
+          }
+        }
+        return token;
+      };
+
+      const sent = new Set<string>();
+      let token: string | null = null;
+      for (;;) {
+        token = await http.get("/v2/stocks/bars", {
+          query: { ...query, page_token: token ?? undefined },
+          feed,
+          signal: fetchOptions.signal,
+          parse,
+        });
+        if (token === null) break;
+        if (sent.has(token)) {
+          throw new ProviderError(
+            http.redact(
+              `Cannot fetch /v2/stocks/bars from "alpaca": the server repeated a ` +
+                `next_page_token, paging would never end`,
+            ),
+            { provider: "alpaca", status: 200 },
+          );
+        }
+        sent.add(token);
+      }
+      return collector.finish(request.timeframe);
+    },
+  };
+}
+
+/** Registry entry: credentials from `ALPACA_KEY`/`ALPACA_SECRET` or the SDK's `APCA_*` names. */
+export const alpacaFactory: ProviderFactory = {
+  info: alpacaInfo,
+  check: (settings: ProviderSettings, _request?: ProviderCheckRequest) => {
+    requireCredentials("alpaca", settings.env, [_KEY_VARS, _SECRET_VARS]);
+    httpOptionsFromSettings(settings, "ALPACA_BASE_URL", ALPACA_BASE_URL);
+  },
+  create: (settings: ProviderSettings) => {
+    const [key, secret] = requireCredentials("alpaca", settings.env, [_KEY_VARS, _SECRET_VARS]);
+    return alpaca({
+      key,
+      secret,
+      ...httpOptionsFromSettings(settings, "ALPACA_BASE_URL", ALPACA_BASE_URL),
+    });
+  },
+};
+
+function _explainError(status: number, message: string) {
+  if (status !== 401 && status !== 403) return undefined;
+  if (/subscription|sip/i.test(message)) {
+    return {
+      hint: "the plan is not entitled to this data (the credentials are fine): SIP data from " +
+        "the last 15 minutes needs an Alpaca subscription; use --feed iex or --feed delayed_sip, " +
+        "or an earlier --end",
+    };
+  }
+  return {
+    hint: "bad credentials: Alpaca answers 403 to a missing, wrong or revoked key; check " +
+      "ALPACA_KEY and ALPACA_SECRET (or APCA_API_KEY_ID and APCA_API_SECRET_KEY)",
+    fatal: true,
+  };
+}
+
+function _rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(".000Z", "Z");
+}
+
+function _kind(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+}

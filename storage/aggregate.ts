@@ -1,0 +1,735 @@
+/**
+ * Aggregation of stored 1m bars to 5m ... 1d, in DuckDB SQL over the Parquet partitions.
+ *
+ * Buckets are computed in SQL exactly as `core/aggregate.ts` does: a small table of per-date
+ * session instants (built from the NYSE calendar) is joined to the bars, a bucket starts at
+ * `open + floor((ts - open) / length) * length` and is clamped to the start of the bar's session.
+ * One target partition (a month for intraday frames, a year for 1d) is rebuilt from its 1m
+ * partition(s) with the atomic partition writer. Each target records in SQLite the fingerprints
+ * of the 1m files it was built from and of the file it wrote, so a run rebuilds only targets
+ * whose 1m data (or which itself) changed since. Rows a provider delivered directly for the
+ * target timeframe (any `ingest_id` not starting with `agg-`) are kept: for those trading dates
+ * the stored frame is the provider's.
+ *
+ * @module
+ */
+import { dateValue, type DuckDBConnection, type DuckDBInstance } from "@duckdb/node-api";
+import { join, relative } from "node:path";
+import { tradingSession, zonedTime } from "../core/calendar.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { runPool } from "../core/pool.ts";
+import { type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
+import { BAR_COLUMNS, sqlIdent, sqlString } from "./duckdb.ts";
+import { PARTITION_FILE, partitionDir } from "./layout.ts";
+import type { MetaStore } from "./meta.ts";
+import {
+  type PartitionFile,
+  type PartitionWriter,
+  replacePartition,
+  SCHEMA_VERSION,
+} from "./partitions.ts";
+import { listPartitionFiles, listStoredSymbols } from "./reports_bars.ts";
+
+/** Timeframes aggregation produces from 1m bars. */
+export const AGGREGATE_TIMEFRAMES: readonly Timeframe[] = TIMEFRAMES.filter((tf) => tf !== "1m");
+
+/** Prefix of `ingest_id` on aggregated rows; any other id marks a provider's own bar. */
+export const AGGREGATE_ID_PREFIX = "agg-";
+
+/** Sessions a daily bar covers. */
+export type DailySession = "regular" | "extended";
+
+/** What aggregation needs: the partition writer plus the metadata database. */
+export interface AggregationStore {
+  dataDir: string;
+  duckdb: DuckDBInstance;
+  meta: Pick<MetaStore, "lockPartition" | "unlockPartition" | "db">;
+  now?: () => number;
+}
+
+/** Options of {@link aggregatePartitions}. */
+export interface AggregatePartitionsOptions {
+  /** Target timeframes; default all of {@link AGGREGATE_TIMEFRAMES}. */
+  timeframes?: readonly Timeframe[];
+  /** Symbols; default every symbol with 1m bars. */
+  symbols?: readonly string[];
+  /** First and last trading date whose 1m partitions are aggregated; default all. */
+  start?: string;
+  end?: string;
+  /**
+   * Sessions of daily bars. Default: what the target was last built with, `regular` for a new one.
+   */
+  session?: DailySession;
+  /** Rebuild every target in scope, changed or not. */
+  force?: boolean;
+  /** Target partitions of one symbol written at once (default 4; two symbols run at once). */
+  concurrency?: number;
+  signal?: AbortSignal;
+  metrics?: Metrics;
+  /** Called after each target is checked or rebuilt. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Per-timeframe outcome of {@link aggregatePartitions}. */
+export interface TimeframeAggregation {
+  timeframe: Timeframe;
+  /** Target partitions rewritten. */
+  rebuilt: number;
+  /** Target partitions whose 1m data had not changed. */
+  upToDate: number;
+  /** Bars in the rewritten partitions (aggregated plus provider bars kept). */
+  bars: number;
+  /** Provider bars kept in the rewritten partitions instead of our aggregation. */
+  providerBars: number;
+}
+
+/** Outcome of {@link aggregatePartitions}. */
+export interface AggregationSummary {
+  /** `ingest_id` of the rows written, `agg-...`. */
+  runId: string;
+  symbols: string[];
+  /** 1m partitions in scope. */
+  sources: number;
+  timeframes: TimeframeAggregation[];
+  rebuilt: number;
+  upToDate: number;
+  elapsedMs: number;
+}
+
+interface _Target {
+  timeframe: Timeframe;
+  symbol: string;
+  /** Target partition directory relative to the data directory. */
+  dir: string;
+  /** 1m files it is built from (absolute). */
+  sources: string[];
+  years: number[];
+}
+
+interface _State {
+  session: string;
+  sources: string;
+  targetFingerprint: string;
+  nativeRows: number;
+}
+
+/**
+ * Aggregate stored 1m bars into the partitions of higher timeframes, rebuilding only the targets
+ * whose 1m partitions changed since their last aggregation (or all with `force`).
+ *
+ * @example
+ * ```ts
+ * const store = await openStore("./data");
+ * const summary = await aggregatePartitions(await storeAggregation(store), {
+ *   timeframes: ["5m", "1h", "1d"], symbols: ["AAPL"],
+ * });
+ * console.log(summary.rebuilt, summary.upToDate);
+ * ```
+ */
+export async function aggregatePartitions(
+  store: AggregationStore,
+  options: AggregatePartitionsOptions = {},
+): Promise<AggregationSummary> {
+  const started = performance.now();
+  const now = store.now ?? Date.now;
+  const timeframes = options.timeframes ?? AGGREGATE_TIMEFRAMES;
+  for (const tf of timeframes) {
+    if (!AGGREGATE_TIMEFRAMES.includes(tf)) {
+      throw new RangeError(
+        `Cannot aggregate to timeframe "${tf}": expected one of ${AGGREGATE_TIMEFRAMES.join(", ")}`,
+      );
+    }
+  }
+  const session = options.session;
+  if (session !== undefined && session !== "regular" && session !== "extended") {
+    throw new RangeError(`Invalid session "${session}": expected regular or extended`);
+  }
+  const runId = `${AGGREGATE_ID_PREFIX}${_stamp(now())}`;
+  const symbols = options.symbols
+    ? [...options.symbols]
+    : await listStoredSymbols(store.dataDir, "bars", "1m");
+
+  // Targets in scope: each 1m month in range gives one target per intraday frame; each year
+  // touched gives one 1d target built from all of that year's months.
+  const targets: _Target[] = [];
+  let sources = 0;
+  for (const symbol of symbols) {
+    const files = await listPartitionFiles(store.dataDir, "bars", "1m", symbol, {
+      start: options.start,
+      end: options.end,
+    });
+    sources += files.length;
+    const years = new Map<number, string[]>();
+    for (const file of files) {
+      const { year, month } = _periodOf(file);
+      years.set(year, []);
+      for (const tf of timeframes) {
+        if (tf === "1d") continue;
+        targets.push({
+          timeframe: tf,
+          symbol,
+          dir: partitionDir(tf, symbol, `${year}-${month}-01`),
+          sources: [file],
+          years: [year],
+        });
+      }
+    }
+    if (timeframes.includes("1d")) {
+      for (const year of years.keys()) {
+        const all = await listPartitionFiles(store.dataDir, "bars", "1m", symbol, {
+          start: `${year}-01-01`,
+          end: `${year}-12-31`,
+        });
+        targets.push({
+          timeframe: "1d",
+          symbol,
+          dir: partitionDir("1d", symbol, `${year}-01-01`),
+          sources: all,
+          years: [year],
+        });
+      }
+    }
+  }
+
+  const perTimeframe = new Map<Timeframe, TimeframeAggregation>(
+    timeframes.map((
+      tf,
+    ) => [tf, { timeframe: tf, rebuilt: 0, upToDate: 0, bars: 0, providerBars: 0 }]),
+  );
+  const summary: AggregationSummary = {
+    runId,
+    symbols,
+    sources,
+    timeframes: [...perTimeframe.values()],
+    rebuilt: 0,
+    upToDate: 0,
+    elapsedMs: 0,
+  };
+  if (targets.length === 0) {
+    summary.elapsedMs = performance.now() - started;
+    return summary;
+  }
+
+  const db = store.meta.db;
+  const getState = db.prepare(
+    "SELECT session, sources, target_fingerprint, native_rows FROM aggregation_state WHERE target = ?",
+  );
+  const putState = db.prepare(
+    `INSERT INTO aggregation_state (target, timeframe, symbol, session, sources, target_fingerprint, rows, native_rows, aggregated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (target) DO UPDATE SET session = excluded.session, sources = excluded.sources,
+       target_fingerprint = excluded.target_fingerprint, rows = excluded.rows,
+       native_rows = excluded.native_rows, aggregated_at = excluded.aggregated_at`,
+  );
+
+  // Which targets changed: compare the fingerprints of their 1m files and of their own file with
+  // what the last aggregation recorded.
+  const fingerprints = new Map<string, string>();
+  const fingerprintOf = async (file: string) => {
+    let fingerprint = fingerprints.get(file);
+    if (fingerprint === undefined) {
+      fingerprint = await fileFingerprint(file);
+      fingerprints.set(file, fingerprint);
+    }
+    return fingerprint;
+  };
+  const plans: _Plan[] = [];
+  let done = 0;
+  for (const target of targets) {
+    const parts: string[] = [];
+    for (const file of target.sources) {
+      parts.push(`${relative(store.dataDir, file)}@${await fingerprintOf(file)}`);
+    }
+    const sourceKey = parts.join(";");
+    const liveFingerprint = await fileFingerprint(join(store.dataDir, target.dir, PARTITION_FILE));
+    const row = getState.get(target.dir);
+    const state: _State | undefined = row
+      ? {
+        session: row.session as string,
+        sources: row.sources as string,
+        targetFingerprint: row.target_fingerprint as string,
+        nativeRows: Number(row.native_rows),
+      }
+      : undefined;
+    const targetSession = target.timeframe === "1d"
+      ? session ?? (state?.session as DailySession | undefined) ?? "regular"
+      : "all";
+    const ours = state !== undefined && state.targetFingerprint === liveFingerprint;
+    if (!options.force && ours && state.sources === sourceKey && state.session === targetSession) {
+      perTimeframe.get(target.timeframe)!.upToDate++;
+      summary.upToDate++;
+      options.onProgress?.(++done, targets.length);
+      continue;
+    }
+    plans.push({
+      target,
+      sourceKey,
+      session: targetSession,
+      liveFingerprint,
+      // Provider rows can only be in a file we did not write last, or one we wrote with them.
+      mayHoldNative: liveFingerprint !== "absent" && !(ours && state.nativeRows === 0),
+    });
+  }
+
+  const years = [...new Set(plans.flatMap((p) => p.target.years))].sort();
+  const prefix = `mp_agg_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const sessionsTable = `${prefix}_sessions`;
+  const ingestedAt = new Date(now()).toISOString();
+  const writer: PartitionWriter = store;
+  // Staged files live in the data directory (so a rename moves them into place) but outside
+  // bars/, where no view or glob reads them. A crashed run's leftovers are removed by later runs.
+  const stagingParent = join(store.dataDir, STAGING_DIR);
+  await _removeStaleStaging(stagingParent, now());
+  const stagingRoot = join(stagingParent, runId);
+  const connection = await store.duckdb.connect();
+  try {
+    if (plans.length > 0) await createSessionsTable(connection, sessionsTable, years);
+    // One symbol at a time: its changed 1m files are read once into 5m buckets, each longer
+    // frame is rolled up from the one before (buckets nest: every boundary of a longer frame is
+    // one of the shorter), and each target partition is written from those small tables.
+    const bySymbol = new Map<string, _Plan[]>();
+    for (const plan of plans) {
+      let list = bySymbol.get(plan.target.symbol);
+      if (!list) bySymbol.set(plan.target.symbol, list = []);
+      list.push(plan);
+    }
+    // Two symbols at a time, so that one's roll-up overlaps the other's file writes and fsyncs.
+    const concurrency = options.concurrency ?? 4;
+    let batches = 0;
+    await runPool([...bySymbol], 2, async ([symbol, symbolPlans]) => {
+      options.signal?.throwIfAborted();
+      const batch = batches++;
+      const files = [...new Set(symbolPlans.flatMap((p) => p.target.sources))].sort();
+      const symbolConnection = await store.duckdb.connect();
+      const levels = await _buildLevels(symbolConnection, {
+        prefix: `${prefix}_${batch}`,
+        files,
+        sessionsTable,
+        timeframes: new Set(symbolPlans.map((p) => p.target.timeframe)),
+        sessions: new Set(
+          symbolPlans.filter((p) => p.target.timeframe === "1d").map((p) => p.session),
+        ),
+      });
+      const staging = join(stagingRoot, `${batch}`);
+      try {
+        const fresh = (plan: _Plan) => {
+          const { target } = plan;
+          const period = _periodOf(target.sources[0], target.timeframe);
+          return barsFromLevelSql(_levelOf(levels.tables, plan), {
+            symbol,
+            timeframe: target.timeframe,
+            source: levels.source,
+            ingestId: runId,
+            ingestedAt,
+            where: target.timeframe === "1d"
+              ? `year(trading_date) = ${period.year}`
+              : `trading_date BETWEEN DATE '${period.year}-${period.month}-01' AND last_day(DATE '${period.year}-${period.month}-01')`,
+          });
+        };
+        // Targets that may hold a provider's rows are merged one by one under their lock; the
+        // others are all written by ONE partitioned COPY into a staging directory (a COPY per
+        // file costs more than the work), then each file is checked (one file, sorted by ts) and
+        // renamed into place under the target's lock.
+        const staged = await _stage(
+          symbolConnection,
+          staging,
+          symbolPlans.filter((p) => !p.mayHoldNative),
+          fresh,
+        );
+        await runPool(symbolPlans, concurrency, async (plan) => {
+          const { target } = plan;
+          const stagedFile = staged.get(target.dir);
+          const written = await replacePartition(writer, target.dir, async (file) => {
+            const unchanged = stagedFile !== undefined &&
+              (await fileFingerprint(file.live)) === plan.liveFingerprint;
+            if (unchanged) {
+              await Deno.rename(stagedFile.path, file.temp);
+              // rename() keeps inode, size and mtime: this is the live file's fingerprint to be.
+              return {
+                rows: stagedFile.rows,
+                nativeRows: 0,
+                fingerprint: await fileFingerprint(file.temp),
+              };
+            }
+            return await _mergeTarget(
+              file,
+              fresh(plan),
+              plan.mayHoldNative || stagedFile !== undefined,
+            );
+          }, { signal: options.signal });
+          putState.run(
+            target.dir,
+            target.timeframe,
+            target.symbol,
+            plan.session,
+            plan.sourceKey,
+            written.fingerprint,
+            written.rows,
+            written.nativeRows,
+            now(),
+          );
+          const stats = perTimeframe.get(target.timeframe)!;
+          stats.rebuilt++;
+          stats.bars += written.rows;
+          stats.providerBars += written.nativeRows;
+          summary.rebuilt++;
+          options.onProgress?.(++done, targets.length);
+        }, { signal: options.signal });
+      } finally {
+        try {
+          await Deno.remove(staging, { recursive: true }).catch(() => {});
+          for (const table of levels.tables.values()) {
+            await symbolConnection.run(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
+          }
+        } finally {
+          symbolConnection.closeSync();
+        }
+      }
+    }, { signal: options.signal });
+  } finally {
+    try {
+      await Deno.remove(stagingRoot, { recursive: true }).catch(() => {});
+      await connection.run(`DROP TABLE IF EXISTS ${sqlIdent(sessionsTable)}`);
+    } finally {
+      connection.closeSync();
+    }
+  }
+  options.signal?.throwIfAborted();
+  summary.elapsedMs = performance.now() - started;
+  options.metrics?.processingTime.observe({ operation: "aggregate" }, summary.elapsedMs / 1000);
+  return summary;
+}
+
+interface _Plan {
+  target: _Target;
+  sourceKey: string;
+  session: string;
+  /** Fingerprint of the target's file when the run was planned. */
+  liveFingerprint: string;
+  mayHoldNative: boolean;
+}
+
+/** Directory (inside the data directory) of files being staged by aggregation runs. */
+export const STAGING_DIR = ".staging";
+
+/** Staging directories older than this belong to a run that died. */
+const _STALE_STAGING_MS = 6 * 3_600_000;
+
+async function _removeStaleStaging(parent: string, now: number): Promise<void> {
+  try {
+    for await (const entry of Deno.readDir(parent)) {
+      const path = join(parent, entry.name);
+      const info = await Deno.stat(path);
+      if (now - (info.mtime?.getTime() ?? 0) > _STALE_STAGING_MS) {
+        await Deno.remove(path, { recursive: true }).catch(() => {});
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+function _levelOf(tables: Map<string, string>, plan: _Plan): string {
+  const tf = plan.target.timeframe;
+  return tables.get(tf === "1d" ? `1d-${plan.session}` : tf)!;
+}
+
+/**
+ * Write the bars of `plans` (one symbol) with one partitioned COPY into `staging`, then check
+ * each partition: exactly one file, rows sorted by ts. Returns the good files by target dir;
+ * a target missing from the map is written on its own.
+ */
+async function _stage(
+  connection: DuckDBConnection,
+  staging: string,
+  plans: readonly _Plan[],
+  fresh: (plan: _Plan) => string,
+): Promise<Map<string, { path: string; rows: number }>> {
+  const out = new Map<string, { path: string; rows: number }>();
+  if (plans.length === 0) return out;
+  await Deno.mkdir(staging, { recursive: true });
+  const parts = plans.map((plan, i) => `SELECT *, ${i} AS _target FROM (${fresh(plan)})`);
+  await connection.run(
+    `COPY (SELECT * FROM (${parts.join(" UNION ALL ")}) ORDER BY _target, ts) TO ${
+      sqlString(staging)
+    } (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_target))`,
+  );
+  const checked = await connection.runAndReadAll(
+    `SELECT filename, count(*), bool_and(sorted) FROM (
+       SELECT filename, coalesce(ts >= lag(ts) OVER (PARTITION BY filename ORDER BY file_row_number), true) AS sorted
+       FROM read_parquet(${
+      sqlString(join(staging, "**", "*.parquet"))
+    }, filename = true, file_row_number = true, hive_partitioning = false)
+     ) GROUP BY filename`,
+  );
+  const byTarget = new Map<number, { path: string; rows: number; sorted: boolean }[]>();
+  for (const [filename, rows, sorted] of checked.getRowsJS() as [string, bigint, boolean][]) {
+    const match = /_target=(\d+)[\\/]/.exec(filename);
+    if (!match) continue;
+    const list = byTarget.get(Number(match[1])) ?? [];
+    list.push({ path: filename, rows: Number(rows), sorted });
+    byTarget.set(Number(match[1]), list);
+  }
+  plans.forEach((plan, i) => {
+    const files = byTarget.get(i);
+    if (files?.length === 1 && files[0].sorted) out.set(plan.target.dir, files[0]);
+  });
+  return out;
+}
+
+/**
+ * Write one target under its lock from the level table, keeping the rows of the live file that a
+ * provider delivered (their trading dates are the provider's).
+ */
+async function _mergeTarget(
+  file: PartitionFile,
+  fresh: string,
+  readNative: boolean,
+): Promise<{ rows: number; nativeRows: number; fingerprint: string }> {
+  let nativeRows = 0;
+  let body = fresh;
+  if (file.liveExists && readNative) {
+    const nativeFilter = `NOT starts_with(ingest_id, ${sqlString(AGGREGATE_ID_PREFIX)})`;
+    const liveSql = `read_parquet(${sqlString(file.live)}, hive_partitioning = false)`;
+    const counted = await file.connection.runAndReadAll(
+      `SELECT count(*) FROM ${liveSql} WHERE ${nativeFilter}`,
+    );
+    nativeRows = Number(counted.getRows()[0][0]);
+    if (nativeRows > 0) {
+      body = `WITH fresh AS (${fresh}),
+        native AS (SELECT ${_COLUMNS} FROM ${liveSql} WHERE ${nativeFilter})
+        SELECT * FROM native
+        UNION ALL
+        SELECT * FROM fresh WHERE trading_date NOT IN (SELECT trading_date FROM native)`;
+    }
+  }
+  const copied = await file.connection.run(
+    `COPY (SELECT ${_COLUMNS} FROM (${body}) ORDER BY ts) TO ${
+      sqlString(file.temp)
+    } (FORMAT parquet, COMPRESSION zstd)`,
+  );
+  // rename() keeps inode, size and mtime: this is the live file's fingerprint to be.
+  return {
+    rows: Number(copied.rowsChanged),
+    nativeRows,
+    fingerprint: await fileFingerprint(file.temp),
+  };
+}
+
+const _COLUMNS = BAR_COLUMNS.map((c) => sqlIdent(c.name)).join(", ");
+
+/** Intraday frames in nesting order: each one's buckets are unions of the previous one's. */
+const _CHAIN: readonly Timeframe[] = ["5m", "15m", "30m", "1h", "4h"];
+
+/**
+ * Roll the 1m `files` (one symbol) up level by level into tables of bucket rows: `5m`, then each
+ * longer frame needed from the one before, and `1d-regular`/`1d-extended` from the longest.
+ */
+async function _buildLevels(
+  connection: DuckDBConnection,
+  options: {
+    prefix: string;
+    files: readonly string[];
+    sessionsTable: string;
+    timeframes: ReadonlySet<Timeframe>;
+    sessions: ReadonlySet<string>;
+  },
+): Promise<{ tables: Map<string, string>; source: _Source | undefined }> {
+  const from = `read_parquet([${
+    options.files.map(sqlString).join(", ")
+  }], hive_partitioning = false)`;
+  // One source (provider, feed, adjustment) is the rule: then it is a constant, not a per-bucket
+  // arg_max over strings.
+  const sourceRows = (await connection.runAndReadAll(
+    `SELECT DISTINCT provider, feed, adjustment FROM ${from} LIMIT 2`,
+  )).getRowsJS() as string[][];
+  const source = sourceRows.length === 1
+    ? { provider: sourceRows[0][0], feed: sourceRows[0][1], adjustment: sourceRows[0][2] }
+    : undefined;
+  const tables = new Map<string, string>();
+  const longest = _CHAIN.filter((tf) => options.timeframes.has(tf)).at(-1);
+  const chain = _CHAIN.slice(0, Math.max(1, longest ? _CHAIN.indexOf(longest) + 1 : 1));
+  let input = `(${minuteLevelSql(from, { withSource: source === undefined })})`;
+  for (const tf of chain) {
+    const table = `${options.prefix}_${tf}`;
+    await connection.run(
+      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS ${
+        levelSql(input, {
+          timeframe: tf,
+          sessionsTable: options.sessionsTable,
+          withSource: source === undefined,
+        })
+      }`,
+    );
+    tables.set(tf, table);
+    input = sqlIdent(table);
+  }
+  for (const session of options.sessions) {
+    const table = `${options.prefix}_1d_${session}`;
+    await connection.run(
+      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS ${
+        levelSql(input, {
+          timeframe: "1d",
+          sessionsTable: options.sessionsTable,
+          session: session as DailySession,
+          withSource: source === undefined,
+        })
+      }`,
+    );
+    tables.set(`1d-${session}`, table);
+  }
+  return { tables, source };
+}
+
+/** Provider, feed and adjustment shared by every bar of a batch. */
+interface _Source {
+  provider: string;
+  feed: string;
+  adjustment: string;
+}
+
+/**
+ * 1m bars (a relation with the bar columns) as level rows: `t` (bar start, epoch ms), `session`,
+ * `trading_date`, prices, `volume`, `pv` (vwap x volume), `vv` (volume of bars with a vwap),
+ * `trade_count`, and the source columns when `withSource`.
+ */
+export function minuteLevelSql(from: string, options: { withSource?: boolean } = {}): string {
+  return `SELECT epoch_ms(ts) AS t, session, trading_date, open, high, low, close, volume,
+      vwap * volume AS pv, CASE WHEN vwap IS NOT NULL THEN volume END AS vv,
+      trade_count${options.withSource ? ", provider, feed, adjustment" : ""}
+    FROM ${from}`;
+}
+
+/**
+ * Roll level rows (see {@link minuteLevelSql}) up to `timeframe`, with the bucket rule of
+ * `core/aggregate.ts`: `open + floor((t - open) / length) * length`, clamped to the start of the
+ * row's session (pre-market 04:00, regular 09:30, after-hours the close), from the session
+ * instants in `sessionsTable`; daily rows start at midnight New York and cover the regular
+ * session unless `session` is `extended`.
+ */
+export function levelSql(
+  input: string,
+  options: {
+    timeframe: Timeframe;
+    sessionsTable: string;
+    session?: DailySession;
+    withSource?: boolean;
+  },
+): string {
+  const daily = options.timeframe === "1d";
+  const length = TIMEFRAME_MINUTES[options.timeframe] * 60_000;
+  const bucket = daily ? "s.midnight" : `greatest(
+      s.open + CAST(floor((b.t - s.open) / ${length}) AS BIGINT) * ${length},
+      CASE b.session WHEN 'regular' THEN s.open WHEN 'pre' THEN s.pre_open ELSE s.close END)`;
+  const where = daily && (options.session ?? "regular") === "regular"
+    ? "WHERE b.session = 'regular'"
+    : "";
+  const source = options.withSource
+    ? `, arg_max(b.provider, b.t) AS provider, arg_max(b.feed, b.t) AS feed,
+       arg_max(b.adjustment, b.t) AS adjustment`
+    : "";
+  return `SELECT ${bucket} AS t, ${daily ? "'regular'" : "b.session"} AS session,
+      ${daily ? "b.trading_date" : "any_value(b.trading_date)"} AS trading_date,
+      arg_min(b.open, b.t) AS open, max(b.high) AS high, min(b.low) AS low,
+      arg_max(b.close, b.t) AS close, sum(b.volume) AS volume, sum(b.pv) AS pv, sum(b.vv) AS vv,
+      CAST(sum(b.trade_count) AS BIGINT) AS trade_count${source}
+    FROM ${input} AS b JOIN ${sqlIdent(options.sessionsTable)} AS s ON s.d = b.trading_date
+    ${where}
+    GROUP BY ${daily ? "b.trading_date, s.midnight" : `b.session, ${bucket}`}`;
+}
+
+/**
+ * Level rows as bars with the stored columns in file order; vwap is `pv / vv` clamped to
+ * [low, high] (NULL without volume), as `core/aggregate.ts` computes it.
+ */
+export function barsFromLevelSql(
+  level: string,
+  options: {
+    symbol: string;
+    timeframe: Timeframe;
+    /** The batch's one source; undefined when the level rows carry their own. */
+    source?: _Source;
+    ingestId: string;
+    ingestedAt: string;
+    where?: string;
+  },
+): string {
+  const { source } = options;
+  return `SELECT ${sqlString(options.symbol)} AS symbol,
+      timezone('UTC', epoch_ms(t)) AS ts, open, high, low, close, volume,
+      CASE WHEN vv > 0 THEN greatest(least(pv / vv, high), low) END AS vwap,
+      trade_count, ${sqlString(options.timeframe)} AS timeframe, trading_date, session,
+      ${source ? sqlString(source.provider) : "provider"} AS provider,
+      ${source ? sqlString(source.feed) : "feed"} AS feed,
+      ${source ? sqlString(source.adjustment) : "adjustment"} AS adjustment,
+      ${sqlString(options.ingestId)} AS ingest_id,
+      CAST(${sqlString(options.ingestedAt)} AS TIMESTAMPTZ) AS ingested_at,
+      CAST(${SCHEMA_VERSION} AS INTEGER) AS schema_version
+    FROM ${sqlIdent(level)}${options.where ? ` WHERE ${options.where}` : ""}`;
+}
+
+/**
+ * Create (or replace) a table `name (d DATE, pre_open, open, close BIGINT)` with the session
+ * instants in epoch ms of every calendar date of `years`. Closed days get the standard hours,
+ * as `core/aggregate.ts` gives them, so bars dated on them are still bucketed the same way.
+ */
+export async function createSessionsTable(
+  connection: DuckDBConnection,
+  name: string,
+  years: readonly number[],
+): Promise<void> {
+  await connection.run(
+    `CREATE OR REPLACE TABLE ${
+      sqlIdent(name)
+    } (d DATE, pre_open BIGINT, open BIGINT, close BIGINT, midnight BIGINT)`,
+  );
+  const appender = await connection.createAppender(name);
+  try {
+    for (const year of years) {
+      for (let day = Date.UTC(year, 0, 1); day < Date.UTC(year + 1, 0, 1); day += 86_400_000) {
+        const date = new Date(day).toISOString().slice(0, 10);
+        const session = tradingSession(date);
+        appender.appendDate(dateValue(day / 86_400_000));
+        appender.appendBigInt(BigInt(session?.preOpen ?? zonedTime(date, "04:00")));
+        appender.appendBigInt(BigInt(session?.open ?? zonedTime(date, "09:30")));
+        appender.appendBigInt(BigInt(session?.close ?? zonedTime(date, "16:00")));
+        appender.appendBigInt(BigInt(zonedTime(date, "00:00")));
+        appender.endRow();
+      }
+    }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+}
+
+/**
+ * A file's identity as far as aggregation cares: size, mtime and inode (`absent` when missing).
+ * The partition writer replaces a file by renaming a new one over it, which changes all three.
+ */
+export async function fileFingerprint(path: string): Promise<string> {
+  try {
+    const info = await Deno.stat(path);
+    return `${info.size}:${info.mtime?.getTime() ?? 0}:${info.ino ?? 0}`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "absent";
+    throw error;
+  }
+}
+
+function _periodOf(file: string, timeframe: Timeframe = "1m"): { year: number; month: string } {
+  const match = /year=(\d{4})[\\/]month=(\d{2})[\\/]/.exec(file);
+  if (!match) throw new Error(`Cannot tell the month of 1m partition file ${file}`);
+  // A daily target's sources span its year; only the year counts then.
+  return { year: Number(match[1]), month: timeframe === "1d" ? "01" : match[2] };
+}
+
+function _stamp(now: number): string {
+  const iso = new Date(now).toISOString();
+  const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");
+  const random = Array.from(
+    crypto.getRandomValues(new Uint8Array(2)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  return `${stamp}-${random}`;
+}

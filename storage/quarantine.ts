@@ -1,0 +1,159 @@
+/**
+ * The quarantine: bars rejected by error-level validation rules, stored apart from `bars/` as
+ * Parquet with the bar columns plus `rule` and `detail`, partitioned like the bars and written
+ * atomically under the same partition locks.
+ *
+ * @module
+ */
+import type { DuckDBAppender, DuckDBConnection } from "@duckdb/node-api";
+import { join } from "node:path";
+import type { RejectedBar } from "../core/jobs.ts";
+import type { Timeframe } from "../core/types.ts";
+import { sqlString } from "./duckdb.ts";
+import { type PartitionWriter, replacePartition, SCHEMA_VERSION } from "./partitions.ts";
+import { listPartitionFiles, readBarRows } from "./reports_bars.ts";
+
+/** Name of the quarantine tree inside the data directory. */
+export const QUARANTINE_DIR = "quarantine";
+
+/** Where rejected bars of a timeframe, symbol and trading date live, relative to the data dir. */
+export function quarantineDir(timeframe: Timeframe, symbol: string, tradingDate: string): string {
+  const base = join(
+    QUARANTINE_DIR,
+    `timeframe=${timeframe}`,
+    `symbol=${symbol}`,
+    `year=${tradingDate.slice(0, 4)}`,
+  );
+  return timeframe === "1d" ? base : join(base, `month=${tradingDate.slice(5, 7)}`);
+}
+
+/** Counts from {@link writeQuarantine}. */
+export interface QuarantineWriteResult {
+  /** Rejected bars stored (a bar quarantined again replaces its earlier rejection). */
+  bars: number;
+  partitions: number;
+}
+
+/**
+ * Store rejected bars under `<data>/quarantine/`, merged into their partitions: the key
+ * (symbol, timeframe, ts) appears once per partition, the latest rejection winning, and every row
+ * records the job, the rule and the detail.
+ */
+export async function writeQuarantine(
+  writer: PartitionWriter,
+  rejected: readonly RejectedBar[],
+  options: { jobId: string; signal?: AbortSignal },
+): Promise<QuarantineWriteResult> {
+  const groups = new Map<string, Map<number, RejectedBar>>();
+  for (const item of rejected) {
+    const { bar } = item;
+    const dir = quarantineDir(bar.timeframe, bar.symbol, bar.tradingDate);
+    let group = groups.get(dir);
+    if (!group) groups.set(dir, group = new Map());
+    group.set(bar.ts, item);
+  }
+  const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
+  let bars = 0;
+  for (const [dir, byTs] of groups) {
+    const items = [...byTs.values()];
+    await replacePartition(writer, dir, async ({ connection, temp, live, liveExists }) => {
+      await _load(connection, items);
+      const fresh = `SELECT symbol, timezone('UTC', epoch_ms(CAST(ts AS BIGINT))) AS ts,
+          open, high, low, close, volume, vwap, CAST(trade_count AS BIGINT) AS trade_count,
+          timeframe, CAST(trading_date AS DATE) AS trading_date, session, provider, feed,
+          adjustment, ${sqlString(options.jobId)} AS ingest_id,
+          CAST(${sqlString(ingestedAt)} AS TIMESTAMPTZ) AS ingested_at,
+          ${SCHEMA_VERSION} AS schema_version, rule, detail
+        FROM q_incoming`;
+      const body = liveExists
+        ? `WITH fresh AS (${fresh}) SELECT * FROM fresh UNION ALL BY NAME
+           SELECT * FROM read_parquet(${sqlString(live)}, hive_partitioning = false) AS old
+           WHERE old.ts NOT IN (SELECT ts FROM fresh)`
+        : fresh;
+      await connection.run(
+        `COPY (SELECT * FROM (${body}) ORDER BY ts) TO ${
+          sqlString(temp)
+        } (FORMAT parquet, COMPRESSION zstd)`,
+      );
+    }, { signal: options.signal });
+    bars += items.length;
+  }
+  return { bars, partitions: groups.size };
+}
+
+/** Rejected bars are few: a row appender is plenty. */
+async function _load(connection: DuckDBConnection, items: readonly RejectedBar[]): Promise<void> {
+  await connection.run(
+    `CREATE TEMP TABLE q_incoming (symbol VARCHAR, ts DOUBLE, open DOUBLE, high DOUBLE,
+      low DOUBLE, close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE,
+      timeframe VARCHAR, trading_date VARCHAR, session VARCHAR, provider VARCHAR, feed VARCHAR,
+      adjustment VARCHAR, rule VARCHAR, detail VARCHAR)`,
+  );
+  const appender = await connection.createAppender("q_incoming");
+  try {
+    for (const { bar, rule, detail } of items) {
+      appender.appendVarchar(bar.symbol);
+      appender.appendDouble(bar.ts);
+      for (const value of [bar.open, bar.high, bar.low, bar.close, bar.volume]) {
+        _appendNumber(appender, value);
+      }
+      _appendNumber(appender, bar.vwap);
+      _appendNumber(appender, bar.tradeCount);
+      appender.appendVarchar(bar.timeframe);
+      appender.appendVarchar(bar.tradingDate);
+      appender.appendVarchar(bar.session);
+      appender.appendVarchar(bar.provider);
+      appender.appendVarchar(bar.feed);
+      appender.appendVarchar(bar.adjustment);
+      appender.appendVarchar(rule);
+      appender.appendVarchar(detail);
+      appender.endRow();
+    }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+}
+
+function _appendNumber(appender: DuckDBAppender, value: number | null): void {
+  // Rejected bars may hold NaN or a missing value; both are stored as NULL, never dropped.
+  if (value === null || value === undefined || Number.isNaN(value)) appender.appendNull();
+  else appender.appendDouble(value);
+}
+
+/** A quarantined bar as read back. */
+export interface QuarantinedBar extends RejectedBar {
+  /** The job that rejected it. */
+  jobId: string;
+}
+
+/** Options of {@link readQuarantine}. */
+export interface ReadQuarantineOptions {
+  start?: string;
+  end?: string;
+  /** Only bars rejected by this job. */
+  jobId?: string;
+}
+
+/** Quarantined bars of `symbol` and `timeframe`, in ts order. */
+export async function readQuarantine(
+  connection: DuckDBConnection,
+  dataDir: string,
+  timeframe: Timeframe,
+  symbol: string,
+  options: ReadQuarantineOptions = {},
+): Promise<QuarantinedBar[]> {
+  const files = await listPartitionFiles(dataDir, "quarantine", timeframe, symbol, options);
+  const rows = await readBarRows(connection, files, {
+    start: options.start,
+    end: options.end,
+    where: options.jobId === undefined ? undefined : `ingest_id = ${sqlString(options.jobId)}`,
+    extra: ["rule", "detail", "ingest_id"],
+  });
+  return rows.map(({ bar, extra }) => ({
+    bar,
+    rule: extra[0] ?? "",
+    detail: extra[1] ?? "",
+    jobId: extra[2] ?? "",
+  }));
+}

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { zonedTime } from "../core/calendar.ts";
+import type { Bar } from "../core/types.ts";
+import { BAR_COLUMNS, openDuckDB } from "./duckdb.ts";
+import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import type { PartitionWriter } from "./partitions.ts";
+import { quarantineDir, readQuarantine, writeQuarantine } from "./quarantine.ts";
+
+async function withWriter(fn: (writer: PartitionWriter) => Promise<void>): Promise<void> {
+  const dataDir = await Deno.makeTempDir({ prefix: "marketpipe-quarantine-" });
+  const db = openDatabase(join(dataDir, META_FILE));
+  migrate(db);
+  const meta = new MetaStore(db, { command: "test" });
+  const duckdb = await openDuckDB({ threads: 2 });
+  try {
+    await fn({ dataDir, duckdb, meta, now: () => Date.UTC(2024, 2, 10) });
+  } finally {
+    duckdb.closeSync();
+    meta.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
+function bar(date: string, time: string, fields: Partial<Bar> = {}): Bar {
+  return {
+    symbol: "AAPL",
+    timeframe: "1m",
+    ts: zonedTime(date, time),
+    open: 100,
+    high: 101,
+    low: -99,
+    close: 100.5,
+    volume: 1000,
+    vwap: 100.2,
+    tradeCount: 12,
+    tradingDate: date,
+    session: "regular",
+    provider: "fake",
+    feed: "sip",
+    adjustment: "raw",
+    ...fields,
+  };
+}
+
+Deno.test("quarantineDir() mirrors the bars layout under quarantine/", () => {
+  assert.equal(
+    quarantineDir("1m", "BRK.B", "2024-03-04"),
+    join("quarantine", "timeframe=1m", "symbol=BRK.B", "year=2024", "month=03"),
+  );
+  assert.equal(
+    quarantineDir("1d", "SPY", "2024-03-04"),
+    join("quarantine", "timeframe=1d", "symbol=SPY", "year=2024"),
+  );
+});
+
+Deno.test("writeQuarantine() stores the bar columns plus rule and detail, one file per partition", async () => {
+  await withWriter(async (writer) => {
+    const result = await writeQuarantine(writer, [
+      { bar: bar("2024-03-04", "10:00"), rule: "positive_prices", detail: "low -99" },
+      { bar: bar("2024-04-01", "10:00", { open: NaN }), rule: "positive_prices", detail: "NaN" },
+    ], { jobId: "job-1" });
+    assert.deepEqual(result, { bars: 2, partitions: 2 });
+    const file = join(writer.dataDir, quarantineDir("1m", "AAPL", "2024-03-04"), "data.parquet");
+    const connection = await writer.duckdb.connect();
+    try {
+      const described = await connection.runAndReadAll(
+        `DESCRIBE SELECT * FROM read_parquet('${file}', hive_partitioning = false)`,
+      );
+      assert.deepEqual(
+        (described.getRowsJS() as string[][]).map((row) => row[0]),
+        [...BAR_COLUMNS.map((c) => c.name), "rule", "detail"],
+      );
+    } finally {
+      connection.closeSync();
+    }
+    const connection2 = await writer.duckdb.connect();
+    try {
+      const april = await readQuarantine(connection2, writer.dataDir, "1m", "AAPL", {
+        start: "2024-04-01",
+        end: "2024-04-30",
+      });
+      assert.equal(april.length, 1);
+      assert.equal(april[0].bar.open, null); // NaN is kept as NULL, the bar is not dropped
+      assert.equal(april[0].jobId, "job-1");
+    } finally {
+      connection2.closeSync();
+    }
+  });
+});
+
+Deno.test("writeQuarantine() merges into a partition: a key appears once, the latest rejection winning", async () => {
+  await withWriter(async (writer) => {
+    await writeQuarantine(writer, [
+      { bar: bar("2024-03-04", "10:00"), rule: "positive_prices", detail: "first" },
+      { bar: bar("2024-03-04", "10:01"), rule: "positive_prices", detail: "kept" },
+    ], { jobId: "job-1" });
+    await writeQuarantine(writer, [
+      {
+        bar: bar("2024-03-04", "10:00", { low: 99, high: 98 }),
+        rule: "ohlc_consistency",
+        detail: "second",
+      },
+    ], { jobId: "job-2" });
+    const connection = await writer.duckdb.connect();
+    try {
+      const rows = await readQuarantine(connection, writer.dataDir, "1m", "AAPL");
+      assert.deepEqual(rows.map((r) => [r.rule, r.detail, r.jobId]), [
+        ["ohlc_consistency", "second", "job-2"],
+        ["positive_prices", "kept", "job-1"],
+      ]);
+      const byJob = await readQuarantine(connection, writer.dataDir, "1m", "AAPL", {
+        jobId: "job-1",
+      });
+      assert.deepEqual(byJob.map((r) => r.detail), ["kept"]);
+    } finally {
+      connection.closeSync();
+    }
+  });
+});

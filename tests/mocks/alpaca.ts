@@ -1,0 +1,291 @@
+/**
+ * Mock of Alpaca Market Data v2 stock bars (docs/provider-apis.md sections 1 and 12): header
+ * auth answered with 403 (never 401), timeframe grammar and limit checks with 422, multi- and
+ * single-symbol endpoints, pages of at most `limit` bars across symbols sorted by symbol then
+ * time with base64 `SYMBOL|TF|time` tokens, optional short pages and empty final pages,
+ * `X-Ratelimit-*` headers on every answer and 429 past the window, 403 for recent SIP data on a
+ * free plan.
+ *
+ * @module
+ */
+import { isValidDate } from "../../core/calendar.ts";
+import {
+  type Adjustment,
+  createWindowLimiter,
+  datesBetween,
+  type Market,
+  type MockBar,
+  type Tape,
+} from "./market.ts";
+import type { MockRequest, MockResponse, MockRoute } from "./server.ts";
+
+/** Options of {@link createAlpacaMock}. */
+export interface AlpacaMockOptions {
+  market: Market;
+  /** Key id -> secret and plan. Default one free key `AKMOCKKEY0000000001`. */
+  keys?: Record<string, { secret: string; plan: "free" | "unlimited" }>;
+  /** Requests per window per key. Default 200 per 60 s. */
+  rateLimit?: { limit: number; windowMs: number };
+  /** Send `Retry-After` with 429 (Alpaca does not document it). Default false. */
+  retryAfter?: boolean;
+  /** Every n-th page of a query is cut to half the limit while carrying a token. */
+  shortPageEvery?: number;
+  /** End every paged answer with a token that leads to an empty final page. */
+  emptyFinalPage?: boolean;
+  /** Remember every bar served, for tests that compare with what was stored. Default true. */
+  record?: boolean;
+  /** The mock's clock (for "recent SIP data" and defaults). Default `Date.now`. */
+  now?: () => number;
+}
+
+/** The Alpaca mock and what it served. */
+export interface AlpacaMock extends MockRoute {
+  /** Served bars by `symbol|timeframe|ts`. */
+  served: Map<string, MockBar & { timeframe: string }>;
+  /** Pages answered (with bars or empty), bars in them, and 429s sent. */
+  stats: { pages: number; emptyPages: number; bars: number; tooMany: number };
+}
+
+/** Default credentials of the mock. */
+export const ALPACA_MOCK_KEY = "AKMOCKKEY0000000001";
+export const ALPACA_MOCK_SECRET = "SKMOCKSECRETabcdefghijklmnop0001";
+
+const _FEEDS = ["iex", "sip", "delayed_sip", "otc", "boats", "overnight"];
+const _ADJUSTMENTS = ["raw", "split", "dividend", "all"];
+
+/** An Alpaca data API mock; mount it on {@link startMockServer}. */
+export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
+  const keys = options.keys ??
+    { [ALPACA_MOCK_KEY]: { secret: ALPACA_MOCK_SECRET, plan: "free" as const } };
+  const rate = options.rateLimit ?? { limit: 200, windowMs: 60_000 };
+  const limiter = createWindowLimiter([rate]);
+  const now = options.now ?? (() => Date.now());
+  const served = new Map<string, MockBar & { timeframe: string }>();
+  const pageNumbers = new Map<string, number>();
+  const stats = { pages: 0, emptyPages: 0, bars: 0, tooMany: 0 };
+
+  function handle(request: MockRequest): MockResponse {
+    const single = /^\/v2\/stocks\/([^/]+)\/bars$/.exec(request.path);
+    if (request.path !== "/v2/stocks/bars" && !single) {
+      return _json(404, { message: "Not Found" });
+    }
+    const keyId = request.headers.get("APCA-API-KEY-ID");
+    const secret = request.headers.get("APCA-API-SECRET-KEY");
+    const account = keyId === null ? undefined : keys[keyId];
+    if (!account || account.secret !== secret) return _json(403, { message: "forbidden" });
+
+    const arrival = request.at;
+    const taken = limiter.take(keyId!, arrival);
+    const rateHeaders = {
+      "X-Ratelimit-Limit": String(taken.limit),
+      "X-Ratelimit-Remaining": String(taken.remaining),
+      "X-Ratelimit-Reset": String(Math.ceil(taken.resetAt / 1000)),
+    };
+    if (!taken.ok) {
+      stats.tooMany++;
+      const headers: Record<string, string> = { ...rateHeaders };
+      if (options.retryAfter) {
+        headers["Retry-After"] = String(Math.max(1, Math.ceil((taken.resetAt - arrival) / 1000)));
+      }
+      return _json(429, { code: 42910000, message: "too many requests" }, headers);
+    }
+    const fail = (status: number, code: number, message: string) =>
+      _json(status, { code, message }, rateHeaders);
+
+    const q = request.query;
+    const symbols = single
+      ? [decodeURIComponent(single[1])]
+      : (q.get("symbols") ?? "").split(",").filter((s) => s !== "");
+    if (symbols.length === 0) return fail(400, 40010001, "missing symbols");
+    const timeframe = _parseTimeframe(q.get("timeframe") ?? "");
+    if (!timeframe) return fail(422, 42210000, "invalid timeframe");
+    const limitText = q.get("limit") ?? "1000";
+    const limit = Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
+      return fail(422, 42210000, "invalid limit: must be between 1 and 10000");
+    }
+    const feed = q.get("feed") ?? (account.plan === "free" ? "iex" : "sip");
+    if (!_FEEDS.includes(feed)) return fail(400, 40010001, `invalid feed: ${feed}`);
+    const adjustment = q.get("adjustment") ?? "raw";
+    if (!_ADJUSTMENTS.includes(adjustment)) {
+      return fail(400, 40010001, `invalid adjustment: ${adjustment}`);
+    }
+    const sort = q.get("sort") ?? "asc";
+    if (sort !== "asc" && sort !== "desc") return fail(400, 40010001, `invalid sort: ${sort}`);
+    const nowMs = now();
+    const start = q.has("start") ? _parseTime(q.get("start")!) : _startOfUtcDay(nowMs);
+    const end = q.has("end") ? _parseTime(q.get("end")!) : nowMs;
+    if (Number.isNaN(start)) return fail(400, 40010001, "invalid start");
+    if (Number.isNaN(end)) return fail(400, 40010001, "invalid end");
+    if (end < start) return fail(422, 42210000, "end should not be before start");
+    if (feed === "sip" && account.plan === "free" && end > nowMs - 15 * 60_000) {
+      return fail(403, 40310000, "subscription does not permit querying recent SIP data");
+    }
+    if (timeframe.unit === "Week" || timeframe.unit === "Month") {
+      return fail(500, 50010000, `the mock does not serve ${timeframe.unit} bars`);
+    }
+
+    const token = q.get("page_token");
+    let after: { symbol: string; ts: number } | undefined;
+    if (token !== null) {
+      after = _decodeToken(token);
+      if (!after) return fail(400, 40010001, "invalid page_token");
+    }
+    const queryKey = [...q.entries()].filter(([k]) => k !== "page_token").sort().join("&");
+    const pageNumber = pageNumbers.get(`${queryKey}|${token ?? ""}`) ?? 1;
+    const short = options.shortPageEvery !== undefined &&
+      pageNumber % options.shortPageEvery === 0;
+    const size = short ? Math.max(1, Math.floor(limit / 2)) : limit;
+
+    const tape: Tape = feed === "iex" ? "iex" : "sip";
+    const bySymbol = new Map<string, MockBar[]>();
+    let count = 0;
+    let last: MockBar | undefined;
+    let more = false;
+    const sorted = [...new Set(symbols)].sort();
+    outer: for (const symbol of sorted) {
+      if (after && symbol < after.symbol) continue;
+      for (const date of datesBetween(start, end)) {
+        if (!isValidDate(date)) continue;
+        if (after && symbol === after.symbol && _dateOfTs(after.ts) > date) continue;
+        const day = timeframe.unit === "Day"
+          ? [options.market.daily(symbol, date, tape, adjustment as Adjustment)]
+            .filter((b): b is MockBar => b !== undefined)
+          : options.market.buckets(
+            symbol,
+            date,
+            tape,
+            timeframe.unit === "Hour" ? timeframe.n * 60 : timeframe.n,
+            adjustment as Adjustment,
+          );
+        for (const bar of day) {
+          if (bar.ts < start || bar.ts > end) continue;
+          if (after && symbol === after.symbol && bar.ts <= after.ts) continue;
+          if (count === size) {
+            more = true;
+            break outer;
+          }
+          let list = bySymbol.get(symbol);
+          if (!list) bySymbol.set(symbol, list = []);
+          list.push(bar);
+          count++;
+          last = bar;
+        }
+      }
+    }
+    if (sort === "desc") { for (const list of bySymbol.values()) list.reverse(); }
+    // A full page carries a token even when nothing follows, as the real API does not look
+    // ahead; so may the last page, on request.
+    const next = last && (more || count === size || options.emptyFinalPage)
+      ? _encodeToken(last.symbol, timeframe.letter, last.ts)
+      : null;
+    if (next !== null) pageNumbers.set(`${queryKey}|${next}`, pageNumber + 1);
+    stats.pages++;
+    stats.bars += count;
+    if (count === 0) stats.emptyPages++;
+    if (options.record !== false) {
+      for (const list of bySymbol.values()) {
+        for (const bar of list) {
+          served.set(`${bar.symbol}|${timeframe.text}|${bar.ts}`, {
+            ...bar,
+            timeframe: timeframe.text,
+          });
+        }
+      }
+    }
+    const body = single
+      ? `{"bars":${
+        bySymbol.size === 0 ? "null" : _barsJson(bySymbol.get(symbols[0]) ?? [])
+      },"symbol":${JSON.stringify(symbols[0])},"next_page_token":${JSON.stringify(next)}}`
+      : `{"bars":{${
+        [...bySymbol].map(([s, list]) => `${JSON.stringify(s)}:${_barsJson(list)}`).join(",")
+      }},"next_page_token":${JSON.stringify(next)}}`;
+    return { status: 200, headers: { "Content-Type": "application/json", ...rateHeaders }, body };
+  }
+
+  return { handle, served, stats };
+}
+
+interface _Timeframe {
+  n: number;
+  unit: "Min" | "Hour" | "Day" | "Week" | "Month";
+  /** Letter used in page tokens. */
+  letter: string;
+  /** Canonical text, e.g. `5Min`. */
+  text: string;
+}
+
+function _parseTimeframe(text: string): _Timeframe | undefined {
+  const match = /^(\d{1,2})(Min|T|Hour|H|Day|D|Week|W|Month|M)$/.exec(text);
+  if (!match) return undefined;
+  const n = Number(match[1]);
+  const unit = ({ T: "Min", H: "Hour", D: "Day", W: "Week", M: "Month" } as const)[
+    match[2] as "T"
+  ] ?? (match[2] as _Timeframe["unit"]);
+  const ok = unit === "Min"
+    ? n >= 1 && n <= 59
+    : unit === "Hour"
+    ? n >= 1 && n <= 23
+    : unit === "Month"
+    ? [1, 2, 3, 4, 6, 12].includes(n)
+    : n === 1;
+  if (!ok) return undefined;
+  const letter = { Min: "M", Hour: "H", Day: "D", Week: "W", Month: "MO" }[unit];
+  return { n, unit, letter, text: `${n}${unit}` };
+}
+
+function _parseTime(text: string): number {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    return isValidDate(text) ? Date.parse(`${text}T00:00:00Z`) : NaN;
+  }
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return NaN;
+  return Date.parse(text);
+}
+
+function _startOfUtcDay(ms: number): number {
+  return Math.floor(ms / 86_400_000) * 86_400_000;
+}
+
+function _dateOfTs(ts: number): string {
+  return datesBetween(ts, ts)[0];
+}
+
+function _encodeToken(symbol: string, letter: string, ts: number): string {
+  const time = new Date(ts).toISOString().replace(/\.(\d{3})Z$/, ".$1000000Z");
+  return btoa(`${symbol}|${letter}|${time}`);
+}
+
+function _decodeToken(token: string): { symbol: string; ts: number } | undefined {
+  try {
+    const [symbol, , time] = atob(token).split("|");
+    const ts = Date.parse(time.replace(/\.(\d{3})\d*Z$/, ".$1Z"));
+    return symbol && Number.isFinite(ts) ? { symbol, ts } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function _barsJson(list: readonly MockBar[]): string {
+  const parts: string[] = [];
+  for (const b of list) {
+    parts.push(
+      `{"t":"${new Date(b.ts).toISOString().replace(".000Z", "Z")}","o":${b.open},"h":${b.high},` +
+        `"l":${b.low},"c":${b.close},"v":${b.volume}${
+          b.tradeCount === null ? "" : `,"n":${b.tradeCount}`
+        }${b.vwap === null ? "" : `,"vw":${b.vwap}`}}`,
+    );
+  }
+  return `[${parts.join(",")}]`;
+}
+
+function _json(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): MockResponse {
+  return {
+    status,
+    headers: { "Content-Type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  };
+}

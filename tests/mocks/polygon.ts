@@ -1,0 +1,235 @@
+/**
+ * Mock of Polygon.io (Massive) custom aggregates (docs/provider-apis.md sections 3 and 12):
+ * `apiKey=` or `Authorization: Bearer`, 401 "Unknown API Key", 403 NOT_AUTHORIZED for minute data
+ * on a free key, `limit` counting base aggregates with `next_url` (on the real host, with a
+ * cursor and without the key), no `results` key on empty answers, millisecond window starts,
+ * 429 without `Retry-After` past the per-key window.
+ *
+ * @module
+ */
+import { isValidDate } from "../../core/calendar.ts";
+import {
+  createWindowLimiter,
+  datesBetween,
+  type Market,
+  type MockBar,
+  nyMidnight,
+} from "./market.ts";
+import type { MockRequest, MockResponse, MockRoute } from "./server.ts";
+
+/** Options of {@link createPolygonMock}. */
+export interface PolygonMockOptions {
+  market: Market;
+  /** Key -> plan. Default one paid key {@link POLYGON_MOCK_KEY} and one free key. */
+  keys?: Record<string, "free" | "paid">;
+  /** Requests per window per key. Default 5 per 60 s (free plan). */
+  rateLimit?: { limit: number; windowMs: number };
+  /** Answer empty ranges with `"results": null` (older API) instead of leaving the key out. */
+  legacyNullResults?: boolean;
+  /** Host written in `next_url`. Default the real `https://api.polygon.io`. */
+  nextHost?: string;
+  record?: boolean;
+}
+
+/** The Polygon mock and what it served. */
+export interface PolygonMock extends MockRoute {
+  /** Served bars by `symbol|multiplier/timespan|ts`. */
+  served: Map<string, MockBar>;
+  stats: { pages: number; tooMany: number };
+}
+
+/** A key of the paid plan. */
+export const POLYGON_MOCK_KEY = "PGMOCKpaidKEY000000000001";
+/** A key of the free plan (end-of-day data only). */
+export const POLYGON_MOCK_FREE_KEY = "PGMOCKfreeKEY000000000002";
+
+const _TIMESPANS = ["second", "minute", "hour", "day", "week", "month", "quarter", "year"];
+
+/** A Polygon aggregates mock; mount it on {@link startMockServer}. */
+export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
+  const keys = options.keys ?? { [POLYGON_MOCK_KEY]: "paid", [POLYGON_MOCK_FREE_KEY]: "free" };
+  const limiter = createWindowLimiter([options.rateLimit ?? { limit: 5, windowMs: 60_000 }]);
+  const nextHost = options.nextHost ?? "https://api.polygon.io";
+  const served = new Map<string, MockBar>();
+  const stats = { pages: 0, tooMany: 0 };
+  let requestId = 0;
+
+  function handle(request: MockRequest): MockResponse {
+    const id = `mock${(++requestId).toString(16).padStart(12, "0")}`;
+    const error = (status: number, body: Record<string, unknown>) =>
+      _json(status, { ...body, request_id: id });
+    const bearer = /^Bearer (.+)$/.exec(request.headers.get("Authorization") ?? "")?.[1];
+    const key = request.query.get("apiKey") ?? bearer;
+    const plan = key === undefined ? undefined : keys[key];
+    if (!plan) return error(401, { status: "ERROR", error: "Unknown API Key" });
+    if (!limiter.take(key!, request.at).ok) {
+      stats.tooMany++;
+      return error(429, {
+        status: "ERROR",
+        error:
+          "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://polygon.io/pricing",
+      });
+    }
+    const match = /^\/v2\/aggs\/ticker\/([^/]+)\/range\/([^/]+)\/([^/]+)\/([^/]+)\/([^/]+)$/
+      .exec(request.path);
+    if (!match) return error(404, { status: "NOT_FOUND", message: "Not found" });
+    const [, tickerText, multiplierText, timespan, fromText, toText] = match;
+    const ticker = decodeURIComponent(tickerText);
+    const multiplier = Number(multiplierText);
+    if (!Number.isInteger(multiplier) || multiplier < 1) {
+      return error(400, { status: "ERROR", error: `invalid multiplier ${multiplierText}` });
+    }
+    if (!_TIMESPANS.includes(timespan)) {
+      return error(400, { status: "ERROR", error: `invalid timespan ${timespan}` });
+    }
+    const from = _parseBound(fromText, false);
+    const to = _parseBound(toText, true);
+    if (Number.isNaN(from) || Number.isNaN(to)) {
+      return error(400, { status: "ERROR", error: "invalid from or to" });
+    }
+    if (plan === "free" && ["second", "minute", "hour"].includes(timespan)) {
+      return error(403, {
+        status: "NOT_AUTHORIZED",
+        message:
+          "You are not entitled to this data. Please upgrade your plan at https://polygon.io/pricing",
+      });
+    }
+    if (timespan !== "minute" && timespan !== "day") {
+      return error(400, {
+        status: "ERROR",
+        error: `the mock serves minute and day bars, not ${timespan}`,
+      });
+    }
+    // A cursor carries the original parameters; they win over the query.
+    const params = new URLSearchParams(request.query);
+    const cursor = request.query.get("cursor");
+    if (cursor !== null) {
+      for (const [name, value] of new URLSearchParams(atob(cursor))) params.set(name, value);
+    }
+    const limit = Math.min(Number(params.get("limit") ?? "5000"), 50_000);
+    if (!Number.isInteger(limit) || limit < 1) {
+      return error(400, { status: "ERROR", error: "invalid limit" });
+    }
+    const adjusted = (params.get("adjusted") ?? "true") !== "false";
+    const adjustment = adjusted ? "split" : "raw";
+
+    // Candidate bars with the number of base aggregates (1m or 1d bars) each is built from.
+    const results: { bar: MockBar; base: number }[] = [];
+    for (const date of datesBetween(from, to)) {
+      if (!isValidDate(date)) continue;
+      if (timespan === "day") {
+        const bar = options.market.daily(ticker, date, "sip", adjustment);
+        if (bar && bar.ts >= from && bar.ts <= to) results.push({ bar, base: 1 });
+      } else {
+        const minutes = options.market.minutes(ticker, date, "sip", adjustment)
+          .filter((m) => m.ts >= from && m.ts <= to);
+        const windows = new Map<number, number>();
+        for (const m of minutes) {
+          const start = Math.floor(m.ts / (multiplier * 60_000)) * multiplier * 60_000;
+          windows.set(start, (windows.get(start) ?? 0) + 1);
+        }
+        for (const bar of options.market.buckets(ticker, date, "sip", multiplier, adjustment)) {
+          const base = windows.get(bar.ts);
+          if (base !== undefined) results.push({ bar, base });
+        }
+      }
+    }
+    // Multi-day bars are not needed by MarketPipe; day multipliers > 1 group consecutive days.
+    let page: MockBar[] = [];
+    let used = 0;
+    let nextFrom: number | undefined;
+    for (const { bar, base } of results) {
+      if (page.length > 0 && used + base > limit) {
+        nextFrom = bar.ts;
+        break;
+      }
+      page.push(bar);
+      used += base;
+    }
+    if (timespan === "day" && multiplier > 1) page = _groupDays(page, multiplier);
+    stats.pages++;
+    if (options.record !== false) {
+      for (const bar of page) {
+        const old = bar.ts < Date.UTC(2010, 0, 1);
+        served.set(
+          `${ticker}|${multiplier}/${timespan}|${bar.ts}`,
+          old ? { ...bar, vwap: null, tradeCount: null } : bar,
+        );
+      }
+    }
+    const body: Record<string, unknown> = {
+      ticker,
+      queryCount: used,
+      resultsCount: page.length,
+      adjusted,
+    };
+    if (page.length > 0) {
+      body.results = page.map((b) => {
+        const row: Record<string, number> = {
+          v: b.volume,
+          o: b.open,
+          c: b.close,
+          h: b.high,
+          l: b.low,
+          t: b.ts,
+        };
+        // Old data has no VWAP or trade count.
+        if (b.ts >= Date.UTC(2010, 0, 1)) {
+          if (b.vwap !== null) row.vw = b.vwap;
+          if (b.tradeCount !== null) row.n = b.tradeCount;
+        }
+        return row;
+      });
+    } else if (options.legacyNullResults) {
+      body.results = null;
+    }
+    body.status = "OK";
+    body.request_id = id;
+    if (page.length > 0) body.count = page.length;
+    if (nextFrom !== undefined) {
+      const next = new URLSearchParams({
+        limit: String(limit),
+        sort: "asc",
+        adjusted: String(adjusted),
+      });
+      body.next_url =
+        `${nextHost}/v2/aggs/ticker/${tickerText}/range/${multiplier}/${timespan}/${nextFrom}/${toText}?cursor=${
+          btoa(next.toString()).replaceAll("=", "")
+        }`;
+    }
+    return _json(200, body);
+  }
+
+  return { handle, served, stats };
+}
+
+function _parseBound(text: string, end: boolean): number {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    if (!isValidDate(text)) return Number.NaN;
+    if (!end) return nyMidnight(text);
+    const next = new Date(Date.parse(`${text}T12:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+    return nyMidnight(next) - 1;
+  }
+  return /^\d+$/.test(text) ? Number(text) : Number.NaN;
+}
+
+function _groupDays(bars: MockBar[], n: number): MockBar[] {
+  const out: MockBar[] = [];
+  for (let i = 0; i < bars.length; i += n) {
+    const group = bars.slice(i, i + n);
+    out.push({
+      ...group[0],
+      high: Math.max(...group.map((b) => b.high)),
+      low: Math.min(...group.map((b) => b.low)),
+      close: group[group.length - 1].close,
+      volume: group.reduce((sum, b) => sum + b.volume, 0),
+      vwap: null,
+      tradeCount: null,
+    });
+  }
+  return out;
+}
+
+function _json(status: number, body: unknown): MockResponse {
+  return { status, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}

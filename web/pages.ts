@@ -1,0 +1,571 @@
+/**
+ * Dashboard pages and the htmx partials they swap in.
+ *
+ * @module
+ */
+import type { Context, Hono } from "hono";
+import { buildIngestRequest } from "../cli/ingest.ts";
+import { formatBytes, formatCount } from "../cli/format.ts";
+import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
+import type { Timeframe } from "../core/types.ts";
+import { PROVIDER_NAMES } from "../providers/mod.ts";
+import { type BarColumns, readBars } from "../storage/mod.ts";
+import {
+  findJob,
+  groupBySymbol,
+  heavy,
+  ingestInputFromJson,
+  parseReportId,
+  queryInput,
+} from "./api.ts";
+import type { WebContext } from "./context.ts";
+import { coverageCalendar, summarizeCoverage } from "./coverage.ts";
+import { badRequest, notFound } from "./errors.ts";
+import { href, type Html, html } from "./html.ts";
+import {
+  checkKnownParams,
+  checkRange,
+  parseDate,
+  parseSymbol,
+  parseTimeframe,
+  shown,
+} from "./params.ts";
+import { hasValidCredentials, SESSION_COOKIE, sessionValue } from "./security.ts";
+import {
+  chartPanel,
+  type ChartPanelData,
+  empty,
+  jobDetail,
+  jobForm,
+  jobsTable,
+  type LayoutContext,
+  notice,
+  page,
+  queryResultView,
+  type Section,
+  seriesTable,
+  shortTime,
+  statusBadge,
+  symbolResults,
+  validationDetail,
+  validationList,
+} from "./views.ts";
+import { runQuery } from "../storage/mod.ts";
+
+/** Calendar days a symbol page shows by default, per timeframe (about 5 sessions of 1m bars). */
+const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
+  "1m": 7,
+  "5m": 28,
+  "15m": 56,
+  "30m": 91,
+  "1h": 182,
+  "4h": 365,
+  "1d": 1096,
+};
+
+/** Registers the dashboard pages and partials. */
+export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
+  const { deps } = ctx;
+  const render = (c: Context, title: string, section: Section, body: Html, status = 200) =>
+    c.html(page(layout, { title, section, body }).value, status as 200);
+  const fragment = (c: Context, body: Html, status = 200) => c.html(body.value, status as 200);
+
+  app.get("/", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const series = await heavy(ctx, () => deps.data.series());
+    const jobs = deps.store.meta.listJobs({ limit: 8 });
+    const symbols = new Set(series.map((s) => s.symbol));
+    const timeframes = [...new Set(series.map((s) => s.timeframe))];
+    const rows = series.reduce((n, s) => n + s.rows, 0);
+    const bytes = series.reduce((n, s) => n + s.bytes, 0);
+    const files = series.reduce((n, s) => n + s.files, 0);
+    const running = deps.store.meta.listJobs({ status: "running", limit: 100 }).length;
+    const reports = deps.validation ? await deps.validation.listReports({ limit: 5 }) : undefined;
+    const body = html`
+      <h1>Overview</h1>
+      <div class="cards">
+        <div class="card">
+          <div class="label">symbols</div>
+          <div class="value">${formatCount(symbols.size)}</div>
+        </div>
+        <div class="card">
+          <div class="label">timeframes</div>
+          <div class="value">${timeframes.join(" ") || "-"}</div>
+        </div>
+        <div class="card">
+          <div class="label">bars</div>
+          <div class="value">${formatCount(rows)}</div>
+        </div>
+        <div class="card">
+          <div class="label">on disk</div>
+          <div class="value">${formatBytes(bytes)}</div>
+          <div class="small muted">${formatCount(files)} Parquet file(s)</div>
+        </div>
+        <div class="card">
+          <div class="label">jobs running</div>
+          <div class="value">${running}</div>
+        </div>
+      </div>
+      <h2>Stored data</h2>
+      ${seriesTable(series)}
+      <h2>Recent jobs <a class="small" href="/jobs">all jobs</a></h2>
+      ${jobsTable(jobs, { poll: true })}
+      <h2>Data quality</h2>
+      ${dataQuality(ctx)}
+      ${reports && reports.length > 0
+        ? html`<h2>Validation reports <a class="small" href="/validation">all</a></h2>${
+          validationList(reports)
+        }`
+        : ""}
+    `;
+    return render(c, "Overview", "overview", body);
+  });
+
+  app.get("/symbols", async (c) => {
+    const query = c.req.query();
+    checkKnownParams(query, ["q"]);
+    const q = parseSearch(query.q);
+    const results = await searchSymbols(ctx, q);
+    const body = html`
+      <h1>Symbols</h1>
+      <form class="inline" action="/symbols" method="get" role="search">
+        <label>search<input type="search" name="q" value="${q}" placeholder="AAPL" autocomplete="off" spellcheck="false"
+      hx-get="/partials/symbols" hx-trigger="input changed delay:200ms, search" hx-target="#symbol-results" hx-push-url="false"></label>
+        <button type="submit" class="secondary">Search</button>
+      </form>
+      <div id="symbol-results">${symbolResults(results, q)}</div>
+    `;
+    return render(c, "Symbols", "symbols", body);
+  });
+
+  app.get("/partials/symbols", async (c) => {
+    const query = c.req.query();
+    checkKnownParams(query, ["q"]);
+    const q = parseSearch(query.q);
+    return fragment(c, symbolResults(await searchSymbols(ctx, q), q));
+  });
+
+  app.get("/symbols/:symbol", async (c) => {
+    const query = c.req.query();
+    checkKnownParams(query, ["timeframe", "start", "end"]);
+    const symbol = parseSymbol(c.req.param("symbol"));
+    const panel = await chartData(ctx, symbol, query);
+    const series = (await deps.data.series()).filter((s) => s.symbol === symbol);
+    const body = html`<h1>${symbol}</h1>
+<div class="cards">${
+      series.map((s) =>
+        html`
+          <div class="card">
+            <div class="label">${s.timeframe}</div>
+            <div class="value">${formatCount(s.rows)}</div>
+            <div class="small muted">${shortTime(s.firstTs)} to ${shortTime(s.lastTs)}</div>
+          </div>
+        `
+      )
+    }</div>
+${chartPanel(panel)}`;
+    return render(c, symbol, "symbols", body);
+  });
+
+  app.get("/partials/chart", async (c) => {
+    const query = c.req.query();
+    checkKnownParams(query, ["symbol", "timeframe", "start", "end"]);
+    const symbol = parseSymbol(query.symbol);
+    return fragment(c, chartPanel(await chartData(ctx, symbol, query)));
+  });
+
+  app.get("/jobs", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const jobs = deps.store.meta.listJobs({ limit: 50 });
+    const lastDay = previousTradingDay(exchangeDate(ctx.now()));
+    const body = html`<h1>Jobs</h1>
+<h2>Start an ingest</h2>
+${jobForm({ providers: PROVIDER_NAMES, defaults: { start: lastDay, end: lastDay } })}
+<h2>Jobs</h2>
+${jobsTable(jobs, { poll: true })}`;
+    return render(c, "Jobs", "jobs", body);
+  });
+
+  app.get("/partials/jobs", (c) => {
+    checkKnownParams(c.req.query(), []);
+    return fragment(c, jobsTable(deps.store.meta.listJobs({ limit: 50 }), { poll: true }));
+  });
+
+  app.post("/partials/jobs", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const form = await c.req.parseBody();
+    const fields: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(form)) {
+      if (typeof value !== "string") throw badRequest(`Invalid ${shown(key)}: expected text`);
+      fields[key] = value;
+    }
+    const prepared = await buildIngestRequest(ingestInputFromJson(fields), {
+      label: (name) => name.replaceAll("-", "_"),
+    });
+    const result = await deps.jobs.start(prepared);
+    c.header("HX-Trigger", "jobs-changed");
+    if (result.kind === "up-to-date") {
+      return fragment(
+        c,
+        notice(
+          `Nothing to do: all ${result.daysSkipped} symbol-day(s) are already stored (tick force to fetch them again)`,
+        ),
+      );
+    }
+    if (result.kind === "already-succeeded") {
+      return fragment(
+        c,
+        notice(
+          html`Job <a href="${
+            href(`/jobs/${encodeURIComponent(result.job.id)}`)
+          }">${result.job.id}</a> had already succeeded.`,
+        ),
+      );
+    }
+    return fragment(
+      c,
+      notice(
+        html`
+          ${result.resumed ? "Resumed" : "Started"} job <a href="${href(
+            `/jobs/${encodeURIComponent(result.job.id)}`,
+          )}"
+            data-started-job="${result.job.id}">${result.job.id}</a>: ${result
+              .tasksLeft} task(s) to run.
+        `,
+        "ok",
+      ),
+    );
+  });
+
+  app.get("/jobs/:id", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const job = findJob(ctx, c.req.param("id"));
+    const body = html`<h1>Job ${job.id}</h1>
+<p><a href="/jobs">All jobs</a></p>
+${
+      jobDetail(job, deps.store.meta.listTasks(job.id), {
+        cancellable: deps.jobs.isRunningHere(job.id),
+      })
+    }`;
+    return render(c, `Job ${job.id}`, "jobs", body);
+  });
+
+  app.get("/partials/jobs/:id", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const job = findJob(ctx, c.req.param("id"));
+    return fragment(
+      c,
+      jobDetail(job, deps.store.meta.listTasks(job.id), {
+        cancellable: deps.jobs.isRunningHere(job.id),
+      }),
+    );
+  });
+
+  app.post("/partials/jobs/:id/cancel", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const job = deps.jobs.cancel(findJob(ctx, c.req.param("id")).id);
+    c.header("HX-Trigger", "jobs-changed");
+    return fragment(
+      c,
+      jobDetail(job, deps.store.meta.listTasks(job.id), {
+        cancellable: false,
+        message: notice(
+          "Cancelling: the tasks in flight finish, then the job ends cancelled and can be resumed.",
+        ),
+      }),
+    );
+  });
+
+  app.get("/validation", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const reports = deps.validation ? await deps.validation.listReports({ limit: 100 }) : undefined;
+    return render(
+      c,
+      "Validation",
+      "validation",
+      html`<h1>Validation reports</h1>${validationList(reports)}`,
+    );
+  });
+
+  app.get("/validation/:id", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const id = parseReportId(c.req.param("id"));
+    const report = await deps.validation?.getReport(id);
+    if (!report) throw notFound(`No validation report ${shown(id)}`);
+    return render(
+      c,
+      `Report ${id}`,
+      "validation",
+      html`<h1>Validation report ${id}</h1><p><a href="/validation">All reports</a></p>${
+        validationDetail(report)
+      }`,
+    );
+  });
+
+  app.get("/query", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const views = [...deps.data.timeframes().map((tf) => `bars_${tf}`), "bars"];
+    const maxSeconds = Math.ceil(ctx.limits.queryTimeoutMs / 1000);
+    const body = html`
+      <h1>Query</h1>
+      <p
+        class="muted small">Read-only SQL over the stored bars (DuckDB): SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN. Views: ${views
+          .join(", ")}.</p>
+      <form method="post" action="/api/query?format=csv">
+        <textarea name="sql" spellcheck="false"
+          aria-label="SQL">SELECT symbol, timeframe, count(*) AS bars, min(ts) AS first, max(ts) AS last
+      FROM bars GROUP BY ALL ORDER BY ALL</textarea>
+        <div class="controls">
+          <label>row limit<input type="number" name="limit" value="1000" min="1" max="${ctx.limits
+            .maxQueryRows}"></label>
+          <label>timeout (s)<input type="number" name="timeout" value="${Math.min(
+            30,
+            maxSeconds,
+          )}" min="1" max="${maxSeconds}"></label>
+          <button type="button" hx-post="/partials/query" hx-include="closest form"
+            hx-target="#query-result" hx-swap="innerHTML">Run</button>
+          <button type="submit" class="secondary">Download CSV</button>
+        </div>
+      </form>
+      <div id="query-result"></div>
+    `;
+    return render(c, "Query", "query", body);
+  });
+
+  app.post("/partials/query", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const { sql, limit, timeoutMs } = await queryInput(ctx, c);
+    const started = performance.now();
+    const result = await heavy(
+      ctx,
+      () => deps.data.withEngine((engine) => runQuery(engine, sql, { limit, timeoutMs })),
+    );
+    return fragment(c, queryResultView(result, performance.now() - started));
+  });
+
+  app.get("/login", (c) => {
+    const query = c.req.query();
+    checkKnownParams(query, ["next"]);
+    return render(c, "Log in", "none", loginBody(ctx, safeNext(query.next)));
+  });
+
+  app.post("/login", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const form = await c.req.parseBody();
+    const next = safeNext(typeof form.next === "string" ? form.next : undefined);
+    if (deps.token === undefined) return c.redirect(next, 303);
+    const token = typeof form.token === "string" ? form.token : "";
+    if (!hasValidCredentials(`Bearer ${token}`, undefined, deps.token)) {
+      return render(
+        c,
+        "Log in",
+        "none",
+        html`${notice("Wrong token", "error")}${loginBody(ctx, next)}`,
+        401,
+      );
+    }
+    c.header(
+      "Set-Cookie",
+      `${SESSION_COOKIE}=${
+        sessionValue(deps.token)
+      }; HttpOnly; SameSite=Strict; Path=/; Max-Age=604800`,
+    );
+    return c.redirect(next, 303);
+  });
+
+  app.post("/logout", (c) => {
+    checkKnownParams(c.req.query(), []);
+    c.header("Set-Cookie", `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
+    return c.redirect("/login", 303);
+  });
+}
+
+function loginBody(ctx: WebContext, next: string): Html {
+  if (ctx.deps.token === undefined) {
+    return html`<h1>Log in</h1>${
+      notice(
+        "This server needs no token: it listens on loopback only and MARKETPIPE_API_TOKEN is unset.",
+      )
+    }<p><a href="/">Go to the overview</a></p>`;
+  }
+  return html`
+    <h1>Log in</h1>
+    <form class="inline" method="post" action="/login">
+      <input type="hidden" name="next" value="${next}">
+      <label>API token<input type="password" name="token" required autocomplete="current-password"></label>
+      <button type="submit">Log in</button>
+    </form>
+    <p
+      class="muted small">The token is MARKETPIPE_API_TOKEN of the server. The browser keeps an HttpOnly session cookie derived from it.</p>
+  `;
+}
+
+/** A same-site path to go to after logging in; anything else goes to the overview. */
+function safeNext(next: string | undefined): string {
+  return next !== undefined && /^\/(?![/\\])[\w\-./?=&%]*$/.test(next) ? next : "/";
+}
+
+function parseSearch(q: string | undefined): string {
+  const text = (q ?? "").trim();
+  if (!/^[A-Za-z0-9.-]{0,16}$/.test(text)) {
+    throw badRequest(
+      `Invalid q ${shown(text)}: search with letters, digits, "." and "-" (at most 16)`,
+    );
+  }
+  return text.toUpperCase();
+}
+
+async function searchSymbols(ctx: WebContext, q: string) {
+  const series = await heavy(ctx, () => ctx.deps.data.series());
+  const groups = groupBySymbol(series).filter((g) => g.symbol.includes(q));
+  groups.sort((a, b) =>
+    Number(!a.symbol.startsWith(q)) - Number(!b.symbol.startsWith(q)) ||
+    a.symbol.localeCompare(b.symbol)
+  );
+  return groups.slice(0, 100).map((g) => ({
+    symbol: g.symbol,
+    timeframes: g.series.map((s) => s.timeframe),
+    rows: g.series.reduce((n, s) => n + s.rows, 0),
+    lastTs: Math.max(...g.series.map((s) => s.lastTs)),
+  }));
+}
+
+/** Findings and quarantined bars of the latest finished job. */
+function dataQuality(ctx: WebContext): Html {
+  const meta = ctx.deps.store.meta;
+  const job = meta.listJobs({ limit: 20 }).find((j) =>
+    j.status === "succeeded" || j.status === "partial"
+  );
+  if (!job) return empty("No finished ingest yet.");
+  const tasks = meta.listTasks(job.id);
+  const findings = new Map<string, number>();
+  let quarantined = 0;
+  let failed = 0;
+  for (const task of tasks) {
+    quarantined += task.quarantined;
+    if (task.status === "failed") failed++;
+    for (const [rule, n] of Object.entries(task.findings)) {
+      findings.set(rule, (findings.get(rule) ?? 0) + n);
+    }
+  }
+  const total = [...findings.values()].reduce((a, b) => a + b, 0);
+  return html`<p>Latest finished job <a href="${
+    href(`/jobs/${encodeURIComponent(job.id)}`)
+  }">${job.id}</a> ${statusBadge(job.status)}: ${formatCount(job.barsWritten)} new bars, ${
+    total === 0
+      ? "no validation findings"
+      : `${formatCount(total)} validation finding(s) (${
+        [...findings].map(([rule, n]) => `${rule}: ${formatCount(n)}`).join(", ")
+      })`
+  }, ${formatCount(quarantined)} bar(s) quarantined${
+    failed ? `, ${failed} task(s) failed` : ""
+  }.</p>`;
+}
+
+async function chartData(
+  ctx: WebContext,
+  symbol: string,
+  query: Record<string, string>,
+): Promise<ChartPanelData> {
+  const requested = parseTimeframe(query.timeframe);
+  const startParam = parseDate(query.start, "start");
+  const endParam = parseDate(query.end, "end");
+  checkRange(startParam, endParam);
+  const series = (await heavy(ctx, () => ctx.deps.data.series())).filter((s) =>
+    s.symbol === symbol
+  );
+  if (series.length === 0) throw notFound(`No bars stored for symbol ${symbol}`);
+  const timeframes = series.map((s) => s.timeframe);
+  const timeframe = requested ?? timeframes[0];
+  const stored = series.find((s) => s.timeframe === timeframe) ?? series[0];
+  const firstDay = exchangeDate(stored.firstTs);
+  const end = endParam ?? exchangeDate(stored.lastTs);
+  const start = startParam ??
+    (() => {
+      const from = addDays(end, 1 - DEFAULT_WINDOW_DAYS[timeframe]);
+      return from < firstDay ? (firstDay <= end ? firstDay : end) : from;
+    })();
+  if (start > end) throw badRequest(`Invalid range: start ${start} is after end ${end}`);
+  const max = ctx.limits.chartMaxBars;
+  const chunks: BarColumns[] = [];
+  let count = 0;
+  await heavy(ctx, () =>
+    ctx.deps.data.withEngine((engine) =>
+      readBars(
+        engine,
+        { symbol, timeframe, start, end, limit: max + 1, descending: true },
+        (chunk) => {
+          chunks.push(chunk);
+          count += chunk.length;
+        },
+        { timeoutMs: ctx.limits.queryTimeoutMs },
+      )
+    ));
+  const truncated = count > max;
+  const bars = _oldestFirst(chunks, Math.min(count, max));
+  // The calendar spans whole months of the range, at most the last 12, and none before the
+  // first stored bar (days never asked for are not gaps).
+  const monthStart = `${end.slice(0, 7)}-01`;
+  let calendarStart = `${(start < firstDay ? firstDay : start).slice(0, 7)}-01`;
+  const earliest = addDays(monthStart, -335).slice(0, 7) + "-01";
+  if (calendarStart < earliest) calendarStart = earliest;
+  if (calendarStart > monthStart) calendarStart = monthStart;
+  const calendarEnd = addDays(addDays(monthStart, 32).slice(0, 7) + "-01", -1);
+  const rows = ctx.deps.data.meta.coverageDays(symbol, {
+    timeframe,
+    start: calendarStart,
+    end: calendarEnd,
+  });
+  const calendar = coverageCalendar(rows, {
+    timeframe,
+    start: calendarStart,
+    end: calendarEnd,
+    today: exchangeDate(ctx.now()),
+  });
+  return {
+    symbol,
+    timeframe,
+    timeframes,
+    start,
+    end,
+    bars: bars.length === 0 ? [] : [bars[0]],
+    barCount: bars.length === 0 ? 0 : bars[0].length,
+    truncated,
+    calendar,
+    summary: summarizeCoverage(calendar),
+  };
+}
+
+/** Chunks read newest first, as one chunk oldest first, keeping the newest `keep` rows. */
+function _oldestFirst(chunks: readonly BarColumns[], keep: number): BarColumns[] {
+  if (keep === 0) return [];
+  const out: BarColumns = {
+    length: keep,
+    ts: new Float64Array(keep),
+    open: new Float64Array(keep),
+    high: new Float64Array(keep),
+    low: new Float64Array(keep),
+    close: new Float64Array(keep),
+    volume: new Float64Array(keep),
+    vwap: new Float64Array(keep),
+    tradeCount: new Float64Array(keep),
+    tradingDate: new Array<string>(keep),
+    session: new Array<string>(keep),
+  };
+  let target = keep - 1;
+  for (const chunk of chunks) {
+    for (let i = 0; i < chunk.length && target >= 0; i++, target--) {
+      out.ts[target] = chunk.ts[i];
+      out.open[target] = chunk.open[i];
+      out.high[target] = chunk.high[i];
+      out.low[target] = chunk.low[i];
+      out.close[target] = chunk.close[i];
+      out.volume[target] = chunk.volume[i];
+      out.vwap[target] = chunk.vwap[i];
+      out.tradeCount[target] = chunk.tradeCount[i];
+      out.tradingDate[target] = chunk.tradingDate[i];
+      out.session[target] = chunk.session[i];
+    }
+  }
+  return [out];
+}

@@ -1,0 +1,838 @@
+/**
+ * Server-rendered HTML of the dashboard: the page layout and the fragments htmx swaps in. Pure
+ * functions from plain data to {@link Html}; every value goes through the escaping template.
+ *
+ * @module
+ */
+import { formatBytes, formatCount, formatDuration } from "../cli/format.ts";
+import { tradingSession } from "../core/calendar.ts";
+import type { JobRecord, TaskRecord } from "../core/jobs.ts";
+import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import type { BarColumns, QueryResult, StoredBarSeries } from "../storage/mod.ts";
+import type { CoverageDay, CoverageSummary } from "./coverage.ts";
+import { href, type Html, html, type HtmlValue } from "./html.ts";
+
+/** Pages of the navigation bar. */
+export type Section = "overview" | "symbols" | "jobs" | "validation" | "query" | "none";
+
+/** What the layout needs besides the page body. */
+export interface LayoutContext {
+  /** URL of an embedded asset, with its content hash for caching. */
+  asset(name: string): string;
+  version: string;
+  /** Whether the server asks for a token (shows log in / log out). */
+  authEnabled: boolean;
+}
+
+const _HTMX_CONFIG = JSON.stringify({
+  includeIndicatorStyles: false,
+  allowEval: false,
+  allowScriptTags: false,
+  selfRequestsOnly: true,
+  historyCacheSize: 0,
+  refreshOnHistoryMiss: true,
+  responseHandling: [
+    { code: "204", swap: false },
+    { code: "[23]..", swap: true },
+    { code: "4..", swap: true },
+    { code: "5..", swap: true, error: true },
+  ],
+});
+
+/** A complete page. */
+export function page(
+  context: LayoutContext,
+  options: { title: string; section: Section; body: Html },
+): Html {
+  const nav: [Section, string, string][] = [
+    ["overview", "/", "Overview"],
+    ["symbols", "/symbols", "Symbols"],
+    ["jobs", "/jobs", "Jobs"],
+    ["validation", "/validation", "Validation"],
+    ["query", "/query", "Query"],
+  ];
+  return html`
+    <!doctype html>
+    <html lang="en">
+      <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <meta name="htmx-config" content="${_HTMX_CONFIG}">
+        <title>${options.title} · MarketPipe</title>
+        <link rel="icon" type="image/svg+xml" href="${context.asset("favicon.svg")}">
+        <link rel="stylesheet" href="${context.asset("app.css")}">
+        <script src="${context.asset("htmx.min.js")}" defer></script>
+        <script src="${context.asset("lightweight-charts.js")}" defer></script>
+        <script src="${context.asset("app.js")}" defer></script>
+      </head>
+      <body>
+        <header class="top">
+          <a class="brand" href="/"><img src="${context.asset("favicon.svg")}" alt="">MarketPipe</a>
+          <nav>${nav.map(([section, path, label]) =>
+            html`<a href="${path}" class="${
+              section === options.section ? "active" : ""
+            }">${label}</a>`
+          )}${context.authEnabled
+            ? html`
+              <form class="logout" method="post"
+                action="/logout"><button class="secondary" type="submit">Log out</button></form>
+            `
+            : ""}</nav>
+        </header>
+        <main>
+    ${options.body}
+        </main>
+        <footer>MarketPipe ${context
+          .version} · times are UTC unless marked ET (New York) · charts by
+    <a href="https://www.tradingview.com/lightweight-charts/" rel="noopener noreferrer">TradingView Lightweight Charts™</a></footer>
+      </body>
+    </html>
+  `;
+}
+
+/** A message box; `error` styles it as a failure. */
+export function notice(message: HtmlValue, kind: "info" | "error" | "ok" = "info"): Html {
+  return html`<div class="notice ${kind === "info" ? "" : kind}" role="${
+    kind === "error" ? "alert" : "status"
+  }">${message}</div>`;
+}
+
+/** An empty state. */
+export function empty(message: HtmlValue): Html {
+  return html`<div class="empty">${message}</div>`;
+}
+
+/** A job status as a coloured badge. */
+export function statusBadge(status: string): Html {
+  return html`<span class="status status-${status}">${status}</span>`;
+}
+
+/** `2024-03-04 15:30Z` from epoch ms, or `-`. */
+export function shortTime(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + "Z";
+}
+
+/** Milliseconds to add to a UTC instant to get New York wall-clock time on a trading date. */
+export function nyOffsetMs(tradingDate: string): number {
+  const session = tradingSession(tradingDate);
+  if (!session) return 0;
+  return Date.parse(`${tradingDate}T04:00:00Z`) - session.preOpen;
+}
+
+function _symbolsText(symbols: readonly string[]): string {
+  return symbols.length <= 4
+    ? symbols.join(",")
+    : `${symbols.slice(0, 3).join(",")} +${symbols.length - 3}`;
+}
+
+function _took(job: JobRecord): string {
+  return job.startedAt && job.finishedAt ? formatDuration(job.finishedAt - job.startedAt) : "-";
+}
+
+/**
+ * The jobs table. It refreshes itself every second while a job is pending or running, and
+ * whenever a `jobs-changed` event fires (after a start or cancel).
+ */
+export function jobsTable(jobs: readonly JobRecord[], options: { poll: boolean }): Html {
+  const live = jobs.some((job) => job.status === "running" || job.status === "pending");
+  const trigger = `jobs-changed from:body${options.poll && live ? ", every 1s" : ""}`;
+  return html`
+    <div id="jobs-table" hx-get="/partials/jobs" hx-trigger="${trigger}"
+      hx-swap="outerHTML">${jobs.length === 0
+        ? empty("No jobs yet. Start one with the form above or `marketpipe ingest`.")
+        : html`
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th>job</th>
+                  <th>status</th>
+                  <th>provider</th>
+                  <th>tf</th>
+                  <th>symbols</th>
+                  <th>dates</th>
+                  <th class="num">bars</th>
+                  <th>created</th>
+                  <th>took</th>
+                </tr>
+              </thead>
+              <tbody>${jobs.map((job) =>
+                html`
+                  <tr data-job="${job.id}">
+                    <td><a href="${href(`/jobs/${encodeURIComponent(job.id)}`)}">${job.id}</a></td>
+                    <td>${statusBadge(job.status)}</td>
+                    <td>${job.provider}</td>
+                    <td>${job.timeframe}</td>
+                    <td>${_symbolsText(job.symbols)}</td>
+                    <td>${job.start}..${job.end}</td>
+                    <td class="num">${formatCount(job.barsWritten)}</td>
+                    <td>${shortTime(job.createdAt)}</td>
+                    <td>${_took(job)}</td>
+                  </tr>
+                `
+              )}</tbody>
+            </table>
+          </div>
+        `}</div>
+  `;
+}
+
+/** Per-symbol progress of a job, from its tasks. */
+export interface SymbolProgress {
+  symbol: string;
+  tasks: number;
+  done: number;
+  failed: number;
+  running: number;
+  barsWritten: number;
+  barsReplaced: number;
+  quarantined: number;
+  errors: string[];
+}
+
+/** Groups a job's tasks by symbol. */
+export function progressBySymbol(tasks: readonly TaskRecord[]): SymbolProgress[] {
+  const bySymbol = new Map<string, SymbolProgress>();
+  for (const task of tasks) {
+    let entry = bySymbol.get(task.symbol);
+    if (!entry) {
+      entry = {
+        symbol: task.symbol,
+        tasks: 0,
+        done: 0,
+        failed: 0,
+        running: 0,
+        barsWritten: 0,
+        barsReplaced: 0,
+        quarantined: 0,
+        errors: [],
+      };
+      bySymbol.set(task.symbol, entry);
+    }
+    entry.tasks++;
+    if (task.status === "done") entry.done++;
+    if (task.status === "failed") entry.failed++;
+    if (task.status === "running") entry.running++;
+    entry.barsWritten += task.barsWritten;
+    entry.barsReplaced += task.barsReplaced;
+    entry.quarantined += task.quarantined;
+    if (task.error && !entry.errors.includes(task.error)) entry.errors.push(task.error);
+  }
+  return [...bySymbol.values()];
+}
+
+/** The body of a job page; polls itself while the job is live. */
+export function jobDetail(
+  job: JobRecord,
+  tasks: readonly TaskRecord[],
+  options: { cancellable: boolean; message?: Html },
+): Html {
+  const live = job.status === "running" || job.status === "pending";
+  const done = tasks.filter((task) => task.status === "done").length;
+  const failed = tasks.filter((task) => task.status === "failed").length;
+  const symbols = progressBySymbol(tasks);
+  const findings = new Map<string, number>();
+  for (const task of tasks) {
+    for (const [rule, count] of Object.entries(task.findings)) {
+      findings.set(rule, (findings.get(rule) ?? 0) + count);
+    }
+  }
+  const poll = live
+    ? html`
+      hx-get="${href(
+        `/partials/jobs/${encodeURIComponent(job.id)}`,
+      )}" hx-trigger="every 1s" hx-swap="outerHTML"
+    `
+    : "";
+  return html`
+    <section id="job-detail" ${poll} data-status="${job.status}">
+    ${options.message ?? ""}
+    <div class="cards">
+    <div class="card"><div class="label">status</div><div class="value">${statusBadge(
+      job.status,
+    )}</div></div>
+    <div class="card"><div class="label">tasks</div><div class="value">${done}/${tasks.length}</div>
+    <progress max="${Math.max(tasks.length, 1)}" value="${done + failed}"></progress></div>
+    <div class="card"><div class="label">new bars</div><div class="value">${formatCount(
+      job.barsWritten,
+    )}</div></div>
+    <div class="card"><div class="label">took</div><div class="value">${_took(job)}</div></div>
+    </div>
+    ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
+    ${options.cancellable && live
+      ? html`
+        <button class="danger" hx-post="${href(
+          `/partials/jobs/${encodeURIComponent(job.id)}/cancel`,
+        )}" hx-target="#job-detail" hx-swap="outerHTML"
+          hx-confirm="Cancel job ${job
+            .id}? Tasks in flight finish; resume it later.">Cancel job</button>
+      `
+      : ""}
+    ${!live && (job.status === "cancelled" || job.status === "partial" || job.status === "failed")
+      ? html`
+        <p
+          class="muted small">Resume it with <code>marketpipe ingest --resume ${job
+            .id}</code> or <code>POST /api/jobs {"resume": "${job.id}"}</code>.</p>
+      `
+      : ""}
+    <div class="table-wrap"><table>
+    <tbody>
+    <tr><th>provider</th><td>${job.provider} (feed ${job.feed}, adjustment ${job
+      .adjustment})</td></tr>
+    <tr><th>timeframe</th><td>${job.timeframe}</td></tr>
+    <tr><th>dates</th><td>${job.start}..${job.end}</td></tr>
+    <tr><th>symbols</th><td class="wrap">${job.symbols.join(", ")}</td></tr>
+    <tr><th>created</th><td>${shortTime(job.createdAt)}</td></tr>
+    <tr><th>started</th><td>${shortTime(job.startedAt)}</td></tr>
+    <tr><th>finished</th><td>${shortTime(job.finishedAt)}</td></tr>
+    <tr><th>findings</th><td class="wrap">${findings.size === 0
+      ? "none"
+      : [...findings].map(([rule, count]) => `${rule}: ${formatCount(count)}`).join(", ")}</td></tr>
+    </tbody></table></div>
+    <h2>Per symbol</h2>
+    <div class="table-wrap"><table>
+    <thead><tr><th>symbol</th><th>tasks</th><th class="num">new</th><th class="num">updated</th><th class="num">quarantined</th><th>errors</th></tr></thead>
+    <tbody>${symbols.map((s) =>
+      html`
+        <tr>
+          <td><a href="${href(`/symbols/${encodeURIComponent(s.symbol)}`)}">${s.symbol}</a></td>
+          <td>${s.done}/${s.tasks}${s.running ? ` (${s.running} running)` : ""}${s.failed
+            ? `, ${s.failed} failed`
+            : ""}</td>
+          <td class="num">${formatCount(s.barsWritten)}</td>
+          <td class="num">${formatCount(s.barsReplaced)}</td>
+          <td class="num">${formatCount(s.quarantined)}</td>
+          <td class="wrap">${s.errors.join("; ")}</td>
+        </tr>
+      `
+    )}</tbody></table></div>
+    </section>
+  `;
+}
+
+/** What the job form offers. */
+export interface JobFormOptions {
+  providers: readonly string[];
+  defaults: { start: string; end: string };
+}
+
+/** The form that starts an ingest from the browser. */
+export function jobForm(options: JobFormOptions): Html {
+  return html`
+    <form class="inline" hx-post="/partials/jobs" hx-target="#job-start-result" hx-swap="innerHTML">
+      <label>provider<select name="provider">${options.providers.map((name) =>
+        html`<option value="${name}">${name}</option>`
+      )}</select></label>
+      <label>symbols<input type="text" name="symbols" required placeholder="AAPL,MSFT" autocomplete="off" spellcheck="false"></label>
+      <label>start<input type="date" name="start" required value="${options.defaults
+        .start}"></label>
+      <label>end<input type="date" name="end" value="${options.defaults.end}"></label>
+      <label>timeframe<select name="timeframe">${TIMEFRAMES.map((tf) =>
+        html`<option value="${tf}">${tf}</option>`
+      )}</select></label>
+      <label class="check"><input type="checkbox" name="force" value="true"> force</label>
+      <button type="submit">Start ingest</button>
+    </form>
+    <div id="job-start-result"></div>
+  `;
+}
+
+/** The stored data table of the overview: one row per symbol and timeframe. */
+export function seriesTable(series: readonly StoredBarSeries[]): Html {
+  if (series.length === 0) {
+    return empty(html`
+      No bars stored yet. Run <code>marketpipe ingest</code> or start a job on the <a
+        href="/jobs">jobs page</a>.
+    `);
+  }
+  return html`
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th>symbol</th>
+            <th>timeframe</th>
+            <th class="num">rows</th>
+            <th>first bar</th>
+            <th>last bar</th>
+            <th class="num">files</th>
+            <th class="num">on disk</th>
+          </tr>
+        </thead>
+        <tbody>${series.map((s) =>
+          html`
+            <tr>
+              <td><a href="${href(`/symbols/${encodeURIComponent(s.symbol)}`, {
+                timeframe: s.timeframe,
+              })}">${s.symbol}</a></td>
+              <td>${s.timeframe}</td>
+              <td class="num">${formatCount(s.rows)}</td>
+              <td>${shortTime(s.firstTs)}</td>
+              <td>${shortTime(s.lastTs)}</td>
+              <td class="num">${formatCount(s.files)}</td>
+              <td class="num">${formatBytes(s.bytes)}</td>
+            </tr>
+          `
+        )}</tbody>
+      </table>
+    </div>
+  `;
+}
+
+/** Symbol search results. */
+export function symbolResults(
+  symbols: readonly { symbol: string; timeframes: string[]; rows: number; lastTs: number }[],
+  query: string,
+): Html {
+  if (symbols.length === 0) {
+    return empty(
+      query === "" ? "No symbols stored yet." : html`No stored symbol matches “${query}”.`,
+    );
+  }
+  return html`<ul class="result-list">${
+    symbols.map((s) =>
+      html`<li><a class="sym" href="${
+        href(`/symbols/${encodeURIComponent(s.symbol)}`)
+      }">${s.symbol}</a>
+<div class="small muted">${s.timeframes.join(" ")} · ${formatCount(s.rows)} bars · last ${
+        shortTime(s.lastTs)
+      }</div></li>`
+    )
+  }</ul>`;
+}
+
+/** Everything the chart panel of a symbol page shows. */
+export interface ChartPanelData {
+  symbol: string;
+  timeframe: Timeframe;
+  timeframes: readonly Timeframe[];
+  start: string;
+  end: string;
+  /** Chart rows, oldest first. */
+  bars: BarColumns[];
+  barCount: number;
+  truncated: boolean;
+  calendar: CoverageDay[];
+  summary: CoverageSummary;
+}
+
+/**
+ * The chart panel: timeframe tabs and range form (both reload only this panel through htmx),
+ * the candlestick chart, the coverage calendar and the latest bars.
+ */
+export function chartPanel(data: ChartPanelData): Html {
+  const panel = (params: Record<string, string>) =>
+    href("/partials/chart", { symbol: data.symbol, ...params });
+  const pageUrl = (params: Record<string, string>) =>
+    href(`/symbols/${encodeURIComponent(data.symbol)}`, { ...params });
+  const intraday = data.timeframe !== "1d";
+  const rows: string[] = [];
+  const latest: Html[] = [];
+  for (const chunk of data.bars) {
+    let offsetDate = "";
+    let offset = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      if (chunk.tradingDate[i] !== offsetDate) {
+        offsetDate = chunk.tradingDate[i];
+        offset = nyOffsetMs(offsetDate);
+      }
+      // Wall-clock New York seconds, so the chart's axis reads in exchange time.
+      rows.push(
+        `[${(chunk.ts[i] + offset) / 1000},${chunk.open[i]},${chunk.high[i]},${chunk.low[i]},${
+          chunk.close[i]
+        },${chunk.volume[i]}]`,
+      );
+    }
+  }
+  const flat: { ts: number; chunk: BarColumns; index: number }[] = [];
+  for (let c = data.bars.length - 1; c >= 0 && flat.length < 25; c--) {
+    const chunk = data.bars[c];
+    for (let i = chunk.length - 1; i >= 0 && flat.length < 25; i--) {
+      flat.push({ ts: chunk.ts[i], chunk, index: i });
+    }
+  }
+  for (const { ts, chunk, index: i } of flat) {
+    const et = new Date(ts + nyOffsetMs(chunk.tradingDate[i])).toISOString();
+    latest.push(
+      html`
+        <tr>
+          <td>${intraday ? `${et.slice(0, 10)} ${et.slice(11, 16)}` : chunk.tradingDate[i]}</td>
+          <td class="num">${chunk.open[i]}</td>
+          <td class="num">${chunk.high[i]}</td>
+          <td class="num">${chunk.low[i]}</td>
+          <td class="num">${chunk.close[i]}</td>
+          <td class="num">${formatCount(chunk.volume[i])}</td>
+          <td class="num">${Number.isNaN(chunk.vwap[i])
+            ? ""
+            : Number(chunk.vwap[i].toFixed(4))}</td>
+          <td>${chunk.session[i]}</td>
+        </tr>
+      `,
+    );
+  }
+  const csv = href("/api/bars", {
+    symbol: data.symbol,
+    timeframe: data.timeframe,
+    start: data.start,
+    end: data.end,
+    format: "csv",
+    limit: 1_000_000,
+  });
+  return html`<section id="chart-panel" data-symbol="${data.symbol}" data-timeframe="${data.timeframe}">
+<div class="controls">
+<nav class="tabs" aria-label="timeframe">${
+    data.timeframes.map((tf) =>
+      html`
+        <a href="${pageUrl({ timeframe: tf })}" class="${tf === data.timeframe
+          ? "active"
+          : ""}" hx-get="${panel({ timeframe: tf })}" hx-target="#chart-panel"
+          hx-swap="outerHTML" hx-push-url="${pageUrl({ timeframe: tf })}">${tf}</a>
+      `
+    )
+  }</nav>
+<form class="inline" hx-get="/partials/chart" hx-target="#chart-panel" hx-swap="outerHTML" hx-trigger="change, submit" hx-push-url="true">
+<input type="hidden" name="symbol" value="${data.symbol}">
+<input type="hidden" name="timeframe" value="${data.timeframe}">
+<label>from<input type="date" name="start" value="${data.start}"></label>
+<label>to<input type="date" name="end" value="${data.end}"></label>
+<button type="submit" class="secondary">Show</button>
+</form>
+</div>
+${
+    data.barCount === 0
+      ? empty(
+        html`No ${data.timeframe} bars of ${data.symbol} from ${data.start} to ${data.end}.`,
+      )
+      : html`
+        <div class="chart" role="img" aria-label="${data.symbol} ${data
+          .timeframe} candlestick chart"
+          data-intraday="${intraday ? "1" : "0"}" data-bars="${"[" + rows.join(",") + "]"}"></div>
+        <p
+          class="small muted">${formatCount(data.barCount)} ${data.timeframe} bars, ${data
+            .start} to ${data.end}, New York time${data.truncated
+            ? " (the most recent ones; pick a shorter range or a longer timeframe for all)"
+            : ""}.</p>
+      `
+  }
+<h2>Coverage</h2>
+${coverageView(data.calendar, data.summary)}
+<h2>Latest bars <a class="small" href="${csv}" download>download CSV</a></h2>
+${
+    latest.length === 0 ? empty("No bars in this range.") : html`
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th>${intraday ? "time (ET)" : "date"}</th>
+              <th class="num">open</th>
+              <th class="num">high</th>
+              <th class="num">low</th>
+              <th class="num">close</th>
+              <th class="num">volume</th>
+              <th class="num">vwap</th>
+              <th>session</th>
+            </tr>
+          </thead>
+          <tbody>${latest}</tbody>
+        </table>
+      </div>
+    `
+  }
+</section>`;
+}
+
+/** The coverage calendar as month grids with a legend. */
+export function coverageView(days: readonly CoverageDay[], summary: CoverageSummary): Html {
+  if (days.length === 0) return empty("No dates in range.");
+  const months = new Map<string, CoverageDay[]>();
+  for (const day of days) {
+    const key = day.date.slice(0, 7);
+    let list = months.get(key);
+    if (!list) months.set(key, list = []);
+    list.push(day);
+  }
+  const shown = [...months].slice(-12);
+  const legend: [string, string, number][] = [
+    ["full", "data", summary.full],
+    ["partial", "partial", summary.partial],
+    ["missing", "gap", summary.missing + summary.empty],
+    ["holiday", "holiday", summary.holiday],
+  ];
+  return html`<div class="legend">${
+    legend.map(([cls, label, count]) =>
+      html`<span><span class="day ${cls}"></span>${label} ${formatCount(count)}</span>`
+    )
+  }${
+    months.size > shown.length
+      ? html`<span class="muted">(last ${shown.length} of ${months.size} months shown)</span>`
+      : ""
+  }</div>
+<div class="calendar">${
+    shown.map(([month, list]) => {
+      const lead = (new Date(`${month}-01T00:00:00Z`).getUTCDay() + 6) % 7;
+      const firstDay = Number(list[0].date.slice(8, 10));
+      const blanks = lead + firstDay - 1;
+      return html`
+        <div class="month">
+          <h3>${month}</h3>
+          <div class="days">${["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map((d) =>
+            html`<div class="day blank small">${d}</div>`
+          )}${Array.from({ length: blanks }, () => html`<div class="day blank"></div>`)}${list.map((
+            day,
+          ) =>
+            html`<div class="day ${day.status}" title="${_dayTitle(day)}" data-date="${day.date}">${
+              Number(day.date.slice(8, 10))
+            }</div>`
+          )}</div>
+        </div>
+      `;
+    })
+  }</div>`;
+}
+
+function _dayTitle(day: CoverageDay): string {
+  switch (day.status) {
+    case "full":
+    case "partial":
+      return `${day.date}: ${day.bars} of ~${day.expected} regular-session bars (${day.status})`;
+    case "empty":
+      return `${day.date}: ingested, but the provider had no bars`;
+    case "missing":
+      return `${day.date}: not ingested`;
+    case "holiday":
+      return `${day.date}: exchange closed${day.holiday ? ` (${day.holiday})` : ""}`;
+    case "weekend":
+      return `${day.date}: weekend`;
+    case "future":
+      return `${day.date}: in the future`;
+  }
+}
+
+/** Results of the SQL console. */
+export function queryResultView(result: QueryResult, elapsedMs: number): Html {
+  return html`<p class="small muted">${formatCount(result.rowCount)} row(s)${
+    result.truncated ? " shown, more available: raise the row limit" : ""
+  } in ${formatDuration(elapsedMs)}.</p>
+${
+    result.columns.length === 0 ? "" : html`
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>${result.columns.map((column) =>
+              html`<th title="${column.type}">${column.name}<div class="small muted">${column.type}</div></th>`
+            )}</tr>
+          </thead>
+          <tbody>${result.rows.map((row) =>
+            html`<tr>${
+              row.map((value) =>
+                html`<td>${
+                  value === null
+                    ? html`<span class="muted">NULL</span>`
+                    : typeof value === "object"
+                    ? JSON.stringify(value)
+                    : String(value)
+                }</td>`
+              )
+            }</tr>`
+          )}</tbody>
+        </table>
+      </div>
+    `
+  }`;
+}
+
+/** A validation report as listed. */
+export interface ValidationReportSummary {
+  id: string;
+  createdAt: number;
+  jobId: string | null;
+  timeframe: string;
+  symbols: string[];
+  start: string;
+  end: string;
+  /** Stored bars checked. */
+  barsChecked: number;
+  findings: number;
+  errors: number;
+  warnings: number;
+  infos: number;
+  /** Bars the job quarantined, listed in the report. */
+  quarantined: number;
+}
+
+/** A validation report with its rule counts and offending bars. */
+export interface ValidationReportDetail extends ValidationReportSummary {
+  rules: { rule: string; severity: string; count: number }[];
+  /** Offending bars (at most a bounded number; `barsTotal` counts all). */
+  bars: { symbol: string; ts: string; rule: string; severity: string; detail: string }[];
+  barsTotal: number;
+  /** Report CSVs, relative to the data directory. */
+  files: string[];
+}
+
+/** The list of validation reports, or a clear state when there are none. */
+export function validationList(
+  reports: readonly ValidationReportSummary[] | undefined,
+): Html {
+  if (reports === undefined) {
+    return empty(
+      html`No validation reports: this build stores none. Findings counted during ingests are shown on each job's page.`,
+    );
+  }
+  if (reports.length === 0) {
+    return empty(
+      html`No validation reports yet. Run <code>marketpipe validate JOB_ID</code> (or with <code>--symbols</code> and dates) to write one.`,
+    );
+  }
+  return html`
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th>report</th>
+            <th>created</th>
+            <th>job</th>
+            <th>tf</th>
+            <th>symbols</th>
+            <th>dates</th>
+            <th class="num">bars checked</th>
+            <th class="num">errors</th>
+            <th class="num">warnings</th>
+            <th class="num">quarantined</th>
+          </tr>
+        </thead>
+        <tbody>${reports.map((r) =>
+          html`
+            <tr>
+              <td><a href="${href(`/validation/${encodeURIComponent(r.id)}`)}">${r.id}</a></td>
+              <td>${shortTime(r.createdAt)}</td>
+              <td>${r.jobId
+                ? html`<a href="${href(`/jobs/${encodeURIComponent(r.jobId)}`)}">${r.jobId}</a>`
+                : "-"}</td>
+              <td>${r.timeframe}</td>
+              <td>${_symbolsText(r.symbols)}</td>
+              <td>${r.start}..${r.end}</td>
+              <td class="num">${formatCount(r.barsChecked)}</td>
+              <td class="num">${formatCount(r.errors)}</td>
+              <td class="num">${formatCount(r.warnings)}</td>
+              <td class="num">${formatCount(r.quarantined)}</td>
+            </tr>
+          `
+        )}</tbody>
+      </table>
+    </div>
+  `;
+}
+
+/** One validation report. */
+export function validationDetail(report: ValidationReportDetail): Html {
+  return html`
+    <div class="cards">
+      <div class="card">
+        <div class="label">bars checked</div>
+        <div class="value">${formatCount(report.barsChecked)}</div>
+      </div>
+      <div class="card">
+        <div class="label">errors</div>
+        <div class="value">${formatCount(report.errors)}</div>
+      </div>
+      <div class="card">
+        <div class="label">warnings</div>
+        <div class="value">${formatCount(report.warnings)}</div>
+      </div>
+      <div class="card">
+        <div class="label">quarantined</div>
+        <div class="value">${formatCount(report.quarantined)}</div>
+      </div>
+    </div>
+    <div class="table-wrap">
+      <table>
+        <tbody>
+          <tr>
+            <th>created</th>
+            <td>${shortTime(report.createdAt)}</td>
+          </tr>
+          <tr>
+            <th>job</th>
+            <td>${report.jobId
+              ? html`<a href="${
+                href(`/jobs/${encodeURIComponent(report.jobId)}`)
+              }">${report.jobId}</a>`
+              : "-"}</td>
+          </tr>
+          <tr>
+            <th>timeframe</th>
+            <td>${report.timeframe}</td>
+          </tr>
+          <tr>
+            <th>dates</th>
+            <td>${report.start}..${report.end}</td>
+          </tr>
+          <tr>
+            <th>symbols</th>
+            <td class="wrap">${report.symbols.join(", ")}</td>
+          </tr>
+        </tbody>
+      </table>
+    </div>
+    <h2>Per rule</h2>
+    ${report.rules.length === 0 ? empty("No findings.") : html`
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th>rule</th>
+              <th>severity</th>
+              <th class="num">count</th>
+            </tr>
+          </thead>
+          <tbody>${report.rules.map((r) =>
+            html`
+              <tr>
+                <td>${r.rule}</td>
+                <td>${r.severity}</td>
+                <td class="num">${formatCount(r.count)}</td>
+              </tr>
+            `
+          )}</tbody>
+        </table>
+      </div>
+    `}
+    <h2>Offending bars${report.barsTotal > report.bars.length
+      ? html`
+        <span class="small muted">(first ${formatCount(report.bars.length)} of ${formatCount(
+          report.barsTotal,
+        )})</span>
+      `
+      : ""}</h2>
+    ${report.bars.length === 0 ? empty("No offending bars.") : html`
+      <div class="table-wrap">
+        <table>
+          <thead>
+            <tr>
+              <th>symbol</th>
+              <th>ts</th>
+              <th>rule</th>
+              <th>severity</th>
+              <th>detail</th>
+            </tr>
+          </thead>
+          <tbody>${report.bars.map((b) =>
+            html`
+              <tr>
+                <td><a href="${href(`/symbols/${encodeURIComponent(b.symbol)}`)}">${b
+                  .symbol}</a></td>
+                <td>${b.ts}</td>
+                <td>${b.rule}</td>
+                <td>${b.severity}</td>
+                <td class="wrap">${b.detail}</td>
+              </tr>
+            `
+          )}</tbody>
+        </table>
+      </div>
+    `}
+    <p class="small muted">Files: ${report.files.join(", ")}</p>
+  `;
+}
