@@ -27,6 +27,8 @@ export interface IngestRequest extends JobSpec {
   resumeJobId?: string;
   /** Bars per provider request, when the provider pages. */
   batchSize?: number;
+  /** Bound on the bars one multi-symbol batch brings into memory. Default 200,000. */
+  batchBars?: number;
   /** Attempts per task for retriable provider errors. Default 3. */
   attempts?: number;
 }
@@ -237,7 +239,10 @@ export async function ingest(
     options.onProgress?.({ ...progress });
   };
 
-  const batches = batchTasks(todo, provider.maxSymbolsPerRequest ?? 1);
+  const batches = batchTasks(todo, provider.maxSymbolsPerRequest ?? 1, {
+    timeframe: job.timeframe,
+    maxBars: request.batchBars ?? DEFAULT_BATCH_BARS,
+  });
   await runPool(batches, request.workers, async (batch) => {
     if (signal?.aborted) return;
     const batchStarted = now();
@@ -299,19 +304,48 @@ export async function ingest(
   };
 }
 
-/** Group tasks with the same dates into batches of up to `size` symbols, keeping plan order. */
-export function batchTasks(tasks: readonly TaskRecord[], size: number): TaskRecord[][] {
-  const open = new Map<string, TaskRecord[]>();
+/** Most bars one symbol can have in one trading day per timeframe (04:00-20:00 ET). */
+export const MAX_BARS_PER_DAY: Readonly<Record<Timeframe, number>> = {
+  "1m": 960,
+  "5m": 192,
+  "15m": 64,
+  "30m": 32,
+  "1h": 17,
+  "4h": 5,
+  "1d": 1,
+};
+
+/** Default bound on the bars one batch (one multi-symbol request) may bring into memory. */
+export const DEFAULT_BATCH_BARS = 200_000;
+
+/**
+ * Group tasks with the same dates into batches of up to `size` symbols whose expected bars stay
+ * within `maxBars` (at least one task per batch), keeping plan order. Fewer, fuller requests for
+ * short timeframes; bounded memory for long ones.
+ */
+export function batchTasks(
+  tasks: readonly TaskRecord[],
+  size: number,
+  options: { timeframe?: Timeframe; maxBars?: number } = {},
+): TaskRecord[][] {
+  const perDay = MAX_BARS_PER_DAY[options.timeframe ?? "1m"];
+  const maxBars = options.maxBars ?? Infinity;
+  const open = new Map<string, { tasks: TaskRecord[]; bars: number }>();
   const batches: TaskRecord[][] = [];
   for (const task of tasks) {
     const key = `${task.start}|${task.end}`;
+    const expected = task.days * perDay;
     let batch = open.get(key);
-    if (!batch || batch.length >= size) {
-      batch = [];
+    if (
+      !batch || batch.tasks.length >= size ||
+      (batch.bars + expected > maxBars && batch.tasks.length > 0)
+    ) {
+      batch = { tasks: [], bars: 0 };
       open.set(key, batch);
-      batches.push(batch);
+      batches.push(batch.tasks);
     }
-    batch.push(task);
+    batch.tasks.push(task);
+    batch.bars += expected;
   }
   return batches;
 }

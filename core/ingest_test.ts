@@ -941,3 +941,41 @@ Deno.test("batchTasks() groups equal date ranges up to the size, keeping plan or
   assert.deepEqual(batchTasks(tasks, 2).map((b) => b.map((t) => t.seq)), [[0, 2], [1], [3]]);
   assert.deepEqual(batchTasks(tasks, 1).map((b) => b.map((t) => t.seq)), [[0], [1], [2], [3]]);
 });
+
+Deno.test("batchTasks() fills a batch up to the expected-bars budget before the symbol cap", () => {
+  const task = (seq: number, days: number) => ({
+    jobId: "j",
+    seq,
+    symbol: `S${seq}`,
+    start: "2024-01-02",
+    end: "2024-12-31",
+    days,
+    status: "pending" as const,
+    attempts: 0,
+    barsFetched: 0,
+    barsWritten: 0,
+    barsReplaced: 0,
+    error: null,
+    startedAt: null,
+    finishedAt: null,
+    quarantined: 0,
+    findings: {},
+  });
+  const year = Array.from({ length: 250 }, (_, i) => task(i, 252));
+  // Daily bars: 252 per symbol-year, so 100 symbols (the cap) fit in 200,000 bars.
+  assert.deepEqual(
+    batchTasks(year, 100, { timeframe: "1d", maxBars: 200_000 }).map((b) => b.length),
+    [100, 100, 50],
+  );
+  // 1m bars: 252 days x 960 = 241,920 bars per task, over the budget alone: one task per batch.
+  assert.deepEqual(
+    batchTasks(year.slice(0, 3), 100, { timeframe: "1m", maxBars: 200_000 }).map((b) => b.length),
+    [1, 1, 1],
+  );
+  const month = Array.from({ length: 25 }, (_, i) => task(i, 21));
+  // 21 days x 960 = 20,160 bars: nine symbol-months fit in 200,000.
+  assert.deepEqual(
+    batchTasks(month, 100, { timeframe: "1m", maxBars: 200_000 }).map((b) => b.length),
+    [9, 9, 7],
+  );
+});

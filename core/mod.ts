@@ -16,8 +16,11 @@ export {
 export type { OptionSource, OptionSpec, ResolvedOptions } from "./config.ts";
 export { closest, didYouMean, errorMessage, UsageError } from "./errors.ts";
 export {
+  batchTasks,
   cleanBars,
+  DEFAULT_BATCH_BARS,
   ingest,
+  MAX_BARS_PER_DAY,
   partitionPeriod,
   planTasks,
   requestKeyOf,

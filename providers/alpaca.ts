@@ -32,12 +32,12 @@ export const ALPACA_PAGE_LIMIT = 10_000;
 /** Free plan: historical requests per minute. */
 export const ALPACA_RATE_LIMIT = 200;
 /**
- * Symbols per request. A page holds up to 10,000 bars across symbols, and each request's last
- * page is short, so more symbols per request bring the request count closer to bars / 10,000;
- * one symbol-month of 1m bars is ~20,000 bars, so 10 symbols need 21 requests where 20 would do
- * (5% over), while the engine holds no more than 10 symbol-months per worker in memory.
+ * Most symbols in one multi-symbol request. The engine fills a request with symbols whose
+ * expected bars stay within its memory budget (200,000 bars: ten symbol-months of 1m bars, or a
+ * hundred symbol-years of daily bars), so requests approach total bars / 10,000 for every
+ * timeframe while the query string stays short.
  */
-export const ALPACA_SYMBOLS_PER_REQUEST = 10;
+export const ALPACA_SYMBOLS_PER_REQUEST = 100;
 
 const _KEY_VARS = ["ALPACA_KEY", "APCA_API_KEY_ID"] as const;
 const _SECRET_VARS = ["ALPACA_SECRET", "APCA_API_SECRET_KEY"] as const;

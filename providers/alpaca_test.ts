@@ -264,7 +264,7 @@ Deno.test("alpacaFactory accepts both env var spellings and refuses missing ones
   assert.equal(
     alpacaFactory.create({ env: { ALPACA_KEY: "a", ALPACA_SECRET: "b" }, params: {} })
       .maxSymbolsPerRequest,
-    10,
+    100,
   );
   assert.throws(() => alpacaFactory.check!({ env: { ALPACA_KEY: "a" }, params: {} }), {
     name: "UsageError",
