@@ -423,7 +423,7 @@ async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promis
     const started = performance.now();
     const copied = await connection.run(
       `${variant === "direct" ? _directSql(glob) : _cascadeSql(glob)}
-       TO ${out} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (timeframe, symbol, y, m))`,
+       TO ${out} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_tf, _sym, _y, _m))`,
     );
     console.log(JSON.stringify({
       variant,
@@ -437,62 +437,69 @@ async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promis
   }
 }
 
+/** The bar columns in file order, then the hive partition keys, from an aggregated row. */
+function _columns(tf: string, ts: string): string {
+  return `symbol, timezone('UTC', epoch_ms(${ts})) AS ts, open, high, low, close, volume, vwap,
+    CAST(trade_count AS BIGINT) AS trade_count, '${tf}' AS timeframe, trading_date, session,
+    provider, feed, adjustment, 'baseline' AS ingest_id, TIMESTAMPTZ '2024-01-01 00:00:00+00'
+    AS ingested_at, 1 AS schema_version, '${tf}' AS _tf, symbol AS _sym,
+    year(trading_date) AS _y, ${tf === "1d" ? "0" : "month(trading_date)"} AS _m`;
+}
+
 /** Hand-written: every frame straight from the 1m bars. */
 function _directSql(glob: string): string {
-  const frame = (tf: string, minutes: number) => `
-    SELECT symbol, '${tf}' AS timeframe, trading_date, session,
-      epoch_ms(bucket) AS ts,
-      arg_min(open, ts) AS open, max(high) AS high, min(low) AS low, arg_max(close, ts) AS close,
-      sum(volume) AS volume,
-      sum(vwap * volume) / nullif(sum(CASE WHEN vwap IS NOT NULL THEN volume END), 0) AS vwap,
-      sum(trade_count) AS trade_count,
-      year(trading_date) AS y, month(trading_date) AS m
-    FROM (
-      SELECT b.*, greatest(
-          s.open + CAST(floor((epoch_ms(b.ts) - s.open) / ${minutes * 60_000}) AS BIGINT) * ${
-    minutes * 60_000
-  },
-          CASE b.session WHEN 'regular' THEN s.open WHEN 'pre' THEN s.pre_open ELSE s.close END
-        ) AS bucket
-      FROM read_parquet(${glob}, hive_partitioning = false) b JOIN sessions s ON s.d = b.trading_date
-    )
-    GROUP BY symbol, trading_date, session, bucket`;
+  const m1 = `(SELECT b.symbol, epoch_ms(b.ts) AS t, b.session, b.trading_date, b.open, b.high,
+      b.low, b.close, b.volume, b.vwap, b.trade_count, b.provider, b.feed, b.adjustment,
+      s.open AS s_open, s.pre_open AS s_pre, s.close AS s_close, s.midnight AS s_midnight
+    FROM read_parquet(${glob}, hive_partitioning = false) b JOIN sessions s ON s.d = b.trading_date)`;
+  const frame = (tf: string, minutes: number) => {
+    const bucket = minutes === 0 ? "s_midnight" : `greatest(
+      s_open + CAST(floor((t - s_open) / ${minutes * 60_000}) AS BIGINT) * ${minutes * 60_000},
+      CASE session WHEN 'regular' THEN s_open WHEN 'pre' THEN s_pre ELSE s_close END)`;
+    return `SELECT ${_columns(tf, "bucket")} FROM (
+      SELECT symbol, ${bucket} AS bucket, trading_date,
+        ${minutes === 0 ? "'regular'" : "session"} AS session,
+        arg_min(open, t) AS open, max(high) AS high, min(low) AS low, arg_max(close, t) AS close,
+        sum(volume) AS volume,
+        sum(vwap * volume) / nullif(sum(CASE WHEN vwap IS NOT NULL THEN volume END), 0) AS vwap,
+        sum(trade_count) AS trade_count, any_value(provider) AS provider,
+        any_value(feed) AS feed, any_value(adjustment) AS adjustment
+      FROM ${m1} ${minutes === 0 ? "WHERE session = 'regular'" : ""}
+      GROUP BY ALL)`;
+  };
   return `COPY (
     ${frame("5m", 5)} UNION ALL ${frame("15m", 15)} UNION ALL ${frame("30m", 30)}
-    UNION ALL ${frame("1h", 60)} UNION ALL ${frame("4h", 240)}
-    UNION ALL
-    SELECT b.symbol, '1d', b.trading_date, 'regular', epoch_ms(any_value(s.midnight)),
-      arg_min(b.open, b.ts), max(b.high), min(b.low), arg_max(b.close, b.ts), sum(b.volume),
-      sum(b.vwap * b.volume) / nullif(sum(CASE WHEN b.vwap IS NOT NULL THEN b.volume END), 0),
-      sum(b.trade_count), year(b.trading_date), 0
-    FROM read_parquet(${glob}, hive_partitioning = false) b JOIN sessions s ON s.d = b.trading_date
-    WHERE b.session = 'regular'
-    GROUP BY b.symbol, b.trading_date
+    UNION ALL ${frame("1h", 60)} UNION ALL ${frame("4h", 240)} UNION ALL ${frame("1d", 0)}
   )`;
 }
 
 /** Hand-written: 5m from 1m, then each frame from the one before (materialized CTEs). */
 function _cascadeSql(glob: string): string {
   const level = (from: string, minutes: number) => `
-    SELECT x.symbol, x.trading_date, x.session,
-      greatest(s.open + CAST(floor((x.t - s.open) / ${minutes * 60_000}) AS BIGINT) * ${
-    minutes * 60_000
-  },
-        CASE x.session WHEN 'regular' THEN s.open WHEN 'pre' THEN s.pre_open ELSE s.close END) AS t,
+    SELECT x.symbol, x.trading_date, ${minutes === 0 ? "'regular'" : "x.session"} AS session,
+      ${
+    minutes === 0
+      ? "any_value(s.midnight)"
+      : `greatest(s.open + CAST(floor((x.t - s.open) / ${minutes * 60_000}) AS BIGINT) * ${
+        minutes * 60_000
+      },
+        CASE x.session WHEN 'regular' THEN s.open WHEN 'pre' THEN s.pre_open ELSE s.close END)`
+  } AS t,
       arg_min(x.open, x.t) AS open, max(x.high) AS high, min(x.low) AS low,
       arg_max(x.close, x.t) AS close, sum(x.volume) AS volume, sum(x.pv) AS pv, sum(x.vv) AS vv,
-      sum(x.trade_count) AS trade_count
+      sum(x.trade_count) AS trade_count, any_value(x.provider) AS provider,
+      any_value(x.feed) AS feed, any_value(x.adjustment) AS adjustment
     FROM ${from} x JOIN sessions s ON s.d = x.trading_date
-    GROUP BY ALL`;
-  const out = (name: string, tf: string) => `
-    SELECT symbol, '${tf}' AS timeframe, trading_date, session, epoch_ms(t) AS ts, open, high, low,
-      close, volume, pv / nullif(vv, 0) AS vwap, trade_count,
-      year(trading_date) AS y, month(trading_date) AS m
-    FROM ${name}`;
+    ${
+    minutes === 0 ? "WHERE x.session = 'regular' GROUP BY x.symbol, x.trading_date" : "GROUP BY ALL"
+  }`;
+  const out = (name: string, tf: string) =>
+    `SELECT ${_columns(tf, "t")} FROM (SELECT *, pv / nullif(vv, 0) AS vwap FROM ${name})`;
   return `COPY (
     WITH m1 AS (
       SELECT symbol, trading_date, session, epoch_ms(ts) AS t, open, high, low, close, volume,
-        vwap * volume AS pv, CASE WHEN vwap IS NOT NULL THEN volume END AS vv, trade_count
+        vwap * volume AS pv, CASE WHEN vwap IS NOT NULL THEN volume END AS vv, trade_count,
+        provider, feed, adjustment
       FROM read_parquet(${glob}, hive_partitioning = false)
     ),
     l5 AS MATERIALIZED (${level("m1", 5)}),
@@ -500,19 +507,9 @@ function _cascadeSql(glob: string): string {
     l30 AS MATERIALIZED (${level("l15", 30)}),
     l60 AS MATERIALIZED (${level("l30", 60)}),
     l240 AS MATERIALIZED (${level("l60", 240)}),
-    d AS (
-      SELECT x.symbol, x.trading_date, 'regular' AS session, any_value(s.midnight) AS t,
-        arg_min(x.open, x.t) AS open, max(x.high) AS high, min(x.low) AS low,
-        arg_max(x.close, x.t) AS close, sum(x.volume) AS volume, sum(x.pv) AS pv,
-        sum(x.vv) AS vv, sum(x.trade_count) AS trade_count
-      FROM l30 x JOIN sessions s ON s.d = x.trading_date
-      WHERE x.session = 'regular'
-      GROUP BY x.symbol, x.trading_date
-    )
+    d AS (${level("l30", 0)})
     ${out("l5", "5m")} UNION ALL ${out("l15", "15m")} UNION ALL ${out("l30", "30m")}
-    UNION ALL ${out("l60", "1h")} UNION ALL ${out("l240", "4h")}
-    UNION ALL SELECT symbol, '1d', trading_date, session, epoch_ms(t), open, high, low, close,
-      volume, pv / nullif(vv, 0), trade_count, year(trading_date), 0 FROM d
+    UNION ALL ${out("l60", "1h")} UNION ALL ${out("l240", "4h")} UNION ALL ${out("d", "1d")}
   )`;
 }
 

@@ -284,59 +284,65 @@ export async function aggregatePartitions(
   const connection = await store.duckdb.connect();
   try {
     if (plans.length > 0) await createSessionsTable(connection, sessionsTable, years);
-    // One symbol at a time: its changed 1m files are read once into 5m buckets, each longer
-    // frame is rolled up from the one before (buckets nest: every boundary of a longer frame is
-    // one of the shorter), and each target partition is written from those small tables.
-    const bySymbol = new Map<string, _Plan[]>();
-    for (const plan of plans) {
-      let list = bySymbol.get(plan.target.symbol);
-      if (!list) bySymbol.set(plan.target.symbol, list = []);
-      list.push(plan);
-    }
-    // Two symbols at a time, so that one's roll-up overlaps the other's file writes and fsyncs.
+    // Batches of whole symbols: their changed 1m files are read once into 5m buckets, each
+    // longer frame is rolled up from the one before (buckets nest: every boundary of a longer
+    // frame is one of the shorter), and the target files are written from those small tables.
     const concurrency = options.concurrency ?? 4;
     let batches = 0;
-    await runPool([...bySymbol], 2, async ([symbol, symbolPlans]) => {
+    // Two batches at a time, so that one's roll-up overlaps the other's file writes and fsyncs.
+    await runPool(_batches(plans), Number(Deno.env.get("OUTER") ?? 2), async (batchPlans) => {
       options.signal?.throwIfAborted();
       const batch = batches++;
-      const files = [...new Set(symbolPlans.flatMap((p) => p.target.sources))].sort();
-      const symbolConnection = await store.duckdb.connect();
-      const levels = await _buildLevels(symbolConnection, {
-        prefix: `${prefix}_${batch}`,
-        files,
-        sessionsTable,
-        timeframes: new Set(symbolPlans.map((p) => p.target.timeframe)),
-        sessions: new Set(
-          symbolPlans.filter((p) => p.target.timeframe === "1d").map((p) => p.session),
-        ),
-      });
+      const files = [...new Set(batchPlans.flatMap((p) => p.target.sources))].sort();
+      const batchConnection = await store.duckdb.connect();
+      let levels: _Levels | undefined;
       const staging = join(stagingRoot, `${batch}`);
       try {
+        const T = ((globalThis as any).T ??= {}); let t0 = performance.now();
+        levels = await _buildLevels(batchConnection, {
+          prefix: `${prefix}_${batch}`,
+          files,
+          sessionsTable,
+          timeframes: new Set(batchPlans.map((p) => p.target.timeframe)),
+          sessions: new Set(
+            batchPlans.filter((p) => p.target.timeframe === "1d").map((p) => p.session),
+          ),
+        });
+        const barsOf = (level: string, timeframe: Timeframe, where: string) =>
+          barsFromLevelSql(level, {
+            timeframe,
+            source: levels!.source,
+            ingestId: runId,
+            ingestedAt,
+            where,
+          });
         const fresh = (plan: _Plan) => {
           const { target } = plan;
           const period = _periodOf(target.sources[0], target.timeframe);
-          return barsFromLevelSql(_levelOf(levels.tables, plan), {
-            symbol,
-            timeframe: target.timeframe,
-            source: levels.source,
-            ingestId: runId,
-            ingestedAt,
-            where: target.timeframe === "1d"
-              ? `year(trading_date) = ${period.year}`
-              : `trading_date BETWEEN DATE '${period.year}-${period.month}-01' AND last_day(DATE '${period.year}-${period.month}-01')`,
-          });
+          return barsOf(
+            _levelOf(levels!.tables, plan),
+            target.timeframe,
+            `symbol = ${sqlString(target.symbol)} AND ${
+              target.timeframe === "1d"
+                ? `year(trading_date) = ${period.year}`
+                : `trading_date BETWEEN DATE '${period.year}-${period.month}-01' AND last_day(DATE '${period.year}-${period.month}-01')`
+            }`,
+          );
         };
         // Targets that may hold a provider's rows are merged one by one under their lock; the
-        // others are all written by ONE partitioned COPY into a staging directory (a COPY per
-        // file costs more than the work), then each file is checked (one file, sorted by ts) and
-        // renamed into place under the target's lock.
+        // others are written by ONE partitioned COPY into a staging directory (a COPY per file
+        // costs more than the work in it), then each file is checked (one per target, sorted by
+        // ts) and renamed into place under the target's lock.
+        T.levels = (T.levels ?? 0) + performance.now() - t0; t0 = performance.now();
         const staged = await _stage(
-          symbolConnection,
+          batchConnection,
           staging,
-          symbolPlans.filter((p) => !p.mayHoldNative),
-          fresh,
+          batchPlans.filter((p) => !p.mayHoldNative),
+          barsOf,
+          (plan) => _levelOf(levels!.tables, plan),
         );
-        await runPool(symbolPlans, concurrency, async (plan) => {
+        T.stage = (T.stage ?? 0) + performance.now() - t0; t0 = performance.now();
+        await runPool(batchPlans, concurrency, async (plan) => {
           const { target } = plan;
           const stagedFile = staged.get(target.dir);
           const written = await replacePartition(writer, target.dir, async (file) => {
@@ -375,20 +381,23 @@ export async function aggregatePartitions(
           summary.rebuilt++;
           options.onProgress?.(++done, targets.length);
         }, { signal: options.signal });
+        T.place = (T.place ?? 0) + performance.now() - t0;
       } finally {
         try {
           await Deno.remove(staging, { recursive: true }).catch(() => {});
-          for (const table of levels.tables.values()) {
-            await symbolConnection.run(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
+          for (const table of levels?.tables.values() ?? []) {
+            await batchConnection.run(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
           }
         } finally {
-          symbolConnection.closeSync();
+          batchConnection.closeSync();
         }
       }
     }, { signal: options.signal });
   } finally {
     try {
       await Deno.remove(stagingRoot, { recursive: true }).catch(() => {});
+      // Only when empty: another process may be staging beside this one.
+      await Deno.remove(stagingParent).catch(() => {});
       await connection.run(`DROP TABLE IF EXISTS ${sqlIdent(sessionsTable)}`);
     } finally {
       connection.closeSync();
@@ -434,26 +443,85 @@ function _levelOf(tables: Map<string, string>, plan: _Plan): string {
   return tables.get(tf === "1d" ? `1d-${plan.session}` : tf)!;
 }
 
+/** Plans grouped into batches of whole symbols, about {@link _BATCH_SOURCES} 1m files each. */
+function _batches(plans: readonly _Plan[]): _Plan[][] {
+  const bySymbol = new Map<string, _Plan[]>();
+  for (const plan of plans) {
+    let list = bySymbol.get(plan.target.symbol);
+    if (!list) bySymbol.set(plan.target.symbol, list = []);
+    list.push(plan);
+  }
+  const batches: _Plan[][] = [];
+  let current: _Plan[] = [];
+  let sources = new Set<string>();
+  for (const list of bySymbol.values()) {
+    current.push(...list);
+    for (const plan of list) for (const file of plan.target.sources) sources.add(file);
+    if (sources.size >= _BATCH_SOURCES) {
+      batches.push(current);
+      current = [];
+      sources = new Set();
+    }
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
 /**
- * Write the bars of `plans` (one symbol) with one partitioned COPY into `staging`, then check
- * each partition: exactly one file, rows sorted by ts. Returns the good files by target dir;
- * a target missing from the map is written on its own.
+ * 1m files (symbol-months) per batch: big enough that statements are few (each partitioned
+ * COPY has a fixed cost), small enough to keep memory and the open files of a COPY low.
+ */
+const _BATCH_SOURCES = 48;
+
+/**
+ * Write the bars of `plans` with one partitioned COPY into `staging`, then check each partition:
+ * exactly one file, rows sorted by ts. Returns the good files by target dir; a target missing
+ * from the map is written on its own.
  */
 async function _stage(
   connection: DuckDBConnection,
   staging: string,
   plans: readonly _Plan[],
-  fresh: (plan: _Plan) => string,
+  barsOf: (level: string, timeframe: Timeframe, where: string) => string,
+  levelOf: (plan: _Plan) => string,
 ): Promise<Map<string, { path: string; rows: number }>> {
   const out = new Map<string, { path: string; rows: number }>();
   if (plans.length === 0) return out;
   await Deno.mkdir(staging, { recursive: true });
-  const parts = plans.map((plan, i) => `SELECT *, ${i} AS _target FROM (${fresh(plan)})`);
+  // One scan per level table, of the (symbol, period) pairs wanted, each row tagged with its
+  // target's number, which names its partition.
+  const byLevel = new Map<string, { timeframe: Timeframe; keys: Map<string, number> }>();
+  plans.forEach((plan, i) => {
+    const level = levelOf(plan);
+    const { timeframe, symbol } = plan.target;
+    const { year, month } = _periodOf(plan.target.sources[0], timeframe);
+    const entry = byLevel.get(level) ?? { timeframe, keys: new Map() };
+    entry.keys.set(`${symbol}|${timeframe === "1d" ? year : `${year}-${month}`}`, i);
+    byLevel.set(level, entry);
+  });
+  const parts: string[] = [];
+  for (const [level, { timeframe, keys }] of byLevel) {
+    const period = timeframe === "1d"
+      ? "CAST(year(trading_date) AS VARCHAR)"
+      : "strftime(trading_date, '%Y-%m')";
+    // A join with the wanted (symbol, period) pairs, not a CASE per row.
+    const wanted = [...keys].map(([key, i]) => {
+      const [symbol, part] = key.split("|");
+      return `(${sqlString(symbol)}, ${sqlString(part)}, ${i})`;
+    }).join(", ");
+    parts.push(
+      `SELECT b.*, w.target AS _target FROM (${barsOf(level, timeframe, "true")}) AS b
+       JOIN (VALUES ${wanted}) AS w(symbol, period, target)
+         ON w.symbol = b.symbol AND w.period = ${period.replace("trading_date", "b.trading_date")}`,
+    );
+  }
+  let t1 = performance.now();
   await connection.run(
-    `COPY (SELECT * FROM (${parts.join(" UNION ALL ")}) ORDER BY _target, ts) TO ${
+    `COPY (${parts.join(" UNION ALL ")}) TO ${
       sqlString(staging)
     } (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_target))`,
   );
+  const T = (globalThis as any).T; T.copy = (T.copy ?? 0) + performance.now() - t1; t1 = performance.now();
   const checked = await connection.runAndReadAll(
     `SELECT filename, count(*), bool_and(sorted) FROM (
        SELECT filename, coalesce(ts >= lag(ts) OVER (PARTITION BY filename ORDER BY file_row_number), true) AS sorted
@@ -462,17 +530,18 @@ async function _stage(
     }, filename = true, file_row_number = true, hive_partitioning = false)
      ) GROUP BY filename`,
   );
-  const byTarget = new Map<number, { path: string; rows: number; sorted: boolean }[]>();
+  T.verify = (T.verify ?? 0) + performance.now() - t1;
+  const files = new Map<number, { path: string; rows: number; sorted: boolean }[]>();
   for (const [filename, rows, sorted] of checked.getRowsJS() as [string, bigint, boolean][]) {
     const match = /_target=(\d+)[\\/]/.exec(filename);
     if (!match) continue;
-    const list = byTarget.get(Number(match[1])) ?? [];
+    const list = files.get(Number(match[1])) ?? [];
     list.push({ path: filename, rows: Number(rows), sorted });
-    byTarget.set(Number(match[1]), list);
+    files.set(Number(match[1]), list);
   }
   plans.forEach((plan, i) => {
-    const files = byTarget.get(i);
-    if (files?.length === 1 && files[0].sorted) out.set(plan.target.dir, files[0]);
+    const list = files.get(i);
+    if (list?.length === 1 && list[0].sorted) out.set(plan.target.dir, list[0]);
   });
   return out;
 }
@@ -521,9 +590,16 @@ const _COLUMNS = BAR_COLUMNS.map((c) => sqlIdent(c.name)).join(", ");
 /** Intraday frames in nesting order: each one's buckets are unions of the previous one's. */
 const _CHAIN: readonly Timeframe[] = ["5m", "15m", "30m", "1h", "4h"];
 
+/** The tables of bucket rows of a batch, and its one source when it has only one. */
+interface _Levels {
+  tables: Map<string, string>;
+  source: _Source | undefined;
+}
+
 /**
- * Roll the 1m `files` (one symbol) up level by level into tables of bucket rows: `5m`, then each
- * longer frame needed from the one before, and `1d-regular`/`1d-extended` from the longest.
+ * Roll the 1m `files` up level by level into tables of bucket rows sorted by symbol and time:
+ * `5m`, then each longer frame needed from the one before, and `1d-regular`/`1d-extended` from
+ * the longest.
  */
 async function _buildLevels(
   connection: DuckDBConnection,
@@ -534,17 +610,28 @@ async function _buildLevels(
     timeframes: ReadonlySet<Timeframe>;
     sessions: ReadonlySet<string>;
   },
-): Promise<{ tables: Map<string, string>; source: _Source | undefined }> {
+): Promise<_Levels> {
   const from = `read_parquet([${
     options.files.map(sqlString).join(", ")
   }], hive_partitioning = false)`;
   // One source (provider, feed, adjustment) is the rule: then it is a constant, not a per-bucket
-  // arg_max over strings.
-  const sourceRows = (await connection.runAndReadAll(
-    `SELECT DISTINCT provider, feed, adjustment FROM ${from} LIMIT 2`,
-  )).getRowsJS() as string[][];
-  const source = sourceRows.length === 1
-    ? { provider: sourceRows[0][0], feed: sourceRows[0][1], adjustment: sourceRows[0][2] }
+  // arg_max over strings. The files' column statistics tell without reading the rows.
+  const stats = (await connection.runAndReadAll(
+    `SELECT path_in_schema, min(stats_min_value), max(stats_max_value),
+       bool_and(stats_min_value IS NOT NULL AND stats_max_value IS NOT NULL)
+     FROM parquet_metadata([${options.files.map(sqlString).join(", ")}])
+     WHERE path_in_schema IN ('provider', 'feed', 'adjustment') GROUP BY path_in_schema`,
+  )).getRowsJS() as [string, string | null, string | null, boolean][];
+  const constant = new Map(
+    stats.filter(([, min, max, known]) => known && min !== null && min === max)
+      .map(([column, min]) => [column, min!]),
+  );
+  const source = constant.size === 3
+    ? {
+      provider: constant.get("provider")!,
+      feed: constant.get("feed")!,
+      adjustment: constant.get("adjustment")!,
+    }
     : undefined;
   const tables = new Map<string, string>();
   const longest = _CHAIN.filter((tf) => options.timeframes.has(tf)).at(-1);
@@ -553,13 +640,13 @@ async function _buildLevels(
   for (const tf of chain) {
     const table = `${options.prefix}_${tf}`;
     await connection.run(
-      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS ${
+      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS SELECT * FROM (${
         levelSql(input, {
           timeframe: tf,
           sessionsTable: options.sessionsTable,
           withSource: source === undefined,
         })
-      }`,
+      }) ORDER BY symbol, t`,
     );
     tables.set(tf, table);
     input = sqlIdent(table);
@@ -567,14 +654,14 @@ async function _buildLevels(
   for (const session of options.sessions) {
     const table = `${options.prefix}_1d_${session}`;
     await connection.run(
-      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS ${
+      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS SELECT * FROM (${
         levelSql(input, {
           timeframe: "1d",
           sessionsTable: options.sessionsTable,
           session: session as DailySession,
           withSource: source === undefined,
         })
-      }`,
+      }) ORDER BY symbol, t`,
     );
     tables.set(`1d-${session}`, table);
   }
@@ -589,12 +676,12 @@ interface _Source {
 }
 
 /**
- * 1m bars (a relation with the bar columns) as level rows: `t` (bar start, epoch ms), `session`,
+ * 1m bars (a relation with the bar columns) as level rows: `symbol`, `t` (bar start, epoch ms), `session`,
  * `trading_date`, prices, `volume`, `pv` (vwap x volume), `vv` (volume of bars with a vwap),
  * `trade_count`, and the source columns when `withSource`.
  */
 export function minuteLevelSql(from: string, options: { withSource?: boolean } = {}): string {
-  return `SELECT epoch_ms(ts) AS t, session, trading_date, open, high, low, close, volume,
+  return `SELECT symbol, epoch_ms(ts) AS t, session, trading_date, open, high, low, close, volume,
       vwap * volume AS pv, CASE WHEN vwap IS NOT NULL THEN volume END AS vv,
       trade_count${options.withSource ? ", provider, feed, adjustment" : ""}
     FROM ${from}`;
@@ -628,14 +715,15 @@ export function levelSql(
     ? `, arg_max(b.provider, b.t) AS provider, arg_max(b.feed, b.t) AS feed,
        arg_max(b.adjustment, b.t) AS adjustment`
     : "";
-  return `SELECT ${bucket} AS t, ${daily ? "'regular'" : "b.session"} AS session,
+  return `SELECT b.symbol AS symbol, ${bucket} AS t,
+      ${daily ? "'regular'" : "b.session"} AS session,
       ${daily ? "b.trading_date" : "any_value(b.trading_date)"} AS trading_date,
       arg_min(b.open, b.t) AS open, max(b.high) AS high, min(b.low) AS low,
       arg_max(b.close, b.t) AS close, sum(b.volume) AS volume, sum(b.pv) AS pv, sum(b.vv) AS vv,
       CAST(sum(b.trade_count) AS BIGINT) AS trade_count${source}
     FROM ${input} AS b JOIN ${sqlIdent(options.sessionsTable)} AS s ON s.d = b.trading_date
     ${where}
-    GROUP BY ${daily ? "b.trading_date, s.midnight" : `b.session, ${bucket}`}`;
+    GROUP BY b.symbol, ${daily ? "b.trading_date, s.midnight" : `b.session, ${bucket}`}`;
 }
 
 /**
@@ -645,7 +733,6 @@ export function levelSql(
 export function barsFromLevelSql(
   level: string,
   options: {
-    symbol: string;
     timeframe: Timeframe;
     /** The batch's one source; undefined when the level rows carry their own. */
     source?: _Source;
@@ -655,8 +742,7 @@ export function barsFromLevelSql(
   },
 ): string {
   const { source } = options;
-  return `SELECT ${sqlString(options.symbol)} AS symbol,
-      timezone('UTC', epoch_ms(t)) AS ts, open, high, low, close, volume,
+  return `SELECT symbol, timezone('UTC', epoch_ms(t)) AS ts, open, high, low, close, volume,
       CASE WHEN vv > 0 THEN greatest(least(pv / vv, high), low) END AS vwap,
       trade_count, ${sqlString(options.timeframe)} AS timeframe, trading_date, session,
       ${source ? sqlString(source.provider) : "provider"} AS provider,

@@ -79,7 +79,6 @@ export async function readCrossCheckBars(
       connection,
       `(${
         barsFromLevelSql(level, {
-          symbol,
           timeframe,
           ingestId: `${AGGREGATE_ID_PREFIX}check`,
           ingestedAt: new Date(0).toISOString(),

@@ -329,3 +329,21 @@ Deno.test("aggregatePartitions() rejects a timeframe it cannot build", async () 
     });
   });
 });
+
+Deno.test("aggregatePartitions() labels each bucket with the source of its last 1m bar", async () => {
+  await withStore(async (store) => {
+    const fakeDay = generateFakeDay("AAPL", "2024-03-08", { seed: 1, gapRate: 0 });
+    const otherDay = generateFakeDay("AAPL", "2024-03-11", { seed: 1, gapRate: 0 })
+      .map((b) => ({ ...b, provider: "alpaca", feed: "iex" }));
+    await writeBars(store, [...fakeDay, ...otherDay], { jobId: "job-1" });
+    await aggregatePartitions(store, { timeframes: ["1h", "1d"] });
+    const daily = await stored(store, "1d", "AAPL");
+    assert.deepEqual(daily.map((b) => [b.tradingDate, b.provider, b.feed]), [
+      ["2024-03-08", "fake", "sip"],
+      ["2024-03-11", "alpaca", "iex"],
+    ]);
+    const hours = await stored(store, "1h", "AAPL");
+    assert.ok(hours.filter((b) => b.tradingDate === "2024-03-11").every((b) => b.feed === "iex"));
+    assert.ok(hours.filter((b) => b.tradingDate === "2024-03-08").every((b) => b.feed === "sip"));
+  });
+});

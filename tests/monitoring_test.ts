@@ -30,9 +30,10 @@ async function startMetricsServer(
   dataDir: string,
   extra: string[] = [],
   env: Record<string, string> = {},
+  command: "metrics" | "serve" = "metrics",
 ) {
   const port = freePort();
-  const child = spawnCli(["metrics", "--port", String(port), "--data-dir", dataDir, ...extra], {
+  const child = spawnCli([command, "--port", String(port), "--data-dir", dataDir, ...extra], {
     env,
   });
   const url = `http://127.0.0.1:${port}/metrics`;
@@ -152,15 +153,15 @@ Deno.test("an ingest's counters appear in another process's scrape, which passes
   }
 });
 
-Deno.test("counters never go backwards when the server restarts between ingests", async () => {
+Deno.test("counters never go backwards when serve restarts between ingests", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-mon-" });
   const first = await ingest(dir, "SPY", "2024-03-04", "2024-03-05");
-  let server = await startMetricsServer(dir);
+  let server = await startMetricsServer(dir, [], {}, "serve");
   const before = sumOf(await server.scrape(), "mp_ingest_rows_total");
   assert.equal(before, first.barsWritten);
   await server.stop();
   const second = await ingest(dir, "SPY", "2024-03-06", "2024-03-07");
-  server = await startMetricsServer(dir);
+  server = await startMetricsServer(dir, [], {}, "serve");
   try {
     const after = sumOf(await server.scrape(), "mp_ingest_rows_total");
     assert.equal(after, first.barsWritten + second.barsWritten);
@@ -189,7 +190,7 @@ Deno.test("the metrics server answers 404, 405 and 431 like a careful server", a
   }
 });
 
-Deno.test("a real Prometheus scraping the server sees exactly the rows an ingest wrote", async (t) => {
+Deno.test("a real Prometheus scraping serve sees exactly the rows a separate ingest process wrote", async (t) => {
   if (!(await hasCommand("prometheus"))) {
     t.step(
       "prometheus is not installed (apt-get install prometheus); .ci/run installs it",
@@ -198,7 +199,7 @@ Deno.test("a real Prometheus scraping the server sees exactly the rows an ingest
     throw new Error("prometheus binary missing: install the Debian package prometheus");
   }
   const dir = await Deno.makeTempDir({ prefix: "mp-mon-" });
-  const server = await startMetricsServer(dir);
+  const server = await startMetricsServer(dir, [], {}, "serve");
   const promPort = freePort();
   const promDir = await Deno.makeTempDir({ prefix: "mp-prom-" });
   await Deno.writeTextFile(
@@ -242,16 +243,32 @@ Deno.test("a real Prometheus scraping the server sees exactly the rows an ingest
   }
 });
 
-Deno.test("every metric and label the Grafana dashboard queries exists in a real scrape", async () => {
+Deno.test("every metric and label the Grafana dashboard queries exists in a real scrape of serve", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-mon-" });
   await ingest(dir, "AAPL", "2024-03-04", "2024-03-04");
-  const server = await startMetricsServer(dir);
+  const server = await startMetricsServer(dir, [], {}, "serve");
   let text: string;
   try {
     text = await server.scrape();
   } finally {
     await server.stop();
   }
+  const check = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+  const writer = check.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(text));
+  await writer.close();
+  const checked = await check.output();
+  assert.equal(
+    checked.code,
+    0,
+    "serve's /metrics fails promtool: " + new TextDecoder().decode(checked.stdout),
+  );
   const families = new Map<string, string>();
   for (const match of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) families.set(match[1], match[2]);
   const samples = parseScrape(text);
