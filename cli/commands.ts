@@ -471,6 +471,12 @@ export const COMMANDS: CommandSpec[] = [
         default: false,
       },
       {
+        name: "legacy-metrics",
+        type: "boolean",
+        description: "Also emit the original tool's mp_*_legacy_* series on /metrics",
+        default: false,
+      },
+      {
         name: "max-heavy",
         type: "string",
         placeholder: "N",

@@ -54,6 +54,7 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     limits: { heavyConcurrency: maxHeavy, queryTimeoutMs: queryTimeout * 1000 },
     maxJobs,
     historyDir: historyDirOf(context),
+    legacyMetrics: invocation.flag("legacy-metrics"),
     log: context.err,
   });
   try {

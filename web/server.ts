@@ -28,6 +28,8 @@ export interface WebServerOptions {
   maxJobs?: number;
   /** Where the metric history lives (PROMETHEUS_MULTIPROC_DIR), if not in the data directory. */
   historyDir?: string;
+  /** Also emit the original tool's `mp_*_legacy_*` series on `/metrics`. */
+  legacyMetrics?: boolean;
   /** DuckDB worker threads of the read side (default: all cores). */
   threads?: number;
   /** Validation reports (default: those `marketpipe validate` stored in the data directory). */
@@ -104,7 +106,7 @@ export async function openWebServer(
       store,
       data,
       jobs,
-      scrapeMetrics: () => telemetry.scrape(),
+      scrapeMetrics: () => telemetry.scrape({ legacy: options.legacyMetrics }),
       version: options.version,
       token: options.token,
       authReads: options.authReads,
