@@ -19,7 +19,7 @@ import { tradingSession, zonedTime } from "../core/calendar.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { runPool } from "../core/pool.ts";
 import { type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
-import { BAR_COLUMNS, sqlIdent, sqlString } from "./duckdb.ts";
+import { BAR_COLUMNS, openDuckDB, sqlIdent, sqlString } from "./duckdb.ts";
 import { PARTITION_FILE, partitionDir } from "./layout.ts";
 import type { MetaStore } from "./meta.ts";
 import {
@@ -120,7 +120,8 @@ interface _State {
  * @example
  * ```ts
  * const store = await openStore("./data");
- * const summary = await aggregatePartitions(await storeAggregation(store), {
+ * const target = { dataDir: store.dataDir, duckdb: await store.duckdb(), meta: store.meta };
+ * const summary = await aggregatePartitions(target, {
  *   timeframes: ["5m", "1h", "1d"], symbols: ["AAPL"],
  * });
  * console.log(summary.rebuilt, summary.upToDate);
@@ -275,13 +276,18 @@ export async function aggregatePartitions(
   const prefix = `mp_agg_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const sessionsTable = `${prefix}_sessions`;
   const ingestedAt = new Date(now()).toISOString();
-  const writer: PartitionWriter = store;
+  // A private DuckDB instance with one thread per statement, and as many batches at once as
+  // there are cores: a single-threaded partitioned COPY writes its files in order and spends
+  // half the CPU per file of a multi-threaded one, and the batches keep every core busy.
+  const cores = Math.max(2, navigator.hardwareConcurrency || 2);
+  const engine = plans.length > 0 ? await openDuckDB({ threads: 1 }) : store.duckdb;
+  const writer: PartitionWriter = { dataDir: store.dataDir, duckdb: engine, meta: store.meta };
   // Staged files live in the data directory (so a rename moves them into place) but outside
   // bars/, where no view or glob reads them. A crashed run's leftovers are removed by later runs.
   const stagingParent = join(store.dataDir, STAGING_DIR);
   await _removeStaleStaging(stagingParent, now());
   const stagingRoot = join(stagingParent, runId);
-  const connection = await store.duckdb.connect();
+  const connection = await engine.connect();
   try {
     if (plans.length > 0) await createSessionsTable(connection, sessionsTable, years);
     // Batches of whole symbols: their changed 1m files are read once into 5m buckets, each
@@ -289,16 +295,14 @@ export async function aggregatePartitions(
     // frame is one of the shorter), and the target files are written from those small tables.
     const concurrency = options.concurrency ?? 4;
     let batches = 0;
-    // Two batches at a time, so that one's roll-up overlaps the other's file writes and fsyncs.
-    await runPool(_batches(plans), Number(Deno.env.get("OUTER") ?? 2), async (batchPlans) => {
+    await runPool(_batches(plans), cores, async (batchPlans) => {
       options.signal?.throwIfAborted();
       const batch = batches++;
       const files = [...new Set(batchPlans.flatMap((p) => p.target.sources))].sort();
-      const batchConnection = await store.duckdb.connect();
+      const batchConnection = await engine.connect();
       let levels: _Levels | undefined;
       const staging = join(stagingRoot, `${batch}`);
       try {
-        const T = ((globalThis as any).T ??= {}); let t0 = performance.now();
         levels = await _buildLevels(batchConnection, {
           prefix: `${prefix}_${batch}`,
           files,
@@ -333,7 +337,6 @@ export async function aggregatePartitions(
         // others are written by ONE partitioned COPY into a staging directory (a COPY per file
         // costs more than the work in it), then each file is checked (one per target, sorted by
         // ts) and renamed into place under the target's lock.
-        T.levels = (T.levels ?? 0) + performance.now() - t0; t0 = performance.now();
         const staged = await _stage(
           batchConnection,
           staging,
@@ -341,7 +344,6 @@ export async function aggregatePartitions(
           barsOf,
           (plan) => _levelOf(levels!.tables, plan),
         );
-        T.stage = (T.stage ?? 0) + performance.now() - t0; t0 = performance.now();
         await runPool(batchPlans, concurrency, async (plan) => {
           const { target } = plan;
           const stagedFile = staged.get(target.dir);
@@ -381,7 +383,6 @@ export async function aggregatePartitions(
           summary.rebuilt++;
           options.onProgress?.(++done, targets.length);
         }, { signal: options.signal });
-        T.place = (T.place ?? 0) + performance.now() - t0;
       } finally {
         try {
           await Deno.remove(staging, { recursive: true }).catch(() => {});
@@ -401,6 +402,7 @@ export async function aggregatePartitions(
       await connection.run(`DROP TABLE IF EXISTS ${sqlIdent(sessionsTable)}`);
     } finally {
       connection.closeSync();
+      if (engine !== store.duckdb) engine.closeSync();
     }
   }
   options.signal?.throwIfAborted();
@@ -488,40 +490,56 @@ async function _stage(
   const out = new Map<string, { path: string; rows: number }>();
   if (plans.length === 0) return out;
   await Deno.mkdir(staging, { recursive: true });
-  // One scan per level table, of the (symbol, period) pairs wanted, each row tagged with its
-  // target's number, which names its partition.
-  const byLevel = new Map<string, { timeframe: Timeframe; keys: Map<string, number> }>();
-  plans.forEach((plan, i) => {
+  // One scan per level table, filtered (filters keep the rows' order, joins would not) to the
+  // symbols and date range wanted; its partitions are named by level, symbol and period.
+  const byLevel = new Map<
+    string,
+    { index: number; timeframe: Timeframe; symbols: Set<string>; first: string; last: string }
+  >();
+  const planOf = new Map<string, _Plan>();
+  for (const plan of plans) {
     const level = levelOf(plan);
     const { timeframe, symbol } = plan.target;
     const { year, month } = _periodOf(plan.target.sources[0], timeframe);
-    const entry = byLevel.get(level) ?? { timeframe, keys: new Map() };
-    entry.keys.set(`${symbol}|${timeframe === "1d" ? year : `${year}-${month}`}`, i);
-    byLevel.set(level, entry);
-  });
+    const [first, last] = timeframe === "1d" ? [`${year}-01-01`, `${year}-12-31`] : [
+      `${year}-${month}-01`,
+      new Date(Date.UTC(year, Number(month), 0)).toISOString().slice(0, 10),
+    ];
+    let entry = byLevel.get(level);
+    if (!entry) {
+      entry = { index: byLevel.size, timeframe, symbols: new Set(), first, last };
+      byLevel.set(level, entry);
+    }
+    entry.symbols.add(symbol);
+    if (first < entry.first) entry.first = first;
+    if (last > entry.last) entry.last = last;
+    planOf.set(
+      `${entry.index}|${symbol}|${timeframe === "1d" ? year : `${year}-${month}`}`,
+      plan,
+    );
+  }
   const parts: string[] = [];
-  for (const [level, { timeframe, keys }] of byLevel) {
+  for (const [level, { index, timeframe, symbols, first, last }] of byLevel) {
     const period = timeframe === "1d"
       ? "CAST(year(trading_date) AS VARCHAR)"
       : "strftime(trading_date, '%Y-%m')";
-    // A join with the wanted (symbol, period) pairs, not a CASE per row.
-    const wanted = [...keys].map(([key, i]) => {
-      const [symbol, part] = key.split("|");
-      return `(${sqlString(symbol)}, ${sqlString(part)}, ${i})`;
-    }).join(", ");
     parts.push(
-      `SELECT b.*, w.target AS _target FROM (${barsOf(level, timeframe, "true")}) AS b
-       JOIN (VALUES ${wanted}) AS w(symbol, period, target)
-         ON w.symbol = b.symbol AND w.period = ${period.replace("trading_date", "b.trading_date")}`,
+      `SELECT *, ${index} AS _level, symbol AS _symbol, ${period} AS _period FROM (${
+        barsOf(
+          level,
+          timeframe,
+          `symbol IN (${
+            [...symbols].map(sqlString).join(", ")
+          }) AND trading_date BETWEEN DATE '${first}' AND DATE '${last}'`,
+        )
+      })`,
     );
   }
-  let t1 = performance.now();
   await connection.run(
     `COPY (${parts.join(" UNION ALL ")}) TO ${
       sqlString(staging)
-    } (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_target))`,
+    } (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_level, _symbol, _period))`,
   );
-  const T = (globalThis as any).T; T.copy = (T.copy ?? 0) + performance.now() - t1; t1 = performance.now();
   const checked = await connection.runAndReadAll(
     `SELECT filename, count(*), bool_and(sorted) FROM (
        SELECT filename, coalesce(ts >= lag(ts) OVER (PARTITION BY filename ORDER BY file_row_number), true) AS sorted
@@ -530,22 +548,22 @@ async function _stage(
     }, filename = true, file_row_number = true, hive_partitioning = false)
      ) GROUP BY filename`,
   );
-  T.verify = (T.verify ?? 0) + performance.now() - t1;
-  const files = new Map<number, { path: string; rows: number; sorted: boolean }[]>();
+  const files = new Map<_Plan, { path: string; rows: number; sorted: boolean }[]>();
   for (const [filename, rows, sorted] of checked.getRowsJS() as [string, bigint, boolean][]) {
-    const match = /_target=(\d+)[\\/]/.exec(filename);
-    if (!match) continue;
-    const list = files.get(Number(match[1])) ?? [];
+    const match = /_level=(\d+)[\\/]_symbol=([^\\/]+)[\\/]_period=([\d-]+)[\\/]/.exec(
+      filename,
+    );
+    const plan = match ? planOf.get(`${match[1]}|${match[2]}|${match[3]}`) : undefined;
+    if (!plan) continue;
+    const list = files.get(plan) ?? [];
     list.push({ path: filename, rows: Number(rows), sorted });
-    files.set(Number(match[1]), list);
+    files.set(plan, list);
   }
-  plans.forEach((plan, i) => {
-    const list = files.get(i);
-    if (list?.length === 1 && list[0].sorted) out.set(plan.target.dir, list[0]);
-  });
+  for (const [plan, list] of files) {
+    if (list.length === 1 && list[0].sorted) out.set(plan.target.dir, list[0]);
+  }
   return out;
 }
-
 /**
  * Write one target under its lock from the level table, keeping the rows of the live file that a
  * provider delivered (their trading dates are the provider's).
