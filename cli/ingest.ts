@@ -10,7 +10,7 @@ import {
 } from "../core/validate.ts";
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import { fake, PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
+import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
 import { type AggregationSummary, openStore, openTelemetry } from "../storage/mod.ts";
 import { aggregationJson, printAggregation, runAggregation } from "./aggregate.ts";
 import { historyDirOf } from "./metrics.ts";
@@ -362,21 +362,12 @@ export async function runPreparedIngest(
     const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
     closeTelemetry = () => telemetry.close();
     const metrics = telemetry.metrics;
-    // The registry's fake factory does not pass the corruption rate on; a corrupting run builds
-    // the fake provider itself.
-    const provider = typeof jobParams.corruptRate === "number" && jobParams.corruptRate > 0 &&
-        prepared.factory.info.name === "fake"
-      ? fake({
-        seed: jobParams.seed as number | undefined,
-        gapRate: jobParams.gapRate as number | undefined,
-        corruptRate: jobParams.corruptRate,
-      })
-      : prepared.factory.create({
-        env: context.env,
-        params: jobParams,
-        metrics,
-        rateLimit: prepared.rateLimit,
-      });
+    const provider = prepared.factory.create({
+      env: context.env,
+      params: jobParams,
+      metrics,
+      rateLimit: prepared.rateLimit,
+    });
     const validator = createValidator({ rules: prepared.validation, metrics });
     const report = progressReporter({ status: context.status, err: context.err });
     const summary = await ingest({ provider, store, validator, metrics }, request, {

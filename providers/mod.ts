@@ -59,11 +59,15 @@ export interface ProviderFactory {
 export const providers = {
   fake: {
     info: fakeInfo,
-    create: ({ params }) =>
-      fake({
-        seed: typeof params.seed === "number" ? params.seed : undefined,
-        gapRate: typeof params.gapRate === "number" ? params.gapRate : undefined,
-      }),
+    create: ({ params, metrics }) =>
+      instrumentFake(
+        fake({
+          seed: typeof params.seed === "number" ? params.seed : undefined,
+          gapRate: typeof params.gapRate === "number" ? params.gapRate : undefined,
+          corruptRate: typeof params.corruptRate === "number" ? params.corruptRate : undefined,
+        }),
+        metrics,
+      ),
   },
   alpaca: alpacaFactory,
   polygon: polygonFactory,
@@ -77,4 +81,24 @@ export const PROVIDER_NAMES: string[] = Object.keys(providers);
 /** The factory of a provider by name, or undefined. */
 export function providerFactory(name: string): ProviderFactory | undefined {
   return (providers as Record<string, ProviderFactory>)[name];
+}
+
+/**
+ * Count each fake fetch as a provider request (status 200) with its latency, like the HTTP
+ * providers do, so dashboards show the demo's activity.
+ */
+function instrumentFake(provider: Provider, metrics: Metrics | undefined): Provider {
+  if (!metrics) return provider;
+  return {
+    ...provider,
+    name: provider.name,
+    async fetchBars(request, options) {
+      const labels = { provider: "fake", feed: request.feed ?? fakeInfo.defaultFeed };
+      const started = performance.now();
+      const bars = await provider.fetchBars(request, options);
+      metrics.requests.inc({ ...labels, status: "200" });
+      metrics.requestLatency.observe(labels, (performance.now() - started) / 1000);
+      return bars;
+    },
+  };
 }
