@@ -427,24 +427,31 @@ export function cleanBars(
   start: string,
   end: string,
 ): Bar[] {
-  const byTs = new Map<number, Bar>();
+  const kept: Bar[] = [];
+  let ordered = true; // strictly increasing ts: the usual case, kept without a Map
+  let previous = -Infinity;
+  let lastHour = NaN;
+  let lastHourDate = "";
   for (const bar of bars) {
     if (bar.symbol !== symbol || bar.timeframe !== timeframe) continue;
     if (bar.tradingDate < start || bar.tradingDate > end) continue;
     if (!Number.isFinite(bar.ts)) continue;
-    if (timeframe !== "1d" && exchangeDateCached(bar.ts) !== bar.tradingDate) continue;
-    byTs.set(bar.ts, bar);
-  }
-  const out = [...byTs.values()];
-  let sorted = true;
-  for (let i = 1; i < out.length; i++) {
-    if (out[i - 1].ts > out[i].ts) {
-      sorted = false;
-      break;
+    if (timeframe !== "1d") {
+      const hour = Math.floor(bar.ts / 3_600_000);
+      if (hour !== lastHour) {
+        lastHour = hour;
+        lastHourDate = exchangeDateCached(bar.ts);
+      }
+      if (lastHourDate !== bar.tradingDate) continue;
     }
+    if (bar.ts <= previous) ordered = false;
+    previous = bar.ts;
+    kept.push(bar);
   }
-  if (!sorted) out.sort((a, b) => a.ts - b.ts);
-  return out;
+  if (ordered) return kept;
+  const byTs = new Map<number, Bar>();
+  for (const bar of kept) byTs.set(bar.ts, bar);
+  return [...byTs.values()].sort((a, b) => a.ts - b.ts);
 }
 
 const _dateCache = new Map<number, string>();

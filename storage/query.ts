@@ -275,12 +275,13 @@ export async function runQuery(
   _checkTimeout(timeoutMs);
   _checkNotEmpty(sql);
   return await _withConnection(engine, timeoutMs, options.signal, async (connection) => {
+    // DuckDB's query() accepts exactly one SELECT (DESCRIBE, SHOW, WITH and VALUES included) and
+    // refuses everything else at parse time, so a statement it prepares needs no further check;
+    // anything it refuses goes through the full check for a precise error (or EXPLAIN).
+    const fast = await _runLimited(connection, sql, limit);
+    if (fast) return fast;
     const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: true });
     try {
-      if (prepared.statementType === StatementType.SELECT) {
-        const fast = await _runLimited(connection, sql, limit);
-        if (fast) return fast;
-      }
       const result = await prepared.stream();
       const columnTypes = result.columnTypes();
       const columns = result.deduplicatedColumnNames().map((name, index) => ({

@@ -81,15 +81,18 @@ export async function openStore(
     async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
       duckdb ??= openDuckDB({ threads: options.threads });
       const result = await writeBars({ dataDir, duckdb: await duckdb, meta }, bars, writeOptions);
-      const newest = new Map<string, { symbol: string; timeframe: string; lastTs: number }>();
+      const newest: { symbol: string; timeframe: string; lastTs: number }[] = [];
+      let entry: { symbol: string; timeframe: string; lastTs: number } | undefined;
       for (const bar of bars) {
-        const key = `${bar.symbol}|${bar.timeframe}`;
-        const entry = newest.get(key);
-        if (!entry) {
-          newest.set(key, { symbol: bar.symbol, timeframe: bar.timeframe, lastTs: bar.ts });
-        } else if (bar.ts > entry.lastTs) entry.lastTs = bar.ts;
+        if (!entry || entry.symbol !== bar.symbol || entry.timeframe !== bar.timeframe) {
+          entry = newest.find((e) => e.symbol === bar.symbol && e.timeframe === bar.timeframe);
+          if (!entry) {
+            newest.push(entry = { symbol: bar.symbol, timeframe: bar.timeframe, lastTs: bar.ts });
+          }
+        }
+        if (bar.ts > entry.lastTs) entry.lastTs = bar.ts;
       }
-      recordFreshness(meta.db, [...newest.values()], Date.now());
+      recordFreshness(meta.db, newest, Date.now());
       return result;
     },
     close() {
