@@ -477,6 +477,12 @@ export const COMMANDS: CommandSpec[] = [
         default: false,
       },
       {
+        name: "aggregate",
+        type: "boolean",
+        description: "Default for jobs started from the web: roll 1m bars up afterwards",
+        default: false,
+      },
+      {
         name: "max-heavy",
         type: "string",
         placeholder: "N",

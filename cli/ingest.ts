@@ -11,8 +11,13 @@ import {
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
-import { type AggregationSummary, openStore, openTelemetry } from "../storage/mod.ts";
-import { aggregationJson, printAggregation, runAggregation } from "./aggregate.ts";
+import {
+  aggregateIngested,
+  type AggregationSummary,
+  openStore,
+  openTelemetry,
+} from "../storage/mod.ts";
+import { aggregationJson, printAggregation } from "./aggregate.ts";
 import { historyDirOf } from "./metrics.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
@@ -415,13 +420,15 @@ export async function runPreparedIngest(
       if (timeframe !== "1m") {
         context.err(`Not aggregating: aggregation rolls up 1m bars, this ingest is ${timeframe}`);
       } else {
-        aggregation = await runAggregation(store, {
-          timeframes: ["5m", "15m", "30m", "1h", "4h", "1d"],
-          symbols: job?.symbols ?? request.symbols,
-          start: job?.start ?? request.start,
-          end: job?.end ?? request.end,
+        const report = progressReporter({ status: context.status, err: context.err });
+        const started = Date.now();
+        // The same roll-up as web jobs with `aggregate: true`.
+        aggregation = await aggregateIngested(store, job ?? request, {
           metrics,
-        }, context);
+          signal: context.signal,
+          onProgress: (done, total) =>
+            report(done, total, `${done}/${total} partition(s) checked`, Date.now() - started),
+        });
       }
     }
     printSummary(summary, request, dataDir, context, aggregation);

@@ -55,6 +55,7 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     maxJobs,
     historyDir: historyDirOf(context),
     legacyMetrics: invocation.flag("legacy-metrics"),
+    ingestDefaults: { aggregate: invocation.flag("aggregate") },
     log: context.err,
   });
   try {

@@ -27,10 +27,12 @@ import {
   openTelemetry,
   readBarRows,
   readCrossCheckBars,
+  readDayCounts,
   readQuarantine,
   readValidationReport,
   type ReportRow,
   saveValidationReport,
+  type Store,
   type ValidationReportRecord,
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
@@ -146,7 +148,10 @@ export async function runValidate(
   }
   const mode = modes[0];
   if (mode !== undefined) {
-    for (const name of ["symbols", "symbols-file", "start", "end", "cross-check"]) {
+    const excluded = ["symbols", "symbols-file", "start", "end", "cross-check"];
+    // --show sets its exit code from the report shown; --list and --rules check nothing.
+    if (mode !== "show") excluded.push("fail-on");
+    for (const name of excluded) {
       if (invocation.options.sources[name] === "flag") {
         throw new UsageError(`Cannot combine --${mode} with --${name}`);
       }
@@ -281,13 +286,22 @@ async function _listReports(invocation: Invocation, context: CommandContext): Pr
 
 async function _showReport(invocation: Invocation, context: CommandContext): Promise<number> {
   const ref = invocation.string("show")!;
+  const failOn = _failOnOption(invocation);
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000);
   const dataDir = dataDirOf(invocation);
   const db = await _openExistingDb(dataDir);
   if (!db) throw new UsageError(`No report "${ref}": ${dataDir} has no metadata database`);
   let record: ValidationReportRecord | undefined;
   try {
-    record = findValidationReport(db, ref);
+    record = findValidationReport(db, ref, {
+      onAmbiguous: (ids) => {
+        throw new UsageError(
+          `Ambiguous report "${ref}": ${
+            ids.length === 10 ? "10 or more" : ids.length
+          } report ids start with it (${ids.join(", ")}); give more of the id`,
+        );
+      },
+    });
   } finally {
     db.close();
   }
@@ -298,8 +312,17 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
   }
   const rows = await readValidationReport(dataDir, record);
   if (context.json) {
-    context.out(JSON.stringify({ ..._reportJson(record, dataDir), rows }, null, 2));
-    return EXIT.ok;
+    context.out(JSON.stringify(
+      {
+        ..._reportJson(record, dataDir),
+        failOn: failOn ?? null,
+        failed: _fails(record, failOn),
+        rows,
+      },
+      null,
+      2,
+    ));
+    return _failExit(record, failOn, context);
   }
   _printReportHeader(record, dataDir, context);
   _printRuleSummary(rows, context);
@@ -318,7 +341,47 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
       context.out(`... ${formatCount(rows.length - limit)} more (--limit N)`);
     }
   }
-  return EXIT.ok;
+  return _failExit(record, failOn, context);
+}
+
+/** `--fail-on warn|error`, checked; undefined when unset. */
+function _failOnOption(invocation: Invocation): "warn" | "error" | undefined {
+  const text = invocation.string("fail-on");
+  if (text !== undefined && text !== "warn" && text !== "error") {
+    throw new UsageError(
+      `Invalid --fail-on "${text}"${didYouMean(text, ["warn", "error"])}: expected warn or error`,
+    );
+  }
+  return text;
+}
+
+/** Whether `record` has findings at or above `failOn`. */
+function _fails(
+  record: Pick<ValidationReportRecord, "errors" | "warnings">,
+  failOn: "warn" | "error" | undefined,
+): boolean {
+  return failOn === "error"
+    ? record.errors > 0
+    : failOn === "warn"
+    ? record.errors + record.warnings > 0
+    : false;
+}
+
+/** The exit code `--fail-on` gives `record`, saying why on stderr when it fails. */
+function _failExit(
+  record: Pick<ValidationReportRecord, "id" | "errors" | "warnings">,
+  failOn: "warn" | "error" | undefined,
+  context: CommandContext,
+): number {
+  if (!_fails(record, failOn)) return EXIT.ok;
+  context.err(
+    `Failing (--fail-on ${failOn}): ${
+      failOn === "error"
+        ? `${record.errors} error(s)`
+        : `${record.errors} error(s) and ${record.warnings} warning(s)`
+    } in report ${record.id}`,
+  );
+  return EXIT.failure;
 }
 
 function _printReportHeader(
@@ -377,15 +440,8 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
   const dataDir = dataDirOf(invocation);
   const settings = validationOption(invocation);
   const rules = effectiveRules(settings);
-  const failOnText = invocation.string("fail-on");
-  if (failOnText !== undefined && failOnText !== "warn" && failOnText !== "error") {
-    throw new UsageError(
-      `Invalid --fail-on "${failOnText}"${
-        didYouMean(failOnText, ["warn", "error"])
-      }: expected warn or error`,
-    );
-  }
-  const failOn = failOnText as "warn" | "error" | undefined;
+  const disabled = new Set(rules.filter((r) => !r.enabled).map((r) => r.id));
+  const failOn = _failOnOption(invocation);
   const crossCheck = invocation.flag("cross-check");
   const session = sessionOption(invocation);
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000);
@@ -436,13 +492,22 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
         "Cannot --cross-check 1m bars: it compares a provider's 5m-1d bars with our aggregation of 1m bars (use --timeframe 1d, or a job of a longer timeframe)",
       );
     }
+    const duckdb = await store.duckdb();
+    await _checkSomethingStored(duckdb, dataDir, {
+      symbols: symbols!,
+      timeframe: timeframe!,
+      range: range!,
+      jobId: job?.id,
+      disabled,
+      // A job's symbol may legitimately have no bars; a symbol asked for by name must have some.
+      every: !job,
+    });
     if (tradingDays(range!.start, range!.end).length === 0 && !job) {
       context.err(`Note: ${range!.start}..${range!.end} has no NYSE trading days`);
     }
     const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
     closeTelemetry = () => telemetry.close();
     const metrics = telemetry.metrics;
-    const duckdb = await store.duckdb();
     const connection = await duckdb.connect();
     const started = performance.now();
     const findingsBySymbol = new Map<string, Finding[]>();
@@ -460,10 +525,11 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
         const files = await listPartitionFiles(dataDir, "bars", timeframe!, symbol, range);
         const stored = (await readBarRows(connection, files, range)).map((row) => row.bar);
         const findings = validateBars(stored, { rules: settings, metrics });
-        const quarantined = await readQuarantine(connection, dataDir, timeframe!, symbol, {
+        // A rejection by a rule switched off now is not a finding of this run.
+        const quarantined = (await readQuarantine(connection, dataDir, timeframe!, symbol, {
           ...range,
           jobId: job?.id,
-        });
+        })).filter((q) => !disabled.has(q.rule));
         for (const q of quarantined) {
           const rule = VALIDATION_RULES.find((r) => r.id === q.rule);
           findings.push({
@@ -524,11 +590,7 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
       findings: findingsBySymbol,
     });
     const elapsedMs = performance.now() - started;
-    const failed = failOn === "error"
-      ? record.errors > 0
-      : failOn === "warn"
-      ? record.errors + record.warnings > 0
-      : false;
+    const failed = _fails(record, failOn);
     if (context.json) {
       context.out(JSON.stringify(
         {
@@ -588,19 +650,57 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
         }`,
       );
     }
-    if (failed) {
-      context.err(
-        `Failing (--fail-on ${failOn}): ${
-          failOn === "error"
-            ? `${record.errors} error(s)`
-            : `${record.errors} error(s) and ${record.warnings} warning(s)`
-        }`,
-      );
-      return EXIT.failure;
-    }
-    return EXIT.ok;
+    return _failExit(record, failOn, context);
   } finally {
     await closeTelemetry();
     store.close();
   }
+}
+
+/**
+ * Refuse to validate what is not there, before anything is written: the symbols (all of them, or
+ * with `every` each one) without stored or quarantined bars of `timeframe` in `range`.
+ */
+async function _checkSomethingStored(
+  duckdb: Awaited<ReturnType<Store["duckdb"]>>,
+  dataDir: string,
+  scope: {
+    symbols: readonly string[];
+    timeframe: Timeframe;
+    range: { start: string; end: string };
+    jobId?: string;
+    disabled: ReadonlySet<string>;
+    every: boolean;
+  },
+): Promise<void> {
+  const { symbols, timeframe, range } = scope;
+  const connection = await duckdb.connect();
+  const empty: string[] = [];
+  try {
+    for (const symbol of symbols) {
+      const days = await readDayCounts(
+        connection,
+        dataDir,
+        timeframe,
+        symbol,
+        range.start,
+        range.end,
+      );
+      if (days.length > 0) continue;
+      const quarantined = await readQuarantine(connection, dataDir, timeframe, symbol, {
+        ...range,
+        jobId: scope.jobId,
+      });
+      if (!quarantined.some((q) => !scope.disabled.has(q.rule))) empty.push(symbol);
+    }
+  } finally {
+    connection.closeSync();
+  }
+  if (empty.length === 0 || (!scope.every && empty.length < symbols.length)) return;
+  const dates = range.start === range.end ? `on ${range.start}` : `in ${range.start}..${range.end}`;
+  throw new UsageError(
+    `Nothing to validate: no stored ${timeframe} bars of ${empty.join(",")} ${dates}${
+      tradingDays(range.start, range.end).length === 0 ? " (no NYSE trading days)" : ""
+    } under ${join(dataDir, "bars", `timeframe=${timeframe}`)}`,
+  );
 }

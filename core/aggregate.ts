@@ -152,12 +152,21 @@ export function aggregateBars(
   return _isSorted(out) ? out : out.sort(_compareBars);
 }
 
+/** Relative excess of an aggregated vwap over [low, high] treated as floating-point drift. */
+export const VWAP_DRIFT = 1e-9;
+
 function _finish(bar: Bar, priceVolume: number, vwapVolume: number): Bar {
   if (vwapVolume > 0) {
-    // A weighted mean of values inside [low, high] stays inside mathematically; the clamp removes
-    // floating-point drift of the last bit so validation never flags an aggregated vwap.
+    // The volume-weighted mean, as is. A mean of vwaps inside [low, high] can leave the range by
+    // floating-point drift only, which is clamped so validation never flags it; an input vwap
+    // outside its own bar's range is kept (and flagged), never hidden by moving the mean.
     const vwap = priceVolume / vwapVolume;
-    bar.vwap = vwap < bar.low ? bar.low : vwap > bar.high ? bar.high : vwap;
+    const drift = VWAP_DRIFT * Math.abs(vwap);
+    bar.vwap = vwap < bar.low && bar.low - vwap <= drift
+      ? bar.low
+      : vwap > bar.high && vwap - bar.high <= drift
+      ? bar.high
+      : vwap;
   }
   return bar;
 }

@@ -105,6 +105,25 @@ Deno.test("aggregateBars() combines open, high, low, close, volume, trade count 
   assert.equal(out.feed, "iex", "carried from the bucket's last bar");
 });
 
+Deno.test("aggregateBars() keeps the volume-weighted vwap when an input vwap lies outside its bar's range", () => {
+  const date = "2024-01-10";
+  const out = aggregateBars([
+    // A provider vwap far above its own high: the mean is not moved into [low, high].
+    bar(date, "09:30", { open: 10, high: 10.5, low: 9.5, close: 10, volume: 100, vwap: 20 }),
+    bar(date, "09:31", { open: 10, high: 10.5, low: 9.5, close: 10, volume: 100, vwap: 10 }),
+  ], "5m");
+  assert.equal(out[0].vwap, 15);
+  assert.equal(out[0].high, 10.5);
+  // Floating-point drift past the range is still clamped: 0.1 x 3 sums to 0.30000000000000004.
+  const drift = aggregateBars(
+    ["09:30", "09:31", "09:32"].map((time) =>
+      bar(date, time, { open: 0.3, high: 0.3, low: 0.3, close: 0.3, volume: 1, vwap: 0.1 + 0.2 })
+    ),
+    "5m",
+  );
+  assert.equal(drift[0].vwap, 0.3);
+});
+
 Deno.test("aggregateBars() gives a null vwap for zero volume and a null trade count when none has one", () => {
   const date = "2024-01-10";
   const zeroVolume = aggregateBars(minutes(date, "09:30", "09:35", { volume: 0 }), "5m");

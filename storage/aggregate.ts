@@ -18,6 +18,7 @@ import { join, relative } from "node:path";
 import { tradingSession, zonedTime } from "../core/calendar.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { runPool } from "../core/pool.ts";
+import { VWAP_DRIFT } from "../core/aggregate.ts";
 import { type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
 import { BAR_COLUMNS, openDuckDB, sqlIdent, sqlString } from "./duckdb.ts";
 import { PARTITION_FILE, partitionDir } from "./layout.ts";
@@ -745,8 +746,8 @@ export function levelSql(
 }
 
 /**
- * Level rows as bars with the stored columns in file order; vwap is `pv / vv` clamped to
- * [low, high] (NULL without volume), as `core/aggregate.ts` computes it.
+ * Level rows as bars with the stored columns in file order; vwap is `pv / vv` (NULL without
+ * volume), clamped to [low, high] only within floating-point drift, as `core/aggregate.ts` does.
  */
 export function barsFromLevelSql(
   level: string,
@@ -761,7 +762,10 @@ export function barsFromLevelSql(
 ): string {
   const { source } = options;
   return `SELECT symbol, timezone('UTC', epoch_ms(t)) AS ts, open, high, low, close, volume,
-      CASE WHEN vv > 0 THEN greatest(least(pv / vv, high), low) END AS vwap,
+      CASE WHEN vv > 0 THEN CASE
+        WHEN pv / vv > high AND pv / vv - high <= ${VWAP_DRIFT} * abs(pv / vv) THEN high
+        WHEN pv / vv < low AND low - pv / vv <= ${VWAP_DRIFT} * abs(pv / vv) THEN low
+        ELSE pv / vv END END AS vwap,
       trade_count, ${sqlString(options.timeframe)} AS timeframe, trading_date, session,
       ${source ? sqlString(source.provider) : "provider"} AS provider,
       ${source ? sqlString(source.feed) : "feed"} AS feed,

@@ -125,7 +125,7 @@ function expectedRollup(bars: readonly Bar[], timeframe: Timeframe): Bar[] {
       low,
       close: last.close,
       volume: group.reduce((n, b) => n + b.volume, 0),
-      vwap: vv > 0 ? Math.min(high, Math.max(low, pv / vv)) : null,
+      vwap: vv > 0 ? pv / vv : null,
       tradeCount: trades,
       session: timeframe === "1d" ? "regular" : first.session,
     });
@@ -145,6 +145,12 @@ function testBars(symbol: string): Bar[] {
     const b = bars[i];
     bars[i] = { ...b, volume: 0, open: b.close, high: b.close, low: b.close, tradeCount: null };
   }
+  // A provider vwap outside its own bar's range, with most of the bucket's volume: the mean
+  // leaves the bucket's range and must be stored as it is, not clamped.
+  for (let i = 50; i < bars.length; i += 401) {
+    const b = bars[i];
+    bars[i] = { ...b, volume: 1e9, vwap: b.high * 1.5 };
+  }
   return bars;
 }
 
@@ -161,6 +167,10 @@ Deno.test("aggregatePartitions() matches a plain TypeScript roll-up for every ti
         const expected = expectedRollup(minutes, timeframe);
         const actual = await stored(store, timeframe, symbol);
         assert.equal(actual.length, expected.length, `${symbol} ${timeframe}`);
+        assert.ok(
+          actual.some((a) => a.vwap !== null && a.vwap > a.high),
+          `${symbol} ${timeframe}: a bucket whose mean vwap is above its high keeps it`,
+        );
         for (let i = 0; i < expected.length; i++) {
           const e = expected[i];
           const a = actual[i];

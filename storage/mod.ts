@@ -101,3 +101,9 @@ export {
   type StoredRow,
 } from "./reports_bars.ts";
 export { readDayCounts, readKnownEmptyDays } from "./reports_gaps.ts";
+export { readStoredDayCounts } from "./coverage.ts";
+export {
+  aggregateIngested,
+  type AggregateIngestedOptions,
+  type IngestedRange,
+} from "./aggregate_ingested.ts";

@@ -11,7 +11,7 @@ import type { RejectedBar } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import { sqlString } from "./duckdb.ts";
 import { type PartitionWriter, replacePartition, SCHEMA_VERSION } from "./partitions.ts";
-import { listPartitionFiles, readBarRows } from "./reports_bars.ts";
+import { listPartitionFiles, readBarsFrom } from "./reports_bars.ts";
 
 /** Name of the quarantine tree inside the data directory. */
 export const QUARANTINE_DIR = "quarantine";
@@ -135,7 +135,12 @@ export interface ReadQuarantineOptions {
   jobId?: string;
 }
 
-/** Quarantined bars of `symbol` and `timeframe`, in ts order. */
+/**
+ * Quarantined bars of `symbol` and `timeframe`, in ts order. A rejection is left out once a newer
+ * ingest stored bars over it: a bar with the same key, or (another job) bars of the same trading
+ * date, since a day is always fetched whole and a defect may have moved the key (an off-grid ts).
+ * The defect was fixed at the source, so the stale row no longer describes the data.
+ */
 export async function readQuarantine(
   connection: DuckDBConnection,
   dataDir: string,
@@ -144,7 +149,19 @@ export async function readQuarantine(
   options: ReadQuarantineOptions = {},
 ): Promise<QuarantinedBar[]> {
   const files = await listPartitionFiles(dataDir, "quarantine", timeframe, symbol, options);
-  const rows = await readBarRows(connection, files, {
+  if (files.length === 0) return [];
+  const barFiles = await listPartitionFiles(dataDir, "bars", timeframe, symbol, options);
+  const quarantined = `read_parquet([${
+    files.map(sqlString).join(", ")
+  }], hive_partitioning = false)`;
+  const stored = `read_parquet([${barFiles.map(sqlString).join(", ")}], hive_partitioning = false)`;
+  const from = barFiles.length === 0 ? quarantined : `(SELECT q.* FROM ${quarantined} AS q
+      ANTI JOIN ${stored} AS b ON b.ts = q.ts AND b.ingested_at > q.ingested_at
+      ANTI JOIN (SELECT trading_date, ingest_id, max(ingested_at) AS ingested_at FROM ${stored}
+          GROUP BY trading_date, ingest_id) AS d
+        ON d.trading_date = q.trading_date AND d.ingest_id <> q.ingest_id
+          AND d.ingested_at > q.ingested_at) AS live`;
+  const rows = await readBarsFrom(connection, from, {
     start: options.start,
     end: options.end,
     where: options.jobId === undefined ? undefined : `ingest_id = ${sqlString(options.jobId)}`,

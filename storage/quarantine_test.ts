@@ -4,7 +4,7 @@ import { zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
 import { BAR_COLUMNS, openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
-import type { PartitionWriter } from "./partitions.ts";
+import { type PartitionWriter, writeBars } from "./partitions.ts";
 import { quarantineDir, readQuarantine, writeQuarantine } from "./quarantine.ts";
 
 async function withWriter(fn: (writer: PartitionWriter) => Promise<void>): Promise<void> {
@@ -113,6 +113,44 @@ Deno.test("writeQuarantine() merges into a partition: a key appears once, the la
         jobId: "job-1",
       });
       assert.deepEqual(byJob.map((r) => r.detail), ["kept"]);
+    } finally {
+      connection.closeSync();
+    }
+  });
+});
+
+Deno.test("readQuarantine() leaves out a rejection once a newer ingest stored its key or its day in bars/", async () => {
+  await withWriter(async (writer) => {
+    const at = (ms: number): PartitionWriter => ({ ...writer, now: () => ms });
+    // Stored first, rejected later: the rejection is the newer word and stays.
+    await writeBars(at(Date.UTC(2024, 2, 5)), [bar("2024-03-05", "10:02", { low: 99 })], {
+      jobId: "job-0",
+    });
+    await writeQuarantine(at(Date.UTC(2024, 2, 6)), [
+      { bar: bar("2024-03-04", "10:00"), rule: "positive_prices", detail: "fixed later" },
+      {
+        bar: bar("2024-03-04", "10:03", { ts: zonedTime("2024-03-04", "10:03") + 30_000 }),
+        rule: "ts_alignment",
+        detail: "off the grid, day fetched again",
+      },
+      { bar: bar("2024-03-05", "10:02"), rule: "positive_prices", detail: "rejected later" },
+      { bar: bar("2024-03-05", "10:00"), rule: "positive_prices", detail: "never fetched again" },
+    ], { jobId: "job-1" });
+    await writeBars(
+      at(Date.UTC(2024, 2, 7)),
+      [bar("2024-03-04", "10:00", { low: 99 }), bar("2024-03-04", "10:03", { low: 99 })],
+      { jobId: "job-2" },
+    );
+    const connection = await writer.duckdb.connect();
+    try {
+      const rows = await readQuarantine(connection, writer.dataDir, "1m", "AAPL");
+      assert.deepEqual(rows.map((r) => r.detail), ["never fetched again", "rejected later"]);
+      const byJob = await readQuarantine(connection, writer.dataDir, "1m", "AAPL", {
+        jobId: "job-1",
+        start: "2024-03-04",
+        end: "2024-03-05",
+      });
+      assert.deepEqual(byJob.map((r) => r.detail), ["never fetched again", "rejected later"]);
     } finally {
       connection.closeSync();
     }

@@ -119,13 +119,20 @@ export function listValidationReports(
   ).all(...params, options.limit ?? 20).map(_recordFrom);
 }
 
+/** Options of {@link findValidationReport}. */
+export interface FindValidationReportOptions {
+  /** Called with the matching ids (at most 10, newest first) when `ref` is a prefix of several. */
+  onAmbiguous?: (ids: string[]) => void;
+}
+
 /**
  * A report by id, unique id prefix, or the id of the job it validated (its newest report);
- * undefined when none matches.
+ * undefined when none matches, or when a prefix matches several (after `onAmbiguous`).
  */
 export function findValidationReport(
   db: DatabaseSync,
   ref: string,
+  options: FindValidationReportOptions = {},
 ): ValidationReportRecord | undefined {
   const exact = db.prepare("SELECT * FROM validation_reports WHERE id = ?").get(ref);
   if (exact) return _recordFrom(exact);
@@ -134,9 +141,12 @@ export function findValidationReport(
   ).get(ref);
   if (byJob) return _recordFrom(byJob);
   const prefixed = db.prepare(
-    "SELECT * FROM validation_reports WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+    `SELECT * FROM validation_reports WHERE id LIKE ? ESCAPE '\\'
+     ORDER BY created_at DESC, id DESC LIMIT 10`,
   ).all(ref.replace(/[\\%_]/g, "\\$&") + "%");
-  return prefixed.length === 1 ? _recordFrom(prefixed[0]) : undefined;
+  if (prefixed.length === 1) return _recordFrom(prefixed[0]);
+  if (prefixed.length > 1) options.onAmbiguous?.(prefixed.map((row) => row.id as string));
+  return undefined;
 }
 
 /** A row of a report CSV. */

@@ -109,6 +109,14 @@ Deno.test("listValidationReports() lists the newest first", async () => {
     const newer = await saveValidationReport(db, dataDir, { ...base, createdAt: 2_000 });
     assert.deepEqual(listValidationReports(db).map((r) => r.id), [newer.id, older.id]);
     assert.deepEqual(listValidationReports(db, { limit: 1 }).map((r) => r.id), [newer.id]);
+    // A prefix of both is ambiguous: no report, and the caller hears the matches, newest first.
+    let matches: string[] = [];
+    const found = findValidationReport(db, "v19700101-00000", {
+      onAmbiguous: (ids) => matches = ids,
+    });
+    assert.equal(found, undefined);
+    assert.deepEqual(matches, [newer.id, older.id]);
+    assert.equal(findValidationReport(db, "v19700101-000001")?.id, older.id);
   });
 });
 

@@ -150,8 +150,9 @@ Deno.test("ingest quarantines injected bad bars by rule, stores the good ones, a
     "--data-dir",
     dir,
   ]);
-  // Quarantined bars stay errors in the report even with the rules off now.
-  assert.equal(warnOnly.code, 1, warnOnly.stdout);
+  // Quarantined bars of rules switched off now are not findings of this run.
+  assert.equal(warnOnly.code, 0, warnOnly.stdout + warnOnly.stderr);
+  assert.match(warnOnly.stdout, / 0 error\(s\)/);
 
   // --list shows the reports newest first; --show prints the per-rule summary.
   const list = await runCli(["validate", "--list", "--data-dir", dir]);
@@ -162,11 +163,105 @@ Deno.test("ingest quarantines injected bad bars by rule, stores the good ones, a
   assert.match(list.stdout, new RegExp(summary.job.id));
   const show = await runCli(["validate", "--show", summary.job.id, "--data-dir", dir]);
   assert.equal(show.code, 0, show.stderr);
+  // --show honours --fail-on: the job's report has errors.
+  const showFail = await runCli([
+    "validate",
+    "--show",
+    summary.job.id,
+    "--fail-on",
+    "error",
+    "--data-dir",
+    dir,
+  ]);
+  assert.equal(showFail.code, 1, showFail.stderr);
+  assert.match(showFail.stderr, /Failing \(--fail-on error\): \d+ error\(s\) in report v\S+/);
   assert.match(
     show.stdout,
     new RegExp(`ohlc_consistency +error +${countBy(errors).ohlc_consistency}`),
   );
   assert.match(show.stdout, new RegExp(`extreme_move +warn +${countBy(warnings).extreme_move}`));
+});
+
+Deno.test("validate forgets quarantined bars a forced re-ingest fixed, refuses symbols without bars, and --show honours --fail-on", async () => {
+  const dir = await tempDir();
+  const day = ["--symbols", "AAPL", "--start", "2024-03-04"];
+  const reports = async () => {
+    const list = await runCli(["validate", "--list", "--json", "--data-dir", dir]);
+    assert.equal(list.code, 0, list.stderr);
+    return json<{ id: string; errors: number }[]>(list);
+  };
+  const corrupt = await runCli(["ingest", ...day, "--fake-corrupt-rate", "0.1", "--data-dir", dir]);
+  assert.equal(corrupt.code, 0, corrupt.stderr);
+  const before = await runCli(["validate", ...day, "--fail-on", "error", "--data-dir", dir]);
+  assert.equal(before.code, 1, before.stdout);
+  const fixed = await runCli(["ingest", ...day, "--force", "--data-dir", dir]);
+  assert.equal(fixed.code, 0, fixed.stderr);
+  const after = await runCli([
+    "validate",
+    ...day,
+    "--fail-on",
+    "error",
+    "--json",
+    "--data-dir",
+    dir,
+  ]);
+  assert.equal(after.code, 0, after.stdout + after.stderr);
+  const clean = json<{ id: string; errors: number; quarantined: number; bars: number }>(after);
+  assert.deepEqual([clean.errors, clean.quarantined], [0, 0]);
+  assert.ok(clean.bars > 900, `${clean.bars} bars`);
+
+  const [newest, oldest] = await reports();
+  assert.equal(newest.id, clean.id);
+  assert.ok(oldest.errors > 0);
+  const showOld = await runCli([
+    "validate",
+    "--show",
+    oldest.id,
+    "--fail-on",
+    "error",
+    "--data-dir",
+    dir,
+  ]);
+  assert.equal(showOld.code, 1, showOld.stderr);
+  const showNew = await runCli([
+    "validate",
+    "--show",
+    clean.id,
+    "--fail-on",
+    "error",
+    "--data-dir",
+    dir,
+  ]);
+  assert.equal(showNew.code, 0, showNew.stderr);
+
+  // Usage errors: one line, exit 2, no report written.
+  const cases: [string[], RegExp][] = [
+    [
+      ["validate", "--symbols", "AAPLL", "--start", "2024-03-04", "--end", "2024-03-05"],
+      /^error: Nothing to validate: no stored 1m bars of AAPLL in 2024-03-04\.\.2024-03-05 /,
+    ],
+    [
+      ["validate", "--symbols", "AAPL,MSFT", "--start", "2024-03-04"],
+      /Nothing to validate: no stored 1m bars of MSFT on 2024-03-04 /,
+    ],
+    [
+      ["validate", "--symbols", "AAPL", "--start", "2024-04-01", "--end", "2024-04-05"],
+      /Nothing to validate: no stored 1m bars of AAPL in 2024-04-01\.\.2024-04-05 /,
+    ],
+    [["validate", "--list", "--fail-on", "error"], /Cannot combine --list with --fail-on/],
+    [["validate", "--rules", "--fail-on", "warn"], /Cannot combine --rules with --fail-on/],
+    [
+      ["validate", "--show", "v"],
+      new RegExp(`Ambiguous report "v": .*(${newest.id}, ${oldest.id})`),
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const result = await runCli([...args, "--data-dir", dir]);
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message);
+    assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+  }
+  assert.deepEqual((await reports()).map((r) => r.id), [newest.id, oldest.id]);
 });
 
 Deno.test("validate finds nothing in clean data, writes header-only CSVs and exits 0 with --fail-on warn", async () => {

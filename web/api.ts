@@ -4,19 +4,26 @@
  * @module
  */
 import type { Context, Hono } from "hono";
-import { buildIngestRequest, type IngestInput } from "../cli/ingest.ts";
+import { buildIngestRequest, type IngestInput, type PreparedIngest } from "../cli/ingest.ts";
 import { addDays, exchangeDate } from "../core/calendar.ts";
 import { JOB_STATUSES, type JobRecord, type JobStatus, type TaskRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import { formatCsv, runQuery, type StoredBarSeries } from "../storage/mod.ts";
+import {
+  formatCsv,
+  readKnownEmptyDays,
+  readStoredDayCounts,
+  runQuery,
+  type StoredBarSeries,
+} from "../storage/mod.ts";
 import { BAR_FORMATS, barsPage, formatFromAccept } from "./bars.ts";
 import type { WebContext } from "./context.ts";
-import { coverageCalendar, summarizeCoverage } from "./coverage.ts";
+import { coverageCalendar, type CoverageDay, summarizeCoverage } from "./coverage.ts";
 import { badRequest, HttpError, notFound } from "./errors.ts";
 import { href } from "./html.ts";
 import {
   checkKnownParams,
   checkRange,
+  checkSingleParams,
   encodeCursor,
   parseChoice,
   parseCursor,
@@ -35,6 +42,12 @@ const MAX_COVERAGE_DAYS = 7_400;
 export function registerApi(app: Hono, ctx: WebContext): void {
   const { deps, limits } = ctx;
 
+  // Every API parameter is single-valued; a repeated one is ambiguous, not "the first wins".
+  app.use("/api/*", async (c, next) => {
+    checkSingleParams(c.req.queries());
+    await next();
+  });
+
   app.get("/api/symbols", async (c) => {
     checkKnownParams(c.req.query(), []);
     const series = await heavy(ctx, () => deps.data.series());
@@ -47,12 +60,22 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     const series = await heavy(ctx, () => deps.data.series());
     const mine = series.filter((s) => s.symbol === symbol);
     if (mine.length === 0) throw notFound(`No bars stored for symbol ${symbol}`);
-    const coverage = deps.data.meta.coverageSummary(symbol).map((row) => ({
-      timeframe: row.timeframe,
-      first_day: row.firstDay,
-      last_day: row.lastDay,
-      days_with_bars: row.daysWithBars,
-    }));
+    // From the stored bars of every timeframe, aggregated and provider ones alike.
+    const coverage = [];
+    for (const s of _byTimeframe(mine)) {
+      const range = { start: exchangeDate(s.firstTs), end: exchangeDate(s.lastTs) };
+      const counts = await heavy(
+        ctx,
+        () =>
+          deps.data.withEngine((engine) => readStoredDayCounts(engine, s.timeframe, symbol, range)),
+      );
+      coverage.push({
+        timeframe: s.timeframe,
+        first_day: range.start,
+        last_day: range.end,
+        days_with_bars: counts.filter((count) => count.bars > 0).length,
+      });
+    }
     return c.json({ ...symbolJson(groupBySymbol(mine)[0]), coverage });
   });
 
@@ -104,11 +127,11 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     return new Response(page.body, { status: 200, headers });
   });
 
-  app.get("/api/coverage", (c) => {
+  app.get("/api/coverage", async (c) => {
     const query = c.req.query();
     checkKnownParams(query, ["symbol", "timeframe", "start", "end"]);
     const symbol = parseSymbol(query.symbol);
-    const result = coverageOf(ctx, symbol, {
+    const result = await coverageOf(ctx, symbol, {
       timeframe: parseTimeframe(query.timeframe),
       start: parseDate(query.start, "start"),
       end: parseDate(query.end, "end"),
@@ -158,12 +181,7 @@ export function registerApi(app: Hono, ctx: WebContext): void {
 
   app.post("/api/jobs", async (c) => {
     checkKnownParams(c.req.query(), []);
-    const body = await jsonBody(c);
-    const input = ingestInputFromJson(body);
-    const prepared = await buildIngestRequest(input, {
-      label: (name) => name.replaceAll("-", "_"),
-    });
-    const result = await deps.jobs.start(prepared);
+    const result = await deps.jobs.start(await prepareJob(ctx, await jsonBody(c)));
     if (result.kind === "up-to-date") {
       return c.json({
         status: "up-to-date",
@@ -284,6 +302,7 @@ export function jobJson(ctx: WebContext, job: JobRecord) {
     pid: job.pid,
     error: job.error,
     cancellable: ctx.deps.jobs.isRunningHere(job.id),
+    aggregating: ctx.deps.jobs.isAggregating(job.id),
   };
 }
 
@@ -375,38 +394,72 @@ function symbolJson(group: { symbol: string; series: StoredBarSeries[] }) {
   };
 }
 
-/** Coverage of a symbol with defaults: shortest recorded timeframe, recorded first to last day. */
-export function coverageOf(
+/**
+ * Coverage of a symbol with defaults: shortest stored timeframe, its first to last stored day.
+ * Counted from the stored bars (so aggregated timeframes count too), as `marketpipe gaps` does.
+ */
+export async function coverageOf(
   ctx: WebContext,
   symbol: string,
   options: { timeframe?: Timeframe; start?: string; end?: string },
-) {
+): Promise<{ timeframe: Timeframe; start: string; end: string; days: CoverageDay[] }> {
   checkRange(options.start, options.end);
-  const summary = ctx.deps.data.meta.coverageSummary(symbol);
-  const byOrder = [...summary].sort((a, b) =>
-    TIMEFRAMES.indexOf(a.timeframe) - TIMEFRAMES.indexOf(b.timeframe)
-  );
-  const timeframe = options.timeframe ?? byOrder[0]?.timeframe ?? "1m";
-  const recorded = summary.find((row) => row.timeframe === timeframe);
-  if (!recorded && (options.start === undefined || options.end === undefined)) {
-    throw notFound(
-      `No ${timeframe} coverage recorded for ${symbol}; give start and end to see the calendar anyway`,
+  let { start, end } = options;
+  let timeframe = options.timeframe;
+  if (timeframe === undefined || start === undefined || end === undefined) {
+    const mine = _byTimeframe(
+      (await ctx.deps.data.series()).filter((s) => s.symbol === symbol),
     );
+    timeframe ??= mine[0]?.timeframe ?? "1m";
+    const stored = mine.find((s) => s.timeframe === timeframe);
+    if (!stored && (start === undefined || end === undefined)) {
+      throw notFound(
+        `No ${timeframe} bars stored for ${symbol}; give start and end to see the calendar anyway`,
+      );
+    }
+    end ??= exchangeDate(stored!.lastTs);
+    start ??= exchangeDate(stored!.firstTs);
   }
-  const today = exchangeDate(ctx.now());
-  const end = options.end ?? recorded!.lastDay;
-  const start = options.start ?? recorded!.firstDay;
   if (start > end) throw badRequest(`Invalid range: start ${start} is after end ${end}`);
   if (addDays(start, MAX_COVERAGE_DAYS) < end) {
     throw badRequest(`Invalid range ${start}..${end}: at most ${MAX_COVERAGE_DAYS} days at once`);
   }
-  const rows = ctx.deps.data.meta.coverageDays(symbol, { timeframe, start, end });
-  return {
+  const days = await storedCoverage(ctx, symbol, { timeframe, start, end });
+  return { timeframe, start, end, days };
+}
+
+/**
+ * The coverage calendar of a symbol's stored `timeframe` over [start, end]: regular-session bars
+ * per day from its Parquet files, days the provider answered empty from the ingest records.
+ */
+export async function storedCoverage(
+  ctx: WebContext,
+  symbol: string,
+  options: { timeframe: Timeframe; start: string; end: string },
+): Promise<CoverageDay[]> {
+  const { timeframe, start, end } = options;
+  const counts = await heavy(
+    ctx,
+    () =>
+      ctx.deps.data.withEngine((engine) =>
+        readStoredDayCounts(engine, timeframe, symbol, { start, end })
+      ),
+  );
+  const knownEmpty = readKnownEmptyDays(ctx.deps.data.meta.db, timeframe, [symbol], start, end);
+  return coverageCalendar(counts, {
     timeframe,
     start,
     end,
-    days: coverageCalendar(rows, { timeframe, start, end, today }),
-  };
+    today: exchangeDate(ctx.now()),
+    knownEmpty: knownEmpty.get(symbol),
+  });
+}
+
+/** Series in timeframe order, shortest first. */
+function _byTimeframe(series: readonly StoredBarSeries[]): StoredBarSeries[] {
+  return [...series].sort((a, b) =>
+    TIMEFRAMES.indexOf(a.timeframe) - TIMEFRAMES.indexOf(b.timeframe)
+  );
 }
 
 const _JSON_KEYS: Record<string, keyof IngestInput> = {
@@ -449,24 +502,48 @@ async function jsonBody(c: Context): Promise<Record<string, unknown>> {
 }
 
 /**
+ * The ingest a job request asks for (JSON body or form fields), validated by the same builder
+ * the CLI uses; `aggregate` defaults to the server's (config `aggregate`). 400 for an explicit
+ * `aggregate` of an ingest that is not 1m, as `ingest --aggregate` refuses it.
+ */
+export async function prepareJob(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<Omit<PreparedIngest, "dataDir">> {
+  const { aggregate, ...input } = ingestInputFromJson(body);
+  const prepared = await buildIngestRequest(input, {
+    label: (name) => name.replaceAll("-", "_"),
+  });
+  const timeframe = prepared.request.timeframe;
+  if (aggregate === true && prepared.request.resumeJobId === undefined && timeframe !== "1m") {
+    throw badRequest(`Cannot aggregate a ${timeframe} ingest: aggregation rolls up 1m bars`);
+  }
+  return { ...prepared, aggregate: aggregate ?? ctx.deps.ingestDefaults?.aggregate ?? false };
+}
+
+/**
  * Ingest options from a JSON object or form fields (snake_case keys), checked for type; the
  * values are then validated by the same builder the CLI uses.
  */
-export function ingestInputFromJson(body: Record<string, unknown>): IngestInput {
-  const input: IngestInput = {};
+export function ingestInputFromJson(
+  body: Record<string, unknown>,
+): IngestInput & { aggregate?: boolean } {
+  const input: IngestInput & { aggregate?: boolean } = {};
   for (const [key, value] of Object.entries(body)) {
-    const name = _JSON_KEYS[key];
+    const name = key === "aggregate" ? "aggregate" : _JSON_KEYS[key];
     if (name === undefined) {
       throw badRequest(
-        `Unknown field ${shown(key)}: expected ${Object.keys(_JSON_KEYS).join(", ")}`,
+        `Unknown field ${shown(key)}: expected ${
+          [...Object.keys(_JSON_KEYS), "aggregate"].join(", ")
+        }`,
       );
     }
     if (value === null || value === undefined || value === "") continue;
-    if (name === "force") {
-      if (typeof value === "boolean") input.force = value;
-      else if (value === "true" || value === "on") input.force = true;
-      else if (value === "false") input.force = false;
-      else throw badRequest(`Invalid force ${shown(String(value))}: expected true or false`);
+    if (name === "force" || name === "aggregate") {
+      if (typeof value === "boolean") input[name] = value;
+      else if (value === "true" || value === "on") input[name] = true;
+      else if (value === "false") input[name] = false;
+      else throw badRequest(`Invalid ${name} ${shown(String(value))}: expected true or false`);
     } else if (name === "symbols") {
       if (typeof value === "string") input.symbols = value;
       else if (Array.isArray(value) && value.every((v) => typeof v === "string")) {

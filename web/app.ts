@@ -1,6 +1,5 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { UsageError } from "../core/errors.ts";
 import { QueryRejectedError, QuerySqlError, QueryTimeoutError, runQuery } from "../storage/mod.ts";
 import { registerApi } from "./api.ts";
@@ -114,19 +113,46 @@ export function createApp(deps: AppDeps): Hono {
     await next();
   });
 
-  const limitBody = bodyLimit({
-    maxSize: limits.maxBodyBytes,
-    onError: () => {
-      throw new HttpError(
+  // Not hono's bodyLimit: it rebuilds a chunked request with `new Request(raw, ...)`, which reads
+  // `request.signal` and makes Deno print its legacy abort-behaviour warning on every such request.
+  app.use("*", async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD" || !c.req.raw.body) return await next();
+    const tooLarge = () =>
+      new HttpError(
         413,
         "payload_too_large",
         `Request body too large: at most ${limits.maxBodyBytes} bytes`,
       );
-    },
-  });
-  app.use("*", async (c, next) => {
-    if (c.req.method === "GET" || c.req.method === "HEAD") return await next();
-    return await limitBody(c, next);
+    const length = c.req.header("content-length");
+    if (length !== undefined && !c.req.raw.headers.has("transfer-encoding")) {
+      if (Number(length) > limits.maxBodyBytes) throw tooLarge();
+      return await next();
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const reader = c.req.raw.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > limits.maxBodyBytes) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    const body = new Uint8Array(size);
+    let at = 0;
+    for (const chunk of chunks) {
+      body.set(chunk, at);
+      at += chunk.length;
+    }
+    c.req.raw = new Request(c.req.url, {
+      method: c.req.method,
+      headers: c.req.raw.headers,
+      body,
+    });
+    await next();
   });
 
   app.get("/healthz", (c) => {

@@ -21,6 +21,7 @@ import {
   Utf8,
   vectorFromArray,
 } from "apache-arrow";
+import { HttpError } from "./errors.ts";
 import {
   type BarColumns,
   barsPageEnd,
@@ -62,7 +63,10 @@ export const BAR_FIELDS = [
   "session",
 ] as const;
 
-/** The format an `Accept` header asks for, or undefined when it names none of ours. */
+/**
+ * The format an `Accept` header asks for (JSON for a wildcard), or undefined without one; a 406
+ * `HttpError` when it accepts none of ours.
+ */
 export function formatFromAccept(accept: string | undefined): BarFormat | undefined {
   if (!accept) return undefined;
   const wanted = accept.split(",").map((part) => {
@@ -76,8 +80,16 @@ export function formatFromAccept(accept: string | undefined): BarFormat | undefi
     }
     if (type === "application/x-parquet") return "parquet";
     if (type === "application/vnd.apache.arrow.file") return "arrow";
+    if (type === "*/*" || type === "application/*") return "json";
+    if (type === "text/*") return "csv";
   }
-  return undefined;
+  throw new HttpError(
+    406,
+    "not_acceptable",
+    `Cannot serve Accept ${JSON.stringify(accept)}: expected ${
+      Object.values(BAR_MEDIA_TYPES).join(", ")
+    } (or the format parameter)`,
+  );
 }
 
 /** A page about to be sent: its body and the cursor of the page after it. */

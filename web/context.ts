@@ -71,6 +71,8 @@ export interface AppDeps {
   heavy?: Limiter;
   /** Validation reports, when validation stores them. */
   validation?: ValidationSource;
+  /** Defaults of jobs started from the web: `aggregate` as config `aggregate` sets it. */
+  ingestDefaults?: { aggregate?: boolean };
   /** Where unexpected errors are logged (default: nowhere). */
   log?: (line: string) => void;
   /** Whether the server is shutting down (`/readyz` answers 503). */

@@ -1,11 +1,12 @@
 /**
  * The coverage calendar: per date, whether bars are stored in full, in part, not at all, or the
- * exchange was closed. Pure: recorded coverage in, days out.
+ * exchange was closed. Pure: stored bars per day in, days out.
  *
  * @module
  */
-import { addDays, holidaysOf, isTradingDay, tradingSession, weekday } from "../core/calendar.ts";
-import { type Timeframe, TIMEFRAME_MINUTES } from "../core/types.ts";
+import { addDays, holidaysOf, isTradingDay, weekday } from "../core/calendar.ts";
+import type { Timeframe } from "../core/types.ts";
+import { type DayCount, expectedRegularBars, findGaps } from "../core/validate_gaps.ts";
 
 /** What a date looks like in the coverage calendar. */
 export type DayStatus =
@@ -21,8 +22,10 @@ export type DayStatus =
 export interface CoverageDay {
   date: string;
   status: DayStatus;
-  /** Bars recorded for the day (0 when none or not ingested). */
+  /** Bars stored for the day, all sessions (0 when none). */
   bars: number;
+  /** Bars of the regular session stored for the day; what `status` compares with `expected`. */
+  regular: number;
   /** Bars a complete regular session has in this timeframe (0 on closed days). */
   expected: number;
   /** Name of the holiday when the exchange was closed on a weekday. */
@@ -34,26 +37,42 @@ export type CoverageSummary = Record<DayStatus, number>;
 
 /**
  * Bars a complete regular session (09:30 to the close, early closes included) has in
- * `timeframe`; 1 for daily bars, 0 when the exchange is closed.
+ * `timeframe`; 1 for daily bars, 0 when the exchange is closed. The target `marketpipe gaps` uses.
  */
-export function expectedBars(date: string, timeframe: Timeframe): number {
-  const session = tradingSession(date);
-  if (!session) return 0;
-  if (timeframe === "1d") return 1;
-  return Math.ceil((session.close - session.open) / 60_000 / TIMEFRAME_MINUTES[timeframe]);
+export const expectedBars: (date: string, timeframe: Timeframe) => number = expectedRegularBars;
+
+/** Options of {@link coverageCalendar}. */
+export interface CoverageCalendarOptions {
+  timeframe: Timeframe;
+  start: string;
+  end: string;
+  /** Exchange date of now; later trading days are `future`. */
+  today: string;
+  /** Trading days a provider answered with no bars (recorded by ingest). */
+  knownEmpty?: ReadonlySet<string>;
+  /** Smallest share of the regular session a `full` day has; default 0.9, as `marketpipe gaps`. */
+  minCoverage?: number;
 }
 
 /**
- * The calendar of [start, end] from recorded day counts. `full`: at least half the bars of a
- * regular session (providers differ in extended hours; a sparse feed is still a stored day);
- * `partial`: some bars but fewer; `empty`: ingested, but the provider had no bars; `missing`: a
- * past trading day never ingested; `future`: after `today`.
+ * The calendar of [start, end] from stored bars per day, classified as `marketpipe gaps` does
+ * (same `findGaps`): `full`: the regular session covered to `minCoverage` (intraday) or a bar
+ * (daily); `partial`: bars, but too little of the regular session (pre/post bars do not count);
+ * `empty`: the provider answered with no bars; `missing`: a past trading day without bars;
+ * `future`: after `today`.
  */
 export function coverageCalendar(
-  recorded: readonly { tradingDate: string; bars: number }[],
-  options: { timeframe: Timeframe; start: string; end: string; today: string },
+  counts: readonly DayCount[],
+  options: CoverageCalendarOptions,
 ): CoverageDay[] {
-  const bars = new Map(recorded.map((row) => [row.tradingDate, row.bars]));
+  const byDate = new Map(counts.map((count) => [count.date, count]));
+  const gaps = findGaps("", options.start, options.end, counts, {
+    timeframe: options.timeframe,
+    minCoverage: options.minCoverage,
+    knownEmpty: options.knownEmpty,
+  });
+  const low = new Set(gaps.lowCoverage.map((day) => day.date));
+  const knownEmpty = new Set(gaps.knownEmpty);
   const holidays = new Map<string, string>();
   for (
     let year = Number(options.start.slice(0, 4));
@@ -66,20 +85,28 @@ export function coverageCalendar(
   for (let date = options.start; date <= options.end; date = addDays(date, 1)) {
     const day = weekday(date);
     if (day === 0 || day === 6) {
-      days.push({ date, status: "weekend", bars: 0, expected: 0 });
+      days.push({ date, status: "weekend", bars: 0, regular: 0, expected: 0 });
       continue;
     }
     if (!isTradingDay(date)) {
-      days.push({ date, status: "holiday", bars: 0, expected: 0, holiday: holidays.get(date) });
+      days.push({
+        date,
+        status: "holiday",
+        bars: 0,
+        regular: 0,
+        expected: 0,
+        holiday: holidays.get(date),
+      });
       continue;
     }
-    const expected = expectedBars(date, options.timeframe);
-    const count = bars.get(date);
+    const expected = expectedRegularBars(date, options.timeframe);
+    const count = byDate.get(date);
+    const bars = count?.bars ?? 0;
     let status: DayStatus;
-    if (count === undefined) status = date > options.today ? "future" : "missing";
-    else if (count === 0) status = "empty";
-    else status = count * 2 >= expected ? "full" : "partial";
-    days.push({ date, status, bars: count ?? 0, expected });
+    if (bars > 0) status = low.has(date) ? "partial" : "full";
+    else if (knownEmpty.has(date)) status = "empty";
+    else status = date > options.today ? "future" : "missing";
+    days.push({ date, status, bars, regular: count?.regular ?? 0, expected });
   }
   return days;
 }

@@ -13,11 +13,16 @@ Deno.test("expectedBars() counts regular-session buckets, early closes included"
 Deno.test("coverageCalendar() marks full, partial, empty, missing, holiday, weekend, future", () => {
   const days = coverageCalendar(
     [
-      { tradingDate: "2024-03-04", bars: 950 },
-      { tradingDate: "2024-03-05", bars: 100 },
-      { tradingDate: "2024-03-06", bars: 0 },
+      { date: "2024-03-04", bars: 950, regular: 390 },
+      { date: "2024-03-05", bars: 100, regular: 100 },
     ],
-    { timeframe: "1m", start: "2024-03-04", end: "2024-03-11", today: "2024-03-08" },
+    {
+      timeframe: "1m",
+      start: "2024-03-04",
+      end: "2024-03-11",
+      today: "2024-03-08",
+      knownEmpty: new Set(["2024-03-06"]),
+    },
   );
   assert.deepEqual(days.map((d) => [d.date, d.status]), [
     ["2024-03-04", "full"],
@@ -36,7 +41,14 @@ Deno.test("coverageCalendar() marks full, partial, empty, missing, holiday, week
     today: "2024-12-31",
   });
   assert.deepEqual(easter, [
-    { date: "2024-03-29", status: "holiday", bars: 0, expected: 0, holiday: "Good Friday" },
+    {
+      date: "2024-03-29",
+      status: "holiday",
+      bars: 0,
+      regular: 0,
+      expected: 0,
+      holiday: "Good Friday",
+    },
   ]);
   assert.deepEqual(summarizeCoverage(days), {
     full: 1,
@@ -47,4 +59,38 @@ Deno.test("coverageCalendar() marks full, partial, empty, missing, holiday, week
     weekend: 2,
     future: 1,
   });
+});
+
+Deno.test("coverageCalendar() judges the regular session like `gaps`, not pre/post bars", () => {
+  const days = coverageCalendar(
+    [
+      // 554 pre/post-market bars and 30 regular ones: more than half of 390 in all, still partial.
+      { date: "2024-03-04", bars: 584, regular: 30 },
+      // 351 of 390 is exactly the 0.9 gaps threshold.
+      { date: "2024-03-05", bars: 351, regular: 351 },
+      { date: "2024-03-06", bars: 350, regular: 350 },
+      // Early close (13:00): 210 regular bars make a full day.
+      { date: "2024-11-29", bars: 210, regular: 210 },
+    ],
+    { timeframe: "1m", start: "2024-03-04", end: "2024-03-06", today: "2024-12-31" },
+  );
+  assert.deepEqual(days.map((d) => [d.date, d.status, d.regular, d.expected]), [
+    ["2024-03-04", "partial", 30, 390],
+    ["2024-03-05", "full", 351, 390],
+    ["2024-03-06", "partial", 350, 390],
+  ]);
+  const early = coverageCalendar([{ date: "2024-11-29", bars: 210, regular: 210 }], {
+    timeframe: "1m",
+    start: "2024-11-29",
+    end: "2024-11-29",
+    today: "2024-12-31",
+  });
+  assert.deepEqual(early.map((d) => [d.status, d.expected]), [["full", 210]]);
+  const daily = coverageCalendar([{ date: "2024-03-04", bars: 1, regular: 0 }], {
+    timeframe: "1d",
+    start: "2024-03-04",
+    end: "2024-03-04",
+    today: "2024-12-31",
+  });
+  assert.equal(daily[0].status, "full");
 });

@@ -1,6 +1,7 @@
 /**
  * Ingest jobs started from the web, run in the server process by the same `ingest()` service the
- * CLI uses. Cancelling aborts a job's signal: tasks in flight finish, the job ends `cancelled`
+ * CLI uses, and rolled up afterwards by the same `aggregateIngested()` when asked to. Cancelling
+ * aborts a job's signal: tasks in flight finish, the job ends `cancelled`
  * and can be resumed, exactly as after Ctrl-C on the command line.
  *
  * @module
@@ -10,7 +11,7 @@ import type { JobRecord, JobSpec } from "../core/jobs.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { createValidator } from "../core/validate.ts";
 import { providerFactory } from "../providers/mod.ts";
-import type { Store } from "../storage/mod.ts";
+import { aggregateIngested, type Store } from "../storage/mod.ts";
 import type { PreparedIngest } from "../cli/ingest.ts";
 import { busy, HttpError, notFound } from "./errors.ts";
 
@@ -30,6 +31,8 @@ export interface JobRunner {
   isRunningHere(jobId: string): boolean;
   /** Latest progress of a job this process runs. */
   progress(jobId: string): IngestProgress | undefined;
+  /** Whether a job this process runs is aggregating its bars (after the ingest ended). */
+  isAggregating(jobId: string): boolean;
   /** Ids of the jobs this process runs. */
   running(): string[];
   /** Cancels every running job and waits until each has stopped (resumable). */
@@ -55,6 +58,8 @@ interface _Entry {
   spec: JobSpec;
   jobId?: string;
   progress?: IngestProgress;
+  /** Rolling the job's 1m bars up to 5m ... 1d. */
+  aggregating?: boolean;
   done: Promise<void>;
 }
 
@@ -133,6 +138,21 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           settle({ kind: "started", job, resumed, tasksLeft });
         },
         onProgress: (progress) => entry.progress = progress,
+      }).then(async (summary) => {
+        // The roll-up of `marketpipe ingest --aggregate`, after the job ends and before the
+        // server refreshes its views; a cancelled or failed job is not aggregated.
+        const range = summary.job ?? request;
+        if (
+          prepared.aggregate && !controller.signal.aborted && summary.status !== "failed" &&
+          range.timeframe === "1m"
+        ) {
+          entry.aggregating = true;
+          await aggregateIngested(store, range, {
+            metrics: options.metrics,
+            signal: controller.signal,
+          });
+        }
+        return summary;
       }).then(
         (summary) => {
           if (summary.status === "up-to-date") {
@@ -181,6 +201,10 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
 
     progress(jobId) {
       return byId(jobId)?.progress;
+    },
+
+    isAggregating(jobId) {
+      return byId(jobId)?.aggregating === true;
     },
 
     running() {

@@ -124,6 +124,10 @@ export function openApiDocument(version: string): Json {
             start: _dateSchema,
             end: _dateSchema,
             bars_written: { type: "integer" },
+            aggregating: {
+              type: "boolean",
+              description: "the job's bars are being aggregated in this server",
+            },
           },
         },
         IngestRequest: {
@@ -143,6 +147,11 @@ export function openApiDocument(version: string): Json {
             feed: { type: "string" },
             adjustment: { type: "string" },
             force: { type: "boolean", default: false },
+            aggregate: {
+              type: "boolean",
+              description:
+                "after the ingest, roll the 1m bars up to 5m ... 1d as `marketpipe ingest --aggregate` does (1m ingests only); default: the server's config `aggregate`, else false",
+            },
             resume: { type: "string", description: "resume this job instead" },
             fake_seed: { type: "integer" },
             fake_gap_rate: { type: "number" },

@@ -4,7 +4,6 @@
  * @module
  */
 import type { Context, Hono } from "hono";
-import { buildIngestRequest } from "../cli/ingest.ts";
 import { formatBytes, formatCount } from "../cli/format.ts";
 import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
@@ -14,12 +13,13 @@ import {
   findJob,
   groupBySymbol,
   heavy,
-  ingestInputFromJson,
   parseReportId,
+  prepareJob,
   queryInput,
+  storedCoverage,
 } from "./api.ts";
 import type { WebContext } from "./context.ts";
-import { coverageCalendar, summarizeCoverage } from "./coverage.ts";
+import { summarizeCoverage } from "./coverage.ts";
 import { badRequest, notFound } from "./errors.ts";
 import { href, type Html, html } from "./html.ts";
 import {
@@ -180,7 +180,16 @@ ${chartPanel(panel)}`;
     const lastDay = previousTradingDay(exchangeDate(ctx.now()));
     const body = html`<h1>Jobs</h1>
 <h2>Start an ingest</h2>
-${jobForm({ providers: PROVIDER_NAMES, defaults: { start: lastDay, end: lastDay } })}
+${
+      jobForm({
+        providers: PROVIDER_NAMES,
+        defaults: {
+          start: lastDay,
+          end: lastDay,
+          aggregate: deps.ingestDefaults?.aggregate ?? false,
+        },
+      })
+    }
 <h2>Jobs</h2>
 ${jobsTable(jobs, { poll: true })}`;
     return render(c, "Jobs", "jobs", body);
@@ -199,10 +208,7 @@ ${jobsTable(jobs, { poll: true })}`;
       if (typeof value !== "string") throw badRequest(`Invalid ${shown(key)}: expected text`);
       fields[key] = value;
     }
-    const prepared = await buildIngestRequest(ingestInputFromJson(fields), {
-      label: (name) => name.replaceAll("-", "_"),
-    });
-    const result = await deps.jobs.start(prepared);
+    const result = await deps.jobs.start(await prepareJob(ctx, fields));
     c.header("HX-Trigger", "jobs-changed");
     if (result.kind === "up-to-date") {
       return fragment(
@@ -511,16 +517,10 @@ async function chartData(
   if (calendarStart < earliest) calendarStart = earliest;
   if (calendarStart > monthStart) calendarStart = monthStart;
   const calendarEnd = addDays(addDays(monthStart, 32).slice(0, 7) + "-01", -1);
-  const rows = ctx.deps.data.meta.coverageDays(symbol, {
+  const calendar = await storedCoverage(ctx, symbol, {
     timeframe,
     start: calendarStart,
     end: calendarEnd,
-  });
-  const calendar = coverageCalendar(rows, {
-    timeframe,
-    start: calendarStart,
-    end: calendarEnd,
-    today: exchangeDate(ctx.now()),
   });
   return {
     symbol,

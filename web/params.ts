@@ -32,6 +32,17 @@ export function checkKnownParams(
   }
 }
 
+/** 400 naming the first parameter given more than once (`symbol=AAPL&symbol=MSFT`). */
+export function checkSingleParams(queries: Record<string, string[]>): void {
+  for (const [name, values] of Object.entries(queries)) {
+    if (values.length > 1) {
+      throw badRequest(
+        `Repeated parameter ${shown(name)}: given ${values.length} times, expected once`,
+      );
+    }
+  }
+}
+
 /** A ticker such as `AAPL` or `BRK.B`, upper-cased. */
 export function parseSymbol(text: string | undefined, name = "symbol"): string {
   if (text === undefined || text === "") throw badRequest(`Missing ${name}: a ticker like AAPL`);
@@ -136,7 +147,8 @@ export function parseCursor(text: string | undefined): number | undefined {
       decoded = "";
     }
   }
-  const match = /^t:(-?\d{1,15})$/.exec(decoded);
+  // A bar time in ms since 1970: never negative.
+  const match = /^t:(\d{1,15})$/.exec(decoded);
   if (!match) {
     throw badRequest(
       `Invalid cursor ${shown(text)}: expected the next_cursor of a previous response`,

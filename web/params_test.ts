@@ -20,11 +20,14 @@ function badRequest(fn: () => unknown, message: RegExp): void {
 }
 
 Deno.test("parseCursor() reads back every encodeCursor() and refuses anything else", () => {
-  for (const ts of [0, 1709542800000, 4102444800000, -86400000]) {
+  for (const ts of [0, 1709542800000, 4102444800000]) {
     assert.equal(parseCursor(encodeCursor(ts)), ts);
   }
   assert.equal(parseCursor(undefined), undefined);
-  for (const text of ["abc", "dDo", btoa("t:1.5"), btoa("t:1 OR 1=1"), "x".repeat(41), "a+b/"]) {
+  const invalid = ["abc", "dDo", btoa("t:1.5"), btoa("t:1 OR 1=1"), "x".repeat(41), "a+b/"];
+  // A bar time is never before 1970: a negative one is a forged cursor.
+  invalid.push(encodeCursor(-86400000), btoa("t:-1").replace(/=+$/, ""));
+  for (const text of invalid) {
     badRequest(() => parseCursor(text), /Invalid cursor/);
   }
 });

@@ -32,6 +32,8 @@ export interface WebServerOptions {
   legacyMetrics?: boolean;
   /** DuckDB worker threads of the read side (default: all cores). */
   threads?: number;
+  /** Defaults of jobs started from the web (`aggregate`: roll 1m bars up afterwards). */
+  ingestDefaults?: { aggregate?: boolean };
   /** Validation reports (default: those `marketpipe validate` stored in the data directory). */
   validation?: ValidationSource;
   log?: (line: string) => void;
@@ -113,6 +115,7 @@ export async function openWebServer(
       loopbackHostsOnly: options.loopbackHostsOnly,
       limits: options.limits,
       validation: options.validation ?? storedValidationReports(dataDir, store.meta),
+      ingestDefaults: options.ingestDefaults,
       log: options.log,
       shuttingDown: () => shuttingDown,
     };

@@ -314,7 +314,8 @@ export function jobDetail(
 /** What the job form offers. */
 export interface JobFormOptions {
   providers: readonly string[];
-  defaults: { start: string; end: string };
+  /** Prefilled values; `aggregate` is the server's default (config `aggregate`). */
+  defaults: { start: string; end: string; aggregate?: boolean };
 }
 
 /** The form that starts an ingest from the browser. */
@@ -332,6 +333,11 @@ export function jobForm(options: JobFormOptions): Html {
         html`<option value="${tf}">${tf}</option>`
       )}</select></label>
       <label class="check"><input type="checkbox" name="force" value="true"> force</label>
+      <label
+        title="Afterwards roll the 1m bars up to 5m ... 1d (marketpipe aggregate)">aggregate<select name="aggregate">
+        <option value="false"${options.defaults.aggregate ? "" : " selected"}>no</option>
+        <option value="true"${options.defaults.aggregate ? " selected" : ""}>yes (1m only)</option>
+      </select></label>
       <button type="submit">Start ingest</button>
     </form>
     <div id="job-start-result"></div>
@@ -595,11 +601,11 @@ function _dayTitle(day: CoverageDay): string {
   switch (day.status) {
     case "full":
     case "partial":
-      return `${day.date}: ${day.bars} of ~${day.expected} regular-session bars (${day.status})`;
+      return `${day.date}: ${day.regular} of ${day.expected} regular-session bars, ${day.bars} in all (${day.status})`;
     case "empty":
       return `${day.date}: ingested, but the provider had no bars`;
     case "missing":
-      return `${day.date}: not ingested`;
+      return `${day.date}: no bars stored`;
     case "holiday":
       return `${day.date}: exchange closed${day.holiday ? ` (${day.holiday})` : ""}`;
     case "weekend":
