@@ -1,16 +1,9 @@
-import { isValidDate, tradingDays, weekday } from "../core/calendar.ts";
-import { parseIntOption, parseNumberOption } from "../core/config.ts";
-import { didYouMean, UsageError } from "../core/errors.ts";
+import { tradingDays } from "../core/calendar.ts";
+import { UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
-import {
-  createValidator,
-  RULE_IDS,
-  VALIDATION_RULES,
-  type ValidationSettings,
-} from "../core/validate.ts";
+import { createValidator, RULE_IDS, VALIDATION_RULES } from "../core/validate.ts";
 import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "../providers/mod.ts";
+import { providerFactory } from "../providers/mod.ts";
 import {
   aggregateIngested,
   type AggregationSummary,
@@ -22,237 +15,22 @@ import { historyDirOf } from "./metrics.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatDuration, progressReporter, renderTable } from "./format.ts";
-import { dataDirOf, parseDateOption, positionals } from "./options.ts";
+import { dataDirOf, positionals } from "./options.ts";
 import { validationOption } from "./validate.ts";
+import {
+  buildIngestRequest,
+  INGEST_INPUT_NAMES,
+  type IngestInput,
+  type PreparedIngest,
+} from "../providers/ingest_request.ts";
 
-const _WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-
-/** A checked ingest request plus the provider that serves it. */
-export interface PreparedIngest {
-  request: IngestRequest;
-  factory: ProviderFactory;
-  dataDir: string;
-  /** Requests per minute override for HTTP providers. */
-  rateLimit?: number;
-  /** Validation rule settings (`--validation`, config `validation.rules`); default: all rules. */
-  validation?: ValidationSettings;
-  /** Aggregate the touched 1m partitions afterwards (`--aggregate`). */
-  aggregate?: boolean;
-}
-
-/** Ingest options as text, keyed by their long flag names: from flags, a config file or HTTP. */
-export interface IngestInput {
-  provider?: string;
-  /** Comma- or space-separated text, or a list. */
-  symbols?: string | readonly string[];
-  start?: string;
-  end?: string;
-  timeframe?: string;
-  workers?: string;
-  "batch-size"?: string;
-  "rate-limit"?: string;
-  feed?: string;
-  adjustment?: string;
-  force?: boolean;
-  resume?: string;
-  "fake-seed"?: string;
-  "fake-gap-rate"?: string;
-  "fake-corrupt-rate"?: string;
-}
-
-/** The text options of {@link IngestInput}. */
-export const INGEST_INPUT_NAMES = [
-  "provider",
-  "start",
-  "end",
-  "timeframe",
-  "workers",
-  "batch-size",
-  "rate-limit",
-  "feed",
-  "adjustment",
-  "resume",
-  "fake-seed",
-  "fake-gap-rate",
-  "fake-corrupt-rate",
-] as const;
-
-/** Options of {@link buildIngestRequest}. */
-export interface BuildIngestOptions {
-  /** How an option is named in messages: `--start` by default; the HTTP API says `start`. */
-  label?: (name: string) => string;
-  /** Called for a resume request once its id is checked (the CLI refuses flags the job records). */
-  onResume?: () => void;
-  /** Supplies the symbols instead of `input.symbols` (the CLI reads `--symbols-file` here). */
-  readSymbols?: () => Promise<string[]>;
-}
-
-/**
- * Validate every ingest option before anything is written: provider, symbols, dates, timeframe,
- * workers, feed and provider options. Throws {@link UsageError} naming the bad value. The one
- * request builder of the CLI and the HTTP API.
- */
-export async function buildIngestRequest(
-  input: IngestInput,
-  options: BuildIngestOptions = {},
-): Promise<Omit<PreparedIngest, "dataDir">> {
-  const label = options.label ?? ((name: string) => `--${name}`);
-  const providerName = (input.provider ?? "fake").toLowerCase();
-  const factory = providerFactory(providerName);
-  if (!factory) {
-    throw new UsageError(
-      `Unknown provider "${providerName}"${
-        didYouMean(providerName, PROVIDER_NAMES)
-      }: expected one of ${PROVIDER_NAMES.join(", ")}`,
-    );
-  }
-  const info = factory.info;
-  const workers = parseIntOption(input.workers ?? "4", label("workers"), 1, 64);
-  const batchText = input["batch-size"];
-  const batchSize = batchText === undefined
-    ? undefined
-    : parseIntOption(batchText, label("batch-size"), 1, 50_000);
-  const rateText = input["rate-limit"];
-  const rateLimit = rateText === undefined
-    ? undefined
-    : parseIntOption(rateText, label("rate-limit"), 1, 1_000_000);
-  const resume = input.resume;
-  const params: Record<string, number> = {};
-  if (providerName === "fake") {
-    params.seed = parseIntOption(input["fake-seed"] ?? "0", label("fake-seed"), 0, 2 ** 31 - 1);
-    params.gapRate = parseNumberOption(
-      input["fake-gap-rate"] ?? "0.01",
-      label("fake-gap-rate"),
-      0,
-      1,
-      true,
-    );
-    const corruptRate = parseNumberOption(
-      input["fake-corrupt-rate"] ?? "0",
-      label("fake-corrupt-rate"),
-      0,
-      0.5,
-    );
-    // Only a corrupting run records the rate, so clean runs keep their coverage and job keys.
-    if (corruptRate > 0) params.corruptRate = corruptRate;
-  }
-  if (resume !== undefined) {
-    if (!/^[\w-]{4,64}$/.test(resume)) {
-      throw new UsageError(
-        `Invalid ${label("resume")} "${resume}": expected a job id like 20241125-191500-ab12`,
-      );
-    }
-    options.onResume?.();
-    return {
-      factory,
-      rateLimit,
-      request: {
-        provider: providerName,
-        feed: "",
-        adjustment: "",
-        timeframe: "1m",
-        symbols: [],
-        start: "",
-        end: "",
-        params,
-        workers,
-        batchSize,
-        force: false,
-        resumeJobId: resume,
-      },
-    };
-  }
-
-  let symbols: string[];
-  if (options.readSymbols) {
-    symbols = await options.readSymbols();
-  } else if (input.symbols !== undefined) {
-    symbols = parseSymbols(input.symbols, label("symbols"));
-  } else {
-    throw new UsageError(
-      `Missing ${label("symbols")}: which symbols to ingest, e.g. AAPL,MSFT`,
-    );
-  }
-  if (symbols.length > 10_000) {
-    throw new UsageError(`Too many symbols (${symbols.length}): expected at most 10000 per job`);
-  }
-
-  const startText = input.start;
-  if (startText === undefined) {
-    throw new UsageError(`Missing ${label("start")}: the first trading date, YYYY-MM-DD`);
-  }
-  const start = parseDateOption(startText, label("start"));
-  const end = parseDateOption(input.end ?? start, label("end"));
-  if (start > end) {
-    throw new UsageError(
-      `Invalid range: ${label("start")} ${start} is after ${label("end")} ${end}`,
-    );
-  }
-  _checkCalendarYear(start, label("start"));
-  _checkCalendarYear(end, label("end"));
-  if (tradingDays(start, end).length === 0) {
-    const what = start === end
-      ? `${start} is a ${_WEEKDAYS[weekday(start)]}${
-        weekday(start) % 6 === 0 ? "" : " and an NYSE holiday"
-      }`
-      : `${start}..${end} has none`;
-    throw new UsageError(
-      `No trading days in ${label("start")} ${start} ${label("end")} ${end}: ${what}`,
-    );
-  }
-
-  const timeframeText = input.timeframe ?? "1m";
-  if (!(TIMEFRAMES as readonly string[]).includes(timeframeText)) {
-    throw new UsageError(
-      `Invalid ${label("timeframe")} "${timeframeText}"${
-        didYouMean(timeframeText, TIMEFRAMES)
-      }: expected one of ${TIMEFRAMES.join(" ")}`,
-    );
-  }
-  const timeframe = timeframeText as Timeframe;
-  if (!info.timeframes.includes(timeframe)) {
-    throw new UsageError(
-      `Provider "${providerName}" does not serve ${
-        label("timeframe")
-      } ${timeframe}: expected one of ${info.timeframes.join(" ")}`,
-    );
-  }
-  const feed = (input.feed ?? info.defaultFeed).toLowerCase();
-  if (!info.feeds.includes(feed)) {
-    throw new UsageError(
-      `Invalid ${label("feed")} "${feed}" for provider "${providerName}"${
-        didYouMean(feed, info.feeds)
-      }: expected one of ${info.feeds.join(", ")}`,
-    );
-  }
-  const adjustment = (input.adjustment ?? info.adjustments[0]).toLowerCase();
-  if (!info.adjustments.includes(adjustment)) {
-    throw new UsageError(
-      `Invalid ${
-        label("adjustment")
-      } "${adjustment}" for provider "${providerName}": expected one of ${
-        info.adjustments.join(", ")
-      }`,
-    );
-  }
-  return {
-    factory,
-    rateLimit,
-    request: {
-      provider: providerName,
-      feed,
-      adjustment,
-      timeframe,
-      symbols,
-      start,
-      end,
-      params,
-      workers,
-      batchSize,
-      force: input.force ?? false,
-    },
-  };
-}
+export {
+  type BuildIngestOptions,
+  buildIngestRequest,
+  INGEST_INPUT_NAMES,
+  type IngestInput,
+  type PreparedIngest,
+} from "../providers/ingest_request.ts";
 
 /**
  * Validate every ingest option of the command line before anything is written (see
@@ -307,13 +85,6 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
     );
   }
   return { dataDir, ...built, validation: validationOption(invocation), aggregate };
-}
-
-function _checkCalendarYear(date: string, name: string): void {
-  const year = Number(date.slice(0, 4));
-  if (!isValidDate(date) || year < 1990 || year > 2100) {
-    throw new UsageError(`Invalid ${name} ${date}: expected a date from 1990-01-01 to 2100-12-31`);
-  }
 }
 
 /** `marketpipe ingest`. */

@@ -1,5 +1,5 @@
-import { isValidDate } from "../core/calendar.ts";
 import { UsageError } from "../core/errors.ts";
+export { parseDateOption } from "../core/config.ts";
 import type { Invocation } from "./args.ts";
 
 /** The data directory: `--output` (ingest's alias) when given as a flag, else `--data-dir`. */
@@ -14,17 +14,6 @@ export function dataDirOf(invocation: Invocation): string {
   const dir = invocation.string("data-dir") ?? "./data";
   if (dir.trim() === "") throw new UsageError(`Invalid --data-dir "": expected a directory path`);
   return dir;
-}
-
-/** A `YYYY-MM-DD` date option, checked to be a real calendar date. */
-export function parseDateOption(text: string, name: string): string {
-  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
-    throw new UsageError(`Invalid ${name} "${text}": expected YYYY-MM-DD`);
-  }
-  if (!isValidDate(text)) {
-    throw new UsageError(`Invalid ${name} "${text}": no such calendar date`);
-  }
-  return text;
 }
 
 /** Exactly `count` positional arguments, or a usage error naming what is expected. */

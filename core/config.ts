@@ -1,4 +1,5 @@
 import { parse as parseYaml } from "yaml";
+import { isValidDate } from "./calendar.ts";
 import { didYouMean, UsageError } from "./errors.ts";
 import { validationConfigText } from "./validate.ts";
 
@@ -188,4 +189,15 @@ export function parseDuration(text: string, name: string): number {
   }
   const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[match[2]]!;
   return Number(match[1]) * unit;
+}
+
+/** A `YYYY-MM-DD` date option, checked to be a real calendar date. */
+export function parseDateOption(text: string, name: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    throw new UsageError(`Invalid ${name} "${text}": expected YYYY-MM-DD`);
+  }
+  if (!isValidDate(text)) {
+    throw new UsageError(`Invalid ${name} "${text}": no such calendar date`);
+  }
+  return text;
 }

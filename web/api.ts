@@ -4,7 +4,11 @@
  * @module
  */
 import type { Context, Hono } from "hono";
-import { buildIngestRequest, type IngestInput, type PreparedIngest } from "../cli/ingest.ts";
+import {
+  buildIngestRequest,
+  type IngestInput,
+  type PreparedIngest,
+} from "../providers/ingest_request.ts";
 import { addDays, exchangeDate } from "../core/calendar.ts";
 import { JOB_STATUSES, type JobRecord, type JobStatus, type TaskRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";

@@ -12,7 +12,7 @@ import type { Metrics } from "../core/metrics.ts";
 import { createValidator } from "../core/validate.ts";
 import { providerFactory } from "../providers/mod.ts";
 import { aggregateIngested, type Store } from "../storage/mod.ts";
-import type { PreparedIngest } from "../cli/ingest.ts";
+import type { PreparedIngest } from "../providers/ingest_request.ts";
 import { busy, HttpError, notFound } from "./errors.ts";
 
 /** What starting a job gave: a running job, or nothing to do. */

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Context, Hono } from "hono";
-import { formatBytes, formatCount } from "../cli/format.ts";
+import { formatBytes, formatCount } from "../core/format.ts";
 import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
 import { PROVIDER_NAMES } from "../providers/mod.ts";

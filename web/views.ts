@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { formatBytes, formatCount, formatDuration } from "../cli/format.ts";
+import { formatBytes, formatCount, formatDuration } from "../core/format.ts";
 import { tradingSession } from "../core/calendar.ts";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
