@@ -88,6 +88,8 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
     }
   } catch (error) {
+    // The reader of our output went away (e.g. `| head`): stop quietly, like other tools.
+    if (error instanceof Deno.errors.BrokenPipe) return EXIT.ok;
     if (error instanceof UsageError) {
       writeErr(`error: ${error.message}`);
       return EXIT.usage;

@@ -86,6 +86,26 @@ export async function parseInvocation(
   readFile: (path: string) => Promise<string>,
 ): Promise<Parsed> {
   const args = [...argv];
+  // Global options may come before the command (`marketpipe --data-dir d ingest ...`): move them
+  // after it, where they are parsed with the command's own options.
+  const leading: string[] = [];
+  while (args.length > 0 && args[0].startsWith("-")) {
+    const [flag, inline] = args[0].split("=", 2);
+    const spec = GLOBAL_OPTIONS.find((o) =>
+      flag === `--${o.name}` || (o.short !== undefined && flag === `-${o.short}`)
+    );
+    if (!spec || spec.name === "help") break;
+    leading.push(args.shift()!);
+    if (spec.type === "string" && inline === undefined && args.length > 0) {
+      leading.push(args.shift()!);
+    }
+  }
+  if (leading.length > 0 && args.length > 0 && !args[0].startsWith("-")) {
+    return await parseInvocation(commands, [...args, ...leading], env, readFile);
+  }
+  if (leading.length > 0 && (args.length === 0 || args[0] === "--version" || args[0] === "-V")) {
+    throw new UsageError(`Missing command after ${leading.join(" ")}; see marketpipe --help`);
+  }
   if (args.length === 0 || args[0] === "--help" || args[0] === "-h" || args[0] === "help") {
     const topic = args[0] === "help" ? args.slice(1) : [];
     if (topic.length > 0) return parseInvocation(commands, [...topic, "--help"], env, readFile);

@@ -106,7 +106,17 @@ Deno.test("parseInvocation() asks for a subcommand of a command group", async ()
 });
 
 Deno.test("parseInvocation() asks for a command when only flags are given", async () => {
-  await assertUsageError(parse(["--verbose"]), "Missing command; see marketpipe --help");
+  await assertUsageError(
+    parse(["--verbose"]),
+    "Missing command after --verbose; see marketpipe --help",
+  );
+});
+
+Deno.test("parseInvocation() accepts global options before the command", async () => {
+  const invocation = await run(["--data-dir", "/tmp/d", "--json", "jobs", "list"]);
+  assert.deepEqual(invocation.path, ["jobs", "list"]);
+  assert.equal(invocation.string("data-dir"), "/tmp/d");
+  assert.equal(invocation.flag("json"), true);
 });
 
 Deno.test("parseInvocation() resolves a subcommand path and its positionals", async () => {
@@ -244,9 +254,16 @@ Deno.test("parseInvocation() passes --output to ingest as its data directory", a
   assert.equal(dataDirOf(invocation), "/tmp/bars");
 });
 
-Deno.test("parseInvocation() lets an explicit --data-dir win over ingest's --output", async () => {
+Deno.test("dataDirOf() refuses ingest's --output and a different --data-dir together", async () => {
   const invocation = await run(["ingest", "--output", "/tmp/out", "--data-dir", "/tmp/data"]);
-  assert.equal(dataDirOf(invocation), "/tmp/data");
+  assert.throws(
+    () => dataDirOf(invocation),
+    /Conflicting --output "\/tmp\/out" and --data-dir "\/tmp\/data"/,
+  );
+  assert.equal(
+    dataDirOf(await run(["ingest", "--output", "/tmp/same", "--data-dir", "/tmp/same"])),
+    "/tmp/same",
+  );
 });
 
 Deno.test("parseInvocation() takes the data directory from the environment", async () => {

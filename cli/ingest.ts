@@ -1,3 +1,5 @@
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
 import { tradingDays } from "../core/calendar.ts";
 import { UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
@@ -7,6 +9,7 @@ import { providerFactory } from "../providers/mod.ts";
 import {
   aggregateIngested,
   type AggregationSummary,
+  META_FILE,
   openStore,
   openTelemetry,
 } from "../storage/mod.ts";
@@ -87,6 +90,29 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
   return { dataDir, ...built, validation: validationOption(invocation), aggregate };
 }
 
+/** Refuse `--resume` of a job that does not exist before anything is created or migrated. */
+async function _checkResumable(dataDir: string, jobId: string): Promise<void> {
+  const path = join(dataDir, META_FILE);
+  try {
+    await Deno.stat(path);
+  } catch {
+    throw new UsageError(`Cannot resume job "${jobId}": ${dataDir} has no jobs yet`);
+  }
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    db.exec("PRAGMA busy_timeout = 10000");
+    const found = db.prepare("SELECT count(*) AS n FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'")
+      .get(jobId, jobId.replace(/[\\%_]/g, "\\$&") + "%");
+    if (Number(found?.n ?? 0) === 0) {
+      throw new UsageError(
+        `Cannot resume job "${jobId}": no such job in ${dataDir}; see marketpipe jobs list`,
+      );
+    }
+  } finally {
+    db.close();
+  }
+}
+
 /** `marketpipe ingest`. */
 export async function runIngest(invocation: Invocation, context: CommandContext): Promise<number> {
   const prepared = await prepareIngest(invocation);
@@ -113,6 +139,7 @@ export async function runPreparedIngest(
   context: CommandContext,
 ): Promise<IngestSummary> {
   const { request, dataDir } = prepared;
+  if (request.resumeJobId) await _checkResumable(dataDir, request.resumeJobId);
   const store = await openStore(dataDir, { command: "ingest" });
   let closeTelemetry = () => Promise.resolve();
   try {
@@ -282,7 +309,11 @@ function printSummary(
     formatCount(s.barsReplaced),
     formatCount(s.daysFetched),
     formatCount(s.daysSkipped),
-    s.tasksFailed === 0 ? "ok" : `FAILED: ${s.errors.join("; ")}`,
+    s.status === "ok"
+      ? "ok"
+      : s.status === "pending"
+      ? `not finished: ${s.tasksPending} task(s) left`
+      : `${s.status === "partial" ? "PARTIAL" : "FAILED"}: ${s.errors.join("; ")}`,
   ]);
   for (
     const line of renderTable(
@@ -309,6 +340,11 @@ function printSummary(
       formatCount(summary.barsReplaced)
     } updated bar(s) in ${formatDuration(summary.elapsedMs)} under ${dataDir}/bars`,
   );
+  if (summary.resumed && summary.tasksAlreadyDone > 0) {
+    context.out(
+      `(Totals include ${summary.tasksAlreadyDone} of ${summary.tasksTotal} task(s) finished by earlier runs of this job.)`,
+    );
+  }
   if (job.status === "succeeded" || job.status === "partial") {
     context.out(
       `Query them: marketpipe query "SELECT symbol, count(*) FROM bars_${job.timeframe} GROUP BY symbol"${

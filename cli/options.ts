@@ -5,6 +5,17 @@ import type { Invocation } from "./args.ts";
 /** The data directory: `--output` (ingest's alias) when given as a flag, else `--data-dir`. */
 export function dataDirOf(invocation: Invocation): string {
   if (
+    invocation.options.sources["data-dir"] === "flag" &&
+    invocation.options.sources.output === "flag" &&
+    invocation.path[0] === "ingest" && invocation.string("output") !== invocation.string("data-dir")
+  ) {
+    throw new UsageError(
+      `Conflicting --output "${invocation.string("output")}" and --data-dir "${
+        invocation.string("data-dir")
+      }": --output is an alias of --data-dir, give one`,
+    );
+  }
+  if (
     invocation.options.sources["data-dir"] !== "flag" &&
     invocation.string("output") !== undefined &&
     invocation.path[0] === "ingest"

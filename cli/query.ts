@@ -81,6 +81,14 @@ export async function runQueryCommand(
     if (error instanceof QueryRejectedError || error instanceof QuerySqlError) {
       throw new UsageError(error.message, { cause: error });
     }
+    // Errors DuckDB raises while running the statement (a missing file in read_parquet, a failed
+    // cast, a refused path) are problems of the SQL, reported like SQL errors.
+    if (
+      error instanceof Error &&
+      /^(?:Cannot run query: )?[A-Z][A-Za-z ]* Error: /.test(error.message)
+    ) {
+      throw new UsageError(error.message.replace(/^Cannot run query: /, ""), { cause: error });
+    }
     throw error;
   } finally {
     engine.close();

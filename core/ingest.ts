@@ -56,6 +56,10 @@ export interface SymbolSummary {
   daysSkipped: number;
   daysFetched: number;
   tasksFailed: number;
+  /** Tasks not run (the job was interrupted). */
+  tasksPending: number;
+  /** `ok`, `failed` (all its tasks failed), `partial` (some failed) or `pending` (interrupted). */
+  status: "ok" | "failed" | "partial" | "pending";
   /** Bars rejected by error-level validation rules and written to the quarantine. */
   barsQuarantined: number;
   /** Validation findings by rule id (errors and warnings). */
@@ -271,6 +275,23 @@ export async function ingest(
   }, { signal });
 
   const finalTasks = store.listTasks(jobId);
+  for (const task of finalTasks) {
+    if (task.status === "pending" || task.status === "running") {
+      symbols.get(task.symbol)!.tasksPending++;
+    }
+  }
+  for (const summary of symbols.values()) {
+    const doneTasks = finalTasks.filter((t) =>
+      t.symbol === summary.symbol && t.status === "done"
+    ).length;
+    summary.status = summary.tasksPending > 0
+      ? "pending"
+      : summary.tasksFailed === 0
+      ? "ok"
+      : doneTasks > 0
+      ? "partial"
+      : "failed";
+  }
   const done = finalTasks.filter((t) => t.status === "done").length;
   const failed = finalTasks.filter((t) => t.status === "failed").length;
   let status: JobStatus;
@@ -562,6 +583,8 @@ function newSymbolSummary(symbol: string): SymbolSummary {
     daysSkipped: 0,
     daysFetched: 0,
     tasksFailed: 0,
+    tasksPending: 0,
+    status: "ok",
     barsQuarantined: 0,
     findings: {},
     errors: [],

@@ -13,6 +13,12 @@ export function isValidSymbol(symbol: string): boolean {
  * keeps the given order. Throws a {@link UsageError} naming the first bad symbol.
  */
 export function parseSymbols(input: string | readonly string[], source = "--symbols"): string[] {
+  for (const text of typeof input === "string" ? [input] : input) {
+    const hasSymbols = text.replace(/[\s,]/g, "") !== "";
+    if (hasSymbols && (/,\s*,/.test(text) || /^\s*,|,\s*$/.test(text))) {
+      throw new UsageError(`Invalid ${source} "${text}": empty item between commas`);
+    }
+  }
   const parts = (typeof input === "string" ? [input] : input)
     .flatMap((part) => part.split(/[\s,]+/))
     .map((part) => part.trim())
@@ -36,5 +42,5 @@ export function parseSymbols(input: string | readonly string[], source = "--symb
 /** Parse a symbols file: one or more symbols per line, `#` starts a comment. */
 export function parseSymbolsFile(text: string, path: string): string[] {
   const lines = text.split(/\r?\n/).map((line) => line.replace(/#.*/, ""));
-  return parseSymbols(lines.join(","), `symbols file ${path}`);
+  return parseSymbols(lines.filter((line) => line.trim() !== "").join(" "), `symbols file ${path}`);
 }

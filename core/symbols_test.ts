@@ -37,7 +37,19 @@ Deno.test("parseSymbols() upper-cases lower-case input", () => {
 });
 
 Deno.test("parseSymbols() splits on commas and whitespace and trims", () => {
-  assert.deepEqual(parseSymbols(" AAPL , MSFT\tSPY\nQQQ,,"), ["AAPL", "MSFT", "SPY", "QQQ"]);
+  assert.deepEqual(parseSymbols(" AAPL , MSFT\tSPY\nQQQ"), ["AAPL", "MSFT", "SPY", "QQQ"]);
+});
+
+Deno.test("parseSymbols() rejects an empty item between, before or after commas", () => {
+  for (const input of ["AAPL,,MSFT", ",AAPL", "AAPL,", "AAPL, ,MSFT"]) {
+    assert.throws(
+      () => parseSymbols(input),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        error.message === `Invalid --symbols "${input}": empty item between commas`,
+      input,
+    );
+  }
 });
 
 Deno.test("parseSymbols() removes duplicates keeping the first occurrence's order", () => {

@@ -84,7 +84,7 @@ export function providerFactory(name: string): ProviderFactory | undefined {
 }
 
 /**
- * Count each fake fetch as a provider request (status 200) with its latency, like the HTTP
+ * Count each fake fetch as a provider request (status class 2xx) with its latency, like the HTTP
  * providers do, so dashboards show the demo's activity.
  */
 function instrumentFake(provider: Provider, metrics: Metrics | undefined): Provider {
@@ -96,7 +96,7 @@ function instrumentFake(provider: Provider, metrics: Metrics | undefined): Provi
       const labels = { provider: "fake", feed: request.feed ?? fakeInfo.defaultFeed };
       const started = performance.now();
       const bars = await provider.fetchBars(request, options);
-      metrics.requests.inc({ ...labels, status: "200" });
+      metrics.requests.inc({ ...labels, status: "2xx" });
       metrics.requestLatency.observe(labels, (performance.now() - started) / 1000);
       return bars;
     },

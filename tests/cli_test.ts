@@ -289,6 +289,7 @@ Deno.test("Ctrl-C stops an ingest cleanly and --resume finishes it", async () =>
   );
   assert.equal(job.status, "cancelled");
   assert.match(stopped.stdout, new RegExp(`marketpipe ingest --resume ${job.id}`));
+  assert.match(stopped.stdout, /not finished: \d+ task\(s\) left/);
   const resumed = await runCli(["ingest", "--resume", job.id, "--data-dir", dir]);
   assert.equal(resumed.code, 0, resumed.stderr);
   const clean = await tempDir();
@@ -528,6 +529,22 @@ Deno.test("bad input exits 2 with a one-line message and writes nothing", async 
     ["attach", ["query", "ATTACH '/tmp/mp-e2e.db'"], /read-only|not allowed/i],
     ["sql syntax", ["query", "SELEC 1"], /syntax error/i],
     ["bad jobs status", ["jobs", "list", "--status", "done"], /Invalid --status "done"/],
+    ["resume unknown job", ["ingest", "--resume", "nope"], /Cannot resume job "nope"/],
+    [
+      "empty symbol item",
+      ["ingest", "--symbols", "AAPL,,MSFT", ...base],
+      /empty item between commas/,
+    ],
+    ["output and data-dir", [
+      "ingest",
+      "--symbols",
+      "AAPL",
+      ...base,
+      "--output",
+      "a",
+      "--data-dir",
+      "b",
+    ], /Conflicting --output/],
     ["bad duration", ["jobs", "cleanup", "--older-than", "30"], /Invalid --older-than "30"/],
   ];
   for (const [name, args, pattern] of cases) {
