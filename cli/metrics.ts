@@ -25,11 +25,28 @@ export function historyDirOf(context: CommandContext): string | undefined {
   return dir && dir.trim() !== "" ? dir : undefined;
 }
 
+const _HISTORY_OPTIONS = ["list", "metric", "since", "labels", "avg", "plot"];
+
 /** `marketpipe metrics`: a metrics-only server, or the stored metric history. */
 export async function runMetrics(invocation: Invocation, context: CommandContext): Promise<number> {
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
-  if (invocation.options.sources.port === "flag" || invocation.options.sources.port === "config") {
+  const sources = invocation.options.sources;
+  const history = _HISTORY_OPTIONS.filter((name) => sources[name] === "flag");
+  if (sources.port === "flag" && history.length > 0) {
+    throw new UsageError(
+      `--port cannot be combined with --${history[0]}: --port serves metrics, --${
+        history[0]
+      } shows the history`,
+    );
+  }
+  for (const name of ["avg", "plot"]) {
+    if (sources[name] === "flag" && sources.metric !== "flag") {
+      throw new UsageError(`--${name} needs --metric NAME: it applies to one metric's history`);
+    }
+  }
+  // A port from METRICS_PORT or the config file starts the server unless history was asked for.
+  if (sources.port !== "default" && (sources.port === "flag" || history.length === 0)) {
     return await _serveMetrics(invocation, context, dataDir);
   }
   for (const name of ["host", "legacy-metrics"]) {
@@ -45,12 +62,8 @@ async function _serveMetrics(
   context: CommandContext,
   dataDir: string,
 ): Promise<number> {
-  const port = parseIntOption(
-    invocation.string("port") ?? context.env.METRICS_PORT ?? "8000",
-    "--port",
-    0,
-    65_535,
-  );
+  // resolveOptions() already applied flag > METRICS_PORT > config file.
+  const port = parseIntOption(invocation.string("port") ?? "8000", "--port", 0, 65_535);
   const host = invocation.string("host") ?? "127.0.0.1";
   const maxConnections = parseIntOption(
     context.env.METRICS_MAX_CONNECTIONS ?? "100",
@@ -66,41 +79,253 @@ async function _serveMetrics(
   );
   const legacy = invocation.flag("legacy-metrics");
   const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
-  let inFlight = 0;
-  const handler = async (request: Request): Promise<Response> => {
-    if (inFlight >= maxConnections) {
-      return new Response("Too many concurrent requests\n", {
-        status: 503,
-        headers: { "Retry-After": "1" },
-      });
-    }
-    inFlight++;
-    try {
-      return await metricsResponse(request, {
-        maxHeaderSize,
-        scrape: () => telemetry.scrape({ legacy }),
-      });
-    } finally {
-      inFlight--;
-    }
-  };
-  const server = Deno.serve({
-    hostname: host,
-    port,
-    signal: context.signal,
-    onListen: ({ hostname, port }) =>
-      context.err(
-        `Serving metrics on http://${
-          hostname.includes(":") ? `[${hostname}]` : hostname
-        }:${port}/metrics (Ctrl-C to stop)`,
-      ),
-  }, handler);
   try {
-    await server.finished;
+    await serveMetricsHttp({
+      hostname: host,
+      port,
+      maxConnections,
+      maxHeaderSize,
+      signal: context.signal,
+      scrape: () => telemetry.scrape({ legacy }),
+      onListen: ({ hostname, port }) =>
+        context.err(
+          `Serving metrics on http://${
+            hostname.includes(":") ? `[${hostname}]` : hostname
+          }:${port}/metrics (Ctrl-C to stop)`,
+        ),
+    });
   } finally {
     await telemetry.close();
   }
   return EXIT.ok;
+}
+
+/** Options of {@link serveMetricsHttp}. */
+export interface ServeMetricsOptions {
+  hostname: string;
+  /** 0: any free port. */
+  port: number;
+  /** Open TCP connections at once; one more gets 503 and is closed. */
+  maxConnections: number;
+  /** Bytes of request line plus headers; beyond it 431. */
+  maxHeaderSize: number;
+  /** The exposition text. */
+  scrape: () => Promise<string>;
+  /** Stops the server: the listener and every open connection close. */
+  signal: AbortSignal;
+  onListen?: (addr: { hostname: string; port: number }) => void;
+  /** A connection that has not been answered by then is closed (default 10 s). */
+  timeoutMs?: number;
+}
+
+const _REASONS: Record<number, string> = {
+  200: "OK",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  431: "Request Header Fields Too Large",
+  503: "Service Unavailable",
+};
+
+/**
+ * A minimal HTTP/1.1 server for `/metrics` over `Deno.listen`: one request per connection, every
+ * response with `Connection: close`. Unlike `Deno.serve` it sees TCP connections, so it can cap
+ * open connections (idle ones included) and the raw size of the request head.
+ */
+export async function serveMetricsHttp(options: ServeMetricsOptions): Promise<void> {
+  const { signal } = options;
+  if (signal.aborted) return;
+  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  const addr = listener.addr as Deno.NetAddr;
+  options.onListen?.({ hostname: addr.hostname, port: addr.port });
+  const open = new Set<_Connection>(); // counted against maxConnections
+  const rejected = new Set<_Connection>();
+  const pending = new Set<Promise<void>>();
+  const track = (work: Promise<void>) => {
+    pending.add(work);
+    work.finally(() => pending.delete(work));
+  };
+  let listening = true;
+  const stop = () => {
+    if (listening) listener.close();
+    listening = false;
+    for (const connection of [...open, ...rejected]) connection.close();
+  };
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    while (!signal.aborted) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (signal.aborted) break;
+        throw new Error(`Cannot accept a connection on ${addr.hostname}:${addr.port}`, {
+          cause: error,
+        });
+      }
+      const connection = new _Connection(conn, options.timeoutMs ?? 10_000);
+      if (open.size >= options.maxConnections) {
+        rejected.add(connection);
+        const response = _respond(503, "Too many connections\n", { "Retry-After": "1" });
+        track(connection.reject(response).finally(() => rejected.delete(connection)));
+        continue;
+      }
+      open.add(connection);
+      track(connection.handle(options).finally(() => open.delete(connection)));
+    }
+  } finally {
+    signal.removeEventListener("abort", stop);
+    stop();
+    await Promise.allSettled([...pending]);
+  }
+}
+
+class _Connection {
+  #conn: Deno.Conn;
+  #closed = false;
+  #timer: ReturnType<typeof setTimeout>;
+
+  constructor(conn: Deno.Conn, timeoutMs: number) {
+    this.#conn = conn;
+    this.#timer = setTimeout(() => this.close(), timeoutMs);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#conn.close();
+  }
+
+  /** Read one request head, answer it, close. I/O errors of the peer just end the connection. */
+  async handle(options: ServeMetricsOptions): Promise<void> {
+    try {
+      const head = await this.#readHead(options.maxHeaderSize);
+      if (head === undefined) return;
+      const response = head === _TOO_LARGE
+        ? _respond(431, "Request header fields too large\n")
+        : await _answerHead(head, options.scrape);
+      await this.reject(response);
+    } catch (error) {
+      if (!this.#closed && !_isPeerError(error)) throw error;
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Send `response`, then drain what the client still sends so closing does not reset it. */
+  async reject(response: Uint8Array): Promise<void> {
+    try {
+      await _writeAll(this.#conn, response);
+      await this.#conn.closeWrite();
+      const buffer = new Uint8Array(4096);
+      while (!this.#closed && (await this.#conn.read(buffer)) !== null);
+    } catch (error) {
+      if (!this.#closed && !_isPeerError(error)) throw error;
+    } finally {
+      this.close();
+    }
+  }
+
+  /** The head without its blank line, "too large", or undefined when the client closed early. */
+  async #readHead(maxHeaderSize: number): Promise<string | undefined> {
+    const buffer = new Uint8Array(maxHeaderSize + 1);
+    const decoder = new TextDecoder("latin1");
+    let length = 0;
+    while (length <= maxHeaderSize) {
+      const n = await this.#conn.read(buffer.subarray(length));
+      if (n === null) return undefined;
+      length += n;
+      // Clients may send empty lines before the request line (RFC 9112 section 2.2).
+      const text = decoder.decode(buffer.subarray(0, length)).replace(/^(\r?\n)+/, "");
+      const end = /\r?\n\r?\n/.exec(text);
+      if (end) {
+        return end.index + end[0].length > maxHeaderSize ? _TOO_LARGE : text.slice(0, end.index);
+      }
+    }
+    return _TOO_LARGE;
+  }
+}
+
+const _TOO_LARGE = "\0too large";
+
+function _isPeerError(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected;
+}
+
+async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
+}
+
+const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Parse a request head and answer it like {@link metricsResponse}. */
+async function _answerHead(head: string, scrape: () => Promise<string>): Promise<Uint8Array> {
+  const lines = head.split(/\r?\n/).filter((line) => line !== "");
+  const match = /^(\S+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
+  const headersOk = lines.slice(1).every((line) => {
+    const colon = line.indexOf(":");
+    return colon > 0 && _TOKEN.test(line.slice(0, colon));
+  });
+  if (!match || !_TOKEN.test(match[1]) || !headersOk) return _respond(400, "Bad request\n");
+  const [, method, target] = match;
+  let pathname: string;
+  if (target.startsWith("/")) pathname = target.replace(/[?#].*$/, "");
+  else if (/^https?:\/\//i.test(target) && URL.canParse(target)) {
+    pathname = new URL(target).pathname;
+  } else return _respond(400, "Bad request\n");
+  const answer = await _answer(method, pathname, scrape);
+  const body = new TextEncoder().encode(answer.body);
+  return _respond(answer.status, method === "HEAD" ? "" : body, {
+    ...answer.headers,
+    "Content-Length": String(body.length),
+  });
+}
+
+/** A complete HTTP/1.1 response with `Connection: close`. */
+function _respond(
+  status: number,
+  body: string | Uint8Array,
+  headers: Record<string, string> = {},
+): Uint8Array {
+  const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+  const all: Record<string, string> = {
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Length": String(bytes.length),
+    ...headers,
+    Date: new Date().toUTCString(),
+    Connection: "close",
+  };
+  const text = `HTTP/1.1 ${status} ${_REASONS[status]}\r\n${
+    Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("")
+  }\r\n`;
+  const headBytes = new TextEncoder().encode(text);
+  const out = new Uint8Array(headBytes.length + bytes.length);
+  out.set(headBytes);
+  out.set(bytes, headBytes.length);
+  return out;
+}
+
+/** Route a metrics request: 404 off /metrics, 405 with Allow for other methods, else the scrape. */
+async function _answer(
+  method: string,
+  pathname: string,
+  scrape: () => Promise<string>,
+): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  if (pathname !== "/metrics") {
+    return { status: 404, headers: {}, body: "Not found: try /metrics\n" };
+  }
+  if (method !== "GET" && method !== "HEAD") {
+    return { status: 405, headers: { Allow: "GET, HEAD" }, body: "Method not allowed\n" };
+  }
+  return {
+    status: 200,
+    headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+    body: await scrape(),
+  };
 }
 
 /**
@@ -116,16 +341,10 @@ export async function metricsResponse(
   if (headerBytes > options.maxHeaderSize) {
     return new Response("Request header fields too large\n", { status: 431 });
   }
-  const url = new URL(request.url);
-  if (url.pathname !== "/metrics") {
-    return new Response("Not found: try /metrics\n", { status: 404 });
-  }
-  if (request.method !== "GET" && request.method !== "HEAD") {
-    return new Response("Method not allowed\n", { status: 405, headers: { Allow: "GET, HEAD" } });
-  }
-  const body = await options.scrape();
-  return new Response(request.method === "HEAD" ? null : body, {
-    headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+  const answer = await _answer(request.method, new URL(request.url).pathname, options.scrape);
+  return new Response(request.method === "HEAD" ? null : answer.body, {
+    status: answer.status,
+    headers: answer.headers,
   });
 }
 
@@ -248,7 +467,7 @@ async function _history(
       context.out(`${what} since ${formatTime(since)}:`);
       const width = context.columns ?? 80;
       for (
-        const line of plotLine(points, {
+        const line of plotLine(points.filter((p): p is PlotPoint => p.y !== null), {
           width,
           height: Math.max(5, Math.min(20, Math.floor(width / 6))),
           formatX: (x) => formatTime(x).slice(5, 16),
@@ -257,7 +476,7 @@ async function _history(
       return EXIT.ok;
     }
     context.out("");
-    const rows = points.slice(-50).map((p) => [formatTime(p.x), _number(p.y)]);
+    const rows = points.slice(-50).map((p) => [formatTime(p.x), p.y === null ? "-" : _number(p.y)]);
     for (
       const line of renderTable([bucketMs === undefined ? "time" : "bucket start", what], rows, {
         right: [1],
@@ -364,11 +583,17 @@ function _timeline(
   return timeline;
 }
 
-function _totals(timeline: _Timeline, histogram: boolean): PlotPoint[] {
+/** A point of the history; `y` is null for a histogram window without observations. */
+interface _Point {
+  x: number;
+  y: number | null;
+}
+
+function _totals(timeline: _Timeline, histogram: boolean): _Point[] {
   return timeline.times.map((ts, i) => ({
     x: ts,
     y: histogram
-      ? (timeline.count[i] > 0 ? timeline.value[i] / timeline.count[i] : 0)
+      ? (timeline.count[i] > 0 ? timeline.value[i] / timeline.count[i] : null)
       : timeline.value[i],
   })).slice(1);
 }
@@ -379,9 +604,9 @@ function _buckets(
   bucketMs: number,
   since: number,
   now: number,
-): PlotPoint[] {
+): _Point[] {
   const first = Math.floor(since / bucketMs) * bucketMs;
-  const out: PlotPoint[] = [];
+  const out: _Point[] = [];
   let i = 0;
   let lastValue = timeline.value[0];
   let lastCount = timeline.count[0];
@@ -396,7 +621,8 @@ function _buckets(
     }
     const dv = lastValue - startValue;
     const dc = lastCount - startCount;
-    out.push({ x: start, y: histogram ? (dc > 0 ? dv / dc : 0) : dv });
+    // A window without observations has no average: null, not 0.
+    out.push({ x: start, y: histogram ? (dc > 0 ? dv / dc : null) : dv });
   }
   return out;
 }

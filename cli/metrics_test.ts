@@ -12,7 +12,7 @@ import {
 import { parseInvocation } from "./args.ts";
 import { COMMANDS } from "./commands.ts";
 import type { CommandContext } from "./context.ts";
-import { metricsResponse, runMetrics } from "./metrics.ts";
+import { metricsResponse, runMetrics, serveMetricsHttp } from "./metrics.ts";
 
 // ---------------------------------------------------------------------------------------------
 // metricsResponse()
@@ -196,13 +196,15 @@ interface History {
   bucket: string | null;
   since: string;
   series: { labels: Record<string, string>; total: number }[];
-  points: { ts: string; value: number }[];
+  points: { ts: string; value: number | null }[];
 }
 
 function pointMap(history: History): Record<string, number> {
-  return Object.fromEntries(
-    history.points.filter((p) => p.value !== 0).map((p) => [p.ts.slice(11, 16), p.value]),
-  );
+  const out: Record<string, number> = {};
+  for (const p of history.points) {
+    if (p.value !== 0 && p.value !== null) out[p.ts.slice(11, 16)] = p.value;
+  }
+  return out;
 }
 
 Deno.test("metrics --avg: counter buckets hold each hour's increase and add up to the window's", async () => {
@@ -222,7 +224,7 @@ Deno.test("metrics --avg: counter buckets hold each hour's increase and add up t
     assert.equal(history.points[0].ts, "2024-03-04T12:00:00.000Z");
     assert.equal(history.points.at(-1)!.ts, "2024-03-05T12:00:00.000Z");
     assert.deepEqual(pointMap(history), { "09:00": 100, "10:00": 82, "11:00": 10 });
-    assert.equal(history.points.reduce((n, p) => n + p.value, 0), 192);
+    assert.equal(history.points.reduce((n, p) => n + (p.value ?? 0), 0), 192);
     assert.deepEqual(
       history.series.map((s) => [s.labels.timeframe, s.total]),
       [["1m", 1_185], ["5m", 7]],
@@ -246,7 +248,7 @@ Deno.test("metrics --avg: 15m buckets split the same increases finer, same sum",
       "10:45": 32,
       "11:45": 10,
     });
-    assert.equal(history.points.reduce((n, p) => n + p.value, 0), 192);
+    assert.equal(history.points.reduce((n, p) => n + (p.value ?? 0), 0), 192);
   });
 });
 
@@ -288,6 +290,31 @@ Deno.test("metrics --avg on a histogram: each bucket's average is Δsum / Δcoun
     assert.equal(all.type, "histogram");
     // 09:00: (2 + 1) / (4 + 1); 11:00: ingest 10 s over 2 and query 1 s over 8.
     assert.deepEqual(pointMap(all), { "09:00": 0.6, "11:00": 1.1 });
+    // Windows without observations have no average (null), not an average of 0.
+    assert.equal(all.points.length, 25);
+    assert.deepEqual(all.points.filter((p) => p.value !== null).map((p) => p.ts.slice(11, 16)), [
+      "09:00",
+      "11:00",
+    ]);
+    const table = await metricsCommand(dir, [
+      "--metric",
+      "mp_processing_time_seconds",
+      "--avg",
+      "1h",
+    ]);
+    assert.ok(table.out.some((l) => /^2024-03-05 10:00:00Z\s+-$/.test(l)), table.out.join("\n"));
+    assert.ok(!table.out.some((l) => /^2024-03-05 10:00:00Z\s+0$/.test(l)));
+    const plot = await metricsCommand(dir, [
+      "--metric",
+      "mp_processing_time_seconds",
+      "--avg",
+      "1h",
+      "--plot",
+    ], { columns: 50 });
+    const chart = plot.out.filter((l) => l.includes("┤"));
+    // Only the two windows with observations are plotted: the minimum label is 0.6, not 0.
+    assert.match(chart.at(-1)!, /^\s*0\.60 ┤/, plot.out.join("\n"));
+    assert.equal(plot.out.join("").split("●").length - 1, 2);
     assert.deepEqual(
       all.series.map((s) => [s.labels, s.total]),
       [[{ operation: "ingest" }, 17], [{ operation: "query" }, 8]],
@@ -437,5 +464,236 @@ Deno.test("metrics history reads PROMETHEUS_MULTIPROC_DIR when it is set", async
     } finally {
       await Deno.remove(empty, { recursive: true });
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Server mode: `marketpipe metrics` with a port from --port, METRICS_PORT or the config file.
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Run `metrics args...` in-process until it prints where it serves; `stop()` aborts it. */
+async function startServer(dir: string, args: string[], env: Record<string, string> = {}) {
+  const config = join(dir, "marketpipe.yaml");
+  const parsed = await parseInvocation(
+    COMMANDS,
+    ["metrics", ...args, "--data-dir", dir],
+    env,
+    (path) => Deno.readTextFile(path === "marketpipe.yaml" ? config : path),
+  );
+  if (parsed.kind !== "run") throw new Error("unreachable");
+  const err: string[] = [];
+  const out: string[] = [];
+  const controller = new AbortController();
+  const done = runMetrics(parsed.invocation, {
+    env,
+    out: (line) => out.push(line),
+    err: (line) => err.push(line),
+    signal: controller.signal,
+    verbose: false,
+    json: false,
+    version: "test",
+  });
+  const deadline = Date.now() + 10_000;
+  let port: number | undefined;
+  while (port === undefined) {
+    const line = err.find((l) => l.startsWith("Serving metrics on "));
+    if (line) port = Number(/:(\d+)\/metrics/.exec(line)![1]);
+    else if (out.length > 0) {
+      controller.abort();
+      await done;
+      throw new Error(`metrics did not serve: ${out.join("\n")}`);
+    } else if (Date.now() > deadline) throw new Error("metrics did not start in 10 s");
+    else await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return {
+    port,
+    async stop() {
+      controller.abort();
+      assert.equal(await done, 0);
+    },
+  };
+}
+
+/** Send raw bytes on a new connection and read the whole answer until the server closes. */
+async function rawRequest(port: number, bytes: string | Uint8Array): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  if (bytes.length > 0) {
+    await conn.write(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
+  }
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(65_536);
+  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+    chunks.push(buffer.slice(0, n));
+  }
+  return new TextDecoder().decode(
+    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
+  );
+}
+
+Deno.test("metrics serves when the port comes from METRICS_PORT, the config file or --port, flag > env > config", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
+  try {
+    const [flag, env, config] = [freePort(), freePort(), freePort()];
+    await Deno.writeTextFile(join(dir, "marketpipe.yaml"), `port: "${config}"\n`);
+    const cases: [string[], Record<string, string>, number][] = [
+      [[], { METRICS_PORT: String(env) }, env],
+      [["--config", "marketpipe.yaml"], {}, config],
+      [["--config", "marketpipe.yaml"], { METRICS_PORT: String(env) }, env],
+      [
+        ["--config", "marketpipe.yaml", "--port", String(flag)],
+        { METRICS_PORT: String(env) },
+        flag,
+      ],
+    ];
+    for (const [args, vars, expected] of cases) {
+      const server = await startServer(dir, args, vars);
+      try {
+        assert.equal(server.port, expected, JSON.stringify([args, vars]));
+        const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+        assert.equal(response.status, 200);
+        await response.body?.cancel();
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("metrics server: a connection beyond METRICS_MAX_CONNECTIONS gets 503, idle ones count", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
+  const server = await startServer(dir, ["--port", "0"], { METRICS_MAX_CONNECTIONS: "2" });
+  try {
+    const idle = [
+      await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+      await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+    ];
+    try {
+      // Accepts are in order, so both idle connections are open when the third arrives.
+      const third = await rawRequest(server.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+      assert.match(third, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+      assert.match(third, /\r\nRetry-After: 1\r\n/);
+      assert.match(third, /\r\nConnection: close\r\n/);
+    } finally {
+      for (const conn of idle) conn.close();
+    }
+    const deadline = Date.now() + 5_000;
+    let status = 0;
+    while (status !== 200 && Date.now() < deadline) {
+      const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      status = response.status;
+      await response.body?.cancel();
+    }
+    assert.equal(status, 200, "a scrape succeeds once the idle connections are closed");
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("metrics server: 431 past METRICS_MAX_HEADER_SIZE, 400 on garbage, HEAD and GET by the byte", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
+  const server = await startServer(dir, ["--port", "0"], { METRICS_MAX_HEADER_SIZE: "1024" });
+  try {
+    const head = (extra: string) => `GET /metrics HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
+    const fits = head(`X-A: ${"y".repeat(1024 - head("X-A: \r\n").length)}\r\n`);
+    assert.equal(fits.length, 1024);
+    assert.match(await rawRequest(server.port, fits), /^HTTP\/1\.1 200 OK\r\n/);
+    const over = head(`X-A: ${"y".repeat(1025 - head("X-A: \r\n").length)}\r\n`);
+    assert.match(
+      await rawRequest(server.port, over),
+      /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/,
+    );
+    // No end of head within the limit at all.
+    assert.match(await rawRequest(server.port, "x".repeat(5000)), /^HTTP\/1\.1 431 /);
+    assert.match(await rawRequest(server.port, "hello\r\n\r\n"), /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(
+      await rawRequest(server.port, "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n"),
+      /^HTTP\/1\.1 400 /,
+    );
+    const get = await rawRequest(server.port, head(""));
+    const [getHead, body] = get.split("\r\n\r\n");
+    assert.match(getHead, /\r\nContent-Type: text\/plain; version=0\.0\.4; charset=utf-8\r\n/);
+    assert.match(getHead, /\r\nConnection: close(\r\n|$)/);
+    const length = Number(/\r\nContent-Length: (\d+)/.exec(getHead)![1]);
+    assert.equal(new TextEncoder().encode(body).length, length);
+    assert.match(body, /^# HELP /m);
+    const headOnly = await rawRequest(server.port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.match(headOnly, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.ok(headOnly.endsWith("\r\n\r\n"), "HEAD has no body");
+    const post = await rawRequest(server.port, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.match(post, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    assert.match(post, /\r\nAllow: GET, HEAD\r\n/);
+    assert.match(
+      await rawRequest(server.port, head("").replace("/metrics", "/")),
+      /^HTTP\/1\.1 404 /,
+    );
+  } finally {
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("serveMetricsHttp() closes a connection that never finishes its head", async () => {
+  const controller = new AbortController();
+  const lines: string[] = [];
+  const served = serveMetricsHttp({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxConnections: 10,
+    maxHeaderSize: 1024,
+    scrape: () => Promise.resolve(SCRAPE),
+    signal: controller.signal,
+    timeoutMs: 200,
+    onListen: ({ port }) => lines.push(String(port)),
+  });
+  try {
+    const started = Date.now();
+    const answer = await rawRequest(Number(lines[0]), "GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    assert.equal(answer, "", "closed without an answer");
+    assert.ok(Date.now() - started >= 150, "not before the timeout");
+  } finally {
+    controller.abort();
+    await served;
+  }
+});
+
+Deno.test("metrics refuses --port with history options and --avg or --plot without --metric", async () => {
+  await withHistory(async (dir) => {
+    for (
+      const extra of [
+        ["--list"],
+        ["--metric", "mp_ingest_rows_total"],
+        ["--since", "1h"],
+        [
+          "--labels",
+          "a=b",
+        ],
+        ["--avg", "1h"],
+        ["--plot"],
+      ]
+    ) {
+      await assert.rejects(
+        metricsCommand(dir, ["--port", "0", ...extra]),
+        (error: Error) =>
+          error.name === "UsageError" &&
+          new RegExp(`^--port cannot be combined with ${extra[0]}`).test(error.message) &&
+          !error.message.includes("\n"),
+        extra[0],
+      );
+    }
+    for (const option of [["--avg", "1h"], ["--plot"], ["--list", "--plot"]]) {
+      await assert.rejects(metricsCommand(dir, option), /^UsageError: --(avg|plot) needs --metric/);
+    }
+    // A port from METRICS_PORT does not override history asked for with flags.
+    const run = await metricsCommand(dir, ["--list"], { env: { METRICS_PORT: "0" } });
+    assert.match(run.out.find((l) => l.startsWith("mp_ingest_rows_total"))!, /\b1,192\b/);
   });
 });

@@ -130,24 +130,25 @@ Deno.test("an ingest's counters appear in another process's scrape, which passes
     assert.deepEqual(freshness.map((s) => s.labels.symbol).sort(), ["AAPL", "MSFT"]);
     assert.ok(freshness.every((s) => s.value >= Date.UTC(2024, 2, 8, 20) / 1000 - 3600));
     assert.ok(text.includes("# TYPE mp_requests_legacy_total counter"));
-    if (await hasCommand("promtool")) {
-      const check = new Deno.Command("promtool", {
-        args: ["check", "metrics"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-      })
-        .spawn();
-      const writer = check.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(text));
-      await writer.close();
-      const out = await check.output();
-      assert.equal(
-        out.code,
-        0,
-        new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-      );
+    if (!(await hasCommand("promtool"))) {
+      throw new Error("promtool missing: install the Debian package prometheus");
     }
+    const check = new Deno.Command("promtool", {
+      args: ["check", "metrics"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .spawn();
+    const writer = check.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(text));
+    await writer.close();
+    const out = await check.output();
+    assert.equal(
+      out.code,
+      0,
+      new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+    );
   } finally {
     await server.stop();
   }
