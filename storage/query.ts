@@ -792,6 +792,18 @@ function _skipTrivia(sql: string, start: number): number {
 const _toJsonSafe: DuckDBValueConverter<Json> = (value, type, converter) => {
   if (value === null) return null;
   switch (type.typeId) {
+    // The common bar columns first, without the generic converter's dispatch.
+    case DuckDBTypeId.DOUBLE:
+    case DuckDBTypeId.FLOAT:
+    case DuckDBTypeId.INTEGER:
+    case DuckDBTypeId.SMALLINT:
+    case DuckDBTypeId.TINYINT:
+    case DuckDBTypeId.UINTEGER:
+    case DuckDBTypeId.USMALLINT:
+    case DuckDBTypeId.UTINYINT:
+      return Number.isFinite(value as number) ? value as number : String(value);
+    case DuckDBTypeId.VARCHAR:
+      return value as string;
     case DuckDBTypeId.BIGINT:
     case DuckDBTypeId.UBIGINT:
     case DuckDBTypeId.HUGEINT:
@@ -814,6 +826,11 @@ const _toJsonSafe: DuckDBValueConverter<Json> = (value, type, converter) => {
 
 function _isoTimestamp(value: DuckDBTimestampTZValue): string {
   if (!value.isFinite) return value.micros > 0n ? "infinity" : "-infinity";
+  const micros = Number(value.micros);
+  if (Number.isSafeInteger(micros)) {
+    const date = new Date(Math.floor(micros / 1000));
+    if (!Number.isNaN(date.getTime())) return date.toISOString();
+  }
   let millis = value.micros / 1000n;
   if (value.micros % 1000n < 0n) millis -= 1n;
   const date = new Date(Number(millis));
