@@ -534,6 +534,13 @@ async function _prepareReadOnly(
 ): Promise<DuckDBPreparedStatement> {
   const prepared = await _prepareOne(connection, engine, sql);
   const type = prepared.statementType;
+  const first = _leadingWords(sql, 1)[0]?.word.toUpperCase();
+  if (first === "PRAGMA" || first === "CALL") {
+    // DuckDB rewrites `PRAGMA version` into a SELECT; the console accepts only the documented
+    // statements (SELECT, WITH, VALUES, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).
+    prepared.destroySync();
+    throw new QueryRejectedError(`Only read-only statements are allowed: got ${first}`);
+  }
   if (type === StatementType.SELECT) return prepared;
   prepared.destroySync();
   if (type === StatementType.EXPLAIN && options.allowExplain) {

@@ -178,15 +178,19 @@ Deno.test("runQuery() answers SQL over the bar views", async (t) => {
       );
     });
 
-    await t.step("allows DESCRIBE, SHOW, SUMMARIZE, PRAGMA show_tables and EXPLAIN", async () => {
+    await t.step("allows DESCRIBE, SHOW, SUMMARIZE and EXPLAIN, refuses PRAGMA", async () => {
       const described = await runQuery(engine, "DESCRIBE bars_1m");
       assert.equal(described.rowCount, BAR_COLUMNS.length);
       const tables = await runQuery(engine, "SHOW TABLES");
       assert.deepEqual(tables.rows, [["bars"], ["bars_1d"], ["bars_1m"]]);
       const summary = await runQuery(engine, "SUMMARIZE bars_1m");
       assert.equal(summary.rowCount, BAR_COLUMNS.length);
-      const pragma = await runQuery(engine, "PRAGMA show_tables");
-      assert.equal(pragma.rowCount, 3);
+      await assert.rejects(
+        runQuery(engine, "PRAGMA show_tables"),
+        (error: unknown) =>
+          error instanceof QueryRejectedError &&
+          error.message === "Only read-only statements are allowed: got PRAGMA",
+      );
       const plan = await runQuery(engine, "EXPLAIN SELECT * FROM bars_1m WHERE symbol = 'AAPL'");
       assert.equal(plan.rowCount, 1);
       const analyzed = await runQuery(
