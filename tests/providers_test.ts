@@ -657,3 +657,62 @@ Deno.test("secrets never appear in output, job records, metrics or any file of t
     assert.ok(files.some((p) => p.endsWith("marketpipe.db")));
   });
 });
+
+Deno.test("alpaca: days a provider answered with no bars are known-empty, not missing, in gaps", async () => {
+  await withMocks({}, async (_mocks, env) => {
+    const dir = await tempDir();
+    const run = await runCli(
+      ingestArgs(
+        "alpaca",
+        dir,
+        "--symbols",
+        "AAPL,ZZZZ",
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-06",
+        "--json",
+      ),
+      { env },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const summary = json<{ symbols: { symbol: string; barsWritten: number; status: string }[] }>(
+      run,
+    );
+    const unknown = summary.symbols.find((s) => s.symbol === "ZZZZ")!;
+    assert.equal(unknown.barsWritten, 0);
+    assert.equal(unknown.status, "ok");
+    assert.deepEqual(
+      metaQuery(
+        dir,
+        "SELECT trading_date, bars FROM ingested_days WHERE symbol = 'ZZZZ' ORDER BY 1",
+      ).map((r) => [
+        r.trading_date,
+        r.bars,
+      ]),
+      [["2024-03-04", 0], ["2024-03-05", 0], ["2024-03-06", 0]],
+    );
+    const gaps = await runCli(
+      [
+        "gaps",
+        "--symbols",
+        "AAPL,ZZZZ",
+        "--start",
+        "2024-03-04",
+        "--end",
+        "2024-03-06",
+        "--json",
+        "--data-dir",
+        dir,
+      ],
+    );
+    assert.equal(gaps.code, 0, gaps.stderr);
+    const report = json<{ symbols: { symbol: string; missing: string[]; knownEmpty: string[] }[] }>(
+      gaps,
+    );
+    const zzzz = report.symbols.find((s) => s.symbol === "ZZZZ")!;
+    assert.deepEqual(zzzz.missing, []);
+    assert.deepEqual(zzzz.knownEmpty, ["2024-03-04", "2024-03-05", "2024-03-06"]);
+    assert.deepEqual(report.symbols.find((s) => s.symbol === "AAPL")!.knownEmpty, []);
+  });
+});
