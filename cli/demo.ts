@@ -64,7 +64,7 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
     "",
     table,
     "",
-    "Try:",
+    "Try (from a checkout, run `deno task marketpipe` where it says `marketpipe`):",
     `  marketpipe query "SELECT * FROM bars_1m WHERE symbol = '${
       symbols[0]
     }' ORDER BY ts LIMIT 5"${dirFlag}`,
