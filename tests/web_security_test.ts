@@ -3,6 +3,7 @@
  * origin checks, XSS and SQL-injection probes in every parameter, path traversal, body limits.
  */
 import assert from "node:assert/strict";
+import { LOGIN_FAILURES_ALLOWED } from "../web/pages.ts";
 import { createApp } from "../web/mod.ts";
 import { constantTimeEqual, CONTENT_SECURITY_POLICY, isLoopback } from "../web/security.ts";
 import {
@@ -329,6 +330,25 @@ Deno.test("web security", async (t) => {
         body: JSON.stringify({ sql: `SELECT '${"x".repeat(70_000)}'` }),
       });
       assert.equal((await errorOf(response, 413)).code, "payload_too_large");
+    });
+
+    await t.step("guessing the token on /login is throttled with 429 and Retry-After", async () => {
+      const guesser = createApp({ ...server.deps, authReads: true });
+      const attempt = (token: string) =>
+        guesser.request("/login", {
+          method: "POST",
+          headers: { "Content-Type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ token, next: "/" }).toString(),
+        });
+      for (let i = 0; i < LOGIN_FAILURES_ALLOWED; i++) {
+        const wrong = await attempt(`guess-${i}`);
+        assert.equal(wrong.status, 401);
+        await wrong.body?.cancel();
+      }
+      const blocked = await attempt(TOKEN);
+      assert.equal(blocked.status, 429, "even the right token waits once the window is full");
+      assert.ok(Number(blocked.headers.get("retry-after")) > 0);
+      assert.match(await blocked.text(), /Too many wrong tokens/);
     });
   } finally {
     await server.close();

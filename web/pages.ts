@@ -63,6 +63,11 @@ const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
   "1d": 1096,
 };
 
+/** Wrong tokens accepted on /login within {@link LOGIN_WINDOW_MS} before attempts get 429. */
+export const LOGIN_FAILURES_ALLOWED = 10;
+/** The window over which wrong /login tokens are counted. */
+export const LOGIN_WINDOW_MS = 60_000;
+
 /** Registers the dashboard pages and partials. */
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
   const { deps } = ctx;
@@ -355,13 +360,30 @@ ${
     return render(c, "Log in", "none", loginBody(ctx, safeNext(query.next)));
   });
 
+  // Guessing the token through the form is throttled: after LOGIN_FAILURES_ALLOWED wrong tokens
+  // within LOGIN_WINDOW_MS, every attempt gets 429 until the window has passed.
+  const failures: number[] = [];
   app.post("/login", async (c) => {
     checkKnownParams(c.req.query(), []);
+    const now = Date.now();
+    while (failures.length > 0 && now - failures[0] > LOGIN_WINDOW_MS) failures.shift();
+    if (failures.length >= LOGIN_FAILURES_ALLOWED) {
+      const retryAfter = Math.max(1, Math.ceil((failures[0] + LOGIN_WINDOW_MS - now) / 1000));
+      c.header("Retry-After", String(retryAfter));
+      return render(
+        c,
+        "Log in",
+        "none",
+        html`${notice(`Too many wrong tokens: try again in ${retryAfter} s`, "error")}`,
+        429,
+      );
+    }
     const form = await c.req.parseBody();
     const next = safeNext(typeof form.next === "string" ? form.next : undefined);
     if (deps.token === undefined) return c.redirect(next, 303);
     const token = typeof form.token === "string" ? form.token : "";
     if (!hasValidCredentials(`Bearer ${token}`, undefined, deps.token)) {
+      failures.push(now);
       return render(
         c,
         "Log in",
