@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { formatBytes, formatCount } from "../core/format.ts";
+import { isFile } from "../storage/fs.ts";
 import { join } from "node:path";
 
 /** What {@link runMeasured} saw of one child process. */
@@ -42,7 +44,7 @@ export async function runMeasured(
   args: string[],
   options: RunMeasuredOptions = {},
 ): Promise<ChildRun> {
-  const useTime = options.scratchDir !== undefined && await _isFile(_GNU_TIME);
+  const useTime = options.scratchDir !== undefined && await isFile(_GNU_TIME);
   const report = useTime ? join(options.scratchDir!, `time-${crypto.randomUUID()}.txt`) : "";
   const child = new Deno.Command(useTime ? _GNU_TIME : command, {
     args: useTime ? ["-v", "-o", report, command, ...args] : args,
@@ -120,15 +122,6 @@ function _timeField(text: string, label: string): number | undefined {
   return Number.isFinite(value) ? value : undefined;
 }
 
-async function _isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 /** Files and bytes under a directory. */
 export interface TreeStats {
   files: number;
@@ -173,25 +166,10 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** `12,345` style integer formatting. */
-export function formatCount(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
-}
-
 /** Milliseconds as `850 ms`, `12.3 ms` or `6.06 s`. */
 export function formatMs(ms: number): string {
   if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
   return ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(1)} ms`;
 }
 
-/** Bytes as `1.5 MiB`. */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
+export { formatBytes, formatCount };

@@ -7,6 +7,7 @@ import {
   META_FILE,
   openDatabase,
   openDuckDB,
+  pathExists,
   readDayCounts,
   readKnownEmptyDays,
 } from "../storage/mod.ts";
@@ -38,14 +39,7 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   // Known-empty days come from the coverage table, read without creating or migrating anything.
   let knownEmpty = new Map<string, Set<string>>();
   const metaPath = join(dataDir, META_FILE);
-  let hasMeta = true;
-  try {
-    await Deno.stat(metaPath);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    hasMeta = false;
-  }
-  if (hasMeta) {
+  if (await pathExists(metaPath)) {
     const db = openDatabase(metaPath);
     try {
       knownEmpty = readKnownEmptyDays(db, timeframe, symbols, range.start, range.end);

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { parseDuration, parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { JOB_STATUSES, type JobRecord, type JobStatus } from "../core/jobs.ts";
-import { META_FILE, MetaStore, migrate, openDatabase } from "../storage/mod.ts";
+import { META_FILE, MetaStore, openExistingMigrated } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatDuration, formatTime, renderTable } from "./format.ts";
@@ -10,20 +10,8 @@ import { dataDirOf, positionals } from "./options.ts";
 
 /** Open the metadata store if the data directory has one (reaping dead jobs), else undefined. */
 async function _openExisting(dataDir: string, command: string): Promise<MetaStore | undefined> {
-  const path = join(dataDir, META_FILE);
-  try {
-    await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-  const db = openDatabase(path);
-  try {
-    migrate(db);
-  } catch (error) {
-    db.close();
-    throw error;
-  }
+  const db = await openExistingMigrated(join(dataDir, META_FILE));
+  if (!db) return undefined;
   const meta = new MetaStore(db, { command });
   meta.reapDeadJobs();
   return meta;

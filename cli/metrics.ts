@@ -1,3 +1,4 @@
+import type { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { parseDuration, parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
@@ -5,8 +6,7 @@ import { createMetrics, familiesOf } from "../core/metrics.ts";
 import { plotLine, type PlotPoint } from "../core/plot.ts";
 import {
   META_FILE,
-  migrate,
-  openDatabase,
+  openExistingMigrated,
   openTelemetry,
   readMetricSamples,
   readMetricTotals,
@@ -405,21 +405,14 @@ async function _history(
   }
   const historyDir = historyDirOf(context);
   const path = join(historyDir ?? dataDir, historyDir ? "marketpipe-metrics.db" : META_FILE);
-  let exists = true;
-  try {
-    await Deno.stat(path);
-  } catch {
-    exists = false;
-  }
-  if (!exists) {
+  const db = await openExistingMigrated(path);
+  if (!db) {
     if (context.json) {
       context.out(metricName ? JSON.stringify({ name: metricName, series: [], points: [] }) : "[]");
     } else context.out(`No metric history yet: ${path} does not exist. Run an ingest first.`);
     return EXIT.ok;
   }
-  const db = openDatabase(path);
   try {
-    migrate(db);
     const totals = readMetricTotals(db);
     if (metricName === undefined) return _list(context, families, totals, sampleCounts(db));
     const family = families.find((f) => f.name === metricName)!;
@@ -544,7 +537,7 @@ interface _Timeline {
 
 /** Sum the matching series at every time any of them changed (plus the value at `since`). */
 function _timeline(
-  db: ReturnType<typeof openDatabase>,
+  db: DatabaseSync,
   series: StoredSeries[],
   since: number,
 ): _Timeline {

@@ -21,10 +21,10 @@ import {
   listPartitionFiles,
   listValidationReports,
   META_FILE,
-  migrate,
-  openDatabase,
+  openExistingMigrated,
   openStore,
   openTelemetry,
+  pathExists,
   readBarRows,
   readCrossCheckBars,
   readDayCounts,
@@ -126,16 +126,6 @@ export function validationOption(invocation: Invocation): ValidationSettings {
   return parseValidationSettings(text, source);
 }
 
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 /** `marketpipe validate`: re-check stored bars, list or show reports, list the rules. */
 export async function runValidate(
   invocation: Invocation,
@@ -212,20 +202,6 @@ function _printRules(settings: ValidationSettings, context: CommandContext): num
   return EXIT.ok;
 }
 
-/** The metadata database of an existing data directory, migrated; undefined when absent. */
-async function _openExistingDb(dataDir: string) {
-  const path = join(dataDir, META_FILE);
-  if (!(await _exists(path))) return undefined;
-  const db = openDatabase(path);
-  try {
-    migrate(db);
-  } catch (error) {
-    db.close();
-    throw error;
-  }
-  return db;
-}
-
 function _reportJson(record: ValidationReportRecord, dataDir: string) {
   return {
     id: record.id,
@@ -250,7 +226,7 @@ function _reportJson(record: ValidationReportRecord, dataDir: string) {
 async function _listReports(invocation: Invocation, context: CommandContext): Promise<number> {
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
   const dataDir = dataDirOf(invocation);
-  const db = await _openExistingDb(dataDir);
+  const db = await openExistingMigrated(join(dataDir, META_FILE));
   const reports = db ? listValidationReports(db, { limit }) : [];
   db?.close();
   if (context.json) {
@@ -289,7 +265,7 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
   const failOn = _failOnOption(invocation);
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000);
   const dataDir = dataDirOf(invocation);
-  const db = await _openExistingDb(dataDir);
+  const db = await openExistingMigrated(join(dataDir, META_FILE));
   if (!db) throw new UsageError(`No report "${ref}": ${dataDir} has no metadata database`);
   let record: ValidationReportRecord | undefined;
   try {
@@ -472,7 +448,7 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
     range = rangeOption(invocation, { required: true })!;
     timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
   }
-  if (!(await _exists(join(dataDir, META_FILE)))) {
+  if (!(await pathExists(join(dataDir, META_FILE)))) {
     throw new UsageError(`Nothing to validate: ${dataDir} holds no MarketPipe data (ingest first)`);
   }
 

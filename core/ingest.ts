@@ -275,20 +275,21 @@ export async function ingest(
   }, { signal });
 
   const finalTasks = store.listTasks(jobId);
+  const doneBySymbol = new Map<string, number>();
   for (const task of finalTasks) {
     if (task.status === "pending" || task.status === "running") {
       symbols.get(task.symbol)!.tasksPending++;
     }
+    if (task.status === "done") {
+      doneBySymbol.set(task.symbol, (doneBySymbol.get(task.symbol) ?? 0) + 1);
+    }
   }
   for (const summary of symbols.values()) {
-    const doneTasks = finalTasks.filter((t) =>
-      t.symbol === summary.symbol && t.status === "done"
-    ).length;
     summary.status = summary.tasksPending > 0
       ? "pending"
       : summary.tasksFailed === 0
       ? "ok"
-      : doneTasks > 0
+      : (doneBySymbol.get(summary.symbol) ?? 0) > 0
       ? "partial"
       : "failed";
   }

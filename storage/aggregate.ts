@@ -22,7 +22,7 @@ import { VWAP_DRIFT } from "../core/aggregate.ts";
 import { type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
 import { BAR_COLUMNS, openDuckDB, sqlIdent, sqlString } from "./duckdb.ts";
 import { PARTITION_FILE, partitionDir } from "./layout.ts";
-import type { MetaStore } from "./meta.ts";
+import { type MetaStore, newJobId } from "./meta.ts";
 import {
   type PartitionFile,
   type PartitionWriter,
@@ -146,7 +146,7 @@ export async function aggregatePartitions(
   if (session !== undefined && session !== "regular" && session !== "extended") {
     throw new RangeError(`Invalid session "${session}": expected regular or extended`);
   }
-  const runId = `${AGGREGATE_ID_PREFIX}${_stamp(now())}`;
+  const runId = `${AGGREGATE_ID_PREFIX}${newJobId(now())}`;
   const symbols = options.symbols
     ? [...options.symbols]
     : await listStoredSymbols(store.dataDir, "bars", "1m");
@@ -830,14 +830,4 @@ function _periodOf(file: string, timeframe: Timeframe = "1m"): { year: number; m
   if (!match) throw new Error(`Cannot tell the month of 1m partition file ${file}`);
   // A daily target's sources span its year; only the year counts then.
   return { year: Number(match[1]), month: timeframe === "1d" ? "01" : match[2] };
-}
-
-function _stamp(now: number): string {
-  const iso = new Date(now).toISOString();
-  const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");
-  const random = Array.from(
-    crypto.getRandomValues(new Uint8Array(2)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-  return `${stamp}-${random}`;
 }

@@ -10,6 +10,7 @@ import type {
   TaskResult,
 } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
+import { pathExists } from "./fs.ts";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
 
 /** File name of the metadata database inside the data directory. */
@@ -34,6 +35,22 @@ export function openDatabase(path: string): DatabaseSync {
   db.exec("PRAGMA synchronous = NORMAL");
   db.exec("PRAGMA foreign_keys = ON");
   return db;
+}
+
+/** Open the database at `path` (created if absent) and apply pending migrations; closed on failure. */
+export function openMigrated(path: string): { db: DatabaseSync; applied: Migration[] } {
+  const db = openDatabase(path);
+  try {
+    return { db, applied: migrate(db) };
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Like {@link openMigrated}, but only when the file exists: undefined, and nothing created, otherwise. */
+export async function openExistingMigrated(path: string): Promise<DatabaseSync | undefined> {
+  return (await pathExists(path)) ? openMigrated(path).db : undefined;
 }
 
 /** Versions and names of all migrations, with when each was applied (null when pending). */
@@ -510,7 +527,7 @@ export function sourceLabel(source: Omit<SourceKey, "timeframe">): string {
   return `${source.provider}/${source.feed}/${source.adjustment}${suffix}`;
 }
 
-/** A job id: date, time and random suffix, sortable and short, e.g. `20240304-153012-7f3a`. */
+/** A job id (also the stamp of report and aggregation ids): date, time and a random suffix, sortable and short, e.g. `20240304-153012-7f3a`. */
 export function newJobId(now: number): string {
   const iso = new Date(now).toISOString();
   const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");

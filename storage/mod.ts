@@ -12,6 +12,8 @@ export {
   type MigrationStatus,
   migrationStatus,
   openDatabase,
+  openExistingMigrated,
+  openMigrated,
   sourceLabel,
 } from "./meta.ts";
 export { type Migration, MIGRATIONS } from "./migrations.ts";
@@ -107,3 +109,4 @@ export {
   type AggregateIngestedOptions,
   type IngestedRange,
 } from "./aggregate_ingested.ts";
+export { isFile, pathExists } from "./fs.ts";

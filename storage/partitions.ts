@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { WriteResult } from "../core/jobs.ts";
 import type { Bar, Session } from "../core/types.ts";
 import { PARTITION_FILE, partitionDir, TEMP_PREFIX } from "./layout.ts";
+import { pathExists } from "./fs.ts";
 import type { MetaStore } from "./meta.ts";
 import { sqlString } from "./duckdb.ts";
 
@@ -131,7 +132,7 @@ export async function replacePartition<T>(
       await _removeStaleTemps(dir);
       const live = join(dir, PARTITION_FILE);
       const temp = join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
-      const liveExists = await _exists(live);
+      const liveExists = await pathExists(live);
       const connection = await writer.duckdb.connect();
       try {
         const result = await write({ connection, temp, live, liveExists });
@@ -268,16 +269,6 @@ function _lastPerTs(bars: Bar[]): Bar[] {
   const byTs = new Map<number, Bar>();
   for (const bar of bars) byTs.set(bar.ts, bar);
   return [...byTs.values()];
-}
-
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 async function _removeStaleTemps(dir: string): Promise<void> {

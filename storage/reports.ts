@@ -8,6 +8,7 @@ import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { join } from "node:path";
 import type { Timeframe } from "../core/types.ts";
 import type { Finding, Severity } from "../core/validate.ts";
+import { newJobId } from "./meta.ts";
 
 /** Directory of validation reports inside the data directory. */
 export const REPORTS_DIR = join("reports", "validation");
@@ -56,7 +57,7 @@ export async function saveValidationReport(
   dataDir: string,
   report: NewValidationReport,
 ): Promise<ValidationReportRecord> {
-  const id = _reportId(report.createdAt);
+  const id = `v${newJobId(report.createdAt)}`;
   const path = join(REPORTS_DIR, id);
   const root = join(dataDir, REPORTS_DIR);
   await Deno.mkdir(root, { recursive: true });
@@ -245,16 +246,6 @@ export function parseCsv(text: string): string[][] {
     rows.push(row);
   }
   return rows;
-}
-
-function _reportId(now: number): string {
-  const iso = new Date(now).toISOString();
-  const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");
-  const random = Array.from(
-    crypto.getRandomValues(new Uint8Array(2)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-  return `v${stamp}-${random}`;
 }
 
 function _recordFrom(row: Record<string, SQLInputValue>): ValidationReportRecord {

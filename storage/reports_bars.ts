@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { isFile } from "./fs.ts";
 import type { DuckDBConnection } from "@duckdb/node-api";
 import { join } from "node:path";
 import type { Bar, Session, Timeframe } from "../core/types.ts";
@@ -42,14 +43,14 @@ export async function listPartitionFiles(
     if (year < startYear || year > endYear) continue;
     const yearDir = join(base, `year=${year}`);
     if (timeframe === "1d") {
-      if (await _isFile(join(yearDir, PARTITION_FILE))) files.push(join(yearDir, PARTITION_FILE));
+      if (await isFile(join(yearDir, PARTITION_FILE))) files.push(join(yearDir, PARTITION_FILE));
       continue;
     }
     for (const month of await _keyValues(yearDir, "month")) {
       const period = `${year}-${month}`;
       if (period < startMonth || period > endMonth) continue;
       const file = join(yearDir, `month=${month}`, PARTITION_FILE);
-      if (await _isFile(file)) files.push(file);
+      if (await isFile(file)) files.push(file);
     }
   }
   return files;
@@ -78,15 +79,6 @@ async function _keyValues(dir: string, key: string): Promise<string[]> {
     throw error;
   }
   return values.sort();
-}
-
-async function _isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /** Options of {@link readBarRows}. */

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { IngestStore, RejectedBar, WriteResult } from "../core/jobs.ts";
 import type { Bar } from "../core/types.ts";
 import { openDuckDB } from "./duckdb.ts";
-import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import { META_FILE, MetaStore, openMigrated } from "./meta.ts";
 import { recordFreshness } from "./metrics_store.ts";
 import { writeBars } from "./partitions.ts";
 import { writeQuarantine } from "./quarantine.ts";
@@ -43,14 +43,7 @@ export async function openStore(
   options: { command?: string; threads?: number } = {},
 ): Promise<Store> {
   await Deno.mkdir(dataDir, { recursive: true });
-  const db = openDatabase(join(dataDir, META_FILE));
-  let applied: Migration[];
-  try {
-    applied = migrate(db);
-  } catch (error) {
-    db.close();
-    throw error;
-  }
+  const { db, applied } = openMigrated(join(dataDir, META_FILE));
   const meta = new MetaStore(db, { command: options.command });
   let duckdb: Promise<DuckDBInstance> | undefined;
   const store: Store = {

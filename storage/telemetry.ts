@@ -12,7 +12,7 @@ import {
   type SeriesValue,
   watchEventLoopLag,
 } from "../core/metrics.ts";
-import { META_FILE, migrate, openDatabase } from "./meta.ts";
+import { META_FILE, openMigrated } from "./meta.ts";
 import {
   addMetricDeltas,
   countRunningJobs,
@@ -77,19 +77,16 @@ export async function openTelemetry(
   options: TelemetryOptions = {},
 ): Promise<Telemetry> {
   await Deno.mkdir(dataDir, { recursive: true });
-  const db = openDatabase(join(dataDir, META_FILE));
+  const { db } = openMigrated(join(dataDir, META_FILE));
   let historyDb = db;
-  try {
-    migrate(db);
-    if (options.historyDir) {
+  if (options.historyDir) {
+    try {
       await Deno.mkdir(options.historyDir, { recursive: true });
-      historyDb = openDatabase(join(options.historyDir, "marketpipe-metrics.db"));
-      migrate(historyDb);
+      historyDb = openMigrated(join(options.historyDir, "marketpipe-metrics.db")).db;
+    } catch (error) {
+      db.close();
+      throw error;
     }
-  } catch (error) {
-    db.close();
-    if (historyDb !== db) historyDb.close();
-    throw error;
   }
   return createTelemetry(db, historyDb, options, () => {
     if (historyDb !== db) historyDb.close();
