@@ -7,7 +7,10 @@
 import { parseInvocation } from "./cli/args.ts";
 import { COMMANDS } from "./cli/commands.ts";
 import { type CommandContext, EXIT } from "./cli/context.ts";
+import { MAX_CONFIG_BYTES } from "./core/config.ts";
 import { errorMessage, UsageError } from "./core/errors.ts";
+// Only this light file of storage/: --help and usage errors must not load DuckDB.
+import { readTextFileCapped } from "./storage/fs.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** Version of this build, from deno.json. */
@@ -17,25 +20,35 @@ export const VERSION: string = denoJson.version;
 export interface MainOptions {
   env?: Record<string, string | undefined>;
   signal?: AbortSignal;
+  /** Where result and message lines go instead of stdout and stderr (no status line then). */
+  output?: { out: (line: string) => void; err: (line: string) => void };
 }
 
 /** Run the CLI with `args` and return the exit code. */
 export async function main(args: string[], options: MainOptions = {}): Promise<number> {
   const env = options.env ?? Deno.env.toObject();
   const encoder = new TextEncoder();
-  const writeOut = (line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n"));
-  const stderrIsTerminal = Deno.stderr.isTerminal() && env.TERM !== "dumb" && !env.CI;
+  const output = options.output;
+  const writeOut = output?.out ??
+    ((line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n")));
+  const stderrIsTerminal = output === undefined && Deno.stderr.isTerminal() &&
+    env.TERM !== "dumb" && !env.CI;
   let statusShown = false;
-  const writeErr = (line: string) => {
+  const writeErr = output?.err ?? ((line: string) => {
     if (statusShown) {
       Deno.stderr.writeSync(encoder.encode("\r\x1b[2K"));
       statusShown = false;
     }
     Deno.stderr.writeSync(encoder.encode(line + "\n"));
-  };
+  });
   const verboseRequested = args.includes("--verbose") || args.includes("-v");
   try {
-    const parsed = await parseInvocation(COMMANDS, args, env, (path) => Deno.readTextFile(path));
+    const parsed = await parseInvocation(
+      COMMANDS,
+      args,
+      env,
+      (path) => readTextFileCapped(path, MAX_CONFIG_BYTES, "config file"),
+    );
     if (parsed.kind === "help") {
       writeOut(parsed.text);
       return EXIT.ok;
@@ -110,4 +123,6 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   }
 }
 
-if (import.meta.main) Deno.exitCode = await main(Deno.args);
+// Exit rather than wait for the event loop to drain: a query abandoned after its timeout keeps a
+// DuckDB thread busy (and the loop alive) until it finishes on its own.
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -14,10 +14,17 @@ import {
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount, formatDuration, progressReporter, renderTable } from "./format.ts";
+import {
+  dataDirArgs,
+  formatCount,
+  formatDuration,
+  progressReporter,
+  renderTable,
+  shellCommand,
+} from "./format.ts";
 import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, positionals } from "./options.ts";
-import { rangeOption, sessionOption, symbolsOption } from "./validate.ts";
+import { dataDirOf, positionals, symbolsOption } from "./options.ts";
+import { rangeOption, sessionOption } from "./validate.ts";
 
 /** Parse `--timeframes 5m,1h,1d` (default: every timeframe above 1m). */
 export function timeframesOption(text: string | undefined): Timeframe[] {
@@ -167,8 +174,13 @@ export async function runAggregate(
         }; ${formatCount(summary.upToDate)} were up to date.`,
     );
     context.out(
-      `Query them: marketpipe query "SELECT * FROM bars_${timeframes.at(-1)} ORDER BY symbol, ts"${
-        dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`
+      `Query them: ${
+        shellCommand([
+          "marketpipe",
+          "query",
+          `SELECT * FROM bars_${timeframes.at(-1)} ORDER BY symbol, ts`,
+          ...dataDirArgs(dataDir),
+        ])
       }`,
     );
     return EXIT.ok;

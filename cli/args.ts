@@ -197,6 +197,7 @@ export async function parseInvocation(
     try {
       text = await readFile(configPath);
     } catch (error) {
+      if (error instanceof UsageError) throw error;
       const reason = error instanceof Deno.errors.NotFound
         ? "no such file"
         : error instanceof Deno.errors.PermissionDenied

@@ -1,4 +1,25 @@
+import type { OptionSpec } from "../core/config.ts";
 import type { CommandSpec } from "./args.ts";
+
+/** Resource limits of the sandboxed query engine, shared by `query` and `serve`. */
+const QUERY_ENGINE_OPTIONS: OptionSpec[] = [
+  {
+    name: "memory-limit",
+    type: "string",
+    placeholder: "SIZE",
+    env: "MARKETPIPE_QUERY_MEMORY_LIMIT",
+    description: "Memory the query engine may use, e.g. 4GB or 25% (of the RAM); beyond it spills",
+    default: "25%",
+  },
+  {
+    name: "temp-limit",
+    type: "string",
+    placeholder: "SIZE",
+    env: "MARKETPIPE_QUERY_TEMP_LIMIT",
+    description: "Disk the query engine may spill to (a private temp folder); beyond it fails",
+    default: "4GiB",
+  },
+];
 
 /** The `marketpipe` command table: flags, help text, examples and lazily loaded handlers. */
 export const COMMANDS: CommandSpec[] = [
@@ -194,6 +215,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Cancel the query after this many seconds",
         default: "300",
       },
+      ...QUERY_ENGINE_OPTIONS,
     ],
     examples: [
       `marketpipe query "SELECT symbol, count(*) FROM bars_1m GROUP BY symbol"`,
@@ -372,6 +394,39 @@ export const COMMANDS: CommandSpec[] = [
     run: () => import("./gaps.ts").then((m) => m.runGaps),
   },
   {
+    name: "repair",
+    summary: "Find stored Parquet files that cannot be read and move them aside",
+    description: [
+      "Reads every Parquet file under <data>/bars and <data>/quarantine in full and lists those",
+      "that cannot be read (truncated, bad compression) with the reason; exits 1 when there are",
+      "any. --move renames each to <data>/corrupt/<same path> (never deleting anything) and",
+      "forgets the ingested days of its partition, so gaps lists them as missing and running the",
+      "ingest again fetches them.",
+    ].join("\n"),
+    options: [
+      {
+        name: "move",
+        type: "boolean",
+        description: "Move the unreadable files to <data>/corrupt/ and mark their days missing",
+        default: false,
+        configurable: false,
+      },
+      {
+        name: "dry-run",
+        type: "boolean",
+        description: "With --move: only show what would be moved",
+        default: false,
+        configurable: false,
+      },
+    ],
+    examples: [
+      "marketpipe repair",
+      "marketpipe repair --move --dry-run",
+      "marketpipe repair --move --json",
+    ],
+    run: () => import("./repair.ts").then((m) => m.runRepair),
+  },
+  {
     name: "aggregate",
     summary: "Roll stored 1m bars up to 5m, 15m, 30m, 1h, 4h and 1d partitions",
     description: [
@@ -503,6 +558,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Longest a query or bars read may run",
         default: "30",
       },
+      ...QUERY_ENGINE_OPTIONS,
     ],
     examples: [
       "marketpipe serve",

@@ -3,10 +3,10 @@ import { tradingDays } from "../core/calendar.ts";
 import { UsageError } from "../core/errors.ts";
 import { parseSymbols } from "../core/symbols.ts";
 import { providerFactory } from "../providers/mod.ts";
-import { formatTable, openQueryEngine, runQuery, storageStats } from "../storage/mod.ts";
+import { formatTable, openQueryEngine, runQuery, sqlString, storageStats } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatBytes, formatCount } from "./format.ts";
+import { dataDirArgs, formatBytes, formatCount, shellCommand } from "./format.ts";
 import { exitCodeOf, runPreparedIngest } from "./ingest.ts";
 import { dataDirOf, parseDateOption, positionals } from "./options.ts";
 
@@ -53,7 +53,8 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
   } finally {
     engine.close();
   }
-  const dirFlag = dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`;
+  const dirArgs = dataDirArgs(dataDir);
+  const parquetGlob = sqlString(`${resolve(dataDir)}/bars/**/*.parquet`);
   const lines = [
     "",
     `Data directory: ${resolve(dataDir)}`,
@@ -65,16 +66,32 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
     table,
     "",
     "Try (from a checkout, run `deno task marketpipe` where it says `marketpipe`):",
-    `  marketpipe query "SELECT * FROM bars_1m WHERE symbol = '${
-      symbols[0]
-    }' ORDER BY ts LIMIT 5"${dirFlag}`,
-    `  marketpipe query "SELECT trading_date, count(*) FROM bars_1m WHERE symbol = '${
-      symbols[0]
-    }' AND session = 'regular' GROUP BY 1 ORDER BY 1"${dirFlag}`,
-    `  marketpipe jobs list${dirFlag}`,
-    `  duckdb -c "SELECT count(*) FROM read_parquet('${
-      resolve(dataDir)
-    }/bars/**/*.parquet', hive_partitioning = true)"`,
+    `  ${
+      shellCommand([
+        "marketpipe",
+        "query",
+        `SELECT * FROM bars_1m WHERE symbol = '${symbols[0]}' ORDER BY ts LIMIT 5`,
+        ...dirArgs,
+      ])
+    }`,
+    `  ${
+      shellCommand([
+        "marketpipe",
+        "query",
+        `SELECT trading_date, count(*) FROM bars_1m WHERE symbol = '${
+          symbols[0]
+        }' AND session = 'regular' GROUP BY 1 ORDER BY 1`,
+        ...dirArgs,
+      ])
+    }`,
+    `  ${shellCommand(["marketpipe", "jobs", "list", ...dirArgs])}`,
+    `  ${
+      shellCommand([
+        "duckdb",
+        "-c",
+        `SELECT count(*) FROM read_parquet(${parquetGlob}, hive_partitioning = true)`,
+      ])
+    }`,
   ];
   if (context.json) {
     context.out(

@@ -1,4 +1,11 @@
-export { formatBytes, formatCount, formatDuration, formatTime } from "../core/format.ts";
+export {
+  formatBytes,
+  formatCount,
+  formatDuration,
+  formatTime,
+  shellCommand,
+  shellQuote,
+} from "../core/format.ts";
 import { formatDuration } from "../core/format.ts";
 
 /** An aligned text table; columns listed in `right` are right-aligned. */
@@ -48,4 +55,9 @@ export function progressReporter(options: {
       options.err(`${String(Math.round(fraction * 100)).padStart(3)}% ${detail}${eta}`);
     }
   };
+}
+
+/** `["--data-dir", dir]` for a suggested command, or nothing for the default `./data`. */
+export function dataDirArgs(dataDir: string): string[] {
+  return dataDir === "./data" || dataDir === "data" ? [] : ["--data-dir", dataDir];
 }

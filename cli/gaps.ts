@@ -5,8 +5,8 @@ import { findGaps, type SymbolGaps, tradingDayRuns } from "../core/validate_gaps
 import {
   listStoredSymbols,
   META_FILE,
-  openDatabase,
   openDuckDB,
+  openReadOnlyDatabase,
   pathExists,
   readDayCounts,
   readKnownEmptyDays,
@@ -14,8 +14,8 @@ import {
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, renderTable } from "./format.ts";
-import { dataDirOf, positionals } from "./options.ts";
-import { rangeOption, symbolsOption, timeframeOption } from "./validate.ts";
+import { dataDirOf, positionals, symbolsOption } from "./options.ts";
+import { rangeOption, timeframeOption } from "./validate.ts";
 
 /** `marketpipe gaps`: trading days without bars, or with too little of their regular session. */
 export async function runGaps(invocation: Invocation, context: CommandContext): Promise<number> {
@@ -40,7 +40,7 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   let knownEmpty = new Map<string, Set<string>>();
   const metaPath = join(dataDir, META_FILE);
   if (await pathExists(metaPath)) {
-    const db = openDatabase(metaPath);
+    const db = openReadOnlyDatabase(metaPath);
     try {
       knownEmpty = readKnownEmptyDays(db, timeframe, symbols, range.start, range.end);
     } finally {

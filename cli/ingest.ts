@@ -1,15 +1,14 @@
-import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { tradingDays } from "../core/calendar.ts";
 import { UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
 import { createValidator, RULE_IDS, VALIDATION_RULES } from "../core/validate.ts";
-import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { providerFactory } from "../providers/mod.ts";
 import {
   aggregateIngested,
   type AggregationSummary,
   META_FILE,
+  openReadOnlyDatabase,
   openStore,
   openTelemetry,
 } from "../storage/mod.ts";
@@ -17,8 +16,15 @@ import { aggregationJson, printAggregation } from "./aggregate.ts";
 import { historyDirOf } from "./metrics.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount, formatDuration, progressReporter, renderTable } from "./format.ts";
-import { dataDirOf, positionals } from "./options.ts";
+import {
+  dataDirArgs,
+  formatCount,
+  formatDuration,
+  progressReporter,
+  renderTable,
+  shellCommand,
+} from "./format.ts";
+import { dataDirOf, positionals, symbolsOption } from "./options.ts";
 import { validationOption } from "./validate.ts";
 import {
   buildIngestRequest,
@@ -55,24 +61,8 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
       }
     },
     readSymbols: async () => {
-      const symbolsText = invocation.string("symbols");
-      const symbolsFile = invocation.string("symbols-file");
-      if (symbolsText !== undefined && symbolsFile !== undefined) {
-        throw new UsageError("Use either --symbols or --symbols-file, not both");
-      }
-      if (symbolsFile !== undefined) {
-        let text: string;
-        try {
-          text = await Deno.readTextFile(symbolsFile);
-        } catch (error) {
-          throw new UsageError(
-            `Cannot read --symbols-file ${symbolsFile}: ${(error as Error).message}`,
-            { cause: error },
-          );
-        }
-        return parseSymbolsFile(text, symbolsFile);
-      }
-      if (symbolsText !== undefined) return parseSymbols(symbolsText);
+      const symbols = await symbolsOption(invocation);
+      if (symbols !== undefined) return symbols;
       throw new UsageError(
         "Missing --symbols (or --symbols-file): which symbols to ingest, e.g. --symbols AAPL,MSFT",
       );
@@ -98,9 +88,8 @@ async function _checkResumable(dataDir: string, jobId: string): Promise<void> {
   } catch {
     throw new UsageError(`Cannot resume job "${jobId}": ${dataDir} has no jobs yet`);
   }
-  const db = new DatabaseSync(path, { readOnly: true });
+  const db = openReadOnlyDatabase(path);
   try {
-    db.exec("PRAGMA busy_timeout = 10000");
     const found = db.prepare("SELECT count(*) AS n FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'")
       .get(jobId, jobId.replace(/[\\%_]/g, "\\$&") + "%");
     if (Number(found?.n ?? 0) === 0) {
@@ -142,6 +131,7 @@ export async function runPreparedIngest(
   if (request.resumeJobId) await _checkResumable(dataDir, request.resumeJobId);
   const store = await openStore(dataDir, { command: "ingest" });
   let closeTelemetry = () => Promise.resolve();
+  let failed = false;
   try {
     if (store.applied.length > 0 && context.verbose) {
       context.err(`Applied ${store.applied.length} metadata migration(s) in ${dataDir}`);
@@ -231,10 +221,32 @@ export async function runPreparedIngest(
     }
     printSummary(summary, request, dataDir, context, aggregation);
     return summary;
+  } catch (error) {
+    failed = true;
+    throw error;
   } finally {
-    await closeTelemetry();
-    store.close();
+    await _closeAll(failed, closeTelemetry, () => store.close());
   }
+}
+
+/**
+ * Run every closer. Closing writes too (metric totals, the process row): on a full disk that
+ * fails as well, and after a failure (`failed`) must not replace the error that says why the
+ * ingest stopped; otherwise the first close error is thrown once all have run.
+ */
+async function _closeAll(
+  failed: boolean,
+  ...closers: (() => void | Promise<void>)[]
+): Promise<void> {
+  let first: { error: unknown } | undefined;
+  for (const close of closers) {
+    try {
+      await close();
+    } catch (error) {
+      first ??= { error };
+    }
+  }
+  if (first && !failed) throw first.error;
 }
 
 function printSummary(
@@ -326,11 +338,13 @@ function printSummary(
   ) context.out(line);
   const job = summary.job!;
   const failedSymbols = summary.symbols.filter((s) => s.tasksFailed > 0).length;
+  const dirArgs = dataDirArgs(dataDir);
+  const resume = shellCommand(["marketpipe", "ingest", "--resume", job.id, ...dirArgs]);
   const verdict = {
     succeeded: "succeeded",
     partial: `finished partially: ${failedSymbols} symbol(s) failed`,
     failed: "failed",
-    cancelled: `was interrupted; resume it with: marketpipe ingest --resume ${job.id}`,
+    cancelled: `was interrupted; resume it with: ${resume}`,
     running: "is still running",
     pending: "is pending",
   }[job.status];
@@ -347,13 +361,30 @@ function printSummary(
   }
   if (job.status === "succeeded" || job.status === "partial") {
     context.out(
-      `Query them: marketpipe query "SELECT symbol, count(*) FROM bars_${job.timeframe} GROUP BY symbol"${
-        dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`
+      `Query them: ${
+        shellCommand([
+          "marketpipe",
+          "query",
+          `SELECT symbol, count(*) FROM bars_${job.timeframe} GROUP BY symbol`,
+          ...dirArgs,
+        ])
       }`,
     );
   }
   if (job.status === "partial" || job.status === "failed") {
-    context.out(`Retry the failed tasks: marketpipe ingest --resume ${job.id}`);
+    // A retry cannot get past a stored file that does not read: point to repair instead.
+    const corrupt = summary.symbols.flatMap((s) => s.corruptFiles);
+    const otherFailures = summary.symbols.some((s) => s.tasksFailed > s.corruptFiles.length);
+    if (corrupt.length > 0) {
+      context.out(
+        `${corrupt.length} stored file(s) cannot be read and were left untouched. Move them aside to ${dataDir}/corrupt/ (their days become missing): ${
+          shellCommand(["marketpipe", "repair", "--move", ...dirArgs])
+        }, then run this ingest again`,
+      );
+    }
+    if (corrupt.length === 0 || otherFailures) {
+      context.out(`Retry the failed tasks: ${resume}`);
+    }
   }
   const byRule = (counts: Record<string, number>) =>
     Object.entries(counts).sort(([a], [b]) => RULE_IDS.indexOf(a) - RULE_IDS.indexOf(b))
@@ -373,9 +404,7 @@ function printSummary(
   }
   if (quarantinedTotal > 0 || Object.keys(findings).length > 0) {
     context.out(
-      `Audit them: marketpipe validate ${job.id}${
-        dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`
-      }`,
+      `Audit them: ${shellCommand(["marketpipe", "validate", job.id, ...dirArgs])}`,
     );
   }
   printAfter();

@@ -6,6 +6,7 @@ import { createMetrics, familiesOf } from "../core/metrics.ts";
 import { plotLine, type PlotPoint } from "../core/plot.ts";
 import {
   META_FILE,
+  METRICS_HISTORY_FILE,
   openExistingMigrated,
   openTelemetry,
   readMetricSamples,
@@ -361,7 +362,8 @@ function _parseSince(text: string, now: number): number {
 
 function _parseLabels(text: string | undefined): Record<string, string> {
   if (text === undefined) return {};
-  const out: Record<string, string> = {};
+  // No prototype: a label named __proto__ or constructor is a label like any other.
+  const out: Record<string, string> = Object.create(null);
   for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
     const match = /^([a-zA-Z_][a-zA-Z0-9_]*)=(.*)$/.exec(part);
     if (!match) {
@@ -404,7 +406,7 @@ async function _history(
     );
   }
   const historyDir = historyDirOf(context);
-  const path = join(historyDir ?? dataDir, historyDir ? "marketpipe-metrics.db" : META_FILE);
+  const path = join(historyDir ?? dataDir, historyDir ? METRICS_HISTORY_FILE : META_FILE);
   const db = await openExistingMigrated(path);
   if (!db) {
     if (context.json) {
@@ -417,7 +419,8 @@ async function _history(
     if (metricName === undefined) return _list(context, families, totals, sampleCounts(db));
     const family = families.find((f) => f.name === metricName)!;
     const matching = totals.filter((s) =>
-      s.family === metricName && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+      s.family === metricName &&
+      Object.entries(labels).every(([k, v]) => Object.hasOwn(s.labels, k) && s.labels[k] === v)
     );
     const isHistogram = family.type === "histogram";
     const valueSeries = matching.filter((s) =>

@@ -1,5 +1,11 @@
 import { join } from "node:path";
-import { META_FILE, migrate, migrationStatus, openDatabase } from "../storage/mod.ts";
+import {
+  META_FILE,
+  migrate,
+  migrationStatus,
+  openDatabase,
+  openReadOnlyDatabase,
+} from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatTime, renderTable } from "./format.ts";
@@ -19,7 +25,7 @@ export async function runMigrate(invocation: Invocation, context: CommandContext
     }
     const status = exists
       ? (() => {
-        const db = openDatabase(path);
+        const db = openReadOnlyDatabase(path);
         try {
           return migrationStatus(db);
         } finally {

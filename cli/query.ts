@@ -1,19 +1,24 @@
 import { parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
+import { join } from "node:path";
 import {
+  checkOutputPath,
   formatCsv,
   formatJson,
   formatTable,
+  METRICS_HISTORY_FILE,
   openQueryEngine,
   QueryRejectedError,
   QuerySqlError,
   runQuery,
+  writeFileAtomic,
   writeQueryParquet,
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount } from "./format.ts";
-import { dataDirOf, positionals } from "./options.ts";
+import { historyDirOf } from "./metrics.ts";
+import { dataDirOf, positionals, queryEngineLimits } from "./options.ts";
 
 const FORMATS = ["table", "csv", "json", "parquet"] as const;
 
@@ -25,14 +30,16 @@ export async function runQueryCommand(
   const [sql] = positionals(invocation, ["SQL"]);
   if (sql.trim() === "") throw new UsageError("Invalid SQL: the query is empty");
   const dataDir = dataDirOf(invocation);
-  const format = (context.json ? "json" : invocation.string("format") ?? "table").toLowerCase();
-  if (!(FORMATS as readonly string[]).includes(format)) {
+  // Checked even when --json decides the format: a bad value is never silently ignored.
+  const given = (invocation.string("format") ?? "table").toLowerCase();
+  if (!(FORMATS as readonly string[]).includes(given)) {
     throw new UsageError(
-      `Invalid --format "${format}"${didYouMean(format, FORMATS)}: expected one of ${
+      `Invalid --format "${given}"${didYouMean(given, FORMATS)}: expected one of ${
         FORMATS.join(", ")
       }`,
     );
   }
+  const format = context.json ? "json" : given;
   const limit = parseIntOption(invocation.string("limit") ?? "10000", "--limit", 1, 10_000_000);
   const timeoutSeconds = parseIntOption(
     invocation.string("timeout") ?? "300",
@@ -46,12 +53,21 @@ export async function runQueryCommand(
       "Missing --output FILE: --format parquet writes a file, not to the terminal",
     );
   }
+  const historyDir = historyDirOf(context);
+  const protectedFiles = historyDir === undefined ? [] : [join(historyDir, METRICS_HISTORY_FILE)];
+  // Checked for every format before anything runs: the output may never replace a managed file.
+  if (output !== undefined) await checkOutputPath(dataDir, output, { protectedFiles });
   const engine = await openQueryEngine(dataDir, {
     outputFile: format === "parquet" ? output : undefined,
+    protectedFiles,
+    ...queryEngineLimits(invocation),
   });
   try {
     if (format === "parquet") {
-      const rows = await writeQueryParquet(engine, sql, output!);
+      const rows = await writeQueryParquet(engine, sql, output!, {
+        timeoutMs: timeoutSeconds * 1000,
+        signal: context.signal,
+      });
       context.err(`Wrote ${formatCount(rows)} row(s) to ${output}`);
       return EXIT.ok;
     }
@@ -66,9 +82,12 @@ export async function runQueryCommand(
       ? formatJson(result)
       : formatTable(result);
     if (output !== undefined) {
-      const temp = `${output}.tmp-${crypto.randomUUID()}`;
-      await Deno.writeTextFile(temp, text.endsWith("\n") ? text : text + "\n");
-      await Deno.rename(temp, output);
+      // Checked again right before the write: the path may have changed while the query ran.
+      const path = await checkOutputPath(dataDir, output, { protectedFiles });
+      await writeFileAtomic(
+        path,
+        (temp) => Deno.writeTextFile(temp, text.endsWith("\n") ? text : text + "\n"),
+      );
       context.err(`Wrote ${formatCount(result.rowCount)} row(s) to ${output}`);
     } else {
       context.out(text.replace(/\n$/, ""));

@@ -3,8 +3,9 @@ import { UsageError } from "../core/errors.ts";
 import { isLoopback, openWebServer } from "../web/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
+import { dataDirArgs, shellCommand } from "./format.ts";
 import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, positionals } from "./options.ts";
+import { dataDirOf, positionals, queryEngineLimits } from "./options.ts";
 
 /**
  * `marketpipe serve`: the dashboard, REST API and metrics on one port. Ctrl-C or SIGTERM stops
@@ -57,6 +58,7 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     legacyMetrics: invocation.flag("legacy-metrics"),
     ingestDefaults: { aggregate: invocation.flag("aggregate") },
     log: context.err,
+    ...queryEngineLimits(invocation),
   });
   try {
     let cancelled: Promise<string[]> | undefined;
@@ -92,7 +94,11 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     context.signal.removeEventListener("abort", onAbort);
     const ids = await (cancelled ?? server.stopJobs());
     for (const id of ids) {
-      context.err(`Cancelled job ${id}; resume it with: marketpipe ingest --resume ${id}`);
+      context.err(
+        `Cancelled job ${id}; resume it with: ${
+          shellCommand(["marketpipe", "ingest", "--resume", id, ...dataDirArgs(dataDir)])
+        }`,
+      );
     }
     context.err("Stopped");
   } finally {

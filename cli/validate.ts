@@ -3,7 +3,6 @@ import { tradingDays } from "../core/calendar.ts";
 import { parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { JobRecord } from "../core/jobs.ts";
-import { parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import {
   effectiveRules,
@@ -37,30 +36,16 @@ import {
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount, formatDuration, formatTime, renderTable } from "./format.ts";
+import {
+  dataDirArgs,
+  formatCount,
+  formatDuration,
+  formatTime,
+  renderTable,
+  shellCommand,
+} from "./format.ts";
 import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, parseDateOption, positionals } from "./options.ts";
-
-/** Symbols from `--symbols` or `--symbols-file` (one of them), or undefined when neither is set. */
-export async function symbolsOption(invocation: Invocation): Promise<string[] | undefined> {
-  const text = invocation.string("symbols");
-  const file = invocation.string("symbols-file");
-  if (text !== undefined && file !== undefined) {
-    throw new UsageError("Use either --symbols or --symbols-file, not both");
-  }
-  if (file !== undefined) {
-    let content: string;
-    try {
-      content = await Deno.readTextFile(file);
-    } catch (error) {
-      throw new UsageError(`Cannot read --symbols-file ${file}: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    return parseSymbolsFile(content, file);
-  }
-  return text === undefined ? undefined : parseSymbols(text);
-}
+import { dataDirOf, parseDateOption, positionals, symbolsOption } from "./options.ts";
 
 /** `--start`/`--end` as a checked range (end defaults to start), or undefined when unset. */
 export function rangeOption(
@@ -621,8 +606,8 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
       );
       context.out(`Report ${record.id}: ${join(dataDir, record.path)}/<symbol>.csv`);
       context.out(
-        `Show it: marketpipe validate --show ${record.id}${
-          dataDir === "./data" || dataDir === "data" ? "" : ` --data-dir ${dataDir}`
+        `Show it: ${
+          shellCommand(["marketpipe", "validate", "--show", record.id, ...dataDirArgs(dataDir)])
         }`,
       );
     }

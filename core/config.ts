@@ -1,7 +1,11 @@
 import { parse as parseYaml } from "yaml";
-import { isValidDate } from "./calendar.ts";
+import { CALENDAR_YEARS, isValidDate } from "./calendar.ts";
 import { didYouMean, UsageError } from "./errors.ts";
+import { formatBytes } from "./format.ts";
 import { validationConfigText } from "./validate.ts";
+
+/** Largest config file read, in bytes. */
+export const MAX_CONFIG_BYTES = 2 ** 20;
 
 /** A command-line option; config file keys and environment variables mirror it. */
 export interface OptionSpec {
@@ -158,6 +162,55 @@ export function parseIntOption(text: string, name: string, min: number, max: num
   return value;
 }
 
+const _SIZE_UNITS: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/**
+ * Parse a byte size such as `2GB`, `512MiB` or `1.5 GiB` (a bare number is bytes); with
+ * `percentOf`, also a share such as `25%` of that many bytes. Returns whole bytes within
+ * `[min, max]`, else a {@link UsageError} naming the option.
+ *
+ * @example
+ * ```ts
+ * parseSizeOption("512MiB", "--memory-limit", 2 ** 24, 2 ** 50); // 536870912
+ * ```
+ */
+export function parseSizeOption(
+  text: string,
+  name: string,
+  min: number,
+  max: number,
+  percentOf?: number,
+): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*|%)\s*$/i.exec(text);
+  const unit = match?.[2].toLowerCase() ?? "";
+  let bytes: number | undefined;
+  if (match !== null && unit === "%" && percentOf !== undefined) {
+    bytes = Math.floor(Number(match[1]) / 100 * percentOf);
+  } else if (match !== null && Object.hasOwn(_SIZE_UNITS, unit || "b")) {
+    bytes = Math.floor(Number(match[1]) * _SIZE_UNITS[unit || "b"]);
+  }
+  if (bytes === undefined || bytes < min || bytes > max) {
+    throw new UsageError(
+      `Invalid ${name} "${text}": expected a size from ${formatBytes(min)} to ${
+        formatBytes(max)
+      } such as 512MiB or 4GB${
+        percentOf === undefined ? "" : ", or a share of the RAM such as 25%"
+      }`,
+    );
+  }
+  return bytes;
+}
+
 /** Parse a number option within bounds (inclusive min, exclusive max when `maxExclusive`). */
 export function parseNumberOption(
   text: string,
@@ -191,13 +244,20 @@ export function parseDuration(text: string, name: string): number {
   return Number(match[1]) * unit;
 }
 
-/** A `YYYY-MM-DD` date option, checked to be a real calendar date. */
+/** A `YYYY-MM-DD` date option, checked to be a real calendar date within the calendar's years. */
 export function parseDateOption(text: string, name: string): string {
   if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) {
     throw new UsageError(`Invalid ${name} "${text}": expected YYYY-MM-DD`);
   }
   if (!isValidDate(text)) {
     throw new UsageError(`Invalid ${name} "${text}": no such calendar date`);
+  }
+  // Every caller turns the date into trading days, which exist only within the calendar's years.
+  const year = Number(text.slice(0, 4));
+  if (year < CALENDAR_YEARS.first || year > CALENDAR_YEARS.last) {
+    throw new UsageError(
+      `Invalid ${name} ${text}: expected a date from ${CALENDAR_YEARS.first}-01-01 to ${CALENDAR_YEARS.last}-12-31`,
+    );
   }
   return text;
 }

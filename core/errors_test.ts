@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { closest, didYouMean, errorMessage, UsageError } from "./errors.ts";
+import {
+  closest,
+  didYouMean,
+  errorChain,
+  errorMessage,
+  findStorageError,
+  StorageError,
+  UsageError,
+} from "./errors.ts";
 
 const COMMAND_NAMES = ["ingest", "query", "jobs", "providers", "migrate", "demo"];
 
@@ -63,4 +71,22 @@ Deno.test("errorMessage() returns the message of errors and the text of other va
   assert.equal(errorMessage(new TypeError("bad input")), "bad input");
   assert.equal(errorMessage("plain text"), "plain text");
   assert.equal(errorMessage(42), "42");
+});
+
+Deno.test("errorChain() joins the first line of each cause and skips a cause already quoted", () => {
+  const io = new Error(
+    'IO Error: Could not write file "/d/.tmp-1": No space left on device\nLINE 1',
+  );
+  const disk = new StorageError("No space left on device while writing /d/data.parquet", {
+    path: "/d/data.parquet",
+    code: "ENOSPC",
+  }, { cause: io });
+  const top = new Error(`Cannot write partition d: ${disk.message}`, { cause: disk });
+  assert.equal(
+    errorChain(top),
+    'Cannot write partition d: No space left on device while writing /d/data.parquet: IO Error: Could not write file "/d/.tmp-1": No space left on device',
+  );
+  assert.equal(errorChain("plain"), "plain");
+  assert.equal(findStorageError(top), disk);
+  assert.equal(findStorageError(io), undefined);
 });

@@ -32,3 +32,26 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
+
+/**
+ * One argument as a POSIX shell (and bash with history expansion) reads it back unchanged: as it
+ * is when it holds only safe characters, in double quotes when nothing in it expands there, else
+ * in single quotes (`it's $HOME` -> `'it'\''s $HOME'`).
+ *
+ * @example
+ * ```ts
+ * shellQuote("/data with space"); // "\"/data with space\""
+ * shellQuote("$HOME's data"); // "'$HOME'\\''s data'"
+ * ```
+ */
+export function shellQuote(arg: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg;
+  // Double quotes read best for SQL (`"... = 'AAPL'"`) and are safe without $ ` \ " ! in them.
+  if (!/["$`\\!]/.test(arg)) return `"${arg}"`;
+  return `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+/** A command line to suggest to the user: each argument quoted with {@link shellQuote}. */
+export function shellCommand(args: readonly string[]): string {
+  return args.map(shellQuote).join(" ");
+}

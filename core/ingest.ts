@@ -1,5 +1,11 @@
 import { exchangeDate, tradingDays } from "./calendar.ts";
-import { errorMessage, UsageError } from "./errors.ts";
+import {
+  CorruptFileError,
+  errorChain,
+  findStorageError,
+  type StorageError,
+  UsageError,
+} from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import type {
   BarValidator,
@@ -65,6 +71,8 @@ export interface SymbolSummary {
   /** Validation findings by rule id (errors and warnings). */
   findings: Record<string, number>;
   errors: string[];
+  /** Stored files that could not be read, so their tasks failed (see `marketpipe repair`). */
+  corruptFiles: string[];
 }
 
 /** Outcome of {@link ingest}. `upToDate`: nothing needed fetching and no job was created. */
@@ -197,6 +205,29 @@ export async function ingest(
   };
   const jobId = job.id;
   const signal = options.signal;
+  // A full or read-only disk fails every task the same way: the first such failure stops the
+  // job (tasks in flight end, the rest stay pending) instead of failing each task in turn.
+  const stop = new AbortController();
+  const running = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  let diskFailure: DiskFailure | undefined;
+  const stopOnDisk = (error: unknown): boolean => {
+    const storage = findStorageError(error);
+    if (!storage) return false;
+    diskFailure ??= { error, storage };
+    stop.abort(storage);
+    return true;
+  };
+  // A metadata write on a full disk stops the job rather than throwing out of the pool, so the
+  // job can still be marked failed once the writes in flight have ended and freed their space.
+  const record = (write: () => void): boolean => {
+    try {
+      write();
+      return true;
+    } catch (error) {
+      if (stopOnDisk(error)) return false;
+      throw error;
+    }
+  };
 
   const finishTask = (
     task: TaskRecord,
@@ -204,9 +235,17 @@ export async function ingest(
     outcome: { result?: TaskResult; error?: unknown },
   ) => {
     const summary = symbols.get(task.symbol)!;
-    if (outcome.result) {
-      const result = outcome.result;
-      store.completeTask(jobId, task.seq, source, result);
+    let { result, error: failure } = outcome;
+    if (result) {
+      try {
+        store.completeTask(jobId, task.seq, source, result);
+      } catch (error) {
+        // The bars are stored but the checkpoint is not: the task failed and runs again.
+        result = undefined;
+        failure = error;
+      }
+    }
+    if (result) {
       options.onTask?.({ task, result, elapsedMs: now() - taskStarted });
       summary.barsFetched += result.barsFetched;
       summary.barsWritten += result.barsWritten;
@@ -225,15 +264,20 @@ export async function ingest(
       );
       metrics?.processingTime.observe({ operation: "ingest" }, (now() - taskStarted) / 1000);
     } else {
-      if (signal?.aborted) {
-        store.releaseTask(jobId, task.seq);
+      if (!stopOnDisk(failure) && running.aborted) {
+        record(() => store.releaseTask(jobId, task.seq));
         return;
       }
-      const message = errorMessage(outcome.error);
-      store.failTask(jobId, task.seq, message);
+      // The whole chain, so `jobs show` and --verbose keep the reason, not just "Cannot write".
+      const message = errorChain(failure);
+      record(() => store.failTask(jobId, task.seq, message));
       options.onTask?.({ task, error: message, elapsedMs: now() - taskStarted });
       summary.tasksFailed++;
       if (!summary.errors.includes(message)) summary.errors.push(message);
+      const corrupt = failure instanceof CorruptFileError ? failure.path : undefined;
+      if (corrupt !== undefined && !summary.corruptFiles.includes(corrupt)) {
+        summary.corruptFiles.push(corrupt);
+      }
       progress.tasksFailed++;
     }
     const left = tasksPerSymbol.get(task.symbol)! - 1;
@@ -248,12 +292,14 @@ export async function ingest(
     maxBars: request.batchBars ?? DEFAULT_BATCH_BARS,
   });
   await runPool(batches, request.workers, async (batch) => {
-    if (signal?.aborted) return;
+    if (running.aborted) return;
     const batchStarted = now();
-    for (const task of batch) store.startTask(jobId, task.seq);
+    for (const task of batch) {
+      if (!record(() => store.startTask(jobId, task.seq))) return;
+    }
     let fetched: Bar[];
     try {
-      fetched = await fetchWithRetry(provider, job!, batch, request, signal);
+      fetched = await fetchWithRetry(provider, job!, batch, request, running);
     } catch (error) {
       for (const task of batch) finishTask(task, batchStarted, { error });
       return;
@@ -265,6 +311,10 @@ export async function ingest(
       list.push(bar);
     }
     for (const task of batch) {
+      if (stop.signal.aborted) {
+        record(() => store.releaseTask(jobId, task.seq));
+        continue;
+      }
       try {
         const result = await storeTask(deps, job!, task, bySymbol.get(task.symbol) ?? []);
         finishTask(task, batchStarted, { result });
@@ -272,7 +322,7 @@ export async function ingest(
         finishTask(task, batchStarted, { error });
       }
     }
-  }, { signal });
+  }, { signal: running });
 
   const finalTasks = store.listTasks(jobId);
   const doneBySymbol = new Map<string, number>();
@@ -297,7 +347,10 @@ export async function ingest(
   const failed = finalTasks.filter((t) => t.status === "failed").length;
   let status: JobStatus;
   let error: string | undefined;
-  if (signal?.aborted) {
+  if (diskFailure) {
+    status = "failed";
+    error = diskFailure.storage.message;
+  } else if (signal?.aborted) {
     status = "cancelled";
     error = "interrupted by the user";
   } else if (failed === 0) {
@@ -309,8 +362,15 @@ export async function ingest(
     status = "failed";
     error = `all ${failed} tasks failed`;
   }
-  const finished = store.finishJob(jobId, status, error);
+  let finished: JobRecord;
+  try {
+    finished = store.finishJob(jobId, status, error);
+  } catch (finishError) {
+    if (!diskFailure) throw finishError;
+    throw _stoppedError(jobId, done, finalTasks.length, diskFailure, false);
+  }
   metrics?.jobs.inc({ outcome: status });
+  if (diskFailure) throw _stoppedError(jobId, done, finalTasks.length, diskFailure, true);
   const list = [...symbols.values()];
   return {
     job: finished,
@@ -324,6 +384,34 @@ export async function ingest(
     barsReplaced: list.reduce((n, s) => n + s.barsReplaced, 0),
     elapsedMs: now() - started,
   };
+}
+
+/** The first task failure that said the disk is full or read-only, and what it said. */
+interface DiskFailure {
+  error: unknown;
+  storage: StorageError;
+}
+
+/** What {@link ingest} throws after a full or read-only disk stopped a job. */
+function _stoppedError(
+  jobId: string,
+  done: number,
+  total: number,
+  failure: DiskFailure,
+  recorded: boolean,
+): Error {
+  const fix = {
+    ENOSPC: "free some space",
+    EROFS: "make it writable",
+    EACCES: "fix its permissions",
+  }[failure.storage.code];
+  return new Error(
+    `Job ${jobId} stopped after ${done} of ${total} task(s): ${failure.storage.message}; ${fix}, then resume it with --resume ${jobId}${
+      recorded ? "" : " (it could not be marked failed: the next marketpipe command does that)"
+    }`,
+    // The task's own error, unless it is the StorageError already quoted: then what it wraps.
+    { cause: failure.error === failure.storage ? failure.storage.cause : failure.error },
+  );
 }
 
 /** Most bars one symbol can have in one trading day per timeframe (04:00-20:00 ET). */
@@ -589,6 +677,7 @@ function newSymbolSummary(symbol: string): SymbolSummary {
     barsQuarantined: 0,
     findings: {},
     errors: [],
+    corruptFiles: [],
   };
 }
 

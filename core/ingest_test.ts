@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import FakeTimers from "@sinonjs/fake-timers";
 import { tradingDays, zonedTime } from "./calendar.ts";
-import { UsageError } from "./errors.ts";
+import { StorageError, UsageError } from "./errors.ts";
 import {
   batchTasks,
   cleanBars,
@@ -977,5 +977,64 @@ Deno.test("batchTasks() fills a batch up to the expected-bars budget before the 
   assert.deepEqual(
     batchTasks(month, 100, { timeframe: "1m", maxBars: 200_000 }).map((b) => b.length),
     [9, 9, 7],
+  );
+});
+
+/** A MemoryStore whose `n`th partition write fails on a full disk. */
+function fullAfter(n: number): MemoryStore {
+  const store = new MemoryStore();
+  const write = store.writeBars.bind(store);
+  let writes = 0;
+  store.writeBars = (bars, options) => {
+    if (++writes < n) return write(bars, options);
+    const path = "/data/bars/x/data.parquet";
+    const disk = new StorageError(`No space left on device while writing ${path}`, {
+      path,
+      code: "ENOSPC",
+    });
+    return Promise.reject(new Error(`Cannot write partition x: ${disk.message}`, { cause: disk }));
+  };
+  return store;
+}
+
+Deno.test("ingest() stops the job on a full disk: failed with the cause, the rest left pending", async () => {
+  const store = fullAfter(2);
+  const { provider, calls } = scriptedProvider();
+  await assert.rejects(
+    ingest({ provider, store }, request({ workers: 1, symbols: ["AAPL", "MSFT", "SPY"] })),
+    new Error(
+      "Job job-1 stopped after 1 of 6 task(s): No space left on device while writing /data/bars/x/data.parquet; free some space, then resume it with --resume job-1",
+    ),
+  );
+  assert.equal(calls.length, 2, "no task starts after the disk filled");
+  const job = store.getJob("job-1")!;
+  assert.equal(job.status, "failed");
+  assert.equal(job.error, "No space left on device while writing /data/bars/x/data.parquet");
+  const tasks = store.listTasks("job-1");
+  assert.deepEqual(tasks.map((t) => t.status), [
+    "done",
+    "failed",
+    "pending",
+    "pending",
+    "pending",
+    "pending",
+  ]);
+  assert.equal(
+    tasks[1].error,
+    "Cannot write partition x: No space left on device while writing /data/bars/x/data.parquet",
+  );
+});
+
+Deno.test("ingest() on a full disk that cannot record the failure either still says why", async () => {
+  const store = fullAfter(1);
+  store.finishJob = () => {
+    throw new StorageError("No space left on device while writing /data/marketpipe.db", {
+      path: "/data/marketpipe.db",
+      code: "ENOSPC",
+    });
+  };
+  await assert.rejects(
+    ingest({ provider: scriptedProvider().provider, store }, request({ workers: 1 })),
+    /^Error: Job job-1 stopped after 0 of 4 task\(s\): No space left on device while writing \/data\/bars\/x\/data\.parquet; .* \(it could not be marked failed: the next marketpipe command does that\)$/,
   );
 });

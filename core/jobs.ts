@@ -114,7 +114,7 @@ export interface SourceKey {
 
 /** Counts from writing bars into partitions. */
 export interface WriteResult {
-  /** Bars whose key was not stored before. */
+  /** Bars whose key was not stored before, or stored only by this same job (a resumed task). */
   written: number;
   /** Bars that replaced a stored bar with the same key (the newer ingest wins). */
   replaced: number;

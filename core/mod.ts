@@ -14,7 +14,16 @@ export {
   resolveOptions,
 } from "./config.ts";
 export type { OptionSource, OptionSpec, ResolvedOptions } from "./config.ts";
-export { closest, didYouMean, errorMessage, UsageError } from "./errors.ts";
+export {
+  closest,
+  CorruptFileError,
+  didYouMean,
+  errorChain,
+  errorMessage,
+  findStorageError,
+  StorageError,
+  UsageError,
+} from "./errors.ts";
 export {
   batchTasks,
   cleanBars,

@@ -3,6 +3,12 @@ import { UsageError } from "./errors.ts";
 /** Ticker syntax: letters and digits, optionally with `.` or `-` share-class suffixes (`BRK.B`). */
 const SYMBOL_PATTERN = /^[A-Z][A-Z0-9]{0,9}(?:[.-][A-Z0-9]{1,4})?$/;
 
+/** Most symbols one list or file may hold (the whole US market is about 12,000). */
+export const MAX_SYMBOLS = 50_000;
+
+/** Largest symbols file read, in bytes. */
+export const MAX_SYMBOLS_FILE_BYTES = 4 * 2 ** 20;
+
 /** Whether `symbol` (already upper-case) is a valid ticker. */
 export function isValidSymbol(symbol: string): boolean {
   return SYMBOL_PATTERN.test(symbol);
@@ -28,6 +34,13 @@ export function parseSymbols(input: string | readonly string[], source = "--symb
   }
   const seen = new Set<string>();
   for (const part of parts) {
+    if (seen.size >= MAX_SYMBOLS && !seen.has(part.toUpperCase())) {
+      throw new UsageError(
+        `Too many symbols in ${source}: more than the limit of ${
+          MAX_SYMBOLS.toLocaleString("en-US")
+        }`,
+      );
+    }
     const symbol = part.toUpperCase();
     if (!isValidSymbol(symbol)) {
       throw new UsageError(

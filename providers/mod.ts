@@ -80,7 +80,10 @@ export const PROVIDER_NAMES: string[] = Object.keys(providers);
 
 /** The factory of a provider by name, or undefined. */
 export function providerFactory(name: string): ProviderFactory | undefined {
-  return (providers as Record<string, ProviderFactory>)[name];
+  // Own keys only: "constructor" or "toString" must not find Object.prototype's members.
+  return Object.hasOwn(providers, name)
+    ? (providers as Record<string, ProviderFactory>)[name]
+    : undefined;
 }
 
 /**

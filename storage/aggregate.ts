@@ -30,6 +30,8 @@ import {
   SCHEMA_VERSION,
 } from "./partitions.ts";
 import { listPartitionFiles, listStoredSymbols } from "./reports_bars.ts";
+import { ownedDirName, removeDeadOwnedDirs } from "./owned_dirs.ts";
+import { corruptFileError } from "./corrupt.ts";
 
 /** Timeframes aggregation produces from 1m bars. */
 export const AGGREGATE_TIMEFRAMES: readonly Timeframe[] = TIMEFRAMES.filter((tf) => tf !== "1m");
@@ -147,6 +149,9 @@ export async function aggregatePartitions(
     throw new RangeError(`Invalid session "${session}": expected regular or extended`);
   }
   const runId = `${AGGREGATE_ID_PREFIX}${newJobId(now())}`;
+  // What a killed run staged is removed at the next start, whatever this run has to do.
+  const stagingParent = join(store.dataDir, STAGING_DIR);
+  await _removeStaleStaging(stagingParent, now());
   const symbols = options.symbols
     ? [...options.symbols]
     : await listStoredSymbols(store.dataDir, "bars", "1m");
@@ -284,10 +289,9 @@ export async function aggregatePartitions(
   const engine = plans.length > 0 ? await openDuckDB({ threads: 1 }) : store.duckdb;
   const writer: PartitionWriter = { dataDir: store.dataDir, duckdb: engine, meta: store.meta };
   // Staged files live in the data directory (so a rename moves them into place) but outside
-  // bars/, where no view or glob reads them. A crashed run's leftovers are removed by later runs.
-  const stagingParent = join(store.dataDir, STAGING_DIR);
-  await _removeStaleStaging(stagingParent, now());
-  const stagingRoot = join(stagingParent, runId);
+  // bars/, where no view or glob reads them. The folder's name records this process, so a later
+  // run removes it if this one is killed, and never while it runs.
+  const stagingRoot = join(stagingParent, ownedDirName(runId));
   const connection = await engine.connect();
   try {
     if (plans.length > 0) await createSessionsTable(connection, sessionsTable, years);
@@ -312,6 +316,12 @@ export async function aggregatePartitions(
           sessions: new Set(
             batchPlans.filter((p) => p.target.timeframe === "1d").map((p) => p.session),
           ),
+        }).catch(async (error) => {
+          // A 1m file that cannot be read: name it (repair moves it aside) rather than DuckDB's
+          // message about the batch.
+          throw (await corruptFileError(batchConnection, files, error, "Cannot aggregate").catch(
+            () => undefined,
+          )) ?? error;
         });
         const barsOf = (level: string, timeframe: Timeframe, where: string) =>
           barsFromLevelSql(level, {
@@ -424,21 +434,18 @@ interface _Plan {
 /** Directory (inside the data directory) of files being staged by aggregation runs. */
 export const STAGING_DIR = ".staging";
 
-/** Staging directories older than this belong to a run that died. */
+/**
+ * Staging directories whose owner cannot be checked (another host, or one from before owners
+ * were recorded) and that have not changed for this long belong to a run that died.
+ */
 const _STALE_STAGING_MS = 6 * 3_600_000;
 
+/** Removes staging folders of dead runs: at once when their process is gone, else by age. */
 async function _removeStaleStaging(parent: string, now: number): Promise<void> {
-  try {
-    for await (const entry of Deno.readDir(parent)) {
-      const path = join(parent, entry.name);
-      const info = await Deno.stat(path);
-      if (now - (info.mtime?.getTime() ?? 0) > _STALE_STAGING_MS) {
-        await Deno.remove(path, { recursive: true }).catch(() => {});
-      }
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
+  await removeDeadOwnedDirs(parent, AGGREGATE_ID_PREFIX, {
+    uncheckedMaxAgeMs: _STALE_STAGING_MS,
+    now,
+  });
 }
 
 function _levelOf(tables: Map<string, string>, plan: _Plan): string {

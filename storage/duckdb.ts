@@ -1,6 +1,9 @@
 import { type DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { processStartMarker } from "./meta.ts";
+import { checkParquetFile } from "./corrupt.ts";
 
 /** Options for {@link openDuckDB}; unset values keep DuckDB's defaults (all cores, 80% of RAM). */
 export interface OpenDuckDBOptions {
@@ -8,6 +11,8 @@ export interface OpenDuckDBOptions {
   threads?: number;
   /** Memory limit such as `"2GB"`. */
   memoryLimit?: string;
+  /** Most bytes of spill files, such as `"4GB"` (DuckDB's default: 90% of the free disk). */
+  tempLimit?: string;
 }
 
 /** Bar columns in file order with their DuckDB types, as stored in every partition file. */
@@ -31,6 +36,42 @@ export const BAR_COLUMNS: readonly { readonly name: string; readonly type: strin
   { name: "ingested_at", type: "TIMESTAMPTZ" },
   { name: "schema_version", type: "INTEGER" },
 ];
+
+/** The folder under the system temp directory that holds this user's DuckDB spill folders. */
+export function spillRoot(): string {
+  return join(tmpdir(), `marketpipe-spill-${Deno.uid() ?? "user"}`);
+}
+
+/**
+ * A fresh spill folder for one DuckDB instance, not yet created: DuckDB creates it at the first
+ * spill and removes it when the instance closes. It sits in a folder only this user can enter
+ * ({@link spillRoot}), holds nothing but that instance's spill files, and its name carries the
+ * owner's pid and start time, so folders left by a killed process are removed here, by the next
+ * instance any MarketPipe process opens.
+ */
+export async function privateSpillDir(): Promise<string> {
+  let root = spillRoot();
+  await Deno.mkdir(root, { recursive: true, mode: 0o700 });
+  const info = await Deno.lstat(root);
+  if (!info.isDirectory || (info.uid !== null && info.uid !== Deno.uid())) {
+    // Someone else's folder (or a link) under that name: use a fresh one of our own instead.
+    root = await Deno.makeTempDir({ prefix: "marketpipe-spill-" });
+  }
+  try {
+    for await (const entry of Deno.readDir(root)) {
+      const match = /^(\d+)-([^-]*)-[0-9a-f]{8}$/.exec(entry.name);
+      if (match === null) continue;
+      const marker = processStartMarker(Number(match[1]));
+      if (marker !== null && marker === (match[2] || null)) continue;
+      if (marker === null && Deno.build.os !== "linux") continue; // no way to tell: keep it
+      await Deno.remove(join(root, entry.name), { recursive: true }).catch(() => {});
+    }
+  } catch {
+    // Cleaning up is best effort; the new folder's name is unique anyway.
+  }
+  const self = `${Deno.pid}-${processStartMarker(Deno.pid) ?? ""}`;
+  return join(root, `${self}-${crypto.randomUUID().slice(0, 8)}`);
+}
 
 /** Quotes a value as a SQL string literal (`it's` -> `'it''s'`), for paths in DDL that cannot take parameters. */
 export function sqlString(value: string): string {
@@ -65,9 +106,12 @@ export async function openDuckDB(options: OpenDuckDBOptions = {}): Promise<DuckD
   const config: Record<string, string> = {
     autoinstall_known_extensions: "false",
     autoload_known_extensions: "false",
+    // DuckDB's default is ".tmp" in the working directory, which a sandboxed query may read.
+    temp_directory: await privateSpillDir(),
   };
   if (options.threads !== undefined) config.threads = String(options.threads);
   if (options.memoryLimit !== undefined) config.memory_limit = options.memoryLimit;
+  if (options.tempLimit !== undefined) config.max_temp_directory_size = options.tempLimit;
   const instance = await DuckDBInstance.create(":memory:", config);
   try {
     const connection = await instance.connect();
@@ -111,10 +155,28 @@ export async function createBarViews(
     // Hive keys stay VARCHAR (no autocast), so symbol "1234" or month "03" are not turned into
     // numbers; symbol and timeframe are also file columns, and filters on them still prune files.
     const glob = sqlString(`${_timeframeDir(dataDir, timeframe)}/**/*.parquet`);
-    await connection.run(
-      `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM read_parquet(${glob}, ` +
-        `hive_partitioning = true, hive_types_autocast = false)`,
-    );
+    try {
+      await connection.run(
+        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM read_parquet(${glob}, ` +
+          `hive_partitioning = true, hive_types_autocast = false)`,
+      );
+    } catch (error) {
+      // Binding reads the first file's footer: when that one cannot be read, the view lists the
+      // files whose footers read instead (a snapshot: the caller reopens while files are bad),
+      // so one corrupt file does not take every query of the timeframe down with it.
+      const readable = await _filesWithFooters(connection, _timeframeDir(dataDir, timeframe));
+      if (readable.skipped === 0) throw error;
+      if (readable.files.length === 0) {
+        await connection.run(`DROP VIEW IF EXISTS ${view}`);
+        present.splice(present.indexOf(timeframe), 1);
+        continue;
+      }
+      await connection.run(
+        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM read_parquet([${
+          readable.files.map(sqlString).join(", ")
+        }], hive_partitioning = true, hive_types_autocast = false)`,
+      );
+    }
   }
   const union = present.length > 0
     ? present.map((tf) => `SELECT * FROM ${sqlIdent(barViewName(tf))}`).join(
@@ -125,6 +187,28 @@ export async function createBarViews(
     } WHERE false`;
   await connection.run(`CREATE OR REPLACE VIEW bars AS ${union}`);
   return present;
+}
+
+async function _filesWithFooters(
+  connection: DuckDBConnection,
+  dir: string,
+): Promise<{ files: string[]; skipped: number }> {
+  const all: string[] = [];
+  const walk = async (path: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const child = join(path, entry.name);
+      if (entry.isDirectory) await walk(child);
+      else if (entry.isFile && entry.name.endsWith(".parquet")) all.push(child);
+    }
+  };
+  await walk(dir);
+  const files: string[] = [];
+  for (const file of all.sort()) {
+    if (await checkParquetFile(connection, file, { footerOnly: true }) === undefined) {
+      files.push(file);
+    }
+  }
+  return { files, skipped: all.length - files.length };
 }
 
 function _timeframeDir(dataDir: string, timeframe: Timeframe): string {

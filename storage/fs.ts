@@ -1,3 +1,6 @@
+import { UsageError } from "../core/errors.ts";
+import { formatBytes } from "../core/format.ts";
+
 /** Whether something exists at `path` (false only when it is not found; other errors throw). */
 export async function pathExists(path: string): Promise<boolean> {
   try {
@@ -17,4 +20,55 @@ export async function isFile(path: string): Promise<boolean> {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
+}
+
+/** Flushes a file's contents to disk. */
+export async function fsyncFile(path: string): Promise<void> {
+  using file = await Deno.open(path, { read: true, write: true });
+  await file.sync();
+}
+
+/** Flushes a directory entry change (a rename, a new file) to disk where the platform can. */
+export async function fsyncDir(path: string): Promise<void> {
+  try {
+    using dir = await Deno.open(path, { read: true });
+    await dir.sync();
+  } catch (error) {
+    // Directories cannot be opened for sync on every platform; the rename itself is atomic.
+    if (Deno.build.os !== "windows") throw error;
+  }
+}
+
+/**
+ * Reads a text file of at most `maxBytes` as a stream, so a huge or endless file (`/dev/zero`)
+ * costs no more than the limit. Throws a {@link UsageError} naming `label`, the path and the
+ * limit when the file is larger, and the file system's error when it cannot be read.
+ */
+export async function readTextFileCapped(
+  path: string,
+  maxBytes: number,
+  label: string,
+): Promise<string> {
+  using file = await Deno.open(path, { read: true });
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const read = await file.read(buffer);
+    if (read === null) break;
+    size += read;
+    if (size > maxBytes) {
+      throw new UsageError(
+        `Cannot read ${label} ${path}: it is larger than the limit of ${formatBytes(maxBytes)}`,
+      );
+    }
+    chunks.push(buffer.slice(0, read));
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return new TextDecoder().decode(all);
 }

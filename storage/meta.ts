@@ -1,5 +1,7 @@
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { hostname } from "node:os";
+import { pathToFileURL } from "node:url";
+import { StorageError } from "../core/errors.ts";
 import type {
   JobRecord,
   JobSpec,
@@ -10,8 +12,10 @@ import type {
   TaskResult,
 } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
+import { unwritableBy, unwritableDirOf } from "./disk.ts";
 import { pathExists } from "./fs.ts";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
+import { sqliteWrite, transaction } from "./sqlite.ts";
 
 /** File name of the metadata database inside the data directory. */
 export const META_FILE = "marketpipe.db";
@@ -27,14 +31,88 @@ export interface MigrationStatus {
   appliedAt: number | null;
 }
 
-/** Open the SQLite metadata database with WAL and a busy timeout; does not migrate. */
+/**
+ * Open the SQLite metadata database with WAL and a busy timeout; does not migrate. On a
+ * directory that cannot be written it throws a {@link StorageError} `Cannot open <path> for
+ * writing: read-only file system` (SQLite says only "unable to open database file").
+ */
 export function openDatabase(path: string): DatabaseSync {
-  const db = new DatabaseSync(path);
-  db.exec("PRAGMA busy_timeout = 10000");
-  db.exec("PRAGMA journal_mode = WAL");
-  db.exec("PRAGMA synchronous = NORMAL");
-  db.exec("PRAGMA foreign_keys = ON");
-  return db;
+  _checkWritable(path);
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(path);
+    db.exec("PRAGMA busy_timeout = 10000");
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA foreign_keys = ON");
+    return db;
+  } catch (error) {
+    db?.close();
+    const denied = unwritableDirOf(path);
+    if (denied === undefined) throw error;
+    throw new StorageError(`Cannot open ${path} for writing: ${denied.reason}`, {
+      path,
+      code: denied.code,
+    }, { cause: error });
+  }
+}
+
+/** SQLite opens a file it cannot write read-only without a word; the first write would fail. */
+function _checkWritable(path: string): void {
+  try {
+    Deno.openSync(path, { write: true }).close();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    const denied = unwritableBy(error);
+    if (!denied) throw error;
+    throw new StorageError(`Cannot open ${path} for writing: ${denied.reason}`, {
+      path,
+      code: denied.code,
+    }, { cause: error });
+  }
+}
+
+/**
+ * Open an existing database for reading only; writes fail, `PRAGMA query_only` is on. Works on
+ * a read-only directory too: without a write-ahead log to replay the file is read as it is
+ * (SQLite cannot create the WAL index there); with one it needs the index file beside it.
+ */
+export function openReadOnlyDatabase(path: string): DatabaseSync {
+  const open = (location: string | URL) => {
+    const db = new DatabaseSync(location, { readOnly: true });
+    try {
+      db.exec("PRAGMA busy_timeout = 10000");
+      db.exec("PRAGMA query_only = ON");
+      db.prepare("SELECT count(*) FROM sqlite_master").get(); // opens the WAL, if any
+      return db;
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  };
+  try {
+    return open(path);
+  } catch (error) {
+    const denied = unwritableDirOf(path);
+    if (denied === undefined) throw error;
+    let walBytes = 0;
+    try {
+      walBytes = Deno.statSync(`${path}-wal`).size;
+    } catch (statError) {
+      if (!(statError instanceof Deno.errors.NotFound)) throw statError;
+    }
+    if (walBytes > 0) {
+      throw new StorageError(
+        `Cannot read ${path}: ${denied.reason}, and its write-ahead log ${path}-wal cannot be replayed without ${path}-shm; open it once where it is writable`,
+        { path, code: denied.code },
+        { cause: error },
+      );
+    }
+    // Nothing to replay, so the file alone is the database: immutable mode needs no WAL index.
+    const url = pathToFileURL(path);
+    url.search = "immutable=1";
+    return open(url);
+  }
 }
 
 /** Open the database at `path` (created if absent) and apply pending migrations; closed on failure. */
@@ -48,9 +126,42 @@ export function openMigrated(path: string): { db: DatabaseSync; applied: Migrati
   }
 }
 
-/** Like {@link openMigrated}, but only when the file exists: undefined, and nothing created, otherwise. */
+/**
+ * Like {@link openMigrated}, but only when the file exists: undefined, and nothing created,
+ * otherwise. In a directory that cannot be written (a read-only mount) it opens the database
+ * read-only instead (see {@link openReadOnlyDatabase}, {@link isReadOnly}), provided its schema
+ * needs no migration: reading commands work there.
+ */
 export async function openExistingMigrated(path: string): Promise<DatabaseSync | undefined> {
-  return (await pathExists(path)) ? openMigrated(path).db : undefined;
+  if (!(await pathExists(path))) return undefined;
+  try {
+    return openMigrated(path).db;
+  } catch (error) {
+    if (!(error instanceof StorageError && error.code !== "ENOSPC")) throw error;
+    const db = openReadOnlyDatabase(path);
+    try {
+      const pending = migrationStatus(db).filter((m) => m.appliedAt === null);
+      if (pending.length > 0) {
+        throw new StorageError(
+          `Cannot read ${path}: it needs metadata migration ${
+            pending.map((m) => m.version).join(", ")
+          }, which cannot be applied (${error.message}); run marketpipe migrate where it is writable`,
+          { path, code: error.code },
+          { cause: error },
+        );
+      }
+      _checkNotNewer(db);
+      return db;
+    } catch (readError) {
+      db.close();
+      throw readError;
+    }
+  }
+}
+
+/** Whether `db` was opened by {@link openReadOnlyDatabase} (writes are refused). */
+export function isReadOnly(db: DatabaseSync): boolean {
+  return Number(db.prepare("PRAGMA query_only").get()?.query_only) === 1;
 }
 
 /** Versions and names of all migrations, with when each was applied (null when pending). */
@@ -84,25 +195,29 @@ export function migrate(
   );
   const applied: Migration[] = [];
   for (const migration of migrations) {
-    db.exec("BEGIN IMMEDIATE");
     try {
-      const done = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(
-        migration.version,
-      );
-      if (!done) {
-        db.exec(migration.sql);
-        db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-          .run(migration.version, migration.name, Date.now());
-        applied.push(migration);
-      }
-      db.exec("COMMIT");
+      transaction(db, () => {
+        const done = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?").get(
+          migration.version,
+        );
+        if (!done) {
+          db.exec(migration.sql);
+          db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+            .run(migration.version, migration.name, Date.now());
+          applied.push(migration);
+        }
+      });
     } catch (error) {
-      db.exec("ROLLBACK");
       throw new Error(`Cannot apply migration ${migration.version} (${migration.name})`, {
         cause: error,
       });
     }
   }
+  _checkNotNewer(db, migrations);
+  return applied;
+}
+
+function _checkNotNewer(db: DatabaseSync, migrations: readonly Migration[] = MIGRATIONS): void {
   const newest = db.prepare("SELECT max(version) AS v FROM schema_migrations").get();
   const known = migrations.at(-1)?.version ?? 0;
   if (Number(newest?.v ?? 0) > known) {
@@ -110,7 +225,6 @@ export function migrate(
       `The metadata database was written by a newer MarketPipe (schema ${newest?.v}, this build knows ${known}): upgrade marketpipe`,
     );
   }
-  return applied;
 }
 
 /** Identity of this process in the `processes` table. */
@@ -123,45 +237,62 @@ export interface ProcessInfo {
 
 /**
  * Metadata store: jobs, tasks, coverage, processes and partition locks in SQLite. One per
- * process; call {@link MetaStore.close} when done.
+ * process; call {@link MetaStore.close} when done. Over a database opened read-only (a read-only
+ * data directory) it registers no process and reaps nothing; reads work, writes throw.
  */
 export class MetaStore {
   readonly db: DatabaseSync;
   readonly process: ProcessInfo;
-  #heartbeat: ReturnType<typeof setInterval>;
+  /** Opened over a read-only database: nothing is recorded. */
+  readonly readOnly: boolean;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
   #now: () => number;
 
   constructor(db: DatabaseSync, options: { command?: string; now?: () => number } = {}) {
     this.db = db;
     this.#now = options.now ?? Date.now;
+    this.readOnly = isReadOnly(db);
     this.process = {
       id: crypto.randomUUID(),
       pid: Deno.pid,
       hostname: hostname(),
       startMarker: processStartMarker(Deno.pid),
     };
+    if (this.readOnly) return;
     const at = this.#now();
-    db.prepare(
-      "INSERT INTO processes (id, pid, hostname, start_marker, command, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    ).run(
-      this.process.id,
-      this.process.pid,
-      this.process.hostname,
-      this.process.startMarker,
-      options.command ?? "",
-      at,
-      at,
-    );
-    const timer = setInterval(() => this.heartbeat(), HEARTBEAT_EVERY_MS);
+    sqliteWrite(db, () =>
+      db.prepare(
+        "INSERT INTO processes (id, pid, hostname, start_marker, command, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ).run(
+        this.process.id,
+        this.process.pid,
+        this.process.hostname,
+        this.process.startMarker,
+        options.command ?? "",
+        at,
+        at,
+      ));
+    const timer = setInterval(() => {
+      try {
+        this.heartbeat();
+      } catch {
+        // A missed beat (a full disk, a long lock) must not crash the process from a timer: on
+        // this host liveness is checked by pid, elsewhere the next beat catches up.
+      }
+    }, HEARTBEAT_EVERY_MS);
     Deno.unrefTimer(timer);
     this.#heartbeat = timer;
   }
 
   /** Record that this process is alive. */
   heartbeat(): void {
-    this.db.prepare("UPDATE processes SET heartbeat_at = ? WHERE id = ?").run(
-      this.#now(),
-      this.process.id,
+    sqliteWrite(
+      this.db,
+      () =>
+        this.db.prepare("UPDATE processes SET heartbeat_at = ? WHERE id = ?").run(
+          this.#now(),
+          this.process.id,
+        ),
     );
   }
 
@@ -180,8 +311,12 @@ export class MetaStore {
     return this.#now() - Number(row.heartbeat_at) < STALE_HEARTBEAT_MS;
   }
 
-  /** Fail jobs left running or pending by dead processes; their running tasks go back to pending. */
+  /**
+   * Fail jobs left running or pending by dead processes; their running tasks go back to pending.
+   * Read-only: nothing can be recorded, so nothing is done (the next writer reaps them).
+   */
   reapDeadJobs(): void {
+    if (this.readOnly) return;
     const rows = this.db.prepare(
       "SELECT id, process_id, pid FROM jobs WHERE status IN ('running', 'pending')",
     ).all();
@@ -323,9 +458,10 @@ export class MetaStore {
 
   /** Mark a task running. */
   startTask(jobId: string, seq: number): void {
-    this.db.prepare(
-      "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
-    ).run(this.#now(), jobId, seq);
+    sqliteWrite(this.db, () =>
+      this.db.prepare(
+        "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
+      ).run(this.#now(), jobId, seq));
   }
 
   /** Mark a task done and record its days as ingested, in one transaction: the checkpoint. */
@@ -366,18 +502,18 @@ export class MetaStore {
 
   /** Mark a task failed with a one-line reason. */
   failTask(jobId: string, seq: number, error: string): void {
-    this.db.prepare(
-      "UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE job_id = ? AND seq = ?",
-    )
-      .run(error, this.#now(), jobId, seq);
+    sqliteWrite(this.db, () =>
+      this.db.prepare(
+        "UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE job_id = ? AND seq = ?",
+      ).run(error, this.#now(), jobId, seq));
   }
 
   /** Put an interrupted task back to pending. */
   releaseTask(jobId: string, seq: number): void {
-    this.db.prepare(
-      "UPDATE tasks SET status = 'pending' WHERE job_id = ? AND seq = ? AND status = 'running'",
-    )
-      .run(jobId, seq);
+    sqliteWrite(this.db, () =>
+      this.db.prepare(
+        "UPDATE tasks SET status = 'pending' WHERE job_id = ? AND seq = ? AND status = 'running'",
+      ).run(jobId, seq));
   }
 
   /** Set a job's final status and release it. */
@@ -444,8 +580,12 @@ export class MetaStore {
 
   /** Release a partition lock held by this process. */
   unlockPartition(partition: string): void {
-    this.db.prepare("DELETE FROM partition_locks WHERE partition = ? AND process_id = ?")
-      .run(partition, this.process.id);
+    sqliteWrite(
+      this.db,
+      () =>
+        this.db.prepare("DELETE FROM partition_locks WHERE partition = ? AND process_id = ?")
+          .run(partition, this.process.id),
+    );
   }
 
   /**
@@ -498,25 +638,24 @@ export class MetaStore {
   /** Stop the heartbeat, drop this process's locks and row, and close the database. */
   close(): void {
     clearInterval(this.#heartbeat);
+    if (this.readOnly) {
+      this.db.close();
+      return;
+    }
     try {
-      this.db.prepare("DELETE FROM partition_locks WHERE process_id = ?").run(this.process.id);
-      this.db.prepare(
-        "DELETE FROM processes WHERE id = ? AND id NOT IN (SELECT process_id FROM jobs WHERE process_id IS NOT NULL)",
-      ).run(this.process.id);
+      sqliteWrite(this.db, () => {
+        this.db.prepare("DELETE FROM partition_locks WHERE process_id = ?").run(this.process.id);
+        this.db.prepare(
+          "DELETE FROM processes WHERE id = ? AND id NOT IN (SELECT process_id FROM jobs WHERE process_id IS NOT NULL)",
+        ).run(this.process.id);
+      });
     } finally {
       this.db.close();
     }
   }
 
   #transaction(fn: () => void): void {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
-      fn();
-      this.db.exec("COMMIT");
-    } catch (error) {
-      this.db.exec("ROLLBACK");
-      throw error;
-    }
+    transaction(this.db, fn);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { DatabaseSync } from "node:sqlite";
 import type { SeriesValue } from "../core/metrics.ts";
+import { sqliteWrite, transaction } from "./sqlite.ts";
 
 /** One stored series: its cumulative total over all processes. */
 export interface StoredSeries {
@@ -43,8 +44,7 @@ export function addMetricDeltas(
   now: number,
 ): void {
   if (deltas.length === 0) return;
-  db.exec("BEGIN IMMEDIATE");
-  try {
+  transaction(db, () => {
     const upsert = db.prepare(
       `INSERT INTO metric_series (name, labels, kind, value, updated_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
@@ -57,11 +57,7 @@ export function addMetricDeltas(
       const row = upsert.get(delta.name, _labelsText(delta.labels), delta.kind, delta.value, now)!;
       sample.run(Number(row.id), now, Number(row.value));
     }
-    db.exec("COMMIT");
-  } catch (error) {
-    db.exec("ROLLBACK");
-    throw error;
-  }
+  });
 }
 
 /** Every stored series with its cumulative total. */
@@ -133,11 +129,13 @@ export function recordFreshness(
   entries: readonly { symbol: string; timeframe: string; lastTs: number }[],
   now: number,
 ): void {
-  const upsert = db.prepare(
-    `INSERT INTO series_freshness (symbol, timeframe, last_ts, updated_at) VALUES (?, ?, ?, ?)
-     ON CONFLICT (symbol, timeframe) DO UPDATE SET last_ts = max(last_ts, excluded.last_ts), updated_at = excluded.updated_at`,
-  );
-  for (const entry of entries) upsert.run(entry.symbol, entry.timeframe, entry.lastTs, now);
+  sqliteWrite(db, () => {
+    const upsert = db.prepare(
+      `INSERT INTO series_freshness (symbol, timeframe, last_ts, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (symbol, timeframe) DO UPDATE SET last_ts = max(last_ts, excluded.last_ts), updated_at = excluded.updated_at`,
+    );
+    for (const entry of entries) upsert.run(entry.symbol, entry.timeframe, entry.lastTs, now);
+  });
 }
 
 /** Newest bar time per symbol and timeframe, most recently updated first, at most `limit`. */

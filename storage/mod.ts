@@ -4,8 +4,10 @@
  * @module
  */
 export { BAR_COLUMNS, createBarViews, openDuckDB, sqlIdent, sqlString } from "./duckdb.ts";
+export { readTextFileCapped } from "./fs.ts";
 export { PARTITION_FILE, partitionDir, timeframeDir } from "./layout.ts";
 export {
+  isReadOnly,
   META_FILE,
   MetaStore,
   migrate,
@@ -14,6 +16,7 @@ export {
   openDatabase,
   openExistingMigrated,
   openMigrated,
+  openReadOnlyDatabase,
   sourceLabel,
 } from "./meta.ts";
 export { type Migration, MIGRATIONS } from "./migrations.ts";
@@ -22,6 +25,7 @@ export {
   type BarColumns,
   barsPageEnd,
   type BarsRequest,
+  type CorruptSeriesFile,
   DEFAULT_QUERY_TIMEOUT_MS,
   exportBarsParquet,
   formatCsv,
@@ -38,9 +42,41 @@ export {
   runQuery,
   type StoredBarSeries,
   storedBarSeries,
+  type StoredInventory,
+  storedInventory,
   storedTimeframes,
   writeQueryParquet,
 } from "./query.ts";
+export {
+  checkOutputPath,
+  type CheckOutputPathOptions,
+  EXPORTS_DIR,
+  writeFileAtomic,
+} from "./output.ts";
+export {
+  checkParquetFile,
+  type CorruptFile,
+  corruptFileError,
+  corruptFileMessage,
+} from "./corrupt.ts";
+export {
+  CORRUPT_DIR,
+  type CorruptScan,
+  type CorruptStoredFile,
+  findCorruptFiles,
+  moveCorruptFiles,
+  type MovedFile,
+} from "./repair.ts";
+export {
+  dirOwner,
+  EXPORT_DIR_PREFIX,
+  makeExportDir,
+  makeOwnedDir,
+  ownedDirName,
+  ownerStatus,
+  removeDeadOwnedDirs,
+  type RemoveDeadOwnedDirsOptions,
+} from "./owned_dirs.ts";
 export { type StorageStats, storageStats } from "./stats.ts";
 export { openStore, type Store } from "./store.ts";
 export {
@@ -59,6 +95,7 @@ export {
 export {
   createTelemetry,
   legacySeries,
+  METRICS_HISTORY_FILE,
   openTelemetry,
   type ScrapeOptions,
   type Telemetry,

@@ -10,9 +10,11 @@ import { join } from "node:path";
 import type { WriteResult } from "../core/jobs.ts";
 import type { Bar, Session } from "../core/types.ts";
 import { PARTITION_FILE, partitionDir, TEMP_PREFIX } from "./layout.ts";
-import { pathExists } from "./fs.ts";
+import { fsyncDir, fsyncFile, pathExists } from "./fs.ts";
 import type { MetaStore } from "./meta.ts";
 import { sqlString } from "./duckdb.ts";
+import { storageErrorOf } from "./disk.ts";
+import { corruptFileError, readerReason } from "./corrupt.ts";
 
 /** Version of the Parquet bar schema written by this build. */
 export const SCHEMA_VERSION = 1;
@@ -116,7 +118,8 @@ export interface PartitionFile {
  * across processes; under the lock, `write` produces the new file at `file.temp` (reading the
  * live file if it likes), which is fsynced and renamed over `data.parquet`, then the directory is
  * fsynced. When `write` throws, the live file is untouched, the temp file is removed and the error
- * is wrapped as `Cannot write partition <dir>`.
+ * is wrapped as `Cannot write partition <dir>: <cause>`, or, when the live file cannot be read, a
+ * `CorruptFileError` naming it.
  */
 export async function replacePartition<T>(
   writer: PartitionWriter,
@@ -126,30 +129,70 @@ export async function replacePartition<T>(
 ): Promise<T> {
   return await _serialized(relativeDir, async () => {
     await writer.meta.lockPartition(relativeDir, { signal: options.signal });
+    let failed = false;
     try {
       const dir = join(writer.dataDir, relativeDir);
-      await Deno.mkdir(dir, { recursive: true });
-      await _removeStaleTemps(dir);
       const live = join(dir, PARTITION_FILE);
+      try {
+        await Deno.mkdir(dir, { recursive: true });
+        await _removeStaleTemps(dir);
+      } catch (error) {
+        throw _diskError(error, relativeDir, dir) ?? error;
+      }
       const temp = join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
       const liveExists = await pathExists(live);
       const connection = await writer.duckdb.connect();
       try {
         const result = await write({ connection, temp, live, liveExists });
-        await _fsyncFile(temp);
+        await fsyncFile(temp);
         await Deno.rename(temp, live);
-        await _fsyncDir(dir);
+        await fsyncDir(dir);
         return result;
       } catch (error) {
         await Deno.remove(temp).catch(() => {});
-        throw new Error(`Cannot write partition ${relativeDir}`, { cause: error });
+        // A full or read-only disk is not the stored file's fault: say so and name the file.
+        const disk = _diskError(error, relativeDir, live);
+        if (disk) throw disk;
+        // The usual reason a merge fails is a stored file that cannot be read: name it and leave
+        // it alone (a retry would fail the same way; `marketpipe repair` moves it aside).
+        const corrupt = liveExists && !options.signal?.aborted
+          ? await corruptFileError(connection, [live], error, "Cannot write partition")
+            .catch(() => undefined)
+          : undefined;
+        if (corrupt) throw corrupt;
+        throw new Error(`Cannot write partition ${relativeDir}: ${readerReason(error)}`, {
+          cause: error,
+        });
       } finally {
         connection.closeSync();
       }
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
-      writer.meta.unlockPartition(relativeDir);
+      _unlock(writer, relativeDir, failed);
     }
   });
+}
+
+/**
+ * Release a partition lock. After a failed write (say, on a full disk) the reason it failed is
+ * what matters, so an unlock error is dropped then: the lock row stays ours until this process
+ * closes the store or dies, and is taken over after that.
+ */
+function _unlock(writer: PartitionWriter, relativeDir: string, failed: boolean): void {
+  try {
+    writer.meta.unlockPartition(relativeDir);
+  } catch (error) {
+    if (!failed) throw error;
+  }
+}
+
+/** `Cannot write partition <dir>: No space left on device while writing <path>`, or undefined. */
+function _diskError(error: unknown, relativeDir: string, path: string): Error | undefined {
+  const disk = storageErrorOf(error, path);
+  return disk &&
+    new Error(`Cannot write partition ${relativeDir}: ${disk.message}`, { cause: disk });
 }
 
 async function _serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -194,12 +237,24 @@ async function _mergePartition(
       ${SCHEMA_VERSION} AS schema_version
     FROM incoming`;
   let oldCount = 0;
+  let ownReplaced = 0;
   let body = incoming;
   if (oldExists) {
+    const old = `read_parquet(${sqlString(live)}, hive_partitioning = false) AS old`;
     const counted = await connection.runAndReadAll(
-      `SELECT count(*) AS n FROM read_parquet(${sqlString(live)})`,
+      `SELECT count(*), count(*) FILTER (WHERE ingest_id = ${sqlString(jobId)}) FROM ${old}`,
     );
     oldCount = Number(counted.getRows()[0][0]);
+    if (Number(counted.getRows()[0][1]) > 0) {
+      // Bars this job already stored (an earlier attempt of a resumed task, killed after its
+      // file was renamed into place but before the task was marked done) are new bars of the
+      // job, as a clean run reports them, not updates.
+      const own = await connection.runAndReadAll(
+        `SELECT count(*) FROM ${old} WHERE old.ingest_id = ${sqlString(jobId)}
+           AND old.ts IN (SELECT to_timestamp(ts / 1000) FROM incoming)`,
+      );
+      ownReplaced = Number(own.getRows()[0][0]);
+    }
     body = `WITH fresh AS (${incoming})
       SELECT * FROM fresh
       UNION ALL BY NAME
@@ -212,7 +267,7 @@ async function _mergePartition(
     } (FORMAT parquet, COMPRESSION zstd)`,
   );
   const after = Number(copied.rowsChanged);
-  const replaced = oldCount + bars.length - after;
+  const replaced = oldCount + bars.length - after - ownReplaced;
   return { written: bars.length - replaced, replaced };
 }
 
@@ -276,20 +331,5 @@ async function _removeStaleTemps(dir: string): Promise<void> {
     if (entry.isFile && entry.name.startsWith(TEMP_PREFIX)) {
       await Deno.remove(join(dir, entry.name)).catch(() => {});
     }
-  }
-}
-
-async function _fsyncFile(path: string): Promise<void> {
-  using file = await Deno.open(path, { read: true, write: true });
-  await file.sync();
-}
-
-async function _fsyncDir(path: string): Promise<void> {
-  try {
-    using dir = await Deno.open(path, { read: true });
-    await dir.sync();
-  } catch (error) {
-    // Directories cannot be opened for sync on every platform; the rename itself is atomic.
-    if (Deno.build.os !== "windows") throw error;
   }
 }

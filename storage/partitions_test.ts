@@ -5,7 +5,9 @@ import { zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
 import { BAR_COLUMNS, openDuckDB, sqlString } from "./duckdb.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
-import { type PartitionWriter, SCHEMA_VERSION, writeBars } from "./partitions.ts";
+import { type PartitionWriter, replacePartition, SCHEMA_VERSION, writeBars } from "./partitions.ts";
+import { CorruptFileError } from "../core/errors.ts";
+import { damageZstdPages } from "../tests/_corrupt.ts";
 
 const MARCH = "bars/timeframe=1m/symbol=AAPL/year=2024/month=03";
 const FEBRUARY = "bars/timeframe=1m/symbol=AAPL/year=2024/month=02";
@@ -406,7 +408,7 @@ Deno.test("writeBars() locks each partition it writes and releases it afterwards
   });
 });
 
-Deno.test("writeBars() that fails names the partition, unlocks it and keeps the live file", async () => {
+Deno.test("writeBars() over a live file that is not Parquet names the file and the cause, unlocks it and keeps the file", async () => {
   await withWriter(async ({ dataDir, writer, meta }) => {
     const live = partitionFile(dataDir, MARCH);
     await Deno.mkdir(join(dataDir, MARCH), { recursive: true });
@@ -414,13 +416,56 @@ Deno.test("writeBars() that fails names the partition, unlocks it and keeps the 
     await Deno.writeFile(live, garbage);
     await assert.rejects(
       writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-1" }),
-      (error: unknown) =>
-        error instanceof Error && error.message === `Cannot write partition ${MARCH}`,
+      (error: unknown) => {
+        assert.ok(error instanceof CorruptFileError, `expected a CorruptFileError, got ${error}`);
+        assert.equal(error.path, live);
+        assert.equal(
+          error.message,
+          `Cannot write partition ${live}: cannot read the stored file (corrupt Parquet: ${error.reason}); run "marketpipe repair" to move it aside`,
+        );
+        assert.match(error.reason, /too small to be a Parquet file|magic bytes/);
+        return true;
+      },
     );
     assert.deepEqual(await Deno.readFile(live), garbage);
     assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
     const locks = meta.db.prepare("SELECT count(*) AS n FROM partition_locks").get()!;
     assert.equal(Number(locks.n), 0, "the partition stayed locked after a failed write");
+  });
+});
+
+Deno.test("writeBars() over a live file with damaged zstd pages throws a CorruptFileError and leaves it byte-identical", async () => {
+  await withWriter(async ({ dataDir, writer }) => {
+    await writeBars(writer, minutes("2024-03-04", "04:00", 600), { jobId: "job-1" });
+    const live = partitionFile(dataDir, MARCH);
+    await damageZstdPages(live);
+    const before = await Deno.readFile(live);
+    await assert.rejects(
+      writeBars(writer, minutes("2024-03-05", "09:30", 2), { jobId: "job-2" }),
+      (error: unknown) =>
+        error instanceof CorruptFileError && error.path === live &&
+        /ZSTD Decompression failure/.test(error.reason) &&
+        error.message.startsWith(`Cannot write partition ${live}: cannot read the stored file`),
+    );
+    assert.deepEqual(await Deno.readFile(live), before);
+    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
+  });
+});
+
+Deno.test("replacePartition() whose write fails while the stored file reads names the partition and the cause", async () => {
+  await withWriter(async ({ dataDir, writer }) => {
+    await writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-1" });
+    await assert.rejects(
+      replacePartition(
+        writer,
+        MARCH,
+        () => Promise.reject(new Error("the new file could not be built")),
+      ),
+      (error: unknown) =>
+        !(error instanceof CorruptFileError) && error instanceof Error &&
+        error.message === `Cannot write partition ${MARCH}: the new file could not be built`,
+    );
+    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
   });
 });
 
@@ -450,5 +495,29 @@ Deno.test("writeBars() of bars repeating a timestamp stores the key once, the la
     assertNoDuplicates(rows);
     assert.deepEqual(rows.map((row) => row.close), [3, 100.5]);
     assert.deepEqual(result, { written: 2, replaced: 0, partitions: 1 });
+  });
+});
+
+Deno.test("writeBars() counts bars its own job stored before as written, another job's as replaced", async () => {
+  await withWriter(async ({ writer }) => {
+    const bars = minutes("2024-03-04", "09:30", 10);
+    await writeBars(writer, bars, { jobId: "job-1" });
+    // A resumed task whose killed attempt renamed its file into place before it was marked done.
+    assert.deepEqual(await writeBars(writer, bars, { jobId: "job-1" }), {
+      written: 10,
+      replaced: 0,
+      partitions: 1,
+    });
+    const more = [...bars, ...minutes("2024-03-05", "09:30", 5)];
+    assert.deepEqual(await writeBars(writer, more, { jobId: "job-2" }), {
+      written: 5,
+      replaced: 10,
+      partitions: 1,
+    });
+    assert.deepEqual(await writeBars(writer, bars.slice(0, 4), { jobId: "job-1" }), {
+      written: 0,
+      replaced: 4,
+      partitions: 1,
+    });
   });
 });

@@ -15,7 +15,8 @@ import {
   StatementType,
   VARCHAR,
 } from "@duckdb/node-api";
-import { basename, dirname, join, resolve, sep } from "node:path";
+import { join, relative, resolve, sep } from "node:path";
+import { CorruptFileError, errorMessage } from "../core/errors.ts";
 import { isValidSymbol } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import {
@@ -26,6 +27,13 @@ import {
   sqlIdent,
   sqlString,
 } from "./duckdb.ts";
+import {
+  checkParquetFile,
+  type CorruptFile,
+  corruptFileError,
+  corruptFileMessage,
+} from "./corrupt.ts";
+import { checkOutputPath, tempPathBeside, writeFileAtomic } from "./output.ts";
 
 /** Rows returned by {@link runQuery} when no `limit` is given. */
 export const DEFAULT_QUERY_LIMIT = 10_000;
@@ -55,28 +63,51 @@ export class QuerySqlError extends Error {
 export class QueryTimeoutError extends Error {
   /** The timeout that expired, in milliseconds. */
   readonly timeoutMs: number;
+  /**
+   * Set when DuckDB did not stop within a grace period and the query was abandoned (a single huge
+   * value such as `repeat('a', 2000000000)` is not interruptible): resolves once DuckDB has really
+   * stopped and the connection is closed. Hold what bounds concurrent queries until then.
+   */
+  readonly settled: Promise<void> | undefined;
 
   /** Creates the error for a query interrupted after `timeoutMs`. */
-  constructor(timeoutMs: number, options?: ErrorOptions) {
+  constructor(timeoutMs: number, options?: ErrorOptions & { settled?: Promise<void> }) {
     super(`Query timed out after ${timeoutMs} ms`, options);
     this.name = "QueryTimeoutError";
     this.timeoutMs = timeoutMs;
+    this.settled = options?.settled;
   }
 }
 
 /** Options for {@link openQueryEngine}. */
 export interface QueryEngineOptions {
-  /** The one file `writeQueryParquet` may write (resolved against the working directory). */
+  /**
+   * The one file `writeQueryParquet` may write (resolved against the working directory); refused
+   * inside the data directory (see {@link checkOutputPath}).
+   */
   outputFile?: string;
+  /** More files `outputFile` must never be, e.g. a metrics history database elsewhere. */
+  protectedFiles?: readonly string[];
   /** Worker threads for query execution (default: all cores). */
   threads?: number;
-  /** DuckDB memory limit such as `"2GB"` (default: 80% of RAM). */
+  /** DuckDB memory limit such as `"2GB"` (default {@link defaultQueryMemoryLimit}). */
   memoryLimit?: string;
+  /** Most bytes of spill files such as `"4GB"` (default {@link DEFAULT_QUERY_TEMP_LIMIT}). */
+  tempLimit?: string;
   /**
-   * A directory {@link exportBarsParquet} may write its temporary files to (a private temp
-   * directory of the caller; user SQL can read it, so put nothing but exports there).
+   * A private directory {@link exportBarsParquet} writes its temporary files to. Exports run on
+   * a second DuckDB instance that runs no user SQL, so queries cannot read this directory.
    */
   exportDir?: string;
+}
+
+/** Spill limit of a query engine when none is given: spills beyond it fail the query. */
+export const DEFAULT_QUERY_TEMP_LIMIT = "4GiB";
+
+/** Memory limit of a query engine when none is given: a quarter of the RAM, at least 256 MiB. */
+export function defaultQueryMemoryLimit(): string {
+  const total = Deno.systemMemoryInfo().total;
+  return `${Math.max(256, Math.floor(total / 4 / 2 ** 20))}MiB`;
 }
 
 /**
@@ -94,6 +125,8 @@ export class QueryEngine {
   readonly exportDir: string | undefined;
   readonly #instance: DuckDBInstance;
   readonly #tempOutputFile: string | undefined;
+  readonly #limits: { memoryLimit: string; tempLimit: string; threads?: number };
+  #exporter: Promise<DuckDBInstance> | undefined;
   #closed = false;
   #writing = false;
 
@@ -106,8 +139,11 @@ export class QueryEngine {
       outputFile?: string;
       tempOutputFile?: string;
       exportDir?: string;
+      limits?: { memoryLimit: string; tempLimit: string; threads?: number };
     },
   ) {
+    this.#limits = init.limits ??
+      { memoryLimit: defaultQueryMemoryLimit(), tempLimit: DEFAULT_QUERY_TEMP_LIMIT };
     this.#instance = instance;
     this.dataDir = init.dataDir;
     this.timeframes = init.timeframes;
@@ -120,6 +156,27 @@ export class QueryEngine {
   _connect(): Promise<DuckDBConnection> {
     if (this.#closed) throw new Error("Cannot run a query: the query engine is closed");
     return this.#instance.connect();
+  }
+
+  /**
+   * Internal to storage/: a connection on the export instance, opened at the first export. It
+   * may read `bars/` and write `exportDir`, and runs only statements storage/ builds itself.
+   */
+  async _connectExporter(): Promise<DuckDBConnection> {
+    if (this.#closed) throw new Error("Cannot export: the query engine is closed");
+    if (this.exportDir === undefined) {
+      throw new TypeError(
+        "Cannot export Parquet: the query engine was opened without an exportDir",
+      );
+    }
+    const dirs = [join(this.dataDir, "bars") + sep, join(this.exportDir, sep)];
+    this.#exporter ??= _openSandbox(dirs, [], this.#limits);
+    // A failed open is not kept: the next export tries again.
+    this.#exporter.catch(() => (this.#exporter = undefined));
+    const instance = await this.#exporter;
+    // close() closes the instance once it is open.
+    if (this.#closed) throw new Error("Cannot export: the query engine is closed");
+    return await instance.connect();
   }
 
   /** Internal to storage/: claims the temp file beside `outputFile` for one write at a time. */
@@ -137,6 +194,7 @@ export class QueryEngine {
     if (this.#closed) return;
     this.#closed = true;
     this.#instance.closeSync();
+    this.#exporter?.then((instance) => instance.closeSync(), () => {});
   }
 
   /** Same as `close()`, for `using engine = await openQueryEngine(dir)`. */
@@ -202,44 +260,63 @@ export async function openQueryEngine(
   const absDataDir = resolve(dataDir);
   const readable = [join(absDataDir, "bars") + sep, join(absDataDir, "quarantine") + sep];
   const exportDir = options.exportDir === undefined ? undefined : resolve(options.exportDir);
-  const allowed = exportDir === undefined ? readable : [...readable, join(exportDir, sep)];
+  if (exportDir !== undefined && !relative(absDataDir, exportDir).startsWith("..")) {
+    throw new RangeError(`Invalid exportDir "${options.exportDir}": it is inside ${dataDir}`);
+  }
   let outputFile: string | undefined;
   let tempOutputFile: string | undefined;
   if (options.outputFile !== undefined) {
+    await checkOutputPath(dataDir, options.outputFile, { protectedFiles: options.protectedFiles });
     outputFile = resolve(options.outputFile);
-    if (readable.some((dir) => outputFile!.startsWith(dir))) {
-      throw new RangeError(
-        `Cannot write query output to "${options.outputFile}": it is inside the data directory`,
-      );
-    }
     // Same directory, so the final rename is atomic; never ends in .parquet.
-    tempOutputFile = join(
-      dirname(outputFile),
-      `.${basename(outputFile)}.tmp-${crypto.randomUUID().slice(0, 8)}`,
-    );
+    tempOutputFile = tempPathBeside(outputFile);
   }
-  const instance = await openDuckDB({ threads: options.threads, memoryLimit: options.memoryLimit });
+  const limits = {
+    threads: options.threads,
+    memoryLimit: options.memoryLimit ?? defaultQueryMemoryLimit(),
+    tempLimit: options.tempLimit ?? DEFAULT_QUERY_TEMP_LIMIT,
+  };
+  const writable = outputFile === undefined ? [] : [outputFile, tempOutputFile!];
+  let timeframes: Timeframe[] = [];
+  const instance = await _openSandbox(readable, writable, limits, async (connection) => {
+    timeframes = await createBarViews(connection, absDataDir);
+  });
+  return new QueryEngine(instance, {
+    dataDir: absDataDir,
+    timeframes,
+    outputFile,
+    tempOutputFile,
+    exportDir,
+    limits,
+  });
+}
+
+/**
+ * A DuckDB instance that can read only `dirs`, write only `paths`, spills into a private folder
+ * within its limits, and can never change its configuration again; `setup` runs before the lock.
+ */
+async function _openSandbox(
+  dirs: readonly string[],
+  paths: readonly string[],
+  limits: { memoryLimit: string; tempLimit: string; threads?: number },
+  setup?: (connection: DuckDBConnection) => Promise<void>,
+): Promise<DuckDBInstance> {
+  const instance = await openDuckDB(limits);
   try {
     const connection = await instance.connect();
     try {
-      const timeframes = await createBarViews(connection, absDataDir);
+      await setup?.(connection);
       // allowed_directories/allowed_paths cannot be given to DuckDBInstance.create: SET them, then
       // cut off all other file access and freeze the configuration (SET, LOAD, ATTACH fail after).
-      await connection.run(`SET allowed_directories = [${allowed.map(sqlString).join(", ")}]`);
-      if (outputFile !== undefined && tempOutputFile !== undefined) {
-        await connection.run(
-          `SET allowed_paths = [${sqlString(outputFile)}, ${sqlString(tempOutputFile)}]`,
-        );
+      // DuckDB also lets queries read its temp_directory: openDuckDB makes that a private folder
+      // holding only this instance's own spill files.
+      await connection.run(`SET allowed_directories = [${dirs.map(sqlString).join(", ")}]`);
+      if (paths.length > 0) {
+        await connection.run(`SET allowed_paths = [${paths.map(sqlString).join(", ")}]`);
       }
       await connection.run("SET enable_external_access = false");
       await connection.run("SET lock_configuration = true");
-      return new QueryEngine(instance, {
-        dataDir: absDataDir,
-        timeframes,
-        outputFile,
-        tempOutputFile,
-        exportDir,
-      });
+      return instance;
     } finally {
       connection.closeSync();
     }
@@ -253,9 +330,10 @@ export async function openQueryEngine(
  * Runs one read-only statement (SELECT, DESCRIBE, SHOW, SUMMARIZE, read-only PRAGMA, EXPLAIN [ANALYZE]
  * of a SELECT) and returns at most `limit` JSON-safe rows.
  *
- * Throws `TypeError` for an empty query, {@link QueryRejectedError} for anything else or for file
- * access outside the data directory, {@link QuerySqlError} for SQL DuckDB cannot parse or bind,
- * {@link QueryTimeoutError} after `timeoutMs`, and the abort reason when `signal` aborts.
+ * Throws {@link QueryRejectedError} for an empty query, anything but a read-only statement, a
+ * parameter or file access outside the data directory, {@link QuerySqlError} for SQL DuckDB
+ * cannot parse, bind or run, {@link QueryTimeoutError} after `timeoutMs` (returning without the
+ * query when DuckDB does not stop within a second), and the abort reason when `signal` aborts.
  *
  * @example
  * ```ts
@@ -274,11 +352,11 @@ export async function runQuery(
   const timeoutMs = options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
   _checkTimeout(timeoutMs);
   _checkNotEmpty(sql);
-  return await _withConnection(engine, timeoutMs, options.signal, async (connection) => {
+  const run = async (connection: DuckDBConnection) => {
     // DuckDB's query() accepts exactly one SELECT (DESCRIBE, SHOW, WITH and VALUES included) and
     // refuses everything else at parse time, so a statement it prepares needs no further check;
     // anything it refuses goes through the full check for a precise error (or EXPLAIN).
-    const fast = await _runLimited(connection, sql, limit);
+    const fast = await _runLimited(connection, engine, sql, limit);
     if (fast) return fast;
     const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: true });
     try {
@@ -306,11 +384,20 @@ export async function runQuery(
         for (const row of chunk.convertRows(_toJsonSafe)) rows.push(row);
       }
       return { columns, rows, rowCount: rows.length, truncated };
+    } catch (error) {
+      // Errors raised while running (a bad cast, a refused path) are the SQL's, like bind errors.
+      throw await _toQueryError(connection, engine, sql, error);
     } finally {
       prepared.destroySync();
     }
-  });
+  };
+  // Only user SQL can hold DuckDB in work it never checks for interrupts, and it writes nothing,
+  // so it alone may be abandoned when it does not stop in time.
+  return await _withConnection(engine, timeoutMs, options.signal, run, false, _ABANDON_AFTER_MS);
 }
+
+/** How long a stopped query may take to give up before {@link runQuery} returns without it. */
+const _ABANDON_AFTER_MS = 1_000;
 
 /**
  * Run a checked SELECT as `FROM query('<sql>') LIMIT limit + 1`, materialized: DuckDB plans the
@@ -321,23 +408,38 @@ export async function runQuery(
  */
 async function _runLimited(
   connection: DuckDBConnection,
+  engine: QueryEngine,
   sql: string,
   limit: number,
 ): Promise<QueryResult | undefined> {
   let wrapped;
   try {
     wrapped = await connection.prepare(`FROM query(${sqlString(sql)}) LIMIT ${limit + 1}`);
-  } catch {
+  } catch (error) {
+    // Stopped by a timeout: trying the slow path would only plan the statement again.
+    if (_isInterrupt(error)) throw error;
     return undefined;
   }
   try {
-    const result = await wrapped.run();
+    let result;
+    try {
+      result = await wrapped.run();
+    } catch (error) {
+      // query() fails internally on parameters ($1, ?): the full check names them.
+      if (error instanceof Error && error.message.startsWith("INTERNAL Error: ")) return undefined;
+      throw await _toQueryError(connection, engine, sql, error);
+    }
     const columnTypes = result.columnTypes();
     const columns = result.deduplicatedColumnNames().map((name, index) => ({
       name,
       type: columnTypes[index].toString(),
     }));
-    const rows = (await result.convertRows(_toJsonSafe)) as unknown[][];
+    let rows;
+    try {
+      rows = (await result.convertRows(_toJsonSafe)) as unknown[][];
+    } catch (error) {
+      throw await _toQueryError(connection, engine, sql, error);
+    }
     const truncated = rows.length > limit;
     if (truncated) rows.length = limit;
     return { columns, rows, rowCount: rows.length, truncated };
@@ -368,37 +470,25 @@ export async function writeQueryParquet(
   _checkNotEmpty(sql);
   const temp = engine._claimTempOutput();
   try {
-    const rowCount = await _withConnection(
-      engine,
-      options.timeoutMs,
-      options.signal,
-      async (connection) => {
-        const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: false });
-        prepared.destroySync();
-        // The SQL travels as a string literal into query(), which accepts a single SELECT only:
-        // nothing in it (a trailing comment, a semicolon) can change the COPY around it.
-        const copy = `COPY (FROM query(${sqlString(sql)})) TO ${sqlString(temp.path)} ` +
-          "(FORMAT parquet, COMPRESSION zstd)";
-        try {
-          return (await connection.run(copy)).rowsChanged;
-        } catch (error) {
-          throw await _toQueryError(connection, engine, sql, error);
-        }
-      },
-    );
-    const file = await Deno.open(temp.path, { read: true, write: true });
-    try {
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temp.path, engine.outputFile);
-    return rowCount;
-  } catch (error) {
-    await Deno.remove(temp.path).catch((removeError) => {
-      if (!(removeError instanceof Deno.errors.NotFound)) throw removeError;
-    });
-    throw error;
+    return await writeFileAtomic(engine.outputFile, (tempPath) =>
+      _withConnection(
+        engine,
+        options.timeoutMs,
+        options.signal,
+        async (connection) => {
+          const prepared = await _prepareReadOnly(connection, engine, sql, { allowExplain: false });
+          prepared.destroySync();
+          // The SQL travels as a string literal into query(), which accepts a single SELECT only:
+          // nothing in it (a trailing comment, a semicolon) can change the COPY around it.
+          const copy = `COPY (FROM query(${sqlString(sql)})) TO ${sqlString(tempPath)} ` +
+            "(FORMAT parquet, COMPRESSION zstd)";
+          try {
+            return (await connection.run(copy)).rowsChanged;
+          } catch (error) {
+            throw await _toQueryError(connection, engine, sql, error);
+          }
+        },
+      ), temp.path);
   } finally {
     temp.release();
   }
@@ -451,36 +541,62 @@ async function _withConnection<T>(
   timeoutMs: number | undefined,
   signal: AbortSignal | undefined,
   run: (connection: DuckDBConnection) => Promise<T>,
+  exporter = false,
+  abandonAfterMs?: number,
 ): Promise<T> {
   signal?.throwIfAborted();
-  const connection = await engine._connect();
-  let stopped: ((cause: unknown) => unknown) | undefined;
+  const connection = await (exporter ? engine._connectExporter() : engine._connect());
+  let stopped: ((cause: unknown, settled?: Promise<void>) => unknown) | undefined;
   let repeat: ReturnType<typeof setInterval> | undefined;
-  const stop = (makeError: (cause: unknown) => unknown) => {
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  let giveUp: (() => void) | undefined;
+  const stop = (makeError: (cause: unknown, settled?: Promise<void>) => unknown) => {
     if (stopped) return;
     stopped = makeError;
     connection.interrupt();
     // An interrupt that lands between two native calls (say after prepare, before execute) is
     // cleared when the next one starts, so keep interrupting until the query gives up.
     repeat = setInterval(() => connection.interrupt(), 25);
+    if (abandonAfterMs !== undefined) grace = setTimeout(() => giveUp?.(), abandonAfterMs);
   };
-  const timer = timeoutMs === undefined
-    ? undefined
-    : setTimeout(() => stop((cause) => new QueryTimeoutError(timeoutMs, { cause })), timeoutMs);
+  const timer = timeoutMs === undefined ? undefined : setTimeout(
+    () => stop((cause, settled) => new QueryTimeoutError(timeoutMs, { cause, settled })),
+    timeoutMs,
+  );
   const onAbort = () => stop(() => signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    const value = await run(connection);
-    if (stopped) throw stopped(undefined);
-    return value;
-  } catch (error) {
-    if (stopped) throw stopped(error);
-    throw error;
-  } finally {
+  const cleanup = () => {
     clearTimeout(timer);
+    clearTimeout(grace);
     clearInterval(repeat);
     signal?.removeEventListener("abort", onAbort);
     connection.closeSync();
+  };
+  const outcome = run(connection).then(
+    (value) => {
+      if (stopped) throw stopped(undefined);
+      return value;
+    },
+    (error) => {
+      if (stopped) throw stopped(error);
+      throw error;
+    },
+  );
+  // DuckDB checks for interrupts between chunks of work, not inside one huge value (`repeat('a',
+  // 2000000000)`, constant-folded while planning): past the grace period the caller gets the
+  // error at once, and the connection is closed when DuckDB is done (closeSync would block).
+  let abandoned = false;
+  const given = new Promise<never>((_, reject) => {
+    giveUp = () => {
+      abandoned = true;
+      const settled = outcome.then(() => {}, () => {}).finally(cleanup);
+      reject(stopped!(undefined, settled));
+    };
+  });
+  try {
+    return await Promise.race([outcome, given]);
+  } finally {
+    if (!abandoned) cleanup();
   }
 }
 
@@ -540,6 +656,13 @@ async function _prepareReadOnly(
     // statements (SELECT, WITH, VALUES, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).
     prepared.destroySync();
     throw new QueryRejectedError(`Only read-only statements are allowed: got ${first}`);
+  }
+  if (prepared.parameterCount > 0) {
+    // Nothing binds them: DuckDB would fail at execution ("Values were not provided").
+    prepared.destroySync();
+    throw new QueryRejectedError(
+      "Query parameters ($1, $name, ?) are not supported: write the values into the SQL",
+    );
   }
   if (type === StatementType.SELECT) return prepared;
   prepared.destroySync();
@@ -644,6 +767,10 @@ async function _prepareExplain(
   return rebuilt;
 }
 
+function _isInterrupt(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("INTERRUPT Error: ");
+}
+
 function _statementLabel(sql: string, type: StatementType): string {
   const keyword = _leadingWords(sql, 1)[0]?.word.toUpperCase();
   return keyword === undefined || keyword === "WITH" ? StatementType[type] : keyword;
@@ -660,6 +787,18 @@ const _SQL_ERROR_TYPES = [
   "Mismatch Type",
   "Invalid type",
   "Syntax",
+  // Raised while running user SQL: a file pattern that matches nothing, a division, a decimal
+  // overflow, a feature of an extension the sandbox does not load, `duckdb_secrets()` twice.
+  "IO",
+  "Divide by Zero",
+  "Decimal",
+  "Unknown Type",
+  "Object Size",
+  "Missing Extension",
+  "Extension Autoloading",
+  "Invalid Configuration",
+  "Parameter Not Resolved",
+  "Parameter Not Allowed",
 ];
 
 /** Turns a DuckDB error (a plain Error whose message starts with "<Type> Error: ") into ours. */
@@ -670,7 +809,21 @@ async function _toQueryError(
   error: unknown,
 ): Promise<Error> {
   if (!(error instanceof Error)) return new Error(`Cannot run query: ${error}`, { cause: error });
-  const message = error.message.replace(/^Failed to extract statements: /, "");
+  if (error instanceof QueryRejectedError || error instanceof QuerySqlError) return error;
+  if (/^(Invalid (string|array) length|buffer exceeds maximum length)/i.test(error.message)) {
+    // V8 refused to build a result value (a string over ~512 MiB): the result is too large.
+    return new QueryRejectedError(
+      `Cannot return the result: a value is too large (${error.message}); select less`,
+      { cause: error },
+    );
+  }
+  let message = error.message.replace(/^Failed to extract statements: /, "");
+  if (message === "Error in native callback") {
+    // extractStatements has no message for text that parses to no statement at all (a lone "¡"
+    // or no-break space): ask DuckDB's parser for one.
+    const parsed = await _parserError(connection, sql);
+    if (parsed !== undefined) message = `Parser Error: ${parsed.message}`;
+  }
   if (message.startsWith("Permission Error: ")) {
     const detail = message.slice("Permission Error: ".length).split("\n")[0];
     return new QueryRejectedError(
@@ -684,7 +837,7 @@ async function _toQueryError(
   }
   let text = message;
   if (type === "Parser" && !message.includes("\nLINE ")) {
-    const position = await _parserErrorPosition(connection, sql);
+    const position = (await _parserError(connection, sql))?.position;
     if (position !== undefined) text += `\n\n${_caretLine(sql, position)}`;
   }
   const missing = /Table with name (bars_\w+) does not exist/.exec(message)?.[1];
@@ -701,18 +854,25 @@ function _missingViewHint(engine: QueryEngine, view: string): string {
   return `Hint: ${what}; views available: ${available}`;
 }
 
-/** Byte offset of a parser error, which DuckDB's prepare message omits at the end of input. */
-async function _parserErrorPosition(
+/**
+ * DuckDB's parser error for `sql` with its byte offset, which the prepare message omits at the
+ * end of input (and extractStatements omits entirely when no statement parses).
+ */
+async function _parserError(
   connection: DuckDBConnection,
   sql: string,
-): Promise<number | undefined> {
+): Promise<{ message: string; position: number | undefined } | undefined> {
   try {
     const reader = await connection.runAndReadAll("SELECT json_serialize_sql($sql::VARCHAR)", {
       sql,
     });
     const parsed = JSON.parse(String(reader.getRows()[0][0]));
+    if (parsed.error_type !== "parser") return undefined;
     const position = Number(parsed.position);
-    return parsed.error_type === "parser" && Number.isSafeInteger(position) ? position : undefined;
+    return {
+      message: String(parsed.error_message),
+      position: Number.isSafeInteger(position) ? position : undefined,
+    };
   } catch {
     // Only decoration for a message we already have; the original error is what gets thrown.
     return undefined;
@@ -731,15 +891,20 @@ function _caretLine(sql: string, byteOffset: number): string {
 }
 
 function _checkNotEmpty(sql: string): void {
+  // DuckDB reads SQL as a C string: it would silently drop everything after a NUL.
+  if (sql.includes("\0")) {
+    throw new QueryRejectedError("Cannot run a query that contains a NUL character (\\0)");
+  }
   // Empty text or only comments and semicolons: DuckDB's extractStatements fails with a bare
-  // "Error in native callback" on those.
+  // "Error in native callback" on those. Refused like other statements that cannot run, so the
+  // CLI and the API answer a usage error (an unterminated comment is empty too).
   let index = 0;
   while (true) {
     index = _skipTrivia(sql, index);
     if (sql[index] !== ";") break;
     index++;
   }
-  if (index >= sql.length) throw new TypeError("Cannot run an empty query");
+  if (index >= sql.length) throw new QueryRejectedError("Cannot run an empty query");
 }
 
 function _checkTimeout(timeoutMs: number): void {
@@ -949,28 +1114,29 @@ export async function readBars(
   const sql = `SELECT epoch_ms(ts)::DOUBLE, open, high, low, close, volume, vwap,
       trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session
     FROM ${_BARS_FILTER} ORDER BY ts ${order} LIMIT $limit::BIGINT`;
-  return await _withConnection(
-    engine,
-    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-    options.signal,
-    async (connection) => {
-      const prepared = await connection.prepare(sql);
-      try {
-        _bindBars(prepared, files, request, { limit: request.limit });
-        const result = await prepared.stream();
-        let total = 0;
-        while (true) {
-          const chunk = await result.fetchChunk();
-          if (chunk === null || chunk.rowCount === 0) break;
-          total += chunk.rowCount;
-          await onChunk(_barColumns(chunk));
+  return await _namingCorrupt(engine, files, request, options.signal, () =>
+    _withConnection(
+      engine,
+      options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+      options.signal,
+      async (connection) => {
+        const prepared = await connection.prepare(sql);
+        try {
+          _bindBars(prepared, files, request, { limit: request.limit });
+          const result = await prepared.stream();
+          let total = 0;
+          while (true) {
+            const chunk = await result.fetchChunk();
+            if (chunk === null || chunk.rowCount === 0) break;
+            total += chunk.rowCount;
+            await onChunk(_barColumns(chunk));
+          }
+          return total;
+        } finally {
+          prepared.destroySync();
         }
-        return total;
-      } finally {
-        prepared.destroySync();
-      }
-    },
-  );
+      },
+    ));
 }
 
 /**
@@ -987,21 +1153,55 @@ export async function barsPageEnd(
   if (files.length === 0 || request.limit === 0) return undefined;
   const sql = `SELECT epoch_ms(ts)::DOUBLE FROM ${_BARS_FILTER}
     ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
-  return await _withConnection(
-    engine,
-    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-    options.signal,
-    async (connection) => {
-      const prepared = await connection.prepare(sql);
+  return await _namingCorrupt(engine, files, request, options.signal, () =>
+    _withConnection(
+      engine,
+      options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+      options.signal,
+      async (connection) => {
+        const prepared = await connection.prepare(sql);
+        try {
+          _bindBars(prepared, files, request, { offset: request.limit - 1 });
+          const rows = (await prepared.runAndReadAll()).getRows();
+          return rows.length === 2 ? Number(rows[0][0]) : undefined;
+        } finally {
+          prepared.destroySync();
+        }
+      },
+    ));
+}
+
+/**
+ * `read()` of `files`; when it fails on a file that cannot be read, a `CorruptFileError` naming
+ * that file replaces DuckDB's error, so one bad partition shows up as itself.
+ */
+async function _namingCorrupt<T>(
+  engine: QueryEngine,
+  files: readonly string[],
+  request: BarsRequest,
+  signal: AbortSignal | undefined,
+  read: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (error instanceof QueryTimeoutError || signal?.aborted) throw error;
+    let corrupt: CorruptFileError | undefined;
+    const connection = await engine._connect().catch(() => undefined);
+    if (connection) {
       try {
-        _bindBars(prepared, files, request, { offset: request.limit - 1 });
-        const rows = (await prepared.runAndReadAll()).getRows();
-        return rows.length === 2 ? Number(rows[0][0]) : undefined;
+        corrupt = await corruptFileError(
+          connection,
+          files,
+          error,
+          `Cannot read the ${request.timeframe} bars of ${request.symbol} from`,
+        );
       } finally {
-        prepared.destroySync();
+        connection.closeSync();
       }
-    },
-  );
+    }
+    throw corrupt ?? error;
+  }
 }
 
 /**
@@ -1044,6 +1244,7 @@ export async function exportBarsParquet(
           prepared.destroySync();
         }
       },
+      true,
     );
     const file = await Deno.open(path, { read: true });
     const size = (await file.stat()).size;
@@ -1076,39 +1277,88 @@ export interface StoredBarSeries {
   bytes: number;
 }
 
+/** A Parquet file under `bars/` that cannot be read, with its series. */
+export interface CorruptSeriesFile extends CorruptFile {
+  symbol: string;
+  timeframe: Timeframe;
+}
+
+/** Result of {@link storedInventory}. */
+export interface StoredInventory {
+  /** The series with readable bars, from their readable files only. */
+  series: StoredBarSeries[];
+  /** Files that cannot be read, with the reason; their bars are not counted in `series`. */
+  corrupt: CorruptSeriesFile[];
+}
+
 /**
  * Every stored (symbol, timeframe) with its row count, first and last bar and bytes on disk,
- * ordered by symbol then timeframe. Scans the `ts` column of all bars: cache the result.
+ * ordered by symbol then timeframe. Scans the `ts` column of all bars: cache the result. Throws a
+ * `CorruptFileError` when a file cannot be read; {@link storedInventory} lists such files instead.
  */
 export async function storedBarSeries(
   engine: QueryEngine,
   options: ReadBarsOptions = {},
 ): Promise<StoredBarSeries[]> {
-  const sizes = new Map<string, { files: number; bytes: number }>();
-  for (const timeframe of engine.timeframes) {
+  const inventory = await storedInventory(engine, options);
+  const [first] = inventory.corrupt;
+  if (first !== undefined) {
+    throw new CorruptFileError(corruptFileMessage("Cannot list the stored bars:", first), first);
+  }
+  return inventory.series;
+}
+
+/**
+ * What {@link storedBarSeries} gives, without failing on unreadable files: one scan of all bars
+ * first; when that fails, each series is read on its own and a file that cannot be read is
+ * listed in `corrupt` with the reason, so one bad file hides only its own bars. Any other
+ * failure is thrown.
+ */
+export async function storedInventory(
+  engine: QueryEngine,
+  options: ReadBarsOptions = {},
+): Promise<StoredInventory> {
+  const groups = new Map<
+    string,
+    { symbol: string; timeframe: Timeframe; files: number; bytes: number; paths: string[] }
+  >();
+  // Every file on disk, not the views: those are fixed when the engine opens and may leave out a
+  // file whose footer does not read, which must show up here as corrupt.
+  for (const timeframe of TIMEFRAMES) {
     const dir = join(engine.dataDir, "bars", `timeframe=${timeframe}`);
     for (const entry of await _readDirOrEmpty(dir)) {
       if (!entry.isDirectory || !entry.name.startsWith("symbol=")) continue;
-      const size = { files: 0, bytes: 0 };
+      const symbol = entry.name.slice("symbol=".length);
+      const size = { symbol, timeframe, files: 0, bytes: 0, paths: [] as string[] };
       await _sumParquet(join(dir, entry.name), size);
-      sizes.set(`${timeframe}|${entry.name.slice("symbol=".length)}`, size);
+      groups.set(`${timeframe}|${symbol}`, size);
     }
   }
-  if (engine.timeframes.length === 0) return [];
+  const files = [...groups.values()].flatMap((group) => group.paths);
+  if (files.length === 0) return { series: [], corrupt: [] };
   const order = TIMEFRAMES.map((tf, index) => `WHEN ${sqlString(tf)} THEN ${index}`).join(" ");
-  const rows = await _withConnection(
-    engine,
-    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-    options.signal,
-    async (connection) =>
-      (await connection.runAndReadAll(
+  const timeoutMs = options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+  let rows: DuckDBValue[][];
+  try {
+    rows = await _withConnection(engine, timeoutMs, options.signal, async (connection) => {
+      const prepared = await connection.prepare(
         `SELECT symbol, timeframe, count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE,
-           epoch_ms(max(ts))::DOUBLE FROM bars GROUP BY symbol, timeframe
-         ORDER BY symbol, CASE timeframe ${order} END`,
-      )).getRows(),
-  );
-  return rows.map(([symbol, timeframe, count, first, last]) => {
-    const size = sizes.get(`${timeframe}|${symbol}`) ?? { files: 0, bytes: 0 };
+           epoch_ms(max(ts))::DOUBLE FROM read_parquet($files, hive_partitioning = false)
+         GROUP BY symbol, timeframe ORDER BY symbol, CASE timeframe ${order} END`,
+      );
+      try {
+        prepared.bind({ files: listValue(files) }, { files: LIST(VARCHAR) });
+        return (await prepared.runAndReadAll()).getRows();
+      } finally {
+        prepared.destroySync();
+      }
+    });
+  } catch (error) {
+    if (error instanceof QueryTimeoutError || options.signal?.aborted) throw error;
+    return await _inventoryBySeries(engine, groups, error, { timeoutMs, signal: options.signal });
+  }
+  const series = rows.map(([symbol, timeframe, count, first, last]) => {
+    const size = groups.get(`${timeframe}|${symbol}`) ?? { files: 0, bytes: 0 };
     return {
       symbol: String(symbol),
       timeframe: timeframe as Timeframe,
@@ -1119,6 +1369,78 @@ export async function storedBarSeries(
       bytes: size.bytes,
     };
   });
+  return { series, corrupt: [] };
+}
+
+/** The slow path of {@link storedInventory}: series by series, file by file where one fails. */
+async function _inventoryBySeries(
+  engine: QueryEngine,
+  groups: Map<
+    string,
+    { symbol: string; timeframe: Timeframe; files: number; bytes: number; paths: string[] }
+  >,
+  scanError: unknown,
+  options: { timeoutMs: number; signal?: AbortSignal },
+): Promise<StoredInventory> {
+  const sorted = [...groups.values()].sort((a, b) =>
+    a.symbol < b.symbol
+      ? -1
+      : a.symbol > b.symbol
+      ? 1
+      : TIMEFRAMES.indexOf(a.timeframe) - TIMEFRAMES.indexOf(b.timeframe)
+  );
+  const series: StoredBarSeries[] = [];
+  const corrupt: CorruptSeriesFile[] = [];
+  await _withConnection(engine, options.timeoutMs, options.signal, async (connection) => {
+    const summarize = async (paths: string[]) => {
+      const prepared = await connection.prepare(
+        `SELECT count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE, epoch_ms(max(ts))::DOUBLE
+         FROM read_parquet($files, hive_partitioning = false)`,
+      );
+      try {
+        prepared.bind({ files: listValue(paths) }, { files: LIST(VARCHAR) });
+        const [[count, first, last]] = (await prepared.runAndReadAll()).getRows();
+        return { rows: Number(count), firstTs: Number(first), lastTs: Number(last) };
+      } finally {
+        prepared.destroySync();
+      }
+    };
+    for (const group of sorted) {
+      if (group.paths.length === 0) continue;
+      let summary: { rows: number; firstTs: number; lastTs: number };
+      let readable = group.paths;
+      try {
+        summary = await summarize(group.paths);
+      } catch {
+        readable = [];
+        for (const path of group.paths) {
+          try {
+            await summarize([path]);
+            readable.push(path);
+          } catch (error) {
+            const reason = await checkParquetFile(connection, path);
+            // Every file reads: the scan failed for another reason, which is not ours to hide.
+            if (reason === undefined) throw new Error(errorMessage(scanError), { cause: error });
+            const { symbol, timeframe } = group;
+            corrupt.push({ path, reason, symbol, timeframe });
+          }
+        }
+        if (readable.length === 0) continue;
+        summary = await summarize(readable);
+      }
+      if (summary.rows === 0) continue;
+      let bytes = 0;
+      for (const path of readable) bytes += (await Deno.stat(path)).size;
+      series.push({
+        symbol: group.symbol,
+        timeframe: group.timeframe,
+        ...summary,
+        files: readable.length,
+        bytes,
+      });
+    }
+  });
+  return { series, corrupt };
 }
 
 function _checkBarsRequest(request: BarsRequest): void {
@@ -1258,13 +1580,17 @@ async function _anyParquet(dir: string): Promise<boolean> {
   return false;
 }
 
-async function _sumParquet(dir: string, into: { files: number; bytes: number }): Promise<void> {
+async function _sumParquet(
+  dir: string,
+  into: { files: number; bytes: number; paths?: string[] },
+): Promise<void> {
   for (const entry of await _readDirOrEmpty(dir)) {
     const path = join(dir, entry.name);
     if (entry.isDirectory) await _sumParquet(path, into);
     else if (entry.isFile && entry.name.endsWith(".parquet")) {
       into.files++;
       into.bytes += (await Deno.stat(path)).size;
+      into.paths?.push(path);
     }
   }
 }

@@ -280,13 +280,22 @@ Deno.test("runQuery() refuses anything but one read-only statement", async (t) =
       });
     }
 
-    await t.step("empty queries are a TypeError", async () => {
-      for (const sql of ["", "  \n", "-- nothing\n;", "/* a /* nested */ comment */"]) {
+    await t.step("empty queries are rejected", async () => {
+      const empty = [
+        "",
+        "  \n",
+        "-- nothing\n;",
+        "/* a /* nested */ comment */",
+        "/* unterminated",
+      ];
+      for (const sql of empty) {
         await assert.rejects(runQuery(engine, sql), {
-          name: "TypeError",
+          name: "QueryRejectedError",
           message: "Cannot run an empty query",
         });
       }
+      // DuckDB would drop what follows a NUL: refused rather than half run.
+      await assert.rejects(runQuery(engine, "\0SELECT 1"), { name: "QueryRejectedError" });
     });
 
     await t.step("nothing was written or dropped", async () => {
@@ -489,10 +498,13 @@ Deno.test("writeQueryParquet() writes the result atomically and refuses writes",
 Deno.test("openQueryEngine() refuses an output file inside the data directory", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "marketpipe-query-test-" });
   try {
-    await assert.rejects(
-      openQueryEngine(dataDir, { outputFile: join(dataDir, "bars", "x.parquet") }),
-      RangeError,
-    );
+    await Deno.mkdir(join(dataDir, "bars"));
+    for (const file of [join(dataDir, "bars", "x.parquet"), join(dataDir, "marketpipe.db")]) {
+      await assert.rejects(
+        openQueryEngine(dataDir, { outputFile: file }),
+        /^UsageError: Cannot write --output ".*": it is inside the data directory/,
+      );
+    }
     using engine = await openQueryEngine(dataDir, { threads: 1 });
     assert.deepEqual(engine.timeframes, []);
     assert.deepEqual((await runQuery(engine, "SELECT count(*) FROM bars")).rows, [[0]]);

@@ -8,6 +8,7 @@ import type { DuckDBConnection } from "@duckdb/node-api";
 import type { DatabaseSync } from "node:sqlite";
 import type { Timeframe } from "../core/types.ts";
 import type { DayCount } from "../core/validate_gaps.ts";
+import { corruptFileError } from "./corrupt.ts";
 import { sqlString } from "./duckdb.ts";
 import { listPartitionFiles } from "./reports_bars.ts";
 
@@ -22,13 +23,23 @@ export async function readDayCounts(
 ): Promise<DayCount[]> {
   const files = await listPartitionFiles(dataDir, "bars", timeframe, symbol, { start, end });
   if (files.length === 0) return [];
-  const reader = await connection.runAndReadAll(
-    `SELECT CAST(trading_date AS VARCHAR) AS date, CAST(count(*) AS INTEGER) AS bars,
+  let reader;
+  try {
+    reader = await connection.runAndReadAll(
+      `SELECT CAST(trading_date AS VARCHAR) AS date, CAST(count(*) AS INTEGER) AS bars,
        CAST(count(*) FILTER (WHERE session = 'regular') AS INTEGER) AS regular
      FROM read_parquet([${files.map(sqlString).join(", ")}], hive_partitioning = false)
      WHERE trading_date BETWEEN DATE ${sqlString(start)} AND DATE ${sqlString(end)}
      GROUP BY trading_date ORDER BY trading_date`,
-  );
+    );
+  } catch (error) {
+    throw (await corruptFileError(
+      connection,
+      files,
+      error,
+      `Cannot count the ${timeframe} bars of ${symbol} in`,
+    )) ?? error;
+  }
   return (reader.getRowsJS() as [string, number, number][]).map(([date, bars, regular]) => ({
     date,
     bars,

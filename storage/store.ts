@@ -2,6 +2,7 @@ import type { DuckDBInstance } from "@duckdb/node-api";
 import { join } from "node:path";
 import type { IngestStore, RejectedBar, WriteResult } from "../core/jobs.ts";
 import type { Bar } from "../core/types.ts";
+import { ensureReserve, withReserve } from "./disk.ts";
 import { openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, openMigrated } from "./meta.ts";
 import { recordFreshness } from "./metrics_store.ts";
@@ -45,6 +46,12 @@ export async function openStore(
   await Deno.mkdir(dataDir, { recursive: true });
   const { db, applied } = openMigrated(join(dataDir, META_FILE));
   const meta = new MetaStore(db, { command: options.command });
+  try {
+    await ensureReserve(dataDir);
+  } catch (error) {
+    meta.close();
+    throw error;
+  }
   let duckdb: Promise<DuckDBInstance> | undefined;
   const store: Store = {
     dataDir,
@@ -61,7 +68,9 @@ export async function openStore(
     completeTask: (id, seq, source, result) => meta.completeTask(id, seq, source, result),
     failTask: (id, seq, error) => meta.failTask(id, seq, error),
     releaseTask: (id, seq) => meta.releaseTask(id, seq),
-    finishJob: (id, status, error) => meta.finishJob(id, status, error),
+    // Called once the job's writes have ended: if the disk filled up, the reserve makes room
+    // to record that the job failed and why.
+    finishJob: (id, status, error) => withReserve(dataDir, () => meta.finishJob(id, status, error)),
     duckdb() {
       duckdb ??= openDuckDB({ threads: options.threads });
       return duckdb;
@@ -89,8 +98,11 @@ export async function openStore(
       return result;
     },
     close() {
-      meta.close();
-      if (duckdb) duckdb.then((instance) => instance.closeSync()).catch(() => {});
+      try {
+        meta.close();
+      } finally {
+        if (duckdb) duckdb.then((instance) => instance.closeSync()).catch(() => {});
+      }
     },
   };
   return store;

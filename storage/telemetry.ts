@@ -21,6 +21,8 @@ import {
   readMetricTotals,
 } from "./metrics_store.ts";
 
+/** File name of the metric history database in a PROMETHEUS_MULTIPROC_DIR. */
+export const METRICS_HISTORY_FILE = "marketpipe-metrics.db";
 /** Options of {@link openTelemetry}. */
 export interface TelemetryOptions {
   /** Directory holding the history database instead of the data directory (PROMETHEUS_MULTIPROC_DIR). */
@@ -82,7 +84,7 @@ export async function openTelemetry(
   if (options.historyDir) {
     try {
       await Deno.mkdir(options.historyDir, { recursive: true });
-      historyDb = openMigrated(join(options.historyDir, "marketpipe-metrics.db")).db;
+      historyDb = openMigrated(join(options.historyDir, METRICS_HISTORY_FILE)).db;
     } catch (error) {
       db.close();
       throw error;

@@ -639,7 +639,9 @@ Deno.test("jobs show, providers, migrate and query formats report what is stored
     csv.stdout,
     "symbol,ts,session\nBRK.B,2024-03-04T09:00:00.000Z,pre\nBRK.B,2024-03-04T09:30:00.000Z,pre\n",
   );
-  const out = `${dir}/out.parquet`;
+  // Output goes outside the data directory (or under its exports/), never among its files.
+  await Deno.mkdir(`${dir}/exports`);
+  const out = `${dir}/exports/out.parquet`;
   const parquet = await runCli([
     "query",
     "SELECT * FROM bars_1h",

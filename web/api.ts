@@ -12,8 +12,11 @@ import {
 import { addDays, exchangeDate } from "../core/calendar.ts";
 import { JOB_STATUSES, type JobRecord, type JobStatus, type TaskRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { CorruptFileError } from "../core/errors.ts";
 import {
+  corruptFileMessage,
   formatCsv,
+  QueryTimeoutError,
   readKnownEmptyDays,
   readStoredDayCounts,
   runQuery,
@@ -63,7 +66,7 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     const symbol = parseSymbol(c.req.param("symbol"));
     const series = await heavy(ctx, () => deps.data.series());
     const mine = series.filter((s) => s.symbol === symbol);
-    if (mine.length === 0) throw notFound(`No bars stored for symbol ${symbol}`);
+    if (mine.length === 0) throw await noBarsError(ctx, symbol);
     // From the stored bars of every timeframe, aggregated and provider ones alike.
     const coverage = [];
     for (const s of _byTimeframe(mine)) {
@@ -279,10 +282,19 @@ export function registerApi(app: Hono, ctx: WebContext): void {
  */
 export async function heavy<T>(ctx: WebContext, fn: () => Promise<T>): Promise<T> {
   const release = await ctx.heavy.acquire();
+  let held = false;
   try {
     return await fn();
+  } catch (error) {
+    // A query DuckDB could not stop in time still runs: its slot stays taken until it ends, so
+    // timed-out queries cannot pile up beyond the cap.
+    if (error instanceof QueryTimeoutError && error.settled !== undefined) {
+      held = true;
+      error.settled.finally(release);
+    }
+    throw error;
   } finally {
-    release();
+    if (!held) release();
   }
 }
 
@@ -367,6 +379,19 @@ export function parseReportId(id: string): string {
     throw badRequest(`Invalid report id ${shown(id)}`);
   }
   return id;
+}
+
+/**
+ * Why a symbol has no readable bars: a `CorruptFileError` naming its file that cannot be read
+ * when it has one (so the page says what to repair), else a 404.
+ */
+export async function noBarsError(ctx: WebContext, symbol: string): Promise<Error> {
+  const corrupt = (await ctx.deps.data.corruptFiles()).find((f) => f.symbol === symbol);
+  if (corrupt === undefined) return notFound(`No bars stored for symbol ${symbol}`);
+  return new CorruptFileError(
+    corruptFileMessage(`Cannot read the ${corrupt.timeframe} bars of ${symbol} from`, corrupt),
+    corrupt,
+  );
 }
 
 /** The symbols summary grouped by symbol. */
@@ -534,7 +559,12 @@ export function ingestInputFromJson(
 ): IngestInput & { aggregate?: boolean } {
   const input: IngestInput & { aggregate?: boolean } = {};
   for (const [key, value] of Object.entries(body)) {
-    const name = key === "aggregate" ? "aggregate" : _JSON_KEYS[key];
+    // Own keys only: `constructor` or `valueOf` must not find Object.prototype's members.
+    const name = key === "aggregate"
+      ? "aggregate"
+      : Object.hasOwn(_JSON_KEYS, key)
+      ? _JSON_KEYS[key]
+      : undefined;
     if (name === undefined) {
       throw badRequest(
         `Unknown field ${shown(key)}: expected ${
@@ -547,7 +577,11 @@ export function ingestInputFromJson(
       if (typeof value === "boolean") input[name] = value;
       else if (value === "true" || value === "on") input[name] = true;
       else if (value === "false") input[name] = false;
-      else throw badRequest(`Invalid ${name} ${shown(String(value))}: expected true or false`);
+      else {
+        // JSON.stringify, not String(): {"toString": 0} has no callable toString.
+        const text = typeof value === "string" ? value : JSON.stringify(value);
+        throw badRequest(`Invalid ${name} ${shown(text)}: expected true or false`);
+      }
     } else if (name === "symbols") {
       if (typeof value === "string") input.symbols = value;
       else if (Array.isArray(value) && value.every((v) => typeof v === "string")) {
@@ -587,6 +621,14 @@ export async function queryInput(
       }
     }
     sql = body.sql;
+    // Only numbers and strings: String() of an object calls its (maybe own, maybe not callable)
+    // toString, and would accept [10] as 10.
+    for (const key of ["limit", "timeout_ms"] as const) {
+      const value = body[key];
+      if (value !== undefined && typeof value !== "number" && typeof value !== "string") {
+        throw badRequest(`Invalid ${key}: expected a whole number`);
+      }
+    }
     if (body.limit !== undefined) limitText = String(body.limit);
     if (body.timeout_ms !== undefined) {
       timeoutMs = parseInteger(String(body.timeout_ms), "timeout_ms", {

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { UsageError } from "../core/errors.ts";
+import { CorruptFileError, UsageError } from "../core/errors.ts";
 import { QueryRejectedError, QuerySqlError, QueryTimeoutError, runQuery } from "../storage/mod.ts";
 import { registerApi } from "./api.ts";
 import { prepareAssets } from "./assets.ts";
@@ -11,6 +11,8 @@ import { openApiDocument } from "./openapi.ts";
 import { registerPages } from "./pages.ts";
 import { checkKnownParams } from "./params.ts";
 import {
+  clientKey,
+  createGuessLimiter,
   createLimiter,
   hasValidCredentials,
   isLoopback,
@@ -39,6 +41,7 @@ export function createApp(deps: AppDeps): Hono {
     limits,
     heavy: deps.heavy ??
       createLimiter({ concurrency: limits.heavyConcurrency, queue: limits.heavyQueue }),
+    guesses: deps.guesses ?? createGuessLimiter({ now: deps.now }),
     assets,
     now: deps.now ?? Date.now,
     asset: (name) => `/assets/${name}?v=${assets.get(name)?.hash.slice(0, 12) ?? ""}`,
@@ -98,7 +101,24 @@ export function createApp(deps: AppDeps): Hono {
       path === "/logout" || path.startsWith("/assets/");
     if (deps.token !== undefined && !open && (unsafe || deps.authReads)) {
       const cookie = _cookie(c.req.header("cookie"), SESSION_COOKIE);
-      if (!hasValidCredentials(c.req.header("authorization"), cookie, deps.token)) {
+      const authorization = c.req.header("authorization");
+      // A Bearer token is a guess like a /login form: both count against the client's address,
+      // and a client over the limit is not checked at all (the right token waits too).
+      const bearer = /^Bearer\s/i.test(authorization ?? "");
+      const client = clientKey(c.env);
+      if (bearer) {
+        const wait = context.guesses.retryAfter(client);
+        if (wait > 0) {
+          throw new HttpError(
+            429,
+            "too_many_requests",
+            `Too many wrong tokens from this address: try again in ${wait} s`,
+            { headers: { "Retry-After": String(wait) } },
+          );
+        }
+      }
+      if (!hasValidCredentials(authorization, cookie, deps.token)) {
+        if (bearer) context.guesses.fail(client);
         if (!_wantsJson(c) && c.req.method === "GET" && !c.req.header("hx-request")) {
           return c.redirect(`/login?next=${encodeURIComponent(path)}`, 303);
         }
@@ -242,6 +262,8 @@ export function createApp(deps: AppDeps): Hono {
     const http = _toHttpError(error);
     if (http.status >= 500 && http.code === "internal") {
       deps.log?.(`error: ${c.req.method} ${c.req.path}: ${(error as Error).stack ?? error}`);
+    } else if (http.code === "corrupt_file") {
+      deps.log?.(`error: ${c.req.method} ${c.req.path}: ${http.message}`);
     }
     for (const [name, value] of Object.entries(http.headers)) c.header(name, value);
     const status = http.status as 400;
@@ -284,6 +306,8 @@ function _toHttpError(error: unknown): HttpError {
   if (error instanceof QueryTimeoutError) {
     return new HttpError(504, "query_timeout", error.message);
   }
+  // The message names the file and the way out (marketpipe repair); other pages keep working.
+  if (error instanceof CorruptFileError) return new HttpError(500, "corrupt_file", error.message);
   if (error instanceof DOMException && error.name === "AbortError") {
     return new HttpError(499, "client_closed", "The client closed the request");
   }

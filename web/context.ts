@@ -7,7 +7,7 @@ import type { Store } from "../storage/mod.ts";
 import type { ServedAsset } from "./assets.ts";
 import type { DataSource } from "./data.ts";
 import type { JobRunner } from "./jobs.ts";
-import type { Limiter } from "./security.ts";
+import type { GuessLimiter, Limiter } from "./security.ts";
 import type { ValidationReportDetail, ValidationReportSummary } from "./views.ts";
 
 /** Validation reports, when the build stores them. */
@@ -69,6 +69,8 @@ export interface AppDeps {
   limits?: Partial<AppLimits>;
   /** The heavy-request limiter (default: one from `limits`). */
   heavy?: Limiter;
+  /** Wrong tokens counted per client address (default: 10 a minute, 10,000 clients). */
+  guesses?: GuessLimiter;
   /** Validation reports, when validation stores them. */
   validation?: ValidationSource;
   /** Defaults of jobs started from the web: `aggregate` as config `aggregate` sets it. */
@@ -85,6 +87,8 @@ export interface WebContext {
   deps: AppDeps;
   limits: AppLimits;
   heavy: Limiter;
+  /** Wrong tokens per client, shared by `/login` and `Authorization: Bearer`. */
+  guesses: GuessLimiter;
   assets: Map<string, ServedAsset>;
   now: () => number;
   /** URL of an embedded asset, with its content hash for caching. */

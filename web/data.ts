@@ -7,11 +7,13 @@
  */
 import type { Timeframe } from "../core/types.ts";
 import {
+  type CorruptSeriesFile,
   type MetaStore,
   openQueryEngine,
   type QueryEngine,
   type StoredBarSeries,
-  storedBarSeries,
+  type StoredInventory,
+  storedInventory,
   storedTimeframes,
 } from "../storage/mod.ts";
 
@@ -21,8 +23,10 @@ export interface DataSource {
   readonly meta: MetaStore;
   /** Runs `fn` with an engine whose views match the stored timeframes; the engine stays open until `fn` ends. */
   withEngine<T>(fn: (engine: QueryEngine) => Promise<T>): Promise<T>;
-  /** Stored (symbol, timeframe) series, cached until the data changes. */
+  /** Stored (symbol, timeframe) series, cached until the data changes; unreadable files left out. */
   series(): Promise<StoredBarSeries[]>;
+  /** Stored files that cannot be read (left out of `series()`), from the same cached scan. */
+  corruptFiles(): Promise<CorruptSeriesFile[]>;
   /** Timeframes the current engine has views for. */
   timeframes(): readonly Timeframe[];
   /** Forget caches now (after a job of this process ended). */
@@ -39,6 +43,8 @@ export interface DataSourceOptions {
   threads?: number;
   /** DuckDB memory limit such as `"2GB"`. */
   memoryLimit?: string;
+  /** Most bytes DuckDB may spill to its private temp folder, such as `"4GB"`. */
+  tempLimit?: string;
   /** Look at the data version at most this often. Default 500 ms. */
   checkEveryMs?: number;
   /** Re-read everything at least this often, for writes made outside jobs. Default 30 s. */
@@ -74,6 +80,7 @@ export async function openDataSource(
       exportDir: options.exportDir,
       threads: options.threads,
       memoryLimit: options.memoryLimit,
+      tempLimit: options.tempLimit,
     });
   let holder: _Holder = { engine: await open(), uses: 0, retired: false };
   let version = meta.dataVersion();
@@ -81,8 +88,9 @@ export async function openDataSource(
   let fullCheckAt = now();
   let dirty = false;
   let refreshing: Promise<void> | undefined;
-  let seriesCache: { version: string; value: Promise<StoredBarSeries[]> } | undefined;
+  let seriesCache: { version: string; value: Promise<StoredInventory> } | undefined;
   let closed = false;
+  let sawCorrupt = false;
 
   const retire = (old: _Holder) => {
     old.retired = true;
@@ -100,7 +108,9 @@ export async function openDataSource(
     fullCheckAt = at;
     seriesCache = undefined;
     const present = await storedTimeframes(dataDir);
-    if (present.join() === holder.engine.timeframes.join()) return;
+    // While files are known to be unreadable the views may be a snapshot that leaves them out
+    // (see createBarViews): reopen, so a repaired or rewritten file is seen.
+    if (present.join() === holder.engine.timeframes.join() && !sawCorrupt) return;
     const next: _Holder = { engine: await open(), uses: 0, retired: false };
     if (closed) {
       next.engine.close();
@@ -129,23 +139,31 @@ export async function openDataSource(
     }
   };
 
+  const inventory = async (): Promise<StoredInventory> => {
+    await ensureFresh();
+    if (seriesCache?.version !== version) {
+      // Shared by concurrent requests, so no request's signal may abort it.
+      const value = withEngine((engine) => storedInventory(engine));
+      value.then((found) => sawCorrupt = found.corrupt.length > 0, () => {});
+      const entry = { version, value };
+      seriesCache = entry;
+      // A failed read is not cached.
+      value.catch(() => {
+        if (seriesCache === entry) seriesCache = undefined;
+      });
+    }
+    return await seriesCache!.value;
+  };
+
   return {
     dataDir,
     meta,
     withEngine,
     async series() {
-      await ensureFresh();
-      if (seriesCache?.version !== version) {
-        // Shared by concurrent requests, so no request's signal may abort it.
-        const value = withEngine((engine) => storedBarSeries(engine));
-        const entry = { version, value };
-        seriesCache = entry;
-        // A failed read is not cached.
-        value.catch(() => {
-          if (seriesCache === entry) seriesCache = undefined;
-        });
-      }
-      return await seriesCache!.value;
+      return (await inventory()).series;
+    },
+    async corruptFiles() {
+      return (await inventory()).corrupt;
     },
     timeframes: () => holder.engine.timeframes,
     invalidate() {

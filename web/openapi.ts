@@ -19,6 +19,7 @@ const _ERRORS: Json = {
   "401": _error("A token is required (`Authorization: Bearer <MARKETPIPE_API_TOKEN>`)"),
   "403": _error("Cross-origin or foreign-host request refused"),
   "404": _error("Not found"),
+  "429": _error("Too many wrong tokens from this address; retry after `Retry-After` seconds"),
   "503": _error("Too many heavy requests; retry after `Retry-After` seconds"),
 };
 

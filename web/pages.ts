@@ -13,6 +13,7 @@ import {
   findJob,
   groupBySymbol,
   heavy,
+  noBarsError,
   parseReportId,
   prepareJob,
   queryInput,
@@ -30,10 +31,18 @@ import {
   parseTimeframe,
   shown,
 } from "./params.ts";
-import { hasValidCredentials, SESSION_COOKIE, sessionValue } from "./security.ts";
+import {
+  clientKey,
+  hasValidCredentials,
+  SESSION_COOKIE,
+  sessionValue,
+  TOKEN_GUESS_WINDOW_MS,
+  TOKEN_GUESSES_ALLOWED,
+} from "./security.ts";
 import {
   chartPanel,
   type ChartPanelData,
+  corruptFilesNotice,
   empty,
   jobDetail,
   jobForm,
@@ -63,10 +72,10 @@ const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
   "1d": 1096,
 };
 
-/** Wrong tokens accepted on /login within {@link LOGIN_WINDOW_MS} before attempts get 429. */
-export const LOGIN_FAILURES_ALLOWED = 10;
-/** The window over which wrong /login tokens are counted. */
-export const LOGIN_WINDOW_MS = 60_000;
+/** Wrong tokens one client may send within {@link LOGIN_WINDOW_MS} before attempts get 429. */
+export const LOGIN_FAILURES_ALLOWED = TOKEN_GUESSES_ALLOWED;
+/** The window over which a client's wrong tokens are counted. */
+export const LOGIN_WINDOW_MS = TOKEN_GUESS_WINDOW_MS;
 
 /** Registers the dashboard pages and partials. */
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
@@ -78,6 +87,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
   app.get("/", async (c) => {
     checkKnownParams(c.req.query(), []);
     const series = await heavy(ctx, () => deps.data.series());
+    const corrupt = await deps.data.corruptFiles();
     const jobs = deps.store.meta.listJobs({ limit: 8 });
     const symbols = new Set(series.map((s) => s.symbol));
     const timeframes = [...new Set(series.map((s) => s.timeframe))];
@@ -112,6 +122,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
         </div>
       </div>
       <h2>Stored data</h2>
+      ${corruptFilesNotice(corrupt)}
       ${seriesTable(series)}
       <h2>Recent jobs <a class="small" href="/jobs">all jobs</a></h2>
       ${jobsTable(jobs, { poll: true })}
@@ -208,7 +219,8 @@ ${jobsTable(jobs, { poll: true })}`;
   app.post("/partials/jobs", async (c) => {
     checkKnownParams(c.req.query(), []);
     const form = await c.req.parseBody();
-    const fields: Record<string, unknown> = {};
+    // No prototype: a field named __proto__ is kept (and refused as unknown), not swallowed.
+    const fields: Record<string, unknown> = Object.create(null);
     for (const [key, value] of Object.entries(form)) {
       if (typeof value !== "string") throw badRequest(`Invalid ${shown(key)}: expected text`);
       fields[key] = value;
@@ -360,15 +372,14 @@ ${
     return render(c, "Log in", "none", loginBody(ctx, safeNext(query.next)));
   });
 
-  // Guessing the token through the form is throttled: after LOGIN_FAILURES_ALLOWED wrong tokens
-  // within LOGIN_WINDOW_MS, every attempt gets 429 until the window has passed.
-  const failures: number[] = [];
+  // Guessing the token through the form is throttled per client address (shared with Bearer
+  // tokens on the API): after LOGIN_FAILURES_ALLOWED wrong tokens within LOGIN_WINDOW_MS, that
+  // client's attempts get 429 until the window has passed; other clients can still log in.
   app.post("/login", async (c) => {
     checkKnownParams(c.req.query(), []);
-    const now = Date.now();
-    while (failures.length > 0 && now - failures[0] > LOGIN_WINDOW_MS) failures.shift();
-    if (failures.length >= LOGIN_FAILURES_ALLOWED) {
-      const retryAfter = Math.max(1, Math.ceil((failures[0] + LOGIN_WINDOW_MS - now) / 1000));
+    const client = clientKey(c.env);
+    const retryAfter = ctx.guesses.retryAfter(client);
+    if (retryAfter > 0) {
       c.header("Retry-After", String(retryAfter));
       return render(
         c,
@@ -383,7 +394,7 @@ ${
     if (deps.token === undefined) return c.redirect(next, 303);
     const token = typeof form.token === "string" ? form.token : "";
     if (!hasValidCredentials(`Bearer ${token}`, undefined, deps.token)) {
-      failures.push(now);
+      ctx.guesses.fail(client);
       return render(
         c,
         "Log in",
@@ -502,7 +513,7 @@ async function chartData(
   const series = (await heavy(ctx, () => ctx.deps.data.series())).filter((s) =>
     s.symbol === symbol
   );
-  if (series.length === 0) throw notFound(`No bars stored for symbol ${symbol}`);
+  if (series.length === 0) throw await noBarsError(ctx, symbol);
   const timeframes = series.map((s) => s.timeframe);
   const timeframe = requested ?? timeframes[0];
   const stored = series.find((s) => s.timeframe === timeframe) ?? series[0];

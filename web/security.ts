@@ -152,3 +152,97 @@ export function createLimiter(options: LimiterOptions): Limiter {
     },
   };
 }
+
+/** Wrong tokens one client may send within {@link TOKEN_GUESS_WINDOW_MS} before it gets 429. */
+export const TOKEN_GUESSES_ALLOWED = 10;
+/** The window over which a client's wrong tokens are counted. */
+export const TOKEN_GUESS_WINDOW_MS = 60_000;
+/** Clients whose wrong tokens are tracked at once; beyond it the one idle longest is forgotten. */
+export const TOKEN_GUESS_CLIENTS = 10_000;
+
+/** Options of {@link createGuessLimiter}; every field has a default. */
+export interface GuessLimiterOptions {
+  /** Wrong tokens allowed per client and window. Default {@link TOKEN_GUESSES_ALLOWED}. */
+  allowed?: number;
+  /** Default {@link TOKEN_GUESS_WINDOW_MS}. */
+  windowMs?: number;
+  /** Most clients tracked. Default {@link TOKEN_GUESS_CLIENTS}. */
+  maxClients?: number;
+  now?: () => number;
+}
+
+/** Counts wrong tokens (on `/login` and in `Authorization: Bearer`) per client address. */
+export interface GuessLimiter {
+  /** Seconds `client` must wait before its token is checked again; 0 when it may try now. */
+  retryAfter(client: string): number;
+  /** Counts a wrong token from `client`. */
+  fail(client: string): void;
+  /** Clients tracked now. */
+  readonly size: number;
+}
+
+/**
+ * A per-client limit on token guesses: after `allowed` wrong tokens within `windowMs`, a client is
+ * refused until its oldest counted guess leaves the window. Other clients are not affected, and
+ * the map of clients is bounded by `maxClients` (the client idle longest is forgotten first).
+ *
+ * @example
+ * ```ts
+ * const guesses = createGuessLimiter();
+ * if (guesses.retryAfter("203.0.113.7") === 0 && !valid) guesses.fail("203.0.113.7");
+ * ```
+ */
+export function createGuessLimiter(options: GuessLimiterOptions = {}): GuessLimiter {
+  const allowed = options.allowed ?? TOKEN_GUESSES_ALLOWED;
+  const windowMs = options.windowMs ?? TOKEN_GUESS_WINDOW_MS;
+  const maxClients = options.maxClients ?? TOKEN_GUESS_CLIENTS;
+  const now = options.now ?? Date.now;
+  // Insertion order is the order of the last failure, so the first key is the stalest client.
+  const failures = new Map<string, number[]>();
+  const recent = (client: string, at: number): number[] => {
+    const times = (failures.get(client) ?? []).filter((time) => at - time < windowMs);
+    if (times.length === 0) failures.delete(client);
+    return times;
+  };
+  return {
+    get size() {
+      return failures.size;
+    },
+    retryAfter(client) {
+      const at = now();
+      const times = recent(client, at);
+      if (times.length > 0) failures.set(client, times);
+      if (times.length < allowed) return 0;
+      return Math.max(1, Math.ceil((times[0] + windowMs - at) / 1000));
+    },
+    fail(client) {
+      const at = now();
+      const times = recent(client, at);
+      times.push(at);
+      failures.delete(client);
+      failures.set(client, times.slice(-allowed));
+      while (failures.size > maxClients) failures.delete(failures.keys().next().value!);
+    },
+  };
+}
+
+/**
+ * The client a request counts against: its remote address from `Deno.serve`'s handler info (Hono's
+ * `c.env`), IPv6 addresses by their /64 network (one host usually has a whole /64), `"unknown"`
+ * without one (`app.request()` in tests). Proxies are not trusted: `X-Forwarded-For` is ignored.
+ */
+export function clientKey(env: unknown): string {
+  const addr = (env as { remoteAddr?: { hostname?: unknown } } | undefined)?.remoteAddr;
+  const host = typeof addr?.hostname === "string" ? addr.hostname.toLowerCase() : undefined;
+  if (host === undefined || host === "") return "unknown";
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(host)?.[1];
+  if (mapped !== undefined) return mapped;
+  if (!host.includes(":")) return host;
+  const [head, tail] = host.replace(/%.*$/, "").split("::", 2);
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined
+    ? left
+    : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Hono } from "hono";
-import { openStore, openTelemetry } from "../storage/mod.ts";
+import { makeExportDir, openStore, openTelemetry } from "../storage/mod.ts";
 import { createApp } from "./app.ts";
 import type { AppDeps, AppLimits, ValidationSource } from "./context.ts";
 import { openDataSource } from "./data.ts";
@@ -32,6 +32,9 @@ export interface WebServerOptions {
   legacyMetrics?: boolean;
   /** DuckDB worker threads of the read side (default: all cores). */
   threads?: number;
+  /** Memory and spill limits of the read side's DuckDB, such as `"4GB"` (default: see storage/). */
+  memoryLimit?: string;
+  tempLimit?: string;
   /** Defaults of jobs started from the web (`aggregate`: roll 1m bars up afterwards). */
   ingestDefaults?: { aggregate?: boolean };
   /** Validation reports (default: those `marketpipe validate` stored in the data directory). */
@@ -77,11 +80,14 @@ export async function openWebServer(
   try {
     const telemetry = await openTelemetry(dataDir, { historyDir: options.historyDir });
     cleanups.push(() => telemetry.close());
-    const exportDir = await Deno.makeTempDir({ prefix: "marketpipe-export-" });
+    // Named after this process, so the next server removes it if this one is killed.
+    const exportDir = await makeExportDir();
     cleanups.push(() => Deno.remove(exportDir, { recursive: true }).catch(() => {}));
     const data = await openDataSource(dataDir, store.meta, {
       exportDir,
       threads: options.threads,
+      memoryLimit: options.memoryLimit,
+      tempLimit: options.tempLimit,
     });
     cleanups.push(() => data.close());
     store.meta.reapDeadJobs();

@@ -386,6 +386,26 @@ export function seriesTable(series: readonly StoredBarSeries[]): Html {
   `;
 }
 
+/** The overview's alert for stored files that cannot be read: each file, its series and why. */
+export function corruptFilesNotice(
+  files: readonly { path: string; reason: string; symbol: string; timeframe: string }[],
+): Html {
+  if (files.length === 0) return html``;
+  return notice(
+    html`<strong>${files.length} stored file(s) cannot be read</strong>; their bars are left out below.
+      Run <code>marketpipe repair</code> to check every file and <code>marketpipe repair --move</code>
+      to move them aside (their days become missing, so an ingest fetches them again).
+      <ul>${
+      files.map((f) =>
+        html`<li><a href="${
+          href(`/symbols/${encodeURIComponent(f.symbol)}`, { timeframe: f.timeframe })
+        }">${f.symbol}</a> ${f.timeframe}: <code>${f.path}</code>: ${f.reason}</li>`
+      )
+    }</ul>`,
+    "error",
+  );
+}
+
 /** Symbol search results. */
 export function symbolResults(
   symbols: readonly { symbol: string; timeframes: string[]; rows: number; lastTs: number }[],

@@ -1,0 +1,220 @@
+/**
+ * `marketpipe repair`: find the Parquet files under `bars/` and `quarantine/` that cannot be read
+ * and move them aside to `<data>/corrupt/`, forgetting the ingested days of their partitions so
+ * that `gaps` reports those days missing and the next ingest fetches them again. A file is only
+ * ever renamed, never rewritten or deleted.
+ *
+ * @module
+ */
+import type { DuckDBInstance } from "@duckdb/node-api";
+import { dirname, join, relative, sep } from "node:path";
+import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { checkParquetFile } from "./corrupt.ts";
+import { fsyncDir, pathExists } from "./fs.ts";
+import type { MetaStore } from "./meta.ts";
+import { QUARANTINE_DIR } from "./quarantine.ts";
+
+/** The folder of the data directory that `repair --move` moves unreadable files into. */
+export const CORRUPT_DIR = "corrupt";
+
+/** A stored Parquet file that cannot be read. */
+export interface CorruptStoredFile {
+  /** Path relative to the data directory, e.g. `bars/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet`. */
+  path: string;
+  /** What DuckDB said, one line. */
+  reason: string;
+  tree: "bars" | "quarantine";
+  /** The partition the file belongs to, when its folders follow the layout. */
+  partition?: { timeframe: Timeframe; symbol: string; start: string; end: string };
+}
+
+/** Outcome of {@link findCorruptFiles}. */
+export interface CorruptScan {
+  /** Parquet files read. */
+  checked: number;
+  corrupt: CorruptStoredFile[];
+}
+
+/**
+ * Reads every Parquet file under `<dataDir>/bars` and `<dataDir>/quarantine` in full (footer and
+ * every column) and lists the ones that cannot be read, in path order.
+ */
+export async function findCorruptFiles(
+  dataDir: string,
+  duckdb: DuckDBInstance,
+  options: { signal?: AbortSignal; onProgress?: (checked: number, total: number) => void } = {},
+): Promise<CorruptScan> {
+  const files: string[] = [];
+  for (const tree of ["bars", QUARANTINE_DIR]) await _collect(join(dataDir, tree), files);
+  files.sort();
+  const corrupt: CorruptStoredFile[] = [];
+  const connection = await duckdb.connect();
+  try {
+    let checked = 0;
+    for (const file of files) {
+      options.signal?.throwIfAborted();
+      const reason = await checkParquetFile(connection, file);
+      if (reason !== undefined) corrupt.push(_describe(relative(dataDir, file), reason));
+      checked++;
+      options.onProgress?.(checked, files.length);
+    }
+    return { checked, corrupt };
+  } finally {
+    connection.closeSync();
+  }
+}
+
+/** What happened to one file in {@link moveCorruptFiles}. */
+export interface MovedFile {
+  file: CorruptStoredFile;
+  /**
+   * `moved` to `movedTo`; `readable` when it read fine under the partition lock (rewritten since
+   * the scan) and was left in place; `gone` when it no longer existed.
+   */
+  outcome: "moved" | "readable" | "gone";
+  /** Where it went, relative to the data directory. */
+  movedTo?: string;
+  /** Ingested-day records removed for its partition (bars only). */
+  daysForgotten: number;
+}
+
+/**
+ * Moves each file to `<dataDir>/corrupt/<its path>` by rename (a numbered name when that is
+ * taken), under its partition's lock and after checking it once more. For a `bars/` partition the
+ * ingested-day records of its month (year for 1d) are removed first, for every source, so a crash
+ * in between leaves a file that `repair` finds again rather than days marked stored without data.
+ * With `dryRun` nothing changes and `movedTo` says where each would go.
+ */
+export async function moveCorruptFiles(
+  store: {
+    dataDir: string;
+    duckdb: DuckDBInstance;
+    meta: Pick<MetaStore, "lockPartition" | "unlockPartition" | "db">;
+  },
+  files: readonly CorruptStoredFile[],
+  options: { dryRun?: boolean; signal?: AbortSignal } = {},
+): Promise<MovedFile[]> {
+  const { dataDir, meta } = store;
+  const out: MovedFile[] = [];
+  const connection = await store.duckdb.connect();
+  try {
+    for (const file of files) {
+      options.signal?.throwIfAborted();
+      const source = join(dataDir, file.path);
+      if (options.dryRun) {
+        out.push({
+          file,
+          outcome: "moved",
+          movedTo: relative(dataDir, await _freeTarget(join(dataDir, CORRUPT_DIR, file.path))),
+          daysForgotten: file.tree === "bars" && file.partition
+            ? _countDays(meta, file.partition)
+            : 0,
+        });
+        continue;
+      }
+      const lock = dirname(file.path);
+      await meta.lockPartition(lock, { signal: options.signal });
+      try {
+        if (!(await pathExists(source))) {
+          out.push({ file, outcome: "gone", daysForgotten: 0 });
+          continue;
+        }
+        if (await checkParquetFile(connection, source) === undefined) {
+          out.push({ file, outcome: "readable", daysForgotten: 0 });
+          continue;
+        }
+        const daysForgotten = file.tree === "bars" && file.partition
+          ? _forgetDays(meta, file.partition)
+          : 0;
+        const target = await _freeTarget(join(dataDir, CORRUPT_DIR, file.path));
+        await Deno.mkdir(dirname(target), { recursive: true });
+        await Deno.rename(source, target);
+        await fsyncDir(dirname(target));
+        await fsyncDir(dirname(source));
+        out.push({ file, outcome: "moved", movedTo: relative(dataDir, target), daysForgotten });
+      } finally {
+        meta.unlockPartition(lock);
+      }
+    }
+    return out;
+  } finally {
+    connection.closeSync();
+  }
+}
+
+function _forgetDays(
+  meta: Pick<MetaStore, "db">,
+  partition: NonNullable<CorruptStoredFile["partition"]>,
+): number {
+  const result = meta.db.prepare(
+    "DELETE FROM ingested_days WHERE timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?",
+  ).run(partition.timeframe, partition.symbol, partition.start, partition.end);
+  return Number(result.changes);
+}
+
+function _countDays(
+  meta: Pick<MetaStore, "db">,
+  partition: NonNullable<CorruptStoredFile["partition"]>,
+): number {
+  const row = meta.db.prepare(
+    "SELECT count(*) AS n FROM ingested_days WHERE timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?",
+  ).get(partition.timeframe, partition.symbol, partition.start, partition.end);
+  return Number(row?.n ?? 0);
+}
+
+/** `path`, or `name.1.parquet`, `name.2.parquet` ... when taken: a move never replaces a file. */
+async function _freeTarget(path: string): Promise<string> {
+  if (!(await pathExists(path))) return path;
+  const stem = path.endsWith(".parquet") ? path.slice(0, -".parquet".length) : path;
+  for (let n = 1;; n++) {
+    const candidate = `${stem}.${n}.parquet`;
+    if (!(await pathExists(candidate))) return candidate;
+  }
+}
+
+/** The tree and (when the folders follow the layout) partition of a relative file path. */
+function _describe(path: string, reason: string): CorruptStoredFile {
+  const parts = path.split(sep);
+  const tree = parts[0] === QUARANTINE_DIR ? "quarantine" : "bars";
+  const value = (index: number, key: string) =>
+    parts[index]?.startsWith(`${key}=`) ? parts[index].slice(key.length + 1) : undefined;
+  const timeframe = value(1, "timeframe") as Timeframe | undefined;
+  const symbol = value(2, "symbol");
+  const year = value(3, "year");
+  const month = value(4, "month");
+  const file: CorruptStoredFile = { path, reason, tree };
+  if (
+    timeframe === undefined || !TIMEFRAMES.includes(timeframe) || symbol === undefined ||
+    year === undefined || !/^\d{4}$/.test(year)
+  ) {
+    return file;
+  }
+  if (timeframe === "1d" && parts.length === 5) {
+    file.partition = { timeframe, symbol, start: `${year}-01-01`, end: `${year}-12-31` };
+  } else if (
+    timeframe !== "1d" && month !== undefined && /^\d{2}$/.test(month) && parts.length === 6
+  ) {
+    file.partition = {
+      timeframe,
+      symbol,
+      start: `${year}-${month}-01`,
+      end: `${year}-${month}-31`,
+    };
+  }
+  return file;
+}
+
+async function _collect(dir: string, into: string[]): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await _collect(path, into);
+    else if (entry.isFile && entry.name.endsWith(".parquet")) into.push(path);
+  }
+}
