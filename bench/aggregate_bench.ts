@@ -423,7 +423,7 @@ async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promis
     const started = performance.now();
     const copied = await connection.run(
       `${variant === "direct" ? _directSql(glob) : _cascadeSql(glob)}
-       TO ${out} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_tf, _sym, _y, _m))`,
+       TO ${out} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (_tf, _sym, _y))`,
     );
     console.log(JSON.stringify({
       variant,
@@ -437,13 +437,16 @@ async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promis
   }
 }
 
-/** The bar columns in file order, then the hive partition keys, from an aggregated row. */
+/**
+ * The file columns of layout 2 in file order, then the hive partition keys (timeframe, symbol,
+ * year, as our partitions), from an aggregated row.
+ */
 function _columns(tf: string, ts: string): string {
-  return `symbol, timezone('UTC', epoch_ms(${ts})) AS ts, open, high, low, close, volume, vwap,
-    CAST(trade_count AS BIGINT) AS trade_count, '${tf}' AS timeframe, trading_date, session,
+  return `timezone('UTC', epoch_ms(${ts})) AS ts, open, high, low, close, volume, vwap,
+    CAST(trade_count AS BIGINT) AS trade_count, trading_date, session,
     provider, feed, adjustment, 'baseline' AS ingest_id, TIMESTAMPTZ '2024-01-01 00:00:00+00'
-    AS ingested_at, 1 AS schema_version, '${tf}' AS _tf, symbol AS _sym,
-    year(trading_date) AS _y, ${tf === "1d" ? "0" : "month(trading_date)"} AS _m`;
+    AS ingested_at, 2 AS schema_version, '${tf}' AS _tf, symbol AS _sym,
+    year(trading_date) AS _y`;
 }
 
 /** Hand-written: every frame straight from the 1m bars. */
@@ -451,7 +454,8 @@ function _directSql(glob: string): string {
   const m1 = `(SELECT b.symbol, epoch_ms(b.ts) AS t, b.session, b.trading_date, b.open, b.high,
       b.low, b.close, b.volume, b.vwap, b.trade_count, b.provider, b.feed, b.adjustment,
       s.open AS s_open, s.pre_open AS s_pre, s.close AS s_close, s.midnight AS s_midnight
-    FROM read_parquet(${glob}, hive_partitioning = false) b JOIN sessions s ON s.d = b.trading_date)`;
+    FROM read_parquet(${glob}, hive_partitioning = true, hive_types_autocast = false) b
+    JOIN sessions s ON s.d = b.trading_date)`;
   const frame = (tf: string, minutes: number) => {
     const bucket = minutes === 0 ? "s_midnight" : `greatest(
       s_open + CAST(floor((t - s_open) / ${minutes * 60_000}) AS BIGINT) * ${minutes * 60_000},
@@ -500,7 +504,7 @@ function _cascadeSql(glob: string): string {
       SELECT symbol, trading_date, session, epoch_ms(ts) AS t, open, high, low, close, volume,
         vwap * volume AS pv, CASE WHEN vwap IS NOT NULL THEN volume END AS vv, trade_count,
         provider, feed, adjustment
-      FROM read_parquet(${glob}, hive_partitioning = false)
+      FROM read_parquet(${glob}, hive_partitioning = true, hive_types_autocast = false)
     ),
     l5 AS MATERIALIZED (${level("m1", 5)}),
     l15 AS MATERIALIZED (${level("l5", 15)}),

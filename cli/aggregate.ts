@@ -11,6 +11,7 @@ import {
   openStore,
   openTelemetry,
   type Store,
+  timeframeDir,
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
@@ -156,7 +157,7 @@ export async function runAggregate(
       context.out(
         `Nothing to aggregate: no 1m bars${symbols ? ` of ${symbols.join(",")}` : ""}${
           range ? ` in ${range.start}..${range.end}` : ""
-        } under ${join(dataDir, "bars", "timeframe=1m")}`,
+        } under ${timeframeDir(dataDir, "1m")}`,
       );
       return EXIT.ok;
     }

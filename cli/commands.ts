@@ -1,4 +1,5 @@
 import type { OptionSpec } from "../core/config.ts";
+import { TIMEFRAMES } from "../core/types.ts";
 import type { CommandSpec } from "./args.ts";
 
 /** Resource limits of the sandboxed query engine, shared by `query` and `serve`. */
@@ -149,6 +150,19 @@ export const COMMANDS: CommandSpec[] = [
         description:
           "Afterwards roll the touched 1m partitions up to 5m ... 1d (marketpipe aggregate)",
         default: false,
+      },
+      {
+        name: "compact-threshold",
+        type: "string",
+        placeholder: "N",
+        description: "Compact a partition once it holds N files (0: never; see marketpipe compact)",
+        default: "16",
+      },
+      {
+        name: "compact",
+        type: "boolean",
+        description: "Compact partitions that reach the threshold (--no-compact: never)",
+        default: true,
       },
       {
         name: "validation",
@@ -392,6 +406,57 @@ export const COMMANDS: CommandSpec[] = [
       "marketpipe gaps --start 2024-03-01 --end 2024-03-28 --min-coverage 0.95 --json",
     ],
     run: () => import("./gaps.ts").then((m) => m.runGaps),
+  },
+  {
+    name: "compact",
+    summary: "Merge the files of each partition into one (appends leave several)",
+    description: [
+      "An ingest of new days writes new files beside the stored ones (it never rewrites history),",
+      "so a partition (timeframe, symbol, year) collects one file per ingest. compact merges each",
+      "partition with two or more files into one file sorted by ts, atomically: a reader sees the",
+      "old files or the new one, never both. Ingest compacts a partition on its own once it holds",
+      "--compact-threshold files (16; 0 turns it off). Files a killed writer left are removed too.",
+    ].join("\n"),
+    options: [
+      {
+        name: "symbols",
+        short: "s",
+        type: "string",
+        placeholder: "LIST",
+        description: "Only these symbols (default: all)",
+      },
+      {
+        name: "symbols-file",
+        type: "string",
+        placeholder: "FILE",
+        description: "Only the symbols in FILE",
+      },
+      {
+        name: "timeframe",
+        short: "t",
+        type: "string",
+        placeholder: "TF",
+        description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all)`,
+      },
+      {
+        name: "quarantine",
+        type: "boolean",
+        description: "Compact the quarantine instead of the bars",
+        default: false,
+      },
+      {
+        name: "dry-run",
+        type: "boolean",
+        description: "Only show what would be compacted",
+        default: false,
+        configurable: false,
+      },
+    ],
+    examples: [
+      "marketpipe compact",
+      "marketpipe compact --symbols AAPL,MSFT --timeframe 1m --dry-run",
+    ],
+    run: () => import("./compact.ts").then((m) => m.runCompact),
   },
   {
     name: "repair",
@@ -729,17 +794,31 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     name: "migrate",
-    summary: "Apply pending metadata migrations (write commands do this automatically)",
+    summary: "Apply pending metadata migrations and convert an old storage layout in place",
+    description: [
+      "Applies pending metadata migrations (write commands do this automatically), then converts a",
+      "data directory of storage layout 1 (one data.parquet per month) to layout 2, file by file:",
+      "each new file is checked against the old one (row count and a checksum of every value)",
+      "before the old one is deleted. Resumable: after a kill or Ctrl-C run it again. Write",
+      "commands refuse a layout-1 directory until it is converted.",
+    ].join("\n"),
     options: [
       {
         name: "status",
         type: "boolean",
-        description: "Only show applied and pending migrations",
+        description: "Only show applied and pending migrations and the storage layout",
+        default: false,
+        configurable: false,
+      },
+      {
+        name: "dry-run",
+        type: "boolean",
+        description: "Only show what would be migrated and converted",
         default: false,
         configurable: false,
       },
     ],
-    examples: ["marketpipe migrate", "marketpipe migrate --status"],
+    examples: ["marketpipe migrate", "marketpipe migrate --status", "marketpipe migrate --dry-run"],
     run: () => import("./migrate.ts").then((m) => m.runMigrate),
   },
   {

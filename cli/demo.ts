@@ -3,7 +3,7 @@ import { tradingDays } from "../core/calendar.ts";
 import { UsageError } from "../core/errors.ts";
 import { parseSymbols } from "../core/symbols.ts";
 import { providerFactory } from "../providers/mod.ts";
-import { formatTable, openQueryEngine, runQuery, sqlString, storageStats } from "../storage/mod.ts";
+import { formatTable, openQueryEngine, runQuery, storageStats } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, formatBytes, formatCount, shellCommand } from "./format.ts";
@@ -54,13 +54,14 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
     engine.close();
   }
   const dirArgs = dataDirArgs(dataDir);
-  const parquetGlob = sqlString(`${resolve(dataDir)}/bars/**/*.parquet`);
+  // A Python string literal (JSON's escapes are Python's too) for the one-liners below.
+  const barsDir = JSON.stringify(`${resolve(dataDir)}/bars`);
   const lines = [
     "",
     `Data directory: ${resolve(dataDir)}`,
     `  ${formatCount(stats.files)} Parquet file(s), ${
       formatBytes(stats.bytes)
-    } under bars/ (hive partitions timeframe=/symbol=/year=/month=)`,
+    } under bars/ (hive partitions timeframe=/symbol=/year=)`,
     `  metadata (jobs, coverage): ${resolve(dataDir, "marketpipe.db")}`,
     "",
     table,
@@ -85,11 +86,19 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
       ])
     }`,
     `  ${shellCommand(["marketpipe", "jobs", "list", ...dirArgs])}`,
+    "From Python (pip install pyarrow pandas polars; the README shows DuckDB and dask too):",
     `  ${
       shellCommand([
-        "duckdb",
+        "python3",
         "-c",
-        `SELECT count(*) FROM read_parquet(${parquetGlob}, hive_partitioning = true)`,
+        `import pandas as pd; print(pd.read_parquet(${barsDir}).groupby(["timeframe", "symbol"], observed=True).size())`,
+      ])
+    }`,
+    `  ${
+      shellCommand([
+        "python3",
+        "-c",
+        `import polars as pl; print(pl.scan_parquet(${barsDir}, hive_partitioning=True).group_by("timeframe", "symbol").len().sort("timeframe", "symbol").collect())`,
       ])
     }`,
   ];

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { parseIntOption } from "../core/config.ts";
 import { tradingDays } from "../core/calendar.ts";
 import { UsageError } from "../core/errors.ts";
 import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
@@ -7,6 +8,7 @@ import { providerFactory } from "../providers/mod.ts";
 import {
   aggregateIngested,
   type AggregationSummary,
+  DEFAULT_COMPACT_THRESHOLD,
   META_FILE,
   openReadOnlyDatabase,
   openStore,
@@ -77,7 +79,19 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
       `Cannot --aggregate a ${built.request.timeframe} ingest: aggregation rolls up 1m bars`,
     );
   }
-  return { dataDir, ...built, validation: validationOption(invocation), aggregate };
+  const compactThreshold = !invocation.flag("compact") ? 0 : parseIntOption(
+    invocation.string("compact-threshold") ?? String(DEFAULT_COMPACT_THRESHOLD),
+    "--compact-threshold",
+    0,
+    100_000,
+  );
+  return {
+    dataDir,
+    ...built,
+    validation: validationOption(invocation),
+    aggregate,
+    compactThreshold,
+  };
 }
 
 /** Refuse `--resume` of a job that does not exist before anything is created or migrated. */
@@ -129,7 +143,10 @@ export async function runPreparedIngest(
 ): Promise<IngestSummary> {
   const { request, dataDir } = prepared;
   if (request.resumeJobId) await _checkResumable(dataDir, request.resumeJobId);
-  const store = await openStore(dataDir, { command: "ingest" });
+  const store = await openStore(dataDir, {
+    command: "ingest",
+    compactThreshold: prepared.compactThreshold,
+  });
   let closeTelemetry = () => Promise.resolve();
   let failed = false;
   try {

@@ -3,7 +3,7 @@ import { tradingDays } from "../core/calendar.ts";
 import { parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { JobRecord } from "../core/jobs.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import {
   effectiveRules,
   type Finding,
@@ -32,6 +32,7 @@ import {
   type ReportRow,
   saveValidationReport,
   type Store,
+  timeframeDir,
   type ValidationReportRecord,
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
@@ -77,14 +78,14 @@ export function rangeOption(
 
 /** A timeframe option checked against {@link TIMEFRAMES}. */
 export function timeframeOption(text: string, name = "--timeframe"): Timeframe {
-  if (!(TIMEFRAMES as readonly string[]).includes(text)) {
+  if (!isTimeframe(text)) {
     throw new UsageError(
       `Invalid ${name} "${text}"${didYouMean(text, TIMEFRAMES)}: expected one of ${
         TIMEFRAMES.join(" ")
       }`,
     );
   }
-  return text as Timeframe;
+  return text;
 }
 
 /** `--session regular|extended`. */
@@ -662,6 +663,6 @@ async function _checkSomethingStored(
   throw new UsageError(
     `Nothing to validate: no stored ${timeframe} bars of ${empty.join(",")} ${dates}${
       tradingDays(range.start, range.end).length === 0 ? " (no NYSE trading days)" : ""
-    } under ${join(dataDir, "bars", `timeframe=${timeframe}`)}`,
+    } under ${timeframeDir(dataDir, timeframe)}`,
   );
 }

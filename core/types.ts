@@ -4,6 +4,11 @@ export const TIMEFRAMES = ["1m", "5m", "15m", "30m", "1h", "4h", "1d"] as const;
 /** One of {@link TIMEFRAMES}. */
 export type Timeframe = typeof TIMEFRAMES[number];
 
+/** Whether `text` is one of {@link TIMEFRAMES}. */
+export function isTimeframe(text: string): text is Timeframe {
+  return (TIMEFRAMES as readonly string[]).includes(text);
+}
+
 /** Length of each intraday timeframe in minutes (1d is one trading session, not 1440 minutes). */
 export const TIMEFRAME_MINUTES: Readonly<Record<Timeframe, number>> = {
   "1m": 1,

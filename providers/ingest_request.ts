@@ -10,7 +10,7 @@ import { didYouMean, UsageError } from "../core/errors.ts";
 import type { IngestRequest } from "../core/ingest.ts";
 import type { ValidationSettings } from "../core/validate.ts";
 import { parseSymbols } from "../core/symbols.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { isTimeframe, TIMEFRAMES } from "../core/types.ts";
 import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "./mod.ts";
 
 const _WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
@@ -26,6 +26,8 @@ export interface PreparedIngest {
   validation?: ValidationSettings;
   /** Aggregate the touched 1m partitions afterwards (`--aggregate`). */
   aggregate?: boolean;
+  /** Compact a partition once a write leaves it with this many files (0: never). */
+  compactThreshold?: number;
 }
 
 /** Ingest options as text, keyed by their long flag names: from flags, a config file or HTTP. */
@@ -190,14 +192,14 @@ export async function buildIngestRequest(
   }
 
   const timeframeText = input.timeframe ?? "1m";
-  if (!(TIMEFRAMES as readonly string[]).includes(timeframeText)) {
+  if (!isTimeframe(timeframeText)) {
     throw new UsageError(
       `Invalid ${label("timeframe")} "${timeframeText}"${
         didYouMean(timeframeText, TIMEFRAMES)
       }: expected one of ${TIMEFRAMES.join(" ")}`,
     );
   }
-  const timeframe = timeframeText as Timeframe;
+  const timeframe = timeframeText;
   if (!info.timeframes.includes(timeframe)) {
     throw new UsageError(
       `Provider "${providerName}" does not serve ${

@@ -4,32 +4,37 @@
  * Buckets are computed in SQL exactly as `core/aggregate.ts` does: a small table of per-date
  * session instants (built from the NYSE calendar) is joined to the bars, a bucket starts at
  * `open + floor((ts - open) / length) * length` and is clamped to the start of the bar's session.
- * One target partition (a month for intraday frames, a year for 1d) is rebuilt from its 1m
- * partition(s) with the atomic partition writer. Each target records in SQLite the fingerprints
- * of the 1m files it was built from and of the file it wrote, so a run rebuilds only targets
- * whose 1m data (or which itself) changed since. Rows a provider delivered directly for the
- * target timeframe (any `ingest_id` not starting with `agg-`) are kept: for those trading dates
- * the stored frame is the provider's.
+ * One target partition (timeframe, symbol, year) is rebuilt from the 1m partition of the same
+ * symbol and year as one new file that replaces all of the target's live files, through the
+ * atomic partition writer. Each target records in SQLite the manifest's list of the 1m files it
+ * was built from and of the file it wrote; files are immutable (a new ingest adds or replaces
+ * files, which changes the lists), so a run rebuilds only targets whose 1m data (or which itself)
+ * changed since. Rows a provider delivered directly for the target timeframe (any `ingest_id`
+ * not starting with `agg-`) are kept: for those trading dates the stored frame is the provider's.
  *
  * @module
  */
 import { dateValue, type DuckDBConnection, type DuckDBInstance } from "@duckdb/node-api";
-import { join, relative } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
 import { tradingSession, zonedTime } from "../core/calendar.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { runPool } from "../core/pool.ts";
 import { VWAP_DRIFT } from "../core/aggregate.ts";
 import { type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
-import { BAR_COLUMNS, openDuckDB, sqlIdent, sqlString } from "./duckdb.ts";
-import { PARTITION_FILE, partitionDir } from "./layout.ts";
+import { openDuckDB, readFilesSql, sqlIdent, sqlString } from "./duckdb.ts";
+import { partitionDir } from "./layout.ts";
+import { type BarFile, listFiles } from "./manifest.ts";
 import { type MetaStore, newJobId } from "./meta.ts";
 import {
-  type PartitionFile,
+  FILE_COLUMNS,
+  type PartitionChange,
+  type PartitionFiles,
+  type PartitionKey,
   type PartitionWriter,
   replacePartition,
   SCHEMA_VERSION,
 } from "./partitions.ts";
-import { listPartitionFiles, listStoredSymbols } from "./reports_bars.ts";
 import { ownedDirName, removeDeadOwnedDirs } from "./owned_dirs.ts";
 import { corruptFileError } from "./corrupt.ts";
 
@@ -56,7 +61,10 @@ export interface AggregatePartitionsOptions {
   timeframes?: readonly Timeframe[];
   /** Symbols; default every symbol with 1m bars. */
   symbols?: readonly string[];
-  /** First and last trading date whose 1m partitions are aggregated; default all. */
+  /**
+   * First and last trading date of the 1m bars to aggregate; default all. Targets are whole
+   * years: every year with 1m bars in the range is rebuilt from all of that year's 1m bars.
+   */
   start?: string;
   end?: string;
   /**
@@ -65,7 +73,7 @@ export interface AggregatePartitionsOptions {
   session?: DailySession;
   /** Rebuild every target in scope, changed or not. */
   force?: boolean;
-  /** Target partitions of one symbol written at once (default 4; two symbols run at once). */
+  /** Target partitions of one batch written at once (default 4; as many batches as cores). */
   concurrency?: number;
   signal?: AbortSignal;
   metrics?: Metrics;
@@ -91,7 +99,7 @@ export interface AggregationSummary {
   /** `ingest_id` of the rows written, `agg-...`. */
   runId: string;
   symbols: string[];
-  /** 1m partitions in scope. */
+  /** 1m partitions (symbol-years) in scope. */
   sources: number;
   timeframes: TimeframeAggregation[];
   rebuilt: number;
@@ -100,13 +108,11 @@ export interface AggregationSummary {
 }
 
 interface _Target {
-  timeframe: Timeframe;
-  symbol: string;
-  /** Target partition directory relative to the data directory. */
+  key: PartitionKey;
+  /** Target partition directory relative to the data directory: its aggregation state key. */
   dir: string;
-  /** 1m files it is built from (absolute). */
-  sources: string[];
-  years: number[];
+  /** Live 1m files of the symbol and year, from the manifest. */
+  sources: BarFile[];
 }
 
 interface _State {
@@ -152,48 +158,25 @@ export async function aggregatePartitions(
   // What a killed run staged is removed at the next start, whatever this run has to do.
   const stagingParent = join(store.dataDir, STAGING_DIR);
   await _removeStaleStaging(stagingParent, now());
-  const symbols = options.symbols
-    ? [...options.symbols]
-    : await listStoredSymbols(store.dataDir, "bars", "1m");
+  const db = store.meta.db;
 
-  // Targets in scope: each 1m month in range gives one target per intraday frame; each year
-  // touched gives one 1d target built from all of that year's months.
+  // The 1m partitions (symbol, year) in scope: those with a file holding a date in the range.
+  // Each gives one target per timeframe, built from all of that year's 1m files.
+  const minuteFiles = _minutePartitions(db, options.symbols);
+  const symbols = options.symbols ? [...options.symbols] : [...minuteFiles.keys()];
   const targets: _Target[] = [];
   let sources = 0;
   for (const symbol of symbols) {
-    const files = await listPartitionFiles(store.dataDir, "bars", "1m", symbol, {
-      start: options.start,
-      end: options.end,
-    });
-    sources += files.length;
-    const years = new Map<number, string[]>();
-    for (const file of files) {
-      const { year, month } = _periodOf(file);
-      years.set(year, []);
-      for (const tf of timeframes) {
-        if (tf === "1d") continue;
-        targets.push({
-          timeframe: tf,
-          symbol,
-          dir: partitionDir(tf, symbol, `${year}-${month}-01`),
-          sources: [file],
-          years: [year],
-        });
-      }
-    }
-    if (timeframes.includes("1d")) {
-      for (const year of years.keys()) {
-        const all = await listPartitionFiles(store.dataDir, "bars", "1m", symbol, {
-          start: `${year}-01-01`,
-          end: `${year}-12-31`,
-        });
-        targets.push({
-          timeframe: "1d",
-          symbol,
-          dir: partitionDir("1d", symbol, `${year}-01-01`),
-          sources: all,
-          years: [year],
-        });
+    for (const [year, files] of minuteFiles.get(symbol) ?? []) {
+      const inRange = files.some((file) =>
+        (options.start === undefined || file.lastDate >= options.start) &&
+        (options.end === undefined || file.firstDate <= options.end)
+      );
+      if (!inRange) continue;
+      sources++;
+      for (const timeframe of timeframes) {
+        const key: PartitionKey = { tree: "bars", timeframe, symbol, year };
+        targets.push({ key, dir: _dirOf(key), sources: files });
       }
     }
   }
@@ -217,7 +200,6 @@ export async function aggregatePartitions(
     return summary;
   }
 
-  const db = store.meta.db;
   const getState = db.prepare(
     "SELECT session, sources, target_fingerprint, native_rows FROM aggregation_state WHERE target = ?",
   );
@@ -229,26 +211,14 @@ export async function aggregatePartitions(
        native_rows = excluded.native_rows, aggregated_at = excluded.aggregated_at`,
   );
 
-  // Which targets changed: compare the fingerprints of their 1m files and of their own file with
-  // what the last aggregation recorded.
-  const fingerprints = new Map<string, string>();
-  const fingerprintOf = async (file: string) => {
-    let fingerprint = fingerprints.get(file);
-    if (fingerprint === undefined) {
-      fingerprint = await fileFingerprint(file);
-      fingerprints.set(file, fingerprint);
-    }
-    return fingerprint;
-  };
+  // Which targets changed: compare the manifest's lists of their 1m files and of their own files
+  // with what the last aggregation recorded (a path never changes content).
   const plans: _Plan[] = [];
   let done = 0;
   for (const target of targets) {
-    const parts: string[] = [];
-    for (const file of target.sources) {
-      parts.push(`${relative(store.dataDir, file)}@${await fingerprintOf(file)}`);
-    }
-    const sourceKey = parts.join(";");
-    const liveFingerprint = await fileFingerprint(join(store.dataDir, target.dir, PARTITION_FILE));
+    const sourceKey = _filesKey(target.sources);
+    const live = listFiles(db, target.key);
+    const liveKey = _filesKey(live);
     const row = getState.get(target.dir);
     const state: _State | undefined = row
       ? {
@@ -258,12 +228,16 @@ export async function aggregatePartitions(
         nativeRows: Number(row.native_rows),
       }
       : undefined;
-    const targetSession = target.timeframe === "1d"
+    const targetSession = target.key.timeframe === "1d"
       ? session ?? (state?.session as DailySession | undefined) ?? "regular"
       : "all";
-    const ours = state !== undefined && state.targetFingerprint === liveFingerprint;
-    if (!options.force && ours && state.sources === sourceKey && state.session === targetSession) {
-      perTimeframe.get(target.timeframe)!.upToDate++;
+    const ours = state !== undefined && state.targetFingerprint === liveKey;
+    if (
+      !options.force && ours && state.sources === sourceKey && state.session === targetSession &&
+      // A file removed by hand (the manifest still lists it) is rebuilt, not read.
+      await _allExist(live.map((file) => join(store.dataDir, file.path)))
+    ) {
+      perTimeframe.get(target.key.timeframe)!.upToDate++;
       summary.upToDate++;
       options.onProgress?.(++done, targets.length);
       continue;
@@ -272,13 +246,13 @@ export async function aggregatePartitions(
       target,
       sourceKey,
       session: targetSession,
-      liveFingerprint,
-      // Provider rows can only be in a file we did not write last, or one we wrote with them.
-      mayHoldNative: liveFingerprint !== "absent" && !(ours && state.nativeRows === 0),
+      liveKey,
+      // Provider rows can only be in files we did not write last, or one we wrote with them.
+      mayHoldNative: live.length > 0 && !(ours && state.nativeRows === 0),
     });
   }
 
-  const years = [...new Set(plans.flatMap((p) => p.target.years))].sort();
+  const years = [...new Set(plans.map((p) => p.target.key.year))].sort();
   const prefix = `mp_agg_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const sessionsTable = `${prefix}_sessions`;
   const ingestedAt = new Date(now()).toISOString();
@@ -288,6 +262,7 @@ export async function aggregatePartitions(
   const cores = Math.max(2, navigator.hardwareConcurrency || 2);
   const engine = plans.length > 0 ? await openDuckDB({ threads: 1 }) : store.duckdb;
   const writer: PartitionWriter = { dataDir: store.dataDir, duckdb: engine, meta: store.meta };
+  const pathOf = (file: BarFile) => join(store.dataDir, file.path);
   // Staged files live in the data directory (so a rename moves them into place) but outside
   // bars/, where no view or glob reads them. The folder's name records this process, so a later
   // run removes it if this one is killed, and never while it runs.
@@ -295,33 +270,21 @@ export async function aggregatePartitions(
   const connection = await engine.connect();
   try {
     if (plans.length > 0) await createSessionsTable(connection, sessionsTable, years);
-    // Batches of whole symbols: their changed 1m files are read once into 5m buckets, each
-    // longer frame is rolled up from the one before (buckets nest: every boundary of a longer
-    // frame is one of the shorter), and the target files are written from those small tables.
+    // Batches of whole symbols: their 1m files are read once into 5m buckets, each longer frame
+    // is rolled up from the one before (buckets nest: every boundary of a longer frame is one of
+    // the shorter), and the target files are written from those small tables.
     const concurrency = options.concurrency ?? 4;
     let batches = 0;
     await runPool(_batches(plans), cores, async (batchPlans) => {
       options.signal?.throwIfAborted();
       const batch = batches++;
-      const files = [...new Set(batchPlans.flatMap((p) => p.target.sources))].sort();
       const batchConnection = await engine.connect();
       let levels: _Levels | undefined;
       const staging = join(stagingRoot, `${batch}`);
       try {
-        levels = await _buildLevels(batchConnection, {
+        levels = await _buildBatchLevels(batchConnection, db, batchPlans, pathOf, {
           prefix: `${prefix}_${batch}`,
-          files,
           sessionsTable,
-          timeframes: new Set(batchPlans.map((p) => p.target.timeframe)),
-          sessions: new Set(
-            batchPlans.filter((p) => p.target.timeframe === "1d").map((p) => p.session),
-          ),
-        }).catch(async (error) => {
-          // A 1m file that cannot be read: name it (repair moves it aside) rather than DuckDB's
-          // message about the batch.
-          throw (await corruptFileError(batchConnection, files, error, "Cannot aggregate").catch(
-            () => undefined,
-          )) ?? error;
         });
         const barsOf = (level: string, timeframe: Timeframe, where: string) =>
           barsFromLevelSql(level, {
@@ -332,16 +295,11 @@ export async function aggregatePartitions(
             where,
           });
         const fresh = (plan: _Plan) => {
-          const { target } = plan;
-          const period = _periodOf(target.sources[0], target.timeframe);
+          const { symbol, year, timeframe } = plan.target.key;
           return barsOf(
             _levelOf(levels!.tables, plan),
-            target.timeframe,
-            `symbol = ${sqlString(target.symbol)} AND ${
-              target.timeframe === "1d"
-                ? `year(trading_date) = ${period.year}`
-                : `trading_date BETWEEN DATE '${period.year}-${period.month}-01' AND last_day(DATE '${period.year}-${period.month}-01')`
-            }`,
+            timeframe,
+            `symbol = ${sqlString(symbol)} AND ${_yearFilter(year)}`,
           );
         };
         // Targets that may hold a provider's rows are merged one by one under their lock; the
@@ -358,36 +316,34 @@ export async function aggregatePartitions(
         await runPool(batchPlans, concurrency, async (plan) => {
           const { target } = plan;
           const stagedFile = staged.get(target.dir);
-          const written = await replacePartition(writer, target.dir, async (file) => {
-            const unchanged = stagedFile !== undefined &&
-              (await fileFingerprint(file.live)) === plan.liveFingerprint;
-            if (unchanged) {
-              await Deno.rename(stagedFile.path, file.temp);
-              // rename() keeps inode, size and mtime: this is the live file's fingerprint to be.
+          const written = await replacePartition(writer, target.key, async (files) => {
+            // Another writer (a provider's own bars) may have changed the target since it was
+            // planned: then its rows are read, not overwritten.
+            const unchanged = _filesKey(files.live) === plan.liveKey;
+            if (stagedFile !== undefined && unchanged) {
+              await Deno.rename(stagedFile.path, files.temp);
               return {
-                rows: stagedFile.rows,
-                nativeRows: 0,
-                fingerprint: await fileFingerprint(file.temp),
+                value: { rows: stagedFile.rows, nativeRows: 0 },
+                replaces: files.live,
+                wrote: true,
               };
             }
-            return await _mergeTarget(
-              file,
-              fresh(plan),
-              plan.mayHoldNative || stagedFile !== undefined,
-            );
-          }, { signal: options.signal });
+            return await _mergeTarget(files, fresh(plan), plan.mayHoldNative || !unchanged);
+          }, { signal: options.signal, jobId: runId });
+          // What this run wrote, and only that: a file another writer added since is a change.
+          const wroteKey = _filesKey(listFiles(db, target.key).filter((f) => f.jobId === runId));
           putState.run(
             target.dir,
-            target.timeframe,
-            target.symbol,
+            target.key.timeframe,
+            target.key.symbol,
             plan.session,
             plan.sourceKey,
-            written.fingerprint,
+            wroteKey,
             written.rows,
             written.nativeRows,
             now(),
           );
-          const stats = perTimeframe.get(target.timeframe)!;
+          const stats = perTimeframe.get(target.key.timeframe)!;
           stats.rebuilt++;
           stats.bars += written.rows;
           stats.providerBars += written.nativeRows;
@@ -424,10 +380,11 @@ export async function aggregatePartitions(
 
 interface _Plan {
   target: _Target;
+  /** The 1m files read, as recorded in the aggregation state. */
   sourceKey: string;
   session: string;
-  /** Fingerprint of the target's file when the run was planned. */
-  liveFingerprint: string;
+  /** The target's live files when the run was planned. */
+  liveKey: string;
   mayHoldNative: boolean;
 }
 
@@ -448,29 +405,77 @@ async function _removeStaleStaging(parent: string, now: number): Promise<void> {
   });
 }
 
+/** Live 1m files by symbol, then year, from the manifest (of `symbols` only when given). */
+function _minutePartitions(
+  db: DatabaseSync,
+  symbols: readonly string[] | undefined,
+): Map<string, Map<number, BarFile[]>> {
+  const out = new Map<string, Map<number, BarFile[]>>();
+  const files = symbols === undefined
+    ? listFiles(db, { tree: "bars", timeframe: "1m" })
+    : symbols.flatMap((symbol) => listFiles(db, { tree: "bars", timeframe: "1m", symbol }));
+  for (const file of files) {
+    let years = out.get(file.symbol);
+    if (!years) out.set(file.symbol, years = new Map());
+    let list = years.get(file.year);
+    if (!list) years.set(file.year, list = []);
+    list.push(file);
+  }
+  return out;
+}
+
+function _dirOf(key: PartitionKey): string {
+  return partitionDir(key.timeframe, key.symbol, `${key.year}-01-01`, key.tree);
+}
+
+/** A list of files as recorded in the aggregation state: their sorted paths, one per line. */
+function _filesKey(files: readonly BarFile[]): string {
+  return files.map((file) => file.path).sort().join("\n");
+}
+
+async function _allExist(paths: readonly string[]): Promise<boolean> {
+  return await _firstMissing(paths) === undefined;
+}
+
+async function _firstMissing(paths: readonly string[]): Promise<string | undefined> {
+  for (const path of paths) {
+    try {
+      await Deno.stat(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return path;
+      throw error;
+    }
+  }
+  return undefined;
+}
+
+function _yearFilter(year: number): string {
+  return `trading_date BETWEEN DATE '${year}-01-01' AND DATE '${year}-12-31'`;
+}
+
 function _levelOf(tables: Map<string, string>, plan: _Plan): string {
-  const tf = plan.target.timeframe;
+  const tf = plan.target.key.timeframe;
   return tables.get(tf === "1d" ? `1d-${plan.session}` : tf)!;
 }
 
-/** Plans grouped into batches of whole symbols, about {@link _BATCH_SOURCES} 1m files each. */
+/** Plans grouped into batches of whole symbols, about {@link _BATCH_ROWS} 1m bars each. */
 function _batches(plans: readonly _Plan[]): _Plan[][] {
   const bySymbol = new Map<string, _Plan[]>();
   for (const plan of plans) {
-    let list = bySymbol.get(plan.target.symbol);
-    if (!list) bySymbol.set(plan.target.symbol, list = []);
+    let list = bySymbol.get(plan.target.key.symbol);
+    if (!list) bySymbol.set(plan.target.key.symbol, list = []);
     list.push(plan);
   }
   const batches: _Plan[][] = [];
   let current: _Plan[] = [];
-  let sources = new Set<string>();
+  let rows = 0;
   for (const list of bySymbol.values()) {
     current.push(...list);
-    for (const plan of list) for (const file of plan.target.sources) sources.add(file);
-    if (sources.size >= _BATCH_SOURCES) {
+    rows += _sourceFiles(list).reduce((n, file) => n + file.rows, 0);
+    if (rows >= _BATCH_ROWS) {
       batches.push(current);
       current = [];
-      sources = new Set();
+      rows = 0;
     }
   }
   if (current.length > 0) batches.push(current);
@@ -478,10 +483,78 @@ function _batches(plans: readonly _Plan[]): _Plan[][] {
 }
 
 /**
- * 1m files (symbol-months) per batch: big enough that statements are few (each partitioned
- * COPY has a fixed cost), small enough to keep memory and the open files of a COPY low.
+ * 1m bars per batch (48 symbol-months of regular sessions): big enough that statements are few
+ * (each partitioned COPY has a fixed cost), small enough to keep memory and the open files of a
+ * COPY low.
  */
-const _BATCH_SOURCES = 48;
+const _BATCH_ROWS = 400_000;
+
+/** The distinct 1m files the plans read. */
+function _sourceFiles(plans: readonly _Plan[]): BarFile[] {
+  const byPath = new Map<string, BarFile>();
+  for (const plan of plans) for (const file of plan.target.sources) byPath.set(file.path, file);
+  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Times a batch's 1m files are listed again when a writer replaced some while they were read. */
+const _SOURCE_RETRIES = 3;
+
+/**
+ * The level tables of a batch. The 1m files are read without their partition's lock, so an
+ * ingest may replace (and delete) one meanwhile: then the files are listed again from the
+ * manifest and read again. A file that is there and cannot be read is named (repair moves it
+ * aside) rather than DuckDB's message about the batch.
+ */
+async function _buildBatchLevels(
+  connection: DuckDBConnection,
+  db: DatabaseSync,
+  plans: readonly _Plan[],
+  pathOf: (file: BarFile) => string,
+  options: { prefix: string; sessionsTable: string },
+): Promise<_Levels> {
+  for (let attempt = 0;; attempt++) {
+    const files = _sourceFiles(plans).map(pathOf);
+    try {
+      return await _buildLevels(connection, {
+        ...options,
+        files,
+        timeframes: new Set(plans.map((p) => p.target.key.timeframe)),
+        sessions: new Set(
+          plans.filter((p) => p.target.key.timeframe === "1d").map((p) => p.session),
+        ),
+      });
+    } catch (error) {
+      if (attempt < _SOURCE_RETRIES && !(await _allExist(files))) {
+        const relisted = new Map<string, BarFile[]>();
+        for (const plan of plans) {
+          const { symbol, year } = plan.target.key;
+          const id = `${symbol}\0${year}`;
+          let list = relisted.get(id);
+          if (!list) {
+            relisted.set(id, list = listFiles(db, { tree: "bars", timeframe: "1m", symbol, year }));
+          }
+          plan.target.sources = list;
+          plan.sourceKey = _filesKey(list);
+        }
+        // Listed again as they were: a file removed by hand, not replaced by a writer.
+        const again = _sourceFiles(plans).map(pathOf);
+        if (again.length > 0 && again.join("\n") !== files.join("\n")) continue;
+      }
+      const missing = await _firstMissing(files);
+      if (missing !== undefined) {
+        throw new Error(
+          `Cannot aggregate ${missing}: the manifest lists it, but it is not on disk`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw (await corruptFileError(connection, files, error, "Cannot aggregate").catch(
+        () => undefined,
+      )) ?? error;
+    }
+  }
+}
 
 /**
  * Write the bars of `plans` with one partitioned COPY into `staging`, then check each partition:
@@ -499,46 +572,37 @@ async function _stage(
   if (plans.length === 0) return out;
   await Deno.mkdir(staging, { recursive: true });
   // One scan per level table, filtered (filters keep the rows' order, joins would not) to the
-  // symbols and date range wanted; its partitions are named by level, symbol and period.
+  // symbols and years wanted; its partitions are named by level, symbol and year.
   const byLevel = new Map<
     string,
-    { index: number; timeframe: Timeframe; symbols: Set<string>; first: string; last: string }
+    { index: number; timeframe: Timeframe; symbols: Set<string>; first: number; last: number }
   >();
   const planOf = new Map<string, _Plan>();
   for (const plan of plans) {
     const level = levelOf(plan);
-    const { timeframe, symbol } = plan.target;
-    const { year, month } = _periodOf(plan.target.sources[0], timeframe);
-    const [first, last] = timeframe === "1d" ? [`${year}-01-01`, `${year}-12-31`] : [
-      `${year}-${month}-01`,
-      new Date(Date.UTC(year, Number(month), 0)).toISOString().slice(0, 10),
-    ];
+    const { timeframe, symbol, year } = plan.target.key;
     let entry = byLevel.get(level);
     if (!entry) {
-      entry = { index: byLevel.size, timeframe, symbols: new Set(), first, last };
+      entry = { index: byLevel.size, timeframe, symbols: new Set(), first: year, last: year };
       byLevel.set(level, entry);
     }
     entry.symbols.add(symbol);
-    if (first < entry.first) entry.first = first;
-    if (last > entry.last) entry.last = last;
-    planOf.set(
-      `${entry.index}|${symbol}|${timeframe === "1d" ? year : `${year}-${month}`}`,
-      plan,
-    );
+    if (year < entry.first) entry.first = year;
+    if (year > entry.last) entry.last = year;
+    planOf.set(`${entry.index}|${symbol}|${year}`, plan);
   }
+  const columns = FILE_COLUMNS.map(sqlIdent).join(", ");
   const parts: string[] = [];
   for (const [level, { index, timeframe, symbols, first, last }] of byLevel) {
-    const period = timeframe === "1d"
-      ? "CAST(year(trading_date) AS VARCHAR)"
-      : "strftime(trading_date, '%Y-%m')";
     parts.push(
-      `SELECT *, ${index} AS _level, symbol AS _symbol, ${period} AS _period FROM (${
+      `SELECT ${columns}, ${index} AS _level, symbol AS _symbol,
+         CAST(year(trading_date) AS VARCHAR) AS _period FROM (${
         barsOf(
           level,
           timeframe,
           `symbol IN (${
             [...symbols].map(sqlString).join(", ")
-          }) AND trading_date BETWEEN DATE '${first}' AND DATE '${last}'`,
+          }) AND trading_date BETWEEN DATE '${first}-01-01' AND DATE '${last}-12-31'`,
         )
       })`,
     );
@@ -558,9 +622,7 @@ async function _stage(
   );
   const files = new Map<_Plan, { path: string; rows: number; sorted: boolean }[]>();
   for (const [filename, rows, sorted] of checked.getRowsJS() as [string, bigint, boolean][]) {
-    const match = /_level=(\d+)[\\/]_symbol=([^\\/]+)[\\/]_period=([\d-]+)[\\/]/.exec(
-      filename,
-    );
+    const match = /_level=(\d+)[\\/]_symbol=([^\\/]+)[\\/]_period=(\d+)[\\/]/.exec(filename);
     const plan = match ? planOf.get(`${match[1]}|${match[2]}|${match[3]}`) : undefined;
     if (!plan) continue;
     const list = files.get(plan) ?? [];
@@ -572,46 +634,55 @@ async function _stage(
   }
   return out;
 }
+
 /**
- * Write one target under its lock from the level table, keeping the rows of the live file that a
- * provider delivered (their trading dates are the provider's).
+ * Write one target under its lock from the level table, keeping the rows of the live files that
+ * a provider delivered (their trading dates are the provider's); the new file replaces all of
+ * the target's live files.
  */
 async function _mergeTarget(
-  file: PartitionFile,
+  files: PartitionFiles,
   fresh: string,
   readNative: boolean,
-): Promise<{ rows: number; nativeRows: number; fingerprint: string }> {
+): Promise<PartitionChange<{ rows: number; nativeRows: number }>> {
+  const columns = FILE_COLUMNS.map(sqlIdent).join(", ");
   let nativeRows = 0;
-  let body = fresh;
-  if (file.liveExists && readNative) {
+  let body = `SELECT ${columns} FROM (${fresh})`;
+  // A live file removed by hand is gone with its rows; it leaves the manifest with the others.
+  const present: string[] = [];
+  if (readNative) {
+    for (const file of files.live) {
+      if (await _allExist([files.pathOf(file)])) present.push(files.pathOf(file));
+    }
+  }
+  if (present.length > 0) {
     const nativeFilter = `NOT starts_with(ingest_id, ${sqlString(AGGREGATE_ID_PREFIX)})`;
-    const liveSql = `read_parquet(${sqlString(file.live)}, hive_partitioning = false)`;
-    const counted = await file.connection.runAndReadAll(
+    const liveSql = `read_parquet([${
+      present.map(sqlString).join(", ")
+    }], hive_partitioning = false)`;
+    const counted = await files.connection.runAndReadAll(
       `SELECT count(*) FROM ${liveSql} WHERE ${nativeFilter}`,
     );
     nativeRows = Number(counted.getRows()[0][0]);
     if (nativeRows > 0) {
-      body = `WITH fresh AS (${fresh}),
-        native AS (SELECT ${_COLUMNS} FROM ${liveSql} WHERE ${nativeFilter})
+      body = `WITH fresh AS (${body}),
+        native AS (SELECT ${columns} FROM ${liveSql} WHERE ${nativeFilter})
         SELECT * FROM native
         UNION ALL
         SELECT * FROM fresh WHERE trading_date NOT IN (SELECT trading_date FROM native)`;
     }
   }
-  const copied = await file.connection.run(
-    `COPY (SELECT ${_COLUMNS} FROM (${body}) ORDER BY ts) TO ${
-      sqlString(file.temp)
+  const copied = await files.connection.run(
+    `COPY (SELECT ${columns} FROM (${body}) ORDER BY ts) TO ${
+      sqlString(files.temp)
     } (FORMAT parquet, COMPRESSION zstd)`,
   );
-  // rename() keeps inode, size and mtime: this is the live file's fingerprint to be.
   return {
-    rows: Number(copied.rowsChanged),
-    nativeRows,
-    fingerprint: await fileFingerprint(file.temp),
+    value: { rows: Number(copied.rowsChanged), nativeRows },
+    replaces: files.live,
+    wrote: true,
   };
 }
-
-const _COLUMNS = BAR_COLUMNS.map((c) => sqlIdent(c.name)).join(", ");
 
 /** Intraday frames in nesting order: each one's buckets are unions of the previous one's. */
 const _CHAIN: readonly Timeframe[] = ["5m", "15m", "30m", "1h", "4h"];
@@ -637,9 +708,8 @@ async function _buildLevels(
     sessions: ReadonlySet<string>;
   },
 ): Promise<_Levels> {
-  const from = `read_parquet([${
-    options.files.map(sqlString).join(", ")
-  }], hive_partitioning = false)`;
+  // `symbol` comes from the files' folder names.
+  const from = readFilesSql(options.files);
   // One source (provider, feed, adjustment) is the rule: then it is a constant, not a per-bucket
   // arg_max over strings. The files' column statistics tell without reading the rows.
   const stats = (await connection.runAndReadAll(
@@ -816,25 +886,4 @@ export async function createSessionsTable(
   } finally {
     appender.closeSync();
   }
-}
-
-/**
- * A file's identity as far as aggregation cares: size, mtime and inode (`absent` when missing).
- * The partition writer replaces a file by renaming a new one over it, which changes all three.
- */
-export async function fileFingerprint(path: string): Promise<string> {
-  try {
-    const info = await Deno.stat(path);
-    return `${info.size}:${info.mtime?.getTime() ?? 0}:${info.ino ?? 0}`;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return "absent";
-    throw error;
-  }
-}
-
-function _periodOf(file: string, timeframe: Timeframe = "1m"): { year: number; month: string } {
-  const match = /year=(\d{4})[\\/]month=(\d{2})[\\/]/.exec(file);
-  if (!match) throw new Error(`Cannot tell the month of 1m partition file ${file}`);
-  // A daily target's sources span its year; only the year counts then.
-  return { year: Number(match[1]), month: timeframe === "1d" ? "01" : match[2] };
 }

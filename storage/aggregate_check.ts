@@ -15,8 +15,9 @@ import {
   levelSql,
   minuteLevelSql,
 } from "./aggregate.ts";
-import { sqlIdent, sqlString } from "./duckdb.ts";
-import { listPartitionFiles, readBarRows, readBarsFrom } from "./reports_bars.ts";
+import { readFilesSql, sqlIdent, sqlString } from "./duckdb.ts";
+import { listPartitionFiles } from "./manifest.ts";
+import { readBarRows, readBarsFrom } from "./reports_bars.ts";
 
 /** The two sides of a cross-check of one symbol. */
 export interface CrossCheckBars {
@@ -49,11 +50,9 @@ export async function readCrossCheckBars(
   })).map((row) => row.bar);
   const minuteFiles = await listPartitionFiles(dataDir, "bars", "1m", symbol, range);
   if (minuteFiles.length === 0) return { provided, derived: [], minuteDays: new Set() };
-  const from = `(SELECT * FROM read_parquet([${
-    minuteFiles.map(sqlString).join(", ")
-  }], hive_partitioning = false) WHERE trading_date BETWEEN DATE ${sqlString(start)} AND DATE ${
-    sqlString(end)
-  })`;
+  const from = `(SELECT * FROM ${readFilesSql(minuteFiles)} WHERE trading_date BETWEEN DATE ${
+    sqlString(start)
+  } AND DATE ${sqlString(end)})`;
   const days = await connection.runAndReadAll(
     `SELECT DISTINCT CAST(trading_date AS VARCHAR) FROM ${from}`,
   );

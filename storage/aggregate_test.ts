@@ -6,8 +6,9 @@ import { generateFakeDay } from "../providers/fake.ts";
 import { aggregatePartitions, type AggregationStore } from "./aggregate.ts";
 import { openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
-import { writeBars } from "./partitions.ts";
-import { listPartitionFiles, readBarRows } from "./reports_bars.ts";
+import { FILE_COLUMNS, writeBars } from "./partitions.ts";
+import { commitFiles, listFiles, listPartitionFiles } from "./manifest.ts";
+import { readBarRows } from "./reports_bars.ts";
 
 const INTRADAY: readonly Timeframe[] = ["5m", "15m", "30m", "1h", "4h"];
 
@@ -36,6 +37,18 @@ async function stored(
   try {
     const files = await listPartitionFiles(store.dataDir, "bars", timeframe, symbol);
     return (await readBarRows(connection, files)).map((row) => row.bar);
+  } finally {
+    connection.closeSync();
+  }
+}
+
+async function columnsOf(duckdb: DuckDBInstance, file: string): Promise<string[]> {
+  const connection = await duckdb.connect();
+  try {
+    const reader = await connection.runAndReadAll(
+      `SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet('${file}', hive_partitioning = false))`,
+    );
+    return (reader.getRowsJS() as string[][]).map((row) => row[0]);
   } finally {
     connection.closeSync();
   }
@@ -159,11 +172,24 @@ Deno.test("aggregatePartitions() matches a plain TypeScript roll-up for every ti
     const bars = [...testBars("AAPL"), ...testBars("BRK.B")];
     await writeBars(store, bars, { jobId: "job-1" });
     const summary = await aggregatePartitions(store);
-    // 3 months x 2 symbols x 5 intraday frames, plus one year of 1d per symbol.
-    assert.equal(summary.rebuilt, 32);
+    // One year x 2 symbols x 6 frames: a target partition is (timeframe, symbol, year).
+    assert.equal(summary.rebuilt, 12);
     for (const symbol of ["AAPL", "BRK.B"]) {
       const minutes = bars.filter((b) => b.symbol === symbol);
       for (const timeframe of [...INTRADAY, "1d"] as Timeframe[]) {
+        // One file per target, in its year folder, named by its first and last trading date,
+        // with exactly the file columns of layout 2 (symbol and timeframe come from the path).
+        const files = await listPartitionFiles(store.dataDir, "bars", timeframe, symbol);
+        assert.equal(files.length, 1, `${symbol} ${timeframe}`);
+        assert.match(
+          files[0].slice(store.dataDir.length + 1),
+          new RegExp(
+            `^bars/timeframe=${timeframe}/symbol=${
+              RegExp.escape(symbol)
+            }/year=2024/2024-03-08_2024-11-29-[0-9a-f]{8}\\.parquet$`,
+          ),
+        );
+        assert.deepEqual(await columnsOf(store.duckdb, files[0]), FILE_COLUMNS);
         const expected = expectedRollup(minutes, timeframe);
         const actual = await stored(store, timeframe, symbol);
         assert.equal(actual.length, expected.length, `${symbol} ${timeframe}`);
@@ -233,23 +259,34 @@ Deno.test("aggregatePartitions() matches a plain TypeScript roll-up for every ti
 
 Deno.test("aggregatePartitions() rebuilds only the partitions whose 1m data changed", async () => {
   await withStore(async (store) => {
-    const bars = testBars("AAPL");
+    // Two years of 1m bars: 2023 (one day) and 2024.
+    const bars = [
+      ...generateFakeDay("AAPL", "2023-06-01", { seed: 11, gapRate: 0 }),
+      ...testBars("AAPL"),
+    ];
     await writeBars(store, bars, { jobId: "job-1" });
     const first = await aggregatePartitions(store);
-    assert.equal(first.rebuilt, 16);
+    assert.equal(first.rebuilt, 12);
     const files = await listPartitionFiles(store.dataDir, "bars", "5m", "AAPL");
+    assert.equal(files.length, 2);
     const before = await Promise.all(files.map((f) => Deno.stat(f)));
 
     const again = await aggregatePartitions(store);
-    assert.deepEqual([again.rebuilt, again.upToDate], [0, 16]);
+    assert.deepEqual([again.rebuilt, again.upToDate], [0, 12]);
     const unchanged = await Promise.all(files.map((f) => Deno.stat(f)));
     assert.deepEqual(unchanged.map((s) => s.mtime), before.map((s) => s.mtime));
+    assert.deepEqual(await listPartitionFiles(store.dataDir, "bars", "5m", "AAPL"), files);
 
-    // New 1m bars in March: March's intraday partitions and the year's 1d are rebuilt.
+    // New 1m bars in March 2024: the 2024 partitions of every frame are rebuilt, 2023's are not.
     const extra = generateFakeDay("AAPL", "2024-03-12", { seed: 11, gapRate: 0 });
     await writeBars(store, extra, { jobId: "job-2" });
     const third = await aggregatePartitions(store);
-    assert.equal(third.rebuilt, 6);
+    assert.deepEqual([third.rebuilt, third.upToDate], [6, 6]);
+    const after = await listPartitionFiles(store.dataDir, "bars", "5m", "AAPL");
+    assert.equal(after.length, 2, "the new file replaced the old one of 2024");
+    assert.equal(after[0], files[0], "2023 is untouched");
+    assert.equal((await Deno.stat(files[0])).mtime?.getTime(), before[0].mtime?.getTime());
+    assert.notEqual(after[1], files[1]);
     assert.deepEqual(third.timeframes.map((t) => [t.timeframe, t.rebuilt]), [
       ["5m", 1],
       ["15m", 1],
@@ -267,8 +304,12 @@ Deno.test("aggregatePartitions() rebuilds only the partitions whose 1m data chan
     );
 
     // A target removed by hand is rebuilt; --force rebuilds everything in scope.
-    await Deno.remove(files[0]);
+    await Deno.remove(after[1]);
     assert.equal((await aggregatePartitions(store)).rebuilt, 1);
+    assert.deepEqual(
+      (await stored(store, "5m", "AAPL")).map((b) => [b.ts, b.volume]),
+      expectedRollup(all, "5m").map((b) => [b.ts, b.volume]),
+    );
     const forced = await aggregatePartitions(store, {
       force: true,
       timeframes: ["1h"],
@@ -294,7 +335,10 @@ Deno.test("aggregatePartitions() keeps a provider's own bars for their days and 
     const march8 = daily.find((b) => b.tradingDate === "2024-03-08")!;
     assert.equal(march8.close, 1234.5);
     assert.equal(march8.provider, "alpaca");
-    const file = (await listPartitionFiles(store.dataDir, "bars", "1d", "SPY"))[0];
+    // The provider's file and ours are one file now.
+    const daily1d = await listPartitionFiles(store.dataDir, "bars", "1d", "SPY");
+    assert.equal(daily1d.length, 1);
+    const file = daily1d[0];
     const ids = await ingestIds(store.duckdb, file);
     assert.equal(ids[0], "job-provider");
     assert.ok(ids.slice(1).every((id) => id.startsWith("agg-")));
@@ -355,5 +399,57 @@ Deno.test("aggregatePartitions() labels each bucket with the source of its last 
     const hours = await stored(store, "1h", "AAPL");
     assert.ok(hours.filter((b) => b.tradingDate === "2024-03-11").every((b) => b.feed === "iex"));
     assert.ok(hours.filter((b) => b.tradingDate === "2024-03-08").every((b) => b.feed === "sip"));
+  });
+});
+
+Deno.test("aggregatePartitions() reads the 1m files again when an ingest replaced one meanwhile", async () => {
+  await withStore(async (store) => {
+    const bars = generateFakeDay("AAPL", "2024-03-08", { seed: 3, gapRate: 0 });
+    await writeBars(store, bars, { jobId: "job-1" });
+    await aggregatePartitions(store, { timeframes: ["5m"] });
+    // The 5m target is up to date, so it is reported while the run is still planning; there a
+    // writer replaces the 1m file the 1h target was planned from (new name, same rows).
+    let replaced = false;
+    const summary = await aggregatePartitions(store, {
+      timeframes: ["5m", "1h"],
+      onProgress: () => {
+        if (replaced) return;
+        replaced = true;
+        const [old] = listFiles(store.meta.db, { tree: "bars", timeframe: "1m", symbol: "AAPL" });
+        const path = old.path.replace(/-[0-9a-f]{8}\.parquet$/, "-0badcafe.parquet");
+        Deno.copyFileSync(join(store.dataDir, old.path), join(store.dataDir, path));
+        commitFiles(store.meta.db, [{ ...old, path }], [old.path]);
+        Deno.removeSync(join(store.dataDir, old.path));
+      },
+    });
+    assert.ok(replaced);
+    assert.deepEqual([summary.rebuilt, summary.upToDate], [1, 1]);
+    assert.deepEqual(
+      (await stored(store, "1h", "AAPL")).map((b) => [b.ts, b.volume]),
+      expectedRollup(bars, "1h").map((b) => [b.ts, b.volume]),
+    );
+    // The 1h target recorded the files it read; the 5m one was built from the replaced file.
+    const next = await aggregatePartitions(store, { timeframes: ["5m", "1h"] });
+    assert.deepEqual(next.timeframes.map((t) => [t.timeframe, t.rebuilt, t.upToDate]), [
+      ["5m", 1, 0],
+      ["1h", 0, 1],
+    ]);
+  });
+});
+
+Deno.test("aggregatePartitions() names a 1m file it cannot read and writes nothing", async () => {
+  await withStore(async (store) => {
+    await writeBars(store, generateFakeDay("AAPL", "2024-03-08", { seed: 3 }), { jobId: "job-1" });
+    const [file] = await listPartitionFiles(store.dataDir, "bars", "1m", "AAPL");
+    await Deno.truncate(file, Math.floor((await Deno.stat(file)).size / 2));
+    await assert.rejects(aggregatePartitions(store, { timeframes: ["5m"] }), (error: Error) => {
+      assert.equal(error.name, "CorruptFileError");
+      assert.match(
+        error.message,
+        new RegExp(`^Cannot aggregate ${RegExp.escape(file)}: cannot read the stored file`),
+      );
+      return true;
+    });
+    assert.deepEqual(await listPartitionFiles(store.dataDir, "bars", "5m", "AAPL"), []);
   });
 });

@@ -1,24 +1,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CorruptFileError } from "../core/errors.ts";
-import { damageZstdPages, truncateFile } from "../tests/_corrupt.ts";
+import { storeBarFile } from "../tests/_bar_files.ts";
+import { damageZstdPages, liveFile, truncateFile } from "../tests/_corrupt.ts";
 import { checkParquetFile } from "./corrupt.ts";
-import { openDuckDB, sqlString } from "./duckdb.ts";
+import { openDuckDB } from "./duckdb.ts";
 import { openQueryEngine, readBars, runQuery, storedBarSeries, storedInventory } from "./query.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "SPY"];
 
-/** The live 1m file of `symbol` for March 2024 under `dataDir`. */
-function marchFile(dataDir: string, symbol: string): string {
-  return join(
-    dataDir,
-    "bars",
-    "timeframe=1m",
-    `symbol=${symbol}`,
-    "year=2024",
-    "month=03",
-    "data.parquet",
-  );
+/** The live 1m file of `symbol` for March 2024 under `dataDir`, from the manifest. */
+function marchFile(dataDir: string, symbol: string): Promise<string> {
+  return liveFile(dataDir, "1m", symbol, { date: "2024-03-04" });
 }
 
 /** A data directory with 390 zstd-compressed 1m bars of each of {@link SYMBOLS} on 2024-03-04. */
@@ -29,19 +22,18 @@ async function makeDataDir(): Promise<string> {
     const connection = await instance.connect();
     try {
       for (const symbol of SYMBOLS) {
-        const file = marchFile(dataDir, symbol);
-        await Deno.mkdir(join(file, ".."), { recursive: true });
-        await connection.run(
-          `COPY (SELECT ${sqlString(symbol)}::VARCHAR AS symbol,
-              TIMESTAMPTZ '2024-03-04 14:30:00+00' + i * INTERVAL 1 MINUTE AS ts,
+        await storeBarFile(dataDir, connection, {
+          timeframe: "1m",
+          symbol,
+          select: `SELECT TIMESTAMPTZ '2024-03-04 14:30:00+00' + i * INTERVAL 1 MINUTE AS ts,
               100.0 + i AS open, 101.0 + i AS high, 99.0 + i AS low, 100.5 + i AS close,
               1000.0 * (i + 1) AS volume, 100.25 + i AS vwap, (10 + i)::BIGINT AS trade_count,
-              '1m'::VARCHAR AS timeframe, DATE '2024-03-04' AS trading_date,
+              DATE '2024-03-04' AS trading_date,
               'regular'::VARCHAR AS session, 'fake'::VARCHAR AS provider, 'sip'::VARCHAR AS feed,
               'raw'::VARCHAR AS adjustment, 'job-1'::VARCHAR AS ingest_id,
-              TIMESTAMPTZ '2024-03-05 00:00:00+00' AS ingested_at, 1::INTEGER AS schema_version
-            FROM range(390) AS t(i)) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`,
-        );
+              TIMESTAMPTZ '2024-03-05 00:00:00+00' AS ingested_at, 2::INTEGER AS schema_version
+            FROM range(390) AS t(i)`,
+        });
       }
     } finally {
       connection.closeSync();
@@ -63,24 +55,29 @@ async function withDataDir(fn: (dataDir: string) => Promise<void>): Promise<void
 
 Deno.test("checkParquetFile() passes a good file and says why a truncated or zstd-damaged one cannot be read", async () => {
   await withDataDir(async (dataDir) => {
-    await truncateFile(marchFile(dataDir, "AAPL"));
-    await damageZstdPages(marchFile(dataDir, "MSFT"));
+    await truncateFile(await marchFile(dataDir, "AAPL"));
+    await damageZstdPages(await marchFile(dataDir, "MSFT"));
     const instance = await openDuckDB({ threads: 1 });
     try {
       const connection = await instance.connect();
       try {
-        assert.equal(await checkParquetFile(connection, marchFile(dataDir, "SPY")), undefined);
+        assert.equal(
+          await checkParquetFile(connection, await marchFile(dataDir, "SPY")),
+          undefined,
+        );
         assert.match(
-          (await checkParquetFile(connection, marchFile(dataDir, "AAPL")))!,
+          (await checkParquetFile(connection, await marchFile(dataDir, "AAPL")))!,
           /^Invalid Input Error: .*magic bytes/,
         );
         // The footer of the damaged file reads; only reading its pages shows the damage.
         assert.equal(
-          await checkParquetFile(connection, marchFile(dataDir, "MSFT"), { footerOnly: true }),
+          await checkParquetFile(connection, await marchFile(dataDir, "MSFT"), {
+            footerOnly: true,
+          }),
           undefined,
         );
         assert.match(
-          (await checkParquetFile(connection, marchFile(dataDir, "MSFT")))!,
+          (await checkParquetFile(connection, await marchFile(dataDir, "MSFT")))!,
           /ZSTD Decompression failure/,
         );
         assert.equal(
@@ -99,7 +96,7 @@ Deno.test("checkParquetFile() passes a good file and says why a truncated or zst
 
 Deno.test("storedInventory() lists a truncated file with its reason and still counts every other series", async () => {
   await withDataDir(async (dataDir) => {
-    await truncateFile(marchFile(dataDir, "AAPL"));
+    await truncateFile(await marchFile(dataDir, "AAPL"));
     using engine = await openQueryEngine(dataDir, { threads: 1 });
     const inventory = await storedInventory(engine);
     assert.deepEqual(
@@ -108,7 +105,7 @@ Deno.test("storedInventory() lists a truncated file with its reason and still co
     );
     assert.equal(inventory.corrupt.length, 1);
     const [corrupt] = inventory.corrupt;
-    assert.equal(corrupt.path, marchFile(engine.dataDir, "AAPL"));
+    assert.equal(corrupt.path, await marchFile(engine.dataDir, "AAPL"));
     assert.deepEqual([corrupt.symbol, corrupt.timeframe], ["AAPL", "1m"]);
     assert.match(corrupt.reason, /magic bytes/);
     await assert.rejects(
@@ -123,7 +120,7 @@ Deno.test("storedInventory() lists a truncated file with its reason and still co
 Deno.test("openQueryEngine() opens when the first file of a timeframe is truncated and its views read the others", async () => {
   await withDataDir(async (dataDir) => {
     // AAPL sorts first: the file DuckDB would read the view's columns from.
-    await truncateFile(marchFile(dataDir, "AAPL"));
+    await truncateFile(await marchFile(dataDir, "AAPL"));
     using engine = await openQueryEngine(dataDir, { threads: 1 });
     assert.deepEqual(engine.timeframes, ["1m"]);
     const result = await runQuery(
@@ -136,17 +133,22 @@ Deno.test("openQueryEngine() opens when the first file of a timeframe is truncat
 
 Deno.test("readBars() of a symbol whose file is zstd-damaged throws a CorruptFileError naming it; other symbols read", async () => {
   await withDataDir(async (dataDir) => {
-    await damageZstdPages(marchFile(dataDir, "MSFT"));
+    const msft = await marchFile(dataDir, "MSFT");
+    await damageZstdPages(msft);
     using engine = await openQueryEngine(dataDir, { threads: 1 });
     const request = { timeframe: "1m" as const, start: "2024-03-04", end: "2024-03-04", limit: 10 };
     await assert.rejects(
       readBars(engine, { ...request, symbol: "MSFT" }, () => {}),
       (error: unknown) => {
         assert.ok(error instanceof CorruptFileError, `expected a CorruptFileError, got ${error}`);
-        assert.equal(error.path, marchFile(engine.dataDir, "MSFT"));
+        assert.equal(error.path, msft);
         assert.match(
           error.message,
-          /^Cannot read the 1m bars of MSFT from .*symbol=MSFT.*data\.parquet: cannot read the stored file \(corrupt Parquet: .*ZSTD Decompression failure\); run "marketpipe repair" to move it aside$/,
+          new RegExp(
+            `^Cannot read the 1m bars of MSFT from ${
+              RegExp.escape(msft)
+            }: cannot read the stored file \\(corrupt Parquet: .*ZSTD Decompression failure\\); run "marketpipe repair" to move it aside$`,
+          ),
         );
         return true;
       },

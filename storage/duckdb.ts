@@ -73,6 +73,15 @@ export async function privateSpillDir(): Promise<string> {
   return join(root, `${self}-${crypto.randomUUID().slice(0, 8)}`);
 }
 
+/**
+ * `read_parquet` of stored files (layout 2) as a SQL relation with every bar column: `symbol` and
+ * `timeframe` (and `year`) come from the folder names, as VARCHAR (a symbol like "1234" stays text).
+ */
+export function readFilesSql(paths: readonly string[]): string {
+  return `read_parquet([${paths.map(sqlString).join(", ")}], hive_partitioning = true, ` +
+    "hive_types_autocast = false)";
+}
+
 /** Quotes a value as a SQL string literal (`it's` -> `'it''s'`), for paths in DDL that cannot take parameters. */
 export function sqlString(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
@@ -96,7 +105,7 @@ export function barViewName(timeframe: Timeframe): string {
  * const instance = await openDuckDB({ threads: 2 });
  * try {
  *   const connection = await instance.connect();
- *   await createBarViews(connection, "./data");
+ *   await createBarViews(connection, [{ timeframe: "1m", path: "/data/bars/timeframe=1m/..." }]);
  * } finally {
  *   instance.closeSync();
  * }
@@ -130,41 +139,44 @@ export async function openDuckDB(options: OpenDuckDBOptions = {}): Promise<DuckD
 }
 
 /**
- * (Re)creates the views `bars_<tf>` for each timeframe with at least one Parquet file under
- * `<dataDir>/bars/timeframe=<tf>/`, drops those of timeframes without files, and (re)creates `bars`
- * over all of them (an empty relation with the bar columns when there is no data).
+ * (Re)creates the views `bars_<tf>` over the live files of each timeframe (`files`: the bars
+ * tree's manifest, absolute paths), drops those of timeframes without files, and (re)creates
+ * `bars` over all of them (an empty relation with the bar columns when there is no data). A view
+ * lists its files, so it reads exactly the manifest's snapshot, and filters on `symbol` (and
+ * `year`) prune files by their folder names before any is opened.
  *
  * Returns the timeframes that have a view, shortest first.
  */
 export async function createBarViews(
   connection: DuckDBConnection,
-  dataDir: string,
+  files: readonly { timeframe: Timeframe; path: string }[],
 ): Promise<Timeframe[]> {
-  const present: Timeframe[] = [];
-  for (const timeframe of TIMEFRAMES) {
-    if (await _hasParquetFile(_timeframeDir(dataDir, timeframe))) present.push(timeframe);
+  const byTimeframe = new Map<Timeframe, string[]>();
+  for (const file of files) {
+    let list = byTimeframe.get(file.timeframe);
+    if (!list) byTimeframe.set(file.timeframe, list = []);
+    list.push(file.path);
   }
+  const present = TIMEFRAMES.filter((timeframe) => byTimeframe.has(timeframe));
   const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
   for (const timeframe of TIMEFRAMES) {
     const view = sqlIdent(barViewName(timeframe));
-    if (!present.includes(timeframe)) {
+    const paths = byTimeframe.get(timeframe);
+    if (paths === undefined) {
       await connection.run(`DROP VIEW IF EXISTS ${view}`);
       continue;
     }
-    // An explicit column list fixes the order and leaves out the path-only keys year and month.
-    // Hive keys stay VARCHAR (no autocast), so symbol "1234" or month "03" are not turned into
-    // numbers; symbol and timeframe are also file columns, and filters on them still prune files.
-    const glob = sqlString(`${_timeframeDir(dataDir, timeframe)}/**/*.parquet`);
+    // An explicit column list fixes the order and leaves out the path-only key year. Hive keys
+    // stay VARCHAR (no autocast), so symbol "1234" is not turned into a number.
     try {
       await connection.run(
-        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM read_parquet(${glob}, ` +
-          `hive_partitioning = true, hive_types_autocast = false)`,
+        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM ${readFilesSql(paths)}`,
       );
     } catch (error) {
       // Binding reads the first file's footer: when that one cannot be read, the view lists the
       // files whose footers read instead (a snapshot: the caller reopens while files are bad),
       // so one corrupt file does not take every query of the timeframe down with it.
-      const readable = await _filesWithFooters(connection, _timeframeDir(dataDir, timeframe));
+      const readable = await _filesWithFooters(connection, paths);
       if (readable.skipped === 0) throw error;
       if (readable.files.length === 0) {
         await connection.run(`DROP VIEW IF EXISTS ${view}`);
@@ -172,9 +184,7 @@ export async function createBarViews(
         continue;
       }
       await connection.run(
-        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM read_parquet([${
-          readable.files.map(sqlString).join(", ")
-        }], hive_partitioning = true, hive_types_autocast = false)`,
+        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM ${readFilesSql(readable.files)}`,
       );
     }
   }
@@ -191,39 +201,13 @@ export async function createBarViews(
 
 async function _filesWithFooters(
   connection: DuckDBConnection,
-  dir: string,
+  all: readonly string[],
 ): Promise<{ files: string[]; skipped: number }> {
-  const all: string[] = [];
-  const walk = async (path: string) => {
-    for await (const entry of Deno.readDir(path)) {
-      const child = join(path, entry.name);
-      if (entry.isDirectory) await walk(child);
-      else if (entry.isFile && entry.name.endsWith(".parquet")) all.push(child);
-    }
-  };
-  await walk(dir);
   const files: string[] = [];
-  for (const file of all.sort()) {
+  for (const file of all) {
     if (await checkParquetFile(connection, file, { footerOnly: true }) === undefined) {
       files.push(file);
     }
   }
   return { files, skipped: all.length - files.length };
-}
-
-function _timeframeDir(dataDir: string, timeframe: Timeframe): string {
-  return join(dataDir, "bars", `timeframe=${timeframe}`);
-}
-
-async function _hasParquetFile(dir: string): Promise<boolean> {
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (entry.isFile && entry.name.endsWith(".parquet")) return true;
-      if (entry.isDirectory && await _hasParquetFile(join(dir, entry.name))) return true;
-    }
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-  return false;
 }

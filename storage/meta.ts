@@ -593,8 +593,11 @@ export class MetaStore {
    * when it changes, the stored bars may have changed.
    */
   dataVersion(): string {
-    const row = this.db.prepare("SELECT count(*) AS n, max(updated_at) AS at FROM jobs").get();
-    return `${row?.n ?? 0}:${row?.at ?? 0}`;
+    const row = this.db.prepare(
+      `SELECT count(*) AS n, max(updated_at) AS at,
+         (SELECT version FROM manifest_version WHERE id = 1) AS files FROM jobs`,
+    ).get();
+    return `${row?.n ?? 0}:${row?.at ?? 0}:${row?.files ?? 0}`;
   }
 
   /**

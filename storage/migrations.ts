@@ -164,4 +164,28 @@ CREATE TABLE series_freshness (
 ) WITHOUT ROWID;
 `,
   },
+  {
+    version: 6,
+    name: "storage v2: the manifest of live Parquet files",
+    sql: `
+CREATE TABLE bar_files (
+  path TEXT PRIMARY KEY,
+  tree TEXT NOT NULL CHECK (tree IN ('bars', 'quarantine')),
+  timeframe TEXT NOT NULL,
+  symbol TEXT NOT NULL,
+  year INTEGER NOT NULL,
+  first_date TEXT NOT NULL,
+  last_date TEXT NOT NULL,
+  rows INTEGER NOT NULL,
+  min_ts INTEGER NOT NULL,
+  max_ts INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  job_id TEXT,
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX bar_files_by_partition ON bar_files (tree, timeframe, symbol, year, first_date);
+CREATE TABLE manifest_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO manifest_version VALUES (1, 0);
+`,
+  },
 ];

@@ -5,7 +5,24 @@
  */
 export { BAR_COLUMNS, createBarViews, openDuckDB, sqlIdent, sqlString } from "./duckdb.ts";
 export { readTextFileCapped } from "./fs.ts";
-export { PARTITION_FILE, partitionDir, timeframeDir } from "./layout.ts";
+export {
+  BARS_DIR,
+  LAYOUT_VERSION,
+  PARTITION_FILE,
+  partitionDir,
+  type PartitionTree,
+  QUARANTINE_DIR,
+  timeframeDir,
+} from "./layout.ts";
+export {
+  type BarFile,
+  listFiles,
+  listPartitionFiles,
+  listStoredSymbols,
+  manifestVersion,
+  storedTimeframes,
+  summarizeSeries,
+} from "./manifest.ts";
 export {
   isReadOnly,
   META_FILE,
@@ -23,6 +40,7 @@ export { type Migration, MIGRATIONS } from "./migrations.ts";
 export { SCHEMA_VERSION, writeBars } from "./partitions.ts";
 export {
   type BarColumns,
+  type BarLineageColumns,
   barsPageEnd,
   type BarsRequest,
   type CorruptSeriesFile,
@@ -44,7 +62,6 @@ export {
   storedBarSeries,
   type StoredInventory,
   storedInventory,
-  storedTimeframes,
   writeQueryParquet,
 } from "./query.ts";
 export {
@@ -109,13 +126,17 @@ export {
   type AggregationStore,
   type AggregationSummary,
   type DailySession,
-  fileFingerprint,
   type TimeframeAggregation,
 } from "./aggregate.ts";
 export { type CrossCheckBars, readCrossCheckBars } from "./aggregate_check.ts";
-export { replacePartition } from "./partitions.ts";
 export {
-  QUARANTINE_DIR,
+  compactPartitions,
+  type CompactPartitionsOptions,
+  type CompactSummary,
+  DEFAULT_COMPACT_THRESHOLD,
+  replacePartition,
+} from "./partitions.ts";
+export {
   type QuarantinedBar,
   quarantineDir,
   readQuarantine,
@@ -133,12 +154,7 @@ export {
   saveValidationReport,
   type ValidationReportRecord,
 } from "./reports.ts";
-export {
-  listPartitionFiles,
-  listStoredSymbols,
-  readBarRows,
-  type StoredRow,
-} from "./reports_bars.ts";
+export { readBarRows, type StoredRow } from "./reports_bars.ts";
 export { readDayCounts, readKnownEmptyDays } from "./reports_gaps.ts";
 export { readStoredDayCounts } from "./coverage.ts";
 export {
@@ -147,3 +163,18 @@ export {
   type IngestedRange,
 } from "./aggregate_ingested.ts";
 export { isFile, pathExists } from "./fs.ts";
+export {
+  assertLayoutCurrent,
+  type DataLayout,
+  detectLayout,
+  type Layout1File,
+  type LayoutMigrationResult,
+  type LayoutStatus,
+  layoutStatus,
+  listLayout1Files,
+  migrateLayout,
+  type MigrateLayoutOptions,
+  type MigrateLayoutProgress,
+  type MigrateStep,
+  writeLayoutFile,
+} from "./migrate_layout.ts";

@@ -8,34 +8,56 @@ import {
 } from "@duckdb/node-api";
 import { join } from "node:path";
 import type { WriteResult } from "../core/jobs.ts";
-import type { Bar, Session } from "../core/types.ts";
-import { PARTITION_FILE, partitionDir, TEMP_PREFIX } from "./layout.ts";
-import { fsyncDir, fsyncFile, pathExists } from "./fs.ts";
+import type { Bar, Session, Timeframe } from "../core/types.ts";
+import { newFileName, partitionDir, type PartitionTree, TEMP_PREFIX } from "./layout.ts";
+import { fsyncDir, fsyncFile } from "./fs.ts";
+import { type BarFile, commitFiles, listFiles } from "./manifest.ts";
 import type { MetaStore } from "./meta.ts";
-import { sqlString } from "./duckdb.ts";
+import { BAR_COLUMNS, sqlString } from "./duckdb.ts";
 import { storageErrorOf } from "./disk.ts";
 import { corruptFileError, readerReason } from "./corrupt.ts";
 
-/** Version of the Parquet bar schema written by this build. */
-export const SCHEMA_VERSION = 1;
+/** Version of the Parquet bar schema written by this build (2: storage v2, no path columns). */
+export const SCHEMA_VERSION = 2;
 
 const SESSION_CODES: Record<Session, number> = { pre: 0, regular: 1, post: 2 };
 
-/** What {@link writeBars} needs: the data directory, a DuckDB instance and the lock store. */
+/**
+ * Columns of a bar file in layout 2, in file order: the bar columns without the partition keys
+ * (`symbol`, `timeframe` and `year` come from the folder names).
+ */
+export const FILE_COLUMNS: readonly string[] = BAR_COLUMNS
+  .map((column) => column.name)
+  .filter((name) => name !== "symbol" && name !== "timeframe");
+
+/** Live files per partition from which {@link writeBars} compacts on its own (default). */
+export const DEFAULT_COMPACT_THRESHOLD = 16;
+
+/** What {@link writeBars} needs: the data directory, a DuckDB instance and the metadata store. */
 export interface PartitionWriter {
   dataDir: string;
   duckdb: DuckDBInstance;
-  meta: Pick<MetaStore, "lockPartition" | "unlockPartition">;
+  meta: Pick<MetaStore, "lockPartition" | "unlockPartition" | "db">;
   now?: () => number;
+  /** Compact a partition once it holds this many live files (0: never). */
+  compactThreshold?: number;
+}
+
+/** A partition: one folder of immutable files. */
+export interface PartitionKey {
+  tree: PartitionTree;
+  timeframe: Timeframe;
+  symbol: string;
+  year: number;
 }
 
 const _inProcess = new Map<string, Promise<unknown>>();
 
 /**
- * Merge bars into their partitions. For each partition: take the lock, write old rows whose key
- * is not among the new bars plus the new bars, sorted by ts, into a temp file in the same
- * directory, fsync it, rename it over the live file, fsync the directory. The key
- * (symbol, timeframe, ts) never repeats; the newer ingest wins.
+ * Store bars in their partitions (timeframe, symbol, year). New days become a new immutable file
+ * beside the existing ones; files that hold any of the new bars' days are merged into it (old rows
+ * whose key is not among the new bars, plus the new bars, sorted by ts) and replaced, all in one
+ * manifest commit. The key (symbol, timeframe, ts) never repeats; the newer ingest wins.
  */
 export async function writeBars(
   writer: PartitionWriter,
@@ -43,34 +65,39 @@ export async function writeBars(
   options: { jobId: string; signal?: AbortSignal },
 ): Promise<WriteResult> {
   // Group by partition and source. Consecutive bars almost always share both, so the key is
-  // built only when one of its parts changes, and partitionDir() once per group.
-  const groups = new Map<string, { dir: string; bars: Bar[]; increasing: boolean }>();
+  // built only when one of its parts changes.
+  const groups = new Map<string, { key: PartitionKey; bars: Bar[]; increasing: boolean }>();
   let last: Bar | undefined;
-  let current: { dir: string; bars: Bar[]; increasing: boolean } | undefined;
+  let current: { key: PartitionKey; bars: Bar[]; increasing: boolean } | undefined;
   for (const bar of bars) {
     if (
       last === undefined || bar.symbol !== last.symbol || bar.timeframe !== last.timeframe ||
       bar.provider !== last.provider || bar.feed !== last.feed ||
       bar.adjustment !== last.adjustment ||
       (bar.tradingDate !== last.tradingDate &&
-        _period(bar.timeframe, bar.tradingDate) !== _period(last.timeframe, last.tradingDate))
+        bar.tradingDate.slice(0, 4) !== last.tradingDate.slice(0, 4))
     ) {
-      const key = [
+      const id = [
         bar.timeframe,
         bar.symbol,
-        _period(bar.timeframe, bar.tradingDate),
+        bar.tradingDate.slice(0, 4),
         bar.provider,
         bar.feed,
         bar.adjustment,
       ].join("\0");
-      current = groups.get(key);
+      current = groups.get(id);
       if (!current) {
         current = {
-          dir: partitionDir(bar.timeframe, bar.symbol, bar.tradingDate),
+          key: {
+            tree: "bars",
+            timeframe: bar.timeframe,
+            symbol: bar.symbol,
+            year: Number(bar.tradingDate.slice(0, 4)),
+          },
           bars: [],
           increasing: true,
         };
-        groups.set(key, current);
+        groups.set(id, current);
       }
     }
     const group = current!;
@@ -83,15 +110,16 @@ export async function writeBars(
     last = bar;
   }
   const total: WriteResult = { written: 0, replaced: 0, partitions: 0 };
-  for (const { dir, bars: groupBars, increasing } of groups.values()) {
-    // A repeated key in the input keeps only its last bar, so the file never holds the key twice
+  const threshold = writer.compactThreshold ?? DEFAULT_COMPACT_THRESHOLD;
+  for (const { key, bars: groupBars, increasing } of groups.values()) {
+    // A repeated key in the input keeps only its last bar, so a file never holds the key twice
     // and the counts stay right; strictly increasing input (the usual case) needs no Map.
     const group = increasing ? groupBars : _lastPerTs(groupBars);
     const result = await replacePartition(
       writer,
-      dir,
-      (file) => _mergePartition(writer, file, group, options.jobId, increasing),
-      { signal: options.signal },
+      key,
+      (files) => _mergeBars(writer, files, group, options.jobId, increasing),
+      { signal: options.signal, jobId: options.jobId, compactAbove: threshold },
     );
     total.written += result.written;
     total.replaced += result.replaced;
@@ -101,71 +129,59 @@ export async function writeBars(
 }
 
 /** What {@link replacePartition} hands to the function that writes a partition's new file. */
-export interface PartitionFile {
+export interface PartitionFiles {
   /** A DuckDB connection of the writer's instance, closed afterwards. */
   connection: DuckDBConnection;
+  /** The partition's live files (from the manifest), oldest first. */
+  live: readonly BarFile[];
+  /** Absolute path of `file` (one of `live`). */
+  pathOf(file: BarFile): string;
   /** Absolute path of the temporary file to write; it never ends in `.parquet`. */
   temp: string;
-  /** Absolute path of the live file, `<dir>/data.parquet`. */
-  live: string;
-  /** Whether the live file exists. */
-  liveExists: boolean;
+}
+
+/** What the write function of {@link replacePartition} returns. */
+export interface PartitionChange<T> {
+  value: T;
+  /** Live files the new file takes the place of (their rows it kept are in it). */
+  replaces: readonly BarFile[];
+  /** Whether `temp` was written; a file of no rows is not kept either. */
+  wrote: boolean;
 }
 
 /**
- * Replace the live file of one partition (`relativeDir` under the data directory) atomically, the
- * way {@link writeBars} does: writes of a partition are serialized within the process and locked
- * across processes; under the lock, `write` produces the new file at `file.temp` (reading the
- * live file if it likes), which is fsynced and renamed over `data.parquet`, then the directory is
- * fsynced. When `write` throws, the live file is untouched, the temp file is removed and the error
- * is wrapped as `Cannot write partition <dir>: <cause>`, or, when the live file cannot be read, a
- * `CorruptFileError` naming it.
+ * Change one partition atomically: writes of a partition are serialized within the process and
+ * locked across processes. Under the lock, files a killed writer left (temp files, and `.parquet`
+ * files the manifest does not list) are removed; `write` gets the live files and produces the
+ * new file at `temp`, which is fsynced and renamed to its final name (`<first>_<last>-<id>.parquet`);
+ * then one manifest transaction makes it live and the replaced files gone, and only then are the
+ * replaced files deleted. A reader of the manifest sees the old files or the new one, never both
+ * and never neither. When `write` throws, nothing changes, the temp file is removed and the error
+ * is wrapped as `Cannot write partition <dir>: <cause>`, or, when a live file cannot be read, a
+ * `CorruptFileError` naming it. With `compactAbove`, a partition left with that many live files
+ * or more is compacted (see {@link compactPartition}) under the same lock.
  */
 export async function replacePartition<T>(
   writer: PartitionWriter,
-  relativeDir: string,
-  write: (file: PartitionFile) => Promise<T>,
-  options: { signal?: AbortSignal } = {},
+  key: PartitionKey,
+  write: (files: PartitionFiles) => Promise<PartitionChange<T>>,
+  options: { signal?: AbortSignal; jobId?: string; compactAbove?: number } = {},
 ): Promise<T> {
+  const relativeDir = partitionDir(key.timeframe, key.symbol, `${key.year}`, key.tree);
   return await _serialized(relativeDir, async () => {
     await writer.meta.lockPartition(relativeDir, { signal: options.signal });
     let failed = false;
     try {
-      const dir = join(writer.dataDir, relativeDir);
-      const live = join(dir, PARTITION_FILE);
-      try {
-        await Deno.mkdir(dir, { recursive: true });
-        await _removeStaleTemps(dir);
-      } catch (error) {
-        throw _diskError(error, relativeDir, dir) ?? error;
-      }
-      const temp = join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
-      const liveExists = await pathExists(live);
-      const connection = await writer.duckdb.connect();
-      try {
-        const result = await write({ connection, temp, live, liveExists });
-        await fsyncFile(temp);
-        await Deno.rename(temp, live);
-        await fsyncDir(dir);
-        return result;
-      } catch (error) {
-        await Deno.remove(temp).catch(() => {});
-        // A full or read-only disk is not the stored file's fault: say so and name the file.
-        const disk = _diskError(error, relativeDir, live);
-        if (disk) throw disk;
-        // The usual reason a merge fails is a stored file that cannot be read: name it and leave
-        // it alone (a retry would fail the same way; `marketpipe repair` moves it aside).
-        const corrupt = liveExists && !options.signal?.aborted
-          ? await corruptFileError(connection, [live], error, "Cannot write partition")
-            .catch(() => undefined)
-          : undefined;
-        if (corrupt) throw corrupt;
-        throw new Error(`Cannot write partition ${relativeDir}: ${readerReason(error)}`, {
-          cause: error,
+      const change = await _change(writer, key, relativeDir, write, options.jobId ?? null, {
+        signal: options.signal,
+      });
+      const threshold = options.compactAbove ?? 0;
+      if (threshold > 0 && _liveFiles(writer, key).length >= threshold) {
+        await _change(writer, key, relativeDir, _compactAll, options.jobId ?? null, {
+          signal: options.signal,
         });
-      } finally {
-        connection.closeSync();
       }
+      return change;
     } catch (error) {
       failed = true;
       throw error;
@@ -173,6 +189,213 @@ export async function replacePartition<T>(
       _unlock(writer, relativeDir, failed);
     }
   });
+}
+
+/** What {@link compactPartition} did. */
+export interface CompactResult {
+  /** Files merged (0 when the partition had fewer than two). */
+  files: number;
+  rows: number;
+}
+
+/**
+ * Merge all live files of a partition into one, sorted by ts, atomically like every write. A
+ * partition with one file or none is left as it is.
+ */
+export async function compactPartition(
+  writer: PartitionWriter,
+  key: PartitionKey,
+  options: { signal?: AbortSignal; jobId?: string } = {},
+): Promise<CompactResult> {
+  return await replacePartition(writer, key, _compactAll, options);
+}
+
+/** Options of {@link compactPartitions}. */
+export interface CompactPartitionsOptions {
+  tree?: PartitionTree;
+  timeframe?: Timeframe;
+  symbols?: readonly string[];
+  /** Compact partitions with at least this many live files (default 2). */
+  minFiles?: number;
+  /** Only list what would be compacted. */
+  dryRun?: boolean;
+  jobId?: string;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** What {@link compactPartitions} did (or would do, with `dryRun`). */
+export interface CompactSummary {
+  partitions: number;
+  filesBefore: number;
+  rows: number;
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+/** Compact every partition of the manifest that matches `options` (see {@link compactPartition}). */
+export async function compactPartitions(
+  writer: PartitionWriter,
+  options: CompactPartitionsOptions = {},
+): Promise<CompactSummary> {
+  const minFiles = Math.max(2, options.minFiles ?? 2);
+  const groups = new Map<string, { key: PartitionKey; files: BarFile[] }>();
+  for (
+    const file of listFiles(writer.meta.db, { tree: options.tree, timeframe: options.timeframe })
+  ) {
+    if (options.symbols !== undefined && !options.symbols.includes(file.symbol)) continue;
+    const id = `${file.tree}|${file.timeframe}|${file.symbol}|${file.year}`;
+    let group = groups.get(id);
+    if (!group) {
+      const key = {
+        tree: file.tree,
+        timeframe: file.timeframe,
+        symbol: file.symbol,
+        year: file.year,
+      };
+      groups.set(id, group = { key, files: [] });
+    }
+    group.files.push(file);
+  }
+  const due = [...groups.values()].filter((group) => group.files.length >= minFiles);
+  const summary: CompactSummary = {
+    partitions: due.length,
+    filesBefore: 0,
+    rows: 0,
+    bytesBefore: 0,
+    bytesAfter: 0,
+  };
+  let done = 0;
+  for (const { key, files } of due) {
+    options.signal?.throwIfAborted();
+    summary.filesBefore += files.length;
+    summary.bytesBefore += files.reduce((sum, file) => sum + file.bytes, 0);
+    if (options.dryRun) {
+      summary.rows += files.reduce((sum, file) => sum + file.rows, 0);
+    } else {
+      const result = await compactPartition(writer, key, options);
+      summary.rows += result.rows;
+      summary.bytesAfter += _liveFiles(writer, key).reduce((sum, file) => sum + file.bytes, 0);
+    }
+    options.onProgress?.(++done, due.length);
+  }
+  return summary;
+}
+
+async function _compactAll(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {
+  if (files.live.length < 2) {
+    return { value: { files: 0, rows: 0 }, replaces: [], wrote: false };
+  }
+  const sources = files.live.map((file) => sqlString(files.pathOf(file))).join(", ");
+  const copied = await files.connection.run(
+    `COPY (SELECT * FROM read_parquet([${sources}], hive_partitioning = false,
+       union_by_name = true) ORDER BY ts) TO ${
+      sqlString(files.temp)
+    } (FORMAT parquet, COMPRESSION zstd)`,
+  );
+  return {
+    value: { files: files.live.length, rows: Number(copied.rowsChanged) },
+    replaces: files.live,
+    wrote: true,
+  };
+}
+
+/** One change of a partition under its lock (see {@link replacePartition}). */
+async function _change<T>(
+  writer: PartitionWriter,
+  key: PartitionKey,
+  relativeDir: string,
+  write: (files: PartitionFiles) => Promise<PartitionChange<T>>,
+  jobId: string | null,
+  options: { signal?: AbortSignal },
+): Promise<T> {
+  const dir = join(writer.dataDir, relativeDir);
+  const live = _liveFiles(writer, key);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await _removeLeftovers(dir, relativeDir, live);
+  } catch (error) {
+    throw _diskError(error, relativeDir, dir) ?? error;
+  }
+  const temp = join(dir, `${TEMP_PREFIX}${crypto.randomUUID()}`);
+  const pathOf = (file: BarFile) => join(writer.dataDir, file.path);
+  const connection = await writer.duckdb.connect();
+  let final: string | undefined;
+  try {
+    const change = await write({ connection, live, pathOf, temp });
+    let added: BarFile | undefined;
+    if (change.wrote) {
+      await fsyncFile(temp);
+      const stats = await _fileStats(connection, temp);
+      if (stats.rows > 0) {
+        const name = newFileName(stats.firstDate, stats.lastDate);
+        final = join(dir, name);
+        await Deno.rename(temp, final);
+        await fsyncDir(dir);
+        added = {
+          path: join(relativeDir, name),
+          ...key,
+          ...stats,
+          bytes: (await Deno.stat(final)).size,
+          jobId,
+          createdAt: (writer.now ?? Date.now)(),
+        };
+      } else {
+        await Deno.remove(temp);
+      }
+    }
+    if (added !== undefined || change.replaces.length > 0) {
+      commitFiles(writer.meta.db, added ? [added] : [], change.replaces.map((file) => file.path));
+      final = undefined; // committed: it stays
+      for (const file of change.replaces) {
+        // Not in the manifest any more: if it cannot go now, the next writer removes it.
+        await Deno.remove(pathOf(file)).catch(() => {});
+      }
+      if (change.replaces.length > 0) await fsyncDir(dir);
+    }
+    return change.value;
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    if (final !== undefined) await Deno.remove(final).catch(() => {});
+    // A full or read-only disk is not the stored files' fault: say so and name the file.
+    const disk = _diskError(error, relativeDir, temp);
+    if (disk) throw disk;
+    // The usual reason a merge fails is a stored file that cannot be read: name it and leave
+    // it alone (a retry would fail the same way; `marketpipe repair` moves it aside).
+    const corrupt = live.length > 0 && !options.signal?.aborted
+      ? await corruptFileError(connection, live.map(pathOf), error, "Cannot write partition")
+        .catch(() => undefined)
+      : undefined;
+    if (corrupt) throw corrupt;
+    throw new Error(`Cannot write partition ${relativeDir}: ${readerReason(error)}`, {
+      cause: error,
+    });
+  } finally {
+    connection.closeSync();
+  }
+}
+
+function _liveFiles(writer: PartitionWriter, key: PartitionKey): BarFile[] {
+  return listFiles(writer.meta.db, key);
+}
+
+/** Rows, ts range (epoch microseconds) and trading dates of a written file, from its footer. */
+async function _fileStats(
+  connection: DuckDBConnection,
+  path: string,
+): Promise<{ rows: number; minTs: number; maxTs: number; firstDate: string; lastDate: string }> {
+  const reader = await connection.runAndReadAll(
+    `SELECT count(*), epoch_us(min(ts)), epoch_us(max(ts)), strftime(min(trading_date), '%Y-%m-%d'),
+       strftime(max(trading_date), '%Y-%m-%d') FROM read_parquet(${sqlString(path)})`,
+  );
+  const [rows, minTs, maxTs, firstDate, lastDate] = reader.getRows()[0];
+  return {
+    rows: Number(rows),
+    minTs: Number(minTs ?? 0),
+    maxTs: Number(maxTs ?? 0),
+    firstDate: String(firstDate ?? ""),
+    lastDate: String(lastDate ?? ""),
+  };
 }
 
 /**
@@ -206,15 +429,27 @@ async function _serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Under the partition's lock: the old rows not replaced plus the new bars, into the temp file. */
-async function _mergePartition(
+/**
+ * Under a partition's lock: the files that hold any day of the new bars are merged with them
+ * (their other rows kept) into the temp file, which replaces them.
+ */
+async function _mergeBars(
   writer: PartitionWriter,
-  file: PartitionFile,
+  files: PartitionFiles,
   bars: Bar[],
   jobId: string,
   sorted: boolean,
-): Promise<{ written: number; replaced: number }> {
-  const { connection, temp, live, liveExists: oldExists } = file;
+): Promise<PartitionChange<{ written: number; replaced: number }>> {
+  const { connection, temp } = files;
+  let firstDate = bars[0].tradingDate;
+  let lastDate = firstDate;
+  for (const bar of bars) {
+    if (bar.tradingDate < firstDate) firstDate = bar.tradingDate;
+    if (bar.tradingDate > lastDate) lastDate = bar.tradingDate;
+  }
+  const overlapping = files.live.filter((file) =>
+    file.firstDate <= lastDate && file.lastDate >= firstDate
+  );
   const first = bars[0];
   await connection.run(
     "CREATE TEMP TABLE incoming (ts DOUBLE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE, session UTINYINT, day INTEGER)",
@@ -222,11 +457,9 @@ async function _mergePartition(
   await _append(connection, bars);
   const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
   const incoming = `SELECT
-      ${sqlString(first.symbol)} AS symbol,
       to_timestamp(ts / 1000) AS ts,
       open, high, low, close, volume, vwap,
       CAST(trade_count AS BIGINT) AS trade_count,
-      ${sqlString(first.timeframe)} AS timeframe,
       CAST(DATE '1970-01-01' + day AS DATE) AS trading_date,
       CASE session WHEN 0 THEN 'pre' WHEN 1 THEN 'regular' ELSE 'post' END AS session,
       ${sqlString(first.provider)} AS provider,
@@ -239,16 +472,18 @@ async function _mergePartition(
   let oldCount = 0;
   let ownReplaced = 0;
   let body = incoming;
-  if (oldExists) {
-    const old = `read_parquet(${sqlString(live)}, hive_partitioning = false) AS old`;
+  if (overlapping.length > 0) {
+    const old = `read_parquet([${
+      overlapping.map((file) => sqlString(files.pathOf(file))).join(", ")
+    }], hive_partitioning = false) AS old`;
     const counted = await connection.runAndReadAll(
       `SELECT count(*), count(*) FILTER (WHERE ingest_id = ${sqlString(jobId)}) FROM ${old}`,
     );
     oldCount = Number(counted.getRows()[0][0]);
     if (Number(counted.getRows()[0][1]) > 0) {
       // Bars this job already stored (an earlier attempt of a resumed task, killed after its
-      // file was renamed into place but before the task was marked done) are new bars of the
-      // job, as a clean run reports them, not updates.
+      // file was committed but before the task was marked done) are new bars of the job, as a
+      // clean run reports them, not updates.
       const own = await connection.runAndReadAll(
         `SELECT count(*) FROM ${old} WHERE old.ingest_id = ${sqlString(jobId)}
            AND old.ts IN (SELECT to_timestamp(ts / 1000) FROM incoming)`,
@@ -258,17 +493,22 @@ async function _mergePartition(
     body = `WITH fresh AS (${incoming})
       SELECT * FROM fresh
       UNION ALL BY NAME
-      SELECT * FROM read_parquet(${sqlString(live)}, hive_partitioning = false) AS old
+      SELECT ${FILE_COLUMNS.join(", ")} FROM ${old}
       WHERE old.ts NOT IN (SELECT ts FROM fresh)`;
   }
+  const ordered = sorted && overlapping.length === 0 ? body : `SELECT * FROM (${body}) ORDER BY ts`;
   const copied = await connection.run(
-    `COPY (${sorted && !oldExists ? body : `SELECT * FROM (${body}) ORDER BY ts`}) TO ${
+    `COPY (SELECT ${FILE_COLUMNS.join(", ")} FROM (${ordered})) TO ${
       sqlString(temp)
     } (FORMAT parquet, COMPRESSION zstd)`,
   );
   const after = Number(copied.rowsChanged);
   const replaced = oldCount + bars.length - after - ownReplaced;
-  return { written: bars.length - replaced, replaced };
+  return {
+    value: { written: bars.length - replaced, replaced },
+    replaces: overlapping,
+    wrote: true,
+  };
 }
 
 const _INCOMING_TYPES = [
@@ -316,19 +556,26 @@ async function _append(connection: DuckDBConnection, bars: Bar[]): Promise<void>
   }
 }
 
-function _period(timeframe: string, date: string): string {
-  return timeframe === "1d" ? date.slice(0, 4) : date.slice(0, 7);
-}
-
 function _lastPerTs(bars: Bar[]): Bar[] {
   const byTs = new Map<number, Bar>();
   for (const bar of bars) byTs.set(bar.ts, bar);
   return [...byTs.values()];
 }
 
-async function _removeStaleTemps(dir: string): Promise<void> {
+/**
+ * Files a killed writer left in a partition folder: temp files, and `.parquet` files the manifest
+ * does not list (renamed into place but never committed, or replaced but not yet deleted).
+ */
+async function _removeLeftovers(
+  dir: string,
+  relativeDir: string,
+  live: readonly BarFile[],
+): Promise<void> {
+  const keep = new Set(live.map((file) => file.path));
   for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && entry.name.startsWith(TEMP_PREFIX)) {
+    if (!entry.isFile) continue;
+    const orphan = entry.name.endsWith(".parquet") && !keep.has(join(relativeDir, entry.name));
+    if (orphan || entry.name.startsWith(TEMP_PREFIX)) {
       await Deno.remove(join(dir, entry.name)).catch(() => {});
     }
   }

@@ -4,13 +4,22 @@ import { join } from "node:path";
 import { zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
 import { BAR_COLUMNS, openDuckDB, sqlString } from "./duckdb.ts";
+import { listFiles as liveFiles } from "./manifest.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
-import { type PartitionWriter, replacePartition, SCHEMA_VERSION, writeBars } from "./partitions.ts";
+import {
+  compactPartition,
+  FILE_COLUMNS,
+  type PartitionWriter,
+  replacePartition,
+  SCHEMA_VERSION,
+  writeBars,
+} from "./partitions.ts";
 import { CorruptFileError } from "../core/errors.ts";
 import { damageZstdPages } from "../tests/_corrupt.ts";
 
-const MARCH = "bars/timeframe=1m/symbol=AAPL/year=2024/month=03";
-const FEBRUARY = "bars/timeframe=1m/symbol=AAPL/year=2024/month=02";
+const YEAR = "bars/timeframe=1m/symbol=AAPL/year=2024";
+const LAST_YEAR = "bars/timeframe=1m/symbol=AAPL/year=2023";
+const AAPL_2024 = { tree: "bars", timeframe: "1m", symbol: "AAPL", year: 2024 } as const;
 const INGESTED_AT = Date.UTC(2024, 2, 10, 12, 0, 0);
 
 interface Context {
@@ -82,15 +91,19 @@ interface Row {
   schema_version: number;
 }
 
-/** Rows of one Parquet file in file order. */
-async function readFile(duckdb: DuckDBInstance, file: string): Promise<Row[]> {
-  const connection = await duckdb.connect();
+/** Rows of the live files (per the manifest) of one partition folder, by file then file order. */
+async function readPartition(context: Context, partition: string): Promise<Row[]> {
+  const files = livePaths(context, partition);
+  if (files.length === 0) return [];
+  const connection = await context.duckdb.connect();
   try {
     const reader = await connection.runAndReadAll(
       `SELECT symbol, CAST(epoch_ms(ts) AS DOUBLE) AS ts, close, vwap, CAST(trade_count AS DOUBLE) AS trade_count,
         timeframe, CAST(trading_date AS VARCHAR) AS trading_date, session, provider, ingest_id,
         CAST(epoch_ms(ingested_at) AS DOUBLE) AS ingested_at, schema_version
-       FROM read_parquet(${sqlString(file)}, hive_partitioning = false)`,
+       FROM read_parquet([${files.map(sqlString).join(", ")}], hive_partitioning = true,
+         hive_types_autocast = false, filename = true, file_row_number = true)
+       ORDER BY filename, file_row_number`,
     );
     return reader.getRowObjectsJson() as unknown as Row[];
   } finally {
@@ -98,8 +111,10 @@ async function readFile(duckdb: DuckDBInstance, file: string): Promise<Row[]> {
   }
 }
 
-function partitionFile(dataDir: string, partition: string): string {
-  return join(dataDir, partition, "data.parquet");
+/** Absolute paths of the live files of a partition folder, oldest first. */
+function livePaths(context: Context, partition: string): string[] {
+  return liveFiles(context.meta.db).filter((file) => file.path.startsWith(`${partition}/`))
+    .map((file) => join(context.dataDir, file.path));
 }
 
 /** Every file under `dir`, relative, sorted. */
@@ -113,9 +128,22 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   return out.sort();
 }
 
-/** Bar files under the data directory (ignoring the SQLite files). */
-async function barFiles(dataDir: string): Promise<string[]> {
-  return (await listFiles(dataDir)).filter((path) => path.startsWith("bars/"));
+/**
+ * The partition folder of each bar file under the data directory, one entry per file, sorted;
+ * also checks that the files on disk are exactly the manifest's (no orphan, none missing) and
+ * are named `<first>_<last>-<id>.parquet` after the trading dates they hold.
+ */
+async function barFiles(context: Context): Promise<string[]> {
+  const disk = (await listFiles(context.dataDir)).filter((path) => path.startsWith("bars/"));
+  const manifest = liveFiles(context.meta.db);
+  assert.deepEqual(disk, manifest.map((file) => file.path).sort(), "files on disk = manifest");
+  for (const file of manifest) {
+    assert.match(
+      file.path,
+      new RegExp(`/${file.firstDate}_${file.lastDate}-[0-9a-f]{8}\\.parquet$`),
+    );
+  }
+  return disk.map((path) => path.slice(0, path.lastIndexOf("/"))).sort();
 }
 
 function assertNoDuplicates(rows: Row[]): void {
@@ -129,25 +157,27 @@ function assertSortedByTs(rows: Row[]): void {
   }
 }
 
-Deno.test("writeBars() creates the month partition file sorted by ts", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+Deno.test("writeBars() creates a file in the year partition, named by its dates, sorted by ts", async () => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const bars = minutes("2024-03-04", "09:30", 5);
     const shuffled = [bars[3], bars[0], bars[4], bars[1], bars[2]];
     const result = await writeBars(writer, shuffled, { jobId: "job-1" });
     assert.deepEqual(result, { written: 5, replaced: 0, partitions: 1 });
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    assert.deepEqual(await barFiles(context), [YEAR]);
+    const rows = await readPartition(context, YEAR);
     assert.deepEqual(rows.map((row) => row.ts), bars.map((b) => b.ts));
   });
 });
 
 Deno.test("writeBars() stores every bar column with the job id, ingest time and schema version", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     await writeBars(writer, [
       bar("2024-03-04", "08:00", { session: "pre", vwap: null, tradeCount: null, close: 99.5 }),
       bar("2024-03-04", "16:30", { session: "post" }),
     ], { jobId: "job-1" });
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    const rows = await readPartition(context, YEAR);
     assert.deepEqual(rows[0], {
       symbol: "AAPL",
       ts: zonedTime("2024-03-04", "08:00"),
@@ -169,21 +199,23 @@ Deno.test("writeBars() stores every bar column with the job id, ingest time and 
 });
 
 Deno.test("writeBars() writes the documented bar columns in order and with their types", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { duckdb, writer } = context;
     await writeBars(writer, minutes("2024-03-04", "09:30", 1), { jobId: "job-1" });
     const connection = await duckdb.connect();
     try {
       const reader = await connection.runAndReadAll(
         `DESCRIBE SELECT * FROM read_parquet(${
-          sqlString(partitionFile(dataDir, MARCH))
+          sqlString(livePaths(context, YEAR)[0])
         }, hive_partitioning = false)`,
       );
       const columns = reader.getRowObjectsJson().map((row) => ({
         name: row.column_name,
         type: row.column_type,
       }));
-      // DESCRIBE spells TIMESTAMPTZ out.
-      const expected = BAR_COLUMNS.map((c) => ({
+      // DESCRIBE spells TIMESTAMPTZ out; symbol and timeframe live in the folder names only.
+      assert.deepEqual(columns.map((column) => column.name), FILE_COLUMNS);
+      const expected = BAR_COLUMNS.filter((c) => FILE_COLUMNS.includes(c.name)).map((c) => ({
         name: c.name,
         type: c.type === "TIMESTAMPTZ" ? "TIMESTAMP WITH TIME ZONE" : c.type,
       }));
@@ -195,7 +227,8 @@ Deno.test("writeBars() writes the documented bar columns in order and with their
 });
 
 Deno.test("writeBars() merges an overlapping write: no duplicates and the newer values win", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     // 09:30-09:34 then 09:33-09:37: two bars overlap.
     const first = await writeBars(writer, minutes("2024-03-04", "09:30", 5, { close: 1 }), {
       jobId: "job-1",
@@ -206,7 +239,7 @@ Deno.test("writeBars() merges an overlapping write: no duplicates and the newer 
     });
     assert.deepEqual(second, { written: 3, replaced: 2, partitions: 1 });
 
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    const rows = await readPartition(context, YEAR);
     assert.equal(rows.length, 8);
     assertNoDuplicates(rows);
     assertSortedByTs(rows);
@@ -220,28 +253,35 @@ Deno.test("writeBars() merges an overlapping write: no duplicates and the newer 
       [2, "job-2"],
       [2, "job-2"],
     ]);
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
+    // The second write held a day of the first file: merged into one file that replaced it.
+    assert.deepEqual(await barFiles(context), [YEAR]);
   });
 });
 
 Deno.test("writeBars() of the same bars again replaces them all and adds nothing", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const bars = minutes("2024-03-04", "09:30", 4);
     await writeBars(writer, bars, { jobId: "job-1" });
     const again = await writeBars(writer, bars, { jobId: "job-2" });
     assert.deepEqual(again, { written: 0, replaced: 4, partitions: 1 });
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    const rows = await readPartition(context, YEAR);
     assert.equal(rows.length, 4);
     assert.ok(rows.every((row) => row.ingest_id === "job-2"));
   });
 });
 
-Deno.test("writeBars() keeps stored bars of other days in the month", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+Deno.test("writeBars() of new days appends a file and keeps the stored one as it is", async () => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     await writeBars(writer, minutes("2024-03-04", "09:30", 3), { jobId: "job-1" });
+    const [before] = livePaths(context, YEAR);
+    const bytes = await Deno.readFile(before);
     const result = await writeBars(writer, minutes("2024-03-05", "09:30", 2), { jobId: "job-2" });
     assert.deepEqual(result, { written: 2, replaced: 0, partitions: 1 });
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    assert.deepEqual(await barFiles(context), [YEAR, YEAR]);
+    assert.deepEqual(await Deno.readFile(before), bytes, "history is never rewritten");
+    const rows = await readPartition(context, YEAR);
     assert.deepEqual(rows.map((row) => row.trading_date), [
       "2024-03-04",
       "2024-03-04",
@@ -252,90 +292,94 @@ Deno.test("writeBars() keeps stored bars of other days in the month", async () =
   });
 });
 
-Deno.test("writeBars() puts bars spanning two months into two partitions", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
-    const bars = [...minutes("2024-02-29", "15:58", 2), ...minutes("2024-03-01", "09:30", 3)];
+Deno.test("writeBars() puts bars spanning two years into two partitions", async () => {
+  await withWriter(async (context) => {
+    const { writer } = context;
+    const bars = [...minutes("2023-12-29", "15:58", 2), ...minutes("2024-01-02", "09:30", 3)];
     const result = await writeBars(writer, bars, { jobId: "job-1" });
     assert.deepEqual(result, { written: 5, replaced: 0, partitions: 2 });
-    assert.deepEqual(await barFiles(dataDir), [
-      `${FEBRUARY}/data.parquet`,
-      `${MARCH}/data.parquet`,
-    ]);
-    const february = await readFile(duckdb, partitionFile(dataDir, FEBRUARY));
-    const march = await readFile(duckdb, partitionFile(dataDir, MARCH));
-    assert.deepEqual(february.map((row) => row.trading_date), ["2024-02-29", "2024-02-29"]);
-    assert.deepEqual(march.map((row) => row.trading_date), [
-      "2024-03-01",
-      "2024-03-01",
-      "2024-03-01",
+    assert.deepEqual(await barFiles(context), [LAST_YEAR, YEAR]);
+    const december = await readPartition(context, LAST_YEAR);
+    const january = await readPartition(context, YEAR);
+    assert.deepEqual(december.map((row) => row.trading_date), ["2023-12-29", "2023-12-29"]);
+    assert.deepEqual(january.map((row) => row.trading_date), [
+      "2024-01-02",
+      "2024-01-02",
+      "2024-01-02",
     ]);
   });
 });
 
 Deno.test("writeBars() files a post-market bar by its New York trading date, not its UTC date", async () => {
-  await withWriter(async ({ dataDir, writer }) => {
-    // 19:59 New York on Feb 29 is already March 1 in UTC.
-    const late = bar("2024-02-29", "19:59", { session: "post" });
-    assert.equal(new Date(late.ts).toISOString().slice(0, 10), "2024-03-01");
+  await withWriter(async (context) => {
+    const { writer } = context;
+    // 19:59 New York on Dec 31 is already January 1 in UTC.
+    const late = bar("2024-12-31", "19:59", { session: "post" });
+    assert.equal(new Date(late.ts).toISOString().slice(0, 10), "2025-01-01");
     await writeBars(writer, [late], { jobId: "job-1" });
-    assert.deepEqual(await barFiles(dataDir), [`${FEBRUARY}/data.parquet`]);
+    assert.deepEqual(await barFiles(context), [YEAR]);
+    assert.match(livePaths(context, YEAR)[0], /2024-12-31_2024-12-31-[0-9a-f]{8}\.parquet$/);
   });
 });
 
 Deno.test("writeBars() keeps symbols in separate partitions", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const bars = [
       ...minutes("2024-03-04", "09:30", 2),
       ...minutes("2024-03-04", "09:30", 3, { symbol: "BRK.B" }),
     ];
     const result = await writeBars(writer, bars, { jobId: "job-1" });
     assert.deepEqual(result, { written: 5, replaced: 0, partitions: 2 });
-    const brk = "bars/timeframe=1m/symbol=BRK.B/year=2024/month=03";
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`, `${brk}/data.parquet`]);
-    const rows = await readFile(duckdb, partitionFile(dataDir, brk));
+    const brk = "bars/timeframe=1m/symbol=BRK.B/year=2024";
+    assert.deepEqual(await barFiles(context), [YEAR, brk]);
+    const rows = await readPartition(context, brk);
     assert.deepEqual(rows.map((row) => row.symbol), ["BRK.B", "BRK.B", "BRK.B"]);
   });
 });
 
 Deno.test("writeBars() stores daily bars in a year partition", async () => {
-  await withWriter(async ({ dataDir, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const daily = ["2024-03-04", "2024-11-29"].map((date) =>
       bar(date, "00:00", { timeframe: "1d", ts: zonedTime(date, "00:00") })
     );
     await writeBars(writer, daily, { jobId: "job-1" });
-    assert.deepEqual(await barFiles(dataDir), [
-      "bars/timeframe=1d/symbol=AAPL/year=2024/data.parquet",
-    ]);
+    // The same layout as intraday bars: one year folder.
+    assert.deepEqual(await barFiles(context), ["bars/timeframe=1d/symbol=AAPL/year=2024"]);
   });
 });
 
 Deno.test("writeBars() leaves no temp files behind", async () => {
-  await withWriter(async ({ dataDir, writer }) => {
+  await withWriter(async (context) => {
+    const { dataDir, writer } = context;
     await writeBars(writer, minutes("2024-03-04", "09:30", 5), { jobId: "job-1" });
     await writeBars(writer, minutes("2024-03-04", "09:32", 5), { jobId: "job-2" });
-    await writeBars(writer, minutes("2024-02-29", "09:30", 5), { jobId: "job-3" });
+    await writeBars(writer, minutes("2023-02-28", "09:30", 5), { jobId: "job-3" });
     const files = await listFiles(dataDir);
     assert.deepEqual(files.filter((path) => path.includes(".tmp-")), []);
-    assert.deepEqual(await barFiles(dataDir), [
-      `${FEBRUARY}/data.parquet`,
-      `${MARCH}/data.parquet`,
-    ]);
+    assert.deepEqual(await barFiles(context), [LAST_YEAR, YEAR]);
   });
 });
 
-Deno.test("writeBars() removes a stale temp file a crashed writer left in the partition", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+Deno.test("writeBars() removes the temp and orphan files a crashed writer left in the partition", async () => {
+  await withWriter(async (context) => {
+    const { dataDir, writer } = context;
     await writeBars(writer, minutes("2024-03-04", "09:30", 3), { jobId: "job-1" });
-    const stale = join(dataDir, MARCH, ".tmp-0b1c2d3e-crashed");
+    const stale = join(dataDir, YEAR, ".tmp-0b1c2d3e-crashed");
     await Deno.writeFile(stale, new Uint8Array([0x50, 0x41, 0x52, 0x31, 0, 1, 2]));
+    // A file renamed into place but never committed (or replaced but never deleted).
+    const orphan = join(dataDir, YEAR, "2024-03-04_2024-03-04-0badf00d.parquet");
+    await Deno.copyFile(livePaths(context, YEAR)[0], orphan);
     await writeBars(writer, minutes("2024-03-04", "09:33", 2), { jobId: "job-2" });
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
-    assert.equal((await readFile(duckdb, partitionFile(dataDir, MARCH))).length, 5);
+    assert.deepEqual(await barFiles(context), [YEAR]);
+    assert.equal((await readPartition(context, YEAR)).length, 5);
   });
 });
 
 Deno.test("writeBars() serializes concurrent writes to one partition: the union without duplicates", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const [a, b] = await Promise.all([
       writeBars(writer, minutes("2024-03-04", "09:30", 5, { close: 1 }), { jobId: "job-a" }),
       writeBars(writer, minutes("2024-03-04", "09:32", 5, { close: 2 }), { jobId: "job-b" }),
@@ -343,7 +387,7 @@ Deno.test("writeBars() serializes concurrent writes to one partition: the union 
     // 09:30-09:34 and 09:32-09:36 overlap in three minutes; the union is seven bars.
     assert.equal(a.written + b.written, 7);
     assert.equal(a.replaced + b.replaced, 3);
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    const rows = await readPartition(context, YEAR);
     assert.equal(rows.length, 7);
     assertNoDuplicates(rows);
     assertSortedByTs(rows);
@@ -353,12 +397,13 @@ Deno.test("writeBars() serializes concurrent writes to one partition: the union 
       row.ts >= zonedTime("2024-03-04", "09:32") && row.ts <= zonedTime("2024-03-04", "09:34")
     );
     assert.ok(overlap.every((row) => row.ingest_id === second), JSON.stringify(overlap));
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
+    assert.deepEqual(await barFiles(context), [YEAR]);
   });
 });
 
 Deno.test("writeBars() from two stores of one data directory at once loses no bars", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { dataDir, writer } = context;
     const db = openDatabase(join(dataDir, META_FILE));
     const other = new MetaStore(db, { command: "other" });
     try {
@@ -368,7 +413,7 @@ Deno.test("writeBars() from two stores of one data directory at once loses no ba
           jobId: "job-b",
         }),
       ]);
-      const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+      const rows = await readPartition(context, YEAR);
       assert.equal(rows.length, 8);
       assertNoDuplicates(rows);
     } finally {
@@ -378,12 +423,14 @@ Deno.test("writeBars() from two stores of one data directory at once loses no ba
 });
 
 Deno.test("writeBars() locks each partition it writes and releases it afterwards", async () => {
-  await withWriter(async ({ dataDir, duckdb, meta }) => {
+  await withWriter(async (context) => {
+    const { dataDir, duckdb, meta } = context;
     const calls: string[] = [];
     const writer: PartitionWriter = {
       dataDir,
       duckdb,
       meta: {
+        db: meta.db,
         lockPartition: (partition) => {
           calls.push(`lock ${partition}`);
           return Promise.resolve();
@@ -392,16 +439,16 @@ Deno.test("writeBars() locks each partition it writes and releases it afterwards
       },
     };
     await writeBars(writer, [
-      ...minutes("2024-02-29", "09:30", 1),
-      ...minutes("2024-03-01", "09:30", 1),
+      ...minutes("2023-12-29", "09:30", 1),
+      ...minutes("2024-01-02", "09:30", 1),
     ], {
       jobId: "job-1",
     });
     assert.deepEqual(calls, [
-      `lock ${FEBRUARY}`,
-      `unlock ${FEBRUARY}`,
-      `lock ${MARCH}`,
-      `unlock ${MARCH}`,
+      `lock ${LAST_YEAR}`,
+      `unlock ${LAST_YEAR}`,
+      `lock ${YEAR}`,
+      `unlock ${YEAR}`,
     ]);
     const locks = meta.db.prepare("SELECT count(*) AS n FROM partition_locks").get()!;
     assert.equal(Number(locks.n), 0);
@@ -409,9 +456,10 @@ Deno.test("writeBars() locks each partition it writes and releases it afterwards
 });
 
 Deno.test("writeBars() over a live file that is not Parquet names the file and the cause, unlocks it and keeps the file", async () => {
-  await withWriter(async ({ dataDir, writer, meta }) => {
-    const live = partitionFile(dataDir, MARCH);
-    await Deno.mkdir(join(dataDir, MARCH), { recursive: true });
+  await withWriter(async (context) => {
+    const { writer, meta } = context;
+    await writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-0" });
+    const [live] = livePaths(context, YEAR);
     const garbage = new TextEncoder().encode("not a parquet file");
     await Deno.writeFile(live, garbage);
     await assert.rejects(
@@ -428,49 +476,53 @@ Deno.test("writeBars() over a live file that is not Parquet names the file and t
       },
     );
     assert.deepEqual(await Deno.readFile(live), garbage);
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
+    assert.deepEqual(await barFiles(context), [YEAR]);
     const locks = meta.db.prepare("SELECT count(*) AS n FROM partition_locks").get()!;
     assert.equal(Number(locks.n), 0, "the partition stayed locked after a failed write");
   });
 });
 
 Deno.test("writeBars() over a live file with damaged zstd pages throws a CorruptFileError and leaves it byte-identical", async () => {
-  await withWriter(async ({ dataDir, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     await writeBars(writer, minutes("2024-03-04", "04:00", 600), { jobId: "job-1" });
-    const live = partitionFile(dataDir, MARCH);
+    const [live] = livePaths(context, YEAR);
     await damageZstdPages(live);
     const before = await Deno.readFile(live);
     await assert.rejects(
-      writeBars(writer, minutes("2024-03-05", "09:30", 2), { jobId: "job-2" }),
+      // The same day again: the stored file must be read to merge it.
+      writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-2" }),
       (error: unknown) =>
         error instanceof CorruptFileError && error.path === live &&
         /ZSTD Decompression failure/.test(error.reason) &&
         error.message.startsWith(`Cannot write partition ${live}: cannot read the stored file`),
     );
     assert.deepEqual(await Deno.readFile(live), before);
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
+    assert.deepEqual(await barFiles(context), [YEAR]);
   });
 });
 
 Deno.test("replacePartition() whose write fails while the stored file reads names the partition and the cause", async () => {
-  await withWriter(async ({ dataDir, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     await writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-1" });
     await assert.rejects(
       replacePartition(
         writer,
-        MARCH,
+        AAPL_2024,
         () => Promise.reject(new Error("the new file could not be built")),
       ),
       (error: unknown) =>
         !(error instanceof CorruptFileError) && error instanceof Error &&
-        error.message === `Cannot write partition ${MARCH}: the new file could not be built`,
+        error.message === `Cannot write partition ${YEAR}: the new file could not be built`,
     );
-    assert.deepEqual(await barFiles(dataDir), [`${MARCH}/data.parquet`]);
+    assert.deepEqual(await barFiles(context), [YEAR]);
   });
 });
 
 Deno.test("writeBars() with an aborted signal writes nothing", async () => {
-  await withWriter(async ({ dataDir, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const controller = new AbortController();
     controller.abort(new Error("Ctrl-C"));
     await assert.rejects(
@@ -480,18 +532,19 @@ Deno.test("writeBars() with an aborted signal writes nothing", async () => {
       }),
       { message: "Ctrl-C" },
     );
-    assert.deepEqual(await barFiles(dataDir), []);
+    assert.deepEqual(await barFiles(context), []);
   });
 });
 
 Deno.test("writeBars() of bars repeating a timestamp stores the key once, the last bar winning", async () => {
-  await withWriter(async ({ dataDir, duckdb, writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const result = await writeBars(writer, [
       bar("2024-03-04", "09:30", { close: 1 }),
       bar("2024-03-04", "09:31"),
       bar("2024-03-04", "09:30", { close: 3 }),
     ], { jobId: "job-1" });
-    const rows = await readFile(duckdb, partitionFile(dataDir, MARCH));
+    const rows = await readPartition(context, YEAR);
     assertNoDuplicates(rows);
     assert.deepEqual(rows.map((row) => row.close), [3, 100.5]);
     assert.deepEqual(result, { written: 2, replaced: 0, partitions: 1 });
@@ -499,7 +552,8 @@ Deno.test("writeBars() of bars repeating a timestamp stores the key once, the la
 });
 
 Deno.test("writeBars() counts bars its own job stored before as written, another job's as replaced", async () => {
-  await withWriter(async ({ writer }) => {
+  await withWriter(async (context) => {
+    const { writer } = context;
     const bars = minutes("2024-03-04", "09:30", 10);
     await writeBars(writer, bars, { jobId: "job-1" });
     // A resumed task whose killed attempt renamed its file into place before it was marked done.
@@ -519,5 +573,41 @@ Deno.test("writeBars() counts bars its own job stored before as written, another
       replaced: 4,
       partitions: 1,
     });
+  });
+});
+
+Deno.test("compactPartition() merges a partition's files into one, sorted, and keeps every row", async () => {
+  await withWriter(async (context) => {
+    const { writer } = context;
+    for (const date of ["2024-03-06", "2024-03-04", "2024-03-05"]) {
+      await writeBars(writer, minutes(date, "09:30", 3), { jobId: `job-${date}` });
+    }
+    assert.deepEqual(await barFiles(context), [YEAR, YEAR, YEAR]);
+    const before = await readPartition(context, YEAR);
+    const result = await compactPartition(writer, AAPL_2024, { jobId: "compact-1" });
+    assert.deepEqual(result, { files: 3, rows: 9 });
+    assert.deepEqual(await barFiles(context), [YEAR]);
+    assert.match(livePaths(context, YEAR)[0], /2024-03-04_2024-03-06-[0-9a-f]{8}\.parquet$/);
+    const after = await readPartition(context, YEAR);
+    assertSortedByTs(after);
+    assert.deepEqual(
+      after,
+      [...before].sort((a, b) => a.ts - b.ts),
+      "the same rows, every value kept (ingest ids too)",
+    );
+    // One file: nothing to do.
+    assert.deepEqual(await compactPartition(writer, AAPL_2024), { files: 0, rows: 0 });
+  });
+});
+
+Deno.test("writeBars() compacts a partition once it reaches the threshold", async () => {
+  await withWriter(async (context) => {
+    const writer = { ...context.writer, compactThreshold: 3 };
+    await writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-1" });
+    await writeBars(writer, minutes("2024-03-05", "09:30", 2), { jobId: "job-2" });
+    assert.deepEqual(await barFiles(context), [YEAR, YEAR]);
+    await writeBars(writer, minutes("2024-03-06", "09:30", 2), { jobId: "job-3" });
+    assert.deepEqual(await barFiles(context), [YEAR]);
+    assert.equal((await readPartition(context, YEAR)).length, 6);
   });
 });

@@ -6,25 +6,23 @@
  * @module
  */
 import type { DuckDBAppender, DuckDBConnection } from "@duckdb/node-api";
-import { join } from "node:path";
 import type { RejectedBar } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
-import { sqlString } from "./duckdb.ts";
-import { type PartitionWriter, replacePartition, SCHEMA_VERSION } from "./partitions.ts";
-import { listPartitionFiles, readBarsFrom } from "./reports_bars.ts";
-
-/** Name of the quarantine tree inside the data directory. */
-export const QUARANTINE_DIR = "quarantine";
+import { readFilesSql, sqlString } from "./duckdb.ts";
+import {
+  FILE_COLUMNS,
+  type PartitionKey,
+  type PartitionWriter,
+  replacePartition,
+  SCHEMA_VERSION,
+} from "./partitions.ts";
+import { partitionDir, QUARANTINE_DIR } from "./layout.ts";
+import { listPartitionFiles } from "./manifest.ts";
+import { readBarsFrom } from "./reports_bars.ts";
 
 /** Where rejected bars of a timeframe, symbol and trading date live, relative to the data dir. */
 export function quarantineDir(timeframe: Timeframe, symbol: string, tradingDate: string): string {
-  const base = join(
-    QUARANTINE_DIR,
-    `timeframe=${timeframe}`,
-    `symbol=${symbol}`,
-    `year=${tradingDate.slice(0, 4)}`,
-  );
-  return timeframe === "1d" ? base : join(base, `month=${tradingDate.slice(5, 7)}`);
+  return partitionDir(timeframe, symbol, tradingDate, QUARANTINE_DIR);
 }
 
 /** Counts from {@link writeQuarantine}. */
@@ -44,38 +42,49 @@ export async function writeQuarantine(
   rejected: readonly RejectedBar[],
   options: { jobId: string; signal?: AbortSignal },
 ): Promise<QuarantineWriteResult> {
-  const groups = new Map<string, Map<number, RejectedBar>>();
+  const groups = new Map<string, { key: PartitionKey; byTs: Map<number, RejectedBar> }>();
   for (const item of rejected) {
     const { bar } = item;
-    const dir = quarantineDir(bar.timeframe, bar.symbol, bar.tradingDate);
-    let group = groups.get(dir);
-    if (!group) groups.set(dir, group = new Map());
-    group.set(bar.ts, item);
+    const id = quarantineDir(bar.timeframe, bar.symbol, bar.tradingDate);
+    let group = groups.get(id);
+    if (!group) {
+      const key: PartitionKey = {
+        tree: "quarantine",
+        timeframe: bar.timeframe,
+        symbol: bar.symbol,
+        year: Number(bar.tradingDate.slice(0, 4)),
+      };
+      groups.set(id, group = { key, byTs: new Map() });
+    }
+    group.byTs.set(bar.ts, item);
   }
   const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
   let bars = 0;
-  for (const [dir, byTs] of groups) {
+  for (const { key, byTs } of groups.values()) {
     const items = [...byTs.values()];
-    await replacePartition(writer, dir, async ({ connection, temp, live, liveExists }) => {
+    // Rejections are few: each write merges the whole partition into one file.
+    await replacePartition(writer, key, async ({ connection, temp, live, pathOf }) => {
       await _load(connection, items);
-      const fresh = `SELECT symbol, timezone('UTC', epoch_ms(CAST(ts AS BIGINT))) AS ts,
+      const fresh = `SELECT timezone('UTC', epoch_ms(CAST(ts AS BIGINT))) AS ts,
           open, high, low, close, volume, vwap, CAST(trade_count AS BIGINT) AS trade_count,
-          timeframe, CAST(trading_date AS DATE) AS trading_date, session, provider, feed,
+          CAST(trading_date AS DATE) AS trading_date, session, provider, feed,
           adjustment, ${sqlString(options.jobId)} AS ingest_id,
           CAST(${sqlString(ingestedAt)} AS TIMESTAMPTZ) AS ingested_at,
           ${SCHEMA_VERSION} AS schema_version, rule, detail
         FROM q_incoming`;
-      const body = liveExists
+      const body = live.length > 0
         ? `WITH fresh AS (${fresh}) SELECT * FROM fresh UNION ALL BY NAME
-           SELECT * FROM read_parquet(${sqlString(live)}, hive_partitioning = false) AS old
+           SELECT * FROM read_parquet([${
+          live.map((file) => sqlString(pathOf(file))).join(", ")
+        }], hive_partitioning = false) AS old
            WHERE old.ts NOT IN (SELECT ts FROM fresh)`
         : fresh;
       await connection.run(
-        `COPY (SELECT * FROM (${body}) ORDER BY ts) TO ${
-          sqlString(temp)
-        } (FORMAT parquet, COMPRESSION zstd)`,
+        `COPY (SELECT ${[...FILE_COLUMNS, "rule", "detail"].join(", ")} FROM (${body}) ORDER BY ts)
+          TO ${sqlString(temp)} (FORMAT parquet, COMPRESSION zstd)`,
       );
-    }, { signal: options.signal });
+      return { value: undefined, replaces: live, wrote: true };
+    }, { signal: options.signal, jobId: options.jobId });
     bars += items.length;
   }
   return { bars, partitions: groups.size };
@@ -151,10 +160,8 @@ export async function readQuarantine(
   const files = await listPartitionFiles(dataDir, "quarantine", timeframe, symbol, options);
   if (files.length === 0) return [];
   const barFiles = await listPartitionFiles(dataDir, "bars", timeframe, symbol, options);
-  const quarantined = `read_parquet([${
-    files.map(sqlString).join(", ")
-  }], hive_partitioning = false)`;
-  const stored = `read_parquet([${barFiles.map(sqlString).join(", ")}], hive_partitioning = false)`;
+  const quarantined = readFilesSql(files);
+  const stored = readFilesSql(barFiles);
   const from = barFiles.length === 0 ? quarantined : `(SELECT q.* FROM ${quarantined} AS q
       ANTI JOIN ${stored} AS b ON b.ts = q.ts AND b.ingested_at > q.ingested_at
       ANTI JOIN (SELECT trading_date, ingest_id, max(ingested_at) AS ingested_at FROM ${stored}

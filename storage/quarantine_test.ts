@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
-import { BAR_COLUMNS, openDuckDB } from "./duckdb.ts";
+import { openDuckDB } from "./duckdb.ts";
+import { listFiles } from "./manifest.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
-import { type PartitionWriter, writeBars } from "./partitions.ts";
+import { FILE_COLUMNS, type PartitionWriter, writeBars } from "./partitions.ts";
 import { quarantineDir, readQuarantine, writeQuarantine } from "./quarantine.ts";
 
 async function withWriter(fn: (writer: PartitionWriter) => Promise<void>): Promise<void> {
@@ -46,7 +47,7 @@ function bar(date: string, time: string, fields: Partial<Bar> = {}): Bar {
 Deno.test("quarantineDir() mirrors the bars layout under quarantine/", () => {
   assert.equal(
     quarantineDir("1m", "BRK.B", "2024-03-04"),
-    join("quarantine", "timeframe=1m", "symbol=BRK.B", "year=2024", "month=03"),
+    join("quarantine", "timeframe=1m", "symbol=BRK.B", "year=2024"),
   );
   assert.equal(
     quarantineDir("1d", "SPY", "2024-03-04"),
@@ -54,14 +55,18 @@ Deno.test("quarantineDir() mirrors the bars layout under quarantine/", () => {
   );
 });
 
-Deno.test("writeQuarantine() stores the bar columns plus rule and detail, one file per partition", async () => {
+Deno.test("writeQuarantine() stores the file columns plus rule and detail, one file per partition", async () => {
   await withWriter(async (writer) => {
     const result = await writeQuarantine(writer, [
       { bar: bar("2024-03-04", "10:00"), rule: "positive_prices", detail: "low -99" },
       { bar: bar("2024-04-01", "10:00", { open: NaN }), rule: "positive_prices", detail: "NaN" },
     ], { jobId: "job-1" });
-    assert.deepEqual(result, { bars: 2, partitions: 2 });
-    const file = join(writer.dataDir, quarantineDir("1m", "AAPL", "2024-03-04"), "data.parquet");
+    // March and April of 2024: one partition (the year), one file.
+    assert.deepEqual(result, { bars: 2, partitions: 1 });
+    const files = listFiles(writer.meta.db, { tree: "quarantine" });
+    assert.equal(files.length, 1);
+    assert.ok(files[0].path.startsWith(quarantineDir("1m", "AAPL", "2024-03-04") + "/"));
+    const file = join(writer.dataDir, files[0].path);
     const connection = await writer.duckdb.connect();
     try {
       const described = await connection.runAndReadAll(
@@ -69,7 +74,7 @@ Deno.test("writeQuarantine() stores the bar columns plus rule and detail, one fi
       );
       assert.deepEqual(
         (described.getRowsJS() as string[][]).map((row) => row[0]),
-        [...BAR_COLUMNS.map((c) => c.name), "rule", "detail"],
+        [...FILE_COLUMNS, "rule", "detail"],
       );
     } finally {
       connection.closeSync();

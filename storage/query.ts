@@ -33,6 +33,8 @@ import {
   corruptFileError,
   corruptFileMessage,
 } from "./corrupt.ts";
+import { listFiles, listPartitionFiles, withManifest } from "./manifest.ts";
+import { assertLayoutCurrent } from "./migrate_layout.ts";
 import { checkOutputPath, tempPathBeside, writeFileAtomic } from "./output.ts";
 
 /** Rows returned by {@link runQuery} when no `limit` is given. */
@@ -258,6 +260,7 @@ export async function openQueryEngine(
   options: QueryEngineOptions = {},
 ): Promise<QueryEngine> {
   const absDataDir = resolve(dataDir);
+  await assertLayoutCurrent(absDataDir);
   const readable = [join(absDataDir, "bars") + sep, join(absDataDir, "quarantine") + sep];
   const exportDir = options.exportDir === undefined ? undefined : resolve(options.exportDir);
   if (exportDir !== undefined && !relative(absDataDir, exportDir).startsWith("..")) {
@@ -279,7 +282,11 @@ export async function openQueryEngine(
   const writable = outputFile === undefined ? [] : [outputFile, tempOutputFile!];
   let timeframes: Timeframe[] = [];
   const instance = await _openSandbox(readable, writable, limits, async (connection) => {
-    timeframes = await createBarViews(connection, absDataDir);
+    const files = await withManifest(absDataDir, (db) => listFiles(db, { tree: "bars" }), []);
+    timeframes = await createBarViews(
+      connection,
+      files.map((file) => ({ timeframe: file.timeframe, path: join(absDataDir, file.path) })),
+    );
   });
   return new QueryEngine(instance, {
     dataDir: absDataDir,
@@ -1048,10 +1055,10 @@ export interface BarsRequest {
   start?: string;
   /** Last trading date `YYYY-MM-DD`, inclusive (default: no bound). */
   end?: string;
-  /** Keyset cursor: only bars that start after this instant (epoch ms). */
-  after?: number;
-  /** Only bars that start before this instant (epoch ms). */
-  before?: number;
+  /** Keyset cursor: only bars that start after this instant (epoch microseconds). */
+  after?: bigint;
+  /** Only bars that start before this instant (epoch microseconds). */
+  before?: bigint;
   /** Most bars to read. */
   limit: number;
   /** Newest first instead of oldest first. */
@@ -1059,12 +1066,15 @@ export interface BarsRequest {
 }
 
 /**
- * A chunk of bars in columns (up to 2,048 rows). `ts` is the bar start in epoch ms; unknown
- * `vwap` and `tradeCount` are `NaN`.
+ * A chunk of bars in columns (up to 2,048 rows); `symbol` and `timeframe` are the request's.
+ * `tsMicros` is the bar start exactly as stored (epoch microseconds), `ts` the same instant in
+ * epoch ms (floored); unknown `vwap` and `tradeCount` are `NaN`. `lineage` holds the remaining
+ * stored columns when the read asked for them (`{ lineage: true }`).
  */
 export interface BarColumns {
   length: number;
   ts: Float64Array;
+  tsMicros: BigInt64Array;
   open: Float64Array;
   high: Float64Array;
   low: Float64Array;
@@ -1072,8 +1082,21 @@ export interface BarColumns {
   volume: Float64Array;
   vwap: Float64Array;
   tradeCount: Float64Array;
+  /** `YYYY-MM-DD`. */
   tradingDate: string[];
   session: string[];
+  lineage?: BarLineageColumns;
+}
+
+/** Where the bars of a {@link BarColumns} chunk came from: the stored columns beyond the bar. */
+export interface BarLineageColumns {
+  provider: string[];
+  feed: string[];
+  adjustment: string[];
+  ingestId: string[];
+  /** When the row was written, epoch microseconds. */
+  ingestedAt: BigInt64Array;
+  schemaVersion: Int32Array;
 }
 
 /** Options of {@link readBars}, {@link barsPageEnd} and {@link exportBarsParquet}. */
@@ -1082,6 +1105,8 @@ export interface ReadBarsOptions {
   timeoutMs?: number;
   /** Interrupts the read when aborted; the abort reason is thrown. */
   signal?: AbortSignal;
+  /** Also read the lineage columns into `BarColumns.lineage` ({@link readBars} only). */
+  lineage?: boolean;
 }
 
 // Bounds used when a request leaves a side open: every stored bar lies between them.
@@ -1111,8 +1136,13 @@ export async function readBars(
   const files = await _barFiles(engine, request);
   if (files.length === 0 || request.limit === 0) return 0;
   const order = request.descending ? "DESC" : "ASC";
-  const sql = `SELECT epoch_ms(ts)::DOUBLE, open, high, low, close, volume, vwap,
-      trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session
+  // Lineage costs a string decode per row and column (ingest_id is read through a native call),
+  // so only the formats that carry it ask for it.
+  const lineage = options.lineage
+    ? ", provider, feed, adjustment, ingest_id, epoch_us(ingested_at), schema_version::INTEGER"
+    : "";
+  const sql = `SELECT epoch_us(ts), open, high, low, close, volume, vwap,
+      trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session${lineage}
     FROM ${_BARS_FILTER} ORDER BY ts ${order} LIMIT $limit::BIGINT`;
   return await _namingCorrupt(engine, files, request, options.signal, () =>
     _withConnection(
@@ -1140,18 +1170,18 @@ export async function readBars(
 }
 
 /**
- * The keyset cursor of a page: the `ts` (epoch ms) of the `request.limit`-th bar when more bars
- * follow it, else `undefined` (the page is the last one).
+ * The keyset cursor of a page: the `ts` (epoch microseconds) of the `request.limit`-th bar when
+ * more bars follow it, else `undefined` (the page is the last one).
  */
 export async function barsPageEnd(
   engine: QueryEngine,
   request: BarsRequest,
   options: ReadBarsOptions = {},
-): Promise<number | undefined> {
+): Promise<bigint | undefined> {
   _checkBarsRequest(request);
   const files = await _barFiles(engine, request);
   if (files.length === 0 || request.limit === 0) return undefined;
-  const sql = `SELECT epoch_ms(ts)::DOUBLE FROM ${_BARS_FILTER}
+  const sql = `SELECT epoch_us(ts) FROM ${_BARS_FILTER}
     ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
   return await _namingCorrupt(engine, files, request, options.signal, () =>
     _withConnection(
@@ -1163,7 +1193,7 @@ export async function barsPageEnd(
         try {
           _bindBars(prepared, files, request, { offset: request.limit - 1 });
           const rows = (await prepared.runAndReadAll()).getRows();
-          return rows.length === 2 ? Number(rows[0][0]) : undefined;
+          return rows.length === 2 ? rows[0][0] as bigint : undefined;
         } finally {
           prepared.destroySync();
         }
@@ -1256,15 +1286,6 @@ export async function exportBarsParquet(
   }
 }
 
-/** Timeframes with at least one Parquet file under `<dataDir>/bars/`, shortest first. */
-export async function storedTimeframes(dataDir: string): Promise<Timeframe[]> {
-  const present: Timeframe[] = [];
-  for (const timeframe of TIMEFRAMES) {
-    if (await _anyParquet(join(dataDir, "bars", `timeframe=${timeframe}`))) present.push(timeframe);
-  }
-  return present;
-}
-
 /** What is stored for one symbol and timeframe. Times are epoch ms of the first and last bar. */
 export interface StoredBarSeries {
   symbol: string;
@@ -1322,17 +1343,19 @@ export async function storedInventory(
     string,
     { symbol: string; timeframe: Timeframe; files: number; bytes: number; paths: string[] }
   >();
-  // Every file on disk, not the views: those are fixed when the engine opens and may leave out a
-  // file whose footer does not read, which must show up here as corrupt.
-  for (const timeframe of TIMEFRAMES) {
-    const dir = join(engine.dataDir, "bars", `timeframe=${timeframe}`);
-    for (const entry of await _readDirOrEmpty(dir)) {
-      if (!entry.isDirectory || !entry.name.startsWith("symbol=")) continue;
-      const symbol = entry.name.slice("symbol=".length);
-      const size = { symbol, timeframe, files: 0, bytes: 0, paths: [] as string[] };
-      await _sumParquet(join(dir, entry.name), size);
-      groups.set(`${timeframe}|${symbol}`, size);
+  // Every live file of the manifest now, not the views: those are fixed when the engine opens and
+  // may leave out a file whose footer does not read, which must show up here as corrupt.
+  const live = await withManifest(engine.dataDir, (db) => listFiles(db, { tree: "bars" }), []);
+  for (const file of live) {
+    const id = `${file.timeframe}|${file.symbol}`;
+    let group = groups.get(id);
+    if (!group) {
+      group = { symbol: file.symbol, timeframe: file.timeframe, files: 0, bytes: 0, paths: [] };
+      groups.set(id, group);
     }
+    group.files++;
+    group.bytes += file.bytes;
+    group.paths.push(join(engine.dataDir, file.path));
   }
   const files = [...groups.values()].flatMap((group) => group.paths);
   if (files.length === 0) return { series: [], corrupt: [] };
@@ -1343,7 +1366,7 @@ export async function storedInventory(
     rows = await _withConnection(engine, timeoutMs, options.signal, async (connection) => {
       const prepared = await connection.prepare(
         `SELECT symbol, timeframe, count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE,
-           epoch_ms(max(ts))::DOUBLE FROM read_parquet($files, hive_partitioning = false)
+           epoch_ms(max(ts))::DOUBLE FROM read_parquet($files, hive_partitioning = true, hive_types_autocast = false)
          GROUP BY symbol, timeframe ORDER BY symbol, CASE timeframe ${order} END`,
       );
       try {
@@ -1395,7 +1418,7 @@ async function _inventoryBySeries(
     const summarize = async (paths: string[]) => {
       const prepared = await connection.prepare(
         `SELECT count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE, epoch_ms(max(ts))::DOUBLE
-         FROM read_parquet($files, hive_partitioning = false)`,
+         FROM read_parquet($files, hive_partitioning = true, hive_types_autocast = false)`,
       );
       try {
         prepared.bind({ files: listValue(paths) }, { files: LIST(VARCHAR) });
@@ -1454,8 +1477,13 @@ function _checkBarsRequest(request: BarsRequest): void {
     throw new RangeError(`Invalid bars limit ${request.limit}: expected a whole number >= 0`);
   }
   for (const [name, value] of [["after", request.after], ["before", request.before]] as const) {
-    if (value !== undefined && !Number.isSafeInteger(value)) {
-      throw new RangeError(`Invalid bars ${name} ${value}: expected epoch milliseconds`);
+    if (
+      value !== undefined &&
+      (typeof value !== "bigint" || value < _MIN_MICROS || value > _MAX_MICROS)
+    ) {
+      throw new RangeError(
+        `Invalid bars ${name} ${value}: expected epoch microseconds from 1900 to 2200`,
+      );
     }
   }
 }
@@ -1464,7 +1492,7 @@ function _checkBarsRequest(request: BarsRequest): void {
  * `FROM`/`WHERE` of a bars read. The files come from {@link _barFiles} as a bound list; every
  * request value is a parameter.
  */
-const _BARS_FILTER = `read_parquet($files)
+const _BARS_FILTER = `read_parquet($files, hive_partitioning = true, hive_types_autocast = false)
     WHERE symbol = $symbol AND trading_date BETWEEN $start::DATE AND $end::DATE
       AND ts > make_timestamptz($after::BIGINT) AND ts < make_timestamptz($before::BIGINT)`;
 
@@ -1479,8 +1507,8 @@ function _bindBars(
     symbol: request.symbol,
     start: request.start ?? _MIN_DATE,
     end: request.end ?? _MAX_DATE,
-    after: request.after === undefined ? _MIN_MICROS : BigInt(request.after) * 1000n,
-    before: request.before === undefined ? _MAX_MICROS : BigInt(request.before) * 1000n,
+    after: request.after ?? _MIN_MICROS,
+    before: request.before ?? _MAX_MICROS,
   };
   if (extra.limit !== undefined) values.limit = BigInt(extra.limit);
   if (extra.offset !== undefined) values.offset = BigInt(extra.offset);
@@ -1493,42 +1521,10 @@ function _bindBars(
  * symbols stored or ten thousand, and needs no view (new timeframes are seen at once).
  */
 async function _barFiles(engine: QueryEngine, request: BarsRequest): Promise<string[]> {
-  const symbolDir = join(
-    engine.dataDir,
-    "bars",
-    `timeframe=${request.timeframe}`,
-    `symbol=${request.symbol}`,
-  );
-  const first = request.start ?? _MIN_DATE;
-  const last = request.end ?? _MAX_DATE;
-  const files: string[] = [];
-  for (const year of await _readDirOrEmpty(symbolDir)) {
-    const y = /^year=(\d{4})$/.exec(year.name)?.[1];
-    if (!year.isDirectory || y === undefined || y < first.slice(0, 4) || y > last.slice(0, 4)) {
-      continue;
-    }
-    const yearDir = join(symbolDir, year.name);
-    if (request.timeframe === "1d") {
-      await _collectParquet(yearDir, files);
-      continue;
-    }
-    for (const month of await _readDirOrEmpty(yearDir)) {
-      const m = /^month=(\d{2})$/.exec(month.name)?.[1];
-      if (!month.isDirectory || m === undefined) continue;
-      const period = `${y}-${m}`;
-      if (period < first.slice(0, 7) || period > last.slice(0, 7)) continue;
-      await _collectParquet(join(yearDir, month.name), files);
-    }
-  }
-  return files.sort();
-}
-
-async function _collectParquet(dir: string, into: string[]): Promise<void> {
-  for (const entry of await _readDirOrEmpty(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) await _collectParquet(path, into);
-    else if (entry.isFile && entry.name.endsWith(".parquet")) into.push(path);
-  }
+  return await listPartitionFiles(engine.dataDir, "bars", request.timeframe, request.symbol, {
+    start: request.start,
+    end: request.end,
+  });
 }
 
 function _barColumns(chunk: DuckDBDataChunk): BarColumns {
@@ -1548,9 +1544,31 @@ function _barColumns(chunk: DuckDBDataChunk): BarColumns {
     for (let row = 0; row < length; row++) out[row] = vector.getItem(row) as string;
     return out;
   };
+  const bigints = (index: number): BigInt64Array => {
+    const vector = chunk.getColumnVector(index);
+    const out = new BigInt64Array(length);
+    for (let row = 0; row < length; row++) out[row] = vector.getItem(row) as bigint;
+    return out;
+  };
+  const tsMicros = bigints(0);
+  const ts = new Float64Array(length);
+  for (let row = 0; row < length; row++) ts[row] = Math.floor(Number(tsMicros[row]) / 1000);
+  let lineage: BarLineageColumns | undefined;
+  if (chunk.columnCount > 10) {
+    const version = chunk.getColumnVector(15);
+    lineage = {
+      provider: strings(10),
+      feed: strings(11),
+      adjustment: strings(12),
+      ingestId: strings(13),
+      ingestedAt: bigints(14),
+      schemaVersion: Int32Array.from({ length }, (_, row) => version.getItem(row) as number),
+    };
+  }
   return {
     length,
-    ts: numbers(0),
+    ts,
+    tsMicros,
     open: numbers(1),
     high: numbers(2),
     low: numbers(3),
@@ -1560,37 +1578,6 @@ function _barColumns(chunk: DuckDBDataChunk): BarColumns {
     tradeCount: numbers(7),
     tradingDate: strings(8),
     session: strings(9),
+    ...(lineage ? { lineage } : {}),
   };
-}
-
-async function _readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
-  try {
-    return await Array.fromAsync(Deno.readDir(dir));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
-}
-
-async function _anyParquet(dir: string): Promise<boolean> {
-  for (const entry of await _readDirOrEmpty(dir)) {
-    if (entry.isFile && entry.name.endsWith(".parquet")) return true;
-    if (entry.isDirectory && await _anyParquet(join(dir, entry.name))) return true;
-  }
-  return false;
-}
-
-async function _sumParquet(
-  dir: string,
-  into: { files: number; bytes: number; paths?: string[] },
-): Promise<void> {
-  for (const entry of await _readDirOrEmpty(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) await _sumParquet(path, into);
-    else if (entry.isFile && entry.name.endsWith(".parquet")) {
-      into.files++;
-      into.bytes += (await Deno.stat(path)).size;
-      into.paths?.push(path);
-    }
-  }
 }

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { Timeframe } from "../core/types.ts";
+import { storeBarFile } from "../tests/_bar_files.ts";
 import { BAR_COLUMNS, createBarViews, openDuckDB, sqlString } from "./duckdb.ts";
+import { newFileName, partitionDir } from "./layout.ts";
+import { listFiles } from "./manifest.ts";
+import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
 import {
   formatCsv,
   formatJson,
@@ -14,42 +19,56 @@ import {
   writeQueryParquet,
 } from "./query.ts";
 
-/** Bars of one symbol: `count` one-minute (or one-day) bars from `start`, in the stored layout. */
-function barsSql(symbol: string, timeframe: string, start: string, count: number): string {
+/**
+ * Bars of one symbol: `count` one-minute (or one-day) bars from `start`, with the columns of a
+ * stored file (layout 2: no symbol or timeframe, they come from the folders).
+ */
+function barsSql(start: string, count: number, timeframe: string): string {
   const step = timeframe === "1d" ? "INTERVAL 1 DAY" : "INTERVAL 1 MINUTE";
-  return `SELECT ${sqlString(symbol)}::VARCHAR AS symbol,
-      TIMESTAMPTZ ${sqlString(start)} + i * ${step} AS ts,
+  return `SELECT TIMESTAMPTZ ${sqlString(start)} + i * ${step} AS ts,
       100.0 + i AS open, 101.0 + i AS high, 99.0 + i AS low, 100.5 + i AS close,
       1000.0 * (i + 1) AS volume, 100.25 + i AS vwap, (10 + i)::BIGINT AS trade_count,
-      ${sqlString(timeframe)}::VARCHAR AS timeframe,
       (TIMESTAMPTZ ${sqlString(start)} + i * ${step})::DATE AS trading_date,
       'regular'::VARCHAR AS session, 'fake'::VARCHAR AS provider, 'sip'::VARCHAR AS feed,
       'raw'::VARCHAR AS adjustment, 'job-1'::VARCHAR AS ingest_id,
-      TIMESTAMPTZ '2024-03-05 00:00:00+00' AS ingested_at, 1::INTEGER AS schema_version
+      TIMESTAMPTZ '2024-03-05 00:00:00+00' AS ingested_at, 2::INTEGER AS schema_version
     FROM range(${count}) AS t(i)`;
 }
 
-/** A data dir with 1m bars for AAPL (3) and MSFT (2) in March 2024 and one 1d AAPL bar. */
+/**
+ * A data dir (layout 2) with 1m bars for AAPL (3) and MSFT (2) in March 2024 and one 1d AAPL
+ * bar, each in one file that the manifest lists.
+ */
 async function makeDataDir(): Promise<string> {
   const dataDir = await Deno.makeTempDir({ prefix: "marketpipe-query-test-" });
   const partitions = [
-    ["AAPL", "1m", "2024-03-04 14:30:00+00", 3, "symbol=AAPL/year=2024/month=03"],
-    ["MSFT", "1m", "2024-03-04 14:30:00+00", 2, "symbol=MSFT/year=2024/month=03"],
-    ["AAPL", "1d", "2024-03-04 05:00:00+00", 1, "symbol=AAPL/year=2024"],
+    ["AAPL", "1m", "2024-03-04 14:30:00+00", 3],
+    ["MSFT", "1m", "2024-03-04 14:30:00+00", 2],
+    ["AAPL", "1d", "2024-03-04 05:00:00+00", 1],
   ] as const;
   const instance = await openDuckDB({ threads: 1 });
   try {
     const connection = await instance.connect();
     try {
-      for (const [symbol, timeframe, start, count, partition] of partitions) {
-        const dir = join(dataDir, "bars", `timeframe=${timeframe}`, partition);
-        await Deno.mkdir(dir, { recursive: true });
-        await connection.run(
-          `COPY (${barsSql(symbol, timeframe, start, count)}) TO ${
-            sqlString(join(dir, "data.parquet"))
-          } (FORMAT parquet, COMPRESSION zstd)`,
-        );
+      for (const [symbol, timeframe, start, count] of partitions) {
+        await storeBarFile(dataDir, connection, {
+          timeframe,
+          symbol,
+          select: barsSql(start, count, timeframe),
+        });
       }
+      // A file renamed into place but never committed (a killed writer's orphan): not live.
+      await connection.run(
+        `COPY (${barsSql("2024-03-04 14:33:00+00", 4, "1m")}) TO ${
+          sqlString(
+            join(
+              dataDir,
+              partitionDir("1m", "AAPL", "2024-03-04"),
+              newFileName("2024-03-04", "2024-03-04"),
+            ),
+          )
+        } (FORMAT parquet, COMPRESSION zstd)`,
+      );
     } finally {
       connection.closeSync();
     }
@@ -57,12 +76,25 @@ async function makeDataDir(): Promise<string> {
     instance.closeSync();
   }
   // A writer's temp file and a timeframe holding nothing but one: neither may be read.
-  const aaplDir = join(dataDir, "bars", "timeframe=1m", "symbol=AAPL", "year=2024", "month=03");
+  const aaplDir = join(dataDir, partitionDir("1m", "AAPL", "2024-03-04"));
   await Deno.writeTextFile(join(aaplDir, ".tmp-123-data"), "not parquet");
-  const fiveMinuteDir = join(dataDir, "bars", "timeframe=5m", "symbol=AAPL", "year=2024");
+  const fiveMinuteDir = join(dataDir, partitionDir("5m", "AAPL", "2024-03-04"));
   await Deno.mkdir(fiveMinuteDir, { recursive: true });
   await Deno.writeTextFile(join(fiveMinuteDir, ".tmp-456-data"), "not parquet");
   return dataDir;
+}
+
+/** The live bar files of `dataDir` as {@link createBarViews} takes them. */
+function manifestFiles(dataDir: string): { timeframe: Timeframe; path: string }[] {
+  const db = openReadOnlyDatabase(join(dataDir, META_FILE));
+  try {
+    return listFiles(db, { tree: "bars" }).map((file) => ({
+      timeframe: file.timeframe,
+      path: join(dataDir, file.path),
+    }));
+  } finally {
+    db.close();
+  }
 }
 
 Deno.test("createBarViews() creates views only for timeframes with Parquet files", async () => {
@@ -71,7 +103,7 @@ Deno.test("createBarViews() creates views only for timeframes with Parquet files
     const instance = await openDuckDB({ threads: 1 });
     const connection = await instance.connect();
     try {
-      assert.deepEqual(await createBarViews(connection, dataDir), ["1m", "1d"]);
+      assert.deepEqual(await createBarViews(connection, manifestFiles(dataDir)), ["1m", "1d"]);
       const views = await connection.runAndReadAll(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name",
       );
@@ -95,7 +127,7 @@ Deno.test("createBarViews() makes an empty, typed bars view when there is no dat
   const instance = await openDuckDB({ threads: 1 });
   const connection = await instance.connect();
   try {
-    assert.deepEqual(await createBarViews(connection, dataDir), []);
+    assert.deepEqual(await createBarViews(connection, []), []);
     const described = await connection.runAndReadAll("DESCRIBE bars");
     assert.deepEqual(
       described.getRows().map(([name, type]) => [name, type]),
@@ -136,7 +168,7 @@ Deno.test("runQuery() answers SQL over the bar views", async (t) => {
       assert.deepEqual(bySymbol.rows, [["AAPL", 3], ["MSFT", 2]]);
     });
 
-    await t.step("SELECT * has the bar columns without year and month", async () => {
+    await t.step("SELECT * has the bar columns without the path-only year", async () => {
       const result = await runQuery(engine, "SELECT * FROM bars_1m LIMIT 1");
       assert.deepEqual(
         result.columns.map((column) => column.name),

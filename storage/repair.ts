@@ -8,18 +8,19 @@
  */
 import type { DuckDBInstance } from "@duckdb/node-api";
 import { dirname, join, relative, sep } from "node:path";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import type { Timeframe } from "../core/types.ts";
 import { checkParquetFile } from "./corrupt.ts";
 import { fsyncDir, pathExists } from "./fs.ts";
 import type { MetaStore } from "./meta.ts";
-import { QUARANTINE_DIR } from "./quarantine.ts";
+import { BARS_DIR, parsePartitionPath, QUARANTINE_DIR, walkParquetFiles } from "./layout.ts";
+import { type BarFile, commitFiles, listFiles, withManifest } from "./manifest.ts";
 
 /** The folder of the data directory that `repair --move` moves unreadable files into. */
 export const CORRUPT_DIR = "corrupt";
 
 /** A stored Parquet file that cannot be read. */
 export interface CorruptStoredFile {
-  /** Path relative to the data directory, e.g. `bars/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet`. */
+  /** Path relative to the data directory, e.g. `bars/timeframe=1m/symbol=AAPL/year=2024/2024-03-01_2024-03-28-1a2b3c4d.parquet`. */
   path: string;
   /** What DuckDB said, one line. */
   reason: string;
@@ -45,16 +46,24 @@ export async function findCorruptFiles(
   options: { signal?: AbortSignal; onProgress?: (checked: number, total: number) => void } = {},
 ): Promise<CorruptScan> {
   const files: string[] = [];
-  for (const tree of ["bars", QUARANTINE_DIR]) await _collect(join(dataDir, tree), files);
-  files.sort();
+  for (const tree of [BARS_DIR, QUARANTINE_DIR]) {
+    for (const found of await walkParquetFiles(join(dataDir, tree))) files.push(found.path);
+  }
   const corrupt: CorruptStoredFile[] = [];
+  // A live file stands for the trading dates the manifest records for it; an orphan for none.
+  const live = new Map(
+    (await withManifest(dataDir, (db) => listFiles(db), [])).map((file) => [file.path, file]),
+  );
   const connection = await duckdb.connect();
   try {
     let checked = 0;
     for (const file of files) {
       options.signal?.throwIfAborted();
       const reason = await checkParquetFile(connection, file);
-      if (reason !== undefined) corrupt.push(_describe(relative(dataDir, file), reason));
+      if (reason !== undefined) {
+        const path = relative(dataDir, file);
+        corrupt.push(_describe(path, reason, live.get(path)));
+      }
       checked++;
       options.onProgress?.(checked, files.length);
     }
@@ -81,7 +90,7 @@ export interface MovedFile {
 /**
  * Moves each file to `<dataDir>/corrupt/<its path>` by rename (a numbered name when that is
  * taken), under its partition's lock and after checking it once more. For a `bars/` partition the
- * ingested-day records of its month (year for 1d) are removed first, for every source, so a crash
+ * ingested-day records of the trading dates it holds are removed first, for every source, so a crash
  * in between leaves a file that `repair` finds again rather than days marked stored without data.
  * With `dryRun` nothing changes and `movedTo` says where each would go.
  */
@@ -126,6 +135,9 @@ export async function moveCorruptFiles(
         const daysForgotten = file.tree === "bars" && file.partition
           ? _forgetDays(meta, file.partition)
           : 0;
+        // Out of the manifest before it moves: readers stop listing it, and a crash after this
+        // leaves an orphan that the next writer of the partition (or repair) deals with.
+        commitFiles(meta.db, [], [file.path]);
         const target = await _freeTarget(join(dataDir, CORRUPT_DIR, file.path));
         await Deno.mkdir(dirname(target), { recursive: true });
         await Deno.rename(source, target);
@@ -172,49 +184,18 @@ async function _freeTarget(path: string): Promise<string> {
   }
 }
 
-/** The tree and (when the folders follow the layout) partition of a relative file path. */
-function _describe(path: string, reason: string): CorruptStoredFile {
-  const parts = path.split(sep);
-  const tree = parts[0] === QUARANTINE_DIR ? "quarantine" : "bars";
-  const value = (index: number, key: string) =>
-    parts[index]?.startsWith(`${key}=`) ? parts[index].slice(key.length + 1) : undefined;
-  const timeframe = value(1, "timeframe") as Timeframe | undefined;
-  const symbol = value(2, "symbol");
-  const year = value(3, "year");
-  const month = value(4, "month");
+/** The tree of a relative file path, and the trading dates it holds when it is a live file. */
+function _describe(path: string, reason: string, live: BarFile | undefined): CorruptStoredFile {
+  const tree = parsePartitionPath(path)?.tree ??
+    (path.split(sep)[0] === QUARANTINE_DIR ? "quarantine" : "bars");
   const file: CorruptStoredFile = { path, reason, tree };
-  if (
-    timeframe === undefined || !TIMEFRAMES.includes(timeframe) || symbol === undefined ||
-    year === undefined || !/^\d{4}$/.test(year)
-  ) {
-    return file;
-  }
-  if (timeframe === "1d" && parts.length === 5) {
-    file.partition = { timeframe, symbol, start: `${year}-01-01`, end: `${year}-12-31` };
-  } else if (
-    timeframe !== "1d" && month !== undefined && /^\d{2}$/.test(month) && parts.length === 6
-  ) {
+  if (live !== undefined) {
     file.partition = {
-      timeframe,
-      symbol,
-      start: `${year}-${month}-01`,
-      end: `${year}-${month}-31`,
+      timeframe: live.timeframe,
+      symbol: live.symbol,
+      start: live.firstDate,
+      end: live.lastDate,
     };
   }
   return file;
-}
-
-async function _collect(dir: string, into: string[]): Promise<void> {
-  let entries: Deno.DirEntry[];
-  try {
-    entries = await Array.fromAsync(Deno.readDir(dir));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    throw error;
-  }
-  for (const entry of entries) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) await _collect(path, into);
-    else if (entry.isFile && entry.name.endsWith(".parquet")) into.push(path);
-  }
 }

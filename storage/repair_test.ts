@@ -1,24 +1,28 @@
 import assert from "node:assert/strict";
 import type { DuckDBInstance } from "@duckdb/node-api";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
-import { damageZstdPages, truncateFile } from "../tests/_corrupt.ts";
+import { damageZstdPages, liveFile, truncateFile } from "../tests/_corrupt.ts";
 import { openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import { listFiles } from "./manifest.ts";
 import { writeBars } from "./partitions.ts";
 import { writeQuarantine } from "./quarantine.ts";
 import { findCorruptFiles, moveCorruptFiles } from "./repair.ts";
-
-const AAPL = "bars/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet";
-const MSFT = "bars/timeframe=1m/symbol=MSFT/year=2024/month=03/data.parquet";
-const SPY = "bars/timeframe=1m/symbol=SPY/year=2024/month=03/data.parquet";
-const AAPL_QUARANTINE = "quarantine/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet";
 
 interface Context {
   dataDir: string;
   duckdb: DuckDBInstance;
   meta: MetaStore;
+  /**
+   * Live files (relative to the data dir, from the manifest): the 1m bars of 2024-03-04 of each
+   * symbol (each day was written apart, so each is its own file) and AAPL's quarantine file.
+   */
+  AAPL: string;
+  MSFT: string;
+  SPY: string;
+  AAPL_QUARANTINE: string;
 }
 
 /** 1m bars of `symbol` from 04:00 New York on `date` (600 of them, so pages are zstd frames). */
@@ -75,7 +79,20 @@ async function withData(fn: (context: Context) => Promise<void>): Promise<void> 
     }], {
       jobId: "job-1",
     });
-    await fn({ dataDir, duckdb, meta });
+    const file = async (symbol: string) =>
+      relative(dataDir, await liveFile(dataDir, "1m", symbol, { date: "2024-03-04" }));
+    await fn({
+      dataDir,
+      duckdb,
+      meta,
+      AAPL: await file("AAPL"),
+      MSFT: await file("MSFT"),
+      SPY: await file("SPY"),
+      AAPL_QUARANTINE: relative(
+        dataDir,
+        await liveFile(dataDir, "1m", "AAPL", { tree: "quarantine" }),
+      ),
+    });
   } finally {
     duckdb.closeSync();
     meta.close();
@@ -90,13 +107,14 @@ function days(meta: MetaStore, timeframe: string, symbol: string): string[] {
 }
 
 Deno.test("findCorruptFiles() reads every file under bars/ and quarantine/ and lists the unreadable ones with the reason", async () => {
-  await withData(async ({ dataDir, duckdb }) => {
-    assert.deepEqual(await findCorruptFiles(dataDir, duckdb), { checked: 4, corrupt: [] });
+  await withData(async ({ dataDir, duckdb, AAPL, MSFT, AAPL_QUARANTINE }) => {
+    // Two files per symbol (one per day written) and one quarantine file.
+    assert.deepEqual(await findCorruptFiles(dataDir, duckdb), { checked: 7, corrupt: [] });
     await truncateFile(join(dataDir, AAPL));
     await damageZstdPages(join(dataDir, MSFT));
     await Deno.writeTextFile(join(dataDir, AAPL_QUARANTINE), "not parquet");
     const scan = await findCorruptFiles(dataDir, duckdb);
-    assert.equal(scan.checked, 4);
+    assert.equal(scan.checked, 7);
     assert.deepEqual(scan.corrupt.map((f) => [f.path, f.tree]), [
       [AAPL, "bars"],
       [MSFT, "bars"],
@@ -104,40 +122,51 @@ Deno.test("findCorruptFiles() reads every file under bars/ and quarantine/ and l
     ]);
     assert.match(scan.corrupt[0].reason, /magic bytes/);
     assert.match(scan.corrupt[1].reason, /ZSTD Decompression failure/);
+    // The trading dates the manifest records for the file, not its whole year folder.
     assert.deepEqual(scan.corrupt[0].partition, {
       timeframe: "1m",
       symbol: "AAPL",
-      start: "2024-03-01",
-      end: "2024-03-31",
+      start: "2024-03-04",
+      end: "2024-03-04",
     });
   });
 });
 
-Deno.test("moveCorruptFiles() renames each file into corrupt/ byte for byte and forgets only its partition's days", async () => {
-  await withData(async ({ dataDir, duckdb, meta }) => {
+Deno.test("moveCorruptFiles() renames each file into corrupt/ byte for byte, drops it from the manifest and forgets only its days", async () => {
+  await withData(async ({ dataDir, duckdb, meta, AAPL, AAPL_QUARANTINE }) => {
     await truncateFile(join(dataDir, AAPL));
     await Deno.writeTextFile(join(dataDir, AAPL_QUARANTINE), "not parquet");
     const before = await Deno.readFile(join(dataDir, AAPL));
     const { corrupt } = await findCorruptFiles(dataDir, duckdb);
+    // Paths of the manifest's live files (7: two days of three symbols, one quarantine file).
+    const live = () => listFiles(meta.db).map((file) => file.path);
+    const allLive = live();
+    assert.equal(allLive.length, 7);
 
     const dry = await moveCorruptFiles({ dataDir, duckdb, meta }, corrupt, { dryRun: true });
     assert.deepEqual(dry.map((m) => [m.outcome, m.movedTo, m.daysForgotten]), [
-      ["moved", `corrupt/${AAPL}`, 2],
+      ["moved", `corrupt/${AAPL}`, 1],
       ["moved", `corrupt/${AAPL_QUARANTINE}`, 0],
     ]);
     assert.deepEqual(await Deno.readFile(join(dataDir, AAPL)), before, "a dry run moved the file");
+    assert.deepEqual(live(), allLive, "a dry run changed the manifest");
     assert.deepEqual(days(meta, "1m", "AAPL"), ["2024-02-29", "2024-03-04", "2024-03-05"]);
 
     const moved = await moveCorruptFiles({ dataDir, duckdb, meta }, corrupt);
     assert.deepEqual(moved.map((m) => [m.outcome, m.movedTo, m.daysForgotten]), [
-      ["moved", `corrupt/${AAPL}`, 2],
+      ["moved", `corrupt/${AAPL}`, 1],
       ["moved", `corrupt/${AAPL_QUARANTINE}`, 0],
     ]);
     assert.deepEqual(await Deno.readFile(join(dataDir, "corrupt", AAPL)), before);
+    assert.deepEqual(
+      live(),
+      allLive.filter((path) => path !== AAPL && path !== AAPL_QUARANTINE),
+      "the manifest lists a moved file, or lost another",
+    );
     await assert.rejects(Deno.stat(join(dataDir, AAPL)), Deno.errors.NotFound);
     await assert.rejects(Deno.stat(join(dataDir, AAPL_QUARANTINE)), Deno.errors.NotFound);
-    // March of AAPL 1m is forgotten; February, 1d and the other symbols are not.
-    assert.deepEqual(days(meta, "1m", "AAPL"), ["2024-02-29"]);
+    // The file's day of AAPL 1m is forgotten; AAPL's other days, 1d and other symbols are not.
+    assert.deepEqual(days(meta, "1m", "AAPL"), ["2024-02-29", "2024-03-05"]);
     assert.deepEqual(days(meta, "1d", "AAPL"), ["2024-03-04"]);
     assert.deepEqual(days(meta, "1m", "MSFT"), ["2024-03-04", "2024-03-05"]);
     const locks = meta.db.prepare("SELECT count(*) AS n FROM partition_locks").get()!;
@@ -146,23 +175,25 @@ Deno.test("moveCorruptFiles() renames each file into corrupt/ byte for byte and 
 });
 
 Deno.test("moveCorruptFiles() never replaces a file already in corrupt/ and keeps a file that reads again", async () => {
-  await withData(async ({ dataDir, duckdb, meta }) => {
+  await withData(async ({ dataDir, duckdb, meta, AAPL, SPY }) => {
+    const spyBytes = await Deno.readFile(join(dataDir, SPY));
     await truncateFile(join(dataDir, AAPL));
     await truncateFile(join(dataDir, SPY));
     const { corrupt } = await findCorruptFiles(dataDir, duckdb);
     const earlier = join(dataDir, "corrupt", AAPL);
     await Deno.mkdir(join(earlier, ".."), { recursive: true });
     await Deno.writeTextFile(earlier, "moved aside last week");
-    // SPY is rewritten (by an ingest, say) between the scan and the move.
-    await Deno.remove(join(dataDir, SPY));
-    await writeBars({ dataDir, duckdb, meta }, dayOfBars("SPY", "2024-03-04"), { jobId: "job-2" });
+    // SPY reads again between the scan and the move (restored from a backup, say). Stored files
+    // are immutable, and a write that merges an unreadable file fails, so that is the one way.
+    await Deno.writeFile(join(dataDir, SPY), spyBytes);
     const moved = await moveCorruptFiles({ dataDir, duckdb, meta }, corrupt);
     assert.deepEqual(moved.map((m) => [m.file.path, m.outcome, m.movedTo ?? null]), [
       [AAPL, "moved", `corrupt/${AAPL.replace(/\.parquet$/, ".1.parquet")}`],
       [SPY, "readable", null],
     ]);
     assert.equal(await Deno.readTextFile(earlier), "moved aside last week");
-    assert.ok((await Deno.stat(join(dataDir, SPY))).isFile);
+    assert.deepEqual(await Deno.readFile(join(dataDir, SPY)), spyBytes);
+    assert.ok(listFiles(meta.db, { symbol: "SPY" }).some((file) => file.path === SPY));
     assert.deepEqual(days(meta, "1m", "SPY"), ["2024-03-04", "2024-03-05"]);
   });
 });

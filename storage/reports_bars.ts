@@ -4,82 +4,9 @@
  *
  * @module
  */
-import { isFile } from "./fs.ts";
 import type { DuckDBConnection } from "@duckdb/node-api";
-import { join } from "node:path";
 import type { Bar, Session, Timeframe } from "../core/types.ts";
-import { sqlString } from "./duckdb.ts";
-import { PARTITION_FILE } from "./layout.ts";
-
-/** The trees partition files live in: stored bars and the quarantine. */
-export type PartitionRoot = "bars" | "quarantine";
-
-/** Options of {@link listPartitionFiles}. */
-export interface PartitionFilesOptions {
-  /** First trading date whose partition is wanted (`YYYY-MM-DD`); default: all. */
-  start?: string;
-  /** Last trading date whose partition is wanted; default: all. */
-  end?: string;
-}
-
-/**
- * Absolute paths of the live files of `symbol`'s `timeframe` partitions under `<dataDir>/<root>`
- * whose year (daily) or month (intraday) overlaps [start, end], in date order.
- */
-export async function listPartitionFiles(
-  dataDir: string,
-  root: PartitionRoot,
-  timeframe: Timeframe,
-  symbol: string,
-  options: PartitionFilesOptions = {},
-): Promise<string[]> {
-  const base = join(dataDir, root, `timeframe=${timeframe}`, `symbol=${symbol}`);
-  const startYear = options.start?.slice(0, 4) ?? "0000";
-  const endYear = options.end?.slice(0, 4) ?? "9999";
-  const startMonth = options.start?.slice(0, 7) ?? "0000-00";
-  const endMonth = options.end?.slice(0, 7) ?? "9999-99";
-  const files: string[] = [];
-  for (const year of await _keyValues(base, "year")) {
-    if (year < startYear || year > endYear) continue;
-    const yearDir = join(base, `year=${year}`);
-    if (timeframe === "1d") {
-      if (await isFile(join(yearDir, PARTITION_FILE))) files.push(join(yearDir, PARTITION_FILE));
-      continue;
-    }
-    for (const month of await _keyValues(yearDir, "month")) {
-      const period = `${year}-${month}`;
-      if (period < startMonth || period > endMonth) continue;
-      const file = join(yearDir, `month=${month}`, PARTITION_FILE);
-      if (await isFile(file)) files.push(file);
-    }
-  }
-  return files;
-}
-
-/** Symbols with at least one partition directory of `timeframe` under `<dataDir>/<root>`, sorted. */
-export async function listStoredSymbols(
-  dataDir: string,
-  root: PartitionRoot,
-  timeframe: Timeframe,
-): Promise<string[]> {
-  return await _keyValues(join(dataDir, root, `timeframe=${timeframe}`), "symbol");
-}
-
-/** Values of the `key=value` subdirectories of `dir`, sorted; none when `dir` is missing. */
-async function _keyValues(dir: string, key: string): Promise<string[]> {
-  const values: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (entry.isDirectory && entry.name.startsWith(`${key}=`)) {
-        values.push(entry.name.slice(key.length + 1));
-      }
-    }
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
-  return values.sort();
-}
+import { readFilesSql, sqlString } from "./duckdb.ts";
 
 /** Options of {@link readBarRows}. */
 export interface ReadStoredBarsOptions {
@@ -115,7 +42,7 @@ export async function readBarRows(
   if (files.length === 0) return [];
   return await readBarsFrom(
     connection,
-    `read_parquet([${files.map(sqlString).join(", ")}], hive_partitioning = false)`,
+    readFilesSql(files),
     options,
   );
 }

@@ -9,8 +9,8 @@ import type { DatabaseSync } from "node:sqlite";
 import type { Timeframe } from "../core/types.ts";
 import type { DayCount } from "../core/validate_gaps.ts";
 import { corruptFileError } from "./corrupt.ts";
-import { sqlString } from "./duckdb.ts";
-import { listPartitionFiles } from "./reports_bars.ts";
+import { readFilesSql, sqlString } from "./duckdb.ts";
+import { listPartitionFiles } from "./manifest.ts";
 
 /** Bars per trading date of `symbol` within [start, end] (dates without bars are absent). */
 export async function readDayCounts(
@@ -28,7 +28,7 @@ export async function readDayCounts(
     reader = await connection.runAndReadAll(
       `SELECT CAST(trading_date AS VARCHAR) AS date, CAST(count(*) AS INTEGER) AS bars,
        CAST(count(*) FILTER (WHERE session = 'regular') AS INTEGER) AS regular
-     FROM read_parquet([${files.map(sqlString).join(", ")}], hive_partitioning = false)
+     FROM ${readFilesSql(files)}
      WHERE trading_date BETWEEN DATE ${sqlString(start)} AND DATE ${sqlString(end)}
      GROUP BY trading_date ORDER BY trading_date`,
     );

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { BARS_DIR, walkParquetFiles } from "./layout.ts";
 
 /** Files and bytes of Parquet data under `<data>/bars`. */
 export interface StorageStats {
@@ -8,24 +9,6 @@ export interface StorageStats {
 
 /** Count the live Parquet files and their size under `<data>/bars` (0 when absent). */
 export async function storageStats(dataDir: string): Promise<StorageStats> {
-  const stats: StorageStats = { files: 0, bytes: 0 };
-  const walk = async (dir: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await Array.fromAsync(Deno.readDir(dir));
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
-      throw error;
-    }
-    for (const entry of entries) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory) await walk(path);
-      else if (entry.isFile && entry.name.endsWith(".parquet")) {
-        stats.files++;
-        stats.bytes += (await Deno.stat(path)).size;
-      }
-    }
-  };
-  await walk(join(dataDir, "bars"));
-  return stats;
+  const files = await walkParquetFiles(join(dataDir, BARS_DIR));
+  return { files: files.length, bytes: files.reduce((sum, file) => sum + file.size, 0) };
 }

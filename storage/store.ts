@@ -5,6 +5,7 @@ import type { Bar } from "../core/types.ts";
 import { ensureReserve, withReserve } from "./disk.ts";
 import { openDuckDB } from "./duckdb.ts";
 import { META_FILE, MetaStore, openMigrated } from "./meta.ts";
+import { assertLayoutCurrent, detectLayout, writeLayoutFile } from "./migrate_layout.ts";
 import { recordFreshness } from "./metrics_store.ts";
 import { writeBars } from "./partitions.ts";
 import { writeQuarantine } from "./quarantine.ts";
@@ -41,9 +42,18 @@ export interface Store extends IngestStore {
  */
 export async function openStore(
   dataDir: string,
-  options: { command?: string; threads?: number } = {},
+  options: {
+    command?: string;
+    threads?: number;
+    /** Compact a partition once a write leaves it with this many files (0: never; default 16). */
+    compactThreshold?: number;
+  } = {},
 ): Promise<Store> {
   await Deno.mkdir(dataDir, { recursive: true });
+  // Never two layouts in one directory: an old one is converted by `marketpipe migrate` first,
+  // and a new one records its layout before its first file.
+  await assertLayoutCurrent(dataDir);
+  if (await detectLayout(dataDir) === "empty") await writeLayoutFile(dataDir);
   const { db, applied } = openMigrated(join(dataDir, META_FILE));
   const meta = new MetaStore(db, { command: options.command });
   try {
@@ -66,7 +76,9 @@ export async function openStore(
     claimJob: (id) => meta.claimJob(id),
     startTask: (id, seq) => meta.startTask(id, seq),
     completeTask: (id, seq, source, result) => meta.completeTask(id, seq, source, result),
-    failTask: (id, seq, error) => meta.failTask(id, seq, error),
+    // A task that failed on a full disk must still say why: the reserve makes room for it (and
+    // for finishJob after it, in the same freed space).
+    failTask: (id, seq, error) => withReserve(dataDir, () => meta.failTask(id, seq, error)),
     releaseTask: (id, seq) => meta.releaseTask(id, seq),
     // Called once the job's writes have ended: if the disk filled up, the reserve makes room
     // to record that the job failed and why.
@@ -82,7 +94,11 @@ export async function openStore(
     },
     async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
       duckdb ??= openDuckDB({ threads: options.threads });
-      const result = await writeBars({ dataDir, duckdb: await duckdb, meta }, bars, writeOptions);
+      const result = await writeBars(
+        { dataDir, duckdb: await duckdb, meta, compactThreshold: options.compactThreshold },
+        bars,
+        writeOptions,
+      );
       const newest: { symbol: string; timeframe: string; lastTs: number }[] = [];
       let entry: { symbol: string; timeframe: string; lastTs: number } | undefined;
       for (const bar of bars) {

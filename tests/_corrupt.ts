@@ -1,4 +1,35 @@
 /** Fixtures that damage stored files the ways disks and killed copies do. */
+import { join } from "node:path";
+import type { Timeframe } from "../core/types.ts";
+import type { PartitionTree } from "../storage/layout.ts";
+import { listFiles, withManifest } from "../storage/manifest.ts";
+
+/**
+ * Absolute path (under `dataDir` as given) of the one live file of `symbol`'s `timeframe` bars
+ * (or quarantine) that holds `date` (default: any date), from the manifest; throws unless there
+ * is exactly one.
+ */
+export async function liveFile(
+  dataDir: string,
+  timeframe: Timeframe,
+  symbol: string,
+  options: { tree?: PartitionTree; date?: string } = {},
+): Promise<string> {
+  const tree = options.tree ?? "bars";
+  const files = await withManifest(
+    dataDir,
+    (db) => listFiles(db, { tree, timeframe, symbol, start: options.date, end: options.date }),
+    [],
+  );
+  if (files.length !== 1) {
+    throw new Error(
+      `Expected one live ${tree} file of ${symbol} ${timeframe}${
+        options.date ? ` on ${options.date}` : ""
+      } in ${dataDir}, found ${files.length}`,
+    );
+  }
+  return join(dataDir, files[0].path);
+}
 
 /** Cuts the file to half its size, as an interrupted copy does: the Parquet footer is gone. */
 export async function truncateFile(path: string): Promise<void> {

@@ -265,27 +265,14 @@ async function killAfterRenameBeforeCheckpoint(data: string): Promise<string | u
       }
       let hit: string | undefined;
       try {
-        for (
-          const task of metaQuery(
-            data,
-            "SELECT job_id, symbol, start_date FROM tasks WHERE status <> 'done'",
-          )
-        ) {
-          const start = String(task.start_date);
-          const file = join(
-            data,
-            `bars/timeframe=1m/symbol=${task.symbol}/year=${start.slice(0, 4)}/month=${
-              start.slice(5, 7)
-            }/data.parquet`,
-          );
-          try {
-            Deno.statSync(file);
-            hit = String(task.job_id);
-            break;
-          } catch {
-            // not written yet
-          }
-        }
+        // A task whose file is committed to the manifest but that is not yet marked done.
+        const [found] = metaQuery(
+          data,
+          `SELECT t.job_id FROM tasks t JOIN bar_files f ON f.tree = 'bars' AND f.job_id = t.job_id
+             AND f.symbol = t.symbol AND f.first_date <= t.end_date AND f.last_date >= t.start_date
+           WHERE t.status <> 'done' LIMIT 1`,
+        );
+        if (found !== undefined) hit = String(found.job_id);
       } catch {
         // The database does not exist yet.
       }

@@ -5,7 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openQueryEngine, QueryTimeoutError, runQuery } from "../storage/mod.ts";
+import {
+  listPartitionFiles,
+  openQueryEngine,
+  QueryTimeoutError,
+  runQuery,
+} from "../storage/mod.ts";
 import { createApp, createLimiter } from "../web/mod.ts";
 import { createGuessLimiter, TOKEN_GUESSES_ALLOWED } from "../web/security.ts";
 import { listTree, MAIN, runCli } from "./_cli.ts";
@@ -13,20 +18,22 @@ import { errorOf, fakeIngest, filledDataDir, jsonOf, testServer } from "./web_fi
 
 const TOKEN = "hardening-token-0123456789abcdef";
 
-/** A 1d Parquet file of the fixture, for read_text() of a file the sandbox may read. */
-function aParquetFile(dir: string): string {
-  return join(dir, "bars", "timeframe=1d", "symbol=AAPL", "year=2024", "data.parquet");
+/** A stored 1d Parquet file of the fixture (from the manifest), for read_text() in the sandbox. */
+async function aParquetFile(dir: string): Promise<string> {
+  const [file] = await listPartitionFiles(dir, "bars", "1d", "AAPL");
+  assert.ok(file !== undefined, `no 1d AAPL file stored in ${dir}`);
+  return file;
 }
 
 /** The issue's statements that answered 500, and a parameter nothing binds. */
-function sandboxProbes(dir: string): string[] {
+async function sandboxProbes(dir: string): Promise<string[]> {
   return [
     "SELECT * FROM duckdb_secrets()",
     "SELECT * FROM duckdb_secrets()", // the second call fails differently ("already registered")
     "SELECT * FROM duckdb_extensions()",
     "SELECT * FROM which_secret('s3://bucket/key', 's3')",
     "SELECT * FROM sniff_csv('/etc/passwd')",
-    `SELECT * FROM read_text('${aParquetFile(dir)}')`,
+    `SELECT * FROM read_text('${await aParquetFile(dir)}')`,
     "SELECT $1",
     "SELECT error('boom')",
     "SELECT '2024-13-01'::DATE",
@@ -42,7 +49,7 @@ Deno.test("POST /api/query answers 4xx, not 500, for sandbox functions and runti
   const dir = await filledDataDir();
   const server = await testServer(dir);
   try {
-    for (const sql of sandboxProbes(dir)) {
+    for (const sql of await sandboxProbes(dir)) {
       const response = await server.app.request("/api/query", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -81,7 +88,7 @@ Deno.test("POST /api/query answers 4xx, not 500, for sandbox functions and runti
 
 Deno.test("marketpipe query exits 2 for sandbox functions and unbound parameters", async () => {
   const dir = await filledDataDir();
-  for (const sql of [...sandboxProbes(dir).slice(2, 7), "/* SELECT"]) {
+  for (const sql of [...(await sandboxProbes(dir)).slice(2, 7), "/* SELECT"]) {
     const result = await runCli(["query", "--data-dir", dir, sql]);
     assert.equal(result.code, 2, `${sql}: ${result.stderr}`);
     assert.match(result.stderr, /^error: /, sql);

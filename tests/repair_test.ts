@@ -4,8 +4,8 @@
  * `marketpipe repair`, and its days are fetched again by the next ingest.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { damageZstdPages, truncateFile } from "./_corrupt.ts";
+import { join, relative } from "node:path";
+import { damageZstdPages, liveFile, truncateFile } from "./_corrupt.ts";
 import { json, runCli } from "./_cli.ts";
 import { testServer } from "./web_fixture.ts";
 
@@ -17,16 +17,9 @@ const BARS_DIGEST = `SELECT symbol, count(*)::INTEGER AS rows,
       session, trading_date, provider, feed, adjustment))::VARCHAR AS digest
   FROM bars GROUP BY symbol ORDER BY symbol`;
 
-function march(dataDir: string, symbol: string): string {
-  return join(
-    dataDir,
-    "bars",
-    "timeframe=1m",
-    `symbol=${symbol}`,
-    "year=2024",
-    "month=03",
-    "data.parquet",
-  );
+/** The one live 1m file of `symbol` (the ingest of March 4-8 writes one per symbol). */
+function march(dataDir: string, symbol: string): Promise<string> {
+  return liveFile(dataDir, "1m", symbol);
 }
 
 async function digest(dataDir: string): Promise<unknown> {
@@ -43,8 +36,11 @@ Deno.test("a truncated and a zstd-damaged partition: ingest names them and keeps
     assert.equal(first.code, 0, first.stderr);
     const clean = await digest(dataDir);
 
-    const aapl = march(dataDir, "AAPL");
-    const msft = march(dataDir, "MSFT");
+    const aapl = await march(dataDir, "AAPL");
+    const msft = await march(dataDir, "MSFT");
+    // As repair names them: relative to the data directory.
+    const aaplPath = relative(dataDir, aapl);
+    const msftPath = relative(dataDir, msft);
     await truncateFile(aapl);
     await damageZstdPages(msft);
     const aaplBytes = await Deno.readFile(aapl);
@@ -95,7 +91,9 @@ Deno.test("a truncated and a zstd-damaged partition: ingest names them and keeps
     assert.equal(text.code, 1, text.stderr);
     assert.match(
       text.stdout,
-      /FAILED: Cannot write partition .*symbol=AAPL.*data\.parquet: cannot read the stored file/,
+      new RegExp(
+        `FAILED: Cannot write partition ${RegExp.escape(aapl)}: cannot read the stored file`,
+      ),
     );
     assert.match(text.stdout, /marketpipe repair --move --data-dir /);
     assert.doesNotMatch(text.stdout, /Retry the failed tasks/, "the resume hint would fail again");
@@ -104,7 +102,7 @@ Deno.test("a truncated and a zstd-damaged partition: ingest names them and keeps
     assert.equal(aggregate.code, 1);
     assert.match(
       aggregate.stderr,
-      /^error: Cannot aggregate .*data\.parquet: cannot read the stored file/,
+      new RegExp(`^error: Cannot aggregate .*${RegExp.escape(aapl)}: cannot read the stored file`),
     );
     assert.deepEqual(await Deno.readFile(aapl), aaplBytes);
 
@@ -147,11 +145,11 @@ Deno.test("a truncated and a zstd-damaged partition: ingest names them and keeps
     assert.equal(listed.code, 1, listed.stderr);
     assert.match(
       listed.stdout,
-      /corrupt {2}bars\/timeframe=1m\/symbol=AAPL\/year=2024\/month=03\/data\.parquet: .*magic bytes/,
+      new RegExp(`corrupt {2}${RegExp.escape(aaplPath)}: .*magic bytes`),
     );
     assert.match(
       listed.stdout,
-      /corrupt {2}bars\/timeframe=1m\/symbol=MSFT\/.*ZSTD Decompression failure/,
+      new RegExp(`corrupt {2}${RegExp.escape(msftPath)}: .*ZSTD Decompression failure`),
     );
     assert.match(listed.stdout, /2 of 3 Parquet file\(s\) cannot be read/);
     assert.deepEqual(await Deno.readFile(aapl), aaplBytes);
@@ -163,8 +161,8 @@ Deno.test("a truncated and a zstd-damaged partition: ingest names them and keeps
       { corrupt: { path: string; outcome: string; movedTo: string; daysForgotten: number }[] }
     >(moved);
     assert.deepEqual(report.corrupt.map((f) => [f.outcome, f.movedTo, f.daysForgotten]), [
-      ["moved", "corrupt/bars/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet", 5],
-      ["moved", "corrupt/bars/timeframe=1m/symbol=MSFT/year=2024/month=03/data.parquet", 5],
+      ["moved", join("corrupt", aaplPath), 5],
+      ["moved", join("corrupt", msftPath), 5],
     ]);
     assert.deepEqual(await Deno.readFile(join(dataDir, report.corrupt[0].movedTo)), aaplBytes);
     assert.deepEqual(await Deno.readFile(join(dataDir, report.corrupt[1].movedTo)), msftBytes);

@@ -192,7 +192,7 @@ Deno.test("query --output refuses managed files for every format and leaves them
   try {
     const [partition] = (await treeHashes(join(data, "bars")))
       .map((line) => line.split(" ")[0])
-      .filter((path) => path.endsWith("data.parquet"));
+      .filter((path) => path.endsWith(".parquet"));
     await Deno.symlink(join(data, "bars"), join(root, "bars-link"));
     await Deno.symlink(join(data, "marketpipe.db"), join(root, "db-link"));
     const targets = [

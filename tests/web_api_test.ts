@@ -152,7 +152,7 @@ Deno.test("REST API", async (t) => {
       assert.equal(response.status, 200);
       const table = tableFromIPC(new Uint8Array(await response.arrayBuffer()));
       assert.equal(table.numRows, aaplDay.length);
-      assert.equal(String(table.schema.fields[1].type), "Timestamp<MILLISECOND, UTC>");
+      assert.equal(String(table.schema.fields[1].type), "Timestamp<MICROSECOND, UTC>");
       const first = table.get(0)!.toJSON();
       assert.equal(first.symbol, "AAPL");
       assert.equal(first.ts, aaplDay[0].ts);
@@ -203,7 +203,7 @@ Deno.test("REST API", async (t) => {
           const streamed = await read(100);
           assert.equal(buffered.body.bars.length, 2500);
           assert.deepEqual(streamed, buffered);
-          assert.equal(buffered.cursor, Date.parse(buffered.body.bars.at(-1)!.ts));
+          assert.equal(buffered.cursor, BigInt(Date.parse(buffered.body.bars.at(-1)!.ts)) * 1000n);
         } finally {
           engine.close();
         }

@@ -126,7 +126,12 @@ export function registerApi(app: Hono, ctx: WebContext): void {
       headers["Link"] = `<${href("/api/bars", { ...query, cursor })}>; rel="next"`;
     }
     if (format !== "json") {
-      const extension = { csv: "csv", arrow: "arrows", parquet: "parquet" }[format];
+      const extension = {
+        csv: "csv",
+        arrow: "arrows",
+        "arrow-file": "arrow",
+        parquet: "parquet",
+      }[format];
       headers["Content-Disposition"] = `attachment; filename="${symbol}_${timeframe}${
         start ? `_${start}` : ""
       }${end ? `_${end}` : ""}.${extension}"`;

@@ -1,29 +1,33 @@
 /**
- * Bars over HTTP: JSON, CSV, Arrow IPC and Parquet bodies for one page of a keyset-paginated
- * read. Pages up to {@link BUFFERED_PAGE_ROWS} are read whole first (one query, and the next
- * cursor is known before the first byte); larger pages ask DuckDB for the page end first and
- * then stream chunk by chunk, so memory stays bounded however long the range.
+ * Bars over HTTP: JSON, CSV, Arrow IPC (stream and file) and Parquet bodies for one page of a
+ * keyset-paginated read. Pages up to {@link BUFFERED_PAGE_ROWS} are read whole first (one query,
+ * and the next cursor is known before the first byte); larger pages ask DuckDB for the page end
+ * first and then stream chunk by chunk, so memory stays bounded however long the range.
  *
  * @module
  */
 import {
   AsyncByteQueue,
+  type Data,
   DateDay,
   Field,
   Float64,
+  Int32,
   Int64,
   makeData,
   RecordBatch,
+  RecordBatchFileWriter,
   RecordBatchStreamWriter,
   Schema,
   Struct,
-  TimestampMillisecond,
+  TimestampMicrosecond,
   Utf8,
-  vectorFromArray,
 } from "apache-arrow";
 import { HttpError } from "./errors.ts";
+import { encodeCursor } from "./params.ts";
 import {
   type BarColumns,
+  type BarLineageColumns,
   barsPageEnd,
   type BarsRequest,
   exportBarsParquet,
@@ -31,8 +35,8 @@ import {
   readBars,
 } from "../storage/mod.ts";
 
-/** Formats of `GET /api/bars`. */
-export const BAR_FORMATS = ["json", "csv", "arrow", "parquet"] as const;
+/** Formats of `GET /api/bars`: `arrow` is the Arrow IPC stream, `arrow-file` the IPC file. */
+export const BAR_FORMATS = ["json", "csv", "arrow", "arrow-file", "parquet"] as const;
 
 /** One of {@link BAR_FORMATS}. */
 export type BarFormat = typeof BAR_FORMATS[number];
@@ -42,13 +46,17 @@ export const BAR_MEDIA_TYPES: Readonly<Record<BarFormat, string>> = {
   json: "application/json",
   csv: "text/csv",
   arrow: "application/vnd.apache.arrow.stream",
+  "arrow-file": "application/vnd.apache.arrow.file",
   parquet: "application/vnd.apache.parquet",
 };
 
 /** Pages with at most this many rows are read whole before the response starts. */
 export const BUFFERED_PAGE_ROWS = 50_000;
 
-/** Columns of the CSV and Arrow bodies, in order (JSON rows have the same keys minus symbol). */
+/**
+ * Columns of the CSV bodies, in order (JSON rows have the same keys minus symbol); Arrow bodies
+ * have every stored column ({@link BARS_ARROW_SCHEMA}).
+ */
 export const BAR_FIELDS = [
   "symbol",
   "ts",
@@ -79,7 +87,6 @@ export function formatFromAccept(accept: string | undefined): BarFormat | undefi
       if (BAR_MEDIA_TYPES[format] === type) return format;
     }
     if (type === "application/x-parquet") return "parquet";
-    if (type === "application/vnd.apache.arrow.file") return "arrow";
     if (type === "*/*" || type === "application/*") return "json";
     if (type === "text/*") return "csv";
   }
@@ -96,7 +103,8 @@ export function formatFromAccept(accept: string | undefined): BarFormat | undefi
 export interface BarsPage {
   body: ReadableStream<Uint8Array>;
   contentType: string;
-  nextCursor: number | undefined;
+  /** The `ts` of the page's last bar in epoch microseconds when more bars follow. */
+  nextCursor: bigint | undefined;
   /** Rows in the page when known before sending (buffered pages). */
   rows?: number;
 }
@@ -121,7 +129,11 @@ export async function barsPage(
   format: BarFormat,
   options: BarsPageOptions = {},
 ): Promise<BarsPage> {
-  const readOptions = { timeoutMs: options.timeoutMs, signal: options.signal };
+  const readOptions = {
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+    lineage: format === "arrow" || format === "arrow-file",
+  };
   let done = false;
   const finish = () => {
     if (done) return;
@@ -146,14 +158,14 @@ export async function barsPage(
         chunks.push(chunk);
         rows += chunk.length;
       }, readOptions);
-      let nextCursor: number | undefined;
+      let nextCursor: bigint | undefined;
       if (rows > request.limit) {
         const last = chunks.at(-1)!;
         if (last.length === 1) chunks.pop();
         else chunks[chunks.length - 1] = _sliceColumns(last, last.length - 1);
         rows--;
         const end = chunks.at(-1)!;
-        nextCursor = end.ts[end.length - 1];
+        nextCursor = end.tsMicros[end.length - 1];
       }
       const encoder = _encoder(format, request, nextCursor);
       const body = _streamFrom(async (write) => {
@@ -193,10 +205,12 @@ const _EMPTY = new Uint8Array(0);
 function _encoder(
   format: BarFormat,
   request: BarsRequest,
-  nextCursor: number | undefined,
+  nextCursor: bigint | undefined,
 ): BarsEncoder {
   if (format === "csv") return csvEncoder(request.symbol);
-  if (format === "arrow") return arrowEncoder(request.symbol);
+  if (format === "arrow" || format === "arrow-file") {
+    return arrowEncoder(request.symbol, request.timeframe, { file: format === "arrow-file" });
+  }
   return jsonEncoder(request.symbol, request.timeframe, nextCursor);
 }
 
@@ -207,7 +221,7 @@ function _encoder(
 export function jsonEncoder(
   symbol: string,
   timeframe: string,
-  nextCursor: number | undefined,
+  nextCursor: bigint | undefined,
 ): BarsEncoder {
   let first = true;
   return {
@@ -217,7 +231,7 @@ export function jsonEncoder(
         `{"symbol":${JSON.stringify(symbol)},"timeframe":${
           JSON.stringify(timeframe)
         },"next_cursor":${
-          nextCursor === undefined ? "null" : JSON.stringify(_cursorText(nextCursor))
+          nextCursor === undefined ? "null" : JSON.stringify(encodeCursor(nextCursor))
         },"bars":[`,
       ),
     chunk(c) {
@@ -259,10 +273,15 @@ export function csvEncoder(symbol: string): BarsEncoder {
   };
 }
 
-/** The Arrow schema of a bars body. */
+/**
+ * The Arrow schema of a bars body: every column of the stored files, in their order, with the
+ * files' types (times are UTC microseconds, `trading_date` a day number). Strings are plain
+ * `Utf8`, not dictionaries: each chunk is its own record batch, and the IPC file format allows
+ * no dictionary that changes between batches.
+ */
 export const BARS_ARROW_SCHEMA: Schema = new Schema([
   new Field("symbol", new Utf8(), false),
-  new Field("ts", new TimestampMillisecond("UTC"), false),
+  new Field("ts", new TimestampMicrosecond("UTC"), false),
   new Field("open", new Float64(), false),
   new Field("high", new Float64(), false),
   new Field("low", new Float64(), false),
@@ -270,26 +289,47 @@ export const BARS_ARROW_SCHEMA: Schema = new Schema([
   new Field("volume", new Float64(), false),
   new Field("vwap", new Float64(), true),
   new Field("trade_count", new Int64(), true),
+  new Field("timeframe", new Utf8(), false),
   new Field("trading_date", new DateDay(), false),
   new Field("session", new Utf8(), false),
+  new Field("provider", new Utf8(), false),
+  new Field("feed", new Utf8(), false),
+  new Field("adjustment", new Utf8(), false),
+  new Field("ingest_id", new Utf8(), false),
+  new Field("ingested_at", new TimestampMicrosecond("UTC"), false),
+  new Field("schema_version", new Int32(), false),
 ]);
 
-/** Arrow IPC stream format: the schema, one record batch per chunk, the end marker. */
-export function arrowEncoder(symbol: string): BarsEncoder {
+/** Options of {@link arrowEncoder}. */
+export interface ArrowEncoderOptions {
+  /** The IPC file format (footer, `ARROW1` at both ends) instead of the stream. Default false. */
+  file?: boolean;
+}
+
+/**
+ * Arrow IPC, the stream format (schema, one record batch per chunk, end marker) or the file
+ * format (the same batches between the magic and a footer, which is written last, so the body
+ * still streams). Chunks must carry `lineage` (read with `{ lineage: true }`).
+ */
+export function arrowEncoder(
+  symbol: string,
+  timeframe: string,
+  options: ArrowEncoderOptions = {},
+): BarsEncoder {
   const sink = new _CollectingQueue();
-  const writer = new RecordBatchStreamWriter();
+  const writer = options.file ? new RecordBatchFileWriter() : new RecordBatchStreamWriter();
   writer.reset(sink);
   let started = false;
   return {
-    contentType: BAR_MEDIA_TYPES.arrow,
+    contentType: options.file ? BAR_MEDIA_TYPES["arrow-file"] : BAR_MEDIA_TYPES.arrow,
     head: () => _EMPTY,
     chunk(c) {
       started = true;
-      writer.write(_recordBatch(symbol, c));
+      writer.write(_recordBatch(symbol, timeframe, c));
       return sink.take();
     },
     tail() {
-      if (!started) writer.write(_recordBatch(symbol, _emptyColumns()));
+      if (!started) writer.write(_recordBatch(symbol, timeframe, _emptyColumns()));
       writer.finish();
       return sink.take();
     },
@@ -317,9 +357,12 @@ class _CollectingQueue extends AsyncByteQueue {
   }
 }
 
-function _recordBatch(symbol: string, c: BarColumns): RecordBatch {
+function _recordBatch(symbol: string, timeframe: string, c: BarColumns): RecordBatch {
+  const lineage = c.lineage;
+  if (lineage === undefined) {
+    throw new TypeError("Cannot encode bars as Arrow: the chunk was read without its lineage");
+  }
   const n = c.length;
-  const ts = new BigInt64Array(n);
   const tradeCount = new BigInt64Array(n);
   const tradeValid = new Uint8Array((n + 7) >> 3);
   const vwapValid = new Uint8Array((n + 7) >> 3);
@@ -327,7 +370,6 @@ function _recordBatch(symbol: string, c: BarColumns): RecordBatch {
   let tradeNulls = 0;
   let vwapNulls = 0;
   for (let i = 0; i < n; i++) {
-    ts[i] = BigInt(c.ts[i]);
     if (Number.isNaN(c.tradeCount[i])) tradeNulls++;
     else {
       tradeCount[i] = BigInt(c.tradeCount[i]);
@@ -339,9 +381,11 @@ function _recordBatch(symbol: string, c: BarColumns): RecordBatch {
   }
   const float = (data: Float64Array, nullBitmap?: Uint8Array, nullCount = 0) =>
     makeData({ type: new Float64(), length: n, data, nullBitmap, nullCount });
+  const micros = (data: BigInt64Array) =>
+    makeData({ type: new TimestampMicrosecond("UTC"), length: n, data });
   const children = [
-    vectorFromArray(new Array<string>(n).fill(symbol), new Utf8()).data[0],
-    makeData({ type: new TimestampMillisecond("UTC"), length: n, data: ts }),
+    _utf8(new Array<string>(n).fill(symbol)),
+    micros(c.tsMicros),
     float(c.open),
     float(c.high),
     float(c.low),
@@ -355,8 +399,15 @@ function _recordBatch(symbol: string, c: BarColumns): RecordBatch {
       nullBitmap: tradeNulls ? tradeValid : undefined,
       nullCount: tradeNulls,
     }),
+    _utf8(new Array<string>(n).fill(timeframe)),
     makeData({ type: new DateDay(), length: n, data: days }),
-    vectorFromArray(c.session, new Utf8()).data[0],
+    _utf8(c.session),
+    _utf8(lineage.provider),
+    _utf8(lineage.feed),
+    _utf8(lineage.adjustment),
+    _utf8(lineage.ingestId),
+    micros(lineage.ingestedAt),
+    makeData({ type: new Int32(), length: n, data: lineage.schemaVersion }),
   ];
   const data = makeData({
     type: new Struct(BARS_ARROW_SCHEMA.fields),
@@ -367,11 +418,34 @@ function _recordBatch(symbol: string, c: BarColumns): RecordBatch {
   return new RecordBatch(BARS_ARROW_SCHEMA, data);
 }
 
+/** `Utf8` data of non-null strings; each distinct value (most repeat) is encoded once. */
+function _utf8(values: readonly string[]): Data<Utf8> {
+  const n = values.length;
+  const valueOffsets = new Int32Array(n + 1);
+  const parts = new Array<Uint8Array>(n);
+  const encoded = new Map<string, Uint8Array>();
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    let bytes = encoded.get(values[i]);
+    if (bytes === undefined) {
+      bytes = _TEXT.encode(values[i]);
+      encoded.set(values[i], bytes);
+    }
+    parts[i] = bytes;
+    size += bytes.byteLength;
+    valueOffsets[i + 1] = size;
+  }
+  const data = new Uint8Array(size);
+  for (let i = 0; i < n; i++) data.set(parts[i], valueOffsets[i]);
+  return makeData({ type: new Utf8(), length: n, valueOffsets, data });
+}
+
 function _emptyColumns(): BarColumns {
   const none = new Float64Array(0);
   return {
     length: 0,
     ts: none,
+    tsMicros: new BigInt64Array(0),
     open: none,
     high: none,
     low: none,
@@ -381,13 +455,30 @@ function _emptyColumns(): BarColumns {
     tradeCount: none,
     tradingDate: [],
     session: [],
+    lineage: {
+      provider: [],
+      feed: [],
+      adjustment: [],
+      ingestId: [],
+      ingestedAt: new BigInt64Array(0),
+      schemaVersion: new Int32Array(0),
+    },
   };
 }
 
 function _sliceColumns(c: BarColumns, length: number): BarColumns {
+  const lineage: BarLineageColumns | undefined = c.lineage && {
+    provider: c.lineage.provider.slice(0, length),
+    feed: c.lineage.feed.slice(0, length),
+    adjustment: c.lineage.adjustment.slice(0, length),
+    ingestId: c.lineage.ingestId.slice(0, length),
+    ingestedAt: c.lineage.ingestedAt.subarray(0, length),
+    schemaVersion: c.lineage.schemaVersion.subarray(0, length),
+  };
   return {
     length,
     ts: c.ts.subarray(0, length),
+    tsMicros: c.tsMicros.subarray(0, length),
     open: c.open.subarray(0, length),
     high: c.high.subarray(0, length),
     low: c.low.subarray(0, length),
@@ -397,6 +488,7 @@ function _sliceColumns(c: BarColumns, length: number): BarColumns {
     tradeCount: c.tradeCount.subarray(0, length),
     tradingDate: c.tradingDate.slice(0, length),
     session: c.session.slice(0, length),
+    ...(lineage ? { lineage } : {}),
   };
 }
 
@@ -406,11 +498,6 @@ function _num(value: number): string {
 
 function _csvNum(value: number): string {
   return Number.isFinite(value) ? String(value) : "";
-}
-
-/** The cursor text of a bar instant (same encoding as `encodeCursor` in params.ts). */
-function _cursorText(ts: number): string {
-  return btoa(`t:${ts}`).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
 /**

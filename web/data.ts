@@ -8,13 +8,13 @@
 import type { Timeframe } from "../core/types.ts";
 import {
   type CorruptSeriesFile,
+  manifestVersion,
   type MetaStore,
   openQueryEngine,
   type QueryEngine,
   type StoredBarSeries,
   type StoredInventory,
   storedInventory,
-  storedTimeframes,
 } from "../storage/mod.ts";
 
 /** The read side of the server. */
@@ -54,6 +54,8 @@ export interface DataSourceOptions {
 
 interface _Holder {
   engine: QueryEngine;
+  /** The manifest version the engine's views were made from. */
+  files: number;
   uses: number;
   retired: boolean;
 }
@@ -82,7 +84,12 @@ export async function openDataSource(
       memoryLimit: options.memoryLimit,
       tempLimit: options.tempLimit,
     });
-  let holder: _Holder = { engine: await open(), uses: 0, retired: false };
+  const openHolder = async (): Promise<_Holder> => {
+    // The version first: a commit between the two makes the next check reopen, never miss it.
+    const files = manifestVersion(meta.db);
+    return { engine: await open(), files, uses: 0, retired: false };
+  };
+  let holder = await openHolder();
   let version = meta.dataVersion();
   let checkedAt = now();
   let fullCheckAt = now();
@@ -107,11 +114,11 @@ export async function openDataSource(
     version = current;
     fullCheckAt = at;
     seriesCache = undefined;
-    const present = await storedTimeframes(dataDir);
+    // The views list the files of the manifest when the engine opened: reopen when it changed.
     // While files are known to be unreadable the views may be a snapshot that leaves them out
-    // (see createBarViews): reopen, so a repaired or rewritten file is seen.
-    if (present.join() === holder.engine.timeframes.join() && !sawCorrupt) return;
-    const next: _Holder = { engine: await open(), uses: 0, retired: false };
+    // (see createBarViews): reopen too, so a repaired or rewritten file is seen.
+    if (manifestVersion(meta.db) === holder.files && !sawCorrupt) return;
+    const next = await openHolder();
     if (closed) {
       next.engine.close();
       return;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { openStore, runQuery } from "../storage/mod.ts";
-import { truncateFile } from "../tests/_corrupt.ts";
+import { liveFile, truncateFile } from "../tests/_corrupt.ts";
 import { fakeIngest } from "../tests/web_fixture.ts";
 import { openDataSource } from "./data.ts";
 
@@ -14,10 +14,7 @@ Deno.test("openDataSource() lists an unreadable file, serves the rest, and sees 
       start: "2024-03-04",
       end: "2024-03-05",
     });
-    const aapl = join(
-      dataDir,
-      "bars/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet",
-    );
+    const aapl = await liveFile(dataDir, "1m", "AAPL");
     const good = await Deno.readFile(aapl);
     // AAPL is the file DuckDB would take the view's columns from.
     await truncateFile(aapl);
@@ -31,10 +28,7 @@ Deno.test("openDataSource() lists an unreadable file, serves the rest, and sees 
       assert.deepEqual((await data.series()).map((s) => s.symbol), ["MSFT"]);
       assert.deepEqual((await data.corruptFiles()).map((f) => [f.symbol, f.path]), [[
         "AAPL",
-        join(
-          resolve(dataDir),
-          "bars/timeframe=1m/symbol=AAPL/year=2024/month=03/data.parquet",
-        ),
+        resolve(aapl),
       ]]);
       assert.deepEqual(await count(), ["MSFT"]);
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { TIMEFRAMES } from "../core/types.ts";
-import { BAR_FORMATS, BAR_MEDIA_TYPES } from "./bars.ts";
+import { BAR_FORMATS, BAR_MEDIA_TYPES, BARS_ARROW_SCHEMA } from "./bars.ts";
 
 type Json = Record<string, unknown>;
 
@@ -22,6 +22,12 @@ const _ERRORS: Json = {
   "429": _error("Too many wrong tokens from this address; retry after `Retry-After` seconds"),
   "503": _error("Too many heavy requests; retry after `Retry-After` seconds"),
 };
+
+const _ARROW_COLUMNS = `Arrow IPC, one record batch per chunk of up to 2,048 bars; columns: ${
+  BARS_ARROW_SCHEMA.fields.map((field) =>
+    `${field.name} ${field.type}${field.nullable ? " (nullable)" : ""}`
+  ).join(", ")
+}`;
 
 const _json = (description: string, schema: Json = { type: "object" }): Json => ({
   description,
@@ -182,7 +188,7 @@ export function openApiDocument(version: string): Json {
           tags: ["api"],
           summary: "Bars of one symbol and timeframe, one keyset page at a time (streamed)",
           description:
-            "Follow `next_cursor` (JSON body), the `X-Next-Cursor` header or the `Link: rel=next` header until it is absent. The format comes from `format` or else from `Accept`.",
+            "Follow `next_cursor` (JSON body), the `X-Next-Cursor` header or the `Link: rel=next` header until it is absent. The format comes from `format` or else from `Accept`: `arrow` is the Arrow IPC stream, `arrow-file` the Arrow IPC file (`pyarrow.ipc.open_file`, `pandas.read_feather`). JSON and CSV carry the bar columns; Arrow and Parquet every stored column.",
           parameters: [
             _query("symbol", "Ticker", _symbolSchema, true),
             _query("timeframe", "Bar timeframe", { ..._timeframeSchema, default: "1m" }),
@@ -220,7 +226,12 @@ export function openApiDocument(version: string): Json {
                   },
                 },
                 [BAR_MEDIA_TYPES.csv]: { schema: { type: "string" } },
-                [BAR_MEDIA_TYPES.arrow]: { schema: { type: "string", format: "binary" } },
+                [BAR_MEDIA_TYPES.arrow]: {
+                  schema: { type: "string", format: "binary", description: _ARROW_COLUMNS },
+                },
+                [BAR_MEDIA_TYPES["arrow-file"]]: {
+                  schema: { type: "string", format: "binary", description: _ARROW_COLUMNS },
+                },
                 [BAR_MEDIA_TYPES.parquet]: { schema: { type: "string", format: "binary" } },
               },
             },

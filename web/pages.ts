@@ -575,6 +575,7 @@ function _oldestFirst(chunks: readonly BarColumns[], keep: number): BarColumns[]
   const out: BarColumns = {
     length: keep,
     ts: new Float64Array(keep),
+    tsMicros: new BigInt64Array(keep),
     open: new Float64Array(keep),
     high: new Float64Array(keep),
     low: new Float64Array(keep),
@@ -589,6 +590,7 @@ function _oldestFirst(chunks: readonly BarColumns[], keep: number): BarColumns[]
   for (const chunk of chunks) {
     for (let i = 0; i < chunk.length && target >= 0; i++, target--) {
       out.ts[target] = chunk.ts[i];
+      out.tsMicros[target] = chunk.tsMicros[i];
       out.open[target] = chunk.open[i];
       out.high[target] = chunk.high[i];
       out.low[target] = chunk.low[i];

@@ -7,7 +7,7 @@
 import { isValidDate } from "../core/calendar.ts";
 import { didYouMean } from "../core/errors.ts";
 import { isValidSymbol } from "../core/symbols.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { badRequest } from "./errors.ts";
 
 /** A value as it appears in an error message: at most 40 characters, control characters shown. */
@@ -87,14 +87,14 @@ export function parseTimeframe(
   fallback?: Timeframe,
 ): Timeframe | undefined {
   if (text === undefined || text === "") return fallback;
-  if (!(TIMEFRAMES as readonly string[]).includes(text)) {
+  if (!isTimeframe(text)) {
     throw badRequest(
       `Invalid timeframe ${shown(text)}${didYouMean(text, TIMEFRAMES)}: expected one of ${
         TIMEFRAMES.join(", ")
       }`,
     );
   }
-  return text as Timeframe;
+  return text;
 }
 
 /** A whole number in [min, max], or `fallback` when absent. */
@@ -131,13 +131,19 @@ export function parseChoice<T extends string>(
   return text as T;
 }
 
-/** The opaque keyset cursor of a bar: its start instant, base64url-encoded. */
-export function encodeCursor(ts: number): string {
-  return btoa(`t:${ts}`).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+// 2200-01-01: stored bars all start before it.
+const _CURSOR_END_MICROS = 7_258_118_400_000_000n;
+
+/** The opaque keyset cursor of a bar: its start instant (epoch µs), base64url-encoded. */
+export function encodeCursor(tsMicros: bigint): string {
+  return btoa(`u:${tsMicros}`).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
-/** The bar instant a cursor from {@link encodeCursor} stands for, or `undefined` when absent. */
-export function parseCursor(text: string | undefined): number | undefined {
+/**
+ * The bar instant (epoch microseconds) a cursor from {@link encodeCursor} stands for, or
+ * `undefined` when absent. Cursors of earlier versions (`t:` and epoch ms) still read.
+ */
+export function parseCursor(text: string | undefined): bigint | undefined {
   if (text === undefined || text === "") return undefined;
   let decoded = "";
   if (/^[A-Za-z0-9_-]{1,40}$/.test(text)) {
@@ -147,12 +153,13 @@ export function parseCursor(text: string | undefined): number | undefined {
       decoded = "";
     }
   }
-  // A bar time in ms since 1970: never negative.
-  const match = /^t:(\d{1,15})$/.exec(decoded);
-  if (!match) {
+  // A bar time since 1970 and before 2200: never negative, at most 16 digits in microseconds.
+  const match = /^(?:u:(\d{1,16})|t:(\d{1,15}))$/.exec(decoded);
+  const micros = match && (match[1] !== undefined ? BigInt(match[1]) : BigInt(match[2]) * 1000n);
+  if (micros === null || micros >= _CURSOR_END_MICROS) {
     throw badRequest(
       `Invalid cursor ${shown(text)}: expected the next_cursor of a previous response`,
     );
   }
-  return Number(match[1]);
+  return micros;
 }

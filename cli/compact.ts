@@ -1,0 +1,58 @@
+import { compactPartitions, openStore, type PartitionTree } from "../storage/mod.ts";
+import type { Invocation } from "./args.ts";
+import { type CommandContext, EXIT } from "./context.ts";
+import { formatCount } from "./format.ts";
+import { dataDirOf, positionals, symbolsOption } from "./options.ts";
+import { timeframeOption } from "./validate.ts";
+import { formatBytes } from "../core/format.ts";
+
+/**
+ * `marketpipe compact`: merge the files of each partition (timeframe, symbol, year) into one,
+ * sorted by ts, atomically; what a killed writer left behind goes too.
+ */
+export async function runCompact(invocation: Invocation, context: CommandContext): Promise<number> {
+  positionals(invocation, []);
+  const dataDir = dataDirOf(invocation);
+  const symbols = await symbolsOption(invocation);
+  const timeframeText = invocation.string("timeframe");
+  const timeframe = timeframeText === undefined ? undefined : timeframeOption(timeframeText);
+  const tree: PartitionTree | undefined = invocation.flag("quarantine") ? "quarantine" : undefined;
+  const dryRun = invocation.flag("dry-run");
+  const store = await openStore(dataDir, { command: "compact" });
+  try {
+    const summary = await compactPartitions(
+      { dataDir, duckdb: await store.duckdb(), meta: store.meta },
+      {
+        tree,
+        timeframe,
+        symbols,
+        dryRun,
+        jobId: `compact-${Date.now()}`,
+        signal: context.signal,
+        onProgress: context.status
+          ? (done, total) => context.status!(`Compacting ${done}/${total} partition(s)`)
+          : undefined,
+      },
+    );
+    if (context.json) {
+      context.out(JSON.stringify({ dataDir, dryRun, ...summary }, null, 2));
+    } else if (summary.partitions === 0) {
+      context.out("Nothing to compact: every partition holds one file.");
+    } else {
+      context.out(
+        `${dryRun ? "Would compact" : "Compacted"} ${
+          formatCount(summary.partitions)
+        } partition(s): ` +
+          `${formatCount(summary.filesBefore)} files, ${formatCount(summary.rows)} rows, ` +
+          `${formatBytes(summary.bytesBefore)}${
+            dryRun
+              ? ""
+              : ` -> ${formatCount(summary.partitions)} file(s), ${formatBytes(summary.bytesAfter)}`
+          }`,
+      );
+    }
+    return EXIT.ok;
+  } finally {
+    store.close();
+  }
+}
