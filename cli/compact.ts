@@ -19,6 +19,7 @@ export async function runCompact(invocation: Invocation, context: CommandContext
   const tree: PartitionTree | undefined = invocation.flag("quarantine") ? "quarantine" : undefined;
   const dryRun = invocation.flag("dry-run");
   const store = await openStore(dataDir, { command: "compact" });
+  let reported = 0;
   try {
     const summary = await compactPartitions(
       { dataDir, duckdb: await store.duckdb(), meta: store.meta },
@@ -29,9 +30,15 @@ export async function runCompact(invocation: Invocation, context: CommandContext
         dryRun,
         jobId: `compact-${Date.now()}`,
         signal: context.signal,
-        onProgress: context.status
-          ? (done, total) => context.status!(`Compacting ${done}/${total} partition(s)`)
-          : undefined,
+        onProgress: (done, total) => {
+          const line = `Compacting: ${done}/${total} partition(s)`;
+          if (context.status) context.status(line);
+          else if (done === 1 || done === total || reported < Math.floor((done / total) * 10)) {
+            // Without a terminal, a line at the start and every ~10%.
+            reported = Math.floor((done / total) * 10);
+            context.err(line);
+          }
+        },
       },
     );
     if (context.json) {

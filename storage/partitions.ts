@@ -258,6 +258,24 @@ export async function compactPartitions(
     group.files.push(file);
   }
   const due = [...groups.values()].filter((group) => group.files.length >= minFiles);
+  if (!options.dryRun) {
+    // A partition left with one file can still hold what a killed writer left: clear that too.
+    for (const { key, files } of groups.values()) {
+      if (files.length >= minFiles) continue;
+      const dir = join(
+        writer.dataDir,
+        partitionDir(key.timeframe, key.symbol, `${key.year}`, key.tree),
+      );
+      if (await _hasLeftovers(dir, files)) {
+        await replacePartition(
+          writer,
+          key,
+          () => Promise.resolve({ value: undefined, replaces: [], wrote: false }),
+          options,
+        );
+      }
+    }
+  }
   const summary: CompactSummary = {
     partitions: due.length,
     filesBefore: 0,
@@ -560,6 +578,21 @@ function _lastPerTs(bars: Bar[]): Bar[] {
   const byTs = new Map<number, Bar>();
   for (const bar of bars) byTs.set(bar.ts, bar);
   return [...byTs.values()];
+}
+
+/** Whether a partition folder holds files that {@link _removeLeftovers} would remove. */
+async function _hasLeftovers(dir: string, live: readonly BarFile[]): Promise<boolean> {
+  const keep = new Set(live.map((file) => file.path.slice(file.path.lastIndexOf("/") + 1)));
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile) continue;
+      if (entry.name.startsWith(TEMP_PREFIX)) return true;
+      if (entry.name.endsWith(".parquet") && !keep.has(entry.name)) return true;
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return false;
 }
 
 /**

@@ -119,8 +119,11 @@ export function defaultQueryMemoryLimit(): string {
 export class QueryEngine {
   /** Absolute data directory the views read from. */
   readonly dataDir: string;
-  /** Timeframes that had bars (and therefore a `bars_<tf>` view) when the engine was opened. */
-  readonly timeframes: readonly Timeframe[];
+  /** Timeframes that have bars (and therefore a `bars_<tf>` view) in the engine's snapshot. */
+  get timeframes(): readonly Timeframe[] {
+    return this.#timeframes;
+  }
+  #timeframes: readonly Timeframe[];
   /** Absolute path `writeQueryParquet` may write, if one was given. */
   readonly outputFile: string | undefined;
   /** Absolute directory {@link exportBarsParquet} writes to, if one was given. */
@@ -148,10 +151,27 @@ export class QueryEngine {
       { memoryLimit: defaultQueryMemoryLimit(), tempLimit: DEFAULT_QUERY_TEMP_LIMIT };
     this.#instance = instance;
     this.dataDir = init.dataDir;
-    this.timeframes = init.timeframes;
+    this.#timeframes = init.timeframes;
     this.outputFile = init.outputFile;
     this.#tempOutputFile = init.tempOutputFile;
     this.exportDir = init.exportDir;
+  }
+
+  /**
+   * Internal to storage/: makes the views list the manifest's files as they are now. Called when a
+   * file of the old snapshot was replaced (and deleted) by a writer since the engine opened.
+   */
+  async _refreshViews(): Promise<void> {
+    const connection = await this._connect();
+    try {
+      const files = await withManifest(this.dataDir, (db) => listFiles(db, { tree: "bars" }), []);
+      this.#timeframes = await createBarViews(
+        connection,
+        files.map((file) => ({ timeframe: file.timeframe, path: join(this.dataDir, file.path) })),
+      );
+    } finally {
+      connection.closeSync();
+    }
   }
 
   /** Internal to storage/: a new connection on the sandboxed instance (callers use runQuery). */
@@ -352,6 +372,14 @@ export async function runQuery(
   sql: string,
   options: RunQueryOptions = {},
 ): Promise<QueryResult> {
+  return await _retryReplaced(engine, () => _runQueryOnce(engine, sql, options));
+}
+
+async function _runQueryOnce(
+  engine: QueryEngine,
+  sql: string,
+  options: RunQueryOptions = {},
+): Promise<QueryResult> {
   const limit = options.limit ?? DEFAULT_QUERY_LIMIT;
   if (!Number.isSafeInteger(limit) || limit < 0) {
     throw new RangeError(`Invalid query limit ${limit}: expected a whole number of at least 0`);
@@ -466,6 +494,18 @@ export async function writeQueryParquet(
   outputFile: string,
   options: WriteQueryParquetOptions = {},
 ): Promise<number> {
+  return await _retryReplaced(
+    engine,
+    () => _writeQueryParquetOnce(engine, sql, outputFile, options),
+  );
+}
+
+async function _writeQueryParquetOnce(
+  engine: QueryEngine,
+  sql: string,
+  outputFile: string,
+  options: WriteQueryParquetOptions = {},
+): Promise<number> {
   if (engine.outputFile === undefined || resolve(outputFile) !== engine.outputFile) {
     throw new TypeError(
       `Cannot write query output to "${outputFile}": the query engine was opened for ${
@@ -542,6 +582,41 @@ export function formatJson(result: QueryResult): string {
 }
 
 // --- running ---------------------------------------------------------------------------------
+
+/**
+ * Runs `fn`; when it fails because a file of the engine's snapshot is gone (a writer replaced it:
+ * appends, corrections and compactions delete the files they supersede once the manifest no
+ * longer lists them), makes the views list the manifest's files as they are now and runs it
+ * again, up to three times.
+ */
+async function _retryReplaced<T>(
+  engine: QueryEngine,
+  fn: () => Promise<T>,
+  mayRetry: () => boolean = () => true,
+): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= 3 || !mayRetry() || !_isReplacedFileError(engine, error)) throw error;
+      await engine._refreshViews();
+    }
+  }
+}
+
+/** Whether `error` (or a cause of it) is DuckDB not finding a file of the data directory. */
+function _isReplacedFileError(engine: QueryEngine, error: unknown): boolean {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (
+      /No files found that match the pattern|No such file or directory|Cannot open file/.test(
+        e.message,
+      ) && e.message.includes(engine.dataDir)
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
 
 async function _withConnection<T>(
   engine: QueryEngine,
@@ -1132,6 +1207,25 @@ export async function readBars(
   onChunk: (chunk: BarColumns) => void | Promise<void>,
   options: ReadBarsOptions = {},
 ): Promise<number> {
+  let delivered = false;
+  const deliver = (chunk: BarColumns) => {
+    delivered = true;
+    return onChunk(chunk);
+  };
+  // Once bars were handed on, a retry would hand them on twice: only an early failure retries.
+  return await _retryReplaced(
+    engine,
+    () => _readBarsOnce(engine, request, deliver, options),
+    () => !delivered,
+  );
+}
+
+async function _readBarsOnce(
+  engine: QueryEngine,
+  request: BarsRequest,
+  onChunk: (chunk: BarColumns) => void | Promise<void>,
+  options: ReadBarsOptions = {},
+): Promise<number> {
   _checkBarsRequest(request);
   const files = await _barFiles(engine, request);
   if (files.length === 0 || request.limit === 0) return 0;
@@ -1174,6 +1268,14 @@ export async function readBars(
  * more bars follow it, else `undefined` (the page is the last one).
  */
 export async function barsPageEnd(
+  engine: QueryEngine,
+  request: BarsRequest,
+  options: ReadBarsOptions = {},
+): Promise<bigint | undefined> {
+  return await _retryReplaced(engine, () => _barsPageEndOnce(engine, request, options));
+}
+
+async function _barsPageEndOnce(
   engine: QueryEngine,
   request: BarsRequest,
   options: ReadBarsOptions = {},
@@ -1239,6 +1341,14 @@ async function _namingCorrupt<T>(
  * it as a stream; the file is removed as soon as it is open, so nothing is left behind.
  */
 export async function exportBarsParquet(
+  engine: QueryEngine,
+  request: BarsRequest,
+  options: ReadBarsOptions = {},
+): Promise<{ rows: number; size: number; stream: ReadableStream<Uint8Array> }> {
+  return await _retryReplaced(engine, () => _exportBarsParquetOnce(engine, request, options));
+}
+
+async function _exportBarsParquetOnce(
   engine: QueryEngine,
   request: BarsRequest,
   options: ReadBarsOptions = {},
@@ -1336,6 +1446,13 @@ export async function storedBarSeries(
  * failure is thrown.
  */
 export async function storedInventory(
+  engine: QueryEngine,
+  options: ReadBarsOptions = {},
+): Promise<StoredInventory> {
+  return await _retryReplaced(engine, () => _storedInventoryOnce(engine, options));
+}
+
+async function _storedInventoryOnce(
   engine: QueryEngine,
   options: ReadBarsOptions = {},
 ): Promise<StoredInventory> {

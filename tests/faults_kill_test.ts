@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openQueryEngine, runQuery } from "../storage/mod.ts";
-import { json, listTree, runCli, spawnCli } from "./_cli.ts";
+import { json, listTree, metaQuery, runCli, spawnCli } from "./_cli.ts";
 
 const SEED = 20_261_201;
 
@@ -101,7 +101,7 @@ interface Case {
   cases: number;
 }
 
-Deno.test("kill -9 at seeded moments of ingest, force and aggregate; reruns end identical", async (t) => {
+Deno.test("kill -9 at seeded moments of ingest, force, aggregate and compact; reruns end identical", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "mp-kill-" });
   try {
     // Reference states, each made by runs that were never killed.
@@ -113,6 +113,11 @@ Deno.test("kill -9 at seeded moments of ingest, force and aggregate; reruns end 
     const aggregated = join(root, "aggregated");
     await copyTree(ingested, aggregated);
     const aggregateMs = await run(AGGREGATE_ARGS, aggregated);
+    const compacted = join(root, "compacted");
+    await copyTree(ingested, compacted);
+    const compactMs = await run(["compact"], compacted);
+    assert.equal(liveFileCount(compacted), 8, "one file per symbol-year after compact");
+    assert.ok(liveFileCount(ingested) > 8);
     const expected = {
       ingest: await fingerprint(ingested),
       force: await fingerprint(forced),
@@ -138,6 +143,15 @@ Deno.test("kill -9 at seeded moments of ingest, force and aggregate; reruns end 
         args: AGGREGATE_ARGS,
         cases: 3,
         ms: aggregateMs,
+      },
+      // The ingest leaves one file per task (month) in each symbol-year: compact merges them.
+      {
+        name: "compact",
+        key: "ingest",
+        before: ingested,
+        args: ["compact"],
+        cases: 3,
+        ms: compactMs,
       },
     ];
     const landings: Record<string, string[]> = Object.fromEntries(
@@ -172,7 +186,10 @@ Deno.test("kill -9 at seeded moments of ingest, force and aggregate; reruns end 
             const before = entry.before === undefined
               ? []
               : expected[entry.before === ingested ? "ingest" : entry.key];
-            const landed = _sameRows(state, expected[entry.key])
+            // compact keeps every value: where it landed shows in the number of live files.
+            const landed = entry.name === "compact"
+              ? _compactLanding(liveFileCount(dir), liveFileCount(ingested))
+              : _sameRows(state, expected[entry.key])
               ? "after"
               : _sameRows(state, before)
               ? "before"
@@ -184,6 +201,13 @@ Deno.test("kill -9 at seeded moments of ingest, force and aggregate; reruns end 
               /(^|\/)\.tmp-|\.tmp-[0-9a-f]{8}|staging-/.test(path)
             );
             assert.deepEqual(left, [], "temp files left behind");
+            assert.deepEqual(
+              (await listTree(join(dir, "bars"))).filter((path) => path.endsWith(".parquet"))
+                .map((path) => `bars/${path}`),
+              metaQuery(dir, "SELECT path FROM bar_files WHERE tree = 'bars' ORDER BY path")
+                .map((row) => String(row.path)),
+              "the files on disk are exactly the manifest's: no orphan left",
+            );
             const jobs = json<{ status: string }[]>(
               await runCli(["jobs", "list", "--json", "--data-dir", dir]),
             );
@@ -212,4 +236,12 @@ Deno.test("kill -9 at seeded moments of ingest, force and aggregate; reruns end 
 
 function _sameRows(a: unknown[], b: unknown[]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function liveFileCount(dataDir: string): number {
+  return Number(metaQuery(dataDir, "SELECT count(*) AS n FROM bar_files WHERE tree = 'bars'")[0].n);
+}
+
+function _compactLanding(files: number, before: number): string {
+  return files === before ? "before" : files === 8 ? "after" : "mid";
 }
