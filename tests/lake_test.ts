@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { listFiles, openQueryEngine, runQuery } from "../storage/mod.ts";
 import { openReadOnlyDatabase } from "../storage/meta.ts";
 import { finish, json, runCli, spawnCli } from "./_cli.ts";
+import { copyLayoutV1Fixture, listFilesUnder } from "./_layout_v1.ts";
 
 interface FileState {
   path: string;
@@ -131,6 +132,44 @@ Deno.test("readers see every row exactly once while compact replaces files, old 
     } finally {
       old.close();
     }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("commands on a layout-1 directory say to run migrate and write nothing; after it, ingest works", async () => {
+  const dataDir = await copyLayoutV1Fixture("mp-lake-v1-");
+  try {
+    const before = await listFilesUnder(dataDir);
+    for (
+      const args of [
+        ["ingest", "--symbols", "AAPL", "--start", "2024-02-05"],
+        ["aggregate"],
+        ["compact"],
+        ["query", "SELECT count(*) FROM bars"],
+      ]
+    ) {
+      const result = await runCli([...args, "--data-dir", dataDir]);
+      assert.equal(result.code, 2, `${args[0]}: ${result.stderr}`);
+      assert.match(
+        result.stderr,
+        /^error: .* uses storage layout 1; run "marketpipe migrate --data-dir .*" to convert it \(nothing was written\)\n$/,
+      );
+    }
+    assert.deepEqual(await listFilesUnder(dataDir), before, "nothing was written");
+    const migrated = await runCli(["migrate", "--data-dir", dataDir]);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    await ingest(dataDir, "--symbols", "AAPL", "--start", "2024-02-05");
+    const counts = await runCli([
+      "query",
+      "SELECT count(*) AS n, count(DISTINCT ts) AS keys FROM bars_1m WHERE symbol = 'AAPL'",
+      "--json",
+      "--data-dir",
+      dataDir,
+    ]);
+    const [row] = json<{ n: number; keys: number }[]>(counts);
+    assert.equal(row.n, row.keys);
+    assert.ok(row.n > 4 * 900, `the fixture's days plus the new one: ${row.n}`);
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
