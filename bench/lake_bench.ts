@@ -111,7 +111,7 @@ const USAGE = `Usage: deno task bench:lake [options]
                    writes its files out of ts order)
   --keep           keep the temporary directory and print where it is
 
-Run time on 2 cores: about 4 minutes at the defaults, 10-15 minutes with --symbols 100. The
+Run time on 2 cores: 2-4 minutes at the defaults, about 11 minutes with --symbols 100. The
 ingest limits hold all rows in memory: about 5 GiB at --symbols 100, 7.5 GiB with --partition-by.`;
 
 /** The workload of one run. */
