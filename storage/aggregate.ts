@@ -696,7 +696,7 @@ interface _Levels {
 /**
  * Roll the 1m `files` up level by level into tables of bucket rows sorted by symbol and time:
  * `5m`, then each longer frame needed from the one before, and `1d-regular`/`1d-extended` from
- * the longest.
+ * `4h`, so a target's values never depend on the other targets of its batch.
  */
 async function _buildLevels(
   connection: DuckDBConnection,
@@ -730,7 +730,13 @@ async function _buildLevels(
     }
     : undefined;
   const tables = new Map<string, string>();
-  const longest = _CHAIN.filter((tf) => options.timeframes.has(tf)).at(-1);
+  // A target's roll-up path must not depend on what else its batch builds: sums of doubles
+  // depend on their grouping, so a 1d target rolled up from 5m buckets (when rebuilt alone,
+  // e.g. the last one a killed run left) differs in vwap's last bits from one rolled up from 4h.
+  // Daily bars always come from the whole chain.
+  const longest = options.timeframes.has("1d")
+    ? _CHAIN.at(-1)
+    : _CHAIN.filter((tf) => options.timeframes.has(tf)).at(-1);
   const chain = _CHAIN.slice(0, Math.max(1, longest ? _CHAIN.indexOf(longest) + 1 : 1));
   let input = `(${minuteLevelSql(from, { withSource: source === undefined })})`;
   for (const tf of chain) {

@@ -453,3 +453,52 @@ Deno.test("aggregatePartitions() names a 1m file it cannot read and writes nothi
     assert.deepEqual(await listPartitionFiles(store.dataDir, "bars", "5m", "AAPL"), []);
   });
 });
+
+Deno.test("aggregatePartitions() after a killed run ends with the values of a run never killed", async () => {
+  const bars = [...testBars("AAPL"), ...testBars("BRK.B")];
+  const frames = [...INTRADAY, "1d"] as Timeframe[];
+  const snapshot = async (store: AggregationStore) => {
+    const out: Record<string, Bar[]> = {};
+    for (const timeframe of frames) {
+      for (const symbol of ["AAPL", "BRK.B"]) {
+        out[`${timeframe} ${symbol}`] = await stored(store, timeframe, symbol);
+      }
+    }
+    return out;
+  };
+  let clean: Record<string, Bar[]> = {};
+  await withStore(async (store) => {
+    await writeBars(store, bars, { jobId: "job-1" });
+    await aggregatePartitions(store);
+    clean = await snapshot(store);
+  });
+  // What a killed run leaves: the targets it committed, each with its state row except the ones
+  // killed between the commit and the state row. The rerun rebuilds the rest (the 1d target
+  // alone, say), and every value must be a clean run's, to the last bit of every vwap.
+  const cases: { committed: Timeframe[]; withoutState: Timeframe[] }[] = [
+    { committed: [...INTRADAY], withoutState: [] },
+    { committed: [...INTRADAY, "1d"], withoutState: ["1d"] },
+    { committed: ["5m", "15m", "1h", "4h"], withoutState: [] },
+    { committed: ["5m", "15m"], withoutState: ["15m"] },
+  ];
+  for (const { committed, withoutState } of cases) {
+    await withStore(async (store) => {
+      await writeBars(store, bars, { jobId: "job-1" });
+      await aggregatePartitions(store, { timeframes: committed });
+      for (const timeframe of withoutState) {
+        store.meta.db.prepare("DELETE FROM aggregation_state WHERE timeframe = ?").run(timeframe);
+      }
+      const rerun = await aggregatePartitions(store);
+      const rebuilt = frames.filter((tf) => !committed.includes(tf) || withoutState.includes(tf));
+      assert.equal(rerun.rebuilt, rebuilt.length * 2);
+      const after = await snapshot(store);
+      for (const key of Object.keys(clean)) {
+        assert.deepEqual(
+          after[key],
+          clean[key],
+          `${key} after committing ${committed.join(",")} (without state: ${withoutState})`,
+        );
+      }
+    });
+  }
+});
