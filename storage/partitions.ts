@@ -176,8 +176,12 @@ export async function replacePartition<T>(
         signal: options.signal,
       });
       const threshold = options.compactAbove ?? 0;
-      if (threshold > 0 && _liveFiles(writer, key).length >= threshold) {
-        await _change(writer, key, relativeDir, _compactAll, options.jobId ?? null, {
+      if (threshold > 0) {
+        const live = _liveFiles(writer, key);
+        // A partition at the threshold is merged whole; below it, the newest files are merged
+        // like a binary counter (see tailMergeCount), so appends stay cheap and files few.
+        const merge = live.length >= threshold ? _compactAll : _mergeTail;
+        await _change(writer, key, relativeDir, merge, options.jobId ?? null, {
           signal: options.signal,
         });
       }
@@ -298,6 +302,29 @@ export async function compactPartitions(
     options.onProgress?.(++done, due.length);
   }
   return summary;
+}
+
+/**
+ * How many of the newest files (by trading date) to merge after an append: the newest file joins
+ * the one before it while the run being built is at least half that file's rows, as digits carry
+ * in a binary counter. A day appended to a year's file is left alone; a run of small daily files
+ * is merged into ever larger ones, so a partition keeps about log2(days) files and a row is
+ * rewritten about that many times, never with every append.
+ */
+export function tailMergeCount(rows: readonly number[]): number {
+  let count = 1;
+  let run = rows[rows.length - 1] ?? 0;
+  while (count < rows.length && run * 2 >= rows[rows.length - 1 - count]) {
+    run += rows[rows.length - 1 - count];
+    count++;
+  }
+  return count >= 2 ? count : 0;
+}
+
+async function _mergeTail(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {
+  const count = tailMergeCount(files.live.map((file) => file.rows));
+  if (count === 0) return { value: { files: 0, rows: 0 }, replaces: [], wrote: false };
+  return await _compactAll({ ...files, live: files.live.slice(files.live.length - count) });
 }
 
 async function _compactAll(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {

@@ -12,6 +12,7 @@ import {
   type PartitionWriter,
   replacePartition,
   SCHEMA_VERSION,
+  tailMergeCount,
   writeBars,
 } from "./partitions.ts";
 import { CorruptFileError } from "../core/errors.ts";
@@ -273,7 +274,7 @@ Deno.test("writeBars() of the same bars again replaces them all and adds nothing
 
 Deno.test("writeBars() of new days appends a file and keeps the stored one as it is", async () => {
   await withWriter(async (context) => {
-    const { writer } = context;
+    const writer = { ...context.writer, compactThreshold: 0 };
     await writeBars(writer, minutes("2024-03-04", "09:30", 3), { jobId: "job-1" });
     const [before] = livePaths(context, YEAR);
     const bytes = await Deno.readFile(before);
@@ -578,7 +579,8 @@ Deno.test("writeBars() counts bars its own job stored before as written, another
 
 Deno.test("compactPartition() merges a partition's files into one, sorted, and keeps every row", async () => {
   await withWriter(async (context) => {
-    const { writer } = context;
+    // No merging while appending: three files for compact to merge.
+    const writer = { ...context.writer, compactThreshold: 0 };
     for (const date of ["2024-03-06", "2024-03-04", "2024-03-05"]) {
       await writeBars(writer, minutes(date, "09:30", 3), { jobId: `job-${date}` });
     }
@@ -600,14 +602,48 @@ Deno.test("compactPartition() merges a partition's files into one, sorted, and k
   });
 });
 
-Deno.test("writeBars() compacts a partition once it reaches the threshold", async () => {
+Deno.test("tailMergeCount() merges the newest files like a binary counter", () => {
+  assert.equal(tailMergeCount([]), 0);
+  assert.equal(tailMergeCount([5]), 0);
+  assert.equal(tailMergeCount([1, 1]), 2);
+  assert.equal(tailMergeCount([250, 1]), 0, "a day beside the year's file stays a file of its own");
+  assert.equal(tailMergeCount([3, 1, 1]), 3);
+  assert.equal(tailMergeCount([5, 1, 1]), 2);
+  assert.equal(tailMergeCount([250, 100, 30]), 0);
+  assert.equal(tailMergeCount([400, 100, 60]), 2);
+  assert.equal(tailMergeCount([250, 100, 60]), 3, "the run carries on into the year's file");
+  // A year of daily appends keeps a handful of files, and rewrites each row a few times.
+  const files: number[] = [];
+  let rewritten = 0;
+  for (let day = 0; day < 252; day++) {
+    files.push(1);
+    const count = tailMergeCount(files);
+    if (count > 0) {
+      const merged = files.splice(files.length - count).reduce((a, b) => a + b, 0);
+      rewritten += merged;
+      files.push(merged);
+    }
+  }
+  assert.ok(files.length <= 9, `files: ${files}`);
+  assert.ok(rewritten / 252 < 9, `each day rewritten ${rewritten / 252} times on average`);
+});
+
+Deno.test("writeBars() merges small appended files and compacts a partition at the threshold", async () => {
   await withWriter(async (context) => {
     const writer = { ...context.writer, compactThreshold: 3 };
-    await writeBars(writer, minutes("2024-03-04", "09:30", 2), { jobId: "job-1" });
-    await writeBars(writer, minutes("2024-03-05", "09:30", 2), { jobId: "job-2" });
-    assert.deepEqual(await barFiles(context), [YEAR, YEAR]);
-    await writeBars(writer, minutes("2024-03-06", "09:30", 2), { jobId: "job-3" });
+    // Two days of the same size: merged at once into one file.
+    await writeBars(writer, minutes("2024-03-04", "09:30", 4), { jobId: "job-1" });
+    await writeBars(writer, minutes("2024-03-05", "09:30", 4), { jobId: "job-2" });
     assert.deepEqual(await barFiles(context), [YEAR]);
-    assert.equal((await readPartition(context, YEAR)).length, 6);
+    // Smaller and smaller days stay files of their own until the threshold.
+    await writeBars(writer, minutes("2024-03-06", "09:30", 3), { jobId: "job-3" });
+    assert.deepEqual(await barFiles(context), [YEAR, YEAR]);
+    const twoFiles = await readPartition(context, YEAR);
+    await writeBars(writer, minutes("2024-03-07", "09:30", 1), { jobId: "job-4" });
+    assert.deepEqual(await barFiles(context), [YEAR], "three files: compacted");
+    const rows = await readPartition(context, YEAR);
+    assert.equal(rows.length, 12);
+    assertSortedByTs(rows);
+    assert.deepEqual(rows.slice(0, 11), twoFiles);
   });
 });

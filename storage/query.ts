@@ -164,11 +164,7 @@ export class QueryEngine {
   async _refreshViews(): Promise<void> {
     const connection = await this._connect();
     try {
-      const files = await withManifest(this.dataDir, (db) => listFiles(db, { tree: "bars" }), []);
-      this.#timeframes = await createBarViews(
-        connection,
-        files.map((file) => ({ timeframe: file.timeframe, path: join(this.dataDir, file.path) })),
-      );
+      this.#timeframes = await _viewsFromManifest(connection, this.dataDir);
     } finally {
       connection.closeSync();
     }
@@ -302,11 +298,7 @@ export async function openQueryEngine(
   const writable = outputFile === undefined ? [] : [outputFile, tempOutputFile!];
   let timeframes: Timeframe[] = [];
   const instance = await _openSandbox(readable, writable, limits, async (connection) => {
-    const files = await withManifest(absDataDir, (db) => listFiles(db, { tree: "bars" }), []);
-    timeframes = await createBarViews(
-      connection,
-      files.map((file) => ({ timeframe: file.timeframe, path: join(absDataDir, file.path) })),
-    );
+    timeframes = await _viewsFromManifest(connection, absDataDir);
   });
   return new QueryEngine(instance, {
     dataDir: absDataDir,
@@ -316,6 +308,28 @@ export async function openQueryEngine(
     exportDir,
     limits,
   });
+}
+
+/**
+ * (Re)creates the bar views over the manifest's files as they are now. Creating a view reads the
+ * first file's footer: when a writer replaced (and deleted) that file between the manifest read
+ * and the view, the manifest is read again, up to three times.
+ */
+async function _viewsFromManifest(
+  connection: DuckDBConnection,
+  dataDir: string,
+): Promise<Timeframe[]> {
+  for (let attempt = 1;; attempt++) {
+    const files = await withManifest(dataDir, (db) => listFiles(db, { tree: "bars" }), []);
+    try {
+      return await createBarViews(
+        connection,
+        files.map((file) => ({ timeframe: file.timeframe, path: join(dataDir, file.path) })),
+      );
+    } catch (error) {
+      if (attempt >= 3 || !_isMissingFileError(dataDir, error)) throw error;
+    }
+  }
 }
 
 /**
@@ -598,19 +612,19 @@ async function _retryReplaced<T>(
     try {
       return await fn();
     } catch (error) {
-      if (attempt >= 3 || !mayRetry() || !_isReplacedFileError(engine, error)) throw error;
+      if (attempt >= 3 || !mayRetry() || !_isMissingFileError(engine.dataDir, error)) throw error;
       await engine._refreshViews();
     }
   }
 }
 
 /** Whether `error` (or a cause of it) is DuckDB not finding a file of the data directory. */
-function _isReplacedFileError(engine: QueryEngine, error: unknown): boolean {
+function _isMissingFileError(dataDir: string, error: unknown): boolean {
   for (let e: unknown = error; e instanceof Error; e = e.cause) {
     if (
       /No files found that match the pattern|No such file or directory|Cannot open file/.test(
         e.message,
-      ) && e.message.includes(engine.dataDir)
+      ) && e.message.includes(dataDir)
     ) {
       return true;
     }

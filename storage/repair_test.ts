@@ -59,7 +59,8 @@ async function withData(fn: (context: Context) => Promise<void>): Promise<void> 
   const meta = new MetaStore(db, { command: "test" });
   const duckdb = await openDuckDB({ threads: 1 });
   try {
-    const writer = { dataDir, duckdb, meta };
+    // One file per day write (no merging while appending): a corrupt file stands for its day only.
+    const writer = { dataDir, duckdb, meta, compactThreshold: 0 };
     const record = db.prepare(
       "INSERT INTO ingested_days (source, timeframe, symbol, trading_date, bars, job_id, ingested_at) VALUES ('fake/sip/raw', ?, ?, ?, ?, 'job-1', 0)",
     );
