@@ -9,7 +9,7 @@
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { join } from "node:path";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import type { Timeframe } from "../core/types.ts";
 import { pathExists } from "./fs.ts";
 import type { PartitionTree } from "./layout.ts";
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
@@ -85,39 +85,6 @@ export function listFilePaths(
   filter: FileFilter = {},
 ): string[] {
   return listFiles(db, filter).map((file) => join(dataDir, file.path));
-}
-
-/** What is stored per (timeframe, symbol) of a tree, from the manifest alone. */
-export interface SeriesSummary {
-  timeframe: Timeframe;
-  symbol: string;
-  files: number;
-  rows: number;
-  bytes: number;
-  minTs: number;
-  maxTs: number;
-  firstDate: string;
-  lastDate: string;
-}
-
-/** One row per (timeframe, symbol) of `tree` with its files, rows, bytes and range. */
-export function summarizeSeries(db: DatabaseSync, tree: PartitionTree = "bars"): SeriesSummary[] {
-  return db.prepare(
-    `SELECT timeframe, symbol, count(*) AS files, sum(rows) AS rows, sum(bytes) AS bytes,
-       min(min_ts) AS min_ts, max(max_ts) AS max_ts, min(first_date) AS first_date,
-       max(last_date) AS last_date
-     FROM bar_files WHERE tree = ? GROUP BY timeframe, symbol ORDER BY symbol, timeframe`,
-  ).all(tree).map((row) => ({
-    timeframe: row.timeframe as Timeframe,
-    symbol: row.symbol as string,
-    files: Number(row.files),
-    rows: Number(row.rows),
-    bytes: Number(row.bytes),
-    minTs: Number(row.min_ts),
-    maxTs: Number(row.max_ts),
-    firstDate: row.first_date as string,
-    lastDate: row.last_date as string,
-  }));
 }
 
 /**
@@ -215,23 +182,6 @@ export async function listStoredSymbols(
     db.prepare(
       "SELECT DISTINCT symbol FROM bar_files WHERE tree = ? AND timeframe = ? ORDER BY symbol",
     ).all(tree, timeframe).map((row) => row.symbol as string), []);
-}
-
-/** Timeframes with at least one live file in `tree`, shortest first. */
-export async function storedTimeframes(
-  dataDir: string,
-  tree: PartitionTree = "bars",
-): Promise<Timeframe[]> {
-  const present = await withManifest(
-    dataDir,
-    (db) =>
-      new Set(
-        db.prepare("SELECT DISTINCT timeframe FROM bar_files WHERE tree = ?").all(tree)
-          .map((row) => row.timeframe as string),
-      ),
-    new Set<string>(),
-  );
-  return TIMEFRAMES.filter((timeframe) => present.has(timeframe));
 }
 
 function _fileFrom(row: Record<string, SQLInputValue>): BarFile {

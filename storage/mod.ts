@@ -20,8 +20,6 @@ export {
   listPartitionFiles,
   listStoredSymbols,
   manifestVersion,
-  storedTimeframes,
-  summarizeSeries,
 } from "./manifest.ts";
 export {
   isReadOnly,

@@ -1647,9 +1647,9 @@ function _bindBars(
 }
 
 /**
- * The partition files of one symbol and timeframe whose period (month, or year for 1d) overlaps
- * the request's dates. Only that symbol's directory is listed, so a read costs the same with ten
- * symbols stored or ten thousand, and needs no view (new timeframes are seen at once).
+ * The live files of one symbol and timeframe that hold a trading date of the request, from the
+ * manifest as it is now: no folder is listed, a read opens only those files whatever else is
+ * stored, and it needs no view (new files and timeframes are seen at once).
  */
 async function _barFiles(engine: QueryEngine, request: BarsRequest): Promise<string[]> {
   return await listPartitionFiles(engine.dataDir, "bars", request.timeframe, request.symbol, {
