@@ -309,7 +309,8 @@ export async function compactPartitions(
  * the one before it while the run being built is at least half that file's rows, as digits carry
  * in a binary counter. A day appended to a year's file is left alone; a run of small daily files
  * is merged into ever larger ones, so a partition keeps about log2(days) files and a row is
- * rewritten about that many times, never with every append.
+ * rewritten about that many times, never with every append. Files of one job are not merged with
+ * each other this way (see `_mergeTail`).
  */
 export function tailMergeCount(rows: readonly number[]): number {
   let count = 1;
@@ -322,6 +323,12 @@ export function tailMergeCount(rows: readonly number[]): number {
 }
 
 async function _mergeTail(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {
+  const [before, newest] = files.live.slice(-2);
+  // A job that writes many files into a partition (a bulk ingest, month by month) is not slowed
+  // by merging its own files again and again: its files wait for a later write, or the threshold.
+  if (newest?.jobId != null && before?.jobId === newest.jobId) {
+    return { value: { files: 0, rows: 0 }, replaces: [], wrote: false };
+  }
   const count = tailMergeCount(files.live.map((file) => file.rows));
   if (count === 0) return { value: { files: 0, rows: 0 }, replaces: [], wrote: false };
   return await _compactAll({ ...files, live: files.live.slice(files.live.length - count) });

@@ -635,12 +635,21 @@ Deno.test("writeBars() merges small appended files and compacts a partition at t
     await writeBars(writer, minutes("2024-03-04", "09:30", 4), { jobId: "job-1" });
     await writeBars(writer, minutes("2024-03-05", "09:30", 4), { jobId: "job-2" });
     assert.deepEqual(await barFiles(context), [YEAR]);
+    // ... but not two files of one job (a bulk ingest writes many): they wait.
+    const bulk = { ...context.writer, compactThreshold: 16 };
+    await writeBars(bulk, minutes("2023-03-06", "09:30", 4), { jobId: "job-bulk" });
+    await writeBars(bulk, minutes("2023-03-07", "09:30", 4), { jobId: "job-bulk" });
+    assert.deepEqual(await barFiles(context), [LAST_YEAR, LAST_YEAR, YEAR]);
     // Smaller and smaller days stay files of their own until the threshold.
     await writeBars(writer, minutes("2024-03-06", "09:30", 3), { jobId: "job-3" });
-    assert.deepEqual(await barFiles(context), [YEAR, YEAR]);
+    assert.deepEqual(await barFiles(context), [LAST_YEAR, LAST_YEAR, YEAR, YEAR]);
     const twoFiles = await readPartition(context, YEAR);
     await writeBars(writer, minutes("2024-03-07", "09:30", 1), { jobId: "job-4" });
-    assert.deepEqual(await barFiles(context), [YEAR], "three files: compacted");
+    assert.deepEqual(
+      await barFiles(context),
+      [LAST_YEAR, LAST_YEAR, YEAR],
+      "three files: compacted",
+    );
     const rows = await readPartition(context, YEAR);
     assert.equal(rows.length, 12);
     assertSortedByTs(rows);
