@@ -67,18 +67,28 @@ export async function findCorruptFiles(
       checked++;
       options.onProgress?.(checked, files.length);
     }
+    // A live file that is not on disk (deleted by hand): readers would fail on it.
+    const onDisk = new Set(files.map((file) => relative(dataDir, file)));
+    for (const [path, file] of live) {
+      if (!onDisk.has(path)) corrupt.push(_describe(path, MISSING_REASON, file));
+    }
+    corrupt.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     return { checked, corrupt };
   } finally {
     connection.closeSync();
   }
 }
 
+/** The reason {@link findCorruptFiles} gives for a live file that is not on disk. */
+export const MISSING_REASON = "listed in the manifest as live, but missing on disk";
+
 /** What happened to one file in {@link moveCorruptFiles}. */
 export interface MovedFile {
   file: CorruptStoredFile;
   /**
    * `moved` to `movedTo`; `readable` when it read fine under the partition lock (rewritten since
-   * the scan) and was left in place; `gone` when it no longer existed.
+   * the scan) and was left in place; `gone` when it no longer existed (a file the manifest still
+   * listed is taken out of it, and its days forgotten).
    */
   outcome: "moved" | "readable" | "gone";
   /** Where it went, relative to the data directory. */
@@ -110,6 +120,11 @@ export async function moveCorruptFiles(
     for (const file of files) {
       options.signal?.throwIfAborted();
       const source = join(dataDir, file.path);
+      if (options.dryRun && !(await pathExists(source))) {
+        const days = file.tree === "bars" && file.partition ? _countDays(meta, file.partition) : 0;
+        out.push({ file, outcome: "gone", daysForgotten: days });
+        continue;
+      }
       if (options.dryRun) {
         out.push({
           file,
@@ -125,7 +140,17 @@ export async function moveCorruptFiles(
       await meta.lockPartition(lock, { signal: options.signal });
       try {
         if (!(await pathExists(source))) {
-          out.push({ file, outcome: "gone", daysForgotten: 0 });
+          // Still listed as live: take it out of the manifest and forget its days, so they are
+          // fetched again; nothing is left to move.
+          const listed = meta.db.prepare("SELECT 1 FROM bar_files WHERE path = ?").get(file.path);
+          let daysForgotten = 0;
+          if (listed !== undefined) {
+            daysForgotten = file.tree === "bars" && file.partition
+              ? _forgetDays(meta, file.partition)
+              : 0;
+            commitFiles(meta.db, [], [file.path]);
+          }
+          out.push({ file, outcome: "gone", daysForgotten });
           continue;
         }
         if (await checkParquetFile(connection, source) === undefined) {

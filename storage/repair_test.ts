@@ -9,7 +9,7 @@ import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
 import { listFiles } from "./manifest.ts";
 import { writeBars } from "./partitions.ts";
 import { writeQuarantine } from "./quarantine.ts";
-import { findCorruptFiles, moveCorruptFiles } from "./repair.ts";
+import { findCorruptFiles, MISSING_REASON, moveCorruptFiles } from "./repair.ts";
 
 interface Context {
   dataDir: string;
@@ -196,5 +196,23 @@ Deno.test("moveCorruptFiles() never replaces a file already in corrupt/ and keep
     assert.deepEqual(await Deno.readFile(join(dataDir, SPY)), spyBytes);
     assert.ok(listFiles(meta.db, { symbol: "SPY" }).some((file) => file.path === SPY));
     assert.deepEqual(days(meta, "1m", "SPY"), ["2024-03-04", "2024-03-05"]);
+  });
+});
+
+Deno.test("findCorruptFiles() lists a live file missing on disk; moveCorruptFiles() drops it from the manifest and forgets its day", async () => {
+  await withData(async ({ dataDir, duckdb, meta, MSFT }) => {
+    await Deno.remove(join(dataDir, MSFT));
+    const { corrupt } = await findCorruptFiles(dataDir, duckdb);
+    assert.deepEqual(corrupt.map((file) => [file.path, file.reason, file.partition?.start]), [
+      [MSFT, MISSING_REASON, "2024-03-04"],
+    ]);
+    const dry = await moveCorruptFiles({ dataDir, duckdb, meta }, corrupt, { dryRun: true });
+    assert.deepEqual(dry.map((m) => [m.outcome, m.daysForgotten]), [["gone", 1]]);
+    assert.ok(listFiles(meta.db).some((file) => file.path === MSFT), "a dry run changes nothing");
+    const moved = await moveCorruptFiles({ dataDir, duckdb, meta }, corrupt);
+    assert.deepEqual(moved.map((m) => [m.outcome, m.daysForgotten]), [["gone", 1]]);
+    assert.ok(!listFiles(meta.db).some((file) => file.path === MSFT));
+    assert.deepEqual(days(meta, "1m", "MSFT"), ["2024-03-05"]);
+    assert.deepEqual((await findCorruptFiles(dataDir, duckdb)).corrupt, []);
   });
 });
