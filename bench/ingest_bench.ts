@@ -31,6 +31,8 @@ import {
   formatBytes,
   formatCount,
   formatMs,
+  gitRevision,
+  machineInfo,
   median,
   runMeasured,
   treeStats,
@@ -159,8 +161,8 @@ async function _bench(
   await Deno.writeTextFile(symbolsFile, workload.symbols.join("\n") + "\n");
   const first = workload.days[0];
   const last = workload.days.at(-1)!;
-  const machine = await _machine();
-  const revision = await _revision();
+  const machine = await machineInfo();
+  const revision = await gitRevision();
 
   // 1 and 2, alternating `runs` times so that load from elsewhere hits both alike: ours, the
   // real CLI end to end on a fresh data dir; then the limit, one COPY of as many generated rows,
@@ -533,44 +535,6 @@ function _render(report: Report): string {
       ? ""
       : ` The RSS target is set for 100 symbols x 20 days.`),
   ].join("\n");
-}
-
-/** `git describe --always --dirty` of the tree under test, or null without git. */
-async function _revision(): Promise<string | null> {
-  try {
-    const output = await new Deno.Command("git", {
-      args: ["describe", "--always", "--dirty"],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return output.success ? new TextDecoder().decode(output.stdout).trim() : null;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-}
-
-async function _machine() {
-  let cpu = "unknown CPU";
-  try {
-    const info = await Deno.readTextFile("/proc/cpuinfo");
-    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1].trim() ?? cpu;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return {
-    cores: navigator.hardwareConcurrency,
-    cpu,
-    memoryBytes: Deno.systemMemoryInfo().total,
-    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    typescript: Deno.version.typescript,
-    /** 1, 5 and 15 minute load averages when the run started: other work skews every figure. */
-    loadAverage: Deno.loadavg(),
-  };
 }
 
 function _checkChild(run: ChildRun, what: string): void {

@@ -66,6 +66,8 @@ import {
   formatBytes,
   formatCount,
   formatMs,
+  gitRevision,
+  machineInfo,
   median,
   runMeasured,
   treeStats,
@@ -432,14 +434,8 @@ async function _bench(workload: Workload, context: Context) {
 
   return {
     startedAt,
-    revision: await _revision(),
-    machine: {
-      cores: navigator.hardwareConcurrency,
-      memoryBytes: Deno.systemMemoryInfo().total,
-      os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
-      deno: Deno.version.deno,
-      loadAverage: Deno.loadavg(),
-    },
+    revision: await gitRevision(),
+    machine: await machineInfo(),
     workload: {
       symbols: symbols.length,
       historyDays: history.length,
@@ -1370,23 +1366,6 @@ function _childEnv(): Record<string, string> {
     if (value !== undefined) env[key] = value;
   }
   return env;
-}
-
-/** `git describe --always --dirty` of the tree under test, or null without git. */
-async function _revision(): Promise<string | null> {
-  try {
-    const output = await new Deno.Command("git", {
-      args: ["describe", "--always", "--dirty"],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return output.success ? new TextDecoder().decode(output.stdout).trim() : null;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
 }
 
 function _parseFlags(args: string[]):

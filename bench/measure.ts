@@ -7,6 +7,9 @@
 import { formatBytes, formatCount } from "../core/format.ts";
 import { isFile } from "../storage/fs.ts";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const _ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 /** What {@link runMeasured} saw of one child process. */
 export interface ChildRun {
@@ -173,3 +176,42 @@ export function formatMs(ms: number): string {
 }
 
 export { formatBytes, formatCount };
+
+/** `git describe --always --dirty` of the tree under test, or null without git. */
+export async function gitRevision(): Promise<string | null> {
+  try {
+    const output = await new Deno.Command("git", {
+      args: ["describe", "--always", "--dirty"],
+      cwd: _ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return output.success ? new TextDecoder().decode(output.stdout).trim() : null;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** The machine a benchmark ran on, for its report. */
+export async function machineInfo() {
+  let cpu = "unknown CPU";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1].trim() ?? cpu;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return {
+    cores: navigator.hardwareConcurrency,
+    cpu,
+    memoryBytes: Deno.systemMemoryInfo().total,
+    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    /** 1, 5 and 15 minute load averages when the run started: other work skews every figure. */
+    loadAverage: Deno.loadavg(),
+  };
+}

@@ -48,7 +48,7 @@ import {
   readMetricTotals,
   recordFreshness,
 } from "../storage/mod.ts";
-import { formatCount, formatMs, median } from "./measure.ts";
+import { formatCount, formatMs, gitRevision, machineInfo, median } from "./measure.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
@@ -146,7 +146,7 @@ async function main(args: string[]): Promise<number> {
   const startedAt = new Date().toISOString();
   const temp = await Deno.makeTempDir({ prefix: "marketpipe-metrics-bench-" });
   try {
-    const machine = await _machine();
+    const machine = await machineInfo();
     console.error(`Scrape latency: ${flags.series} freshness series, ${flags.requests} requests`);
     const scrape = await _scrapeBench(flags, join(temp, "scrape"));
     console.error(
@@ -170,7 +170,7 @@ async function main(args: string[]): Promise<number> {
     ];
     const report = {
       startedAt,
-      revision: await _revision(),
+      revision: await gitRevision(),
       machine,
       /** 1, 5 and 15 minute load averages at the end: a busy machine makes every figure noisy. */
       loadAverageAtEnd: Deno.loadavg(),
@@ -628,7 +628,7 @@ function _ratioCheck(name: string, ours: number, limit: number): Check {
 }
 
 function _render(report: {
-  machine: Awaited<ReturnType<typeof _machine>>;
+  machine: Awaited<ReturnType<typeof machineInfo>>;
   loadAverageAtEnd: number[];
   revision: string | null;
   scrape: Awaited<ReturnType<typeof _scrapeBench>>;
@@ -708,42 +708,6 @@ function _render(report: {
     );
   }
   return lines.join("\n");
-}
-
-async function _revision(): Promise<string | null> {
-  try {
-    const output = await new Deno.Command("git", {
-      args: ["describe", "--always", "--dirty"],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    return output.success ? new TextDecoder().decode(output.stdout).trim() : null;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-}
-
-async function _machine() {
-  let cpu = "unknown CPU";
-  try {
-    const info = await Deno.readTextFile("/proc/cpuinfo");
-    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1].trim() ?? cpu;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return {
-    cores: navigator.hardwareConcurrency,
-    cpu,
-    memoryBytes: Deno.systemMemoryInfo().total,
-    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    /** 1, 5 and 15 minute load averages when the run started: other work skews every figure. */
-    loadAverage: Deno.loadavg(),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

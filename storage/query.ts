@@ -15,7 +15,9 @@ import {
   StatementType,
   VARCHAR,
 } from "@duckdb/node-api";
+import { existsSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import { CorruptFileError, errorMessage } from "../core/errors.ts";
 import { isValidSymbol } from "../core/symbols.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
@@ -33,7 +35,8 @@ import {
   corruptFileError,
   corruptFileMessage,
 } from "./corrupt.ts";
-import { listFiles, listPartitionFiles, withManifest } from "./manifest.ts";
+import { type BarFile, type FileFilter, listFiles, withManifest } from "./manifest.ts";
+import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
 import { assertLayoutCurrent } from "./migrate_layout.ts";
 import { checkOutputPath, tempPathBeside, writeFileAtomic } from "./output.ts";
 
@@ -132,6 +135,7 @@ export class QueryEngine {
   readonly #tempOutputFile: string | undefined;
   readonly #limits: { memoryLimit: string; tempLimit: string; threads?: number };
   #exporter: Promise<DuckDBInstance> | undefined;
+  #manifest: DatabaseSync | undefined;
   #closed = false;
   #writing = false;
 
@@ -158,13 +162,27 @@ export class QueryEngine {
   }
 
   /**
+   * Internal to storage/: the live files matching `filter`, from a read-only connection to the
+   * manifest that the engine keeps open (none while the data directory has no database yet).
+   */
+  _liveFiles(filter: FileFilter): BarFile[] {
+    if (this.#closed) throw new Error("Cannot read the manifest: the query engine is closed");
+    if (this.#manifest === undefined) {
+      const path = join(this.dataDir, META_FILE);
+      if (!existsSync(path)) return [];
+      this.#manifest = openReadOnlyDatabase(path);
+    }
+    return listFiles(this.#manifest, filter);
+  }
+
+  /**
    * Internal to storage/: makes the views list the manifest's files as they are now. Called when a
    * file of the old snapshot was replaced (and deleted) by a writer since the engine opened.
    */
   async _refreshViews(): Promise<void> {
     const connection = await this._connect();
     try {
-      this.#timeframes = await _viewsFromManifest(connection, this.dataDir);
+      this.#timeframes = await _viewsFromManifest(connection, this.dataDir, this);
     } finally {
       connection.closeSync();
     }
@@ -212,6 +230,7 @@ export class QueryEngine {
     if (this.#closed) return;
     this.#closed = true;
     this.#instance.closeSync();
+    this.#manifest?.close();
     this.#exporter?.then((instance) => instance.closeSync(), () => {});
   }
 
@@ -318,9 +337,12 @@ export async function openQueryEngine(
 async function _viewsFromManifest(
   connection: DuckDBConnection,
   dataDir: string,
+  engine?: QueryEngine,
 ): Promise<Timeframe[]> {
   for (let attempt = 1;; attempt++) {
-    const files = await withManifest(dataDir, (db) => listFiles(db, { tree: "bars" }), []);
+    const files = engine !== undefined
+      ? engine._liveFiles({ tree: "bars" })
+      : await withManifest(dataDir, (db) => listFiles(db, { tree: "bars" }), []);
     try {
       return await createBarViews(
         connection,
@@ -1241,7 +1263,7 @@ async function _readBarsOnce(
   options: ReadBarsOptions = {},
 ): Promise<number> {
   _checkBarsRequest(request);
-  const files = await _barFiles(engine, request);
+  const files = _barFiles(engine, request);
   if (files.length === 0 || request.limit === 0) return 0;
   const order = request.descending ? "DESC" : "ASC";
   // Lineage costs a string decode per row and column (ingest_id is read through a native call),
@@ -1295,7 +1317,7 @@ async function _barsPageEndOnce(
   options: ReadBarsOptions = {},
 ): Promise<bigint | undefined> {
   _checkBarsRequest(request);
-  const files = await _barFiles(engine, request);
+  const files = _barFiles(engine, request);
   if (files.length === 0 || request.limit === 0) return undefined;
   const sql = `SELECT epoch_us(ts) FROM ${_BARS_FILTER}
     ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
@@ -1372,7 +1394,7 @@ async function _exportBarsParquetOnce(
     throw new TypeError("Cannot export Parquet: the query engine was opened without an exportDir");
   }
   const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
-  const files = await _barFiles(engine, request);
+  const files = _barFiles(engine, request);
   const source = files.length > 0
     ? `${_BARS_FILTER} ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT $limit::BIGINT`
     : null;
@@ -1476,7 +1498,7 @@ async function _storedInventoryOnce(
   >();
   // Every live file of the manifest now, not the views: those are fixed when the engine opens and
   // may leave out a file whose footer does not read, which must show up here as corrupt.
-  const live = await withManifest(engine.dataDir, (db) => listFiles(db, { tree: "bars" }), []);
+  const live = engine._liveFiles({ tree: "bars" });
   for (const file of live) {
     const id = `${file.timeframe}|${file.symbol}`;
     let group = groups.get(id);
@@ -1651,11 +1673,14 @@ function _bindBars(
  * manifest as it is now: no folder is listed, a read opens only those files whatever else is
  * stored, and it needs no view (new files and timeframes are seen at once).
  */
-async function _barFiles(engine: QueryEngine, request: BarsRequest): Promise<string[]> {
-  return await listPartitionFiles(engine.dataDir, "bars", request.timeframe, request.symbol, {
+function _barFiles(engine: QueryEngine, request: BarsRequest): string[] {
+  return engine._liveFiles({
+    tree: "bars",
+    timeframe: request.timeframe,
+    symbol: request.symbol,
     start: request.start,
     end: request.end,
-  });
+  }).map((file) => join(engine.dataDir, file.path));
 }
 
 function _barColumns(chunk: DuckDBDataChunk): BarColumns {
