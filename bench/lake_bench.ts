@@ -16,7 +16,9 @@
  * 3. Size: bytes of the stored 1m Parquet files per million bars, in A and in B, vs one zstd
  *    Parquet file of the same rows sorted by (symbol, ts), written by native DuckDB from A's rows.
  * 4. Queries, in-process: a point query (one symbol, one day) and `count(*)` of the year through
- *    `openQueryEngine`/`runQuery` over A and over B, and raw DuckDB over the one sorted file.
+ *    `openQueryEngine`/`runQuery` over A, over B and over store C (the same monthly 1m ingests
+ *    with the default automatic merging: what a user who ingests month by month has), and raw
+ *    DuckDB over the one sorted file.
  * 5. Ingest: the whole 1m history in one `ingest --workers 8` into an empty data directory vs
  *    limits, each a fresh process that generates the identical rows with `generateFakeDay`,
  *    appends them to DuckDB in columnar chunks and writes them zstd: one `COPY` per (symbol,
@@ -278,11 +280,32 @@ async function _bench(workload: Workload, context: Context) {
     await _checkUnchanged(storeA, listingA);
     listingB = await _listing(storeB);
   }
+  // Store C: the same monthly 1m ingests with the default automatic merging, what a user who
+  // ingests month by month gets (A is the worst case: merging turned off).
+  const storeC = join(temp, "store-c");
+  let filesC = 0;
+  if (sections.has("query")) {
+    for (const month of workload.months) {
+      console.error(
+        `History: ingest 1m ${month.first}..${month.last} (${symbols.length} symbols, ` +
+          "default merging)...",
+      );
+      await _ingest(context, storeC, {
+        start: month.first,
+        end: month.last,
+        timeframe: "1m",
+        workers: workload.workers,
+        extra: [],
+      });
+    }
+    filesC = _countParquet(await _listing(storeC), "1m");
+  }
   const filesA = _countParquet(listingA, "1m");
   const filesB = _countParquet(listingB, "1m");
   const names = {
     a: `store A (${formatCount(filesA)} 1m files)`,
     b: `store B (${formatCount(filesB)} 1m files)`,
+    c: `store C (${formatCount(filesC)} 1m files, default merging)`,
   };
 
   // 2. Daily update into copies of A and B vs the same ingests into an empty data directory.
@@ -384,19 +407,22 @@ async function _bench(workload: Workload, context: Context) {
   if (sections.has("query")) {
     const pointDay = history[Math.floor(history.length / 2)];
     queries = await _timeQueries(
-      { a: storeA, b: storeB, reference },
+      { a: storeA, b: storeB, c: storeC, reference },
       { symbol: symbols[0], day: pointDay, rows: referenceRows, rounds: workload.queryRuns },
       signal,
     );
     const { point, count } = queries.samples;
-    const { a, b } = names;
+    const { a, b, c } = names;
     const raw = "raw DuckDB, one file";
     figures.push(
       _paired(`point query, ${a}`, "ms", point.a, point.b, b, TARGETS.pointManyFiles),
+      _paired(`point query, ${c}`, "ms", point.c, point.b, b, TARGETS.pointManyFiles),
       _paired(`point query, ${a}`, "ms", point.a, point.raw, raw, TARGETS.pointRaw),
       _paired(`point query, ${b}`, "ms", point.b, point.raw, raw, TARGETS.pointRaw),
+      _paired(`point query, ${c}`, "ms", point.c, point.raw, raw, TARGETS.pointRaw),
       _paired(`count(*) of the year, ${a}`, "ms", count.a, count.raw, raw, TARGETS.countRaw),
       _paired(`count(*) of the year, ${b}`, "ms", count.b, count.raw, raw, TARGETS.countRaw),
+      _paired(`count(*) of the year, ${c}`, "ms", count.c, count.raw, raw, TARGETS.countRaw),
     );
   }
 
@@ -520,7 +546,7 @@ async function _dailyUpdate(context: Context, dir: string, workers: number): Pro
  * each round) so that load from elsewhere falls on all alike. Every runner must return the same.
  */
 async function _timeQueries(
-  paths: { a: string; b: string; reference: string },
+  paths: { a: string; b: string; c: string; reference: string },
   options: { symbol: string; day: string; rows: number; rounds: number },
   signal: AbortSignal,
 ) {
@@ -536,7 +562,11 @@ async function _timeQueries(
   const raw = await openDuckDB();
   const connection = await raw.connect();
   try {
-    engines.push(await openQueryEngine(paths.a), await openQueryEngine(paths.b));
+    engines.push(
+      await openQueryEngine(paths.a),
+      await openQueryEngine(paths.b),
+      await openQueryEngine(paths.c),
+    );
     await connection.run(
       `CREATE VIEW bars_1m AS SELECT * FROM read_parquet(${sqlString(paths.reference)})`,
     );
@@ -545,16 +575,17 @@ async function _timeQueries(
     const runners = {
       a: ours(engines[0]),
       b: ours(engines[1]),
+      c: ours(engines[2]),
       raw: async (sql: string) => (await connection.runAndReadAll(sql)).getRows() as unknown[][],
     };
     const samples = {
-      point: { a: [] as number[], b: [] as number[], raw: [] as number[] },
-      count: { a: [] as number[], b: [] as number[], raw: [] as number[] },
+      point: { a: [] as number[], b: [] as number[], c: [] as number[], raw: [] as number[] },
+      count: { a: [] as number[], b: [] as number[], c: [] as number[], raw: [] as number[] },
     };
     const results: Record<string, string> = {};
     for (let round = 0; round <= options.rounds; round++) {
       signal.throwIfAborted();
-      for (const runner of _rotate(["a", "b", "raw"] as const, round)) {
+      for (const runner of _rotate(["a", "b", "c", "raw"] as const, round)) {
         for (const query of ["point", "count"] as const) {
           const started = performance.now();
           const rows = await runners[runner](sqls[query]);
@@ -574,10 +605,12 @@ async function _timeQueries(
       }
     }
     for (const query of ["point", "count"] as const) {
-      const seen = ["a", "b", "raw"].map((runner) => results[`${query}\0${runner}`]);
+      const seen = ["a", "b", "c", "raw"].map((runner) => results[`${query}\0${runner}`]);
       if (new Set(seen).size !== 1) {
         throw new Error(
-          `Cannot benchmark: the ${query} query returned ${seen.join(", ")} on A, B and the file`,
+          `Cannot benchmark: the ${query} query returned ${
+            seen.join(", ")
+          } on A, B, C and the file`,
         );
       }
     }

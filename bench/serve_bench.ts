@@ -6,7 +6,7 @@
  *
  * Scenarios: `/api/bars` for one symbol-day of 1m bars and one symbol-year of 1d bars, as JSON
  * and Arrow; the symbol page (HTML with the chart data) at p50; and how fast the server answers
- * while an ingest runs in the same process.
+ * while an ingest runs in the same process, as a ratio to the same server idle just before.
  *
  * Usage: deno run -A bench/serve_bench.ts [--duration 20] [--connections 50]
  *
@@ -14,7 +14,7 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import type { Timeframe } from "../core/types.ts";
+import { parseTimeframe } from "../core/types.ts";
 import { openQueryEngine } from "../storage/mod.ts";
 import { type BarFormat, barsPage } from "../web/mod.ts";
 
@@ -39,7 +39,7 @@ async function baselineServer(dataDir: string, port: number): Promise<void> {
     const q = url.searchParams;
     const page = await barsPage(engine, {
       symbol: q.get("symbol")!,
-      timeframe: (q.get("timeframe") ?? "1m") as Timeframe,
+      timeframe: parseTimeframe(q.get("timeframe") ?? "1m"),
       start: q.get("start") ?? undefined,
       end: q.get("end") ?? undefined,
       limit: 10_000,
@@ -307,7 +307,21 @@ async function main(): Promise<void> {
       results.push({ scenario: name, p50Ms: run.p50Ms, p99Ms: run.p99Ms, p50At10Ms: loaded.p50Ms });
     }
 
-    // Answering while an ingest runs in the server process.
+    // Answering while an ingest runs in the server process, against the same probes of the same
+    // server idle just before: /healthz, then one symbol-day of 1m bars as JSON, one at a time.
+    const probes = { health: [] as number[], day: [] as number[] };
+    const probe = async () => {
+      let t = performance.now();
+      await (await fetch(`${ourUrl}/healthz`)).body?.cancel();
+      probes.health.push(performance.now() - t);
+      t = performance.now();
+      await (await fetch(`${ourUrl}/api/bars?symbol=AAPL&start=2024-03-05&end=2024-03-05`))
+        .arrayBuffer();
+      probes.day.push(performance.now() - t);
+    };
+    const idleUntil = performance.now() + Math.min(seconds, 10) * 1000;
+    while (performance.now() < idleUntil) await probe();
+    const idle = { health: probes.health.splice(0), day: probes.day.splice(0) };
     const symbols = Array.from({ length: 100 }, (_, i) => `B${String(i).padStart(3, "0")}`);
     const started = await fetch(`${ourUrl}/api/jobs`, {
       method: "POST",
@@ -316,39 +330,40 @@ async function main(): Promise<void> {
     });
     const job = await started.json();
     if (started.status !== 202) throw new Error(`Cannot start the ingest: ${JSON.stringify(job)}`);
-    const health: number[] = [];
-    const day: number[] = [];
     const t0 = performance.now();
     let status = "running";
     while (status === "running" && performance.now() - t0 < 60_000) {
-      let t = performance.now();
-      await (await fetch(`${ourUrl}/healthz`)).body?.cancel();
-      health.push(performance.now() - t);
-      t = performance.now();
-      await (await fetch(`${ourUrl}/api/bars?symbol=AAPL&start=2024-03-05&end=2024-03-05`))
-        .arrayBuffer();
-      day.push(performance.now() - t);
+      await probe();
       status = (await (await fetch(`${ourUrl}/api/jobs/${job.job.id}`)).json()).status;
     }
     const ingestSeconds = (performance.now() - t0) / 1000;
+    const figures = (name: string, during: number[], before: number[]) => {
+      const [p50, p99, idleP50] = [
+        percentile(during, 50),
+        percentile(during, 99),
+        percentile(before, 50),
+      ];
+      console.log(
+        `  ${name.padEnd(20)} p50 ${p50.toFixed(1).padStart(7)} ms p99 ${
+          p99.toFixed(1).padStart(7)
+        } ms | idle p50 ${idleP50.toFixed(1).padStart(6)} ms | p50 ratio ${
+          (p50 / idleP50).toFixed(1)
+        }x`,
+      );
+      return { p50Ms: p50, p99Ms: p99, idleP50Ms: idleP50, p50Ratio: p50 / idleP50 };
+    };
     console.log(
       `during an ingest of ${symbols.length} symbols x 61 days (${
         ingestSeconds.toFixed(1)
-      } s, ${status}): /healthz p50 ${percentile(health, 50).toFixed(1)} ms p99 ${
-        percentile(health, 99).toFixed(1)
-      } ms max ${Math.max(...health).toFixed(1)} ms; 1m symbol-day JSON p50 ${
-        percentile(day, 50).toFixed(1)
-      } ms p99 ${percentile(day, 99).toFixed(1)} ms (${health.length} samples)`,
+      } s, ${status}; ${probes.health.length} samples, ${idle.health.length} idle):`,
     );
     results.push({
       scenario: "during ingest",
       ingestSeconds,
-      healthP50Ms: percentile(health, 50),
-      healthP99Ms: percentile(health, 99),
-      healthMaxMs: Math.max(...health),
-      barsP50Ms: percentile(day, 50),
-      barsP99Ms: percentile(day, 99),
-      samples: health.length,
+      samples: probes.health.length,
+      idleSamples: idle.health.length,
+      health: figures("/healthz", probes.health, idle.health),
+      bars: figures("1m symbol-day JSON", probes.day, idle.day),
     });
   } finally {
     await stop(ours);

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { Metrics } from "../core/metrics.ts";
-import type { Timeframe } from "../core/types.ts";
+import { isTimeframe, type Timeframe } from "../core/types.ts";
 import {
   AGGREGATE_TIMEFRAMES,
   aggregatePartitions,
@@ -23,9 +23,14 @@ import {
   renderTable,
   shellCommand,
 } from "./format.ts";
-import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, positionals, symbolsOption } from "./options.ts";
-import { rangeOption, sessionOption } from "./validate.ts";
+import {
+  dataDirOf,
+  historyDirOf,
+  positionals,
+  rangeOption,
+  sessionOption,
+  symbolsOption,
+} from "./options.ts";
 
 /** Parse `--timeframes 5m,1h,1d` (default: every timeframe above 1m). */
 export function timeframesOption(text: string | undefined): Timeframe[] {
@@ -41,14 +46,14 @@ export function timeframesOption(text: string | undefined): Timeframe[] {
         }`,
       );
     }
-    if (!(AGGREGATE_TIMEFRAMES as readonly string[]).includes(part)) {
+    if (!isTimeframe(part) || !AGGREGATE_TIMEFRAMES.includes(part)) {
       throw new UsageError(
         `Invalid --timeframes "${part}"${
           didYouMean(part, AGGREGATE_TIMEFRAMES)
         }: expected some of ${AGGREGATE_TIMEFRAMES.join(",")} (aggregation rolls up 1m bars)`,
       );
     }
-    if (!out.includes(part as Timeframe)) out.push(part as Timeframe);
+    if (!out.includes(part)) out.push(part);
   }
   if (out.length === 0) {
     throw new UsageError(`Invalid --timeframes "${text}": expected e.g. 5m,1h,1d`);

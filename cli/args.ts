@@ -30,9 +30,9 @@ export interface Invocation {
   path: string[];
   positionals: string[];
   options: ResolvedOptions;
-  /** Option value as a string (undefined if unset). */
+  /** Option value as a string (undefined if unset); throws for an option the command lacks. */
   string(name: string): string | undefined;
-  /** Option value as a boolean. */
+  /** Option value as a boolean; throws for an option the command lacks. */
   flag(name: string): boolean;
 }
 
@@ -210,16 +210,23 @@ export async function parseInvocation(
     config = parseConfigFile(text, configPath, allConfigKeys(commands));
   }
   const options = resolveOptions(specs, flags, env, config, `config file ${configPath}`);
+  // Asking for an option the command does not declare is a bug in its handler, not bad input.
+  const valueOf = (name: string) => {
+    if (!Object.hasOwn(options.values, name)) {
+      throw new Error(`Option "--${name}" is not declared for "marketpipe ${path.join(" ")}"`);
+    }
+    return options.values[name];
+  };
   const invocation: Invocation = {
     path,
     positionals: parsed.positionals,
     options,
     string(name) {
-      const value = options.values[name];
+      const value = valueOf(name);
       return typeof value === "string" ? value : undefined;
     },
     flag(name) {
-      return options.values[name] === true;
+      return valueOf(name) === true;
     },
   };
   return { kind: "run", command, invocation };

@@ -86,8 +86,8 @@ Deno.test("parseInvocation() rejects an unknown command naming the closest one",
 
 Deno.test("parseInvocation() rejects an unknown command without a suggestion when nothing is close", async () => {
   await assertUsageError(
-    parse(["backfill"]),
-    'Unknown command "backfill" for marketpipe; see marketpipe --help',
+    parse(["teleport"]),
+    'Unknown command "teleport" for marketpipe; see marketpipe --help',
   );
 });
 
@@ -264,6 +264,31 @@ Deno.test("dataDirOf() refuses ingest's --output and a different --data-dir toge
     dataDirOf(await run(["ingest", "--output", "/tmp/same", "--data-dir", "/tmp/same"])),
     "/tmp/same",
   );
+});
+
+Deno.test("Invocation throws when a handler asks for an option its command does not declare", async () => {
+  const invocation = await run(["jobs", "list", "--status", "partial"]);
+  assert.equal(invocation.string("status"), "partial");
+  assert.throws(
+    () => invocation.string("symbols"),
+    (error: unknown) => {
+      assert.ok(!(error instanceof UsageError), "a programming error, not bad input");
+      assert.equal(
+        (error as Error).message,
+        'Option "--symbols" is not declared for "marketpipe jobs list"',
+      );
+      return true;
+    },
+  );
+  assert.throws(() => invocation.flag("force"), /Option "--force" is not declared/);
+  // Global options are declared for every command.
+  assert.equal(invocation.flag("json"), false);
+});
+
+Deno.test("dataDirOf() reads --output as the data directory only for ingest", async () => {
+  const invocation = await run(["query", "SELECT 1", "--output", "out.csv", "--data-dir", "/d"]);
+  assert.equal(dataDirOf(invocation), "/d");
+  assert.equal(dataDirOf(await run(["gaps", "--start", "2024-03-04"])), "./data");
 });
 
 Deno.test("parseInvocation() takes the data directory from the environment", async () => {

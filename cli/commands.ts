@@ -1,26 +1,91 @@
-import type { OptionSpec } from "../core/config.ts";
+import { JOB_STATUSES } from "../core/jobs.ts";
 import { TIMEFRAMES } from "../core/types.ts";
+import type { OptionSpec } from "../core/config.ts";
 import type { CommandSpec } from "./args.ts";
+import {
+  dryRunSpec,
+  END_OPTION,
+  QUERY_ENGINE_OPTIONS,
+  sessionSpec,
+  START_OPTION,
+  SYMBOLS_FILE_OPTION,
+  SYMBOLS_OPTION,
+  timeframeSpec,
+  VALIDATION_OPTION,
+} from "./options.ts";
 
-/** Resource limits of the sandboxed query engine, shared by `query` and `serve`. */
-const QUERY_ENGINE_OPTIONS: OptionSpec[] = [
+/** The options `prune` and `delete` share: which bars go, and the confirmation. */
+const REMOVE_OPTIONS: OptionSpec[] = [
+  { ...SYMBOLS_OPTION, description: "Only these symbols (default: all)", configurable: false },
+  { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
   {
-    name: "memory-limit",
-    type: "string",
-    placeholder: "SIZE",
-    env: "MARKETPIPE_QUERY_MEMORY_LIMIT",
-    description: "Memory the query engine may use, e.g. 4GB or 25% (of the RAM); beyond it spills",
-    default: "25%",
+    ...timeframeSpec("Only this timeframe"),
+    description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all)`,
+    default: undefined,
+    configurable: false,
   },
   {
-    name: "temp-limit",
+    name: "provider",
+    short: "p",
     type: "string",
-    placeholder: "SIZE",
-    env: "MARKETPIPE_QUERY_TEMP_LIMIT",
-    description: "Disk the query engine may spill to (a private temp folder); beyond it fails",
-    default: "4GiB",
+    placeholder: "NAME",
+    description: "Only bars from this provider (default: any)",
+    configurable: false,
+  },
+  {
+    name: "yes",
+    short: "y",
+    type: "boolean",
+    description: "Do not ask for confirmation (needed when stdin is not a terminal)",
+    default: false,
+    configurable: false,
   },
 ];
+
+/** Concurrent tasks of an ingest job (`ingest`, `update`, `backfill`, `gaps --fill`). */
+const WORKERS_OPTION: OptionSpec = {
+  name: "workers",
+  short: "w",
+  type: "string",
+  placeholder: "N",
+  description: "Concurrent tasks, 1-64",
+  default: "4",
+};
+
+/** What an ingest job does after and while writing: roll-up and compaction. */
+const STORE_WRITE_OPTIONS: OptionSpec[] = [
+  {
+    name: "aggregate",
+    type: "boolean",
+    description: "Afterwards roll the touched 1m partitions up to 5m ... 1d (marketpipe aggregate)",
+    default: false,
+  },
+  {
+    name: "compact-threshold",
+    type: "string",
+    placeholder: "N",
+    description: "Compact a partition once it holds N files (0: never; see marketpipe compact)",
+    default: "16",
+  },
+  {
+    name: "compact",
+    type: "boolean",
+    description: "Compact partitions that reach the threshold (--no-compact: never)",
+    default: true,
+  },
+];
+
+/** What `gaps` and `backfill` count as a partial day. */
+const MIN_COVERAGE_OPTION: OptionSpec = {
+  name: "min-coverage",
+  type: "string",
+  placeholder: "R",
+  description: "Smallest share of a regular session's bars that is not a gap, 0-1 or 90%",
+  default: "0.9",
+};
+
+/** How `update`, `backfill` and `gaps --fill` run their ingest jobs, as `ingest` does. */
+const JOB_RUN_OPTIONS: OptionSpec[] = [WORKERS_OPTION, ...STORE_WRITE_OPTIONS, VALIDATION_OPTION];
 
 /** The `marketpipe` command table: flags, help text, examples and lazily loaded handlers. */
 export const COMMANDS: CommandSpec[] = [
@@ -44,47 +109,12 @@ export const COMMANDS: CommandSpec[] = [
         description: "Data provider (see `marketpipe providers`)",
         default: "fake",
       },
-      {
-        name: "symbols",
-        short: "s",
-        type: "string",
-        placeholder: "LIST",
-        description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B",
-      },
-      {
-        name: "symbols-file",
-        type: "string",
-        placeholder: "FILE",
-        description: "File with symbols, one or more per line, # comments",
-      },
-      {
-        name: "start",
-        type: "string",
-        placeholder: "DATE",
-        description: "First trading date, YYYY-MM-DD (inclusive)",
-      },
-      {
-        name: "end",
-        type: "string",
-        placeholder: "DATE",
-        description: "Last trading date, YYYY-MM-DD (inclusive; default: --start)",
-      },
-      {
-        name: "timeframe",
-        short: "t",
-        type: "string",
-        placeholder: "TF",
-        description: "Bar timeframe: 1m 5m 15m 30m 1h 4h 1d",
-        default: "1m",
-      },
-      {
-        name: "workers",
-        short: "w",
-        type: "string",
-        placeholder: "N",
-        description: "Concurrent tasks, 1-64",
-        default: "4",
-      },
+      { ...SYMBOLS_OPTION, description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B" },
+      SYMBOLS_FILE_OPTION,
+      START_OPTION,
+      END_OPTION,
+      timeframeSpec("Bar timeframe"),
+      WORKERS_OPTION,
       {
         name: "batch-size",
         type: "string",
@@ -144,33 +174,8 @@ export const COMMANDS: CommandSpec[] = [
           "Share of regular-session bars the fake provider corrupts with known defects, 0-0.5",
         default: "0",
       },
-      {
-        name: "aggregate",
-        type: "boolean",
-        description:
-          "Afterwards roll the touched 1m partitions up to 5m ... 1d (marketpipe aggregate)",
-        default: false,
-      },
-      {
-        name: "compact-threshold",
-        type: "string",
-        placeholder: "N",
-        description: "Compact a partition once it holds N files (0: never; see marketpipe compact)",
-        default: "16",
-      },
-      {
-        name: "compact",
-        type: "boolean",
-        description: "Compact partitions that reach the threshold (--no-compact: never)",
-        default: true,
-      },
-      {
-        name: "validation",
-        type: "string",
-        placeholder: "SPEC",
-        description:
-          "Rule settings, e.g. extreme_move.threshold=0.3,stale_price.enabled=false (config: validation.rules)",
-      },
+      ...STORE_WRITE_OPTIONS,
+      VALIDATION_OPTION,
       {
         name: "output",
         type: "string",
@@ -191,7 +196,7 @@ export const COMMANDS: CommandSpec[] = [
     summary: "Run read-only SQL over the stored bars (DuckDB)",
     args: "SQL",
     description: [
-      "Views: bars_1m, bars_5m, bars_15m, bars_30m, bars_1h, bars_4h, bars_1d (one per timeframe",
+      `Views: ${TIMEFRAMES.map((tf) => `bars_${tf}`).join(", ")} (one per timeframe`,
       "with data) and bars (all timeframes). Only SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE and",
       "EXPLAIN run; files outside the data directory cannot be read. Columns: symbol, ts (bar start,",
       "UTC), open, high, low, close, volume, vwap, trade_count, timeframe, trading_date, session,",
@@ -219,7 +224,7 @@ export const COMMANDS: CommandSpec[] = [
         short: "l",
         type: "string",
         placeholder: "N",
-        description: "Maximum rows to return (parquet output is not limited)",
+        description: "Most rows to print; with --output every row unless given (a cut exits 3)",
         default: "10000",
       },
       {
@@ -239,6 +244,69 @@ export const COMMANDS: CommandSpec[] = [
     run: () => import("./query.ts").then((m) => m.runQueryCommand),
   },
   {
+    name: "export",
+    summary: "Write stored bars to Parquet, CSV or Arrow files (streamed, never capped)",
+    args: "",
+    description: [
+      "Writes the bars of --symbols, one timeframe and a range of trading dates (both inclusive),",
+      "ordered by symbol and ts, to one file or with --per-symbol to DIR/<SYMBOL>.<format>. Memory",
+      "stays bounded whatever the range. --out follows the rules of query --output: never inside",
+      "the data directory except <data>/exports/, written to a temp file and renamed into place, so",
+      "a failed export leaves nothing. Parquet (zstd) and Arrow (IPC file) keep ts as UTC instants;",
+      "CSV writes ISO 8601 times, in UTC or with --tz as local time with offset (column ts_<zone>).",
+    ].join("\n"),
+    options: [
+      { ...SYMBOLS_OPTION, description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B" },
+      SYMBOLS_FILE_OPTION,
+      START_OPTION,
+      END_OPTION,
+      timeframeSpec("Bar timeframe"),
+      {
+        name: "format",
+        short: "f",
+        type: "string",
+        placeholder: "FMT",
+        description: "parquet, csv or arrow",
+        configurable: false,
+      },
+      {
+        name: "out",
+        short: "o",
+        type: "string",
+        placeholder: "PATH",
+        description: "File to write, or with --per-symbol the folder (created when missing)",
+        configurable: false,
+      },
+      {
+        name: "per-symbol",
+        type: "boolean",
+        description: "One file per symbol, <out>/<SYMBOL>.<format>",
+        default: false,
+        configurable: false,
+      },
+      {
+        name: "tz",
+        type: "string",
+        placeholder: "ZONE",
+        description:
+          "CSV only: ts as local time in this IANA zone, e.g. America/New_York (default UTC)",
+      },
+      {
+        name: "columns",
+        type: "string",
+        placeholder: "LIST",
+        description: "Bar columns to write, in order, e.g. symbol,ts,close (default: all)",
+      },
+      ...QUERY_ENGINE_OPTIONS,
+    ],
+    examples: [
+      "marketpipe export --symbols AAPL,MSFT --start 2024-01-02 --end 2024-12-31 --format parquet --out bars.parquet",
+      "marketpipe export --symbols SPY --start 2024-03-01 --end 2024-03-28 --format csv --tz America/New_York --columns ts,close,volume --out spy.csv",
+      "marketpipe export --symbols-file universe.txt --start 2024-01-02 --end 2024-06-28 --format arrow --per-symbol --out arrow/",
+    ],
+    run: () => import("./export.ts").then((m) => m.runExport),
+  },
+  {
     name: "validate",
     summary: "Check stored bars against the validation rules and write an audit report",
     args: "[JOB_ID]",
@@ -250,39 +318,11 @@ export const COMMANDS: CommandSpec[] = [
       "with our aggregation of the stored 1m bars. --fail-on sets the exit code (1) for CI.",
     ].join("\n"),
     options: [
-      {
-        name: "symbols",
-        short: "s",
-        type: "string",
-        placeholder: "LIST",
-        description: "Comma-separated symbols",
-      },
-      {
-        name: "symbols-file",
-        type: "string",
-        placeholder: "FILE",
-        description: "File with symbols, one or more per line, # comments",
-      },
-      {
-        name: "start",
-        type: "string",
-        placeholder: "DATE",
-        description: "First trading date, YYYY-MM-DD (inclusive)",
-      },
-      {
-        name: "end",
-        type: "string",
-        placeholder: "DATE",
-        description: "Last trading date, YYYY-MM-DD (inclusive; default: --start)",
-      },
-      {
-        name: "timeframe",
-        short: "t",
-        type: "string",
-        placeholder: "TF",
-        description: "Timeframe of the bars to check: 1m 5m 15m 30m 1h 4h 1d",
-        default: "1m",
-      },
+      SYMBOLS_OPTION,
+      SYMBOLS_FILE_OPTION,
+      START_OPTION,
+      END_OPTION,
+      timeframeSpec("Timeframe of the bars to check"),
       {
         name: "fail-on",
         type: "string",
@@ -296,19 +336,8 @@ export const COMMANDS: CommandSpec[] = [
         default: false,
         configurable: false,
       },
-      {
-        name: "session",
-        type: "string",
-        placeholder: "S",
-        description: "Daily bars of the cross-check: regular or extended (default regular)",
-      },
-      {
-        name: "validation",
-        type: "string",
-        placeholder: "SPEC",
-        description:
-          "Rule settings, e.g. extreme_move.threshold=0.3,stale_price.enabled=false (config: validation.rules)",
-      },
+      sessionSpec("Daily bars of the cross-check: regular or extended (default regular)"),
+      VALIDATION_OPTION,
       {
         name: "list",
         type: "boolean",
@@ -357,55 +386,112 @@ export const COMMANDS: CommandSpec[] = [
       "Compares the stored bars with the NYSE calendar: per symbol, the trading days without any",
       "bar, and (intraday) the days whose regular session holds fewer bars than --min-coverage of",
       "a complete one. Days a provider answered with no bars during ingest are listed as known",
-      "empty, not as missing. Without --symbols, every symbol stored for --timeframe.",
+      "empty, not as missing. Without --symbols, every symbol stored for --timeframe; without",
+      "--start, each symbol from its first to its last stored session. --fill fetches the gaps",
+      "first (as marketpipe backfill); --fail-on missing|partial exits 1 when gaps remain.",
     ].join("\n"),
     options: [
+      { ...SYMBOLS_OPTION, description: "Comma-separated symbols (default: all stored)" },
+      SYMBOLS_FILE_OPTION,
+      { ...START_OPTION, description: "First trading date (default: each symbol's first stored)" },
+      END_OPTION,
+      timeframeSpec("Timeframe whose bars are compared"),
+      MIN_COVERAGE_OPTION,
       {
-        name: "symbols",
-        short: "s",
+        name: "fail-on",
         type: "string",
-        placeholder: "LIST",
-        description: "Comma-separated symbols (default: all stored)",
+        placeholder: "KIND",
+        description:
+          "Exit 1 when there are gaps: missing (days) or partial (missing or partial days)",
       },
       {
-        name: "symbols-file",
-        type: "string",
-        placeholder: "FILE",
-        description: "File with symbols, one or more per line, # comments",
+        name: "fill",
+        type: "boolean",
+        description: "Fetch the missing and partial days first (marketpipe backfill)",
+        default: false,
+        configurable: false,
       },
-      {
-        name: "start",
-        type: "string",
-        placeholder: "DATE",
-        description: "First trading date, YYYY-MM-DD (inclusive)",
-      },
-      {
-        name: "end",
-        type: "string",
-        placeholder: "DATE",
-        description: "Last trading date, YYYY-MM-DD (inclusive; default: --start)",
-      },
-      {
-        name: "timeframe",
-        short: "t",
-        type: "string",
-        placeholder: "TF",
-        description: "Timeframe whose bars are compared: 1m 5m 15m 30m 1h 4h 1d",
-        default: "1m",
-      },
-      {
-        name: "min-coverage",
-        type: "string",
-        placeholder: "R",
-        description: "Smallest share of a regular session's bars that is not a gap, 0-1 or 90%",
-        default: "0.9",
-      },
+      ...JOB_RUN_OPTIONS,
     ],
     examples: [
       "marketpipe gaps --symbols AAPL,MSFT --start 2024-01-02 --end 2024-06-28",
       "marketpipe gaps --start 2024-03-01 --end 2024-03-28 --min-coverage 0.95 --json",
+      "marketpipe gaps --fail-on missing",
+      "marketpipe gaps --symbols AAPL --fill",
     ],
     run: () => import("./gaps.ts").then((m) => m.runGaps),
+  },
+  {
+    name: "update",
+    summary: "Bring every stored series up to the last completed session (for cron)",
+    description: [
+      "Finds the stored series (symbol, timeframe, provider, feed) in the coverage table and",
+      "ingests each from the session after its last stored one to the last completed session",
+      "(the regular close for 1d bars, 20:00 New York for intraday; early closes included), one",
+      "resumable ingest job per source. Run again it writes nothing and says it is up to date.",
+    ].join("\n"),
+    options: [
+      {
+        ...SYMBOLS_OPTION,
+        description: "Only these symbols (default: all stored)",
+        configurable: false,
+      },
+      { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+      {
+        ...timeframeSpec("Only this timeframe"),
+        description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all stored)`,
+        default: undefined,
+        configurable: false,
+      },
+      ...JOB_RUN_OPTIONS,
+    ],
+    examples: [
+      "marketpipe update",
+      "marketpipe update --symbols AAPL,MSFT --timeframe 1m --aggregate",
+      "15 21 * * 1-5 marketpipe update --data-dir /srv/marketpipe   # crontab line",
+    ],
+    run: () => import("./update.ts").then((m) => m.runUpdate),
+  },
+  {
+    name: "backfill",
+    summary: "Fetch the missing and partial days that gaps lists, or older history",
+    description: [
+      "Fetches exactly the missing and partial days marketpipe gaps reports for --timeframe (each",
+      "symbol judged over its own stored range, or --start/--end), again from the source that",
+      "stored the symbol, replacing a partial day's bars. --before DATE also fetches each series'",
+      "trading days from DATE up to its first stored session. Resumable ingest jobs, one per",
+      "source and run of consecutive days.",
+    ].join("\n"),
+    options: [
+      {
+        ...SYMBOLS_OPTION,
+        description: "Only these symbols (default: all stored)",
+        configurable: false,
+      },
+      { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+      {
+        ...START_OPTION,
+        description: "First trading date judged (default: each symbol's first)",
+        configurable: false,
+      },
+      { ...END_OPTION, configurable: false },
+      { ...timeframeSpec("Timeframe whose gaps are filled"), configurable: false },
+      {
+        name: "before",
+        type: "string",
+        placeholder: "DATE",
+        description: "Extend history back to this date, YYYY-MM-DD (not after the last session)",
+        configurable: false,
+      },
+      MIN_COVERAGE_OPTION,
+      ...JOB_RUN_OPTIONS,
+    ],
+    examples: [
+      "marketpipe backfill",
+      "marketpipe backfill --symbols AAPL --start 2024-01-02 --end 2024-06-28",
+      "marketpipe backfill --symbols SPY --timeframe 1d --before 2020-01-02",
+    ],
+    run: () => import("./update.ts").then((m) => m.runBackfill),
   },
   {
     name: "compact",
@@ -418,25 +504,12 @@ export const COMMANDS: CommandSpec[] = [
       "--compact-threshold files (16; 0 turns it off). Files a killed writer left are removed too.",
     ].join("\n"),
     options: [
+      { ...SYMBOLS_OPTION, description: "Only these symbols (default: all)" },
+      { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE" },
       {
-        name: "symbols",
-        short: "s",
-        type: "string",
-        placeholder: "LIST",
-        description: "Only these symbols (default: all)",
-      },
-      {
-        name: "symbols-file",
-        type: "string",
-        placeholder: "FILE",
-        description: "Only the symbols in FILE",
-      },
-      {
-        name: "timeframe",
-        short: "t",
-        type: "string",
-        placeholder: "TF",
+        ...timeframeSpec("Only this timeframe"),
         description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all)`,
+        default: undefined,
       },
       {
         name: "quarantine",
@@ -444,13 +517,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Compact the quarantine instead of the bars",
         default: false,
       },
-      {
-        name: "dry-run",
-        type: "boolean",
-        description: "Only show what would be compacted",
-        default: false,
-        configurable: false,
-      },
+      dryRunSpec("Only show what would be compacted"),
     ],
     examples: [
       "marketpipe compact",
@@ -476,13 +543,7 @@ export const COMMANDS: CommandSpec[] = [
         default: false,
         configurable: false,
       },
-      {
-        name: "dry-run",
-        type: "boolean",
-        description: "With --move: only show what would be moved",
-        default: false,
-        configurable: false,
-      },
+      dryRunSpec("With --move: only show what would be moved"),
     ],
     examples: [
       "marketpipe repair",
@@ -492,8 +553,69 @@ export const COMMANDS: CommandSpec[] = [
     run: () => import("./repair.ts").then((m) => m.runRepair),
   },
   {
+    name: "prune",
+    summary: "Remove the bars of trading dates before a date, or past the configured retention",
+    description: [
+      "Removes stored and quarantined bars of trading dates before --before (or, with --policy,",
+      "before each timeframe's retention: config retention: {1m: 2y, 5m: 5y}; ages are Nd, Nw,",
+      "Nmo or Ny), of every timeframe unless --timeframe. A file that holds only such bars is",
+      "deleted, one that holds some is rewritten without them, and their days are forgotten, so",
+      "gaps lists them and ingest fetches them again. Asks first on a terminal; scripts pass --yes.",
+    ].join("\n"),
+    options: [
+      {
+        name: "before",
+        type: "string",
+        placeholder: "DATE",
+        description: "Remove bars of trading dates before this one, YYYY-MM-DD (not after today)",
+        configurable: false,
+      },
+      {
+        name: "policy",
+        type: "boolean",
+        description: "Apply the retention policy instead of --before",
+        default: false,
+        configurable: false,
+      },
+      {
+        name: "retention-policy",
+        type: "string",
+        placeholder: "TF=AGE,..",
+        description: "Retention per timeframe for --policy, e.g. 1m=2y,5m=5y (config: retention)",
+      },
+      ...REMOVE_OPTIONS,
+      dryRunSpec("Only list what would be removed"),
+    ],
+    examples: [
+      "marketpipe prune --before 2024-01-01 --timeframe 1m --dry-run",
+      "marketpipe prune --before 2024-01-01 --symbols AAPL --yes",
+      "marketpipe prune --policy --yes",
+    ],
+    run: () => import("./prune.ts").then((m) => m.runPrune),
+  },
+  {
+    name: "delete",
+    summary: "Remove every stored bar of some symbols",
+    description: [
+      "Removes the stored and quarantined bars of --symbols (of every timeframe unless",
+      "--timeframe, from every provider unless --provider) and forgets their days, so gaps lists",
+      "them and ingest fetches them again. Asks first on a terminal; scripts pass --yes.",
+    ].join("\n"),
+    options: [
+      { ...REMOVE_OPTIONS[0], description: "Comma-separated symbols to delete" },
+      { ...REMOVE_OPTIONS[1], description: "File with the symbols to delete" },
+      ...REMOVE_OPTIONS.slice(2),
+      dryRunSpec("Only list what would be removed"),
+    ],
+    examples: [
+      "marketpipe delete --symbols TSLA --dry-run",
+      "marketpipe delete --symbols TSLA,NVDA --timeframe 1m --provider fake --yes",
+    ],
+    run: () => import("./prune.ts").then((m) => m.runDelete),
+  },
+  {
     name: "aggregate",
-    summary: "Roll stored 1m bars up to 5m, 15m, 30m, 1h, 4h and 1d partitions",
+    summary: `Roll stored 1m bars up to ${TIMEFRAMES.slice(1, -1).join(", ")} and 1d partitions`,
     description: [
       "Buckets start at the 09:30 New York open (5m: 09:30, 09:35 ...; 1h: 09:30-10:30 ...",
       "15:30-16:00), never cross a session boundary, and follow DST and early closes; daily bars",
@@ -507,40 +629,18 @@ export const COMMANDS: CommandSpec[] = [
         type: "string",
         placeholder: "LIST",
         description: "Timeframes to build, comma separated",
-        default: "5m,15m,30m,1h,4h,1d",
+        default: TIMEFRAMES.slice(1).join(","),
       },
+      { ...SYMBOLS_OPTION, description: "Comma-separated symbols (default: all with 1m bars)" },
+      SYMBOLS_FILE_OPTION,
       {
-        name: "symbols",
-        short: "s",
-        type: "string",
-        placeholder: "LIST",
-        description: "Comma-separated symbols (default: all with 1m bars)",
-      },
-      {
-        name: "symbols-file",
-        type: "string",
-        placeholder: "FILE",
-        description: "File with symbols, one or more per line, # comments",
-      },
-      {
-        name: "start",
-        type: "string",
-        placeholder: "DATE",
+        ...START_OPTION,
         description: "First trading date whose 1m partitions are aggregated (default: all)",
       },
-      {
-        name: "end",
-        type: "string",
-        placeholder: "DATE",
-        description: "Last trading date (inclusive; default: --start)",
-      },
-      {
-        name: "session",
-        type: "string",
-        placeholder: "S",
-        description:
-          "Sessions of daily bars: regular or extended (default: as last built, else regular)",
-      },
+      { ...END_OPTION, description: "Last trading date (inclusive; default: --start)" },
+      sessionSpec(
+        "Sessions of daily bars: regular or extended (default: as last built, else regular)",
+      ),
       {
         name: "force",
         type: "boolean",
@@ -644,8 +744,7 @@ export const COMMANDS: CommandSpec[] = [
             name: "status",
             type: "string",
             placeholder: "S",
-            description:
-              "Only jobs with this status: pending running succeeded partial failed cancelled",
+            description: `Only jobs with this status: ${JOB_STATUSES.join(" ")}`,
           },
           {
             name: "limit",
@@ -677,13 +776,7 @@ export const COMMANDS: CommandSpec[] = [
             description: "Age like 30d, 12h",
             default: "30d",
           },
-          {
-            name: "dry-run",
-            type: "boolean",
-            description: "Only list what would be deleted",
-            default: false,
-            configurable: false,
-          },
+          dryRunSpec("Only list what would be deleted"),
         ],
         examples: [
           "marketpipe jobs cleanup --older-than 30d",
@@ -810,13 +903,7 @@ export const COMMANDS: CommandSpec[] = [
         default: false,
         configurable: false,
       },
-      {
-        name: "dry-run",
-        type: "boolean",
-        description: "Only show what would be migrated and converted",
-        default: false,
-        configurable: false,
-      },
+      dryRunSpec("Only show what would be migrated and converted"),
     ],
     examples: ["marketpipe migrate", "marketpipe migrate --status", "marketpipe migrate --dry-run"],
     run: () => import("./migrate.ts").then((m) => m.runMigrate),
@@ -826,27 +913,12 @@ export const COMMANDS: CommandSpec[] = [
     summary: "Ingest a fake universe and show where the data is and how to query it",
     options: [
       {
-        name: "symbols",
-        short: "s",
-        type: "string",
-        placeholder: "LIST",
+        ...SYMBOLS_OPTION,
         description: "Symbols to generate",
         default: "AAPL,MSFT,NVDA,AMZN,GOOGL,META,TSLA,SPY,QQQ,BRK.B",
       },
-      {
-        name: "start",
-        type: "string",
-        placeholder: "DATE",
-        description: "First trading date",
-        default: "2024-03-01",
-      },
-      {
-        name: "end",
-        type: "string",
-        placeholder: "DATE",
-        description: "Last trading date",
-        default: "2024-03-28",
-      },
+      { ...START_OPTION, description: "First trading date", default: "2024-03-01" },
+      { ...END_OPTION, description: "Last trading date", default: "2024-03-28" },
     ],
     examples: ["marketpipe demo", "marketpipe demo --data-dir /tmp/mp-demo"],
     run: () => import("./demo.ts").then((m) => m.runDemo),

@@ -2,8 +2,7 @@ import { compactPartitions, openStore, type PartitionTree } from "../storage/mod
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount } from "./format.ts";
-import { dataDirOf, positionals, symbolsOption } from "./options.ts";
-import { timeframeOption } from "./validate.ts";
+import { dataDirOf, positionals, symbolsOption, timeframeOption } from "./options.ts";
 import { formatBytes } from "../core/format.ts";
 
 /**

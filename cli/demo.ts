@@ -1,42 +1,24 @@
 import { resolve } from "node:path";
-import { tradingDays } from "../core/calendar.ts";
-import { UsageError } from "../core/errors.ts";
-import { parseSymbols } from "../core/symbols.ts";
-import { providerFactory } from "../providers/mod.ts";
+import { buildIngestRequest } from "../providers/ingest_request.ts";
 import { formatTable, openQueryEngine, runQuery, storageStats } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, formatBytes, formatCount, shellCommand } from "./format.ts";
 import { exitCodeOf, runPreparedIngest } from "./ingest.ts";
-import { dataDirOf, parseDateOption, positionals } from "./options.ts";
+import { dataDirOf, positionals } from "./options.ts";
 
 /** `marketpipe demo`: ingest a fake universe, then show where it is and how to query it. */
 export async function runDemo(invocation: Invocation, context: CommandContext): Promise<number> {
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
-  const symbols = parseSymbols(invocation.string("symbols") ?? "AAPL");
-  const start = parseDateOption(invocation.string("start") ?? "2024-03-01", "--start");
-  const end = parseDateOption(invocation.string("end") ?? "2024-03-28", "--end");
-  if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
-  if (tradingDays(start, end).length === 0) {
-    throw new UsageError(`No trading days in ${start}..${end}`);
-  }
-  const summary = await runPreparedIngest({
-    dataDir,
-    factory: providerFactory("fake")!,
-    request: {
-      provider: "fake",
-      feed: "sip",
-      adjustment: "raw",
-      timeframe: "1m",
-      symbols,
-      start,
-      end,
-      params: { seed: 0, gapRate: 0.01 },
-      workers: 4,
-      force: false,
-    },
-  }, { ...context, json: false });
+  // The same request builder as `marketpipe ingest`: the fake provider and its defaults.
+  const built = await buildIngestRequest({
+    symbols: invocation.string("symbols") ?? "AAPL",
+    start: invocation.string("start") ?? "2024-03-01",
+    end: invocation.string("end") ?? "2024-03-28",
+  });
+  const symbols = built.request.symbols;
+  const summary = await runPreparedIngest({ ...built, dataDir }, { ...context, json: false });
   const code = exitCodeOf(summary, context);
   if (code !== EXIT.ok) return code;
   const stats = await storageStats(dataDir);

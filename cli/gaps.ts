@@ -1,108 +1,106 @@
-import { join } from "node:path";
+import { clockFromEnv, includesExtendedHours, lastCompletedSession } from "../core/clock.ts";
 import { parseNumberOption } from "../core/config.ts";
-import { UsageError } from "../core/errors.ts";
-import { findGaps, type SymbolGaps, tradingDayRuns } from "../core/validate_gaps.ts";
-import {
-  listStoredSymbols,
-  META_FILE,
-  openDuckDB,
-  openReadOnlyDatabase,
-  pathExists,
-  readDayCounts,
-  readKnownEmptyDays,
-} from "../storage/mod.ts";
+import { didYouMean, UsageError } from "../core/errors.ts";
+import { tradingDayRuns } from "../core/validate_gaps.ts";
+import { findStoredGaps, type StoredGaps } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, renderTable } from "./format.ts";
-import { dataDirOf, positionals, symbolsOption } from "./options.ts";
-import { rangeOption, timeframeOption } from "./validate.ts";
+import { dataDirOf, positionals, rangeOption, symbolsOption, timeframeOption } from "./options.ts";
 
-/** `marketpipe gaps`: trading days without bars, or with too little of their regular session. */
+const _FAIL_ON = ["missing", "partial"];
+
+/** `--min-coverage` as a share 0-1 (`0.9` or `90%`). */
+export function minCoverageOption(invocation: Invocation): number {
+  const text = invocation.string("min-coverage") ?? "0.9";
+  return text.endsWith("%")
+    ? parseNumberOption(text.slice(0, -1), "--min-coverage", 0, 100) / 100
+    : parseNumberOption(text, "--min-coverage", 0, 1);
+}
+
+/**
+ * `marketpipe gaps`: trading days without bars, or with too little of their regular session,
+ * over `--start`/`--end` or each symbol's own stored range; `--fill` fetches them first.
+ */
 export async function runGaps(invocation: Invocation, context: CommandContext): Promise<number> {
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
-  const range = rangeOption(invocation, { required: true })!;
+  const clock = clockFromEnv(context.env);
+  const range = rangeOption(invocation);
   const timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
-  const coverageText = invocation.string("min-coverage") ?? "0.9";
-  const minCoverage = coverageText.endsWith("%")
-    ? parseNumberOption(coverageText.slice(0, -1), "--min-coverage", 0, 100) / 100
-    : parseNumberOption(coverageText, "--min-coverage", 0, 1);
-  let symbols = await symbolsOption(invocation);
+  const minCoverage = minCoverageOption(invocation);
+  const failOn = invocation.string("fail-on");
+  if (failOn !== undefined && !_FAIL_ON.includes(failOn)) {
+    throw new UsageError(
+      `Invalid --fail-on "${failOn}"${didYouMean(failOn, _FAIL_ON)}: expected missing or partial`,
+    );
+  }
+  // The fill is `backfill` with the same selection; its options are checked with the others,
+  // with or without --fill, so a bad value is refused before anything is read.
+  const { jobRunSettings, planBackfillOf, runPlannedJobs } = await import("./update.ts");
+  const settings = jobRunSettings(invocation);
+  const symbols = await symbolsOption(invocation);
   const explicit = symbols !== undefined;
-  symbols ??= await listStoredSymbols(dataDir, "bars", timeframe);
-  if (symbols.length === 0) {
+  let code: number = EXIT.ok;
+  if (invocation.flag("fill")) {
+    // The report below is judged after the fill.
+    const plan = await planBackfillOf(dataDir, {
+      ...settings,
+      clock,
+      timeframe,
+      symbols,
+      range,
+      minCoverage,
+      signal: context.signal,
+    });
+    if (plan.jobs.length > 0) {
+      code = await runPlannedJobs(plan, dataDir, settings, {
+        ...context,
+        json: false,
+        out: context.json ? context.err : context.out,
+      });
+      if (code !== EXIT.ok) return code;
+      context.out("");
+    }
+  }
+  const results = await findStoredGaps(dataDir, {
+    timeframe,
+    symbols,
+    range,
+    until: lastCompletedSession(clock(), { extendedHours: includesExtendedHours(timeframe) }),
+    minCoverage,
+    signal: context.signal,
+  });
+  if (results.length === 0) {
     throw new UsageError(
       `Missing --symbols: ${dataDir} holds no ${timeframe} bars to find symbols from`,
     );
   }
-
-  // Known-empty days come from the coverage table, read without creating or migrating anything.
-  let knownEmpty = new Map<string, Set<string>>();
-  const metaPath = join(dataDir, META_FILE);
-  if (await pathExists(metaPath)) {
-    const db = openReadOnlyDatabase(metaPath);
-    try {
-      knownEmpty = readKnownEmptyDays(db, timeframe, symbols, range.start, range.end);
-    } finally {
-      db.close();
-    }
-  }
-  const duckdb = await openDuckDB({});
-  const results: SymbolGaps[] = [];
-  try {
-    const connection = await duckdb.connect();
-    try {
-      for (const symbol of symbols) {
-        context.signal.throwIfAborted();
-        const counts = await readDayCounts(
-          connection,
-          dataDir,
-          timeframe,
-          symbol,
-          range.start,
-          range.end,
-        );
-        results.push(
-          findGaps(symbol, range.start, range.end, counts, {
-            timeframe,
-            minCoverage,
-            knownEmpty: knownEmpty.get(symbol),
-          }),
-        );
-      }
-    } finally {
-      connection.closeSync();
-    }
-  } finally {
-    duckdb.closeSync();
-  }
+  const failed = failOn !== undefined &&
+    results.some((r) => r.missing.length > 0 || (failOn === "partial" && r.lowCoverage.length > 0));
+  if (failed) code = EXIT.failure;
 
   if (context.json) {
     context.out(JSON.stringify(
       {
         dataDir,
         timeframe,
-        start: range.start,
-        end: range.end,
+        start: range?.start ?? null,
+        end: range?.end ?? null,
         minCoverage,
-        symbols: results.map((r) => ({
-          ...r,
-          lowCoverage: r.lowCoverage.map((d) => ({
-            ...d,
-            coverage: Math.round(d.coverage * 10_000) / 10_000,
-          })),
-        })),
+        symbols: results.map(_symbolJson),
       },
       null,
       2,
     ));
-    return EXIT.ok;
+    return code;
   }
   const intraday = timeframe !== "1d";
   for (
     const line of renderTable(
       [
         "symbol",
+        ...(range ? [] : ["judged"]),
         "trading days",
         "with data",
         "missing",
@@ -111,13 +109,14 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
       ],
       results.map((r) => [
         r.symbol,
+        ...(range ? [] : [r.start === undefined ? "nothing stored" : `${r.start}..${r.end}`]),
         formatCount(r.tradingDays),
         formatCount(r.daysWithData),
         formatCount(r.missing.length),
         ...(intraday ? [formatCount(r.lowCoverage.length)] : []),
         formatCount(r.knownEmpty.length),
       ]),
-      { right: intraday ? [1, 2, 3, 4, 5] : [1, 2, 3, 4] },
+      { right: (intraday ? [1, 2, 3, 4, 5] : [1, 2, 3, 4]).map((i) => range ? i : i + 1) },
     )
   ) context.out(line);
   const missing = results.filter((r) => r.missing.length > 0);
@@ -157,12 +156,30 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   if (missing.length === 0 && low.length === 0) {
     context.out("");
     context.out(
-      `No gaps: every trading day of ${range.start}..${range.end} has ${timeframe} bars${
+      `No gaps: every trading day of ${
+        range ? `${range.start}..${range.end}` : "each symbol's stored range"
+      } has ${timeframe} bars${
         intraday ? ` covering at least ${_percent(minCoverage)} of the regular session` : ""
-      } for ${explicit ? "the symbols asked" : `all ${symbols.length} stored symbol(s)`}.`,
+      } for ${explicit ? "the symbols asked" : `all ${results.length} stored symbol(s)`}.`,
     );
   }
-  return EXIT.ok;
+  if (failed) {
+    context.err(`Gaps found (--fail-on ${failOn}): exit 1`);
+  }
+  return code;
+}
+
+/** The gap report's JSON shape of one symbol (coverage rounded to 4 decimals). */
+function _symbolJson(r: StoredGaps) {
+  return {
+    ...r,
+    start: r.start ?? null,
+    end: r.end ?? null,
+    lowCoverage: r.lowCoverage.map((d) => ({
+      ...d,
+      coverage: Math.round(d.coverage * 10_000) / 10_000,
+    })),
+  };
 }
 
 function _percent(share: number): string {

@@ -1,21 +1,28 @@
 import { join } from "node:path";
+import { planJob, runJob } from "../app/mod.ts";
 import { parseIntOption } from "../core/config.ts";
 import { tradingDays } from "../core/calendar.ts";
+import { type Clock, clockFromEnv } from "../core/clock.ts";
 import { UsageError } from "../core/errors.ts";
-import { ingest, type IngestRequest, type IngestSummary } from "../core/ingest.ts";
-import { createValidator, RULE_IDS, VALIDATION_RULES } from "../core/validate.ts";
-import { providerFactory } from "../providers/mod.ts";
+import type { IngestRequest, IngestSummary } from "../core/ingest.ts";
+import { RULE_IDS, VALIDATION_RULES } from "../core/validate.ts";
 import {
-  aggregateIngested,
+  buildIngestRequest,
+  INGEST_INPUT_NAMES,
+  type IngestInput,
+  type PreparedIngest,
+} from "../providers/ingest_request.ts";
+import {
   type AggregationSummary,
   DEFAULT_COMPACT_THRESHOLD,
   META_FILE,
+  MetaStore,
   openReadOnlyDatabase,
   openStore,
   openTelemetry,
+  pathExists,
 } from "../storage/mod.ts";
 import { aggregationJson, printAggregation } from "./aggregate.ts";
-import { historyDirOf } from "./metrics.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import {
@@ -26,35 +33,43 @@ import {
   renderTable,
   shellCommand,
 } from "./format.ts";
-import { dataDirOf, positionals, symbolsOption } from "./options.ts";
-import { validationOption } from "./validate.ts";
 import {
-  buildIngestRequest,
-  INGEST_INPUT_NAMES,
-  type IngestInput,
-  type PreparedIngest,
-} from "../providers/ingest_request.ts";
+  dataDirOf,
+  END_OPTION,
+  historyDirOf,
+  positionals,
+  START_OPTION,
+  SYMBOLS_FILE_OPTION,
+  SYMBOLS_OPTION,
+  symbolsOption,
+  validationOption,
+} from "./options.ts";
 
-export {
-  type BuildIngestOptions,
-  buildIngestRequest,
-  INGEST_INPUT_NAMES,
-  type IngestInput,
-  type PreparedIngest,
-} from "../providers/ingest_request.ts";
+/** An ingest as the command runs it: the prepared ingest, where to store it and when to compact. */
+export interface CommandIngest extends PreparedIngest {
+  dataDir: string;
+  /** Compact a partition once a write leaves it with this many files (0: never). */
+  compactThreshold?: number;
+  /** Decides which sessions have closed (`MARKETPIPE_NOW` in tests); default: system clock. */
+  clock?: Clock;
+}
 
 /**
  * Validate every ingest option of the command line before anything is written (see
  * {@link buildIngestRequest}); also reads `--symbols-file`.
  */
-export async function prepareIngest(invocation: Invocation): Promise<PreparedIngest> {
+export async function prepareIngest(
+  invocation: Invocation,
+  clock?: Clock,
+): Promise<CommandIngest> {
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
   const input: IngestInput = { force: invocation.flag("force") };
   for (const name of INGEST_INPUT_NAMES) input[name] = invocation.string(name);
   const built = await buildIngestRequest(input, {
+    clock,
     onResume: () => {
-      for (const name of ["symbols", "symbols-file", "start", "end"]) {
+      for (const { name } of [SYMBOLS_OPTION, SYMBOLS_FILE_OPTION, START_OPTION, END_OPTION]) {
         if (invocation.options.sources[name] === "flag") {
           throw new UsageError(
             `Cannot combine --resume with --${name}: the job already records it`,
@@ -91,34 +106,31 @@ export async function prepareIngest(invocation: Invocation): Promise<PreparedIng
     validation: validationOption(invocation),
     aggregate,
     compactThreshold,
+    clock,
   };
 }
 
 /** Refuse `--resume` of a job that does not exist before anything is created or migrated. */
 async function _checkResumable(dataDir: string, jobId: string): Promise<void> {
   const path = join(dataDir, META_FILE);
-  try {
-    await Deno.stat(path);
-  } catch {
+  if (!(await pathExists(path))) {
     throw new UsageError(`Cannot resume job "${jobId}": ${dataDir} has no jobs yet`);
   }
-  const db = openReadOnlyDatabase(path);
+  const meta = new MetaStore(openReadOnlyDatabase(path));
   try {
-    const found = db.prepare("SELECT count(*) AS n FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\'")
-      .get(jobId, jobId.replace(/[\\%_]/g, "\\$&") + "%");
-    if (Number(found?.n ?? 0) === 0) {
+    if (!meta.getJob(jobId)) {
       throw new UsageError(
         `Cannot resume job "${jobId}": no such job in ${dataDir}; see marketpipe jobs list`,
       );
     }
   } finally {
-    db.close();
+    meta.close();
   }
 }
 
 /** `marketpipe ingest`. */
 export async function runIngest(invocation: Invocation, context: CommandContext): Promise<number> {
-  const prepared = await prepareIngest(invocation);
+  const prepared = await prepareIngest(invocation, clockFromEnv(context.env));
   // Provider credentials and source options are refused before the data directory is touched.
   prepared.factory.check?.(
     { env: context.env, params: prepared.request.params, rateLimit: prepared.rateLimit },
@@ -136,12 +148,13 @@ export function exitCodeOf(summary: IngestSummary, context: CommandContext): num
   return EXIT.ok;
 }
 
-/** Open the store, run the ingest with progress, print the summary. */
+/** Open the store, run the job with progress, print the summary. */
 export async function runPreparedIngest(
-  prepared: PreparedIngest,
+  prepared: CommandIngest,
   context: CommandContext,
 ): Promise<IngestSummary> {
   const { request, dataDir } = prepared;
+  if (prepared.notice) context.err(prepared.notice);
   if (request.resumeJobId) await _checkResumable(dataDir, request.resumeJobId);
   const store = await openStore(dataDir, {
     command: "ingest",
@@ -153,34 +166,16 @@ export async function runPreparedIngest(
     if (store.applied.length > 0 && context.verbose) {
       context.err(`Applied ${store.applied.length} metadata migration(s) in ${dataDir}`);
     }
-    let jobParams = request.params;
-    if (request.resumeJobId) {
-      const job = store.getJob(request.resumeJobId);
-      if (!job) {
-        throw new UsageError(
-          `Cannot resume job "${request.resumeJobId}": no such job in ${dataDir}`,
-        );
-      }
-      const jobFactory = providerFactory(job.provider);
-      if (!jobFactory) {
-        throw new UsageError(`Cannot resume job "${job.id}": unknown provider "${job.provider}"`);
-      }
-      jobParams = job.params as Record<string, number>;
-      request.resumeJobId = job.id;
-      prepared = { ...prepared, factory: jobFactory };
-    }
     const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
     closeTelemetry = () => telemetry.close();
-    const metrics = telemetry.metrics;
-    const provider = prepared.factory.create({
-      env: context.env,
-      params: jobParams,
-      metrics,
-      rateLimit: prepared.rateLimit,
-    });
-    const validator = createValidator({ rules: prepared.validation, metrics });
+    const plan = planJob(
+      { store, env: context.env, metrics: telemetry.metrics, clock: prepared.clock },
+      prepared,
+    );
     const report = progressReporter({ status: context.status, err: context.err });
-    const summary = await ingest({ provider, store, validator, metrics }, request, {
+    const reportAggregation = progressReporter({ status: context.status, err: context.err });
+    let aggregateStarted = 0;
+    const { summary, aggregation, notAggregated } = await runJob(plan, {
       signal: context.signal,
       onStart: ({ job, resumed, tasksTotal, tasksLeft }) => {
         const days = tradingDays(job.start, job.end).length;
@@ -217,25 +212,16 @@ export async function runPreparedIngest(
           p.elapsedMs,
         );
       },
+      onAggregateStart: () => aggregateStarted = Date.now(),
+      onAggregateProgress: (done, total) =>
+        reportAggregation(
+          done,
+          total,
+          `${done}/${total} partition(s) checked`,
+          Date.now() - aggregateStarted,
+        ),
     });
-    let aggregation: AggregationSummary | undefined;
-    const job = summary.job;
-    const timeframe = job?.timeframe ?? request.timeframe;
-    if (prepared.aggregate && !context.signal.aborted && summary.status !== "failed") {
-      if (timeframe !== "1m") {
-        context.err(`Not aggregating: aggregation rolls up 1m bars, this ingest is ${timeframe}`);
-      } else {
-        const report = progressReporter({ status: context.status, err: context.err });
-        const started = Date.now();
-        // The same roll-up as web jobs with `aggregate: true`.
-        aggregation = await aggregateIngested(store, job ?? request, {
-          metrics,
-          signal: context.signal,
-          onProgress: (done, total) =>
-            report(done, total, `${done}/${total} partition(s) checked`, Date.now() - started),
-        });
-      }
-    }
+    if (notAggregated) context.err(`Not aggregating: ${notAggregated}`);
     printSummary(summary, request, dataDir, context, aggregation);
     return summary;
   } catch (error) {

@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { parseDuration, parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
-import { JOB_STATUSES, type JobRecord, type JobStatus } from "../core/jobs.ts";
+import { jobJson, taskJson } from "../app/mod.ts";
+import { JOB_STATUSES, type JobStatus } from "../core/jobs.ts";
 import { META_FILE, MetaStore, openExistingMigrated } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
@@ -15,27 +16,6 @@ async function _openExisting(dataDir: string, command: string): Promise<MetaStor
   const meta = new MetaStore(db, { command });
   meta.reapDeadJobs();
   return meta;
-}
-
-function _jobJson(job: JobRecord) {
-  return {
-    id: job.id,
-    status: job.status,
-    provider: job.provider,
-    feed: job.feed,
-    adjustment: job.adjustment,
-    timeframe: job.timeframe,
-    symbols: job.symbols,
-    start: job.start,
-    end: job.end,
-    params: job.params,
-    barsWritten: job.barsWritten,
-    createdAt: new Date(job.createdAt).toISOString(),
-    startedAt: job.startedAt === null ? null : new Date(job.startedAt).toISOString(),
-    finishedAt: job.finishedAt === null ? null : new Date(job.finishedAt).toISOString(),
-    pid: job.pid,
-    error: job.error,
-  };
 }
 
 function _symbolsText(symbols: string[]): string {
@@ -64,7 +44,7 @@ export async function runJobsList(
   const jobs = meta ? meta.listJobs({ status: statusText as JobStatus | undefined, limit }) : [];
   meta?.close();
   if (context.json) {
-    context.out(JSON.stringify(jobs.map(_jobJson), null, 2));
+    context.out(JSON.stringify(jobs.map(jobJson), null, 2));
     return EXIT.ok;
   }
   if (jobs.length === 0) {
@@ -107,23 +87,7 @@ export async function runJobsShow(
     const tasks = meta.listTasks(job.id);
     if (context.json) {
       context.out(JSON.stringify(
-        {
-          ...(_jobJson(job)),
-          tasks: tasks.map((t) => ({
-            seq: t.seq,
-            symbol: t.symbol,
-            start: t.start,
-            end: t.end,
-            days: t.days,
-            status: t.status,
-            attempts: t.attempts,
-            barsFetched: t.barsFetched,
-            barsWritten: t.barsWritten,
-            barsReplaced: t.barsReplaced,
-            error: t.error,
-            durationMs: t.startedAt && t.finishedAt ? t.finishedAt - t.startedAt : null,
-          })),
-        },
+        { ...jobJson(job), tasks: tasks.map(taskJson) },
         null,
         2,
       ));

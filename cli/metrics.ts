@@ -18,13 +18,7 @@ import {
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatTime, renderTable } from "./format.ts";
-import { dataDirOf, positionals } from "./options.ts";
-
-/** Where metric history lives: PROMETHEUS_MULTIPROC_DIR (alias) or the data directory. */
-export function historyDirOf(context: CommandContext): string | undefined {
-  const dir = context.env.PROMETHEUS_MULTIPROC_DIR;
-  return dir && dir.trim() !== "" ? dir : undefined;
-}
+import { dataDirOf, historyDirOf, positionals } from "./options.ts";
 
 const _HISTORY_OPTIONS = ["list", "metric", "since", "labels", "avg", "plot"];
 
@@ -263,7 +257,7 @@ async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 
 const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Parse a request head and answer it like {@link metricsResponse}. */
+/** Parse a request head and answer it (see {@link _answer}). */
 async function _answerHead(head: string, scrape: () => Promise<string>): Promise<Uint8Array> {
   const lines = head.split(/\r?\n/).filter((line) => line !== "");
   const match = /^(\S+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
@@ -327,26 +321,6 @@ async function _answer(
     headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
     body: await scrape(),
   };
-}
-
-/**
- * Answer a request to a metrics endpoint: GET/HEAD `/metrics` with the exposition; 431 when the
- * request headers exceed `maxHeaderSize`; 405 for other methods; 404 elsewhere.
- */
-export async function metricsResponse(
-  request: Request,
-  options: { maxHeaderSize: number; scrape: () => Promise<string> },
-): Promise<Response> {
-  let headerBytes = 0;
-  for (const [name, value] of request.headers) headerBytes += name.length + value.length + 4;
-  if (headerBytes > options.maxHeaderSize) {
-    return new Response("Request header fields too large\n", { status: 431 });
-  }
-  const answer = await _answer(request.method, new URL(request.url).pathname, options.scrape);
-  return new Response(request.method === "HEAD" ? null : answer.body, {
-    status: answer.status,
-    headers: answer.headers,
-  });
 }
 
 function _parseSince(text: string, now: number): number {

@@ -12,76 +12,134 @@ import {
 import { parseInvocation } from "./args.ts";
 import { COMMANDS } from "./commands.ts";
 import type { CommandContext } from "./context.ts";
-import { metricsResponse, runMetrics, serveMetricsHttp } from "./metrics.ts";
+import { runMetrics, serveMetricsHttp } from "./metrics.ts";
 
 // ---------------------------------------------------------------------------------------------
-// metricsResponse()
+// serveMetricsHttp(): the server `metrics --port` runs, over a real socket on 127.0.0.1.
 
 const SCRAPE = "# HELP mp_jobs_running Running\n# TYPE mp_jobs_running gauge\nmp_jobs_running 0\n";
 
-function respond(request: Request, maxHeaderSize = 16_384) {
+/** Serve SCRAPE on a free port for the length of `fn`, counting the scrapes. */
+async function withMetricsServer(
+  fn: (server: { url: string; port: number; scrapes: () => number }) => Promise<void>,
+  options: { maxHeaderSize?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  const controller = new AbortController();
+  let port = 0;
   let scrapes = 0;
-  const response = metricsResponse(request, {
-    maxHeaderSize,
+  const served = serveMetricsHttp({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxConnections: 10,
+    maxHeaderSize: options.maxHeaderSize ?? 16_384,
     scrape: () => {
       scrapes++;
       return Promise.resolve(SCRAPE);
     },
+    signal: controller.signal,
+    timeoutMs: options.timeoutMs,
+    onListen: (addr) => port = addr.port,
   });
-  return { response, scrapes: () => scrapes };
+  try {
+    await fn({ url: `http://127.0.0.1:${port}`, port, scrapes: () => scrapes });
+  } finally {
+    controller.abort();
+    await served;
+  }
 }
 
-Deno.test("metricsResponse() answers GET /metrics with the exposition and its content type", async () => {
-  const { response, scrapes } = respond(new Request("http://localhost/metrics"));
-  const r = await response;
-  assert.equal(r.status, 200);
-  assert.equal(r.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-  assert.equal(await r.text(), SCRAPE);
-  assert.equal(scrapes(), 1);
-});
-
-Deno.test("metricsResponse() answers HEAD with the headers and no body", async () => {
-  const r = await respond(new Request("http://localhost/metrics", { method: "HEAD" })).response;
-  assert.equal(r.status, 200);
-  assert.equal(r.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-  assert.equal(r.body, null);
-});
-
-Deno.test("metricsResponse() answers 404 off /metrics, without scraping", async () => {
-  for (const path of ["/", "/metric", "/metrics/", "/api/metrics"]) {
-    const { response, scrapes } = respond(new Request(`http://localhost${path}`));
-    const r = await response;
-    assert.equal(r.status, 404, path);
-    assert.match(await r.text(), /try \/metrics/);
-    assert.equal(scrapes(), 0);
+/** Send raw bytes on a new connection and read the whole answer until the server closes. */
+async function rawRequest(port: number, bytes: string | Uint8Array): Promise<string> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  if (bytes.length > 0) {
+    await conn.write(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
   }
-  // A query string is still /metrics.
-  assert.equal((await respond(new Request("http://localhost/metrics?x=1")).response).status, 200);
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(65_536);
+  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
+    chunks.push(buffer.slice(0, n));
+  }
+  return new TextDecoder().decode(
+    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
+  );
+}
+
+Deno.test("serveMetricsHttp() answers GET /metrics with the exposition and its content type", async () => {
+  await withMetricsServer(async ({ url, scrapes }) => {
+    const r = await fetch(`${url}/metrics`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    assert.equal(await r.text(), SCRAPE);
+    assert.equal(scrapes(), 1);
+  });
 });
 
-Deno.test("metricsResponse() answers 405 with Allow for methods other than GET and HEAD", async () => {
-  for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
-    const { response, scrapes } = respond(new Request("http://localhost/metrics", { method }));
-    const r = await response;
-    assert.equal(r.status, 405, method);
-    assert.equal(r.headers.get("allow"), "GET, HEAD");
+Deno.test("serveMetricsHttp() answers HEAD with the headers and no body", async () => {
+  await withMetricsServer(async ({ url, port }) => {
+    const r = await fetch(`${url}/metrics`, { method: "HEAD" });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    assert.equal(await r.text(), "");
+    const raw = await rawRequest(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.match(raw, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(
+      raw,
+      new RegExp(`\r\nContent-Length: ${new TextEncoder().encode(SCRAPE).length}\r\n`),
+    );
+    assert.ok(raw.endsWith("\r\n\r\n"), "no body after the head");
+  });
+});
+
+Deno.test("serveMetricsHttp() answers 404 off /metrics, without scraping", async () => {
+  await withMetricsServer(async ({ url, scrapes }) => {
+    for (const path of ["/", "/metric", "/metrics/", "/api/metrics"]) {
+      const r = await fetch(`${url}${path}`);
+      assert.equal(r.status, 404, path);
+      assert.match(await r.text(), /try \/metrics/);
+    }
+    assert.equal(scrapes(), 0);
+    // A query string is still /metrics.
+    const r = await fetch(`${url}/metrics?x=1`);
+    assert.equal(r.status, 200);
     await r.body?.cancel();
-    assert.equal(scrapes(), 0);
-  }
+  });
 });
 
-Deno.test("metricsResponse() answers 431 when the headers exceed the limit, before anything else", async () => {
-  const headers = { "X-Padding": "x".repeat(2_000) };
-  const big = respond(new Request("http://localhost/nope", { method: "POST", headers }), 1_024);
-  const r = await big.response;
-  assert.equal(r.status, 431);
-  await r.body?.cancel();
-  assert.equal(big.scrapes(), 0);
-  // Just under the limit is fine: name + value + 4 bytes per header.
-  const fits = new Request("http://localhost/metrics", { headers: { "X-A": "y".repeat(1_017) } });
-  assert.equal((await respond(fits, 1_024).response).status, 200);
-  const over = new Request("http://localhost/metrics", { headers: { "X-A": "y".repeat(1_018) } });
-  assert.equal((await respond(over, 1_024).response).status, 431);
+Deno.test("serveMetricsHttp() answers 405 with Allow for methods other than GET and HEAD", async () => {
+  await withMetricsServer(async ({ url, scrapes }) => {
+    for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+      const r = await fetch(`${url}/metrics`, { method });
+      assert.equal(r.status, 405, method);
+      assert.equal(r.headers.get("allow"), "GET, HEAD");
+      await r.body?.cancel();
+    }
+    assert.equal(scrapes(), 0);
+  });
+});
+
+Deno.test("serveMetricsHttp() answers 431 when the head exceeds the limit, before anything else", async () => {
+  await withMetricsServer(async ({ url, scrapes }) => {
+    const big = await fetch(`${url}/nope`, {
+      method: "POST",
+      headers: { "X-Padding": "x".repeat(2_000) },
+    });
+    assert.equal(big.status, 431);
+    await big.body?.cancel();
+    assert.equal(scrapes(), 0);
+    // Just under the limit is served (the exact byte boundary: "metrics server: 431 ..." below).
+    const fits = await fetch(`${url}/metrics`, { headers: { "X-A": "y".repeat(500) } });
+    assert.equal(fits.status, 200);
+    await fits.body?.cancel();
+    assert.equal(scrapes(), 1);
+  }, { maxHeaderSize: 1_024 });
+});
+
+Deno.test("serveMetricsHttp() closes a connection that never finishes its head", async () => {
+  await withMetricsServer(async ({ port, scrapes }) => {
+    const answer = await rawRequest(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n");
+    assert.equal(answer, "", "closed without an answer");
+    assert.equal(scrapes(), 0);
+  }, { timeoutMs: 200 });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -520,22 +578,6 @@ async function startServer(dir: string, args: string[], env: Record<string, stri
   };
 }
 
-/** Send raw bytes on a new connection and read the whole answer until the server closes. */
-async function rawRequest(port: number, bytes: string | Uint8Array): Promise<string> {
-  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  if (bytes.length > 0) {
-    await conn.write(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
-  }
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(65_536);
-  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
-    chunks.push(buffer.slice(0, n));
-  }
-  return new TextDecoder().decode(
-    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
-  );
-}
-
 Deno.test("metrics serves when the port comes from METRICS_PORT, the config file or --port, flag > env > config", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
   try {
@@ -638,30 +680,6 @@ Deno.test("metrics server: 431 past METRICS_MAX_HEADER_SIZE, 400 on garbage, HEA
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("serveMetricsHttp() closes a connection that never finishes its head", async () => {
-  const controller = new AbortController();
-  const lines: string[] = [];
-  const served = serveMetricsHttp({
-    hostname: "127.0.0.1",
-    port: 0,
-    maxConnections: 10,
-    maxHeaderSize: 1024,
-    scrape: () => Promise.resolve(SCRAPE),
-    signal: controller.signal,
-    timeoutMs: 200,
-    onListen: ({ port }) => lines.push(String(port)),
-  });
-  try {
-    const started = Date.now();
-    const answer = await rawRequest(Number(lines[0]), "GET /metrics HTTP/1.1\r\nHost: x\r\n");
-    assert.equal(answer, "", "closed without an answer");
-    assert.ok(Date.now() - started >= 150, "not before the timeout");
-  } finally {
-    controller.abort();
-    await served;
   }
 });
 

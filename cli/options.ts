@@ -1,16 +1,118 @@
-import { UsageError } from "../core/errors.ts";
+/**
+ * Option specs that several commands share, and the parsers that turn an invocation's option
+ * text into checked values. `commands.ts` imports this module for `--help`, so it loads nothing
+ * heavy up front: storage is imported only when a symbols file is read.
+ *
+ * @module
+ */
+import { type OptionSpec, parseDateOption, parseSizeOption } from "../core/config.ts";
+import { didYouMean, UsageError } from "../core/errors.ts";
 import { MAX_SYMBOLS_FILE_BYTES, parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
-import { readTextFileCapped } from "../storage/mod.ts";
-export { parseDateOption } from "../core/config.ts";
-import { parseSizeOption } from "../core/config.ts";
+import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { parseValidationSettings, type ValidationSettings } from "../core/validate.ts";
 import type { Invocation } from "./args.ts";
+import type { CommandContext } from "./context.ts";
+
+export { parseDateOption };
+
+/** `--symbols LIST` (`-s`); override `description` per command. Read with {@link symbolsOption}. */
+export const SYMBOLS_OPTION: OptionSpec = {
+  name: "symbols",
+  short: "s",
+  type: "string",
+  placeholder: "LIST",
+  description: "Comma-separated symbols",
+};
+
+/** `--symbols-file FILE`, the alternative to `--symbols`. Read with {@link symbolsOption}. */
+export const SYMBOLS_FILE_OPTION: OptionSpec = {
+  name: "symbols-file",
+  type: "string",
+  placeholder: "FILE",
+  description: "File with symbols, one or more per line, # comments",
+};
+
+/** `--start DATE`, the first trading date. Read with {@link rangeOption}. */
+export const START_OPTION: OptionSpec = {
+  name: "start",
+  type: "string",
+  placeholder: "DATE",
+  description: "First trading date, YYYY-MM-DD (inclusive)",
+};
+
+/** `--end DATE`, the last trading date (default: `--start`). Read with {@link rangeOption}. */
+export const END_OPTION: OptionSpec = {
+  name: "end",
+  type: "string",
+  placeholder: "DATE",
+  description: "Last trading date, YYYY-MM-DD (inclusive; default: --start)",
+};
+
+/** `--timeframe TF` (`-t`, default 1m), described as `<what>: 1m 5m ... 1d`; see {@link timeframeOption}. */
+export function timeframeSpec(what: string): OptionSpec {
+  return {
+    name: "timeframe",
+    short: "t",
+    type: "string",
+    placeholder: "TF",
+    description: `${what}: ${TIMEFRAMES.join(" ")}`,
+    default: "1m",
+  };
+}
+
+/** `--session S` (regular or extended); give the `description`. Read with {@link sessionOption}. */
+export function sessionSpec(description: string): OptionSpec {
+  return { name: "session", type: "string", placeholder: "S", description };
+}
+
+/** `--validation SPEC`: rule settings. Read with {@link validationOption}. */
+export const VALIDATION_OPTION: OptionSpec = {
+  name: "validation",
+  type: "string",
+  placeholder: "SPEC",
+  description:
+    "Rule settings, e.g. extreme_move.threshold=0.3,stale_price.enabled=false (config: validation.rules)",
+};
+
+/** `--dry-run` (per run, not configurable); give the `description`. */
+export function dryRunSpec(description: string): OptionSpec {
+  return { name: "dry-run", type: "boolean", description, default: false, configurable: false };
+}
+
+/** `--memory-limit` and `--temp-limit` of the query engine, shared by `query` and `serve`. */
+export const QUERY_ENGINE_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "memory-limit",
+    type: "string",
+    placeholder: "SIZE",
+    env: "MARKETPIPE_QUERY_MEMORY_LIMIT",
+    description: "Memory the query engine may use, e.g. 4GB or 25% (of the RAM); beyond it spills",
+    default: "25%",
+  },
+  {
+    name: "temp-limit",
+    type: "string",
+    placeholder: "SIZE",
+    env: "MARKETPIPE_QUERY_TEMP_LIMIT",
+    description: "Disk the query engine may spill to (a private temp folder); beyond it fails",
+    default: "4GiB",
+  },
+];
+
+/** Where metric history lives: PROMETHEUS_MULTIPROC_DIR (alias) or the data directory. */
+export function historyDirOf(context: CommandContext): string | undefined {
+  const dir = context.env.PROMETHEUS_MULTIPROC_DIR;
+  return dir && dir.trim() !== "" ? dir : undefined;
+}
 
 /** The data directory: `--output` (ingest's alias) when given as a flag, else `--data-dir`. */
 export function dataDirOf(invocation: Invocation): string {
+  // `--output` is ingest's alias of the data directory (`query --output` is a result file).
+  const isIngest = invocation.path[0] === "ingest";
   if (
-    invocation.options.sources["data-dir"] === "flag" &&
+    isIngest && invocation.options.sources["data-dir"] === "flag" &&
     invocation.options.sources.output === "flag" &&
-    invocation.path[0] === "ingest" && invocation.string("output") !== invocation.string("data-dir")
+    invocation.string("output") !== invocation.string("data-dir")
   ) {
     throw new UsageError(
       `Conflicting --output "${invocation.string("output")}" and --data-dir "${
@@ -19,9 +121,8 @@ export function dataDirOf(invocation: Invocation): string {
     );
   }
   if (
-    invocation.options.sources["data-dir"] !== "flag" &&
-    invocation.string("output") !== undefined &&
-    invocation.path[0] === "ingest"
+    isIngest && invocation.options.sources["data-dir"] !== "flag" &&
+    invocation.string("output") !== undefined
   ) {
     return invocation.string("output")!;
   }
@@ -82,6 +183,7 @@ export async function symbolsOption(invocation: Invocation): Promise<string[] | 
     throw new UsageError("Use either --symbols or --symbols-file, not both");
   }
   if (file !== undefined) {
+    const { readTextFileCapped } = await import("../storage/mod.ts");
     let content: string;
     try {
       content = await readTextFileCapped(file, MAX_SYMBOLS_FILE_BYTES, "--symbols-file");
@@ -94,4 +196,68 @@ export async function symbolsOption(invocation: Invocation): Promise<string[] | 
     return parseSymbolsFile(content, file);
   }
   return text === undefined ? undefined : parseSymbols(text);
+}
+
+/** `--start`/`--end` as a checked range (end defaults to start), or undefined when unset. */
+export function rangeOption(
+  invocation: Invocation,
+  options: { required?: boolean } = {},
+): { start: string; end: string } | undefined {
+  const startText = invocation.string("start");
+  const endText = invocation.string("end");
+  if (startText === undefined) {
+    if (endText !== undefined) throw new UsageError("Missing --start: --end needs a first date");
+    if (options.required) {
+      throw new UsageError("Missing --start: the first trading date, YYYY-MM-DD");
+    }
+    return undefined;
+  }
+  const start = parseDateOption(startText, "--start");
+  const end = parseDateOption(endText ?? start, "--end");
+  if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
+  for (const [date, name] of [[start, "--start"], [end, "--end"]]) {
+    const year = Number(date.slice(0, 4));
+    if (year < 1990 || year > 2100) {
+      throw new UsageError(
+        `Invalid ${name} ${date}: expected a date from 1990-01-01 to 2100-12-31`,
+      );
+    }
+  }
+  return { start, end };
+}
+
+/** A timeframe option checked against {@link TIMEFRAMES}. */
+export function timeframeOption(text: string, name = "--timeframe"): Timeframe {
+  if (!isTimeframe(text)) {
+    throw new UsageError(
+      `Invalid ${name} "${text}"${didYouMean(text, TIMEFRAMES)}: expected one of ${
+        TIMEFRAMES.join(" ")
+      }`,
+    );
+  }
+  return text;
+}
+
+/** `--session regular|extended`. */
+export function sessionOption(invocation: Invocation): "regular" | "extended" | undefined {
+  const text = invocation.string("session");
+  if (text === undefined) return undefined;
+  if (text !== "regular" && text !== "extended") {
+    throw new UsageError(
+      `Invalid --session "${text}"${
+        didYouMean(text, ["regular", "extended"])
+      }: expected regular or extended`,
+    );
+  }
+  return text;
+}
+
+/** Rule settings from `--validation` (or the config file's `validation:` mapping). */
+export function validationOption(invocation: Invocation): ValidationSettings {
+  const text = invocation.string("validation");
+  if (text === undefined) return {};
+  const source = invocation.options.sources.validation === "config"
+    ? "config key validation"
+    : "--validation";
+  return parseValidationSettings(text, source);
 }

@@ -3,6 +3,7 @@ import { didYouMean, UsageError } from "../core/errors.ts";
 import { join } from "node:path";
 import {
   checkOutputPath,
+  countQueryRows,
   formatCsv,
   formatJson,
   formatTable,
@@ -17,8 +18,7 @@ import {
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount } from "./format.ts";
-import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, positionals, queryEngineLimits } from "./options.ts";
+import { dataDirOf, historyDirOf, positionals, queryEngineLimits } from "./options.ts";
 
 const FORMATS = ["table", "csv", "json", "parquet"] as const;
 
@@ -40,14 +40,17 @@ export async function runQueryCommand(
     );
   }
   const format = context.json ? "json" : given;
-  const limit = parseIntOption(invocation.string("limit") ?? "10000", "--limit", 1, 10_000_000);
+  const output = invocation.string("output");
+  // A file gets every row unless --limit is given (flag, env or config): a cut then exits 3.
+  const limit = output !== undefined && invocation.options.sources.limit === "default"
+    ? Infinity
+    : parseIntOption(invocation.string("limit") ?? "10000", "--limit", 1, 10_000_000);
   const timeoutSeconds = parseIntOption(
     invocation.string("timeout") ?? "300",
     "--timeout",
     1,
     86_400,
   );
-  const output = invocation.string("output");
   if (format === "parquet" && output === undefined) {
     throw new UsageError(
       "Missing --output FILE: --format parquet writes a file, not to the terminal",
@@ -62,20 +65,26 @@ export async function runQueryCommand(
     protectedFiles,
     ...queryEngineLimits(invocation),
   });
-  try {
-    if (format === "parquet") {
-      const rows = await writeQueryParquet(engine, sql, output!, {
-        timeoutMs: timeoutSeconds * 1000,
-        signal: context.signal,
-      });
+  const timing = { timeoutMs: timeoutSeconds * 1000, signal: context.signal };
+  // Written rows and what the query has: a cut is said in one line and exits 3.
+  const wrote = async (rows: number, cut: boolean) => {
+    const total = cut ? await countQueryRows(engine, sql, timing) : rows;
+    if (total <= rows) {
       context.err(`Wrote ${formatCount(rows)} row(s) to ${output}`);
       return EXIT.ok;
     }
-    const result = await runQuery(engine, sql, {
-      limit,
-      timeoutMs: timeoutSeconds * 1000,
-      signal: context.signal,
-    });
+    context.err(
+      `Wrote ${formatCount(rows)} of ${formatCount(total)} rows to ${output}: --limit ${limit} ` +
+        "cut the result; leave --limit out to write every row",
+    );
+    return EXIT.partial;
+  };
+  try {
+    if (format === "parquet") {
+      const rows = await writeQueryParquet(engine, sql, output!, { limit, ...timing });
+      return await wrote(rows, rows === limit);
+    }
+    const result = await runQuery(engine, sql, { limit, ...timing });
     const text = format === "csv"
       ? formatCsv(result)
       : format === "json"
@@ -88,10 +97,9 @@ export async function runQueryCommand(
         path,
         (temp) => Deno.writeTextFile(temp, text.endsWith("\n") ? text : text + "\n"),
       );
-      context.err(`Wrote ${formatCount(result.rowCount)} row(s) to ${output}`);
-    } else {
-      context.out(text.replace(/\n$/, ""));
+      return await wrote(result.rowCount, result.truncated);
     }
+    context.out(text.replace(/\n$/, ""));
     if (result.truncated && format !== "table") {
       context.err(`Showing the first ${formatCount(limit)} rows; raise --limit for more`);
     }

@@ -4,8 +4,7 @@ import { isLoopback, openWebServer } from "../web/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, shellCommand } from "./format.ts";
-import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, positionals, queryEngineLimits } from "./options.ts";
+import { dataDirOf, historyDirOf, positionals, queryEngineLimits } from "./options.ts";
 
 /**
  * `marketpipe serve`: the dashboard, REST API and metrics on one port. Ctrl-C or SIGTERM stops

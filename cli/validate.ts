@@ -1,13 +1,14 @@
 import { join } from "node:path";
+import { reportJson } from "../app/mod.ts";
 import { tradingDays } from "../core/calendar.ts";
 import { parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { JobRecord } from "../core/jobs.ts";
-import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import type { Timeframe } from "../core/types.ts";
 import {
+  type EffectiveRule,
   effectiveRules,
   type Finding,
-  parseValidationSettings,
   RULE_IDS,
   type Severity,
   validateBars,
@@ -15,6 +16,7 @@ import {
   type ValidationSettings,
 } from "../core/validate.ts";
 import { crossCheckBars } from "../core/validate_cross.ts";
+import type { Metrics } from "../core/metrics.ts";
 import {
   findValidationReport,
   listPartitionFiles,
@@ -45,72 +47,16 @@ import {
   renderTable,
   shellCommand,
 } from "./format.ts";
-import { historyDirOf } from "./metrics.ts";
-import { dataDirOf, parseDateOption, positionals, symbolsOption } from "./options.ts";
-
-/** `--start`/`--end` as a checked range (end defaults to start), or undefined when unset. */
-export function rangeOption(
-  invocation: Invocation,
-  options: { required?: boolean } = {},
-): { start: string; end: string } | undefined {
-  const startText = invocation.string("start");
-  const endText = invocation.string("end");
-  if (startText === undefined) {
-    if (endText !== undefined) throw new UsageError("Missing --start: --end needs a first date");
-    if (options.required) {
-      throw new UsageError("Missing --start: the first trading date, YYYY-MM-DD");
-    }
-    return undefined;
-  }
-  const start = parseDateOption(startText, "--start");
-  const end = parseDateOption(endText ?? start, "--end");
-  if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
-  for (const [date, name] of [[start, "--start"], [end, "--end"]]) {
-    const year = Number(date.slice(0, 4));
-    if (year < 1990 || year > 2100) {
-      throw new UsageError(
-        `Invalid ${name} ${date}: expected a date from 1990-01-01 to 2100-12-31`,
-      );
-    }
-  }
-  return { start, end };
-}
-
-/** A timeframe option checked against {@link TIMEFRAMES}. */
-export function timeframeOption(text: string, name = "--timeframe"): Timeframe {
-  if (!isTimeframe(text)) {
-    throw new UsageError(
-      `Invalid ${name} "${text}"${didYouMean(text, TIMEFRAMES)}: expected one of ${
-        TIMEFRAMES.join(" ")
-      }`,
-    );
-  }
-  return text;
-}
-
-/** `--session regular|extended`. */
-export function sessionOption(invocation: Invocation): "regular" | "extended" | undefined {
-  const text = invocation.string("session");
-  if (text === undefined) return undefined;
-  if (text !== "regular" && text !== "extended") {
-    throw new UsageError(
-      `Invalid --session "${text}"${
-        didYouMean(text, ["regular", "extended"])
-      }: expected regular or extended`,
-    );
-  }
-  return text;
-}
-
-/** Rule settings from `--validation` (or the config file's `validation:` mapping). */
-export function validationOption(invocation: Invocation): ValidationSettings {
-  const text = invocation.string("validation");
-  if (text === undefined) return {};
-  const source = invocation.options.sources.validation === "config"
-    ? "config key validation"
-    : "--validation";
-  return parseValidationSettings(text, source);
-}
+import {
+  dataDirOf,
+  historyDirOf,
+  positionals,
+  rangeOption,
+  sessionOption,
+  symbolsOption,
+  timeframeOption,
+  validationOption,
+} from "./options.ts";
 
 /** `marketpipe validate`: re-check stored bars, list or show reports, list the rules. */
 export async function runValidate(
@@ -188,27 +134,6 @@ function _printRules(settings: ValidationSettings, context: CommandContext): num
   return EXIT.ok;
 }
 
-function _reportJson(record: ValidationReportRecord, dataDir: string) {
-  return {
-    id: record.id,
-    createdAt: new Date(record.createdAt).toISOString(),
-    jobId: record.jobId,
-    timeframe: record.timeframe,
-    symbols: record.symbols,
-    start: record.start,
-    end: record.end,
-    crossCheck: record.crossCheck,
-    bars: record.bars,
-    errors: record.errors,
-    warnings: record.warnings,
-    infos: record.infos,
-    quarantined: record.quarantined,
-    rules: record.rules,
-    settings: record.settings,
-    path: join(dataDir, record.path),
-  };
-}
-
 async function _listReports(invocation: Invocation, context: CommandContext): Promise<number> {
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
   const dataDir = dataDirOf(invocation);
@@ -216,7 +141,7 @@ async function _listReports(invocation: Invocation, context: CommandContext): Pr
   const reports = db ? listValidationReports(db, { limit }) : [];
   db?.close();
   if (context.json) {
-    context.out(JSON.stringify(reports.map((r) => _reportJson(r, dataDir)), null, 2));
+    context.out(JSON.stringify(reports.map((r) => reportJson(r, dataDir)), null, 2));
     return EXIT.ok;
   }
   if (reports.length === 0) {
@@ -276,8 +201,8 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
   if (context.json) {
     context.out(JSON.stringify(
       {
-        ..._reportJson(record, dataDir),
-        failOn: failOn ?? null,
+        ...reportJson(record, dataDir),
+        fail_on: failOn ?? null,
         failed: _fails(record, failOn),
         rows,
       },
@@ -396,227 +321,319 @@ function _printRuleSummary(
   ) context.out(line);
 }
 
+/** What a validation run was asked for, checked before anything is opened. */
+interface _ValidateRequest {
+  jobRef?: string;
+  /** Unset for a job: the job records them. */
+  symbols?: string[];
+  range?: { start: string; end: string };
+  timeframe?: Timeframe;
+  settings: ValidationSettings;
+  rules: EffectiveRule[];
+  failOn: "warn" | "error" | undefined;
+  crossCheck: boolean;
+  session: "regular" | "extended" | undefined;
+  limit: number;
+}
+
+/** The bars a run checks: a job's, or `--symbols` over `--start`/`--end`. */
+interface _Scope {
+  symbols: string[];
+  range: { start: string; end: string };
+  timeframe: Timeframe;
+  job?: JobRecord;
+}
+
+/** What a run found for one symbol. */
+interface _SymbolResult {
+  symbol: string;
+  bars: number;
+  findings: Finding[];
+  counts: Record<Severity, number>;
+  quarantined: number;
+}
+
+type _DuckDB = Awaited<ReturnType<Store["duckdb"]>>;
+type _Connection = Awaited<ReturnType<_DuckDB["connect"]>>;
+
 async function _validate(invocation: Invocation, context: CommandContext): Promise<number> {
-  const [jobRef] = invocation.positionals;
   if (invocation.positionals.length > 1) positionals(invocation, ["JOB_ID"]);
   const dataDir = dataDirOf(invocation);
-  const settings = validationOption(invocation);
-  const rules = effectiveRules(settings);
-  const disabled = new Set(rules.filter((r) => !r.enabled).map((r) => r.id));
-  const failOn = _failOnOption(invocation);
-  const crossCheck = invocation.flag("cross-check");
-  const session = sessionOption(invocation);
-  const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000);
-  let symbols: string[] | undefined;
-  let range: { start: string; end: string } | undefined;
-  let timeframe: Timeframe | undefined;
-  if (jobRef !== undefined) {
-    if (!/^[\w-]{4,64}$/.test(jobRef)) {
-      throw new UsageError(
-        `Invalid JOB_ID "${jobRef}": expected a job id like 20241125-191500-ab12`,
-      );
-    }
-    for (const name of ["symbols", "symbols-file", "start", "end"]) {
-      if (invocation.options.sources[name] === "flag") {
-        throw new UsageError(`Cannot combine JOB_ID with --${name}: the job records it`);
-      }
-    }
-    if (invocation.options.sources.timeframe === "flag") {
-      throw new UsageError("Cannot combine JOB_ID with --timeframe: the job records it");
-    }
-  } else {
-    symbols = await symbolsOption(invocation);
-    if (symbols === undefined) {
-      throw new UsageError(
-        "Missing --symbols (or --symbols-file, or a JOB_ID): what to validate, e.g. validate --symbols AAPL --start 2024-03-01 --end 2024-03-31",
-      );
-    }
-    range = rangeOption(invocation, { required: true })!;
-    timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
-  }
+  const request = await _validateRequest(invocation);
   if (!(await pathExists(join(dataDir, META_FILE)))) {
     throw new UsageError(`Nothing to validate: ${dataDir} holds no MarketPipe data (ingest first)`);
   }
-
   const store = await openStore(dataDir, { command: "validate" });
   let closeTelemetry = () => Promise.resolve();
   try {
-    let job: JobRecord | undefined;
-    if (jobRef !== undefined) {
-      job = store.getJob(jobRef);
-      if (!job) throw new UsageError(`No job "${jobRef}" in ${dataDir}; see marketpipe jobs list`);
-      symbols = job.symbols;
-      range = { start: job.start, end: job.end };
-      timeframe = job.timeframe;
-    }
-    if (crossCheck && timeframe === "1m") {
+    const scope = _scopeOf(request, store, dataDir);
+    const { symbols, range, timeframe, job } = scope;
+    if (request.crossCheck && timeframe === "1m") {
       throw new UsageError(
         "Cannot --cross-check 1m bars: it compares a provider's 5m-1d bars with our aggregation of 1m bars (use --timeframe 1d, or a job of a longer timeframe)",
       );
     }
+    const { rules } = request;
+    const disabled = new Set(rules.filter((r) => !r.enabled).map((r) => r.id));
     const duckdb = await store.duckdb();
     await _checkSomethingStored(duckdb, dataDir, {
-      symbols: symbols!,
-      timeframe: timeframe!,
-      range: range!,
+      ...scope,
       jobId: job?.id,
       disabled,
       // A job's symbol may legitimately have no bars; a symbol asked for by name must have some.
       every: !job,
     });
-    if (tradingDays(range!.start, range!.end).length === 0 && !job) {
-      context.err(`Note: ${range!.start}..${range!.end} has no NYSE trading days`);
+    if (tradingDays(range.start, range.end).length === 0 && !job) {
+      context.err(`Note: ${range.start}..${range.end} has no NYSE trading days`);
     }
     const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
     closeTelemetry = () => telemetry.close();
-    const metrics = telemetry.metrics;
+    const crossRule = rules.find((r) => r.id === "cross_check")!;
+    const check = {
+      scope,
+      settings: request.settings,
+      disabled,
+      metrics: telemetry.metrics,
+      crossCheck: request.crossCheck && crossRule.enabled ? crossRule.threshold : undefined,
+      session: request.session,
+    };
     const connection = await duckdb.connect();
     const started = performance.now();
-    const findingsBySymbol = new Map<string, Finding[]>();
-    const perSymbol: {
-      symbol: string;
-      bars: number;
-      counts: Record<Severity, number>;
-      quarantined: number;
-    }[] = [];
-    const crossThreshold = rules.find((r) => r.id === "cross_check")!;
-    let bars = 0;
+    const results: _SymbolResult[] = [];
     try {
-      for (const symbol of symbols!) {
+      for (const symbol of symbols) {
         context.signal.throwIfAborted();
-        const files = await listPartitionFiles(dataDir, "bars", timeframe!, symbol, range);
-        const stored = (await readBarRows(connection, files, range)).map((row) => row.bar);
-        const findings = validateBars(stored, { rules: settings, metrics });
-        // A rejection by a rule switched off now is not a finding of this run.
-        const quarantined = (await readQuarantine(connection, dataDir, timeframe!, symbol, {
-          ...range,
-          jobId: job?.id,
-        })).filter((q) => !disabled.has(q.rule));
-        for (const q of quarantined) {
-          const rule = VALIDATION_RULES.find((r) => r.id === q.rule);
-          findings.push({
-            symbol,
-            timeframe: q.bar.timeframe,
-            ts: q.bar.ts,
-            tradingDate: q.bar.tradingDate,
-            rule: q.rule,
-            severity: rule?.severity ?? "error",
-            detail: `quarantined by job ${q.jobId}: ${q.detail}`,
-          });
-        }
-        if (crossCheck && crossThreshold.enabled) {
-          const sides = await readCrossCheckBars(connection, dataDir, {
-            symbol,
-            timeframe: timeframe!,
-            ...range!,
-            session,
-          });
-          const result = crossCheckBars(sides.provided, sides.derived, {
-            tolerance: crossThreshold.threshold,
-            minuteDays: sides.minuteDays,
-          });
-          findings.push(...result.findings);
-          for (const f of result.findings) {
-            metrics.validationErrors.inc({ rule: f.rule, severity: f.severity });
-          }
-        }
-        findings.sort((a, b) => a.ts - b.ts || RULE_IDS.indexOf(a.rule) - RULE_IDS.indexOf(b.rule));
-        findingsBySymbol.set(symbol, findings);
-        const counts: Record<Severity, number> = { error: 0, warn: 0, info: 0 };
-        for (const f of findings) counts[f.severity]++;
-        perSymbol.push({ symbol, bars: stored.length, counts, quarantined: quarantined.length });
-        bars += stored.length;
+        results.push(await _checkSymbol(connection, dataDir, symbol, check));
       }
     } finally {
       connection.closeSync();
     }
-    const all = [...findingsBySymbol.values()].flat();
-    const ruleCounts: Record<string, number> = {};
-    for (const f of all) ruleCounts[f.rule] = (ruleCounts[f.rule] ?? 0) + 1;
-    const total = (severity: Severity) => perSymbol.reduce((n, s) => n + s.counts[severity], 0);
-    const record = await saveValidationReport(store.meta.db, dataDir, {
-      createdAt: Date.now(),
-      jobId: job?.id ?? null,
-      timeframe: timeframe!,
-      symbols: symbols!,
-      start: range!.start,
-      end: range!.end,
-      crossCheck,
-      bars,
-      errors: total("error"),
-      warnings: total("warn"),
-      infos: total("info"),
-      quarantined: perSymbol.reduce((n, s) => n + s.quarantined, 0),
-      rules: ruleCounts,
-      settings: settings as Record<string, unknown>,
-      findings: findingsBySymbol,
-    });
+    const record = await _saveReport(store, dataDir, { request, scope, results });
     const elapsedMs = performance.now() - started;
-    const failed = _fails(record, failOn);
     if (context.json) {
       context.out(JSON.stringify(
         {
-          ..._reportJson(record, dataDir),
-          elapsedMs: Math.round(elapsedMs),
-          failOn: failOn ?? null,
-          failed,
-          perSymbol: perSymbol.map((s) => ({
-            symbol: s.symbol,
-            bars: s.bars,
-            errors: s.counts.error,
-            warnings: s.counts.warn,
-            infos: s.counts.info,
-            quarantined: s.quarantined,
+          ...reportJson(record, dataDir),
+          elapsed_ms: Math.round(elapsedMs),
+          fail_on: request.failOn ?? null,
+          failed: _fails(record, request.failOn),
+          per_symbol: results.map((r) => ({
+            symbol: r.symbol,
+            bars: r.bars,
+            errors: r.counts.error,
+            warnings: r.counts.warn,
+            infos: r.counts.info,
+            quarantined: r.quarantined,
           })),
         },
         null,
         2,
       ));
     } else {
-      for (
-        const line of renderTable(
-          ["symbol", "bars", "errors", "quarantined", "warnings", "info"],
-          perSymbol.map((s) => [
-            s.symbol,
-            formatCount(s.bars),
-            formatCount(s.counts.error),
-            formatCount(s.quarantined),
-            formatCount(s.counts.warn),
-            formatCount(s.counts.info),
-          ]),
-          { right: [1, 2, 3, 4, 5] },
-        )
-      ) context.out(line);
-      _printRuleSummary(all, context);
-      const shown = all.filter((f) => f.severity !== "info").slice(0, limit);
-      if (shown.length > 0) {
-        context.out("");
-        context.out(`First ${shown.length} error(s) and warning(s):`);
-        for (
-          const line of renderTable(
-            ["symbol", "ts", "rule", "detail"],
-            shown.map((f) => [f.symbol, new Date(f.ts).toISOString(), f.rule, f.detail]),
-          )
-        ) context.out(line);
-      }
-      context.out("");
-      context.out(
-        `Validated ${formatCount(bars)} ${timeframe} bar(s) in ${formatDuration(elapsedMs)}: ${
-          formatCount(record.errors)
-        } error(s), ${formatCount(record.warnings)} warning(s), ${formatCount(record.infos)} info.`,
-      );
-      context.out(`Report ${record.id}: ${join(dataDir, record.path)}/<symbol>.csv`);
-      context.out(
-        `Show it: ${
-          shellCommand(["marketpipe", "validate", "--show", record.id, ...dataDirArgs(dataDir)])
-        }`,
-      );
+      _printRun(results, record, { dataDir, elapsedMs, limit: request.limit }, context);
     }
-    return _failExit(record, failOn, context);
+    return _failExit(record, request.failOn, context);
   } finally {
     await closeTelemetry();
     store.close();
   }
+}
+
+/** Write the CSV files and the summary row of a run's report. */
+async function _saveReport(
+  store: Store,
+  dataDir: string,
+  run: { request: _ValidateRequest; scope: _Scope; results: readonly _SymbolResult[] },
+): Promise<ValidationReportRecord> {
+  const { request, scope, results } = run;
+  const ruleCounts: Record<string, number> = {};
+  for (const r of results) {
+    for (const f of r.findings) ruleCounts[f.rule] = (ruleCounts[f.rule] ?? 0) + 1;
+  }
+  const sum = (count: (r: _SymbolResult) => number) => results.reduce((n, r) => n + count(r), 0);
+  return await saveValidationReport(store.meta.db, dataDir, {
+    createdAt: Date.now(),
+    jobId: scope.job?.id ?? null,
+    timeframe: scope.timeframe,
+    symbols: scope.symbols,
+    start: scope.range.start,
+    end: scope.range.end,
+    crossCheck: request.crossCheck,
+    bars: sum((r) => r.bars),
+    errors: sum((r) => r.counts.error),
+    warnings: sum((r) => r.counts.warn),
+    infos: sum((r) => r.counts.info),
+    quarantined: sum((r) => r.quarantined),
+    rules: ruleCounts,
+    settings: request.settings as Record<string, unknown>,
+    findings: new Map(results.map((r) => [r.symbol, r.findings])),
+  });
+}
+
+/** Read and check the options of a run; a JOB_ID excludes the options the job records. */
+async function _validateRequest(invocation: Invocation): Promise<_ValidateRequest> {
+  const [jobRef] = invocation.positionals;
+  const settings = validationOption(invocation);
+  const request: _ValidateRequest = {
+    jobRef,
+    settings,
+    rules: effectiveRules(settings),
+    failOn: _failOnOption(invocation),
+    crossCheck: invocation.flag("cross-check"),
+    session: sessionOption(invocation),
+    limit: parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000),
+  };
+  if (jobRef !== undefined) {
+    if (!/^[\w-]{4,64}$/.test(jobRef)) {
+      throw new UsageError(
+        `Invalid JOB_ID "${jobRef}": expected a job id like 20241125-191500-ab12`,
+      );
+    }
+    for (const name of ["symbols", "symbols-file", "start", "end", "timeframe"]) {
+      if (invocation.options.sources[name] === "flag") {
+        throw new UsageError(`Cannot combine JOB_ID with --${name}: the job records it`);
+      }
+    }
+    return request;
+  }
+  request.symbols = await symbolsOption(invocation);
+  if (request.symbols === undefined) {
+    throw new UsageError(
+      "Missing --symbols (or --symbols-file, or a JOB_ID): what to validate, e.g. validate --symbols AAPL --start 2024-03-01 --end 2024-03-31",
+    );
+  }
+  request.range = rangeOption(invocation, { required: true })!;
+  request.timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
+  return request;
+}
+
+/** The scope of `request`: its own, or that of the job it names. */
+function _scopeOf(request: _ValidateRequest, store: Store, dataDir: string): _Scope {
+  if (request.jobRef === undefined) {
+    return { symbols: request.symbols!, range: request.range!, timeframe: request.timeframe! };
+  }
+  const job = store.getJob(request.jobRef);
+  if (!job) {
+    throw new UsageError(`No job "${request.jobRef}" in ${dataDir}; see marketpipe jobs list`);
+  }
+  return {
+    symbols: job.symbols,
+    range: { start: job.start, end: job.end },
+    timeframe: job.timeframe,
+    job,
+  };
+}
+
+/**
+ * Check one symbol's stored bars against the rules, add what its job (or any job) quarantined
+ * and, with a cross-check tolerance, the differences between provided and aggregated bars.
+ */
+async function _checkSymbol(
+  connection: _Connection,
+  dataDir: string,
+  symbol: string,
+  check: {
+    scope: _Scope;
+    settings: ValidationSettings;
+    disabled: ReadonlySet<string>;
+    metrics: Metrics;
+    /** The cross-check tolerance, or undefined for no cross-check. */
+    crossCheck: number | undefined;
+    session: "regular" | "extended" | undefined;
+  },
+): Promise<_SymbolResult> {
+  const { range, timeframe, job } = check.scope;
+  const files = await listPartitionFiles(dataDir, "bars", timeframe, symbol, range);
+  const stored = (await readBarRows(connection, files, range)).map((row) => row.bar);
+  const findings = validateBars(stored, { rules: check.settings, metrics: check.metrics });
+  // A rejection by a rule switched off now is not a finding of this run.
+  const quarantined = (await readQuarantine(connection, dataDir, timeframe, symbol, {
+    ...range,
+    jobId: job?.id,
+  })).filter((q) => !check.disabled.has(q.rule));
+  for (const q of quarantined) {
+    const rule = VALIDATION_RULES.find((r) => r.id === q.rule);
+    findings.push({
+      symbol,
+      timeframe: q.bar.timeframe,
+      ts: q.bar.ts,
+      tradingDate: q.bar.tradingDate,
+      rule: q.rule,
+      severity: rule?.severity ?? "error",
+      detail: `quarantined by job ${q.jobId}: ${q.detail}`,
+    });
+  }
+  if (check.crossCheck !== undefined) {
+    const sides = await readCrossCheckBars(connection, dataDir, {
+      symbol,
+      timeframe,
+      ...range,
+      session: check.session,
+    });
+    const result = crossCheckBars(sides.provided, sides.derived, {
+      tolerance: check.crossCheck,
+      minuteDays: sides.minuteDays,
+    });
+    findings.push(...result.findings);
+    for (const f of result.findings) {
+      check.metrics.validationErrors.inc({ rule: f.rule, severity: f.severity });
+    }
+  }
+  findings.sort((a, b) => a.ts - b.ts || RULE_IDS.indexOf(a.rule) - RULE_IDS.indexOf(b.rule));
+  const counts: Record<Severity, number> = { error: 0, warn: 0, info: 0 };
+  for (const f of findings) counts[f.severity]++;
+  return { symbol, bars: stored.length, findings, counts, quarantined: quarantined.length };
+}
+
+/** The text output of a run: per-symbol counts, the rule summary, the first findings. */
+function _printRun(
+  results: readonly _SymbolResult[],
+  record: ValidationReportRecord,
+  options: { dataDir: string; elapsedMs: number; limit: number },
+  context: CommandContext,
+): void {
+  for (
+    const line of renderTable(
+      ["symbol", "bars", "errors", "quarantined", "warnings", "info"],
+      results.map((r) => [
+        r.symbol,
+        formatCount(r.bars),
+        formatCount(r.counts.error),
+        formatCount(r.quarantined),
+        formatCount(r.counts.warn),
+        formatCount(r.counts.info),
+      ]),
+      { right: [1, 2, 3, 4, 5] },
+    )
+  ) context.out(line);
+  const all = results.flatMap((r) => r.findings);
+  _printRuleSummary(all, context);
+  const shown = all.filter((f) => f.severity !== "info").slice(0, options.limit);
+  if (shown.length > 0) {
+    context.out("");
+    context.out(`First ${shown.length} error(s) and warning(s):`);
+    for (
+      const line of renderTable(
+        ["symbol", "ts", "rule", "detail"],
+        shown.map((f) => [f.symbol, new Date(f.ts).toISOString(), f.rule, f.detail]),
+      )
+    ) context.out(line);
+  }
+  const { dataDir } = options;
+  context.out("");
+  context.out(
+    `Validated ${formatCount(record.bars)} ${record.timeframe} bar(s) in ${
+      formatDuration(options.elapsedMs)
+    }: ${formatCount(record.errors)} error(s), ${formatCount(record.warnings)} warning(s), ${
+      formatCount(record.infos)
+    } info.`,
+  );
+  context.out(`Report ${record.id}: ${join(dataDir, record.path)}/<symbol>.csv`);
+  context.out(
+    `Show it: ${
+      shellCommand(["marketpipe", "validate", "--show", record.id, ...dataDirArgs(dataDir)])
+    }`,
+  );
 }
 
 /**

@@ -60,7 +60,7 @@ function thursdaysOfNovember(year: number): string[] {
   return days;
 }
 
-// Section 11.3 of docs/provider-apis.md, as NYSE announced them.
+// providers/README.md, "Dates 2024-2026", as NYSE announced them.
 const TABLE: Record<number, { holidays: string[]; earlyCloses: string[]; tradingDays: number }> = {
   2024: {
     holidays: [

@@ -2,6 +2,7 @@ import { parse as parseYaml } from "yaml";
 import { CALENDAR_YEARS, isValidDate } from "./calendar.ts";
 import { didYouMean, UsageError } from "./errors.ts";
 import { formatBytes } from "./format.ts";
+import { isTimeframe, type Timeframe, TIMEFRAMES } from "./types.ts";
 import { validationConfigText } from "./validate.ts";
 
 /** Largest config file read, in bytes. */
@@ -39,7 +40,9 @@ export interface ResolvedOptions {
  * Parse a YAML config file whose keys mirror the long flags (`data-dir` or `data_dir`). Lists
  * are joined with commas (for `symbols`). Unknown keys are errors naming the closest valid key.
  * The one nested mapping allowed is `validation: { rules: { <id>: { enabled, threshold } } }`
- * (when `validation` is a known key), returned as `--validation` text.
+ * (when `validation` is a known key), returned as `--validation` text; and `retention:` as a
+ * mapping of timeframe to age (`{1m: 2y, 5m: 5y}`, when `retention-policy` is a known key),
+ * returned as `--retention-policy` text (a plain `retention: 30d` stays the metric history's).
  */
 export function parseConfigFile(
   text: string,
@@ -75,6 +78,11 @@ export function parseConfigFile(
       // The one nested key: rule settings, checked against the rule table and passed on in the
       // form of the --validation flag.
       out[key] = validationConfigText(value, path);
+    } else if (
+      key === "retention" && knownKeys.has("retention-policy") && typeof value === "object" &&
+      value !== null && !Array.isArray(value) && !(value instanceof Date)
+    ) {
+      out["retention-policy"] = _retentionConfigText(value as Record<string, unknown>, path);
     } else if (
       Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number")
     ) {
@@ -259,5 +267,89 @@ export function parseDateOption(text: string, name: string): string {
       `Invalid ${name} ${text}: expected a date from ${CALENDAR_YEARS.first}-01-01 to ${CALENDAR_YEARS.last}-12-31`,
     );
   }
+  return text;
+}
+
+/** How long bars of a timeframe are kept: a count of calendar days, weeks, months or years. */
+export interface RetentionAge {
+  count: number;
+  unit: "d" | "w" | "mo" | "y";
+}
+
+/**
+ * Parse a retention age: `30d` (days), `8w` (weeks), `18mo` (months) or `2y` (years), a whole
+ * count of at least 1. `m` is refused: it means minutes in other durations, so months are `mo`.
+ */
+export function parseRetentionAge(text: string, name: string, where = ""): RetentionAge {
+  const match = /^([1-9]\d{0,3})(d|w|mo|y)$/.exec(text.trim());
+  if (!match) {
+    const hint = /^\d+m$/.test(text.trim()) ? "; m would be minutes, months are mo" : "";
+    throw new UsageError(
+      `Invalid ${name} "${text}"${where}: expected an age like 30d, 8w, 18mo or 2y (days, weeks, months, years${hint})`,
+    );
+  }
+  return { count: Number(match[1]), unit: match[2] as RetentionAge["unit"] };
+}
+
+/**
+ * Parse a retention policy, `TF=AGE` pairs separated by commas (`1m=2y,5m=5y`), as
+ * `--retention-policy` takes it; `name` says where it came from in errors.
+ */
+export function parseRetentionPolicy(text: string, name: string): Map<Timeframe, RetentionAge> {
+  const policy = new Map<Timeframe, RetentionAge>();
+  for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const [timeframe, age, extra] = part.split("=").map((p) => p.trim());
+    if (age === undefined || extra !== undefined) {
+      throw new UsageError(`Invalid retention "${part}" in ${name}: expected TF=AGE, e.g. 1m=2y`);
+    }
+    if (!isTimeframe(timeframe)) {
+      throw new UsageError(
+        `Invalid retention in ${name}: unknown timeframe "${timeframe}"${
+          didYouMean(timeframe, TIMEFRAMES)
+        }, expected one of ${TIMEFRAMES.join(" ")}`,
+      );
+    }
+    if (policy.has(timeframe)) {
+      throw new UsageError(`Invalid retention in ${name}: timeframe ${timeframe} is given twice`);
+    }
+    policy.set(timeframe, parseRetentionAge(age, `retention for ${timeframe}`, ` in ${name}`));
+  }
+  return policy;
+}
+
+/**
+ * The first date `age` keeps when today is `today` (both `YYYY-MM-DD`): bars of earlier trading
+ * dates are past retention. Months and years step the calendar (2026-03-31 less 1mo is
+ * 2026-02-28).
+ */
+export function retentionCutoff(age: RetentionAge, today: string): string {
+  if (age.unit === "d" || age.unit === "w") {
+    const days = age.count * (age.unit === "w" ? 7 : 1);
+    const day = Date.UTC(+today.slice(0, 4), +today.slice(5, 7) - 1, +today.slice(8, 10));
+    return new Date(day - days * 86_400_000).toISOString().slice(0, 10);
+  }
+  const months = age.count * (age.unit === "y" ? 12 : 1);
+  const total = +today.slice(0, 4) * 12 + (+today.slice(5, 7) - 1) - months;
+  const year = Math.floor(total / 12);
+  const month = total - year * 12 + 1;
+  const lastDay = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const day = Math.min(+today.slice(8, 10), lastDay);
+  return `${String(year).padStart(4, "0")}-${String(month).padStart(2, "0")}-${
+    String(day).padStart(2, "0")
+  }`;
+}
+
+/** The config file's `retention:` mapping as checked `--retention-policy` text. */
+function _retentionConfigText(value: Record<string, unknown>, path: string): string {
+  const parts = Object.entries(value).map(([timeframe, age]) => {
+    if (typeof age !== "string") {
+      throw new UsageError(
+        `Invalid value for "retention.${timeframe}" in config file ${path}: expected an age like 2y`,
+      );
+    }
+    return `${timeframe}=${age}`;
+  });
+  const text = parts.join(",");
+  parseRetentionPolicy(text, `config file ${path}`);
   return text;
 }

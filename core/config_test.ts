@@ -5,7 +5,10 @@ import {
   parseDuration,
   parseIntOption,
   parseNumberOption,
+  parseRetentionAge,
+  parseRetentionPolicy,
   resolveOptions,
+  retentionCutoff,
 } from "./config.ts";
 import { UsageError } from "./errors.ts";
 
@@ -322,5 +325,71 @@ Deno.test("parseConfigFile() still refuses other nested mappings, and validation
   assert.throws(
     () => parseConfigFile("validation:\n  rules: {}\n", "mp.yaml", KEYS),
     usageError('Unknown key "validation" in config file mp.yaml'),
+  );
+});
+
+Deno.test("parseRetentionAge() reads days, weeks, months and years, and names a bad value", () => {
+  assert.deepEqual(parseRetentionAge("30d", "retention"), { count: 30, unit: "d" });
+  assert.deepEqual(parseRetentionAge("8w", "retention"), { count: 8, unit: "w" });
+  assert.deepEqual(parseRetentionAge("18mo", "retention"), { count: 18, unit: "mo" });
+  assert.deepEqual(parseRetentionAge(" 2y ", "retention"), { count: 2, unit: "y" });
+  for (const text of ["2x", "0y", "1.5y", "y", "-2y", ""]) {
+    assert.throws(
+      () => parseRetentionAge(text, "retention for 1m"),
+      usageError(
+        `Invalid retention for 1m "${text}": expected an age like 30d, 8w, 18mo or 2y (days, weeks, months, years)`,
+      ),
+    );
+  }
+  assert.throws(
+    () => parseRetentionAge("6m", "retention for 1m"),
+    usageError(/"6m": .*m would be minutes, months are mo/),
+  );
+});
+
+Deno.test("parseRetentionPolicy() reads TF=AGE pairs and refuses unknown timeframes and repeats", () => {
+  assert.deepEqual(
+    [...parseRetentionPolicy("1m=2y, 5m=5y", "--retention-policy")],
+    [["1m", { count: 2, unit: "y" }], ["5m", { count: 5, unit: "y" }]],
+  );
+  assert.throws(
+    () => parseRetentionPolicy("1m=2x", "--retention-policy"),
+    usageError(
+      'Invalid retention for 1m "2x" in --retention-policy: expected an age like 30d, 8w, 18mo or 2y (days, weeks, months, years)',
+    ),
+  );
+  assert.throws(
+    () => parseRetentionPolicy("2m=1y", "--retention-policy"),
+    usageError(/unknown timeframe "2m" \(did you mean "1m"\?\)/),
+  );
+  assert.throws(() => parseRetentionPolicy("1m=1y,1m=2y", "x"), usageError(/given twice/));
+  assert.throws(() => parseRetentionPolicy("1m", "x"), usageError(/expected TF=AGE/));
+});
+
+Deno.test("retentionCutoff() steps calendar days, weeks, months and years back from today", () => {
+  assert.equal(retentionCutoff({ count: 30, unit: "d" }, "2026-03-15"), "2026-02-13");
+  assert.equal(retentionCutoff({ count: 2, unit: "w" }, "2026-03-01"), "2026-02-15");
+  assert.equal(retentionCutoff({ count: 1, unit: "mo" }, "2026-03-31"), "2026-02-28");
+  assert.equal(retentionCutoff({ count: 18, unit: "mo" }, "2026-12-01"), "2025-06-01");
+  assert.equal(retentionCutoff({ count: 2, unit: "y" }, "2024-02-29"), "2022-02-28");
+  assert.equal(retentionCutoff({ count: 5, unit: "y" }, "2026-12-01"), "2021-12-01");
+});
+
+Deno.test("parseConfigFile() reads a retention mapping as --retention-policy text", () => {
+  const keys = new Set(["retention", "retention-policy"]);
+  assert.deepEqual(parseConfigFile("retention:\n  1m: 2y\n  5m: 5y\n", "c.yaml", keys), {
+    "retention-policy": "1m=2y,5m=5y",
+  });
+  // A plain age stays what it was: the metric history's retention.
+  assert.deepEqual(parseConfigFile("retention: 30d\n", "c.yaml", keys), { retention: "30d" });
+  assert.throws(
+    () => parseConfigFile("retention:\n  1m: 2x\n", "c.yaml", keys),
+    usageError(
+      'Invalid retention for 1m "2x" in config file c.yaml: expected an age like 30d, 8w, 18mo or 2y (days, weeks, months, years)',
+    ),
+  );
+  assert.throws(
+    () => parseConfigFile("retention:\n  1m: [1, 2]\n", "c.yaml", keys),
+    usageError(/"retention.1m" in config file c.yaml: expected an age like 2y/),
   );
 });

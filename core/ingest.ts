@@ -1,4 +1,5 @@
 import { exchangeDate, tradingDays } from "./calendar.ts";
+import { type Clock, includesExtendedHours, isSessionClosed, systemClock } from "./clock.ts";
 import {
   CorruptFileError,
   errorChain,
@@ -110,7 +111,13 @@ export interface IngestOptions {
   onStart?: (
     info: { job: JobRecord; resumed: boolean; tasksTotal: number; tasksLeft: number },
   ) => void;
+  /** Measures elapsed time; default `Date.now`. */
   now?: () => number;
+  /**
+   * Decides which sessions have closed: a job whose range holds one that has not is refused
+   * before anything is recorded. Default {@link systemClock}.
+   */
+  clock?: Clock;
 }
 
 /**
@@ -136,57 +143,21 @@ export async function ingest(
   const { provider, store, metrics } = deps;
   const now = options.now ?? Date.now;
   const started = now();
-  store.reapDeadJobs();
-
-  const spec = request.resumeJobId ? undefined : jobSpecOf(request);
-  const requestKey = spec ? await requestKeyOf(spec) : "";
-  let job = request.resumeJobId
-    ? store.getJob(request.resumeJobId)
-    : request.force
-    ? undefined
-    : store.findResumableJob(requestKey);
-  if (request.resumeJobId && !job) {
-    throw new UsageError(`Cannot resume job "${request.resumeJobId}": no such job`);
-  }
-  const resumed = job !== undefined;
-  if (job && (job.status === "succeeded")) {
-    return emptySummary(job, "succeeded", resumed, store.listTasks(job.id), now() - started);
-  }
-
-  if (!job) {
-    const plan = planTasks(store, spec!, request.force);
-    if (plan.tasks.length === 0) {
-      return {
-        ...emptySummary(undefined, "up-to-date", false, [], now() - started),
-        symbols: plan.symbols,
-      };
-    }
-    job = store.createJob(spec!, requestKey, plan.tasks);
-  }
-  job = store.claimJob(job.id);
+  const opened = await _openJob(
+    store,
+    request,
+    () => now() - started,
+    (options.clock ?? systemClock)(),
+  );
+  if ("summary" in opened) return opened.summary;
+  const { job, resumed } = opened;
 
   const source = sourceKeyOf(job);
   const allTasks = store.listTasks(job.id);
   const todo = allTasks.filter((task) => task.status !== "done");
   options.onStart?.({ job, resumed, tasksTotal: allTasks.length, tasksLeft: todo.length });
 
-  const symbols = new Map<string, SymbolSummary>();
-  const jobDays = tradingDays(job.start, job.end).length;
-  for (const symbol of job.symbols) {
-    const summary = newSymbolSummary(symbol);
-    summary.daysSkipped = jobDays;
-    symbols.set(symbol, summary);
-  }
-  for (const task of allTasks) symbols.get(task.symbol)!.daysSkipped -= task.days;
-  for (const task of allTasks) {
-    if (task.status === "done") {
-      const summary = symbols.get(task.symbol)!;
-      summary.barsFetched += task.barsFetched;
-      summary.barsWritten += task.barsWritten;
-      summary.barsReplaced += task.barsReplaced;
-      summary.daysFetched += task.days;
-    }
-  }
+  const symbols = _symbolSummaries(job, allTasks);
   const tasksPerSymbol = new Map<string, number>();
   for (const task of todo) {
     tasksPerSymbol.set(task.symbol, (tasksPerSymbol.get(task.symbol) ?? 0) + 1);
@@ -259,7 +230,7 @@ export async function ingest(
       progress.barsWritten += result.barsWritten;
       progress.barsFetched += result.barsFetched;
       metrics?.ingestRows.inc(
-        { provider: job!.provider, timeframe: job!.timeframe },
+        { provider: job.provider, timeframe: job.timeframe },
         result.barsWritten + result.barsReplaced,
       );
       metrics?.processingTime.observe({ operation: "ingest" }, (now() - taskStarted) / 1000);
@@ -299,7 +270,7 @@ export async function ingest(
     }
     let fetched: Bar[];
     try {
-      fetched = await fetchWithRetry(provider, job!, batch, request, running);
+      fetched = await fetchWithRetry(provider, job, batch, request, running);
     } catch (error) {
       for (const task of batch) finishTask(task, batchStarted, { error });
       return;
@@ -316,7 +287,7 @@ export async function ingest(
         continue;
       }
       try {
-        const result = await storeTask(deps, job!, task, bySymbol.get(task.symbol) ?? []);
+        const result = await storeTask(deps, job, task, bySymbol.get(task.symbol) ?? []);
         finishTask(task, batchStarted, { result });
       } catch (error) {
         finishTask(task, batchStarted, { error });
@@ -325,43 +296,8 @@ export async function ingest(
   }, { signal: running });
 
   const finalTasks = store.listTasks(jobId);
-  const doneBySymbol = new Map<string, number>();
-  for (const task of finalTasks) {
-    if (task.status === "pending" || task.status === "running") {
-      symbols.get(task.symbol)!.tasksPending++;
-    }
-    if (task.status === "done") {
-      doneBySymbol.set(task.symbol, (doneBySymbol.get(task.symbol) ?? 0) + 1);
-    }
-  }
-  for (const summary of symbols.values()) {
-    summary.status = summary.tasksPending > 0
-      ? "pending"
-      : summary.tasksFailed === 0
-      ? "ok"
-      : (doneBySymbol.get(summary.symbol) ?? 0) > 0
-      ? "partial"
-      : "failed";
-  }
+  const { status, error } = _jobOutcome(finalTasks, symbols, diskFailure, signal);
   const done = finalTasks.filter((t) => t.status === "done").length;
-  const failed = finalTasks.filter((t) => t.status === "failed").length;
-  let status: JobStatus;
-  let error: string | undefined;
-  if (diskFailure) {
-    status = "failed";
-    error = diskFailure.storage.message;
-  } else if (signal?.aborted) {
-    status = "cancelled";
-    error = "interrupted by the user";
-  } else if (failed === 0) {
-    status = "succeeded";
-  } else if (done > 0) {
-    status = "partial";
-    error = `${failed} of ${finalTasks.length} tasks failed`;
-  } else {
-    status = "failed";
-    error = `all ${failed} tasks failed`;
-  }
   let finished: JobRecord;
   try {
     finished = store.finishJob(jobId, status, error);
@@ -384,6 +320,130 @@ export async function ingest(
     barsReplaced: list.reduce((n, s) => n + s.barsReplaced, 0),
     elapsedMs: now() - started,
   };
+}
+
+/**
+ * The job an ingest runs: the one named by `resumeJobId`, a resumable job of the same request, or
+ * a new one planned now (claimed for this process); or the summary to return at once when there
+ * is nothing to run (the job already succeeded, or every day is stored).
+ */
+async function _openJob(
+  store: IngestStore,
+  request: IngestRequest,
+  elapsed: () => number,
+  nowMs: number,
+): Promise<{ job: JobRecord; resumed: boolean } | { summary: IngestSummary }> {
+  store.reapDeadJobs();
+  const spec = request.resumeJobId ? undefined : jobSpecOf(request);
+  const requestKey = spec ? await requestKeyOf(spec) : "";
+  let job = request.resumeJobId
+    ? store.getJob(request.resumeJobId)
+    : request.force
+    ? undefined
+    : store.findResumableJob(requestKey);
+  if (request.resumeJobId && !job) {
+    throw new UsageError(`Cannot resume job "${request.resumeJobId}": no such job`);
+  }
+  const resumed = job !== undefined;
+  if (job && (job.status === "succeeded")) {
+    return {
+      summary: emptySummary(job, "succeeded", resumed, store.listTasks(job.id), elapsed()),
+    };
+  }
+  _refuseOpenSessions(job ?? spec!, nowMs, job?.id);
+  if (!job) {
+    const plan = planTasks(store, spec!, request.force);
+    if (plan.tasks.length === 0) {
+      return {
+        summary: {
+          ...emptySummary(undefined, "up-to-date", false, [], elapsed()),
+          symbols: plan.symbols,
+        },
+      };
+    }
+    job = store.createJob(spec!, requestKey, plan.tasks);
+  }
+  return { job: store.claimJob(job.id), resumed };
+}
+
+/**
+ * Refuse a job whose range ends in a session that has not closed at `nowMs`: its bars are not
+ * final yet, and a day without bars would be recorded as known-empty.
+ */
+function _refuseOpenSessions(spec: JobSpec, nowMs: number, jobId?: string): void {
+  const last = tradingDays(spec.start, spec.end).at(-1);
+  const extendedHours = includesExtendedHours(spec.timeframe);
+  if (last === undefined || isSessionClosed(last, nowMs, { extendedHours })) return;
+  const what = jobId === undefined ? `ingest ${spec.start}..${spec.end}` : `resume job "${jobId}"`;
+  throw new UsageError(
+    `Cannot ${what}: the ${spec.timeframe} session of ${last} has not closed at ${
+      new Date(nowMs).toISOString()
+    }`,
+  );
+}
+
+/** Per-symbol summaries of a job, with the days it skips and what its done tasks stored. */
+function _symbolSummaries(
+  job: JobRecord,
+  allTasks: readonly TaskRecord[],
+): Map<string, SymbolSummary> {
+  const symbols = new Map<string, SymbolSummary>();
+  const jobDays = tradingDays(job.start, job.end).length;
+  for (const symbol of job.symbols) {
+    const summary = newSymbolSummary(symbol);
+    summary.daysSkipped = jobDays;
+    symbols.set(symbol, summary);
+  }
+  for (const task of allTasks) symbols.get(task.symbol)!.daysSkipped -= task.days;
+  for (const task of allTasks) {
+    if (task.status === "done") {
+      const summary = symbols.get(task.symbol)!;
+      summary.barsFetched += task.barsFetched;
+      summary.barsWritten += task.barsWritten;
+      summary.barsReplaced += task.barsReplaced;
+      summary.daysFetched += task.days;
+    }
+  }
+  return symbols;
+}
+
+/**
+ * How a run of a job ended, from its tasks: sets each symbol's status and returns the job's
+ * status and error (a full disk fails it; an abort cancels it; failed tasks make it partial).
+ */
+function _jobOutcome(
+  finalTasks: readonly TaskRecord[],
+  symbols: Map<string, SymbolSummary>,
+  diskFailure: DiskFailure | undefined,
+  signal: AbortSignal | undefined,
+): { status: JobStatus; error?: string } {
+  const doneBySymbol = new Map<string, number>();
+  for (const task of finalTasks) {
+    if (task.status === "pending" || task.status === "running") {
+      symbols.get(task.symbol)!.tasksPending++;
+    }
+    if (task.status === "done") {
+      doneBySymbol.set(task.symbol, (doneBySymbol.get(task.symbol) ?? 0) + 1);
+    }
+  }
+  for (const summary of symbols.values()) {
+    summary.status = summary.tasksPending > 0
+      ? "pending"
+      : summary.tasksFailed === 0
+      ? "ok"
+      : (doneBySymbol.get(summary.symbol) ?? 0) > 0
+      ? "partial"
+      : "failed";
+  }
+  const done = finalTasks.filter((t) => t.status === "done").length;
+  const failed = finalTasks.filter((t) => t.status === "failed").length;
+  if (diskFailure) return { status: "failed", error: diskFailure.storage.message };
+  if (signal?.aborted) return { status: "cancelled", error: "interrupted by the user" };
+  if (failed === 0) return { status: "succeeded" };
+  if (done > 0) {
+    return { status: "partial", error: `${failed} of ${finalTasks.length} tasks failed` };
+  }
+  return { status: "failed", error: `all ${failed} tasks failed` };
 }
 
 /** The first task failure that said the disk is full or read-only, and what it said. */
@@ -427,6 +487,15 @@ export const MAX_BARS_PER_DAY: Readonly<Record<Timeframe, number>> = {
 
 /** Default bound on the bars one batch (one multi-symbol request) may bring into memory. */
 export const DEFAULT_BATCH_BARS = 200_000;
+
+/**
+ * Bound on the bars one task is expected to bring (about a month of 1m bars, a year of 15m): a
+ * task is the unit of memory per worker, of progress and of what a killed run fetches again.
+ * Measured with `deno task bench:lake --symbols 100`: whole-year 1m tasks made a 100-symbol ingest
+ * peak at 2.6 GiB with 8 workers (month-sized ones: 573 MiB) and finish later, the last tasks
+ * running alone.
+ */
+export const DEFAULT_TASK_BARS = 25_000;
 
 /**
  * Group tasks with the same dates into batches of up to `size` symbols whose expected bars stay
@@ -577,18 +646,28 @@ function exchangeDateCached(ts: number): string {
   return date;
 }
 
-/** The storage partition period of a trading date: month for intraday, year for daily bars. */
-export function partitionPeriod(timeframe: Timeframe, date: string): string {
-  return timeframe === "1d" ? date.slice(0, 4) : date.slice(0, 7);
+/**
+ * The storage partition period of a trading date, the same for every timeframe: its year
+ * (`bars/timeframe=<tf>/symbol=<S>/year=<YYYY>`).
+ */
+export function partitionPeriod(_timeframe: Timeframe, date: string): string {
+  return date.slice(0, 4);
 }
 
-/** Plan the tasks of a new job, skipping days already stored from the same source unless forced. */
+/**
+ * Plan the tasks of a new job, skipping days already stored from the same source unless forced.
+ * A task is a run of trading days of one symbol within one partition (a year), cut so that its
+ * expected bars stay within `maxBars` ({@link DEFAULT_TASK_BARS}: 26 days of 1m, 130 of 5m, a
+ * year of 15m and longer). Each task writes one file.
+ */
 export function planTasks(
   store: Pick<IngestStore, "coveredDays">,
   spec: JobSpec,
   force: boolean,
+  maxBars: number = DEFAULT_TASK_BARS,
 ): { tasks: NewTask[]; symbols: SymbolSummary[] } {
   const days = tradingDays(spec.start, spec.end);
+  const maxDays = Math.max(1, Math.floor(maxBars / MAX_BARS_PER_DAY[spec.timeframe]));
   const covered = force
     ? new Map<string, Set<string>>()
     : store.coveredDays(sourceKeyOf(spec), spec.symbols, spec.start, spec.end);
@@ -609,8 +688,8 @@ export function planTasks(
         continue;
       }
       if (
-        run.length > 0 &&
-        partitionPeriod(spec.timeframe, run[0]) !== partitionPeriod(spec.timeframe, day)
+        run.length >= maxDays || (run.length > 0 &&
+          partitionPeriod(spec.timeframe, run[0]) !== partitionPeriod(spec.timeframe, day))
       ) {
         flush();
       }

@@ -275,7 +275,7 @@ function fetched(calls: FetchRequest[]): string[] {
   return calls.map((call) => `${call.symbols.join(",")} ${call.start}..${call.end}`);
 }
 
-// 2024-02-27..2024-03-05: Feb 27, 28, 29 | Mar 1, 4, 5 (two month partitions, three days each).
+// 2023-12-27..2024-01-04: Dec 27, 28, 29 | Jan 2, 3, 4 (two year partitions, three days each).
 function request(fields: Partial<IngestRequest> = {}): IngestRequest {
   return {
     provider: "scripted",
@@ -283,8 +283,8 @@ function request(fields: Partial<IngestRequest> = {}): IngestRequest {
     adjustment: "raw",
     timeframe: "1m",
     symbols: ["AAPL", "MSFT"],
-    start: "2024-02-27",
-    end: "2024-03-05",
+    start: "2023-12-27",
+    end: "2024-01-04",
     params: {},
     workers: 2,
     force: false,
@@ -328,17 +328,40 @@ async function withFakeTimers<T>(start: () => Promise<T>): Promise<T> {
 // ---------------------------------------------------------------------------------------------
 // planTasks()
 
-Deno.test("planTasks() plans one task per symbol and month run of trading days", () => {
+Deno.test("planTasks() plans one task per symbol and run of trading days within a year", () => {
   const { tasks } = planTasks(NO_COVERAGE, SPEC, false);
   assert.deepEqual(tasks, [
     // Feb 19 is Presidents' Day and weekends are skipped: 10 trading days in February.
-    { symbol: "AAPL", start: "2024-02-15", end: "2024-02-29", days: 10 },
-    { symbol: "AAPL", start: "2024-03-01", end: "2024-03-05", days: 3 },
-    { symbol: "MSFT", start: "2024-02-15", end: "2024-02-29", days: 10 },
-    { symbol: "MSFT", start: "2024-03-01", end: "2024-03-05", days: 3 },
+    { symbol: "AAPL", start: "2024-02-15", end: "2024-03-05", days: 13 },
+    { symbol: "MSFT", start: "2024-02-15", end: "2024-03-05", days: 13 },
   ]);
 });
 
+Deno.test("planTasks() cuts runs at the task's bar budget, and never across a year", () => {
+  const spec: JobSpec = { ...SPEC, symbols: ["SPY"], start: "2023-12-27", end: "2024-03-05" };
+  const { tasks } = planTasks(NO_COVERAGE, spec, false);
+  // 25,000 bars / 960 per 1m day = 26 days per task.
+  assert.deepEqual(tasks.map((t) => [t.start, t.end, t.days]), [
+    ["2023-12-27", "2023-12-29", 3],
+    ["2024-01-02", "2024-02-07", 26],
+    ["2024-02-08", "2024-03-05", 18],
+  ]);
+  const cut = planTasks(
+    NO_COVERAGE,
+    { ...spec, start: "2024-01-02", end: "2024-01-31" },
+    false,
+    10_000,
+  );
+  assert.deepEqual(cut.tasks.map((t) => t.days), [10, 10, 1]);
+  // A year of 15m bars (64 a day) is one task.
+  const quarterly = planTasks(NO_COVERAGE, {
+    ...spec,
+    timeframe: "15m",
+    start: "2024-01-02",
+    end: "2024-12-31",
+  }, false);
+  assert.deepEqual(quarterly.tasks.map((t) => t.days), [252]);
+});
 Deno.test("planTasks() skips covered days, splitting the run around them", () => {
   const covered = new Map([[
     "AAPL",
@@ -348,8 +371,7 @@ Deno.test("planTasks() skips covered days, splitting the run around them", () =>
   assert.deepEqual(tasks, [
     { symbol: "AAPL", start: "2024-02-15", end: "2024-02-20", days: 3 },
     { symbol: "AAPL", start: "2024-02-22", end: "2024-02-29", days: 6 },
-    { symbol: "MSFT", start: "2024-02-15", end: "2024-02-29", days: 10 },
-    { symbol: "MSFT", start: "2024-03-01", end: "2024-03-05", days: 3 },
+    { symbol: "MSFT", start: "2024-02-15", end: "2024-03-05", days: 13 },
   ]);
   assert.deepEqual(symbols.map((s) => [s.symbol, s.daysSkipped]), [["AAPL", 4], ["MSFT", 0]]);
 });
@@ -381,7 +403,7 @@ Deno.test("planTasks() with force plans covered days too without asking for cove
     },
   };
   const { tasks } = planTasks(store, SPEC, true);
-  assert.deepEqual(tasks.map((t) => t.days), [10, 3, 10, 3]);
+  assert.deepEqual(tasks.map((t) => t.days), [13, 13]);
 });
 
 Deno.test("planTasks() plans nothing when every day is covered", () => {
@@ -392,7 +414,7 @@ Deno.test("planTasks() plans nothing when every day is covered", () => {
   assert.deepEqual(symbols.map((s) => s.daysSkipped), [13, 13]);
 });
 
-Deno.test("planTasks() splits daily bars by year, not month", () => {
+Deno.test("planTasks() splits daily bars by year", () => {
   const spec: JobSpec = {
     ...SPEC,
     timeframe: "1d",
@@ -407,9 +429,9 @@ Deno.test("planTasks() splits daily bars by year, not month", () => {
   ]]);
 });
 
-Deno.test("partitionPeriod() is the month for intraday and the year for daily bars", () => {
-  assert.equal(partitionPeriod("1m", "2024-03-05"), "2024-03");
-  assert.equal(partitionPeriod("1h", "2024-03-05"), "2024-03");
+Deno.test("partitionPeriod() is the year for every timeframe", () => {
+  assert.equal(partitionPeriod("1m", "2024-03-05"), "2024");
+  assert.equal(partitionPeriod("1h", "2024-12-31"), "2024");
   assert.equal(partitionPeriod("1d", "2024-03-05"), "2024");
 });
 
@@ -439,10 +461,10 @@ Deno.test("ingest() fetches each task once, stores its bars and records coverage
   assert.equal(summary.resumed, false);
   assert.equal(summary.tasksTotal, 4);
   assert.deepEqual(fetched(calls).sort(), [
-    "AAPL 2024-02-27..2024-02-29",
-    "AAPL 2024-03-01..2024-03-05",
-    "MSFT 2024-02-27..2024-02-29",
-    "MSFT 2024-03-01..2024-03-05",
+    "AAPL 2023-12-27..2023-12-29",
+    "AAPL 2024-01-02..2024-01-04",
+    "MSFT 2023-12-27..2023-12-29",
+    "MSFT 2024-01-02..2024-01-04",
   ]);
   assert.deepEqual(
     calls.map((c) => [c.timeframe, c.feed, c.adjustment]),
@@ -463,15 +485,15 @@ Deno.test("ingest() fetches each task once, stores its bars and records coverage
   assert.equal(job.status, "succeeded");
   assert.equal(job.barsWritten, 36);
   assert.ok(store.listTasks(job.id).every((t) => t.status === "done" && t.attempts === 1));
-  const covered = store.coveredDays(sourceKeyOf(job), ["AAPL"], "2024-02-27", "2024-03-05");
-  assert.deepEqual([...covered.get("AAPL")!].sort(), tradingDays("2024-02-27", "2024-03-05"));
+  const covered = store.coveredDays(sourceKeyOf(job), ["AAPL"], "2023-12-27", "2024-01-04");
+  assert.deepEqual([...covered.get("AAPL")!].sort(), tradingDays("2023-12-27", "2024-01-04"));
 });
 
 Deno.test("ingest() of an all-covered request is up-to-date and creates no job", async () => {
   const store = new MemoryStore();
   const source = sourceKeyOf(request());
-  store.cover(source, "AAPL", tradingDays("2024-02-27", "2024-03-05"));
-  store.cover(source, "MSFT", tradingDays("2024-02-27", "2024-03-05"));
+  store.cover(source, "AAPL", tradingDays("2023-12-27", "2024-01-04"));
+  store.cover(source, "MSFT", tradingDays("2023-12-27", "2024-01-04"));
   const { provider, calls } = scriptedProvider();
   const summary = await ingest({ provider, store }, request());
   assert.equal(summary.status, "up-to-date");
@@ -499,19 +521,19 @@ Deno.test("ingest() repeated after a successful run is up-to-date and writes not
 Deno.test("ingest() fetches only the days not already covered", async () => {
   const store = new MemoryStore();
   store.cover(sourceKeyOf(request()), "AAPL", [
-    "2024-02-27",
-    "2024-02-28",
-    "2024-02-29",
-    "2024-03-04",
+    "2023-12-27",
+    "2023-12-28",
+    "2023-12-29",
+    "2024-01-03",
   ]);
   const { provider, calls } = scriptedProvider();
   const summary = await ingest({ provider, store }, request({ workers: 1 }));
   assert.equal(summary.status, "succeeded");
   assert.deepEqual(fetched(calls), [
-    "AAPL 2024-03-01..2024-03-01",
-    "AAPL 2024-03-05..2024-03-05",
-    "MSFT 2024-02-27..2024-02-29",
-    "MSFT 2024-03-01..2024-03-05",
+    "AAPL 2024-01-02..2024-01-02",
+    "AAPL 2024-01-04..2024-01-04",
+    "MSFT 2023-12-27..2023-12-29",
+    "MSFT 2024-01-02..2024-01-04",
   ]);
   const aapl = summary.symbols.find((s) => s.symbol === "AAPL")!;
   assert.equal(aapl.daysFetched, 2);
@@ -588,7 +610,7 @@ Deno.test("ingest() retries a retriable ProviderError and succeeds within `attem
     return barsFor(req);
   });
   const summary = await withFakeTimers(() =>
-    ingest({ provider, store }, request({ symbols: ["AAPL"], end: "2024-02-29", attempts: 3 }))
+    ingest({ provider, store }, request({ symbols: ["AAPL"], end: "2023-12-29", attempts: 3 }))
   );
   assert.equal(summary.status, "succeeded");
   assert.equal(calls.length, 3);
@@ -602,7 +624,7 @@ Deno.test("ingest() fails a task once retriable errors exhaust `attempts`", asyn
     throw new ProviderError("HTTP 429", { provider: "scripted", status: 429, retriable: true });
   });
   const summary = await withFakeTimers(() =>
-    ingest({ provider, store }, request({ symbols: ["AAPL"], end: "2024-02-29", attempts: 2 }))
+    ingest({ provider, store }, request({ symbols: ["AAPL"], end: "2023-12-29", attempts: 2 }))
   );
   assert.equal(summary.status, "failed");
   assert.equal(calls.length, 2);
@@ -683,9 +705,9 @@ Deno.test("ingest() of the same request resumes the cancelled job and runs only 
   assert.equal(store.jobs.size, 1, "a second job was created instead of resuming");
   assert.deepEqual(starts, [{ id: cancelled.job!.id, resumed: true, tasksTotal: 4, tasksLeft: 3 }]);
   assert.deepEqual(fetched(second.calls), [
-    "AAPL 2024-03-01..2024-03-05",
-    "MSFT 2024-02-27..2024-02-29",
-    "MSFT 2024-03-01..2024-03-05",
+    "AAPL 2024-01-02..2024-01-04",
+    "MSFT 2023-12-27..2023-12-29",
+    "MSFT 2024-01-02..2024-01-04",
   ]);
   assert.equal(summary.tasksAlreadyDone, 1);
   // The summary covers the whole job, including the task done before the abort.
@@ -719,9 +741,9 @@ Deno.test("ingest() resumes a job left running by a dead process after reaping i
   assert.equal(summary.job!.id, job.id);
   assert.equal(summary.status, "succeeded");
   assert.deepEqual(fetched(calls), [
-    "AAPL 2024-03-01..2024-03-05",
-    "MSFT 2024-02-27..2024-02-29",
-    "MSFT 2024-03-01..2024-03-05",
+    "AAPL 2024-01-02..2024-01-04",
+    "MSFT 2023-12-27..2023-12-29",
+    "MSFT 2024-01-02..2024-01-04",
   ]);
 });
 
@@ -759,7 +781,7 @@ Deno.test("ingest() of a partial job's request again retries only the failed tas
   const summary = await ingest({ provider, store }, request({ workers: 1 }));
   assert.equal(summary.status, "succeeded");
   assert.equal(summary.job!.id, partial.job!.id);
-  assert.deepEqual(fetched(calls), ["MSFT 2024-02-27..2024-02-29", "MSFT 2024-03-01..2024-03-05"]);
+  assert.deepEqual(fetched(calls), ["MSFT 2023-12-27..2023-12-29", "MSFT 2024-01-02..2024-01-04"]);
   assert.equal(store.bars.size, 36);
 });
 
@@ -791,8 +813,8 @@ Deno.test("ingest() with resumeJobId runs that job's remaining tasks", async () 
   assert.equal(summary.status, "succeeded");
   assert.equal(summary.resumed, true);
   assert.deepEqual(fetched(second.calls), [
-    "MSFT 2024-02-27..2024-02-29",
-    "MSFT 2024-03-01..2024-03-05",
+    "MSFT 2023-12-27..2023-12-29",
+    "MSFT 2024-01-02..2024-01-04",
   ]);
 });
 
@@ -826,13 +848,13 @@ Deno.test("ingest() drops bars the provider returns outside the task or for othe
   ]);
   const summary = await ingest(
     { provider, store },
-    request({ symbols: ["AAPL"], end: "2024-02-29" }),
+    request({ symbols: ["AAPL"], end: "2023-12-29" }),
   );
   // Bars of a symbol nobody asked for are not attributed to any task; out-of-range ones count as fetched.
   assert.equal(summary.barsFetched, 10);
   assert.equal(summary.barsWritten, 9);
   assert.deepEqual(store.barsOf("OTHER"), []);
-  assert.ok(store.barsOf("AAPL").every((b) => b.tradingDate >= "2024-02-27"));
+  assert.ok(store.barsOf("AAPL").every((b) => b.tradingDate >= "2023-12-27"));
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1037,4 +1059,30 @@ Deno.test("ingest() on a full disk that cannot record the failure either still s
     ingest({ provider: scriptedProvider().provider, store }, request({ workers: 1 })),
     /^Error: Job job-1 stopped after 0 of 4 task\(s\): No space left on device while writing \/data\/bars\/x\/data\.parquet; .* \(it could not be marked failed: the next marketpipe command does that\)$/,
   );
+});
+
+Deno.test("ingest() refuses a range whose last session has not closed at its clock", async () => {
+  const store = new MemoryStore();
+  const { provider, calls } = scriptedProvider();
+  // 2024-01-04 (EST) at 11:00 ET: neither its regular session nor its after-hours have closed.
+  const clock = () => Date.parse("2024-01-04T16:00:00Z");
+  await assert.rejects(
+    ingest({ provider, store }, request(), { clock }),
+    (error: unknown) =>
+      error instanceof UsageError &&
+      error.message ===
+        "Cannot ingest 2023-12-27..2024-01-04: the 1m session of 2024-01-04 has not closed at 2024-01-04T16:00:00.000Z",
+  );
+  assert.equal(store.jobs.size, 0);
+  assert.equal(calls.length, 0);
+  assert.equal(store.coverage.size, 0);
+  // At 16:00 ET daily bars are final, 1m bars (after-hours until 20:00 ET) are not.
+  const close = () => Date.parse("2024-01-04T21:00:00Z");
+  await assert.rejects(ingest({ provider, store }, request(), { clock: close }), UsageError);
+  const daily = await ingest({ provider, store }, request({ timeframe: "1d" }), { clock: close });
+  assert.equal(daily.status, "succeeded");
+  const done = await ingest({ provider, store }, request(), {
+    clock: () => Date.parse("2024-01-05T01:00:00Z"),
+  });
+  assert.equal(done.status, "succeeded");
 });

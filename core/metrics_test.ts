@@ -292,16 +292,21 @@ Deno.test("watchEventLoopLag() reports how late each tick fired, measured by the
 
 Deno.test("watchEventLoopLag() sees a real blocked event loop", async () => {
   const lags: number[] = [];
+  const started = performance.now();
   const stop = watchEventLoopLag((s) => lags.push(s), { intervalMs: 10 });
   try {
+    // No tick can fire while the loop is blocked, so the next one is at least 140 ms late.
     const blockUntil = performance.now() + 150;
     while (performance.now() < blockUntil) { /* block the event loop */ }
-    const deadline = Date.now() + 5_000;
+    // The deadline only ends a broken run; a slow machine reports the lag later, not smaller.
+    const deadline = Date.now() + 60_000;
     while (!lags.some((s) => s >= 0.1)) {
       assert.ok(Date.now() < deadline, `no lag >= 0.1 s reported: ${lags.join(", ")}`);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    assert.ok(Math.max(...lags) < 5, "lag is in seconds");
+    // In seconds: no lag can exceed the time the test has been running.
+    const runningSeconds = (performance.now() - started) / 1000;
+    assert.ok(Math.max(...lags) <= runningSeconds, `lags ${lags.join(", ")} in seconds`);
   } finally {
     stop();
   }

@@ -7,6 +7,17 @@
 export { aggregateBars, bucketStart } from "./aggregate.ts";
 export * from "./calendar.ts";
 export {
+  type Clock,
+  clockFromEnv,
+  fixedClock,
+  includesExtendedHours,
+  isSessionClosed,
+  lastCompletedSession,
+  NOW_ENV,
+  type SessionCloseOptions,
+  systemClock,
+} from "./clock.ts";
+export {
   parseConfigFile,
   parseDuration,
   parseIntOption,

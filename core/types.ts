@@ -9,6 +9,19 @@ export function isTimeframe(text: string): text is Timeframe {
   return (TIMEFRAMES as readonly string[]).includes(text);
 }
 
+/**
+ * `value` as a {@link Timeframe}, for data MarketPipe wrote itself (database rows, paths); a
+ * TypeError when it is not one. User input gets its own message with the flag or parameter.
+ */
+export function parseTimeframe(value: unknown): Timeframe {
+  if (typeof value !== "string" || !isTimeframe(value)) {
+    throw new TypeError(
+      `Invalid timeframe ${JSON.stringify(value)}: expected one of ${TIMEFRAMES.join(" ")}`,
+    );
+  }
+  return value;
+}
+
 /** Length of each intraday timeframe in minutes (1d is one trading session, not 1440 minutes). */
 export const TIMEFRAME_MINUTES: Readonly<Record<Timeframe, number>> = {
   "1m": 1,

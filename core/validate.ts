@@ -34,115 +34,118 @@ export interface ValidationRule {
   integer?: boolean;
 }
 
+const _RULES = [
+  {
+    id: "positive_prices",
+    severity: "error",
+    description: "open, high, low and close are finite and above 0",
+  },
+  {
+    id: "volume_non_negative",
+    severity: "error",
+    description: "volume is finite and not negative",
+  },
+  {
+    id: "ohlc_consistency",
+    severity: "error",
+    description: "high >= max(open, close), low <= min(open, close) and low <= high",
+  },
+  {
+    id: "ts_alignment",
+    severity: "error",
+    description:
+      "ts is a whole minute on the timeframe's grid (from 09:30 or from midnight New York; 1d: midnight New York)",
+  },
+  {
+    id: "duplicate_key",
+    severity: "error",
+    description: "no other bar has the same symbol, timeframe and ts",
+  },
+  {
+    id: "non_trading_day",
+    severity: "error",
+    description: "the trading date is an NYSE trading day (no weekends, holidays, closures)",
+  },
+  {
+    id: "outside_session",
+    severity: "error",
+    description:
+      "an intraday bar starts within the sessions, 04:00-20:00 New York (17:00 on early-close days)",
+  },
+  {
+    id: "session_label",
+    severity: "error",
+    description: "the session label (pre, regular, post) matches the bar's start time",
+  },
+  {
+    id: "vwap_range",
+    severity: "warn",
+    description: "vwap, when present, lies within [low, high]",
+    threshold: 0,
+    thresholdMeaning: "tolerance as a share of the price",
+    thresholdRange: [0, 1],
+  },
+  {
+    id: "zero_volume_move",
+    severity: "warn",
+    description: "a bar with zero volume does not move (open = high = low = close)",
+  },
+  {
+    id: "extreme_move",
+    severity: "warn",
+    description:
+      "open and close stay within the threshold of the previous close (a jump near a split ratio says so)",
+    threshold: 0.2,
+    thresholdMeaning: "largest move as a share of the previous close",
+    thresholdRange: [0.001, 100],
+  },
+  {
+    id: "stale_price",
+    severity: "warn",
+    description:
+      "fewer than threshold consecutive regular-session bars with volume close at the same price",
+    threshold: 30,
+    thresholdMeaning: "bars in a row",
+    thresholdRange: [2, 100_000],
+    integer: true,
+  },
+  {
+    id: "volume_spike",
+    severity: "info",
+    description:
+      "volume is at most threshold x the median of the previous 30 bars of the same session (needs 10)",
+    threshold: 20,
+    thresholdMeaning: "multiple of the trailing median",
+    thresholdRange: [1, 1_000_000],
+  },
+  {
+    id: "missing_minutes",
+    severity: "info",
+    description:
+      "a trading day's regular session misses at most the threshold of its minutes (1m; reported as a gap)",
+    threshold: 0.1,
+    thresholdMeaning: "share of regular-session minutes",
+    thresholdRange: [0, 1],
+  },
+  {
+    id: "cross_check",
+    severity: "warn",
+    description:
+      "with --cross-check: a provider's higher-timeframe bar matches our aggregation of its 1m bars",
+    threshold: 0.005,
+    thresholdMeaning: "relative difference of open, high, low, close and volume",
+    thresholdRange: [0, 1],
+  },
+] as const satisfies readonly ValidationRule[];
+
 /**
  * The rules, in the order they are checked. A bar that breaks several error rules is quarantined
  * under the first. Bars with an error are not used by the rules that look at neighbours.
  */
-export const VALIDATION_RULES: readonly ValidationRule[] = Object.freeze(
-  [
-    {
-      id: "positive_prices",
-      severity: "error",
-      description: "open, high, low and close are finite and above 0",
-    },
-    {
-      id: "volume_non_negative",
-      severity: "error",
-      description: "volume is finite and not negative",
-    },
-    {
-      id: "ohlc_consistency",
-      severity: "error",
-      description: "high >= max(open, close), low <= min(open, close) and low <= high",
-    },
-    {
-      id: "ts_alignment",
-      severity: "error",
-      description:
-        "ts is a whole minute on the timeframe's grid (from 09:30 or from midnight New York; 1d: midnight New York)",
-    },
-    {
-      id: "duplicate_key",
-      severity: "error",
-      description: "no other bar has the same symbol, timeframe and ts",
-    },
-    {
-      id: "non_trading_day",
-      severity: "error",
-      description: "the trading date is an NYSE trading day (no weekends, holidays, closures)",
-    },
-    {
-      id: "outside_session",
-      severity: "error",
-      description:
-        "an intraday bar starts within the sessions, 04:00-20:00 New York (17:00 on early-close days)",
-    },
-    {
-      id: "session_label",
-      severity: "error",
-      description: "the session label (pre, regular, post) matches the bar's start time",
-    },
-    {
-      id: "vwap_range",
-      severity: "warn",
-      description: "vwap, when present, lies within [low, high]",
-      threshold: 0,
-      thresholdMeaning: "tolerance as a share of the price",
-      thresholdRange: [0, 1],
-    },
-    {
-      id: "zero_volume_move",
-      severity: "warn",
-      description: "a bar with zero volume does not move (open = high = low = close)",
-    },
-    {
-      id: "extreme_move",
-      severity: "warn",
-      description:
-        "open and close stay within the threshold of the previous close (a jump near a split ratio says so)",
-      threshold: 0.2,
-      thresholdMeaning: "largest move as a share of the previous close",
-      thresholdRange: [0.001, 100],
-    },
-    {
-      id: "stale_price",
-      severity: "warn",
-      description:
-        "fewer than threshold consecutive regular-session bars with volume close at the same price",
-      threshold: 30,
-      thresholdMeaning: "bars in a row",
-      thresholdRange: [2, 100_000],
-      integer: true,
-    },
-    {
-      id: "volume_spike",
-      severity: "info",
-      description:
-        "volume is at most threshold x the median of the previous 30 bars of the same session (needs 10)",
-      threshold: 20,
-      thresholdMeaning: "multiple of the trailing median",
-      thresholdRange: [1, 1_000_000],
-    },
-    {
-      id: "missing_minutes",
-      severity: "info",
-      description:
-        "a trading day's regular session misses at most the threshold of its minutes (1m; reported as a gap)",
-      threshold: 0.1,
-      thresholdMeaning: "share of regular-session minutes",
-      thresholdRange: [0, 1],
-    },
-    {
-      id: "cross_check",
-      severity: "warn",
-      description:
-        "with --cross-check: a provider's higher-timeframe bar matches our aggregation of its 1m bars",
-      threshold: 0.005,
-      thresholdMeaning: "relative difference of open, high, low, close and volume",
-      thresholdRange: [0, 1],
-    },
-  ] satisfies ValidationRule[],
-);
+export const VALIDATION_RULES: readonly ValidationRule[] = Object.freeze(_RULES);
+
+/** The id of a rule in the table, so that a misspelt rule id is a type error. */
+type _RuleId = (typeof _RULES)[number]["id"];
 
 /** Ids of all rules, in check order. */
 export const RULE_IDS: readonly string[] = VALIDATION_RULES.map((rule) => rule.id);
@@ -356,7 +359,7 @@ const _SPLIT_RATIOS = [2, 3, 4, 5, 8, 10, 15, 20, 25, 30, 40, 50, 100];
 const _SPLIT_TOLERANCE = 0.03;
 
 // Rule indexes into VALIDATION_RULES, fixed by the table order above.
-const _R = Object.fromEntries(RULE_IDS.map((id, i) => [id, i])) as Record<string, number>;
+const _R = Object.fromEntries(RULE_IDS.map((id, i) => [id, i])) as Record<_RuleId, number>;
 const R_POSITIVE = _R.positive_prices;
 const R_VOLUME = _R.volume_non_negative;
 const R_OHLC = _R.ohlc_consistency;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "./errors.ts";
 import { createMetrics } from "./metrics.ts";
-import type { Bar, Session, Timeframe } from "./types.ts";
+import type { Bar, Session } from "./types.ts";
 import {
   createValidator,
   effectiveRules,
@@ -158,10 +158,10 @@ Deno.test("validateBars() flags a 1m bar off the whole minute, and not one on it
 });
 
 Deno.test("validateBars() accepts 5m and 1h bars on the 09:30 or the clock grid, not off both", () => {
-  const five = (time: string) => bar("2024-03-05", time, { timeframe: "5m" as Timeframe });
+  const five = (time: string) => bar("2024-03-05", time, { timeframe: "5m" });
   assert.equal(only("ts_alignment", [five("09:36")]).length, 1);
   assert.deepEqual(only("ts_alignment", [five("09:35")]), []);
-  const hour = (time: string) => bar("2024-03-05", time, { timeframe: "1h" as Timeframe });
+  const hour = (time: string) => bar("2024-03-05", time, { timeframe: "1h" });
   assert.deepEqual(only("ts_alignment", [hour("10:30")]), []); // session grid
   assert.deepEqual(only("ts_alignment", [hour("11:00")]), []); // clock grid (e.g. Alpaca)
   assert.deepEqual(only("ts_alignment", [hour("16:00")]), []); // after-hours start
@@ -172,7 +172,7 @@ Deno.test("validateBars() accepts 5m and 1h bars on the 09:30 or the clock grid,
 
 Deno.test("validateBars() wants daily bars at midnight New York, across DST", () => {
   const daily = (date: string, time: string) =>
-    bar(date, time, { timeframe: "1d" as Timeframe, session: "regular" });
+    bar(date, time, { timeframe: "1d", session: "regular" });
   assert.deepEqual(only("ts_alignment", [daily("2024-03-11", "00:00")]), []);
   assert.equal(only("ts_alignment", [daily("2024-03-11", "00:01")]).length, 1);
   // Midnight of the UTC day is not midnight in New York.

@@ -1,12 +1,12 @@
 /**
  * Alpaca Market Data v2 stock bars: the multi-symbol `/v2/stocks/bars` endpoint, paged by
- * `next_page_token` (docs/provider-apis.md section 1).
+ * `next_page_token` (providers/README.md, "Alpaca").
  *
  * @module
  */
 import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
 import { ProviderError } from "../core/provider.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { TIMEFRAMES } from "../core/types.ts";
 import {
   createHttpClient,
   httpOptionsFromSettings,
@@ -21,6 +21,7 @@ import {
   optionalNumberField,
   parseRfc3339,
   requestWindow,
+  type SourceTimeframe,
   sourceTimeframe,
 } from "./http_normalize.ts";
 import type { ProviderCheckRequest, ProviderFactory, ProviderSettings } from "./mod.ts";
@@ -42,13 +43,11 @@ export const ALPACA_SYMBOLS_PER_REQUEST = 100;
 const _KEY_VARS = ["ALPACA_KEY", "APCA_API_KEY_ID"] as const;
 const _SECRET_VARS = ["ALPACA_SECRET", "APCA_API_SECRET_KEY"] as const;
 
-const _TIMEFRAMES: Readonly<Record<Timeframe, string>> = {
+const _TIMEFRAMES: Readonly<Record<SourceTimeframe, string>> = {
   "1m": "1Min",
   "5m": "5Min",
   "15m": "15Min",
   "30m": "30Min",
-  "1h": "30Min",
-  "4h": "30Min",
   "1d": "1Day",
 };
 

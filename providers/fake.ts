@@ -8,6 +8,7 @@ import {
   tradingSession,
   zonedTime,
 } from "../core/calendar.ts";
+import { type Clock, includesExtendedHours, isSessionClosed, systemClock } from "../core/clock.ts";
 import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
 import { type Bar, type Session, TIMEFRAME_MINUTES, TIMEFRAMES } from "../core/types.ts";
 
@@ -35,6 +36,12 @@ export interface FakeOptions {
    * after rolling up to the requested timeframe; default 0. Deterministic per seed, symbol and day.
    */
   corruptRate?: number;
+  /**
+   * The clock that decides which sessions have happened: bars are made only for sessions closed
+   * at its time (the after-hours end for intraday timeframes, the regular close for 1d), as a
+   * real provider has no bars of the future. Default {@link systemClock}.
+   */
+  now?: Clock;
 }
 
 /** A defect the fake provider put into a bar on purpose, with the validation rule it breaks. */
@@ -68,7 +75,8 @@ const _LEVEL_AMPLITUDES = [0.02, 0.03, 0.06, 0.1, 0.2, 0.35, 0.45] as const;
 
 /**
  * A deterministic fake provider: synthetic 1m bars for every trading-day session (04:00-20:00 ET),
- * rolled up with {@link aggregateBars} for longer timeframes.
+ * rolled up with {@link aggregateBars} for longer timeframes; none for sessions that have not
+ * closed at its clock.
  *
  * @example
  * ```ts
@@ -80,20 +88,20 @@ const _LEVEL_AMPLITUDES = [0.02, 0.03, 0.06, 0.1, 0.2, 0.35, 0.45] as const;
  */
 export function fake(options: FakeOptions = {}): Provider {
   const { seed, gapRate, corruptRate } = _checkOptions(options);
+  const now = options.now ?? systemClock;
   return {
     name: "fake",
     fetchBars: (request, fetchOptions = {}) =>
-      _fetchBars(seed, gapRate, corruptRate, request, fetchOptions),
+      _fetchBars({ seed, gapRate, corruptRate, now }, request, fetchOptions),
   };
 }
 
 async function _fetchBars(
-  seed: number,
-  gapRate: number,
-  corruptRate: number,
+  settings: { seed: number; gapRate: number; corruptRate: number; now: Clock },
   request: FetchRequest,
   options: FetchOptions,
 ): Promise<Bar[]> {
+  const { seed, gapRate, corruptRate } = settings;
   const { signal } = options;
   const { timeframe, start, end } = request;
   if (!TIMEFRAMES.includes(timeframe)) {
@@ -119,7 +127,11 @@ async function _fetchBars(
   signal?.throwIfAborted();
 
   const symbols = [...new Set(request.symbols)].sort();
-  const dates = tradingDays(start, end);
+  const nowMs = settings.now();
+  const extendedHours = includesExtendedHours(timeframe);
+  const dates = tradingDays(start, end).filter((date) =>
+    isSessionClosed(date, nowMs, { extendedHours })
+  );
   const out: Bar[] = [];
   let generated = 0;
   for (const symbol of symbols) {

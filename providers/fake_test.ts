@@ -381,3 +381,43 @@ Deno.test("fake() defects are exactly what validation finds, in every timeframe"
     assert.deepEqual(found, expected, timeframe);
   }
 });
+
+Deno.test("fake().fetchBars() makes bars only for sessions closed at its clock", async () => {
+  const daysOf = (bars: Bar[]) => [...new Set(bars.map((b) => b.tradingDate))];
+  const request = { symbols: ["AAPL"], start: "2024-11-26", end: "2024-12-02" };
+  // 13:30 ET on the early-close day 2024-11-29: its regular session is over, after-hours is not.
+  const early = fake({ gapRate: 0, now: () => Date.parse("2024-11-29T18:30:00Z") });
+  const minutes = await early.fetchBars({ ...request, timeframe: "1m" });
+  assert.deepEqual(daysOf(minutes), ["2024-11-26", "2024-11-27"]);
+  assert.deepEqual(minutes.slice(-960), generateFakeDay("AAPL", "2024-11-27", { gapRate: 0 }));
+  const daily = await early.fetchBars({ ...request, timeframe: "1d" });
+  assert.deepEqual(daysOf(daily), ["2024-11-26", "2024-11-27", "2024-11-29"]);
+  // After-hours of 2024-11-29 end at 17:00 ET, when the fake's early-close day ends too.
+  const evening = fake({ gapRate: 0, now: () => Date.parse("2024-11-29T22:00:00Z") });
+  const full = await evening.fetchBars({ ...request, timeframe: "1m" });
+  assert.deepEqual(daysOf(full), ["2024-11-26", "2024-11-27", "2024-11-29"]);
+  assert.equal(
+    full.filter((b) => b.tradingDate === "2024-11-29").at(-1)!.ts,
+    Date.parse("2024-11-29T21:59:00Z"),
+  );
+  // 19:59 vs 20:00 ET on a full day; a Saturday clock gives the Friday.
+  const at = (iso: string) => fake({ gapRate: 0, now: () => Date.parse(iso) });
+  const day = {
+    symbols: ["AAPL"],
+    timeframe: "5m" as const,
+    start: "2024-03-05",
+    end: "2024-03-05",
+  };
+  assert.equal((await at("2024-03-06T00:59:00Z").fetchBars(day)).length, 0);
+  assert.equal((await at("2024-03-06T01:00:00Z").fetchBars(day)).length, 192);
+  const week = {
+    symbols: ["AAPL"],
+    timeframe: "1h" as const,
+    start: "2024-03-04",
+    end: "2024-03-10",
+  };
+  assert.deepEqual(
+    daysOf(await at("2024-03-09T17:00:00Z").fetchBars(week)),
+    tradingDays("2024-03-04", "2024-03-08"),
+  );
+});

@@ -1,6 +1,6 @@
 /**
- * Finnhub stock candles, `/stock/candle` with column-array answers (docs/provider-apis.md
- * section 4). A premium endpoint: free keys get a 403.
+ * Finnhub stock candles, `/stock/candle` with column-array answers (providers/README.md,
+ * "Finnhub"). A premium endpoint: free keys get a 403.
  *
  * @module
  */
@@ -20,6 +20,7 @@ import {
   createBarCollector,
   isObject,
   requestWindow,
+  type SourceTimeframe,
   sourceTimeframe,
 } from "./http_normalize.ts";
 import type { ProviderCheckRequest, ProviderFactory, ProviderSettings } from "./mod.ts";
@@ -36,13 +37,11 @@ export const FINNHUB_INTRADAY_DAYS = 28;
 
 const _TOKEN_VARS = ["FINNHUB_TOKEN"] as const;
 
-const _RESOLUTIONS: Readonly<Record<Timeframe, string>> = {
+const _RESOLUTIONS: Readonly<Record<SourceTimeframe, string>> = {
   "1m": "1",
   "5m": "5",
   "15m": "15",
   "30m": "30",
-  "1h": "30",
-  "4h": "30",
   "1d": "D",
 };
 

@@ -9,7 +9,12 @@ import { parseIntOption, parseNumberOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { ProviderError } from "../core/provider.ts";
-import { createRateLimiter, type RateLimiter, readRateLimitHeaders } from "../core/ratelimit.ts";
+import {
+  createRateLimiter,
+  type RateLimiter,
+  type RateLimitHints,
+  readRateLimitHeaders,
+} from "../core/ratelimit.ts";
 import { backoffDelay, withRetry } from "../core/retry.ts";
 import { redact, redactError } from "../core/secrets.ts";
 
@@ -281,9 +286,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   async function get<T>(path: string, request: RequestOptions<T>): Promise<T> {
     if (fatal) throw fatal;
     const url = _buildUrl(baseUrl, path, request.query);
-    const shownPath = url.pathname;
-    const what = `Cannot fetch ${shownPath} from "${provider}"`;
-    const feed = request.feed ?? "";
+    const what = `Cannot fetch ${url.pathname} from "${provider}"`;
     const signal = request.signal;
     let lastTransient: _Transient | undefined;
     let attemptsMade = 0;
@@ -292,7 +295,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         attemptsMade = attempt;
         if (fatal) throw fatal;
         await rateLimiter.acquire(signal);
-        return await _attempt();
+        return await attemptOnce(url, what, request, attempt);
       }, {
         attempts,
         signal,
@@ -314,126 +317,165 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
       }
       throw error;
     }
+  }
 
-    async function _attempt(): Promise<T> {
-      const started = now();
-      const controller = new AbortController();
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        controller.abort(new DOMException("request timed out", "TimeoutError"));
-      }, timeoutMs);
-      const onAbort = () => controller.abort(signal!.reason);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      let status: number | undefined;
-      let text: string;
-      let response: Response;
-      try {
-        response = await doFetch(url, { headers, signal: controller.signal });
-        status = response.status;
-        text = await response.text();
-      } catch (error) {
-        if (signal?.aborted) throw signal.reason;
-        const code = timedOut ? "timeout" : "network";
-        _record(status, code, started);
-        throw new _Transient(
-          timedOut
-            ? `no answer within ${_seconds(timeoutMs)}`
-            : status === undefined
-            ? `connection failed (${_firstLine(error)})`
-            : `HTTP ${status} body cut off (${_firstLine(error)})`,
-          code,
-          status,
-          undefined,
-          { cause: error },
-        );
-      } finally {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-      }
-
-      const hints = readRateLimitHeaders(response.headers, now());
-      if (hints.remaining !== undefined && hints.remaining <= 0 && hints.resetAt !== undefined) {
-        rateLimiter.pauseUntil(hints.resetAt, "headers");
-      }
-      if (status === 429 || status >= 500) {
-        _record(status, String(status), started);
-        let waitMs = hints.retryAfterMs ??
-          (status === 429 && hints.resetAt !== undefined
-            ? Math.max(0, hints.resetAt - now())
-            : undefined);
-        if (status === 429) {
-          // Without a hint, back off by at least one request interval at the configured rate.
-          waitMs ??= Math.max(backoffDelay(attemptsMade, retryOptions), rateLimiter.intervalMs);
-          rateLimiter.pauseUntil(now() + waitMs, "429");
-          waitMs = 0;
-        }
-        throw new _Transient(
-          `HTTP ${status}${_detail(_serverMessage(text))}`,
-          String(status),
-          status,
-          waitMs,
-        );
-      }
-      if (status < 200 || status >= 300) {
-        const accepted = request.accept?.(status, text);
-        if (accepted !== undefined) {
-          _record(status, undefined, started);
-          return accepted;
-        }
-        _record(status, String(status), started);
-        const message = _serverMessage(text);
-        const explanation = options.explainError?.(status, message);
-        const error = fail(
-          `${what}: HTTP ${status}${_detail(message)}${
-            explanation?.hint ? `: ${explanation.hint}` : ""
-          }`,
-          { status },
-        );
-        if (explanation?.fatal) fatal = error;
-        throw error;
-      }
-
-      let body: unknown = text;
-      if (request.body !== "text") {
-        try {
-          body = JSON.parse(text);
-        } catch (error) {
-          _record(status, "parse", started);
-          throw new _Transient(
-            `HTTP ${status} with a body that is not JSON (${text.length} bytes: ${
-              JSON.stringify(_excerpt(text, 40))
-            })`,
-            "parse",
-            status,
-            undefined,
-            { cause: error },
-          );
-        }
-      }
-      try {
-        const value = request.parse(body);
-        _record(status, undefined, started);
-        return value;
-      } catch (error) {
-        _record(status, "shape", started);
-        throw fail(`${what}: HTTP ${status} with an unexpected body: ${_firstLine(error)}`, {
-          status,
-          cause: error,
-        });
-      }
-    }
-
-    function _record(status: number | undefined, errorCode: string | undefined, started: number) {
+  /**
+   * One attempt: send, honour the rate-limit headers, then read the answer by its status. Throws
+   * a {@link _Transient} for what is worth another attempt, a final `ProviderError` otherwise.
+   */
+  async function attemptOnce<T>(
+    url: URL,
+    what: string,
+    request: RequestOptions<T>,
+    attempt: number,
+  ): Promise<T> {
+    const started = now();
+    const feed = request.feed ?? "";
+    const record = (status: number | undefined, errorCode?: string) => {
       if (!metrics) return;
       const statusClass = status === undefined ? "none" : `${Math.floor(status / 100)}xx`;
       metrics.requests.inc({ provider, feed, status: statusClass });
       metrics.requestLatency.observe({ provider, feed }, (now() - started) / 1000);
       if (errorCode !== undefined) metrics.errors.inc({ provider, feed, code: errorCode });
+    };
+    try {
+      const { status, text, headers: answerHeaders } = await _fetchText(doFetch, url, {
+        headers,
+        timeoutMs,
+        signal: request.signal,
+      });
+      const hints = readRateLimitHeaders(answerHeaders, now());
+      if (hints.remaining !== undefined && hints.remaining <= 0 && hints.resetAt !== undefined) {
+        rateLimiter.pauseUntil(hints.resetAt, "headers");
+      }
+      if (status === 429 || status >= 500) throw overloaded(status, text, hints, attempt);
+      if (status < 200 || status >= 300) {
+        const accepted = request.accept?.(status, text);
+        if (accepted === undefined) {
+          record(status, String(status));
+          throw refused(what, status, text);
+        }
+        record(status);
+        return accepted;
+      }
+      const body = request.body === "text" ? text : _parseJson(status, text);
+      let value: T;
+      try {
+        value = request.parse(body);
+      } catch (error) {
+        record(status, "shape");
+        throw fail(`${what}: HTTP ${status} with an unexpected body: ${_firstLine(error)}`, {
+          status,
+          cause: error,
+        });
+      }
+      record(status);
+      return value;
+    } catch (error) {
+      if (error instanceof _Transient) record(error.status, error.code);
+      throw error;
     }
   }
 
+  /** The retriable failure of a 429 or 5xx answer; a 429 also pauses the shared limiter. */
+  function overloaded(
+    status: number,
+    text: string,
+    hints: RateLimitHints,
+    attempt: number,
+  ): _Transient {
+    let waitMs = hints.retryAfterMs ??
+      (status === 429 && hints.resetAt !== undefined
+        ? Math.max(0, hints.resetAt - now())
+        : undefined);
+    if (status === 429) {
+      // Without a hint, back off by at least one request interval at the configured rate.
+      waitMs ??= Math.max(backoffDelay(attempt, retryOptions), rateLimiter.intervalMs);
+      rateLimiter.pauseUntil(now() + waitMs, "429");
+      waitMs = 0;
+    }
+    return new _Transient(
+      `HTTP ${status}${_detail(_serverMessage(text))}`,
+      String(status),
+      status,
+      waitMs,
+    );
+  }
+
+  /** The final error of any other non-2xx answer; a fatal one fails every later request too. */
+  function refused(what: string, status: number, text: string): ProviderError {
+    const message = _serverMessage(text);
+    const explanation = options.explainError?.(status, message);
+    const error = fail(
+      `${what}: HTTP ${status}${_detail(message)}${
+        explanation?.hint ? `: ${explanation.hint}` : ""
+      }`,
+      { status },
+    );
+    if (explanation?.fatal) fatal = error;
+    return error;
+  }
+
   return { provider, baseUrl, rateLimiter, get, redact: mask };
+}
+
+/**
+ * GET `url` and read the whole body within `timeoutMs`. A timeout, a failed connection or a torn
+ * body is a {@link _Transient}; a cancellation through `signal` throws the signal's reason.
+ */
+async function _fetchText(
+  fetch: typeof globalThis.fetch,
+  url: URL,
+  options: { headers: Record<string, string>; timeoutMs: number; signal?: AbortSignal },
+): Promise<{ status: number; text: string; headers: Headers }> {
+  const { timeoutMs, signal } = options;
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new DOMException("request timed out", "TimeoutError"));
+  }, timeoutMs);
+  const onAbort = () => controller.abort(signal!.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let status: number | undefined;
+  try {
+    const response = await fetch(url, { headers: options.headers, signal: controller.signal });
+    status = response.status;
+    return { status, text: await response.text(), headers: response.headers };
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    throw new _Transient(
+      timedOut
+        ? `no answer within ${_seconds(timeoutMs)}`
+        : status === undefined
+        ? `connection failed (${_firstLine(error)})`
+        : `HTTP ${status} body cut off (${_firstLine(error)})`,
+      timedOut ? "timeout" : "network",
+      status,
+      undefined,
+      { cause: error },
+    );
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The JSON of a 2xx body; a body that does not parse is worth another attempt. */
+function _parseJson(status: number, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new _Transient(
+      `HTTP ${status} with a body that is not JSON (${text.length} bytes: ${
+        JSON.stringify(_excerpt(text, 40))
+      })`,
+      "parse",
+      status,
+      undefined,
+      { cause: error },
+    );
+  }
 }
 
 function _buildUrl(

@@ -17,12 +17,15 @@ import {
 import type { FetchRequest } from "../core/provider.ts";
 import type { Bar, Session, Timeframe } from "../core/types.ts";
 
+/** A timeframe the HTTP providers are asked for: every one but the rolled-up 1h and 4h. */
+export type SourceTimeframe = Exclude<Timeframe, "1h" | "4h">;
+
 /**
  * The timeframe to ask a provider for. Providers align hour bars to clock hours (09:00-10:00
  * mixes pre-market and regular trading), while MarketPipe anchors them at the 09:30 open, so 1h
  * and 4h are rolled up from 30m bars, whose edges fall on every session boundary.
  */
-export function sourceTimeframe(timeframe: Timeframe): Timeframe {
+export function sourceTimeframe(timeframe: Timeframe): SourceTimeframe {
   return timeframe === "1h" || timeframe === "4h" ? "30m" : timeframe;
 }
 

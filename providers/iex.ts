@@ -1,7 +1,7 @@
 /**
- * IEX Cloud (legacy) chart endpoints, `/stock/{symbol}/chart/date/{YYYYMMDD}`
- * (docs/provider-apis.md section 2). IEX Cloud shut down on 2024-08-31; this adapter serves
- * anyone running an IEX-compatible endpoint, named by `IEX_BASE_URL`.
+ * IEX Cloud (legacy) chart endpoints, `/stock/{symbol}/chart/date/{YYYYMMDD}` (providers/README.md,
+ * "IEX Cloud (retired)"). IEX Cloud shut down on 2024-08-31; this adapter serves anyone running an
+ * IEX-compatible endpoint, named by `IEX_BASE_URL`.
  *
  * @module
  */

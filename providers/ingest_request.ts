@@ -5,12 +5,18 @@
  * @module
  */
 import { isValidDate, tradingDays, weekday } from "../core/calendar.ts";
+import {
+  type Clock,
+  includesExtendedHours,
+  lastCompletedSession,
+  systemClock,
+} from "../core/clock.ts";
 import { parseDateOption, parseIntOption, parseNumberOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { IngestRequest } from "../core/ingest.ts";
 import type { ValidationSettings } from "../core/validate.ts";
 import { parseSymbols } from "../core/symbols.ts";
-import { isTimeframe, TIMEFRAMES } from "../core/types.ts";
+import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { PROVIDER_NAMES, type ProviderFactory, providerFactory } from "./mod.ts";
 
 const _WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
@@ -19,15 +25,14 @@ const _WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Frid
 export interface PreparedIngest {
   request: IngestRequest;
   factory: ProviderFactory;
-  dataDir: string;
   /** Requests per minute override for HTTP providers. */
   rateLimit?: number;
   /** Validation rule settings (`--validation`, config `validation.rules`); default: all rules. */
   validation?: ValidationSettings;
   /** Aggregate the touched 1m partitions afterwards (`--aggregate`). */
   aggregate?: boolean;
-  /** Compact a partition once a write leaves it with this many files (0: never). */
-  compactThreshold?: number;
+  /** One line for the user when `end` held sessions not closed yet and was cut to the last one. */
+  notice?: string;
 }
 
 /** Ingest options as text, keyed by their long flag names: from flags, a config file or HTTP. */
@@ -75,17 +80,23 @@ export interface BuildIngestOptions {
   onResume?: () => void;
   /** Supplies the symbols instead of `input.symbols` (the CLI reads `--symbols-file` here). */
   readSymbols?: () => Promise<string[]>;
+  /** Decides which sessions have closed; default {@link systemClock}. */
+  clock?: Clock;
 }
 
 /**
  * Validate every ingest option before anything is written: provider, symbols, dates, timeframe,
  * workers, feed and provider options. Throws {@link UsageError} naming the bad value. The one
  * request builder of the CLI and the HTTP API.
+ *
+ * Only sessions closed at `options.clock` are asked for (the after-hours end for intraday bars,
+ * the regular close for 1d): an `end` past the last closed session is cut to it (see
+ * {@link PreparedIngest.notice}), and a range with no closed session is refused.
  */
 export async function buildIngestRequest(
   input: IngestInput,
   options: BuildIngestOptions = {},
-): Promise<Omit<PreparedIngest, "dataDir">> {
+): Promise<PreparedIngest> {
   const label = options.label ?? ((name: string) => `--${name}`);
   const providerName = (input.provider ?? "fake").toLowerCase();
   const factory = providerFactory(providerName);
@@ -225,9 +236,11 @@ export async function buildIngestRequest(
       }`,
     );
   }
+  const closed = _closedRange(start, end, timeframe, options.clock ?? systemClock, label);
   return {
     factory,
     rateLimit,
+    notice: closed.notice,
     request: {
       provider: providerName,
       feed,
@@ -235,12 +248,40 @@ export async function buildIngestRequest(
       timeframe,
       symbols,
       start,
-      end,
+      end: closed.end,
       params,
       workers,
       batchSize,
       force: input.force ?? false,
     },
+  };
+}
+
+/**
+ * The range cut to the sessions closed at `clock`: a session not closed yet has no final bars,
+ * and a provider's empty answer for it would be recorded as a known-empty day.
+ */
+function _closedRange(
+  start: string,
+  end: string,
+  timeframe: Timeframe,
+  clock: Clock,
+  label: (name: string) => string,
+): { end: string; notice?: string } {
+  const days = tradingDays(start, end);
+  const last = lastCompletedSession(clock(), { extendedHours: includesExtendedHours(timeframe) });
+  if (last !== undefined && days.at(-1)! <= last) return { end };
+  if (last === undefined || days[0] > last) {
+    throw new UsageError(
+      `Invalid ${label("start")} ${start}: no ${timeframe} session from it to ${
+        label("end")
+      } ${end} has closed yet${last === undefined ? "" : `; the last closed one is ${last}`}`,
+    );
+  }
+  return {
+    end: last,
+    notice: `${label("end")} ${end} is after the last closed ${timeframe} session ${last}: ` +
+      `ingesting up to ${last}`,
   };
 }
 

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Clock } from "../core/clock.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Provider, ProviderInfo } from "../core/provider.ts";
 import type { Timeframe } from "../core/types.ts";
@@ -34,6 +35,8 @@ export interface ProviderSettings {
   metrics?: Metrics;
   /** Requests per minute override (`--rate-limit`). */
   rateLimit?: number;
+  /** Decides which sessions have closed (the fake provider makes bars of those only). */
+  clock?: Clock;
 }
 
 /** The source options of a job, which a provider may refuse before anything is written. */
@@ -59,12 +62,13 @@ export interface ProviderFactory {
 export const providers = {
   fake: {
     info: fakeInfo,
-    create: ({ params, metrics }) =>
+    create: ({ params, metrics, clock }) =>
       instrumentFake(
         fake({
           seed: typeof params.seed === "number" ? params.seed : undefined,
           gapRate: typeof params.gapRate === "number" ? params.gapRate : undefined,
           corruptRate: typeof params.corruptRate === "number" ? params.corruptRate : undefined,
+          now: clock,
         }),
         metrics,
       ),

@@ -1,13 +1,13 @@
 /**
  * Polygon.io (Massive) custom aggregates, `/v2/aggs/ticker/{T}/range/{m}/{span}/{from}/{to}`,
- * paged by `next_url` (docs/provider-apis.md section 3).
+ * paged by `next_url` (providers/README.md, "Polygon").
  *
  * @module
  */
 import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
 import { ProviderError } from "../core/provider.ts";
 import { redactUrl } from "../core/secrets.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { TIMEFRAMES } from "../core/types.ts";
 import {
   createHttpClient,
   httpOptionsFromSettings,
@@ -21,6 +21,7 @@ import {
   numberField,
   optionalNumberField,
   requestWindow,
+  type SourceTimeframe,
   sourceTimeframe,
 } from "./http_normalize.ts";
 import type { ProviderFactory, ProviderSettings } from "./mod.ts";
@@ -34,13 +35,11 @@ export const POLYGON_RATE_LIMIT = 5;
 
 const _KEY_VARS = ["POLYGON_API_KEY"] as const;
 
-const _SPANS: Readonly<Record<Timeframe, [number, string]>> = {
+const _SPANS: Readonly<Record<SourceTimeframe, [number, string]>> = {
   "1m": [1, "minute"],
   "5m": [5, "minute"],
   "15m": [15, "minute"],
   "30m": [30, "minute"],
-  "1h": [30, "minute"],
-  "4h": [30, "minute"],
   "1d": [1, "day"],
 };
 

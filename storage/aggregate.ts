@@ -143,43 +143,13 @@ export async function aggregatePartitions(
   const started = performance.now();
   const now = store.now ?? Date.now;
   const timeframes = options.timeframes ?? AGGREGATE_TIMEFRAMES;
-  for (const tf of timeframes) {
-    if (!AGGREGATE_TIMEFRAMES.includes(tf)) {
-      throw new RangeError(
-        `Cannot aggregate to timeframe "${tf}": expected one of ${AGGREGATE_TIMEFRAMES.join(", ")}`,
-      );
-    }
-  }
-  const session = options.session;
-  if (session !== undefined && session !== "regular" && session !== "extended") {
-    throw new RangeError(`Invalid session "${session}": expected regular or extended`);
-  }
+  _checkOptions(timeframes, options.session);
   const runId = `${AGGREGATE_ID_PREFIX}${newJobId(now())}`;
   // What a killed run staged is removed at the next start, whatever this run has to do.
   const stagingParent = join(store.dataDir, STAGING_DIR);
   await _removeStaleStaging(stagingParent, now());
   const db = store.meta.db;
-
-  // The 1m partitions (symbol, year) in scope: those with a file holding a date in the range.
-  // Each gives one target per timeframe, built from all of that year's 1m files.
-  const minuteFiles = _minutePartitions(db, options.symbols);
-  const symbols = options.symbols ? [...options.symbols] : [...minuteFiles.keys()];
-  const targets: _Target[] = [];
-  let sources = 0;
-  for (const symbol of symbols) {
-    for (const [year, files] of minuteFiles.get(symbol) ?? []) {
-      const inRange = files.some((file) =>
-        (options.start === undefined || file.lastDate >= options.start) &&
-        (options.end === undefined || file.firstDate <= options.end)
-      );
-      if (!inRange) continue;
-      sources++;
-      for (const timeframe of timeframes) {
-        const key: PartitionKey = { tree: "bars", timeframe, symbol, year };
-        targets.push({ key, dir: _dirOf(key), sources: files });
-      }
-    }
-  }
+  const { symbols, sources, targets } = _targetsInScope(db, timeframes, options);
 
   const perTimeframe = new Map<Timeframe, TimeframeAggregation>(
     timeframes.map((
@@ -200,182 +170,308 @@ export async function aggregatePartitions(
     return summary;
   }
 
-  const getState = db.prepare(
+  const state = _stateTable(db);
+  let done = 0;
+  const plans: _Plan[] = [];
+  for (const target of targets) {
+    const plan = await _planTarget(store.dataDir, db, target, state.get(target.dir), options);
+    if (plan) {
+      plans.push(plan);
+      continue;
+    }
+    perTimeframe.get(target.key.timeframe)!.upToDate++;
+    summary.upToDate++;
+    options.onProgress?.(++done, targets.length);
+  }
+
+  await _rebuild(store, plans, {
+    runId,
+    ingestedAt: new Date(now()).toISOString(),
+    stagingParent,
+    concurrency: options.concurrency ?? 4,
+    signal: options.signal,
+    onRebuilt: (plan, written) => {
+      const { key } = plan.target;
+      // What this run wrote, and only that: a file another writer added since is a change.
+      const wroteKey = _filesKey(listFiles(db, key).filter((f) => f.jobId === runId));
+      state.put(plan, wroteKey, written, now());
+      const stats = perTimeframe.get(key.timeframe)!;
+      stats.rebuilt++;
+      stats.bars += written.rows;
+      stats.providerBars += written.nativeRows;
+      summary.rebuilt++;
+      options.onProgress?.(++done, targets.length);
+    },
+  });
+  options.signal?.throwIfAborted();
+  summary.elapsedMs = performance.now() - started;
+  options.metrics?.processingTime.observe({ operation: "aggregate" }, summary.elapsedMs / 1000);
+  return summary;
+}
+
+function _checkOptions(timeframes: readonly Timeframe[], session: string | undefined): void {
+  for (const tf of timeframes) {
+    if (!AGGREGATE_TIMEFRAMES.includes(tf)) {
+      throw new RangeError(
+        `Cannot aggregate to timeframe "${tf}": expected one of ${AGGREGATE_TIMEFRAMES.join(", ")}`,
+      );
+    }
+  }
+  if (session !== undefined && session !== "regular" && session !== "extended") {
+    throw new RangeError(`Invalid session "${session}": expected regular or extended`);
+  }
+}
+
+/**
+ * The 1m partitions (symbol, year) in scope: those with a file holding a date in the range. Each
+ * gives one target per timeframe, built from all of that year's 1m files.
+ */
+function _targetsInScope(
+  db: DatabaseSync,
+  timeframes: readonly Timeframe[],
+  options: Pick<AggregatePartitionsOptions, "symbols" | "start" | "end">,
+): { symbols: string[]; sources: number; targets: _Target[] } {
+  const minuteFiles = _minutePartitions(db, options.symbols);
+  const symbols = options.symbols ? [...options.symbols] : [...minuteFiles.keys()];
+  const targets: _Target[] = [];
+  let sources = 0;
+  for (const symbol of symbols) {
+    for (const [year, files] of minuteFiles.get(symbol) ?? []) {
+      const inRange = files.some((file) =>
+        (options.start === undefined || file.lastDate >= options.start) &&
+        (options.end === undefined || file.firstDate <= options.end)
+      );
+      if (!inRange) continue;
+      sources++;
+      for (const timeframe of timeframes) {
+        const key: PartitionKey = { tree: "bars", timeframe, symbol, year };
+        targets.push({ key, dir: _dirOf(key), sources: files });
+      }
+    }
+  }
+  return { symbols, sources, targets };
+}
+
+/** The `aggregation_state` rows: what each target was last built from, and the files it wrote. */
+function _stateTable(db: DatabaseSync) {
+  const select = db.prepare(
     "SELECT session, sources, target_fingerprint, native_rows FROM aggregation_state WHERE target = ?",
   );
-  const putState = db.prepare(
+  const upsert = db.prepare(
     `INSERT INTO aggregation_state (target, timeframe, symbol, session, sources, target_fingerprint, rows, native_rows, aggregated_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (target) DO UPDATE SET session = excluded.session, sources = excluded.sources,
        target_fingerprint = excluded.target_fingerprint, rows = excluded.rows,
        native_rows = excluded.native_rows, aggregated_at = excluded.aggregated_at`,
   );
+  return {
+    get(dir: string): _State | undefined {
+      const row = select.get(dir);
+      return row
+        ? {
+          session: row.session as string,
+          sources: row.sources as string,
+          targetFingerprint: row.target_fingerprint as string,
+          nativeRows: Number(row.native_rows),
+        }
+        : undefined;
+    },
+    put(plan: _Plan, wroteKey: string, written: _Written, at: number): void {
+      const { key, dir } = plan.target;
+      upsert.run(
+        dir,
+        key.timeframe,
+        key.symbol,
+        plan.session,
+        plan.sourceKey,
+        wroteKey,
+        written.rows,
+        written.nativeRows,
+        at,
+      );
+    },
+  };
+}
 
-  // Which targets changed: compare the manifest's lists of their 1m files and of their own files
-  // with what the last aggregation recorded (a path never changes content).
-  const plans: _Plan[] = [];
-  let done = 0;
-  for (const target of targets) {
-    const sourceKey = _filesKey(target.sources);
-    const live = listFiles(db, target.key);
-    const liveKey = _filesKey(live);
-    const row = getState.get(target.dir);
-    const state: _State | undefined = row
-      ? {
-        session: row.session as string,
-        sources: row.sources as string,
-        targetFingerprint: row.target_fingerprint as string,
-        nativeRows: Number(row.native_rows),
-      }
-      : undefined;
-    const targetSession = target.key.timeframe === "1d"
-      ? session ?? (state?.session as DailySession | undefined) ?? "regular"
-      : "all";
-    const ours = state !== undefined && state.targetFingerprint === liveKey;
-    if (
-      !options.force && ours && state.sources === sourceKey && state.session === targetSession &&
-      // A file removed by hand (the manifest still lists it) is rebuilt, not read.
-      await _allExist(live.map((file) => join(store.dataDir, file.path)))
-    ) {
-      perTimeframe.get(target.key.timeframe)!.upToDate++;
-      summary.upToDate++;
-      options.onProgress?.(++done, targets.length);
-      continue;
-    }
-    plans.push({
-      target,
-      sourceKey,
-      session: targetSession,
-      liveKey,
-      // Provider rows can only be in files we did not write last, or one we wrote with them.
-      mayHoldNative: live.length > 0 && !(ours && state.nativeRows === 0),
-    });
+/**
+ * The plan to rebuild `target`, or undefined when it has not changed: the manifest's lists of its
+ * 1m files and of its own files are what the last aggregation recorded (a path never changes
+ * content), with the same daily session, and its files are on disk.
+ */
+async function _planTarget(
+  dataDir: string,
+  db: DatabaseSync,
+  target: _Target,
+  state: _State | undefined,
+  options: Pick<AggregatePartitionsOptions, "force" | "session">,
+): Promise<_Plan | undefined> {
+  const sourceKey = _filesKey(target.sources);
+  const live = listFiles(db, target.key);
+  const liveKey = _filesKey(live);
+  const session = target.key.timeframe === "1d"
+    ? options.session ?? (state?.session as DailySession | undefined) ?? "regular"
+    : "all";
+  const ours = state !== undefined && state.targetFingerprint === liveKey;
+  if (
+    !options.force && ours && state.sources === sourceKey && state.session === session &&
+    // A file removed by hand (the manifest still lists it) is rebuilt, not read.
+    await _allExist(live.map((file) => join(dataDir, file.path)))
+  ) {
+    return undefined;
   }
+  return {
+    target,
+    sourceKey,
+    session,
+    liveKey,
+    // Provider rows can only be in files we did not write last, or one we wrote with them.
+    mayHoldNative: live.length > 0 && !(ours && state.nativeRows === 0),
+  };
+}
 
+/** Rows a rebuilt target holds, and how many of them are a provider's own. */
+interface _Written {
+  rows: number;
+  nativeRows: number;
+}
+
+/** What the batches of one run share. */
+interface _Run {
+  runId: string;
+  ingestedAt: string;
+  stagingParent: string;
+  /** Targets of one batch written at once. */
+  concurrency: number;
+  signal?: AbortSignal;
+  onRebuilt: (plan: _Plan, written: _Written) => void;
+}
+
+/**
+ * Rebuild the planned targets in batches of whole symbols, as many batches at once as there are
+ * cores, then remove what the run staged and its tables.
+ */
+async function _rebuild(
+  store: AggregationStore,
+  plans: readonly _Plan[],
+  run: _Run,
+): Promise<void> {
   const years = [...new Set(plans.map((p) => p.target.key.year))].sort();
   const prefix = `mp_agg_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const sessionsTable = `${prefix}_sessions`;
-  const ingestedAt = new Date(now()).toISOString();
   // A private DuckDB instance with one thread per statement, and as many batches at once as
   // there are cores: a single-threaded partitioned COPY writes its files in order and spends
   // half the CPU per file of a multi-threaded one, and the batches keep every core busy.
   const cores = Math.max(2, navigator.hardwareConcurrency || 2);
   const engine = plans.length > 0 ? await openDuckDB({ threads: 1 }) : store.duckdb;
   const writer: PartitionWriter = { dataDir: store.dataDir, duckdb: engine, meta: store.meta };
-  const pathOf = (file: BarFile) => join(store.dataDir, file.path);
   // Staged files live in the data directory (so a rename moves them into place) but outside
   // bars/, where no view or glob reads them. The folder's name records this process, so a later
   // run removes it if this one is killed, and never while it runs.
-  const stagingRoot = join(stagingParent, ownedDirName(runId));
+  const stagingRoot = join(run.stagingParent, ownedDirName(run.runId));
   const connection = await engine.connect();
   try {
     if (plans.length > 0) await createSessionsTable(connection, sessionsTable, years);
-    // Batches of whole symbols: their 1m files are read once into 5m buckets, each longer frame
-    // is rolled up from the one before (buckets nest: every boundary of a longer frame is one of
-    // the shorter), and the target files are written from those small tables.
-    const concurrency = options.concurrency ?? 4;
     let batches = 0;
     await runPool(_batches(plans), cores, async (batchPlans) => {
-      options.signal?.throwIfAborted();
+      run.signal?.throwIfAborted();
       const batch = batches++;
-      const batchConnection = await engine.connect();
-      let levels: _Levels | undefined;
-      const staging = join(stagingRoot, `${batch}`);
-      try {
-        levels = await _buildBatchLevels(batchConnection, db, batchPlans, pathOf, {
-          prefix: `${prefix}_${batch}`,
-          sessionsTable,
-        });
-        const barsOf = (level: string, timeframe: Timeframe, where: string) =>
-          barsFromLevelSql(level, {
-            timeframe,
-            source: levels!.source,
-            ingestId: runId,
-            ingestedAt,
-            where,
-          });
-        const fresh = (plan: _Plan) => {
-          const { symbol, year, timeframe } = plan.target.key;
-          return barsOf(
-            _levelOf(levels!.tables, plan),
-            timeframe,
-            `symbol = ${sqlString(symbol)} AND ${_yearFilter(year)}`,
-          );
-        };
-        // Targets that may hold a provider's rows are merged one by one under their lock; the
-        // others are written by ONE partitioned COPY into a staging directory (a COPY per file
-        // costs more than the work in it), then each file is checked (one per target, sorted by
-        // ts) and renamed into place under the target's lock.
-        const staged = await _stage(
-          batchConnection,
-          staging,
-          batchPlans.filter((p) => !p.mayHoldNative),
-          barsOf,
-          (plan) => _levelOf(levels!.tables, plan),
-        );
-        await runPool(batchPlans, concurrency, async (plan) => {
-          const { target } = plan;
-          const stagedFile = staged.get(target.dir);
-          const written = await replacePartition(writer, target.key, async (files) => {
-            // Another writer (a provider's own bars) may have changed the target since it was
-            // planned: then its rows are read, not overwritten.
-            const unchanged = _filesKey(files.live) === plan.liveKey;
-            if (stagedFile !== undefined && unchanged) {
-              await Deno.rename(stagedFile.path, files.temp);
-              return {
-                value: { rows: stagedFile.rows, nativeRows: 0 },
-                replaces: files.live,
-                wrote: true,
-              };
-            }
-            return await _mergeTarget(files, fresh(plan), plan.mayHoldNative || !unchanged);
-          }, { signal: options.signal, jobId: runId });
-          // What this run wrote, and only that: a file another writer added since is a change.
-          const wroteKey = _filesKey(listFiles(db, target.key).filter((f) => f.jobId === runId));
-          putState.run(
-            target.dir,
-            target.key.timeframe,
-            target.key.symbol,
-            plan.session,
-            plan.sourceKey,
-            wroteKey,
-            written.rows,
-            written.nativeRows,
-            now(),
-          );
-          const stats = perTimeframe.get(target.key.timeframe)!;
-          stats.rebuilt++;
-          stats.bars += written.rows;
-          stats.providerBars += written.nativeRows;
-          summary.rebuilt++;
-          options.onProgress?.(++done, targets.length);
-        }, { signal: options.signal });
-      } finally {
-        try {
-          await Deno.remove(staging, { recursive: true }).catch(() => {});
-          for (const table of levels?.tables.values() ?? []) {
-            await batchConnection.run(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
-          }
-        } finally {
-          batchConnection.closeSync();
-        }
-      }
-    }, { signal: options.signal });
+      await _rebuildBatch(writer, batchPlans, run, {
+        prefix: `${prefix}_${batch}`,
+        sessionsTable,
+        staging: join(stagingRoot, `${batch}`),
+      });
+    }, { signal: run.signal });
   } finally {
     try {
       await Deno.remove(stagingRoot, { recursive: true }).catch(() => {});
       // Only when empty: another process may be staging beside this one.
-      await Deno.remove(stagingParent).catch(() => {});
+      await Deno.remove(run.stagingParent).catch(() => {});
       await connection.run(`DROP TABLE IF EXISTS ${sqlIdent(sessionsTable)}`);
     } finally {
       connection.closeSync();
       if (engine !== store.duckdb) engine.closeSync();
     }
   }
-  options.signal?.throwIfAborted();
-  summary.elapsedMs = performance.now() - started;
-  options.metrics?.processingTime.observe({ operation: "aggregate" }, summary.elapsedMs / 1000);
-  return summary;
+}
+
+/**
+ * One batch of whole symbols: their 1m files are read once into 5m buckets, each longer frame is
+ * rolled up from the one before (buckets nest: every boundary of a longer frame is one of the
+ * shorter), and the target files are written from those small tables.
+ */
+async function _rebuildBatch(
+  writer: PartitionWriter,
+  plans: readonly _Plan[],
+  run: _Run,
+  names: { prefix: string; sessionsTable: string; staging: string },
+): Promise<void> {
+  const db = writer.meta.db;
+  const connection = await writer.duckdb.connect();
+  let levels: _Levels | undefined;
+  try {
+    levels = await _buildBatchLevels(
+      connection,
+      db,
+      plans,
+      (file) => join(writer.dataDir, file.path),
+      { prefix: names.prefix, sessionsTable: names.sessionsTable },
+    );
+    const barsOf = (level: string, timeframe: Timeframe, where: string) =>
+      barsFromLevelSql(level, {
+        timeframe,
+        source: levels!.source,
+        ingestId: run.runId,
+        ingestedAt: run.ingestedAt,
+        where,
+      });
+    const levelOf = (plan: _Plan) => _levelOf(levels!.tables, plan);
+    const fresh = (plan: _Plan) => {
+      const { symbol, year, timeframe } = plan.target.key;
+      return barsOf(
+        levelOf(plan),
+        timeframe,
+        `symbol = ${sqlString(symbol)} AND ${_yearFilter(year)}`,
+      );
+    };
+    // Targets that may hold a provider's rows are merged one by one under their lock; the others
+    // are written by ONE partitioned COPY into a staging directory (a COPY per file costs more
+    // than the work in it), then each file is checked (one per target, sorted by ts) and renamed
+    // into place under the target's lock.
+    const staged = await _stage(
+      connection,
+      names.staging,
+      plans.filter((p) => !p.mayHoldNative),
+      barsOf,
+      levelOf,
+    );
+    await runPool(plans, run.concurrency, async (plan) => {
+      const stagedFile = staged.get(plan.target.dir);
+      const written = await replacePartition(writer, plan.target.key, async (files) => {
+        // Another writer (a provider's own bars) may have changed the target since it was
+        // planned: then its rows are read, not overwritten.
+        const unchanged = _filesKey(files.live) === plan.liveKey;
+        if (stagedFile !== undefined && unchanged) {
+          await Deno.rename(stagedFile.path, files.temp);
+          return {
+            value: { rows: stagedFile.rows, nativeRows: 0 },
+            replaces: files.live,
+            wrote: true,
+          };
+        }
+        return await _mergeTarget(files, fresh(plan), plan.mayHoldNative || !unchanged);
+      }, { signal: run.signal, jobId: run.runId });
+      run.onRebuilt(plan, written);
+    }, { signal: run.signal });
+  } finally {
+    try {
+      await Deno.remove(names.staging, { recursive: true }).catch(() => {});
+      for (const table of levels?.tables.values() ?? []) {
+        await connection.run(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
+      }
+    } finally {
+      connection.closeSync();
+    }
+  }
 }
 
 interface _Plan {
@@ -431,6 +527,30 @@ function _dirOf(key: PartitionKey): string {
 /** A list of files as recorded in the aggregation state: their sorted paths, one per line. */
 function _filesKey(files: readonly BarFile[]): string {
   return files.map((file) => file.path).sort().join("\n");
+}
+
+/**
+ * Keeps the aggregation state in step after a prune cut or removed files of `key` (`before`: its
+ * live files until then), inside the prune's manifest transaction: a target built from exactly
+ * those 1m files is recorded as built from the ones left, and a coarser partition that held only
+ * files of its last aggregation as holding the ones left. So the next run neither cuts the
+ * coarser frames down to the 1m days that are left nor rebuilds the pruned days from 1m bars.
+ */
+export function keepAggregationState(
+  db: DatabaseSync,
+  key: PartitionKey,
+  before: readonly BarFile[],
+): void {
+  if (key.tree !== "bars") return;
+  const after = _filesKey(listFiles(db, key));
+  if (key.timeframe === "1m") {
+    db.prepare("UPDATE aggregation_state SET sources = ? WHERE symbol = ? AND sources = ?")
+      .run(after, key.symbol, _filesKey(before));
+  } else {
+    db.prepare(
+      "UPDATE aggregation_state SET target_fingerprint = ? WHERE target = ? AND target_fingerprint = ?",
+    ).run(after, _dirOf(key), _filesKey(before));
+  }
 }
 
 async function _allExist(paths: readonly string[]): Promise<boolean> {
@@ -644,7 +764,7 @@ async function _mergeTarget(
   files: PartitionFiles,
   fresh: string,
   readNative: boolean,
-): Promise<PartitionChange<{ rows: number; nativeRows: number }>> {
+): Promise<PartitionChange<_Written>> {
   const columns = FILE_COLUMNS.map(sqlIdent).join(", ");
   let nativeRows = 0;
   let body = `SELECT ${columns} FROM (${fresh})`;

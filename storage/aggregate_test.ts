@@ -176,7 +176,7 @@ Deno.test("aggregatePartitions() matches a plain TypeScript roll-up for every ti
     assert.equal(summary.rebuilt, 12);
     for (const symbol of ["AAPL", "BRK.B"]) {
       const minutes = bars.filter((b) => b.symbol === symbol);
-      for (const timeframe of [...INTRADAY, "1d"] as Timeframe[]) {
+      for (const timeframe of [...INTRADAY, "1d"] satisfies Timeframe[]) {
         // One file per target, in its year folder, named by its first and last trading date,
         // with exactly the file columns of layout 2 (symbol and timeframe come from the path).
         const files = await listPartitionFiles(store.dataDir, "bars", timeframe, symbol);
@@ -456,7 +456,7 @@ Deno.test("aggregatePartitions() names a 1m file it cannot read and writes nothi
 
 Deno.test("aggregatePartitions() after a killed run ends with the values of a run never killed", async () => {
   const bars = [...testBars("AAPL"), ...testBars("BRK.B")];
-  const frames = [...INTRADAY, "1d"] as Timeframe[];
+  const frames: Timeframe[] = [...INTRADAY, "1d"];
   const snapshot = async (store: AggregationStore) => {
     const out: Record<string, Bar[]> = {};
     for (const timeframe of frames) {

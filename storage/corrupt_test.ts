@@ -5,7 +5,10 @@ import { storeBarFile } from "../tests/_bar_files.ts";
 import { damageZstdPages, liveFile, truncateFile } from "../tests/_corrupt.ts";
 import { checkParquetFile } from "./corrupt.ts";
 import { openDuckDB } from "./duckdb.ts";
-import { openQueryEngine, readBars, runQuery, storedBarSeries, storedInventory } from "./query.ts";
+import { runQuery } from "./query.ts";
+import { readBars } from "./query_bars.ts";
+import { openQueryEngine } from "./query_engine.ts";
+import { storedBarSeries, storedInventory } from "./query_inventory.ts";
 
 const SYMBOLS = ["AAPL", "MSFT", "SPY"];
 

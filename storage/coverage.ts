@@ -6,7 +6,7 @@
  */
 import type { Timeframe } from "../core/types.ts";
 import type { DayCount } from "../core/validate_gaps.ts";
-import type { QueryEngine } from "./query.ts";
+import type { QueryEngine } from "./query_engine.ts";
 import { readDayCounts } from "./reports_gaps.ts";
 
 /**

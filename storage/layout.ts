@@ -37,11 +37,6 @@ export const PARTITION_FILE = "data.parquet";
 /** Prefix of temporary files in partition directories; they never end in `.parquet`. */
 export const TEMP_PREFIX = ".tmp-";
 
-/** The period a partition holds: the year of the trading date. */
-export function partitionPeriod(_timeframe: Timeframe, tradingDate: string): string {
-  return tradingDate.slice(0, 4);
-}
-
 /**
  * The partition folder of a timeframe, symbol and trading date, relative to the data directory,
  * in the bars tree or the quarantine: `bars/timeframe=1m/symbol=AAPL/year=2024`.

@@ -5,7 +5,6 @@ import {
   newFileName,
   parsePartitionPath,
   partitionDir,
-  partitionPeriod,
   timeframeDir,
   walkParquetFiles,
 } from "./layout.ts";
@@ -20,8 +19,6 @@ Deno.test("partitionDir() gives the same year folder for every timeframe, in bot
     join("quarantine", "timeframe=1d", "symbol=SPY", "year=2024"),
   );
   assert.equal(timeframeDir("/d", "4h"), join("/d", "bars", "timeframe=4h"));
-  assert.equal(partitionPeriod("1d", "2024-03-04"), "2024");
-  assert.equal(partitionPeriod("4h", "2024-03-04"), "2024");
   assert.match(
     newFileName("2024-03-04", "2024-03-08"),
     /^2024-03-04_2024-03-08-[0-9a-f]{8}\.parquet$/,

@@ -9,7 +9,7 @@
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { join } from "node:path";
-import type { Timeframe } from "../core/types.ts";
+import { parseTimeframe, type Timeframe } from "../core/types.ts";
 import { pathExists } from "./fs.ts";
 import type { PartitionTree } from "./layout.ts";
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
@@ -89,9 +89,15 @@ export function listFilePaths(
 
 /**
  * Makes `add` live and `remove` (relative paths) gone in one transaction. The files of `add`
- * must already be in place under their final names.
+ * must already be in place under their final names. `also` runs last in the same transaction,
+ * for metadata that must change with the files (a prune forgets the days it removed).
  */
-export function commitFiles(db: DatabaseSync, add: readonly BarFile[], remove: readonly string[]) {
+export function commitFiles(
+  db: DatabaseSync,
+  add: readonly BarFile[],
+  remove: readonly string[],
+  also?: () => void,
+) {
   transaction(db, () => {
     db.prepare("UPDATE manifest_version SET version = version + 1 WHERE id = 1").run();
     const drop = db.prepare("DELETE FROM bar_files WHERE path = ?");
@@ -118,6 +124,7 @@ export function commitFiles(db: DatabaseSync, add: readonly BarFile[], remove: r
         file.createdAt,
       );
     }
+    also?.();
   });
 }
 
@@ -188,7 +195,7 @@ function _fileFrom(row: Record<string, SQLInputValue>): BarFile {
   return {
     path: row.path as string,
     tree: row.tree as PartitionTree,
-    timeframe: row.timeframe as Timeframe,
+    timeframe: parseTimeframe(row.timeframe),
     symbol: row.symbol as string,
     year: Number(row.year),
     firstDate: row.first_date as string,

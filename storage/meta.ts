@@ -11,7 +11,7 @@ import type {
   TaskRecord,
   TaskResult,
 } from "../core/jobs.ts";
-import type { Timeframe } from "../core/types.ts";
+import { parseTimeframe, type Timeframe } from "../core/types.ts";
 import { unwritableBy, unwritableDirOf } from "./disk.ts";
 import { pathExists } from "./fs.ts";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
@@ -227,6 +227,15 @@ function _checkNotNewer(db: DatabaseSync, migrations: readonly Migration[] = MIG
   }
 }
 
+/** A stored series: what one source holds of one symbol and timeframe, by coverage. */
+export interface BarSeries {
+  source: SourceKey;
+  symbol: string;
+  /** First and last trading date recorded as ingested (with bars or known empty). */
+  first: string;
+  last: string;
+}
+
 /** Identity of this process in the `processes` table. */
 export interface ProcessInfo {
   id: string;
@@ -364,6 +373,31 @@ export class MetaStore {
       out.set(symbol, days);
     }
     return out;
+  }
+
+  /**
+   * The stored series (source, timeframe, symbol) with the first and last trading date of their
+   * coverage, from `ingested_days`; optionally only those of `timeframe` and `symbols`.
+   */
+  storedSeries(
+    filter: { timeframe?: Timeframe; symbols?: readonly string[] } = {},
+  ): BarSeries[] {
+    const wanted = filter.symbols ? new Set(filter.symbols) : undefined;
+    return this.db.prepare(
+      `SELECT source, timeframe, symbol, min(trading_date) AS first, max(trading_date) AS last
+       FROM ingested_days WHERE ? IS NULL OR timeframe = ?
+       GROUP BY source, timeframe, symbol ORDER BY source, timeframe, symbol`,
+    ).all(filter.timeframe ?? null, filter.timeframe ?? null)
+      .filter((row) => wanted === undefined || wanted.has(row.symbol as string))
+      .map((row) => ({
+        source: {
+          ...parseSourceLabel(row.source as string),
+          timeframe: parseTimeframe(row.timeframe),
+        },
+        symbol: row.symbol as string,
+        first: row.first as string,
+        last: row.last as string,
+      }));
   }
 
   /** The newest unfinished job with this request key that no live process owns. */
@@ -600,44 +634,6 @@ export class MetaStore {
     return `${row?.n ?? 0}:${row?.at ?? 0}:${row?.files ?? 0}`;
   }
 
-  /**
-   * Recorded coverage of a symbol per timeframe and trading date within [start, end]: the most
-   * bars any source stored that day (0 when the provider had none).
-   */
-  coverageDays(
-    symbol: string,
-    options: { timeframe?: Timeframe; start: string; end: string },
-  ): { timeframe: Timeframe; tradingDate: string; bars: number }[] {
-    const byTimeframe = options.timeframe === undefined ? "" : "AND timeframe = ?";
-    const params: SQLInputValue[] = [symbol, options.start, options.end];
-    if (options.timeframe !== undefined) params.push(options.timeframe);
-    return this.db.prepare(
-      `SELECT timeframe, trading_date, max(bars) AS bars FROM ingested_days
-       WHERE symbol = ? AND trading_date BETWEEN ? AND ? ${byTimeframe}
-       GROUP BY timeframe, trading_date ORDER BY trading_date, timeframe`,
-    ).all(...params).map((row) => ({
-      timeframe: row.timeframe as Timeframe,
-      tradingDate: row.trading_date as string,
-      bars: Number(row.bars),
-    }));
-  }
-
-  /** Per timeframe of a symbol: first and last recorded trading date and days with bars. */
-  coverageSummary(
-    symbol: string,
-  ): { timeframe: Timeframe; firstDay: string; lastDay: string; daysWithBars: number }[] {
-    return this.db.prepare(
-      `SELECT timeframe, min(trading_date) AS first_day, max(trading_date) AS last_day,
-         count(DISTINCT CASE WHEN bars > 0 THEN trading_date END) AS days
-       FROM ingested_days WHERE symbol = ? GROUP BY timeframe ORDER BY timeframe`,
-    ).all(symbol).map((row) => ({
-      timeframe: row.timeframe as Timeframe,
-      firstDay: row.first_day as string,
-      lastDay: row.last_day as string,
-      daysWithBars: Number(row.days),
-    }));
-  }
-
   /** Stop the heartbeat, drop this process's locks and row, and close the database. */
   close(): void {
     clearInterval(this.#heartbeat);
@@ -667,6 +663,31 @@ export function sourceLabel(source: Omit<SourceKey, "timeframe">): string {
   const params = Object.entries(source.params).sort(([a], [b]) => a.localeCompare(b));
   const suffix = params.length === 0 ? "" : "?" + params.map(([k, v]) => `${k}=${v}`).join("&");
   return `${source.provider}/${source.feed}/${source.adjustment}${suffix}`;
+}
+
+/** The source of {@link sourceLabel}'s text: provider, feed, adjustment and params. */
+export function parseSourceLabel(label: string): Omit<SourceKey, "timeframe"> {
+  const [path, query] = label.split("?", 2);
+  const [provider, feed, adjustment, extra] = path.split("/");
+  if (
+    provider === undefined || feed === undefined || adjustment === undefined || extra !== undefined
+  ) {
+    throw new Error(
+      `Cannot read the coverage source "${label}": expected provider/feed/adjustment`,
+    );
+  }
+  const params: SourceKey["params"] = {};
+  for (const pair of query ? query.split("&") : []) {
+    const at = pair.indexOf("=");
+    const text = pair.slice(at + 1);
+    // Values were written with String(): a number or boolean that prints back the same is one.
+    params[pair.slice(0, at)] = text === "true" || text === "false"
+      ? text === "true"
+      : text !== "" && String(Number(text)) === text
+      ? Number(text)
+      : text;
+  }
+  return { provider, feed, adjustment, params };
 }
 
 /** A job id (also the stamp of report and aggregation ids): date, time and a random suffix, sortable and short, e.g. `20240304-153012-7f3a`. */
@@ -706,7 +727,7 @@ function _jobFrom(row: Row): JobRecord {
     provider: row.provider as string,
     feed: row.feed as string,
     adjustment: row.adjustment as string,
-    timeframe: row.timeframe as Timeframe,
+    timeframe: parseTimeframe(row.timeframe),
     symbols: JSON.parse(row.symbols as string),
     start: row.start_date as string,
     end: row.end_date as string,

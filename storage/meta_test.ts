@@ -9,6 +9,7 @@ import {
   migrationStatus,
   newJobId,
   openDatabase,
+  parseSourceLabel,
   processStartMarker,
   sourceLabel,
 } from "./meta.ts";
@@ -759,4 +760,52 @@ Deno.test("newJobId() is a sortable UTC date-time with a random suffix", () => {
   const id = newJobId(Date.UTC(2024, 10, 25, 19, 15, 0));
   assert.match(id, /^20241125-191500-[0-9a-f]{4}$/);
   assert.ok(newJobId(Date.UTC(2024, 10, 25, 19, 15, 1)) > id);
+});
+
+Deno.test("MetaStore.storedSeries() lists each source's symbols with their coverage range", async () => {
+  await withMeta((meta) => {
+    const insert = meta.db.prepare(
+      "INSERT INTO ingested_days (source, timeframe, symbol, trading_date, bars, job_id, ingested_at) VALUES (?, ?, ?, ?, 1, 'j', 0)",
+    );
+    const fake = {
+      provider: "fake",
+      feed: "sip",
+      adjustment: "raw",
+      params: { seed: 7, gapRate: 0.01 },
+    };
+    for (const day of ["2024-03-04", "2024-03-05", "2024-03-08"]) {
+      insert.run(sourceLabel(fake), "1m", "AAPL", day);
+    }
+    insert.run(sourceLabel(fake), "1d", "AAPL", "2024-03-01");
+    insert.run("alpaca/iex/split", "1m", "MSFT", "2024-03-06");
+    assert.deepEqual(meta.storedSeries({ timeframe: "1m" }), [
+      {
+        source: {
+          provider: "alpaca",
+          feed: "iex",
+          adjustment: "split",
+          params: {},
+          timeframe: "1m",
+        },
+        symbol: "MSFT",
+        first: "2024-03-06",
+        last: "2024-03-06",
+      },
+      {
+        source: { ...fake, timeframe: "1m" },
+        symbol: "AAPL",
+        first: "2024-03-04",
+        last: "2024-03-08",
+      },
+    ]);
+    assert.deepEqual(meta.storedSeries({ symbols: ["AAPL"] }).map((s) => s.source.timeframe), [
+      "1d",
+      "1m",
+    ]);
+    // The label is read back exactly: the same text, numbers as numbers.
+    const [series] = meta.storedSeries({ timeframe: "1d" });
+    assert.equal(sourceLabel(series.source), sourceLabel(fake));
+    assert.equal(series.source.params.seed, 7);
+    assert.throws(() => parseSourceLabel("fake/sip"), /expected provider\/feed\/adjustment/);
+  });
 });

@@ -22,6 +22,7 @@ export {
   manifestVersion,
 } from "./manifest.ts";
 export {
+  type BarSeries,
   isReadOnly,
   META_FILE,
   MetaStore,
@@ -32,36 +33,46 @@ export {
   openExistingMigrated,
   openMigrated,
   openReadOnlyDatabase,
+  parseSourceLabel,
   sourceLabel,
 } from "./meta.ts";
 export { type Migration, MIGRATIONS } from "./migrations.ts";
 export { SCHEMA_VERSION, writeBars } from "./partitions.ts";
 export {
+  DEFAULT_QUERY_TIMEOUT_MS,
+  openQueryEngine,
+  type QueryEngine,
+  QueryTimeoutError,
+} from "./query_engine.ts";
+export { QueryRejectedError, QuerySqlError } from "./query_guard.ts";
+export { countQueryRows, type QueryResult, runQuery, writeQueryParquet } from "./query.ts";
+export {
+  checkExportColumns,
+  EXPORT_FORMATS,
+  exportBars,
+  type ExportBarsOptions,
+  type ExportFormat,
+  type ExportProgress,
+  type ExportRequest,
+  type ExportSummary,
+} from "./export.ts";
+export { formatCsv, formatJson, formatTable } from "./query_format.ts";
+export {
   type BarColumns,
   type BarLineageColumns,
   barsPageEnd,
   type BarsRequest,
-  type CorruptSeriesFile,
-  DEFAULT_QUERY_TIMEOUT_MS,
   exportBarsParquet,
-  formatCsv,
-  formatJson,
-  formatTable,
-  openQueryEngine,
-  type QueryEngine,
-  QueryRejectedError,
-  type QueryResult,
-  QuerySqlError,
-  QueryTimeoutError,
   readBars,
   type ReadBarsOptions,
-  runQuery,
+} from "./query_bars.ts";
+export {
+  type CorruptSeriesFile,
   type StoredBarSeries,
   storedBarSeries,
   type StoredInventory,
   storedInventory,
-  writeQueryParquet,
-} from "./query.ts";
+} from "./query_inventory.ts";
 export {
   checkOutputPath,
   type CheckOutputPathOptions,
@@ -135,6 +146,13 @@ export {
   replacePartition,
 } from "./partitions.ts";
 export {
+  pruneBars,
+  type PrunedPartition,
+  type PruneOptions,
+  type PruneSelection,
+  type PruneSummary,
+} from "./prune.ts";
+export {
   type QuarantinedBar,
   quarantineDir,
   readQuarantine,
@@ -153,7 +171,13 @@ export {
   type ValidationReportRecord,
 } from "./reports.ts";
 export { readBarRows, type StoredRow } from "./reports_bars.ts";
-export { readDayCounts, readKnownEmptyDays } from "./reports_gaps.ts";
+export {
+  findStoredGaps,
+  type FindStoredGapsOptions,
+  readDayCounts,
+  readKnownEmptyDays,
+  type StoredGaps,
+} from "./reports_gaps.ts";
 export { readStoredDayCounts } from "./coverage.ts";
 export {
   aggregateIngested,

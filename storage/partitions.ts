@@ -147,6 +147,8 @@ export interface PartitionChange<T> {
   replaces: readonly BarFile[];
   /** Whether `temp` was written; a file of no rows is not kept either. */
   wrote: boolean;
+  /** Metadata changes to commit in the manifest's transaction (see `commitFiles`). */
+  metadata?: () => void;
 }
 
 /**
@@ -396,8 +398,13 @@ async function _change<T>(
         await Deno.remove(temp);
       }
     }
-    if (added !== undefined || change.replaces.length > 0) {
-      commitFiles(writer.meta.db, added ? [added] : [], change.replaces.map((file) => file.path));
+    if (added !== undefined || change.replaces.length > 0 || change.metadata) {
+      commitFiles(
+        writer.meta.db,
+        added ? [added] : [],
+        change.replaces.map((file) => file.path),
+        change.metadata,
+      );
       final = undefined; // committed: it stays
       for (const file of change.replaces) {
         // Not in the manifest any more: if it cannot go now, the next writer removes it.

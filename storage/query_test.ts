@@ -6,18 +6,9 @@ import { BAR_COLUMNS, createBarViews, openDuckDB, sqlString } from "./duckdb.ts"
 import { newFileName, partitionDir } from "./layout.ts";
 import { listFiles } from "./manifest.ts";
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
-import {
-  formatCsv,
-  formatJson,
-  formatTable,
-  openQueryEngine,
-  QueryRejectedError,
-  type QueryResult,
-  QuerySqlError,
-  QueryTimeoutError,
-  runQuery,
-  writeQueryParquet,
-} from "./query.ts";
+import { runQuery, writeQueryParquet } from "./query.ts";
+import { openQueryEngine, QueryTimeoutError } from "./query_engine.ts";
+import { QueryRejectedError, QuerySqlError } from "./query_guard.ts";
 
 /**
  * Bars of one symbol: `count` one-minute (or one-day) bars from `start`, with the columns of a
@@ -391,13 +382,11 @@ Deno.test("runQuery() interrupts a slow query at the timeout or on abort", async
   const engine = await openQueryEngine(dataDir, { threads: 1 });
   const slow = "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b";
   try {
-    const started = performance.now();
     await assert.rejects(runQuery(engine, slow, { timeoutMs: 200 }), (error) => {
       assert.ok(error instanceof QueryTimeoutError);
       assert.equal(error.message, "Query timed out after 200 ms");
       return true;
     });
-    assert.ok(performance.now() - started < 5000, "interrupted long before completion");
 
     const controller = new AbortController();
     const reason = new Error("user pressed Ctrl-C");
@@ -411,59 +400,6 @@ Deno.test("runQuery() interrupts a slow query at the timeout or on abort", async
     engine.close();
     await Deno.remove(dataDir, { recursive: true });
   }
-});
-
-Deno.test("formatTable(), formatCsv() and formatJson() render a small result", () => {
-  const result: QueryResult = {
-    columns: [
-      { name: "symbol", type: "VARCHAR" },
-      { name: "n", type: "BIGINT" },
-      { name: "close", type: "DOUBLE" },
-      { name: "note", type: "VARCHAR" },
-    ],
-    rows: [
-      ["AAPL", 3, 171.25, 'said "hi", left'],
-      ["MSFT", 12, null, "two\nlines"],
-    ],
-    rowCount: 2,
-    truncated: false,
-  };
-  assert.equal(
-    formatTable(result),
-    [
-      "symbol   n   close  note",
-      "------  --  ------  ---------------",
-      'AAPL     3  171.25  said "hi", left',
-      "MSFT    12    NULL  two\\nlines",
-      "(2 rows)",
-      "",
-    ].join("\n"),
-  );
-  assert.equal(
-    formatTable({ ...result, rows: result.rows.slice(0, 1), rowCount: 1, truncated: true }),
-    [
-      "symbol  n   close  note",
-      "------  -  ------  ---------------",
-      'AAPL    3  171.25  said "hi", left',
-      "(1 row shown, more available: raise --limit)",
-      "",
-    ].join("\n"),
-  );
-  assert.equal(
-    formatCsv(result),
-    'symbol,n,close,note\nAAPL,3,171.25,"said ""hi"", left"\nMSFT,12,,"two\nlines"\n',
-  );
-  assert.equal(
-    formatJson(result),
-    "[\n" +
-      '  {"symbol":"AAPL","n":3,"close":171.25,"note":"said \\"hi\\", left"},\n' +
-      '  {"symbol":"MSFT","n":12,"close":null,"note":"two\\nlines"}\n' +
-      "]\n",
-  );
-  const empty = { ...result, rows: [], rowCount: 0 };
-  assert.equal(formatJson(empty), "[]\n");
-  assert.equal(formatCsv(empty), "symbol,n,close,note\n");
-  assert.match(formatTable(empty), /\n\(0 rows\)\n$/);
 });
 
 Deno.test("writeQueryParquet() writes the result atomically and refuses writes", async () => {

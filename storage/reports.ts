@@ -6,7 +6,7 @@
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { join } from "node:path";
-import type { Timeframe } from "../core/types.ts";
+import { parseTimeframe, type Timeframe } from "../core/types.ts";
 import type { Finding, Severity } from "../core/validate.ts";
 import { newJobId } from "./meta.ts";
 
@@ -253,7 +253,7 @@ function _recordFrom(row: Record<string, SQLInputValue>): ValidationReportRecord
     id: row.id as string,
     createdAt: Number(row.created_at),
     jobId: row.job_id as string | null,
-    timeframe: row.timeframe as Timeframe,
+    timeframe: parseTimeframe(row.timeframe),
     symbols: JSON.parse(row.symbols as string),
     start: row.start_date as string,
     end: row.end_date as string,

@@ -5,7 +5,7 @@
  * @module
  */
 import type { DuckDBConnection } from "@duckdb/node-api";
-import type { Bar, Session, Timeframe } from "../core/types.ts";
+import { type Bar, parseTimeframe, type Session } from "../core/types.ts";
 import { readFilesSql, sqlString } from "./duckdb.ts";
 
 /** Options of {@link readBarRows}. */
@@ -101,7 +101,7 @@ export async function readBarsFrom(
       rows.push({
         bar: {
           symbol: source[0],
-          timeframe: source[1] as Timeframe,
+          timeframe: parseTimeframe(source[1]),
           ts: v[0].getItem(k) as number,
           open: v[1].getItem(k) as number,
           high: v[2].getItem(k) as number,

@@ -6,11 +6,139 @@
  */
 import type { DuckDBConnection } from "@duckdb/node-api";
 import type { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
 import type { Timeframe } from "../core/types.ts";
-import type { DayCount } from "../core/validate_gaps.ts";
+import { type DayCount, findGaps, type SymbolGaps } from "../core/validate_gaps.ts";
 import { corruptFileError } from "./corrupt.ts";
-import { readFilesSql, sqlString } from "./duckdb.ts";
-import { listPartitionFiles } from "./manifest.ts";
+import { openDuckDB, readFilesSql, sqlString } from "./duckdb.ts";
+import { pathExists } from "./fs.ts";
+import { listPartitionFiles, listStoredSymbols } from "./manifest.ts";
+import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
+
+/** The widest span of trading dates the calendar knows. */
+const _ALL_DATES = { start: "1990-01-01", end: "2100-12-31" };
+
+/** Options of {@link findStoredGaps}. */
+export interface FindStoredGapsOptions {
+  timeframe: Timeframe;
+  /** Symbols to judge; default every symbol with `timeframe` bars or coverage. */
+  symbols?: readonly string[];
+  /** Dates to judge; default each symbol's own stored range, from its first stored session. */
+  range?: { start: string; end: string };
+  /** Last date that can be judged: later sessions have not closed, so they are never gaps. */
+  until?: string;
+  /** Smallest acceptable share of a regular session's bars, 0-1; default 0.9. */
+  minCoverage?: number;
+  signal?: AbortSignal;
+}
+
+/** Gaps of one symbol over the dates judged (`start`/`end` absent when it has nothing stored). */
+export interface StoredGaps extends SymbolGaps {
+  start?: string;
+  end?: string;
+}
+
+/**
+ * The gap report of a data directory, read without creating or migrating anything: per symbol,
+ * the trading days with no bar and those with too little of their regular session, judged over
+ * `range` or each symbol's own stored range (bars or coverage, any source).
+ *
+ * @example
+ * ```ts
+ * const gaps = await findStoredGaps("./data", { timeframe: "1m" });
+ * for (const g of gaps) console.log(g.symbol, g.start, g.end, g.missing);
+ * ```
+ */
+export async function findStoredGaps(
+  dataDir: string,
+  options: FindStoredGapsOptions,
+): Promise<StoredGaps[]> {
+  const { timeframe, range, until } = options;
+  const span = range ?? _ALL_DATES;
+  let knownEmpty = new Map<string, Set<string>>();
+  let covered = new Map<string, { first: string; last: string }>();
+  let symbols = options.symbols
+    ? [...options.symbols]
+    : await listStoredSymbols(dataDir, "bars", timeframe);
+  const metaPath = join(dataDir, META_FILE);
+  if (await pathExists(metaPath)) {
+    const db = openReadOnlyDatabase(metaPath);
+    try {
+      covered = _coverageRanges(db, timeframe);
+      if (!options.symbols) symbols = [...new Set([...symbols, ...covered.keys()])].sort();
+      knownEmpty = readKnownEmptyDays(db, timeframe, symbols, span.start, span.end);
+    } finally {
+      db.close();
+    }
+  }
+  const duckdb = await openDuckDB({});
+  const results: StoredGaps[] = [];
+  try {
+    const connection = await duckdb.connect();
+    try {
+      for (const symbol of symbols) {
+        options.signal?.throwIfAborted();
+        const counts = await readDayCounts(
+          connection,
+          dataDir,
+          timeframe,
+          symbol,
+          span.start,
+          span.end,
+        );
+        let start = range?.start;
+        let end = range?.end;
+        if (range === undefined) {
+          const dates = [
+            covered.get(symbol)?.first,
+            covered.get(symbol)?.last,
+            counts[0]?.date,
+            counts.at(-1)?.date,
+          ]
+            .filter((d): d is string => d !== undefined).sort();
+          start = dates[0];
+          end = dates.at(-1);
+        }
+        if (end !== undefined && until !== undefined && end > until) end = until;
+        if (start === undefined || end === undefined || start > end) {
+          const none = { tradingDays: 0, daysWithData: 0, missing: [], knownEmpty: [] };
+          results.push({ symbol, ...none, lowCoverage: [], start, end });
+          continue;
+        }
+        results.push({
+          ...findGaps(symbol, start, end, counts, {
+            timeframe,
+            minCoverage: options.minCoverage,
+            knownEmpty: knownEmpty.get(symbol),
+          }),
+          start,
+          end,
+        });
+      }
+    } finally {
+      connection.closeSync();
+    }
+  } finally {
+    duckdb.closeSync();
+  }
+  return results;
+}
+
+/** First and last trading date each symbol's `timeframe` coverage holds, from any source. */
+function _coverageRanges(
+  db: DatabaseSync,
+  timeframe: Timeframe,
+): Map<string, { first: string; last: string }> {
+  return new Map(
+    db.prepare(
+      `SELECT symbol, min(trading_date) AS first, max(trading_date) AS last FROM ingested_days
+       WHERE timeframe = ? GROUP BY symbol`,
+    ).all(timeframe).map((row) => [
+      row.symbol as string,
+      { first: row.first as string, last: row.last as string },
+    ]),
+  );
+}
 
 /** Bars per trading date of `symbol` within [start, end] (dates without bars are absent). */
 export async function readDayCounts(

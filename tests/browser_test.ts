@@ -8,8 +8,22 @@ import { fileURLToPath } from "node:url";
 import { chromium, type Page } from "playwright-core";
 import { filledDataDir, startServe } from "./web_fixture.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const OUTPUT = fileURLToPath(new URL("./output/", import.meta.url));
+
+/** `chromium` on PATH, as `.ci/run` looks it up (`command -v chromium`), else Debian's path. */
+async function findChromium(): Promise<string> {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (dir === "") continue;
+    const path = `${dir}/chromium`;
+    try {
+      const info = await Deno.stat(path);
+      if (info.isFile && (info.mode ?? 0) & 0o111) return path;
+    } catch {
+      // Not in this directory: try the next one.
+    }
+  }
+  return "/usr/bin/chromium";
+}
 
 /** Pixels of the chart's canvases that differ from the white background. */
 async function inkedPixels(page: Page): Promise<number> {
@@ -32,17 +46,18 @@ async function inkedPixels(page: Page): Promise<number> {
 }
 
 Deno.test("dashboard in a headless browser: search, chart, timeframe switch, web ingest", async () => {
+  const executablePath = await findChromium();
   try {
-    await Deno.stat(CHROMIUM);
+    await Deno.stat(executablePath);
   } catch {
-    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
+    throw new Error(`${executablePath} is missing: apt-get install -y chromium`);
   }
   await Deno.mkdir(OUTPUT, { recursive: true });
   const dir = await filledDataDir();
   const serve = await startServe(["--data-dir", dir]);
   const profile = await Deno.makeTempDir({ prefix: "mp-chromium-" });
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     viewport: { width: 1280, height: 900 },
     args: [

@@ -617,12 +617,12 @@ Deno.test("jobs show, providers, migrate and query formats report what is stored
   assert.equal(shown.code, 0, shown.stderr);
   assert.match(shown.stdout, new RegExp(`Job ${jobId}: succeeded`));
   assert.match(shown.stdout, /BRK\.B\s+2024-03-04\.\.2024-03-04\s+1\s+done/);
-  const detail = json<{ tasks: { status: string; barsWritten: number }[] }>(
+  const detail = json<{ tasks: { status: string; bars_written: number }[] }>(
     await runCli(["jobs", "show", jobId, "--json", "--data-dir", dir]),
   );
   assert.deepEqual(detail.tasks.map((t) => t.status), ["done"]);
   // 1h buckets anchored at 09:30: 04:00, 04:30..08:30 (6 pre), 09:30..15:30 (7 regular), 16:00..19:30 (5 post).
-  assert.equal(detail.tasks[0].barsWritten, 18);
+  assert.equal(detail.tasks[0].bars_written, 18);
   const missing = await runCli(["jobs", "show", "nope", "--data-dir", dir]);
   assert.equal(missing.code, 2);
 

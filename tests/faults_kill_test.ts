@@ -117,7 +117,7 @@ Deno.test("kill -9 at seeded moments of ingest, force, aggregate and compact; re
     await copyTree(ingested, compacted);
     const compactMs = await run(["compact"], compacted);
     assert.equal(liveFileCount(compacted), 8, "one file per symbol-year after compact");
-    assert.ok(liveFileCount(ingested) > 8);
+    assert.ok(liveFileCount(ingested) > 8, "the ingest leaves several files per symbol-year");
     const expected = {
       ingest: await fingerprint(ingested),
       force: await fingerprint(forced),
@@ -144,7 +144,7 @@ Deno.test("kill -9 at seeded moments of ingest, force, aggregate and compact; re
         cases: 3,
         ms: aggregateMs,
       },
-      // The ingest leaves one file per task (month) in each symbol-year: compact merges them.
+      // The ingest leaves one file per task in each symbol-year: compact merges them.
       {
         name: "compact",
         key: "ingest",
@@ -164,17 +164,32 @@ Deno.test("kill -9 at seeded moments of ingest, force, aggregate and compact; re
         `aggregate ${Math.round(aggregateMs)} ms`,
     );
     for (const entry of matrix) {
-      for (let i = 0; i < entry.cases; i++) {
-        // A moment inside the work: after the first progress line, within a clean run's length.
-        const delay = Math.round(next() * entry.ms);
+      // Moments inside the work: after the first progress line, within a clean run's length; and
+      // one right after the command's first manifest commit, which is always inside a write.
+      const moments: (number | "first commit")[] = [];
+      for (let i = 0; i < entry.cases; i++) moments.push(Math.round(next() * entry.ms));
+      moments.push("first commit");
+      for (const moment of moments) {
         const dir = join(root, `case-${index++}`);
+        const when = moment === "first commit"
+          ? "right after its first manifest commit"
+          : `${moment} ms into the work (seed ${SEED})`;
         await t.step(
-          `${entry.name}: SIGKILL ${delay} ms into the work (seed ${SEED})`,
+          `${entry.name}: SIGKILL ${when}`,
           async () => {
             if (entry.before !== undefined) await copyTree(entry.before, dir);
+            const initial = Math.max(manifestVersion(dir), 0);
             const { child, started, done } = startCli(entry.args, dir);
             await started;
-            await new Promise((resolve) => setTimeout(resolve, delay));
+            if (moment === "first commit") {
+              let finished = false;
+              done.then(() => (finished = true));
+              while (!finished && manifestVersion(dir) <= initial) {
+                await new Promise((resolve) => setTimeout(resolve, 2));
+              }
+            } else {
+              await new Promise((resolve) => setTimeout(resolve, moment));
+            }
             try {
               child.kill("SIGKILL");
             } catch {
@@ -183,9 +198,7 @@ Deno.test("kill -9 at seeded moments of ingest, force, aggregate and compact; re
             await done;
             // Where the kill landed: before any write, after the last one, or in between.
             const state = await fingerprint(dir);
-            const before = entry.before === undefined
-              ? []
-              : expected[entry.before === ingested ? "ingest" : entry.key];
+            const before = entry.before === undefined ? [] : expected.ingest; // the clean ingest
             // compact keeps every value: where it landed shows in the number of live files.
             const landed = entry.name === "compact"
               ? _compactLanding(liveFileCount(dir), liveFileCount(ingested))
@@ -236,6 +249,15 @@ Deno.test("kill -9 at seeded moments of ingest, force, aggregate and compact; re
 
 function _sameRows(a: unknown[], b: unknown[]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The manifest's version (one more per commit), or -1 before the database exists. */
+function manifestVersion(dataDir: string): number {
+  try {
+    return Number(metaQuery(dataDir, "SELECT version FROM manifest_version")[0].version);
+  } catch {
+    return -1;
+  }
 }
 
 function liveFileCount(dataDir: string): number {

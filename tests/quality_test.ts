@@ -112,10 +112,10 @@ Deno.test("ingest quarantines injected bad bars by rule, stores the good ones, a
   // the warnings found in the stored ones.
   const validate = await runCli(["validate", summary.job.id, "--json", "--data-dir", dir]);
   assert.equal(validate.code, 0, validate.stderr);
-  const report = json<{ id: string; bars: number; errors: number; warnings: number; path: string }>(
-    validate,
-  );
-  assert.equal(report.bars, generated - errors.length);
+  const report = json<
+    { id: string; bars_checked: number; errors: number; warnings: number; path: string }
+  >(validate);
+  assert.equal(report.bars_checked, generated - errors.length);
   assert.equal(report.errors, errors.length);
   assert.deepEqual(
     await reportKeys(dir, report.id),
@@ -206,9 +206,11 @@ Deno.test("validate forgets quarantined bars a forced re-ingest fixed, refuses s
     dir,
   ]);
   assert.equal(after.code, 0, after.stdout + after.stderr);
-  const clean = json<{ id: string; errors: number; quarantined: number; bars: number }>(after);
+  const clean = json<{ id: string; errors: number; quarantined: number; bars_checked: number }>(
+    after,
+  );
   assert.deepEqual([clean.errors, clean.quarantined], [0, 0]);
-  assert.ok(clean.bars > 900, `${clean.bars} bars`);
+  assert.ok(clean.bars_checked > 900, `${clean.bars_checked} bars`);
 
   const [newest, oldest] = await reports();
   assert.equal(newest.id, clean.id);
@@ -652,13 +654,13 @@ Deno.test("a provider's own daily bars stay stored and validate --cross-check co
       dir,
     ]);
     assert.equal(result.code, 0, result.stderr);
-    return json<{ id: string; bars: number; warnings: number; rules: Record<string, number> }>(
-      result,
-    );
+    return json<
+      { id: string; bars_checked: number; warnings: number; rules: Record<string, number> }
+    >(result);
   };
   // The fake provider's daily bars are its 1m bars rolled up: they agree.
   const agree = await check();
-  assert.deepEqual([agree.bars, agree.warnings], [5, 0]);
+  assert.deepEqual([agree.bars_checked, agree.warnings], [5, 0]);
 
   // Daily bars from a feed with 20% fewer minutes disagree on volume.
   const other = await ingest(["--timeframe", "1d", "--fake-gap-rate", "0.2", "--force"]);

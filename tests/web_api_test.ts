@@ -475,24 +475,27 @@ Deno.test("REST API", async (t) => {
         assert.ok(list.reports[0].quarantined > 0);
         const report = await jsonOf<{
           id: string;
-          rules: { rule: string; severity: string; count: number }[];
-          bars: { symbol: string; rule: string }[];
-          bars_total: number;
+          rules: Record<string, number>;
+          rows: { symbol: string; rule: string }[];
+          rows_total: number;
+          path: string;
           files: string[];
         }>(await get(`/api/validation/reports/${id}`));
         assert.equal(report.id, id);
-        assert.ok(report.rules.length > 0);
+        const rules = Object.keys(report.rules);
+        assert.ok(rules.length > 0);
         assert.equal(
-          report.rules.reduce((n, r) => n + r.count, 0),
-          report.bars_total,
+          Object.values(report.rules).reduce((n, count) => n + count, 0),
+          report.rows_total,
           "per-rule counts add up to the offending bars",
         );
-        assert.ok(report.bars.every((bar) => bar.symbol === "BADX"));
+        assert.ok(report.rows.every((bar) => bar.symbol === "BADX"));
+        assert.equal(report.path, `reports/validation/${id}`);
         assert.deepEqual(report.files, [`reports/validation/${id}/BADX.csv`]);
         const listPage = await (await get("/validation")).text();
         assert.match(listPage, new RegExp(`href="/validation/${id}"`));
         const detailPage = await (await get(`/validation/${id}`)).text();
-        assert.match(detailPage, new RegExp(`<td>${report.rules[0].rule}</td>`));
+        assert.match(detailPage, new RegExp(`<td>${rules[0]}</td>`));
         await errorOf(await get("/api/validation/reports/v20990101-000000-0000"), 404);
         await errorOf(await get("/api/validation/reports/a..b"), 400);
         await errorOf(await get("/api/validation/reports?limit=0"), 400);
@@ -616,6 +619,39 @@ Deno.test("REST API", async (t) => {
           ),
         ].sort();
         assert.deepEqual(routes, documented);
+      },
+    );
+
+    await t.step(
+      "every route takes exactly the query and path parameters /api/openapi.json lists",
+      async () => {
+        const doc = await jsonOf<{
+          paths: Record<string, Record<string, { parameters?: { name: string; in: string }[] }>>;
+        }>(await get("/api/openapi.json"));
+        const samples: Record<string, string> = {
+          symbol: "AAPL",
+          id: "20240101-000000-abcd",
+          name: "app.css",
+        };
+        for (const [path, item] of Object.entries(doc.paths)) {
+          const inPath = [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]);
+          for (const [method, operation] of Object.entries(item)) {
+            const route = `${method.toUpperCase()} ${path}`;
+            const documented = (kind: string) =>
+              (operation.parameters ?? []).filter((p) => p.in === kind).map((p) => p.name);
+            assert.deepEqual(documented("path"), inPath, route);
+            // The refusal of an unknown parameter lists the ones the route knows.
+            const url = path.replace(/\{(\w+)\}/g, (_, name) => samples[name]);
+            const response = await app.request(`${url}?unknownparameter=1`, {
+              method: method.toUpperCase(),
+            });
+            assert.equal(response.status, 400, route);
+            const known = /Unknown parameter \S*unknownparameter\S*: expected ([\w, ]+)/
+              .exec(await response.text())?.[1];
+            assert.ok(known !== undefined, route);
+            assert.deepEqual(known === "none" ? [] : known.split(", "), documented("query"), route);
+          }
+        }
       },
     );
   } finally {

@@ -1,5 +1,5 @@
 /** Shared fixtures of the web tests: a data directory filled by fake ingests, and a server on it. */
-import { buildIngestRequest } from "../cli/ingest.ts";
+import { buildIngestRequest } from "../providers/ingest_request.ts";
 import { tradingDays } from "../core/calendar.ts";
 import { ingest } from "../core/ingest.ts";
 import { generateFakeDay } from "../providers/mod.ts";

@@ -3,7 +3,7 @@
  * `marketpipe gaps` does, web jobs that aggregate like `ingest --aggregate`, and API edge cases.
  */
 import assert from "node:assert/strict";
-import { buildIngestRequest } from "../cli/ingest.ts";
+import { buildIngestRequest } from "../providers/ingest_request.ts";
 import { ingest } from "../core/ingest.ts";
 import { generateFakeDay } from "../providers/mod.ts";
 import { aggregateIngested, openStore } from "../storage/mod.ts";

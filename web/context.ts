@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Clock } from "../core/clock.ts";
 import type { Store } from "../storage/mod.ts";
 import type { ServedAsset } from "./assets.ts";
 import type { DataSource } from "./data.ts";
@@ -75,6 +76,8 @@ export interface AppDeps {
   validation?: ValidationSource;
   /** Defaults of jobs started from the web: `aggregate` as config `aggregate` sets it. */
   ingestDefaults?: { aggregate?: boolean };
+  /** Decides which sessions jobs may ingest (closed ones only); default: system clock. */
+  clock?: Clock;
   /** Where unexpected errors are logged (default: nowhere). */
   log?: (line: string) => void;
   /** Whether the server is shutting down (`/readyz` answers 503). */

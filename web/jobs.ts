@@ -1,18 +1,18 @@
 /**
- * Ingest jobs started from the web, run in the server process by the same `ingest()` service the
- * CLI uses, and rolled up afterwards by the same `aggregateIngested()` when asked to. Cancelling
- * aborts a job's signal: tasks in flight finish, the job ends `cancelled`
- * and can be resumed, exactly as after Ctrl-C on the command line.
+ * Ingest jobs started from the web, run in the server process by the job service the CLI uses
+ * (`planJob()`, `runJob()`): this module adds the limit on jobs at once, refuses jobs that would
+ * write the same partitions, and cancelling. Cancelling aborts a job's signal: tasks in flight
+ * finish, the job ends `cancelled` and can be resumed, exactly as after Ctrl-C on the command line.
  *
  * @module
  */
-import { ingest, type IngestProgress, partitionPeriod } from "../core/ingest.ts";
+import { type JobPlan, planJob, ResumeError, runJob } from "../app/mod.ts";
+import { type IngestProgress, partitionPeriod } from "../core/ingest.ts";
+import type { Clock } from "../core/clock.ts";
 import type { JobRecord, JobSpec } from "../core/jobs.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { createValidator } from "../core/validate.ts";
-import { providerFactory } from "../providers/mod.ts";
-import { aggregateIngested, type Store } from "../storage/mod.ts";
 import type { PreparedIngest } from "../providers/ingest_request.ts";
+import type { Store } from "../storage/mod.ts";
 import { busy, HttpError, notFound } from "./errors.ts";
 
 /** What starting a job gave: a running job, or nothing to do. */
@@ -24,7 +24,7 @@ export type StartResult =
 /** Jobs run by this process. */
 export interface JobRunner {
   /** Starts an ingest and resolves once its job is recorded (or nothing needs fetching). */
-  start(prepared: Omit<PreparedIngest, "dataDir">): Promise<StartResult>;
+  start(prepared: PreparedIngest): Promise<StartResult>;
   /** Cancels a job this process runs; throws 404/409 `HttpError`s otherwise. */
   cancel(jobId: string): JobRecord;
   /** Whether this process runs the job (so it can be cancelled here). */
@@ -45,6 +45,8 @@ export interface JobRunnerOptions {
   metrics?: Metrics;
   /** Environment for provider credentials. */
   env: Record<string, string | undefined>;
+  /** Decides which sessions have closed; default: system clock. */
+  clock?: Clock;
   /** Jobs that may run at once in this process (default 2); more get 503. */
   maxJobs?: number;
   /** Called after a job ends (the server refreshes its views of the data). */
@@ -83,29 +85,15 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
       if (entries.size >= maxJobs) {
         throw busy(`${entries.size} job(s) are running in this server; wait for one to end`, 5);
       }
-      let { request, factory } = prepared;
-      let spec: JobSpec = request;
-      let params = request.params;
-      if (request.resumeJobId !== undefined) {
-        const job = store.getJob(request.resumeJobId);
-        if (!job) throw notFound(`No job "${request.resumeJobId}"`);
-        if (byId(job.id)) {
-          throw new HttpError(409, "conflict", `Job ${job.id} is already running in this server`);
-        }
-        const jobFactory = providerFactory(job.provider);
-        if (!jobFactory) {
-          throw new HttpError(
-            409,
-            "conflict",
-            `Cannot resume job ${job.id}: unknown provider "${job.provider}"`,
-          );
-        }
-        factory = jobFactory;
-        spec = job;
-        params = job.params as Record<string, number>;
-        request = { ...request, resumeJobId: job.id };
+      const plan = _plan(options, prepared);
+      if (plan.resumes && byId(plan.resumes.id)) {
+        throw new HttpError(
+          409,
+          "conflict",
+          `Job ${plan.resumes.id} is already running in this server`,
+        );
       }
-      const overlapping = [...entries].find((entry) => _sharesPartitions(entry.spec, spec));
+      const overlapping = [...entries].find((entry) => _sharesPartitions(entry.spec, plan.spec));
       if (overlapping) {
         throw new HttpError(
           409,
@@ -115,46 +103,22 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           } is writing the same symbols and months; wait for it to end or cancel it`,
         );
       }
-      const settings = {
-        env: options.env,
-        params,
-        metrics: options.metrics,
-        rateLimit: prepared.rateLimit,
-      };
-      // Missing credentials and unsupported source options are refused before a job exists.
-      factory.check?.(settings, request.resumeJobId === undefined ? request : undefined);
-      const provider = factory.create(settings);
-      // The same validation as `marketpipe ingest`: error-level bars are quarantined.
-      const validator = createValidator({ rules: prepared.validation, metrics: options.metrics });
       const controller = new AbortController();
       let settle!: (result: StartResult | { error: unknown }) => void;
       const started = new Promise<StartResult | { error: unknown }>((resolve) => settle = resolve);
-      const entry: _Entry = { controller, spec, done: Promise.resolve() };
+      const entry: _Entry = { controller, spec: plan.spec, done: Promise.resolve() };
       entries.add(entry);
-      entry.done = ingest({ provider, store, validator, metrics: options.metrics }, request, {
+      // The server refreshes its views once the job and its roll-up have ended.
+      entry.done = runJob(plan, {
         signal: controller.signal,
         onStart: ({ job, resumed, tasksLeft }) => {
           entry.jobId = job.id;
           settle({ kind: "started", job, resumed, tasksLeft });
         },
         onProgress: (progress) => entry.progress = progress,
-      }).then(async (summary) => {
-        // The roll-up of `marketpipe ingest --aggregate`, after the job ends and before the
-        // server refreshes its views; a cancelled or failed job is not aggregated.
-        const range = summary.job ?? request;
-        if (
-          prepared.aggregate && !controller.signal.aborted && summary.status !== "failed" &&
-          range.timeframe === "1m"
-        ) {
-          entry.aggregating = true;
-          await aggregateIngested(store, range, {
-            metrics: options.metrics,
-            signal: controller.signal,
-          });
-        }
-        return summary;
+        onAggregateStart: () => entry.aggregating = true,
       }).then(
-        (summary) => {
+        ({ summary }) => {
           if (summary.status === "up-to-date") {
             settle({
               kind: "up-to-date",
@@ -218,6 +182,18 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
       await Promise.allSettled([...entries].map((entry) => entry.done));
     },
   };
+}
+
+/** The shared job plan, with a resume that cannot run answered 404 or 409. */
+function _plan(options: JobRunnerOptions, prepared: PreparedIngest): JobPlan {
+  try {
+    const { store, env, metrics, clock } = options;
+    return planJob({ store, env, metrics, clock }, prepared);
+  } catch (error) {
+    if (!(error instanceof ResumeError)) throw error;
+    if (error.reason === "missing") throw notFound(`No job "${error.jobId}"`);
+    throw new HttpError(409, "conflict", error.message, { cause: error });
+  }
 }
 
 /** Whether two jobs would write a common partition (same timeframe, symbol and month or year). */

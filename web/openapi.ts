@@ -4,8 +4,15 @@
  *
  * @module
  */
-import { TIMEFRAMES } from "../core/types.ts";
-import { BAR_FORMATS, BAR_MEDIA_TYPES, BARS_ARROW_SCHEMA } from "./bars.ts";
+import { JOB_STATUSES } from "../core/jobs.ts";
+import { BAR_MEDIA_TYPES, BARS_ARROW_SCHEMA } from "./bars.ts";
+import {
+  DATE_SCHEMA,
+  QUERY_PARAMS,
+  type QueryParam,
+  SYMBOL_SCHEMA,
+  TIMEFRAME_SCHEMA,
+} from "./queries.ts";
 
 type Json = Record<string, unknown>;
 
@@ -39,13 +46,6 @@ const _html = (description: string): Json => ({
   content: { "text/html": { schema: { type: "string" } } },
 });
 
-const _query = (
-  name: string,
-  description: string,
-  schema: Json = { type: "string" },
-  required = false,
-): Json => ({ name, in: "query", required, description, schema });
-
 const _path = (name: string, description: string, schema: Json = { type: "string" }): Json => ({
   name,
   in: "path",
@@ -53,13 +53,6 @@ const _path = (name: string, description: string, schema: Json = { type: "string
   description,
   schema,
 });
-
-const _symbolSchema = {
-  type: "string",
-  pattern: "^[A-Za-z][A-Za-z0-9]{0,9}([.-][A-Za-z0-9]{1,4})?$",
-};
-const _dateSchema = { type: "string", format: "date" };
-const _timeframeSchema = { type: "string", enum: [...TIMEFRAMES] };
 
 /** The OpenAPI document; `version` is the server's version. */
 export function openApiDocument(version: string): Json {
@@ -123,13 +116,13 @@ export function openApiDocument(version: string): Json {
             id: { type: "string" },
             status: {
               type: "string",
-              enum: ["pending", "running", "succeeded", "partial", "failed", "cancelled"],
+              enum: [...JOB_STATUSES],
             },
             provider: { type: "string" },
-            timeframe: _timeframeSchema,
+            timeframe: TIMEFRAME_SCHEMA,
             symbols: { type: "array", items: { type: "string" } },
-            start: _dateSchema,
-            end: _dateSchema,
+            start: DATE_SCHEMA,
+            end: DATE_SCHEMA,
             bars_written: { type: "integer" },
             aggregating: {
               type: "boolean",
@@ -145,9 +138,9 @@ export function openApiDocument(version: string): Json {
             symbols: {
               oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
             },
-            start: _dateSchema,
-            end: _dateSchema,
-            timeframe: { ..._timeframeSchema, default: "1m" },
+            start: DATE_SCHEMA,
+            end: DATE_SCHEMA,
+            timeframe: { ...TIMEFRAME_SCHEMA, default: "1m" },
             workers: { type: "integer", minimum: 1, maximum: 64, default: 4 },
             batch_size: { type: "integer", minimum: 1, maximum: 50_000 },
             rate_limit: { type: "integer", minimum: 1 },
@@ -166,7 +159,7 @@ export function openApiDocument(version: string): Json {
         },
       },
     },
-    paths: {
+    paths: _withQueryParams({
       "/api/symbols": {
         get: {
           tags: ["api"],
@@ -179,7 +172,7 @@ export function openApiDocument(version: string): Json {
         get: {
           tags: ["api"],
           summary: "One stored symbol: timeframes, rows and recorded coverage",
-          parameters: [_path("symbol", "Ticker", _symbolSchema)],
+          parameters: [_path("symbol", "Ticker", SYMBOL_SCHEMA)],
           responses: { "200": _json("The symbol"), ..._ERRORS },
         },
       },
@@ -189,20 +182,7 @@ export function openApiDocument(version: string): Json {
           summary: "Bars of one symbol and timeframe, one keyset page at a time (streamed)",
           description:
             "Follow `next_cursor` (JSON body), the `X-Next-Cursor` header or the `Link: rel=next` header until it is absent. The format comes from `format` or else from `Accept`: `arrow` is the Arrow IPC stream, `arrow-file` the Arrow IPC file (`pyarrow.ipc.open_file`, `pandas.read_feather`). JSON and CSV carry the bar columns; Arrow and Parquet every stored column.",
-          parameters: [
-            _query("symbol", "Ticker", _symbolSchema, true),
-            _query("timeframe", "Bar timeframe", { ..._timeframeSchema, default: "1m" }),
-            _query("start", "First trading date (inclusive)", _dateSchema),
-            _query("end", "Last trading date (inclusive)", _dateSchema),
-            _query("limit", "Bars per page", {
-              type: "integer",
-              minimum: 1,
-              maximum: 1_000_000,
-              default: 10_000,
-            }),
-            _query("cursor", "next_cursor of the previous page"),
-            _query("format", "Body format", { type: "string", enum: [...BAR_FORMATS] }),
-          ],
+          parameters: [],
           responses: {
             "200": {
               description: "One page of bars",
@@ -219,7 +199,7 @@ export function openApiDocument(version: string): Json {
                     type: "object",
                     properties: {
                       symbol: { type: "string" },
-                      timeframe: _timeframeSchema,
+                      timeframe: TIMEFRAME_SCHEMA,
                       next_cursor: { type: ["string", "null"] },
                       bars: { type: "array", items: { $ref: "#/components/schemas/Bar" } },
                     },
@@ -244,12 +224,7 @@ export function openApiDocument(version: string): Json {
         get: {
           tags: ["api"],
           summary: "Coverage calendar: per date full, partial, empty, missing, holiday or weekend",
-          parameters: [
-            _query("symbol", "Ticker", _symbolSchema, true),
-            _query("timeframe", "Timeframe (default: the shortest stored)", _timeframeSchema),
-            _query("start", "First date (default: first recorded day)", _dateSchema),
-            _query("end", "Last date (default: last recorded day)", _dateSchema),
-          ],
+          parameters: [],
           responses: { "200": _json("Coverage"), ..._ERRORS },
         },
       },
@@ -257,18 +232,7 @@ export function openApiDocument(version: string): Json {
         get: {
           tags: ["api"],
           summary: "Jobs, newest first",
-          parameters: [
-            _query("status", "Only jobs with this status", {
-              type: "string",
-              enum: ["pending", "running", "succeeded", "partial", "failed", "cancelled"],
-            }),
-            _query("limit", "Most jobs", {
-              type: "integer",
-              minimum: 1,
-              maximum: 1000,
-              default: 50,
-            }),
-          ],
+          parameters: [],
           responses: {
             "200": _json("Jobs", {
               type: "object",
@@ -320,9 +284,7 @@ export function openApiDocument(version: string): Json {
         get: {
           tags: ["api"],
           summary: "Validation reports, newest first (empty when validation stores none)",
-          parameters: [
-            _query("limit", "Most reports", { type: "integer", minimum: 1, maximum: 1000 }),
-          ],
+          parameters: [],
           responses: { "200": _json("Reports"), ..._ERRORS },
         },
       },
@@ -339,9 +301,7 @@ export function openApiDocument(version: string): Json {
           tags: ["api"],
           summary: "Run read-only SQL (same sandbox as `marketpipe query`)",
           security: [{ bearer: [] }],
-          parameters: [
-            _query("format", "Result format", { type: "string", enum: ["json", "csv"] }),
-          ],
+          parameters: [],
           requestBody: {
             required: true,
             content: {
@@ -409,12 +369,9 @@ export function openApiDocument(version: string): Json {
         },
       },
       "/": page("Overview: stored data, recent jobs, data quality"),
-      "/symbols": page("Symbol search", [_query("q", "Search text")]),
+      "/symbols": page("Symbol search"),
       "/symbols/{symbol}": page("Symbol: chart, coverage calendar, latest bars", [
-        _path("symbol", "Ticker", _symbolSchema),
-        _query("timeframe", "Timeframe", _timeframeSchema),
-        _query("start", "First date", _dateSchema),
-        _query("end", "Last date", _dateSchema),
+        _path("symbol", "Ticker", SYMBOL_SCHEMA),
       ]),
       "/jobs": page("Jobs with live status and the start form"),
       "/jobs/{id}": page("Job detail with per-symbol progress", [_path("id", "Job id")]),
@@ -422,9 +379,7 @@ export function openApiDocument(version: string): Json {
       "/validation/{id}": page("Validation report", [_path("id", "Report id")]),
       "/query": page("Read-only SQL console"),
       "/login": {
-        ...page("Log in with the API token (sets an HttpOnly session cookie)", [
-          _query("next", "Where to go after logging in"),
-        ]),
+        ...page("Log in with the API token (sets an HttpOnly session cookie)"),
         post: {
           tags: ["dashboard"],
           summary: "Check the token and set the session cookie",
@@ -445,13 +400,8 @@ export function openApiDocument(version: string): Json {
           responses: { "303": { description: "Logged out" } },
         },
       },
-      "/partials/symbols": partial("Symbol search results", [_query("q", "Search text")]),
-      "/partials/chart": partial("Chart panel of a symbol", [
-        _query("symbol", "Ticker", _symbolSchema, true),
-        _query("timeframe", "Timeframe", _timeframeSchema),
-        _query("start", "First date", _dateSchema),
-        _query("end", "Last date", _dateSchema),
-      ]),
+      "/partials/symbols": partial("Symbol search results"),
+      "/partials/chart": partial("Chart panel of a symbol"),
       "/partials/jobs": {
         ...partial("Jobs table"),
         post: {
@@ -499,7 +449,6 @@ export function openApiDocument(version: string): Json {
           summary: "Embedded asset (htmx, lightweight-charts, app.js, app.css, favicon.svg)",
           parameters: [
             _path("name", "Asset name"),
-            _query("v", "Content hash for caching"),
           ],
           responses: {
             "200": { description: "The asset" },
@@ -507,6 +456,28 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-    },
+    }),
   };
+}
+
+/** Adds to each operation the query parameters {@link QUERY_PARAMS} gives its route. */
+function _withQueryParams(paths: Record<string, Json>): Json {
+  const table: Record<string, Record<string, QueryParam>> = QUERY_PARAMS;
+  for (const [path, item] of Object.entries(paths)) {
+    for (const [method, operation] of Object.entries(item as Record<string, Json>)) {
+      const query = table[`${method.toUpperCase()} ${path}`];
+      if (query === undefined) continue;
+      operation.parameters = [
+        ...(operation.parameters as Json[] | undefined ?? []),
+        ...Object.entries(query).map(([name, param]) => ({
+          name,
+          in: "query",
+          required: param.required ?? false,
+          description: param.description,
+          schema: param.schema,
+        })),
+      ];
+    }
+  }
+  return paths;
 }

@@ -4,11 +4,25 @@
  * @module
  */
 import type { Context, Hono } from "hono";
+import { deleteCookie, setCookie } from "hono/cookie";
 import { formatBytes, formatCount } from "../core/format.ts";
 import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
 import { PROVIDER_NAMES } from "../providers/mod.ts";
 import { type BarColumns, readBars } from "../storage/mod.ts";
+import type { WebContext } from "./context.ts";
+import { summarizeCoverage } from "./coverage.ts";
+import { badRequest, notFound } from "./errors.ts";
+import { href, type Html, html } from "./html.ts";
+import { checkKnownParams, checkRange, parseSymbol, safeNext, shown } from "./params.ts";
+import { type ParsedQuery, parseQuery } from "./queries.ts";
+import {
+  clientKey,
+  hasValidCredentials,
+  SESSION_COOKIE,
+  SESSION_COOKIE_OPTIONS,
+  sessionValue,
+} from "./security.ts";
 import {
   findJob,
   groupBySymbol,
@@ -18,27 +32,7 @@ import {
   prepareJob,
   queryInput,
   storedCoverage,
-} from "./api.ts";
-import type { WebContext } from "./context.ts";
-import { summarizeCoverage } from "./coverage.ts";
-import { badRequest, notFound } from "./errors.ts";
-import { href, type Html, html } from "./html.ts";
-import {
-  checkKnownParams,
-  checkRange,
-  parseDate,
-  parseSymbol,
-  parseTimeframe,
-  shown,
-} from "./params.ts";
-import {
-  clientKey,
-  hasValidCredentials,
-  SESSION_COOKIE,
-  sessionValue,
-  TOKEN_GUESS_WINDOW_MS,
-  TOKEN_GUESSES_ALLOWED,
-} from "./security.ts";
+} from "./services.ts";
 import {
   chartPanel,
   type ChartPanelData,
@@ -71,11 +65,6 @@ const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
   "4h": 365,
   "1d": 1096,
 };
-
-/** Wrong tokens one client may send within {@link LOGIN_WINDOW_MS} before attempts get 429. */
-export const LOGIN_FAILURES_ALLOWED = TOKEN_GUESSES_ALLOWED;
-/** The window over which a client's wrong tokens are counted. */
-export const LOGIN_WINDOW_MS = TOKEN_GUESS_WINDOW_MS;
 
 /** Registers the dashboard pages and partials. */
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
@@ -138,9 +127,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
   });
 
   app.get("/symbols", async (c) => {
-    const query = c.req.query();
-    checkKnownParams(query, ["q"]);
-    const q = parseSearch(query.q);
+    const { q } = parseQuery(c.req.query(), "GET /symbols");
     const results = await searchSymbols(ctx, q);
     const body = html`
       <h1>Symbols</h1>
@@ -155,15 +142,12 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
   });
 
   app.get("/partials/symbols", async (c) => {
-    const query = c.req.query();
-    checkKnownParams(query, ["q"]);
-    const q = parseSearch(query.q);
+    const { q } = parseQuery(c.req.query(), "GET /partials/symbols");
     return fragment(c, symbolResults(await searchSymbols(ctx, q), q));
   });
 
   app.get("/symbols/:symbol", async (c) => {
-    const query = c.req.query();
-    checkKnownParams(query, ["timeframe", "start", "end"]);
+    const query = parseQuery(c.req.query(), "GET /symbols/{symbol}");
     const symbol = parseSymbol(c.req.param("symbol"));
     const panel = await chartData(ctx, symbol, query);
     const series = (await deps.data.series()).filter((s) => s.symbol === symbol);
@@ -184,9 +168,7 @@ ${chartPanel(panel)}`;
   });
 
   app.get("/partials/chart", async (c) => {
-    const query = c.req.query();
-    checkKnownParams(query, ["symbol", "timeframe", "start", "end"]);
-    const symbol = parseSymbol(query.symbol);
+    const { symbol, ...query } = parseQuery(c.req.query(), "GET /partials/chart");
     return fragment(c, chartPanel(await chartData(ctx, symbol, query)));
   });
 
@@ -367,14 +349,13 @@ ${
   });
 
   app.get("/login", (c) => {
-    const query = c.req.query();
-    checkKnownParams(query, ["next"]);
-    return render(c, "Log in", "none", loginBody(ctx, safeNext(query.next)));
+    const { next } = parseQuery(c.req.query(), "GET /login");
+    return render(c, "Log in", "none", loginBody(ctx, next));
   });
 
   // Guessing the token through the form is throttled per client address (shared with Bearer
-  // tokens on the API): after LOGIN_FAILURES_ALLOWED wrong tokens within LOGIN_WINDOW_MS, that
-  // client's attempts get 429 until the window has passed; other clients can still log in.
+  // tokens on the API): after TOKEN_GUESSES_ALLOWED wrong tokens within TOKEN_GUESS_WINDOW_MS,
+  // that client's attempts get 429 until the window has passed; other clients can still log in.
   app.post("/login", async (c) => {
     checkKnownParams(c.req.query(), []);
     const client = clientKey(c.env);
@@ -403,18 +384,16 @@ ${
         401,
       );
     }
-    c.header(
-      "Set-Cookie",
-      `${SESSION_COOKIE}=${
-        sessionValue(deps.token)
-      }; HttpOnly; SameSite=Strict; Path=/; Max-Age=604800`,
-    );
+    setCookie(c, SESSION_COOKIE, sessionValue(deps.token), {
+      ...SESSION_COOKIE_OPTIONS,
+      maxAge: 604800,
+    });
     return c.redirect(next, 303);
   });
 
   app.post("/logout", (c) => {
     checkKnownParams(c.req.query(), []);
-    c.header("Set-Cookie", `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
+    deleteCookie(c, SESSION_COOKIE, SESSION_COOKIE_OPTIONS);
     return c.redirect("/login", 303);
   });
 }
@@ -437,21 +416,6 @@ function loginBody(ctx: WebContext, next: string): Html {
     <p
       class="muted small">The token is MARKETPIPE_API_TOKEN of the server. The browser keeps an HttpOnly session cookie derived from it.</p>
   `;
-}
-
-/** A same-site path to go to after logging in; anything else goes to the overview. */
-function safeNext(next: string | undefined): string {
-  return next !== undefined && /^\/(?![/\\])[\w\-./?=&%]*$/.test(next) ? next : "/";
-}
-
-function parseSearch(q: string | undefined): string {
-  const text = (q ?? "").trim();
-  if (!/^[A-Za-z0-9.-]{0,16}$/.test(text)) {
-    throw badRequest(
-      `Invalid q ${shown(text)}: search with letters, digits, "." and "-" (at most 16)`,
-    );
-  }
-  return text.toUpperCase();
 }
 
 async function searchSymbols(ctx: WebContext, q: string) {
@@ -504,11 +468,9 @@ function dataQuality(ctx: WebContext): Html {
 async function chartData(
   ctx: WebContext,
   symbol: string,
-  query: Record<string, string>,
+  query: ParsedQuery<"GET /symbols/{symbol}">,
 ): Promise<ChartPanelData> {
-  const requested = parseTimeframe(query.timeframe);
-  const startParam = parseDate(query.start, "start");
-  const endParam = parseDate(query.end, "end");
+  const { timeframe: requested, start: startParam, end: endParam } = query;
   checkRange(startParam, endParam);
   const series = (await heavy(ctx, () => ctx.deps.data.series())).filter((s) =>
     s.symbol === symbol

@@ -131,6 +131,22 @@ export function parseChoice<T extends string>(
   return text as T;
 }
 
+/** A symbol search text: letters, digits, `.` and `-`, at most 16, upper-cased; empty when absent. */
+export function parseSearch(text: string | undefined): string {
+  const q = (text ?? "").trim();
+  if (!/^[A-Za-z0-9.-]{0,16}$/.test(q)) {
+    throw badRequest(
+      `Invalid q ${shown(q)}: search with letters, digits, "." and "-" (at most 16)`,
+    );
+  }
+  return q.toUpperCase();
+}
+
+/** A same-site path to go to after logging in; anything else goes to the overview. */
+export function safeNext(next: string | undefined): string {
+  return next !== undefined && /^\/(?![/\\])[\w\-./?=&%]*$/.test(next) ? next : "/";
+}
+
 // 2200-01-01: stored bars all start before it.
 const _CURSOR_END_MICROS = 7_258_118_400_000_000n;
 

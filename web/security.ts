@@ -1,37 +1,17 @@
 /**
  * Security and robustness helpers of the server: token checks in constant time, the session
- * cookie, loopback detection and the cap on concurrent heavy requests.
+ * cookie, loopback detection, the limit on token guesses and the cap on concurrent heavy
+ * requests.
  *
  * @module
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { busy } from "./errors.ts";
 
-/** Content-Security-Policy of every response: only this origin, no inline script or style. */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self'",
-  "connect-src 'self'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-  "base-uri 'none'",
-].join("; ");
-
-/** Headers added to every response. */
-export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
-  "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-  "X-Content-Type-Options": "nosniff",
-  "X-Frame-Options": "DENY",
-  "Referrer-Policy": "no-referrer",
-  "Cross-Origin-Opener-Policy": "same-origin",
-  "Cross-Origin-Resource-Policy": "same-origin",
-  "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-};
-
 /** Name of the cookie a browser gets after `POST /login`. */
 export const SESSION_COOKIE = "mp_session";
+/** Attributes of the session cookie: not readable by scripts, never sent cross-site. */
+export const SESSION_COOKIE_OPTIONS = { httpOnly: true, sameSite: "Strict", path: "/" } as const;
 
 /** Whether `host` (a bind address or a Host header name) is a loopback address. */
 export function isLoopback(host: string): boolean {

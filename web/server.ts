@@ -5,6 +5,7 @@
  * @module
  */
 import type { Hono } from "hono";
+import { clockFromEnv } from "../core/clock.ts";
 import { makeExportDir, openStore, openTelemetry } from "../storage/mod.ts";
 import { createApp } from "./app.ts";
 import type { AppDeps, AppLimits, ValidationSource } from "./context.ts";
@@ -72,6 +73,8 @@ export async function openWebServer(
   dataDir: string,
   options: WebServerOptions,
 ): Promise<WebServer> {
+  // A malformed MARKETPIPE_NOW is refused before the data directory is touched.
+  const clock = clockFromEnv(options.env);
   const store = await openStore(dataDir, { command: "serve" });
   const cleanups: (() => void | Promise<void>)[] = [() => store.close()];
   const cleanup = async () => {
@@ -95,6 +98,7 @@ export async function openWebServer(
       store,
       metrics: telemetry.metrics,
       env: options.env,
+      clock,
       maxJobs: options.maxJobs,
       onFinish: () => data.invalidate(),
       onError: (error) => options.log?.(`error: job failed: ${(error as Error).message}`),
@@ -122,6 +126,7 @@ export async function openWebServer(
       limits: options.limits,
       validation: options.validation ?? storedValidationReports(dataDir, store.meta),
       ingestDefaults: options.ingestDefaults,
+      clock,
       log: options.log,
       shuttingDown: () => shuttingDown,
     };

@@ -61,5 +61,6 @@ function _summary(record: ValidationReportRecord): ValidationReportSummary {
     warnings: record.warnings,
     infos: record.infos,
     quarantined: record.quarantined,
+    record,
   };
 }

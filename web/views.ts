@@ -8,7 +8,12 @@ import { formatBytes, formatCount, formatDuration } from "../core/format.ts";
 import { tradingSession } from "../core/calendar.ts";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import type { BarColumns, QueryResult, StoredBarSeries } from "../storage/mod.ts";
+import type {
+  BarColumns,
+  QueryResult,
+  StoredBarSeries,
+  ValidationReportRecord,
+} from "../storage/mod.ts";
 import type { CoverageDay, CoverageSummary } from "./coverage.ts";
 import { href, type Html, html, type HtmlValue } from "./html.ts";
 
@@ -685,6 +690,8 @@ export interface ValidationReportSummary {
   infos: number;
   /** Bars the job quarantined, listed in the report. */
   quarantined: number;
+  /** The stored record, which the API shows as `reportJson()` (app/records.ts) gives it. */
+  record: ValidationReportRecord;
 }
 
 /** A validation report with its rule counts and offending bars. */

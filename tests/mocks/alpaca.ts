@@ -1,7 +1,7 @@
 /**
- * Mock of Alpaca Market Data v2 stock bars (docs/provider-apis.md sections 1 and 12): header
- * auth answered with 403 (never 401), timeframe grammar and limit checks with 422, multi- and
- * single-symbol endpoints, pages of at most `limit` bars across symbols sorted by symbol then
+ * Mock of Alpaca Market Data v2 stock bars (providers/README.md, "Alpaca" and "Mock servers"):
+ * header auth answered with 403 (never 401), timeframe grammar and limit checks with 422, multi-
+ * and single-symbol endpoints, pages of at most `limit` bars across symbols sorted by symbol then
  * time with base64 `SYMBOL|TF|time` tokens, optional short pages and empty final pages,
  * `X-Ratelimit-*` headers on every answer and 429 past the window, 403 for recent SIP data on a
  * free plan.

@@ -1,5 +1,5 @@
 /**
- * Mock of Finnhub stock candles (docs/provider-apis.md sections 4 and 12): `token=` or
+ * Mock of Finnhub stock candles (providers/README.md, "Finnhub" and "Mock servers"): `token=` or
  * `X-Finnhub-Token`, 401 without a key, 403 for free keys (a premium endpoint), column arrays
  * with `"s":"ok"`, `{"s":"no_data"}` when empty, unix-second times, intraday spans clipped to
  * one month, 429 past 60 per minute or 30 per second.

@@ -1,8 +1,8 @@
 /**
- * Mock of the legacy IEX Cloud chart endpoints (docs/provider-apis.md sections 2 and 12):
- * `token=` auth with plain-text errors (401/403, 404 `Unknown symbol`, 429), the
- * `iexcloud-messages-used` header, `chart/date/YYYYMMDD` minute rows for the regular session in
- * New York wall-clock time with null prices for minutes without IEX trades, and daily rows with
+ * Mock of the legacy IEX Cloud chart endpoints (providers/README.md, "IEX Cloud (retired)" and
+ * "Mock servers"): `token=` auth with plain-text errors (401/403, 404 `Unknown symbol`, 429), the
+ * `iexcloud-messages-used` header, `chart/date/YYYYMMDD` minute rows for the regular session in New
+ * York wall-clock time with null prices for minutes without IEX trades, and daily rows with
  * `chartByDay=true` (`u*` unadjusted, plain fields split-adjusted).
  *
  * @module

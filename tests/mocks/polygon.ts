@@ -1,8 +1,8 @@
 /**
- * Mock of Polygon.io (Massive) custom aggregates (docs/provider-apis.md sections 3 and 12):
- * `apiKey=` or `Authorization: Bearer`, 401 "Unknown API Key", 403 NOT_AUTHORIZED for minute data
- * on a free key, `limit` counting base aggregates with `next_url` (on the real host, with a
- * cursor and without the key), no `results` key on empty answers, millisecond window starts,
+ * Mock of Polygon.io (Massive) custom aggregates (providers/README.md, "Polygon" and "Mock
+ * servers"): `apiKey=` or `Authorization: Bearer`, 401 "Unknown API Key", 403 NOT_AUTHORIZED for
+ * minute data on a free key, `limit` counting base aggregates with `next_url` (on the real host,
+ * with a cursor and without the key), no `results` key on empty answers, millisecond window starts,
  * 429 without `Retry-After` past the per-key window.
  *
  * @module

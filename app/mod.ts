@@ -1,0 +1,25 @@
+/**
+ * Application services under both the CLI and the HTTP API: the ingest job service and the one
+ * JSON shape of each record they show.
+ *
+ * @module
+ */
+export {
+  type JobDeps,
+  type JobOutcome,
+  type JobPlan,
+  planJob,
+  ResumeError,
+  runJob,
+  type RunJobOptions,
+} from "./jobs.ts";
+export { jobJson, reportJson, taskJson } from "./records.ts";
+export {
+  type BackfillPlan,
+  planBackfill,
+  type PlanBackfillOptions,
+  type PlanSettings,
+  planUpdate,
+  type PlanUpdateOptions,
+  type SeriesPlan,
+} from "./update.ts";

@@ -1,0 +1,83 @@
+/**
+ * The one JSON shape of each record, shared by `--json` output and the REST API: snake_case
+ * keys, times as ISO 8601 strings (null when not yet), counts as numbers. The README's
+ * "JSON records" section documents every field.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { JobRecord, TaskRecord } from "../core/jobs.ts";
+import type { ValidationReportRecord } from "../storage/mod.ts";
+
+/** A job as `jobs list --json`, `jobs show --json` and `/api/jobs` show it. */
+export function jobJson(job: JobRecord) {
+  return {
+    id: job.id,
+    status: job.status,
+    provider: job.provider,
+    feed: job.feed,
+    adjustment: job.adjustment,
+    timeframe: job.timeframe,
+    symbols: job.symbols,
+    start: job.start,
+    end: job.end,
+    params: job.params,
+    bars_written: job.barsWritten,
+    created_at: _isoTime(job.createdAt),
+    started_at: _isoTime(job.startedAt),
+    finished_at: _isoTime(job.finishedAt),
+    pid: job.pid,
+    error: job.error,
+  };
+}
+
+/** A task of a job as `jobs show --json` and `/api/jobs/{id}` show it. */
+export function taskJson(task: TaskRecord) {
+  return {
+    seq: task.seq,
+    symbol: task.symbol,
+    start: task.start,
+    end: task.end,
+    days: task.days,
+    status: task.status,
+    attempts: task.attempts,
+    bars_fetched: task.barsFetched,
+    bars_written: task.barsWritten,
+    bars_replaced: task.barsReplaced,
+    quarantined: task.quarantined,
+    findings: task.findings,
+    error: task.error,
+    duration_ms: task.startedAt && task.finishedAt ? task.finishedAt - task.startedAt : null,
+  };
+}
+
+/**
+ * A validation report as `validate --json`, `validate --list --json`, `validate --show --json`
+ * and `/api/validation/reports` show it; `path` is its directory under `dataDir` (default: relative
+ * to the data directory).
+ */
+export function reportJson(report: ValidationReportRecord, dataDir = "") {
+  return {
+    id: report.id,
+    created_at: _isoTime(report.createdAt),
+    job_id: report.jobId,
+    timeframe: report.timeframe,
+    symbols: report.symbols,
+    start: report.start,
+    end: report.end,
+    cross_check: report.crossCheck,
+    bars_checked: report.bars,
+    findings: report.errors + report.warnings + report.infos,
+    errors: report.errors,
+    warnings: report.warnings,
+    infos: report.infos,
+    quarantined: report.quarantined,
+    rules: report.rules,
+    settings: report.settings,
+    path: join(dataDir, report.path),
+  };
+}
+
+function _isoTime(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
