@@ -41,6 +41,8 @@ import {
   writeBars,
 } from "../storage/mod.ts";
 import {
+  checkChild,
+  childEnv,
   type ChildRun,
   formatBytes,
   formatCount,
@@ -48,12 +50,12 @@ import {
   median,
   runMeasured,
   treeStats,
+  writeReport,
 } from "./measure.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
 const SELF = fileURLToPath(import.meta.url);
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 const FIRST_DAY = "2024-01-02";
 const TARGETS = { aggregateRatio: 1.5, validateBarsPerSecond: 2_000_000 } as const;
 
@@ -95,13 +97,7 @@ async function main(args: string[]): Promise<number> {
   const temp = await Deno.makeTempDir({ prefix: "marketpipe-aggbench-" });
   try {
     const report = await _bench({ symbols, days, runs, extended: values.extended }, temp);
-    await Deno.mkdir(OUT_DIR, { recursive: true });
-    const file = join(
-      OUT_DIR,
-      `aggregate-${report.startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
-    );
-    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-    console.log(`\nReport written to ${file}`);
+    await writeReport("aggregate-", report.startedAt, report);
     return 0;
   } finally {
     await Deno.remove(temp, { recursive: true });
@@ -119,7 +115,7 @@ async function _bench(
     (_, i) => `S${String(i).padStart(3, "0")}`,
   );
   const days = tradingDays(FIRST_DAY, "2026-12-31").slice(0, options.days);
-  const env = _childEnv();
+  const env = childEnv();
 
   // The workload: written with our partition writer, not timed.
   console.error(
@@ -168,7 +164,7 @@ async function _bench(
       "--json",
       `--data-dir=${dataDir}`,
     ], { cwd: ROOT, env, scratchDir: temp });
-    _checkChild(oursRun, "marketpipe aggregate");
+    checkChild(oursRun, "marketpipe aggregate");
     summary = JSON.parse(oursRun.stdout);
     ours.push(oursRun);
     for (const variant of ["direct", "cascade"] as const) {
@@ -183,7 +179,7 @@ async function _bench(
         `--baseline=${dataDir}`,
         `--variant=${variant}`,
       ], { cwd: ROOT, env, scratchDir: temp });
-      _checkChild(baselineRun, `baseline ${variant}`);
+      checkChild(baselineRun, `baseline ${variant}`);
       const result = JSON.parse(baselineRun.stdout) as { statementMs: number; rows: number };
       inside[variant].push(result.statementMs);
       (variant === "direct" ? direct : cascade).push(baselineRun);
@@ -202,7 +198,7 @@ async function _bench(
     "--json",
     `--data-dir=${dataDir}`,
   ], { cwd: ROOT, env, scratchDir: temp });
-  _checkChild(idle, "marketpipe aggregate");
+  checkChild(idle, "marketpipe aggregate");
   const extraDay = tradingDays(days.at(-1)!, "2026-12-31")[1];
   {
     const db2 = openDatabase(join(dataDir, META_FILE));
@@ -229,7 +225,7 @@ async function _bench(
     "--json",
     `--data-dir=${dataDir}`,
   ], { cwd: ROOT, env, scratchDir: temp });
-  _checkChild(oneDay, "marketpipe aggregate");
+  checkChild(oneDay, "marketpipe aggregate");
 
   // Validation: the pure checker over the stored bars, and the command end to end.
   console.error("Validation: validateBars() over the stored bars ...");
@@ -268,7 +264,7 @@ async function _bench(
     "--json",
     `--data-dir=${dataDir}`,
   ], { cwd: ROOT, env, scratchDir: temp });
-  _checkChild(validateRun, "marketpipe validate");
+  checkChild(validateRun, "marketpipe validate");
 
   const oursMs = median(ours.map((r) => r.wallMs));
   const directMs = median(direct.map((r) => r.wallMs));
@@ -515,21 +511,6 @@ function _cascadeSql(glob: string): string {
     ${out("l5", "5m")} UNION ALL ${out("l15", "15m")} UNION ALL ${out("l30", "30m")}
     UNION ALL ${out("l60", "1h")} UNION ALL ${out("l240", "4h")} UNION ALL ${out("d", "1d")}
   )`;
-}
-
-function _childEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DENO_NO_UPDATE_CHECK"]) {
-    const value = Deno.env.get(key);
-    if (value !== undefined) env[key] = value;
-  }
-  return env;
-}
-
-function _checkChild(run: ChildRun, what: string): void {
-  if (run.code !== 0) {
-    throw new Error(`Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}`);
-  }
 }
 
 if (import.meta.main) Deno.exitCode = await main(Deno.args);

@@ -38,6 +38,7 @@ import {
   writeLayoutFile,
 } from "../storage/mod.ts";
 import {
+  childEnv,
   type ChildRun,
   formatBytes,
   formatCount,
@@ -46,12 +47,12 @@ import {
   machineInfo,
   median,
   runMeasured,
+  writeReport,
 } from "./measure.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
 const SELF = fileURLToPath(import.meta.url);
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 const FIRST_DAY = "2024-01-02";
 /** Bars the fake provider makes of one symbol and day (04:00-20:00, a few left out). */
 const BARS_PER_DAY = 950;
@@ -106,13 +107,7 @@ async function main(args: string[]): Promise<number> {
   const temp = await Deno.makeTempDir({ prefix: "marketpipe-exportbench-" });
   try {
     const report = await _bench({ symbols, bars, runs, format }, temp);
-    await Deno.mkdir(OUT_DIR, { recursive: true });
-    const file = join(
-      OUT_DIR,
-      `export-${report.startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
-    );
-    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-    console.log(`\nReport written to ${file}`);
+    await writeReport("export-", report.startedAt, report);
     return 0;
   } finally {
     await Deno.remove(temp, { recursive: true });
@@ -188,7 +183,7 @@ async function _bench(
           `--format=${options.format}`,
           `--out=${out}`,
           "--json",
-        ], { cwd: temp, env: _childEnv(), scratchDir: temp })
+        ], { cwd: temp, env: childEnv({ TZ: "UTC" }), scratchDir: temp })
         : await runMeasured(Deno.execPath(), [
           "run",
           "-A",
@@ -199,7 +194,7 @@ async function _bench(
           `--end=${end}`,
           `--out=${out}`,
           `--format=${options.format}`,
-        ], { cwd: ROOT, env: _childEnv(), scratchDir: temp });
+        ], { cwd: ROOT, env: childEnv({ TZ: "UTC" }), scratchDir: temp });
       if (child.code !== 0) {
         throw new Error(`${who} failed with exit code ${child.code}: ${child.stderr.trim()}`);
       }
@@ -292,15 +287,6 @@ async function _baseline(
   connection.closeSync();
   instance.closeSync();
   return 0;
-}
-
-function _childEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1", TZ: "UTC" };
-  for (const key of ["PATH", "HOME", "DENO_DIR", "DENO_NO_UPDATE_CHECK"]) {
-    const value = Deno.env.get(key);
-    if (value !== undefined) env[key] = value;
-  }
-  return env;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -27,6 +27,8 @@ import {
 } from "../storage/mod.ts";
 import type { LimitWriteResult } from "./limit_write.ts";
 import {
+  checkChild,
+  childEnv,
   type ChildRun,
   formatBytes,
   formatCount,
@@ -34,14 +36,16 @@ import {
   gitRevision,
   machineInfo,
   median,
+  parseFlagsOr,
+  positiveInt,
   runMeasured,
   treeStats,
+  writeReport,
 } from "./measure.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
 const LIMIT_SCRIPT = fileURLToPath(new URL("./limit_write.ts", import.meta.url));
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 /** First trading date of the workload; 20 trading days run to 2024-03-28. */
 const FIRST_DAY = "2024-03-01";
@@ -103,17 +107,8 @@ const USAGE = `Usage: deno task bench [--symbols N] [--days N] [--runs N] [--que
   --query-runs N   timed rounds of all queries after a warm-up round; medians count (default 7)`;
 
 async function main(args: string[]): Promise<number> {
-  let flags;
-  try {
-    flags = _parseFlags(args);
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (flags === "help") {
-    console.log(USAGE);
-    return 0;
-  }
+  const flags = parseFlagsOr(() => _parseFlags(args), USAGE);
+  if (typeof flags === "number") return flags;
   const { runs, queryRuns } = flags;
   const workload: Workload = {
     symbols: _symbols(flags.symbols),
@@ -130,13 +125,7 @@ async function main(args: string[]): Promise<number> {
   try {
     const report = await _bench(workload, { runs, queryRuns }, temp, controller.signal);
     console.log(_render(report));
-    await Deno.mkdir(OUT_DIR, { recursive: true });
-    const file = join(
-      OUT_DIR,
-      `${report.startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
-    );
-    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-    console.log(`\nReport written to ${file}`);
+    await writeReport("", report.startedAt, report);
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
@@ -167,7 +156,7 @@ async function _bench(
   // 1 and 2, alternating `runs` times so that load from elsewhere hits both alike: ours, the
   // real CLI end to end on a fresh data dir; then the limit, one COPY of as many generated rows,
   // in a fresh process.
-  const env = _childEnv();
+  const env = childEnv();
   const ingestRuns: ChildRun[] = [];
   const limitRuns: ChildRun[] = [];
   const limitInsides: LimitWriteResult[] = [];
@@ -197,7 +186,7 @@ async function _bench(
       "--json",
     ], { cwd: ROOT, env, signal, scratchDir: temp });
     signal.throwIfAborted();
-    _checkChild(ingestRun, "marketpipe ingest");
+    checkChild(ingestRun, "marketpipe ingest");
     const summary = JSON.parse(ingestRun.stdout) as { status: string; barsWritten: number };
     if (summary.status !== "succeeded") {
       throw new Error(`Cannot benchmark: the ingest ended ${summary.status}\n${ingestRun.stderr}`);
@@ -222,7 +211,7 @@ async function _bench(
       `--days=${workload.days.join(",")}`,
     ], { cwd: ROOT, env, signal, scratchDir: temp });
     signal.throwIfAborted();
-    _checkChild(limitRun, "bench/limit_write.ts");
+    checkChild(limitRun, "bench/limit_write.ts");
     limitRuns.push(limitRun);
     limitInsides.push(JSON.parse(limitRun.stdout) as LimitWriteResult);
   }
@@ -537,22 +526,6 @@ function _render(report: Report): string {
   ].join("\n");
 }
 
-function _checkChild(run: ChildRun, what: string): void {
-  if (run.code !== 0) {
-    throw new Error(`Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}`);
-  }
-}
-
-/** A small, explicit environment: nothing like MARKETPIPE_CONFIG may change the workload. */
-function _childEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DENO_NO_UPDATE_CHECK"]) {
-    const value = Deno.env.get(key);
-    if (value !== undefined) env[key] = value;
-  }
-  return env;
-}
-
 function _symbols(count: number): string[] {
   const symbols = TICKERS.slice(0, count);
   for (let i = symbols.length; i < count; i++) symbols.push(`X${String(i).padStart(5, "0")}`);
@@ -576,19 +549,11 @@ function _parseFlags(
   });
   if (values.help) return "help";
   return {
-    symbols: _positiveInt(values.symbols, "--symbols", 10_000),
-    days: _positiveInt(values.days, "--days", 250),
-    runs: _positiveInt(values.runs, "--runs", 100),
-    queryRuns: _positiveInt(values["query-runs"], "--query-runs", 1000),
+    symbols: positiveInt(values.symbols, "--symbols", 10_000),
+    days: positiveInt(values.days, "--days", 250),
+    runs: positiveInt(values.runs, "--runs", 100),
+    queryRuns: positiveInt(values["query-runs"], "--query-runs", 1000),
   };
-}
-
-function _positiveInt(text: string, name: string, max: number): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`Invalid ${name} "${text}": expected a whole number from 1 to ${max}`);
-  }
-  return value;
 }
 
 if (import.meta.main) Deno.exitCode = await main(Deno.args);

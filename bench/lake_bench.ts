@@ -62,23 +62,35 @@ import {
   SCHEMA_VERSION,
   sqlString,
 } from "../storage/mod.ts";
-import { fsyncDir, fsyncFile, pathExists } from "../storage/fs.ts";
+import { fsyncDir, fsyncFile } from "../storage/fs.ts";
 import {
-  type ChildRun,
+  type BenchContext,
+  checkUnchanged,
+  childEnv,
   formatBytes,
   formatCount,
   formatMs,
   gitRevision,
+  linkCopy,
+  type Listing,
+  listTree,
   machineInfo,
   median,
-  runMeasured,
+  pairRatios,
+  parquetFiles,
+  parquetWritten,
+  parseFlagsOr,
+  positiveInt,
+  runCountingWrites,
   treeStats,
+  withBenchDirs,
+  writeReport,
+  type WritesRun as Measured,
 } from "./measure.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
 const SELF = fileURLToPath(import.meta.url);
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 /** The day of the daily update: the 21st trading day of December 2024, after the history. */
 const UPDATE_DAY = "2024-12-31";
@@ -131,12 +143,6 @@ interface Workload {
   partitionBy: boolean;
 }
 
-/** A child run with the bytes the kernel says it wrote. */
-interface Measured extends ChildRun {
-  /** `write_bytes` of the child (Linux; counted when pages are dirtied), or null. */
-  kernelWriteBytes: number | null;
-}
-
 /** One compared figure: medians of ours and of the baseline, and the median per-pair ratio. */
 interface Figure {
   name: string;
@@ -151,74 +157,21 @@ interface Figure {
   target: number | null;
 }
 
-/** A file of a data directory as seen by {@link _listing}. */
-interface FileState {
-  ino: number | null;
-  size: number;
-  mtime: number;
-}
-
-type Listing = Map<string, FileState>;
-
-interface Context {
-  temp: string;
-  /** Where `/usr/bin/time` writes its reports: tmpfs when there is one, so no block I/O. */
-  scratch: string;
-  symbolsFile: string;
-  env: Record<string, string>;
-  signal: AbortSignal;
-}
+type Context = BenchContext;
 
 async function main(args: string[]): Promise<number> {
-  let flags;
-  try {
-    flags = _parseFlags(args);
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (flags === "help") {
-    console.log(USAGE);
-    return 0;
-  }
+  const flags = parseFlagsOr(() => _parseFlags(args), USAGE);
+  if (typeof flags === "number") return flags;
   if (flags.kind === "limit") return await _limit(flags);
 
-  const controller = new AbortController();
-  const onInterrupt = () => controller.abort(new Error("Interrupted"));
-  Deno.addSignalListener("SIGINT", onInterrupt);
-  const temp = await Deno.makeTempDir({ prefix: "marketpipe-lakebench-" });
-  const scratch = await _scratchDir();
-  try {
-    const symbolsFile = join(temp, "symbols.txt");
-    await Deno.writeTextFile(symbolsFile, flags.workload.symbols.join("\n") + "\n");
-    const context: Context = {
-      temp,
-      scratch,
-      symbolsFile,
-      env: _childEnv(),
-      signal: controller.signal,
-    };
+  const options = { symbols: flags.workload.symbols, env: childEnv(), keep: flags.keep };
+  return await withBenchDirs("marketpipe-lakebench-", options, async (context) => {
     await _preflight(context);
     const report = await _bench(flags.workload, context);
     console.log(_render(report));
-    await Deno.mkdir(OUT_DIR, { recursive: true });
-    const file = join(
-      OUT_DIR,
-      `lake-${report.startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
-    );
-    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-    console.log(`\nReport written to ${file}`);
+    await writeReport("lake-", report.startedAt, report);
     return 0;
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}`);
-    if ((error as Error).cause !== undefined) console.error("caused by:", (error as Error).cause);
-    return 1;
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
-    await Deno.remove(scratch, { recursive: true });
-    if (flags.keep) console.error(`Kept ${temp}`);
-    else await Deno.remove(temp, { recursive: true });
-  }
+  });
 }
 
 type Report = Awaited<ReturnType<typeof _bench>>;
@@ -263,9 +216,9 @@ async function _bench(workload: Workload, context: Context) {
       "1m": symbols.length * workload.months.length,
       "1d": symbols.length * workload.months.length,
     });
-    listingA = await _listing(storeA);
+    listingA = await listTree(storeA);
     console.error("Compacting a hard-linked copy of the history (store B)...");
-    await _linkCopy(storeA, storeB);
+    await linkCopy(storeA, storeB);
     let compactMs = 0;
     for (const timeframe of ["1m", "1d"]) {
       const run = await _cli(
@@ -277,8 +230,8 @@ async function _bench(workload: Workload, context: Context) {
     }
     setup.compactMs = compactMs;
     await _checkStore(storeB, { "1m": symbols.length, "1d": symbols.length });
-    await _checkUnchanged(storeA, listingA);
-    listingB = await _listing(storeB);
+    await checkUnchanged(storeA, listingA);
+    listingB = await listTree(storeB);
   }
   // Store C: the same monthly 1m ingests with the default automatic merging, what a user who
   // ingests month by month gets (A is the worst case: merging turned off).
@@ -298,7 +251,7 @@ async function _bench(workload: Workload, context: Context) {
         extra: [],
       });
     }
-    filesC = _countParquet(await _listing(storeC), "1m");
+    filesC = _countParquet(await listTree(storeC), "1m");
   }
   const filesA = _countParquet(listingA, "1m");
   const filesB = _countParquet(listingB, "1m");
@@ -322,14 +275,14 @@ async function _bench(workload: Workload, context: Context) {
           } of ${runs})...`,
         );
         const dir = join(temp, `update-${kind}`);
-        if (kind !== "empty") await _linkCopy(masters[kind], dir);
+        if (kind !== "empty") await linkCopy(masters[kind], dir);
         daily[kind].push(await _dailyUpdate(context, dir, workload.workers));
         await Deno.remove(dir, { recursive: true });
       }
       // The copies share the masters' Parquet files by hard link: a write in place would have
       // changed them, and every later figure with them.
-      await _checkUnchanged(storeA, listingA);
-      await _checkUnchanged(storeB, listingB);
+      await checkUnchanged(storeA, listingA);
+      await checkUnchanged(storeB, listingB);
     }
     for (const kind of ["a", "b"] as const) {
       const label = names[kind];
@@ -515,14 +468,14 @@ async function _dailyUpdate(context: Context, dir: string, workers: number): Pro
     perTimeframe: {},
   };
   for (const timeframe of ["1m", "1d"] as const) {
-    const before = await _listing(dir);
+    const before = await listTree(dir);
     const run = await _ingest(context, dir, {
       start: UPDATE_DAY,
       end: UPDATE_DAY,
       timeframe,
       workers,
     });
-    const written = _written(before, await _listing(dir));
+    const written = parquetWritten(before, await listTree(dir));
     const part = {
       wallMs: run.wallMs,
       ...written,
@@ -682,7 +635,7 @@ async function _benchIngest(context: Context, workload: Workload) {
         }
         bars = measured.barsWritten;
         ours.push(measured);
-        const listing = await _listing(out);
+        const listing = await listTree(out);
         oursFiles = _countParquet(listing, "1m");
         oursBytes = _parquetBytes(listing, "1m");
       } else {
@@ -1026,40 +979,14 @@ async function _cli(context: Context, args: string[], what: string): Promise<Mea
   return await _measure(context, ["run", "-A", "--quiet", MAIN, ...args], what);
 }
 
-/**
- * Run a Deno child under {@link runMeasured}, and take the bytes it wrote from the kernel: Linux
- * adds a reaped child's I/O counters to its parent's, so `/proc/self/io` before and after (this
- * process writes nothing meanwhile; `/usr/bin/time` reports go to tmpfs).
- */
+/** Run a Deno child under {@link runCountingWrites}. */
 async function _measure(context: Context, args: string[], what: string): Promise<Measured> {
-  const before = await _kernelWriteBytes();
-  const run = await runMeasured(Deno.execPath(), args, {
+  return await runCountingWrites(Deno.execPath(), args, {
     cwd: ROOT,
     env: context.env,
     signal: context.signal,
     scratchDir: context.scratch,
-  });
-  const after = await _kernelWriteBytes();
-  context.signal.throwIfAborted();
-  if (run.code !== 0) {
-    throw new Error(`Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}`);
-  }
-  return {
-    ...run,
-    kernelWriteBytes: before === null || after === null ? null : after - before,
-  };
-}
-
-async function _kernelWriteBytes(): Promise<number | null> {
-  try {
-    const match = /^write_bytes:\s+(\d+)$/m.exec(await Deno.readTextFile("/proc/self/io"));
-    return match ? Number(match[1]) : null;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
-      return null;
-    }
-    throw error;
-  }
+  }, what);
 }
 
 /**
@@ -1119,64 +1046,13 @@ async function _checkStore(dir: string, expected: Record<"1m" | "1d", number>): 
   if (layout !== LAYOUT_VERSION) {
     throw new Error(`Cannot benchmark: ${dir} has layout ${layout}, expected ${LAYOUT_VERSION}`);
   }
-  const listing = await _listing(dir);
+  const listing = await listTree(dir);
   for (const timeframe of ["1m", "1d"] as const) {
     const files = _countParquet(listing, timeframe);
     if (files !== expected[timeframe]) {
       throw new Error(
         `Cannot benchmark: ${dir} holds ${files} ${timeframe} Parquet files, expected ` +
           `${expected[timeframe]}`,
-      );
-    }
-  }
-}
-
-/** Every file under `dir` by path relative to it, with inode, size and mtime; none if missing. */
-async function _listing(dir: string, prefix = "", out: Listing = new Map()): Promise<Listing> {
-  if (prefix === "" && !(await pathExists(dir))) return out;
-  for await (const entry of Deno.readDir(join(dir, prefix))) {
-    const path = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
-    if (entry.isDirectory) {
-      await _listing(dir, path, out);
-    } else if (entry.isFile) {
-      const info = await Deno.stat(join(dir, path));
-      out.set(path, { ino: info.ino, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
-    }
-  }
-  return out;
-}
-
-/** Parquet files that are new or replaced in `after`, and those of `before` gone or replaced. */
-function _written(before: Listing, after: Listing) {
-  let parquetBytes = 0;
-  let parquetFiles = 0;
-  let parquetReplaced = 0;
-  for (const [path, now] of after) {
-    if (!path.endsWith(".parquet")) continue;
-    const old = before.get(path);
-    if (
-      old === undefined || old.ino !== now.ino || old.size !== now.size || old.mtime !== now.mtime
-    ) {
-      parquetBytes += now.size;
-      parquetFiles++;
-      if (old !== undefined) parquetReplaced++;
-    }
-  }
-  for (const path of before.keys()) {
-    if (path.endsWith(".parquet") && !after.has(path)) parquetReplaced++;
-  }
-  return { parquetBytes, parquetFiles, parquetReplaced };
-}
-
-async function _checkUnchanged(dir: string, listing: Listing): Promise<void> {
-  const now = await _listing(dir);
-  for (const [path, state] of listing) {
-    const seen = now.get(path);
-    if (!path.endsWith(".parquet")) continue;
-    if (seen === undefined || seen.size !== state.size || seen.mtime !== state.mtime) {
-      throw new Error(
-        `Cannot benchmark: ${join(dir, path)} changed while a hard-linked copy was written to; ` +
-          "stored Parquet files must be immutable",
       );
     }
   }
@@ -1190,25 +1066,8 @@ function _parquetBytes(listing: Listing, timeframe: string): number {
   return _parquetOf(listing, timeframe).reduce((sum, [, state]) => sum + state.size, 0);
 }
 
-function _parquetOf(listing: Listing, timeframe: string): [string, FileState][] {
-  const prefix = `bars/timeframe=${timeframe}/`;
-  return [...listing].filter(([path]) => path.startsWith(prefix) && path.endsWith(".parquet"));
-}
-
-/**
- * Copy a data directory: Parquet files as hard links (they are immutable; a writer replaces them,
- * never edits them, and {@link _checkUnchanged} verifies it), everything else as real copies.
- */
-async function _linkCopy(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const source = join(from, entry.name);
-    const target = join(to, entry.name);
-    if (entry.isDirectory) await _linkCopy(source, target);
-    else if (entry.isFile && entry.name.endsWith(".parquet")) await Deno.link(source, target);
-    else if (entry.isFile) await Deno.copyFile(source, target);
-    else throw new Error(`Cannot copy ${source}: neither a file nor a folder`);
-  }
+function _parquetOf(listing: Listing, timeframe: string) {
+  return parquetFiles(listing, `bars/timeframe=${timeframe}/`);
 }
 
 function _paired(
@@ -1219,14 +1078,14 @@ function _paired(
   baselineName: string,
   target: number | null,
 ): Figure {
-  const ratios = ours.map((value, i) => value / baseline[i]);
+  const { ratio, ratios } = pairRatios(ours, baseline);
   return {
     name,
     unit,
     ours: median(ours),
     baselineName,
     baseline: median(baseline),
-    ratio: median(ratios),
+    ratio,
     ratios,
     target,
   };
@@ -1379,28 +1238,6 @@ function _ignoreNotFound(error: unknown): void {
   if (!(error instanceof Deno.errors.NotFound)) throw error;
 }
 
-/** A private folder on tmpfs when there is one, so that its writes never reach `write_bytes`. */
-async function _scratchDir(): Promise<string> {
-  try {
-    if ((await Deno.stat("/dev/shm")).isDirectory) {
-      return await Deno.makeTempDir({ dir: "/dev/shm", prefix: "marketpipe-lakebench-" });
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return await Deno.makeTempDir({ prefix: "marketpipe-lakebench-scratch-" });
-}
-
-/** A small, explicit environment: nothing like MARKETPIPE_CONFIG may change the workload. */
-function _childEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
-  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DENO_NO_UPDATE_CHECK"]) {
-    const value = Deno.env.get(key);
-    if (value !== undefined) env[key] = value;
-  }
-  return env;
-}
-
 function _parseFlags(args: string[]):
   | "help"
   | { kind: "bench"; workload: Workload; keep: boolean }
@@ -1464,8 +1301,8 @@ function _parseFlags(args: string[]):
     }
     sections.add(name as Section);
   }
-  const symbolCount = _positiveInt(values.symbols, "--symbols", 10_000);
-  const days = _positiveInt(values.days, "--days", HISTORY_DAYS.length);
+  const symbolCount = positiveInt(values.symbols, "--symbols", 10_000);
+  const days = positiveInt(values.days, "--days", HISTORY_DAYS.length);
   const history = HISTORY_DAYS.slice(-days);
   const december = tradingDays("2024-12-01", UPDATE_DAY);
   if (december.length !== 21 || december.at(-1) !== UPDATE_DAY) {
@@ -1482,21 +1319,13 @@ function _parseFlags(args: string[]):
       symbols: Array.from({ length: symbolCount }, (_, i) => `S${String(i).padStart(3, "0")}`),
       history,
       months,
-      workers: _positiveInt(values.workers, "--workers", 64),
-      runs: _positiveInt(values.runs, "--runs", 100),
-      queryRuns: _positiveInt(values["query-runs"], "--query-runs", 1000),
+      workers: positiveInt(values.workers, "--workers", 64),
+      runs: positiveInt(values.runs, "--runs", 100),
+      queryRuns: positiveInt(values["query-runs"], "--query-runs", 1000),
       sections,
       partitionBy: values["partition-by"],
     },
   };
-}
-
-function _positiveInt(text: string, name: string, max: number): number {
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`Invalid ${name} "${text}": expected a whole number from 1 to ${max}`);
-  }
-  return value;
 }
 
 if (import.meta.main) Deno.exitCode = await main(Deno.args);

@@ -1,15 +1,17 @@
 /**
- * Measuring helpers of the benchmarks: run a child process while recording its wall time and
- * peak RSS, sum up a directory tree, take medians, format figures.
+ * Measuring helpers of the benchmarks: run a child process while recording its wall time, peak
+ * RSS and bytes written, list and copy data directories, sum up a directory tree, take medians,
+ * format figures, parse flags and write reports.
  *
  * @module
  */
 import { formatBytes, formatCount } from "../core/format.ts";
-import { isFile } from "../storage/fs.ts";
+import { isFile, pathExists } from "../storage/fs.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const _ROOT = fileURLToPath(new URL("../", import.meta.url));
+const _OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 /** What {@link runMeasured} saw of one child process. */
 export interface ChildRun {
@@ -214,4 +216,263 @@ export async function machineInfo() {
     /** 1, 5 and 15 minute load averages when the run started: other work skews every figure. */
     loadAverage: Deno.loadavg(),
   };
+}
+
+/** A child run of {@link runCountingWrites}: with the bytes the kernel says it wrote. */
+export interface WritesRun extends ChildRun {
+  /** `write_bytes` of the child (Linux; counted when pages are dirtied), or null. */
+  kernelWriteBytes: number | null;
+}
+
+/**
+ * {@link runMeasured} of a child that must exit 0 (else it throws, naming it `what`), with the
+ * bytes it wrote from the kernel: Linux adds a reaped child's I/O counters to its parent's, so
+ * `/proc/self/io` before and after (this process must write nothing meanwhile: give a tmpfs
+ * `scratchDir`, see {@link scratchDir}).
+ */
+export async function runCountingWrites(
+  command: string,
+  args: string[],
+  options: RunMeasuredOptions,
+  what: string,
+): Promise<WritesRun> {
+  const before = await _kernelWriteBytes();
+  const run = await runMeasured(command, args, options);
+  const after = await _kernelWriteBytes();
+  options.signal?.throwIfAborted();
+  checkChild(run, what);
+  return { ...run, kernelWriteBytes: before === null || after === null ? null : after - before };
+}
+
+async function _kernelWriteBytes(): Promise<number | null> {
+  try {
+    const match = /^write_bytes:\s+(\d+)$/m.exec(await Deno.readTextFile("/proc/self/io"));
+    return match ? Number(match[1]) : null;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+      return null;
+    }
+    throw error;
+  }
+}
+
+/** Throw unless the child exited 0, with its stderr; `what` names it. */
+export function checkChild(run: ChildRun, what: string): void {
+  if (run.code !== 0) {
+    throw new Error(`Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}`);
+  }
+}
+
+/**
+ * A private folder on tmpfs when there is one, so that its writes never reach `write_bytes`;
+ * `prefix` starts its name (`<prefix>scratch-` when it is not on tmpfs). The caller removes it.
+ */
+export async function scratchDir(prefix: string): Promise<string> {
+  try {
+    if ((await Deno.stat("/dev/shm")).isDirectory) {
+      return await Deno.makeTempDir({ dir: "/dev/shm", prefix });
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return await Deno.makeTempDir({ prefix: `${prefix}scratch-` });
+}
+
+/**
+ * A small, explicit environment for a child: nothing like MARKETPIPE_CONFIG may change the
+ * workload. `NO_COLOR=1`, then `extra`, then PATH, HOME, DENO_DIR, TMPDIR and
+ * DENO_NO_UPDATE_CHECK where set.
+ */
+export function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1", ...extra };
+  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DENO_NO_UPDATE_CHECK"]) {
+    const value = Deno.env.get(key);
+    if (value !== undefined) env[key] = value;
+  }
+  return env;
+}
+
+/** A file of a data directory as seen by {@link listTree}. */
+export interface FileState {
+  ino: number | null;
+  size: number;
+  mtime: number;
+}
+
+/** Files by path relative to the listed directory, `/`-separated. */
+export type Listing = Map<string, FileState>;
+
+/** Every file under `dir` by path relative to it, with inode, size and mtime; none if missing. */
+export async function listTree(
+  dir: string,
+  prefix = "",
+  out: Listing = new Map(),
+): Promise<Listing> {
+  if (prefix === "" && !(await pathExists(dir))) return out;
+  for await (const entry of Deno.readDir(join(dir, prefix))) {
+    const path = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory) {
+      await listTree(dir, path, out);
+    } else if (entry.isFile) {
+      const info = await Deno.stat(join(dir, path));
+      out.set(path, { ino: info.ino, size: info.size, mtime: info.mtime?.getTime() ?? 0 });
+    }
+  }
+  return out;
+}
+
+/** The Parquet files of a listing whose path starts with `under` (all by default). */
+export function parquetFiles(files: Listing, under = ""): [string, FileState][] {
+  return [...files].filter(([path]) => path.startsWith(under) && path.endsWith(".parquet"));
+}
+
+/** Parquet files that are new or replaced in `after`, and those of `before` gone or replaced. */
+export function parquetWritten(before: Listing, after: Listing) {
+  let parquetBytes = 0;
+  let parquetFiles = 0;
+  let parquetReplaced = 0;
+  for (const [path, now] of after) {
+    if (!path.endsWith(".parquet")) continue;
+    const old = before.get(path);
+    if (
+      old === undefined || old.ino !== now.ino || old.size !== now.size || old.mtime !== now.mtime
+    ) {
+      parquetBytes += now.size;
+      parquetFiles++;
+      if (old !== undefined) parquetReplaced++;
+    }
+  }
+  for (const path of before.keys()) {
+    if (path.endsWith(".parquet") && !after.has(path)) parquetReplaced++;
+  }
+  return { parquetBytes, parquetFiles, parquetReplaced };
+}
+
+/** Throw if a Parquet file of `files` (a listing of `dir`) is gone or changed in `dir` now. */
+export async function checkUnchanged(dir: string, files: Listing): Promise<void> {
+  const now = await listTree(dir);
+  for (const [path, state] of parquetFiles(files)) {
+    const seen = now.get(path);
+    if (seen === undefined || seen.size !== state.size || seen.mtime !== state.mtime) {
+      throw new Error(
+        `Cannot benchmark: ${join(dir, path)} changed while a hard-linked copy was written to; ` +
+          "stored Parquet files must be immutable",
+      );
+    }
+  }
+}
+
+/**
+ * Copy a data directory: Parquet files as hard links (they are immutable; a writer replaces them,
+ * never edits them, and {@link checkUnchanged} verifies it), everything else as real copies.
+ */
+export async function linkCopy(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    const source = join(from, entry.name);
+    const target = join(to, entry.name);
+    if (entry.isDirectory) await linkCopy(source, target);
+    else if (entry.isFile && entry.name.endsWith(".parquet")) await Deno.link(source, target);
+    else if (entry.isFile) await Deno.copyFile(source, target);
+    else throw new Error(`Cannot copy ${source}: neither a file nor a folder`);
+  }
+}
+
+/** The per-pair ratios `ours[i] / baseline[i]` and their median. */
+export function pairRatios(
+  ours: readonly number[],
+  baseline: readonly number[],
+): { ratio: number; ratios: number[] } {
+  const ratios = ours.map((value, i) => value / baseline[i]);
+  return { ratio: median(ratios), ratios };
+}
+
+/**
+ * A bench's flags from `parse()`, or its exit code once handled: 0 after printing `usage` for
+ * `"help"`, 2 after printing the error and `usage` when `parse` throws.
+ */
+export function parseFlagsOr<T extends object>(parse: () => T | "help", usage: string): T | number {
+  let flags;
+  try {
+    flags = parse();
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${usage}`);
+    return 2;
+  }
+  if (flags === "help") {
+    console.log(usage);
+    return 0;
+  }
+  return flags;
+}
+
+/** A whole number from 1 to `max` of flag `name`, or a RangeError naming it. */
+export function positiveInt(text: string, name: string, max: number): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new RangeError(`Invalid ${name} "${text}": expected a whole number from 1 to ${max}`);
+  }
+  return value;
+}
+
+/**
+ * Write `report` as JSON to `bench/out/<prefix><startedAt>.json` (colons as dashes, whole
+ * seconds) and print `Report written to <file>` after a blank line.
+ */
+export async function writeReport(
+  prefix: string,
+  startedAt: string,
+  report: unknown,
+): Promise<void> {
+  await Deno.mkdir(_OUT_DIR, { recursive: true });
+  const file = join(
+    _OUT_DIR,
+    `${prefix}${startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
+  );
+  await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
+  console.log(`\nReport written to ${file}`);
+}
+
+/** What {@link withBenchDirs} gives a bench of CLI children. */
+export interface BenchContext {
+  temp: string;
+  /** Where `/usr/bin/time` writes its reports: tmpfs when there is one, so no block I/O. */
+  scratch: string;
+  /** `symbols.txt` in `temp`: the symbols, one a line. */
+  symbolsFile: string;
+  env: Record<string, string>;
+  /** Aborted by SIGINT. */
+  signal: AbortSignal;
+}
+
+/**
+ * Run `body` with a fresh temporary folder and a {@link scratchDir} (both named from `prefix`),
+ * `symbols` written to `symbols.txt`, and SIGINT aborting the signal. Returns what `body` returns,
+ * or 1 after printing the error (and its cause) it threw. Removes both folders after, but with
+ * `keep` prints `Kept <temp>` instead of removing the temporary one.
+ */
+export async function withBenchDirs(
+  prefix: string,
+  options: { symbols: readonly string[]; env: Record<string, string>; keep: boolean },
+  body: (context: BenchContext) => Promise<number>,
+): Promise<number> {
+  const controller = new AbortController();
+  const onInterrupt = () => controller.abort(new Error("Interrupted"));
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  const temp = await Deno.makeTempDir({ prefix });
+  const scratch = await scratchDir(prefix);
+  try {
+    const symbolsFile = join(temp, "symbols.txt");
+    await Deno.writeTextFile(symbolsFile, options.symbols.join("\n") + "\n");
+    return await body({ temp, scratch, symbolsFile, env: options.env, signal: controller.signal });
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    if ((error as Error).cause !== undefined) console.error("caused by:", (error as Error).cause);
+    return 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+    await Deno.remove(scratch, { recursive: true });
+    if (options.keep) console.error(`Kept ${temp}`);
+    else await Deno.remove(temp, { recursive: true });
+  }
 }

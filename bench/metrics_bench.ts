@@ -48,11 +48,19 @@ import {
   readMetricTotals,
   recordFreshness,
 } from "../storage/mod.ts";
-import { formatCount, formatMs, gitRevision, machineInfo, median } from "./measure.ts";
+import {
+  childEnv,
+  formatCount,
+  formatMs,
+  gitRevision,
+  machineInfo,
+  median,
+  parseFlagsOr,
+  writeReport,
+} from "./measure.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 /** Targets of the issue. */
 const TARGETS = { scrapeRatio: 3, overhead: 0.05 } as const;
@@ -132,17 +140,8 @@ interface Check {
 }
 
 async function main(args: string[]): Promise<number> {
-  let flags: Flags | "help";
-  try {
-    flags = _parseFlags(args);
-  } catch (error) {
-    console.error(`error: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (flags === "help") {
-    console.log(USAGE);
-    return 0;
-  }
+  const flags = parseFlagsOr(() => _parseFlags(args), USAGE);
+  if (typeof flags === "number") return flags;
   const startedAt = new Date().toISOString();
   const temp = await Deno.makeTempDir({ prefix: "marketpipe-metrics-bench-" });
   try {
@@ -181,13 +180,7 @@ async function main(args: string[]): Promise<number> {
       checks,
     };
     console.log(_render(report));
-    await Deno.mkdir(OUT_DIR, { recursive: true });
-    const file = join(
-      OUT_DIR,
-      `metrics-${startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
-    );
-    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-    console.log(`\nReport written to ${file}`);
+    await writeReport("metrics-", startedAt, report);
     return 0;
   } finally {
     await Deno.remove(temp, { recursive: true });
@@ -362,7 +355,7 @@ Deno.serve({ hostname: "127.0.0.1", port: Number(Deno.args[1]), onListen() {} },
       bodyFile,
       String(port),
     ],
-    env: _childEnv(),
+    env: childEnv({ TZ: "UTC" }),
     clearEnv: true,
     stdin: "null",
     stdout: "null",
@@ -496,7 +489,7 @@ function _spawnCli(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--quiet", MAIN, ...args],
     cwd: ROOT,
-    env: _childEnv(),
+    env: childEnv({ TZ: "UTC" }),
     clearEnv: true,
     stdin: "null",
     stdout: "piped",
@@ -513,16 +506,6 @@ async function _runCli(args: string[]): Promise<void> {
       }`,
     );
   }
-}
-
-/** A small, explicit environment: nothing like MARKETPIPE_CONFIG may change the workload. */
-function _childEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1", TZ: "UTC" };
-  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DENO_NO_UPDATE_CHECK"]) {
-    const value = Deno.env.get(key);
-    if (value !== undefined) env[key] = value;
-  }
-  return env;
 }
 
 // ---------------------------------------------------------------------------------------------

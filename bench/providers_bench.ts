@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tradingDays } from "../core/calendar.ts";
 import { ALPACA_PAGE_LIMIT } from "../providers/alpaca.ts";
-import { formatBytes, runMeasured } from "./measure.ts";
+import { formatBytes, runMeasured, writeReport } from "./measure.ts";
 import {
   ALPACA_MOCK_KEY,
   ALPACA_MOCK_SECRET,
@@ -29,7 +29,6 @@ import {
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const MAIN = join(ROOT, "main.ts");
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 const MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"];
 const TARGETS = { requestsRatio: 1.2, rateShare: 0.9 } as const;
@@ -183,13 +182,7 @@ async function main(args: string[]): Promise<number> {
     for (const [name, value, verdict] of rows) {
       console.log(`${name.padEnd(20)} ${value.padEnd(44)} ${verdict}`);
     }
-    await Deno.mkdir(OUT_DIR, { recursive: true });
-    const file = join(
-      OUT_DIR,
-      `providers-${report.startedAt.replaceAll(":", "-").replace(/\.\d+Z$/, "Z")}.json`,
-    );
-    await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
-    console.log(`\nReport written to ${file}`);
+    await writeReport("providers-", report.startedAt, report);
     return lossless ? 0 : 1;
   } finally {
     await server.close();
