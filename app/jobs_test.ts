@@ -89,6 +89,7 @@ Deno.test("jobJson() and taskJson() give the snake_case record the README docume
     const job = jobJson(summary.job!);
     assert.deepEqual(Object.keys(job), [
       "id",
+      "kind",
       "status",
       "provider",
       "feed",
@@ -104,7 +105,10 @@ Deno.test("jobJson() and taskJson() give the snake_case record the README docume
       "finished_at",
       "pid",
       "error",
+      "result",
     ]);
+    assert.equal(job.kind, "ingest");
+    assert.equal(job.result, null);
     assert.equal(job.bars_written, summary.barsWritten);
     assert.equal(job.created_at, new Date(summary.job!.createdAt).toISOString());
     const [task] = store.listTasks(summary.job!.id).map(taskJson);

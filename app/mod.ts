@@ -1,6 +1,6 @@
 /**
- * Application services under both the CLI and the HTTP API: the ingest job service and the one
- * JSON shape of each record they show.
+ * Application services under both the CLI and the HTTP API: the ingest job service, the prune,
+ * delete and export jobs of the server, and the one JSON shape of each record they show.
  *
  * @module
  */
@@ -13,7 +13,18 @@ export {
   runJob,
   type RunJobOptions,
 } from "./jobs.ts";
-export { jobJson, reportJson, taskJson } from "./records.ts";
+export {
+  exportFile,
+  exportOperation,
+  type JobProgress,
+  type Operation,
+  type OperationOptions,
+  previewPrune,
+  pruneOperation,
+  runOperation,
+  storedProgress,
+} from "./operations.ts";
+export { jobJson, pruneJson, reportJson, taskJson } from "./records.ts";
 export {
   type BackfillPlan,
   planBackfill,

@@ -7,20 +7,22 @@
  */
 import { join } from "node:path";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
-import type { ValidationReportRecord } from "../storage/mod.ts";
+import type { PruneSummary, ValidationReportRecord } from "../storage/mod.ts";
 
 /** A job as `jobs list --json`, `jobs show --json` and `/api/jobs` show it. */
 export function jobJson(job: JobRecord) {
   return {
     id: job.id,
+    kind: job.kind,
     status: job.status,
     provider: job.provider,
     feed: job.feed,
     adjustment: job.adjustment,
-    timeframe: job.timeframe,
+    // A prune or delete of every timeframe (or date) records none.
+    timeframe: job.timeframe || null,
     symbols: job.symbols,
-    start: job.start,
-    end: job.end,
+    start: job.start === "" ? null : job.start,
+    end: job.end === "" ? null : job.end,
     params: job.params,
     bars_written: job.barsWritten,
     created_at: _isoTime(job.createdAt),
@@ -28,6 +30,30 @@ export function jobJson(job: JobRecord) {
     finished_at: _isoTime(job.finishedAt),
     pid: job.pid,
     error: job.error,
+    result: job.result,
+  };
+}
+
+/**
+ * What a prune or delete removes (with `dry_run`, would remove), as `/api/prune`, `/api/delete`
+ * and the `result` of their jobs show it: per partition, then the bars and ingested days in all.
+ */
+export function pruneJson(summary: PruneSummary) {
+  return {
+    partitions: summary.partitions.map((p) => ({
+      tree: p.tree,
+      timeframe: p.timeframe,
+      symbol: p.symbol,
+      year: p.year,
+      first_date: p.firstDate,
+      last_date: p.lastDate,
+      bars_removed: p.rows,
+      bars_kept: p.kept,
+      files_removed: p.removed,
+      files_rewritten: p.rewritten,
+    })),
+    bars: summary.rows,
+    days: summary.days,
   };
 }
 

@@ -92,6 +92,8 @@ class MemoryStore implements IngestStore {
     this.jobs.set(id, {
       ...structuredClone(spec),
       id,
+      kind: "ingest",
+      result: null,
       requestKey,
       status: "pending",
       createdAt: at,

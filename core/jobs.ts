@@ -29,9 +29,22 @@ export interface JobSpec {
   params: Record<string, string | number | boolean>;
 }
 
-/** A job row. Times are epoch milliseconds. */
+/** What a job does: `ingest` fetches bars; the server also runs `prune`, `delete` and `export`. */
+export const JOB_KINDS = ["ingest", "prune", "delete", "export"] as const;
+
+/** One of {@link JOB_KINDS}. */
+export type JobKind = typeof JOB_KINDS[number];
+
+/**
+ * A job row. Times are epoch milliseconds. A job that is not an ingest has `""` as provider,
+ * feed and adjustment (and as timeframe, start or end when it spans every one), its options in
+ * `params`, and what it did in `result`.
+ */
 export interface JobRecord extends JobSpec {
   id: string;
+  kind: JobKind;
+  /** What a prune, delete or export did, once it succeeded (null for ingests). */
+  result: Record<string, unknown> | null;
   status: JobStatus;
   requestKey: string;
   createdAt: number;

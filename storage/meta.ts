@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { pathToFileURL } from "node:url";
 import { StorageError } from "../core/errors.ts";
 import type {
+  JobKind,
   JobRecord,
   JobSpec,
   JobStatus,
@@ -234,6 +235,16 @@ export interface BarSeries {
   /** First and last trading date recorded as ingested (with bars or known empty). */
   first: string;
   last: string;
+}
+
+/** What a prune, delete or export job spans, recorded with it (absent: every one). */
+export interface OperationScope {
+  timeframe?: Timeframe;
+  symbols?: readonly string[];
+  start?: string;
+  end?: string;
+  /** Its options, e.g. `{ before: "2024-01-01", provider: "fake" }`. */
+  params: JobSpec["params"];
 }
 
 /** Identity of this process in the `processes` table. */
@@ -468,6 +479,52 @@ export class MetaStore {
       );
     });
     return this.getJob(id)!;
+  }
+
+  /**
+   * Record a prune, delete or export job that this process runs now: created running, with
+   * `""` for the source fields it has none of.
+   */
+  createOperationJob(kind: Exclude<JobKind, "ingest">, scope: OperationScope): JobRecord {
+    const id = newJobId(this.#now());
+    const at = this.#now();
+    sqliteWrite(this.db, () =>
+      this.db.prepare(
+        `INSERT INTO jobs (id, kind, request_key, status, provider, feed, adjustment, timeframe, symbols, start_date, end_date, params, process_id, pid, created_at, started_at, updated_at)
+         VALUES (?, ?, ?, 'running', '', '', '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        id,
+        kind,
+        `${kind}:${id}`,
+        scope.timeframe ?? "",
+        JSON.stringify(scope.symbols ?? []),
+        scope.start ?? "",
+        scope.end ?? "",
+        JSON.stringify(scope.params),
+        this.process.id,
+        this.process.pid,
+        at,
+        at,
+        at,
+      ));
+    return this.getJob(id)!;
+  }
+
+  /** Mark a prune, delete or export job succeeded with what it did, and release it. */
+  finishOperationJob(jobId: string, result: Record<string, unknown>): JobRecord {
+    sqliteWrite(this.db, () =>
+      this.db.prepare(
+        "UPDATE jobs SET status = 'succeeded', result = ?, error = NULL, finished_at = ?, updated_at = ?, process_id = NULL WHERE id = ?",
+      ).run(JSON.stringify(result), this.#now(), this.#now(), jobId));
+    return this.getJob(jobId)!;
+  }
+
+  /** How many of a job's tasks ended (done or failed), of all. */
+  countTasks(jobId: string): { ended: number; total: number } {
+    const row = this.db.prepare(
+      "SELECT count(*) AS total, count(*) FILTER (WHERE status IN ('done', 'failed')) AS ended FROM tasks WHERE job_id = ?",
+    ).get(jobId);
+    return { ended: Number(row?.ended ?? 0), total: Number(row?.total ?? 0) };
   }
 
   /** Own a job and mark it running; throws when another live process runs it. */
@@ -720,14 +777,19 @@ function _tableExists(db: DatabaseSync, name: string): boolean {
 type Row = Record<string, SQLInputValue>;
 
 function _jobFrom(row: Row): JobRecord {
+  const kind = row.kind as JobKind;
   return {
     id: row.id as string,
+    kind,
     status: row.status as JobStatus,
     requestKey: row.request_key as string,
     provider: row.provider as string,
     feed: row.feed as string,
     adjustment: row.adjustment as string,
-    timeframe: parseTimeframe(row.timeframe),
+    // A prune or delete of every timeframe records none.
+    timeframe: kind !== "ingest" && row.timeframe === ""
+      ? "" as Timeframe
+      : parseTimeframe(row.timeframe),
     symbols: JSON.parse(row.symbols as string),
     start: row.start_date as string,
     end: row.end_date as string,
@@ -739,6 +801,9 @@ function _jobFrom(row: Row): JobRecord {
     pid: row.pid === null ? null : Number(row.pid),
     error: row.error as string | null,
     barsWritten: Number(row.bars_written),
+    result: row.result === null || row.result === undefined
+      ? null
+      : JSON.parse(row.result as string),
   };
 }
 

@@ -188,4 +188,11 @@ CREATE TABLE manifest_version (id INTEGER PRIMARY KEY CHECK (id = 1), version IN
 INSERT INTO manifest_version VALUES (1, 0);
 `,
   },
+  {
+    version: 7,
+    name: "the outcome of prune, delete and export jobs",
+    sql: `
+ALTER TABLE jobs ADD COLUMN result TEXT;
+`,
+  },
 ];

@@ -33,6 +33,7 @@ export {
   openExistingMigrated,
   openMigrated,
   openReadOnlyDatabase,
+  type OperationScope,
   parseSourceLabel,
   sourceLabel,
 } from "./meta.ts";

@@ -99,18 +99,17 @@ export async function pruneBars(
 ): Promise<PruneSummary> {
   const db = writer.meta.db;
   const symbols = selection.symbols ? new Set(selection.symbols) : undefined;
-  const groups = new Map<string, { key: PartitionKey; files: BarFile[] }>();
+  // The partitions with a file that holds bars that go.
+  const groups = new Map<string, { key: PartitionKey }>();
   for (const [timeframe, before] of selection.cutoffs) {
     for (const file of listFiles(db, { timeframe })) {
       if (symbols && !symbols.has(file.symbol)) continue;
       if (before !== undefined && file.firstDate >= before) continue;
       const dir = partitionDir(file.timeframe, file.symbol, `${file.year}`, file.tree);
-      let group = groups.get(dir);
-      if (!group) {
+      if (!groups.has(dir)) {
         const key = { tree: file.tree, timeframe, symbol: file.symbol, year: file.year };
-        groups.set(dir, group = { key, files: [] });
+        groups.set(dir, { key });
       }
-      group.files.push(file);
     }
   }
   const summary: PruneSummary = { partitions: [], rows: 0, days: 0 };
@@ -124,9 +123,10 @@ export async function pruneBars(
   if (options.dryRun) {
     const connection = await writer.duckdb.connect();
     try {
-      for (const { key, files } of due) {
+      for (const { key } of due) {
         options.signal?.throwIfAborted();
-        add(await _plan(connection, files, _criteria(selection, key, writer.dataDir)));
+        // Every live file of the partition, as the real run sees it, so the bars kept agree.
+        add(await _plan(connection, listFiles(db, key), _criteria(selection, key, writer.dataDir)));
         options.onProgress?.(++done, due.length);
       }
     } finally {

@@ -193,6 +193,17 @@ Deno.test("dashboard in a headless browser: search, chart, timeframe switch, web
     assert.equal(await page.locator("#query-result tbody tr").count(), 4);
     await page.screenshot({ path: `${OUTPUT}query-1280.png`, fullPage: true });
 
+    // The Data page previews a prune (the dry run changes nothing) before offering to run it.
+    await page.click("nav >> text=Data");
+    await page.waitForURL(/\/data$/);
+    await page.fill("input[name=before]", "2024-03-05");
+    await page.selectOption("form[hx-post='/partials/prune'] select[name=timeframe]", "1m");
+    await page.click("button:text('Preview prune')");
+    await page.waitForSelector("#prune-result table");
+    assert.equal(await page.locator("#prune-result tbody tr").count(), 4);
+    assert.equal(await page.locator("#prune-result button.danger").count(), 1);
+    await page.screenshot({ path: `${OUTPUT}data-1280.png`, fullPage: true });
+
     assert.deepEqual(foreign, [], "requests outside the server");
     assert.deepEqual(problems, [], "browser log");
   } finally {

@@ -152,7 +152,7 @@ Deno.test("marketpipe migrate converts a layout-1 directory in place, verified, 
     assert.equal(again.code, 0, again.stderr);
     assert.match(
       again.stdout,
-      /is up to date \(schema version 6\); nothing applied\.\n.* uses storage layout 2; nothing to migrate\.\n$/,
+      /is up to date \(schema version 7\); nothing applied\.\n.* uses storage layout 2; nothing to migrate\.\n$/,
     );
     const quiet = await runCli(["migrate", "--json", "--data-dir", dataDir]);
     assert.equal(quiet.code, 0, quiet.stderr);

@@ -265,3 +265,202 @@ Deno.test("dashboard pages and partials", async (t) => {
     await server.close();
   }
 });
+
+Deno.test("dashboard day-2 operations: update, backfill, prune, delete, export", async (t) => {
+  const dir = await filledDataDir();
+  // 22:00 ET on 2024-03-11: that session has closed, the next has not.
+  const server = await testServer(dir, { env: { MARKETPIPE_NOW: "2024-03-12T02:00:00Z" } });
+  const app = server.app;
+  const hx = { "HX-Request": "true" };
+  const post = async (path: string, fields: Record<string, string>, status = 200) => {
+    const response = await app.request(path, {
+      method: "POST",
+      headers: { ...hx, "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(fields).toString(),
+    });
+    const text = await response.text();
+    assert.equal(response.status, status, `${path}: ${text.slice(0, 500)}`);
+    return text;
+  };
+  const get = async (path: string) => {
+    const response = await app.request(path, { headers: hx });
+    const text = await response.text();
+    assert.equal(response.status, 200, `${path}: ${text.slice(0, 500)}`);
+    return text;
+  };
+  const count = async (sql: string) => {
+    const response = await app.request("/api/query", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sql }),
+    });
+    const body = await response.json();
+    assert.equal(response.status, 200, JSON.stringify(body));
+    return Number(body.rows[0][0]);
+  };
+  const startedIds = (text: string) =>
+    [...text.matchAll(/data-started-job="([^"]+)"/g)].map((m) => m[1]);
+  const finished = async (id: string) => {
+    await waitUntil(
+      async () =>
+        /data-status="(succeeded|partial|failed)"/.test(await get(`/partials/jobs/${id}`)),
+      30_000,
+      `job ${id} to end`,
+    );
+    assert.match(await get(`/partials/jobs/${id}`), /data-status="succeeded"/);
+  };
+  const aaplBars = () => count("SELECT count(*) FROM bars_1m WHERE symbol = 'AAPL'");
+  try {
+    await t.step("GET /data renders the prune, delete and export forms", async () => {
+      const text = await get("/data");
+      assertCspSafe(text);
+      assert.match(text, /<a href="\/data" class="active">Data<\/a>/);
+      assert.match(text, /hx-post="\/partials\/prune"/);
+      assert.match(text, /hx-post="\/partials\/delete"/);
+      assert.match(text, /hx-post="\/partials\/exports"/);
+      assert.match(text, /<option value="arrow">arrow<\/option>/);
+    });
+
+    await t.step(
+      "POST /partials/prune previews the plan, changes nothing, then runs it",
+      async () => {
+        const before = await aaplBars();
+        const removed = expectedMinuteBars("AAPL", "2024-03-04", "2024-03-05");
+        const fields = { before: "2024-03-06", timeframe: "1m", provider: "" };
+        const plan = await post("/partials/prune", fields);
+        assert.match(plan, /<td>bars<\/td>\s*<td>1m<\/td>\s*<td>AAPL<\/td>\s*<td>2024<\/td>/);
+        assert.match(plan, /<td>2024-03-04\.\.2024-03-05<\/td>/);
+        assert.match(plan, new RegExp(`<td class="num">${removed.toLocaleString("en-US")}</td>`));
+        assert.match(plan, /<input type="hidden" name="before" value="2024-03-06">/);
+        assert.match(plan, /<input type="hidden" name="confirm" value="true">/);
+        assert.equal(await aaplBars(), before, "the dry run removed bars");
+        const started = await post("/partials/prune", { ...fields, confirm: "true" });
+        assert.match(started, /Started prune job/);
+        const [id] = startedIds(started);
+        await finished(id);
+        assert.equal(await aaplBars(), before - removed);
+        const detail = await get(`/jobs/${id}`);
+        assertCspSafe(detail);
+        assert.match(detail, /<div class="label">partitions<\/div><div class="value">2\/2<\/div>/);
+        const both = removed + expectedMinuteBars("MSFT", "2024-03-04", "2024-03-05");
+        assert.match(
+          detail,
+          new RegExp(`Removed ${both.toLocaleString("en-US")} bar\\(s\\) from 2 `),
+        );
+        assert.doesNotMatch(detail, /--resume/);
+        assert.match(
+          await get("/partials/jobs"),
+          new RegExp(`data-job="${id}">[^]*?<td>prune</td>`),
+        );
+        assert.match(await post("/partials/prune", fields), /Nothing to remove/);
+      },
+    );
+
+    await t.step(
+      "POST /partials/delete previews and deletes a symbol; bad symbols are text",
+      async () => {
+        const bad = await post("/partials/delete", { symbols: "<img src=x>" }, 400);
+        assert.match(bad, /class="notice error"/);
+        assert.match(bad, /&lt;img/);
+        assert.doesNotMatch(bad, /<img/);
+        const plan = await post("/partials/delete", { symbols: "MSFT", timeframe: "" });
+        assert.match(plan, /<td>MSFT<\/td>/);
+        assert.doesNotMatch(plan, /<td>AAPL<\/td>/);
+        assert.ok(await count("SELECT count(*) FROM bars_1m WHERE symbol = 'MSFT'") > 0);
+        const [id] = startedIds(
+          await post("/partials/delete", { symbols: "MSFT", confirm: "true" }),
+        );
+        await finished(id);
+        assert.equal(await count("SELECT count(*) FROM bars WHERE symbol = 'MSFT'"), 0);
+      },
+    );
+
+    await t.step(
+      "POST /partials/exports starts an export that links its file when done",
+      async () => {
+        const started = await post("/partials/exports", {
+          symbols: "AAPL",
+          timeframe: "1d",
+          start: "2024-01-02",
+          end: "2024-03-28",
+          format: "csv",
+          columns: "symbol,ts,close",
+        });
+        const id = /hx-get="\/partials\/exports\/([^"]+)"/.exec(started)?.[1] ??
+          startedIds(started)[0];
+        assert.ok(id, started);
+        let status = "";
+        await waitUntil(
+          async () =>
+            /data-status="(succeeded|failed)"/.test(status = await get(`/partials/exports/${id}`)),
+          30_000,
+          "the export to end",
+        );
+        assert.match(status, new RegExp(`href="/api/exports/${id}" download`));
+        assert.doesNotMatch(status, /hx-trigger="every 1s"/);
+        assert.match(await get(`/jobs/${id}`), /Exported 61 bar\(s\)/);
+        const file = await app.request(`/api/exports/${id}`);
+        const csv = await file.text();
+        assert.equal(file.status, 200, csv);
+        const lines = csv.trimEnd().split("\n");
+        assert.equal(lines[0], "symbol,ts,close");
+        assert.equal(lines.length, 1 + 61);
+        const bad = await post("/partials/exports", {
+          symbols: "AAPL",
+          timeframe: "1d",
+          start: "2024-01-02",
+          format: "xlsx",
+        }, 400);
+        assert.match(bad, /format/);
+      },
+    );
+
+    await t.step(
+      "POST /partials/update starts the jobs of the series behind, then is up to date",
+      async () => {
+        const jobsPage = await get("/jobs");
+        assertCspSafe(jobsPage);
+        assert.match(jobsPage, /hx-post="\/partials\/update"/);
+        const before = await aaplBars();
+        const started = await post("/partials/update", {});
+        const ids = startedIds(started);
+        assert.equal(ids.length, 1, started);
+        assert.match(started, /1m AAPL 2024-03-11\.\.2024-03-11/);
+        await finished(ids[0]);
+        assert.equal(
+          await aaplBars(),
+          before + expectedMinuteBars("AAPL", "2024-03-11", "2024-03-11"),
+        );
+        assert.match(await post("/partials/update", {}), /Everything is up to date/);
+      },
+    );
+
+    await t.step("the coverage calendar backfills its missing days", async () => {
+      const symbol = await get("/symbols/AAPL?timeframe=1m");
+      assert.match(symbol, /hx-post="\/partials\/backfill"/);
+      assert.match(symbol, /<input type="hidden" name="symbols" value="AAPL">/);
+      const start = /<input type="hidden" name="start" value="([^"]+)">/.exec(symbol)![1];
+      const end = /<input type="hidden" name="end" value="([^"]+)">/.exec(symbol)![1];
+      const before = await aaplBars();
+      const started = await post("/partials/backfill", {
+        symbols: "AAPL",
+        timeframe: "1m",
+        start,
+        end,
+      });
+      const ids = startedIds(started);
+      assert.ok(ids.length > 0, started);
+      for (const id of ids) await finished(id);
+      // The prune above removed 03-04 and 03-05; 03-01 was never stored.
+      const filled = expectedMinuteBars("AAPL", "2024-03-01", "2024-03-01") +
+        expectedMinuteBars("AAPL", "2024-03-04", "2024-03-05");
+      assert.equal(await aaplBars(), before + filled);
+      assert.match(
+        await post("/partials/backfill", { symbols: "AAPL", timeframe: "1m", start, end }),
+        /Nothing to backfill/,
+      );
+    });
+  } finally {
+    await server.close();
+  }
+});

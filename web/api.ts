@@ -1,17 +1,30 @@
 /**
- * The REST API under `/api`: symbols, bars, coverage, jobs, validation reports and read-only SQL.
+ * The REST API under `/api`: symbols, bars, coverage, jobs (ingest, update, backfill, prune,
+ * delete, export and its download), validation reports and read-only SQL.
  *
  * @module
  */
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { exchangeDate } from "../core/calendar.ts";
-import { jobJson as jobRecordJson, reportJson, taskJson } from "../app/mod.ts";
-import type { JobRecord } from "../core/jobs.ts";
-import { formatCsv, readStoredDayCounts, runQuery, type StoredBarSeries } from "../storage/mod.ts";
-import { barsPage, formatFromAccept } from "./bars.ts";
+import {
+  exportFile,
+  jobJson as jobRecordJson,
+  pruneJson,
+  reportJson,
+  taskJson,
+} from "../app/mod.ts";
+import type { JobKind, JobRecord } from "../core/jobs.ts";
+import {
+  type ExportFormat,
+  formatCsv,
+  readStoredDayCounts,
+  runQuery,
+  type StoredBarSeries,
+} from "../storage/mod.ts";
+import { BAR_MEDIA_TYPES, barsPage, formatFromAccept } from "./bars.ts";
 import type { WebContext } from "./context.ts";
 import { summarizeCoverage } from "./coverage.ts";
-import { notFound } from "./errors.ts";
+import { HttpError, notFound } from "./errors.ts";
 import { href } from "./html.ts";
 import {
   checkKnownParams,
@@ -28,11 +41,16 @@ import {
   findJob,
   groupBySymbol,
   heavy,
+  jobProgress,
   jsonBody,
   noBarsError,
   parseReportId,
   prepareJob,
   queryInput,
+  removeBars,
+  startBackfill,
+  startExport,
+  startUpdate,
 } from "./services.ts";
 import { progressBySymbol } from "./views.ts";
 
@@ -147,7 +165,6 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     const tasks = deps.store.meta.listTasks(job.id);
     return c.json({
       ...jobJson(ctx, job),
-      progress: deps.jobs.progress(job.id) ?? null,
       symbols: progressBySymbol(tasks).map((s) => ({
         symbol: s.symbol,
         tasks: s.tasks,
@@ -196,9 +213,63 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     return c.json({
       status: "cancelling",
       job: jobJson(ctx, job),
-      message:
-        `Cancelling job ${job.id}: tasks in flight finish, then it ends cancelled and can be resumed`,
+      message: `Cancelling job ${job.id}: ${_CANCELLING[job.kind]}`,
     }, 202);
+  });
+
+  // Update and backfill start ordinary ingest jobs, as `marketpipe update` and `backfill` plan them.
+  app.post("/api/update", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    return _jobsStarted(ctx, c, await startUpdate(ctx, await jsonBody(c)));
+  });
+
+  app.post("/api/backfill", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    return _jobsStarted(ctx, c, await startBackfill(ctx, await jsonBody(c)));
+  });
+
+  for (const action of ["prune", "delete"] as const) {
+    app.post(`/api/${action}`, async (c) => {
+      checkKnownParams(c.req.query(), []);
+      const result = await removeBars(ctx, action, await jsonBody(c));
+      if ("plan" in result) return c.json({ dry_run: true, plan: pruneJson(result.plan) });
+      return _started(ctx, c, result.job);
+    });
+  }
+
+  app.post("/api/exports", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    return _started(ctx, c, await startExport(ctx, await jsonBody(c)));
+  });
+
+  app.get("/api/exports/:id", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const job = findJob(ctx, c.req.param("id"));
+    const file = exportFile(deps.store.dataDir, job);
+    if (file === undefined) throw notFound(`No export job ${shown(job.id)}`);
+    if (job.status !== "succeeded") {
+      const why = job.status === "running" || job.status === "pending"
+        ? `it is still running; poll /api/jobs/${job.id}`
+        : `it is ${job.status}${job.error ? `: ${job.error}` : ""}`;
+      throw new HttpError(409, "conflict", `Cannot download export ${job.id}: ${why}`);
+    }
+    let opened: Deno.FsFile;
+    try {
+      opened = await Deno.open(file.path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      throw notFound(`The file of export ${job.id} is gone from the exports folder`);
+    }
+    const { size } = await opened.stat();
+    return new Response(opened.readable, {
+      status: 200,
+      headers: {
+        "Content-Type": _EXPORT_TYPES[file.format],
+        "Content-Length": String(size),
+        "Content-Disposition": `attachment; filename="marketpipe-${job.id}.${file.format}"`,
+        "Cache-Control": "no-store",
+      },
+    });
   });
 
   app.get("/api/validation/reports", async (c) => {
@@ -247,14 +318,45 @@ export function registerApi(app: Hono, ctx: WebContext): void {
   });
 }
 
-/** A job as the API shows it: the shared record plus whether this server runs it. */
+/** A job as the API shows it: the shared record plus whether this server runs it and progress. */
 export function jobJson(ctx: WebContext, job: JobRecord) {
   return {
     ...jobRecordJson(job),
     cancellable: ctx.deps.jobs.isRunningHere(job.id),
     aggregating: ctx.deps.jobs.isAggregating(job.id),
+    progress: jobProgress(ctx, job) ?? null,
   };
 }
+
+/** 202 with the started ingests, or 200 up to date when there are none. */
+function _jobsStarted(ctx: WebContext, c: Context, { jobs }: { jobs: JobRecord[] }) {
+  if (jobs.length === 0) return c.json({ status: "up-to-date", jobs: [] });
+  return c.json({ status: "started", jobs: jobs.map((job) => jobJson(ctx, job)) }, 202);
+}
+
+/** 202 with the started job and where to poll it. */
+function _started(ctx: WebContext, c: Context, job: JobRecord) {
+  const location = `/api/jobs/${job.id}`;
+  c.header("Location", location);
+  return c.json({
+    status: "started",
+    job: jobJson(ctx, job),
+    links: { self: location, page: `/jobs/${job.id}` },
+  }, 202);
+}
+
+const _CANCELLING: Record<JobKind, string> = {
+  ingest: "tasks in flight finish, then it ends cancelled and can be resumed",
+  prune: "the partition in flight finishes, then it ends cancelled; prune again to finish it",
+  delete: "the partition in flight finishes, then it ends cancelled; delete again to finish it",
+  export: "it stops and leaves no file",
+};
+
+const _EXPORT_TYPES: Record<ExportFormat, string> = {
+  parquet: BAR_MEDIA_TYPES.parquet,
+  csv: "text/csv; charset=utf-8",
+  arrow: BAR_MEDIA_TYPES["arrow-file"],
+};
 
 function symbolJson(group: { symbol: string; series: StoredBarSeries[] }) {
   return {

@@ -1,13 +1,23 @@
 /**
- * Ingest jobs started from the web, run in the server process by the job service the CLI uses
- * (`planJob()`, `runJob()`): this module adds the limit on jobs at once, refuses jobs that would
- * write the same partitions, and cancelling. Cancelling aborts a job's signal: tasks in flight
- * finish, the job ends `cancelled` and can be resumed, exactly as after Ctrl-C on the command line.
+ * Jobs started from the web, run in the server process: ingests by the job service the CLI uses
+ * (`planJob()`, `runJob()`), and prune, delete and export jobs (`runOperation()`). This module
+ * adds the limit on jobs at once, refuses ingests that would write the same partitions, and
+ * cancelling. Cancelling aborts a job's signal: an ingest's tasks in flight finish, the job ends
+ * `cancelled` and can be resumed, exactly as after Ctrl-C on the command line; a prune or delete
+ * stops after the partition in flight, an export leaves no file.
  *
  * @module
  */
-import { type JobPlan, planJob, ResumeError, runJob } from "../app/mod.ts";
-import { type IngestProgress, partitionPeriod } from "../core/ingest.ts";
+import {
+  type JobPlan,
+  type JobProgress,
+  type Operation,
+  planJob,
+  ResumeError,
+  runJob,
+  runOperation,
+} from "../app/mod.ts";
+import { partitionPeriod } from "../core/ingest.ts";
 import type { Clock } from "../core/clock.ts";
 import type { JobRecord, JobSpec } from "../core/jobs.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -25,12 +35,19 @@ export type StartResult =
 export interface JobRunner {
   /** Starts an ingest and resolves once its job is recorded (or nothing needs fetching). */
   start(prepared: PreparedIngest): Promise<StartResult>;
+  /**
+   * Starts ingests one after the other, each as {@link JobRunner.start}; 503 before any starts
+   * when they would not all fit under the limit.
+   */
+  startAll(prepared: readonly PreparedIngest[]): Promise<StartResult[]>;
+  /** Starts a prune, delete or export and resolves once its job is recorded. */
+  startOperation(operation: Operation): Promise<JobRecord>;
   /** Cancels a job this process runs; throws 404/409 `HttpError`s otherwise. */
   cancel(jobId: string): JobRecord;
   /** Whether this process runs the job (so it can be cancelled here). */
   isRunningHere(jobId: string): boolean;
   /** Latest progress of a job this process runs. */
-  progress(jobId: string): IngestProgress | undefined;
+  progress(jobId: string): JobProgress | undefined;
   /** Whether a job this process runs is aggregating its bars (after the ingest ended). */
   isAggregating(jobId: string): boolean;
   /** Ids of the jobs this process runs. */
@@ -57,9 +74,10 @@ export interface JobRunnerOptions {
 
 interface _Entry {
   controller: AbortController;
-  spec: JobSpec;
+  /** What an ingest writes (absent for other jobs). */
+  spec?: JobSpec;
   jobId?: string;
-  progress?: IngestProgress;
+  progress?: JobProgress;
   /** Rolling the job's 1m bars up to 5m ... 1d. */
   aggregating?: boolean;
   done: Promise<void>;
@@ -79,12 +97,20 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
   const maxJobs = options.maxJobs ?? 2;
   const entries = new Set<_Entry>();
   const byId = (jobId: string) => [...entries].find((entry) => entry.jobId === jobId);
+  const checkRoom = (jobs: number) => {
+    if (entries.size + jobs > maxJobs) {
+      throw busy(
+        `${entries.size} of at most ${maxJobs} job(s) are running in this server${
+          jobs > 1 ? ` and ${jobs} would start` : ""
+        }; wait for one to end`,
+        5,
+      );
+    }
+  };
 
-  return {
+  const runner: JobRunner = {
     async start(prepared) {
-      if (entries.size >= maxJobs) {
-        throw busy(`${entries.size} job(s) are running in this server; wait for one to end`, 5);
-      }
+      checkRoom(1);
       const plan = _plan(options, prepared);
       if (plan.resumes && byId(plan.resumes.id)) {
         throw new HttpError(
@@ -93,7 +119,9 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           `Job ${plan.resumes.id} is already running in this server`,
         );
       }
-      const overlapping = [...entries].find((entry) => _sharesPartitions(entry.spec, plan.spec));
+      const overlapping = [...entries].find((entry) =>
+        entry.spec !== undefined && _sharesPartitions(entry.spec, plan.spec)
+      );
       if (overlapping) {
         throw new HttpError(
           409,
@@ -115,7 +143,12 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           entry.jobId = job.id;
           settle({ kind: "started", job, resumed, tasksLeft });
         },
-        onProgress: (progress) => entry.progress = progress,
+        onProgress: (p) =>
+          entry.progress = {
+            done: p.tasksDone + p.tasksFailed,
+            total: p.tasksTotal,
+            unit: "tasks",
+          },
         onAggregateStart: () => entry.aggregating = true,
       }).then(
         ({ summary }) => {
@@ -143,6 +176,47 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
       const result = await started;
       if ("error" in result) throw result.error;
       return result;
+    },
+
+    async startAll(prepared) {
+      checkRoom(prepared.length);
+      const results: StartResult[] = [];
+      for (const one of prepared) results.push(await runner.start(one));
+      return results;
+    },
+
+    async startOperation(operation) {
+      checkRoom(1);
+      const controller = new AbortController();
+      let settle!: (result: { job: JobRecord } | { error: unknown }) => void;
+      const started = new Promise<{ job: JobRecord } | { error: unknown }>((resolve) =>
+        settle = resolve
+      );
+      const entry: _Entry = { controller, done: Promise.resolve() };
+      entries.add(entry);
+      entry.done = runOperation(store, operation, {
+        signal: controller.signal,
+        onStart: (job) => {
+          entry.jobId = job.id;
+          settle({ job });
+        },
+        onProgress: (progress) => entry.progress = progress,
+      }).then(
+        (job) => {
+          entries.delete(entry);
+          options.onFinish?.(job);
+        },
+        (error) => {
+          entries.delete(entry);
+          settle({ error });
+          // After onStart nobody awaits the result: report it (settle above is then a no-op).
+          if (entry.jobId !== undefined) options.onError?.(error);
+          options.onFinish?.(undefined);
+        },
+      );
+      const result = await started;
+      if ("error" in result) throw result.error;
+      return result.job;
     },
 
     cancel(jobId) {
@@ -182,6 +256,7 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
       await Promise.allSettled([...entries].map((entry) => entry.done));
     },
   };
+  return runner;
 }
 
 /** The shared job plan, with a resume that cannot run answered 404 or 409. */
@@ -192,7 +267,12 @@ function _plan(options: JobRunnerOptions, prepared: PreparedIngest): JobPlan {
   } catch (error) {
     if (!(error instanceof ResumeError)) throw error;
     if (error.reason === "missing") throw notFound(`No job "${error.jobId}"`);
-    throw new HttpError(409, "conflict", error.message, { cause: error });
+    // Only an ingest has a provider to resume from.
+    const kind = options.store.getJob(error.jobId)?.kind;
+    const message = kind === undefined || kind === "ingest"
+      ? error.message
+      : `Cannot resume job ${error.jobId}: it is a ${kind} job, not an ingest`;
+    throw new HttpError(409, "conflict", message, { cause: error });
   }
 }
 

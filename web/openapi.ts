@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { JOB_STATUSES } from "../core/jobs.ts";
+import { JOB_KINDS, JOB_STATUSES } from "../core/jobs.ts";
+import { BAR_COLUMNS, EXPORT_FORMATS } from "../storage/mod.ts";
 import { BAR_MEDIA_TYPES, BARS_ARROW_SCHEMA } from "./bars.ts";
 import {
   DATE_SCHEMA,
@@ -35,6 +36,26 @@ const _ARROW_COLUMNS = `Arrow IPC, one record batch per chunk of up to 2,048 bar
     `${field.name} ${field.type}${field.nullable ? " (nullable)" : ""}`
   ).join(", ")
 }`;
+
+const _SYMBOLS: Json = { type: "array", items: SYMBOL_SCHEMA };
+
+const _jsonBody = (schema: string): Json => ({
+  required: true,
+  content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } },
+});
+
+const _JOB_STARTED: Json = {
+  type: "object",
+  properties: { status: { const: "started" }, job: { $ref: "#/components/schemas/Job" } },
+};
+
+const _JOBS_STARTED: Json = {
+  type: "object",
+  properties: {
+    status: { type: "string", enum: ["started", "up-to-date"] },
+    jobs: { type: "array", items: { $ref: "#/components/schemas/Job" } },
+  },
+};
 
 const _json = (description: string, schema: Json = { type: "object" }): Json => ({
   description,
@@ -72,13 +93,28 @@ export function openApiDocument(version: string): Json {
       responses: { "200": _html("An HTML fragment for htmx"), "400": _html("Invalid parameter") },
     },
   });
+  const formPost = (summary: string, schema: string): Json => ({
+    post: {
+      tags: ["partials"],
+      summary,
+      security: [{ bearer: [] }],
+      requestBody: {
+        content: {
+          "application/x-www-form-urlencoded": {
+            schema: { $ref: `#/components/schemas/${schema}` },
+          },
+        },
+      },
+      responses: { "200": _html("An HTML fragment for htmx"), "400": _html("Invalid input") },
+    },
+  });
   return {
     openapi: "3.1.0",
     info: {
       title: "MarketPipe",
       version,
       description:
-        'Market data stored by MarketPipe: bars, coverage, ingest jobs and read-only SQL. JSON by default; errors are `{"error": {"code", "message"}}`. POST and DELETE need `Authorization: Bearer <token>` when the server has MARKETPIPE_API_TOKEN (always when it listens beyond loopback); with --auth-reads, reads too.',
+        'Market data stored by MarketPipe: bars, coverage, jobs (ingest, update, backfill, prune, delete, export) and read-only SQL. JSON by default; errors are `{"error": {"code", "message"}}`. POST and DELETE need `Authorization: Bearer <token>` when the server has MARKETPIPE_API_TOKEN (always when it listens beyond loopback); with --auth-reads, reads too.',
     },
     servers: [{ url: "/" }],
     components: {
@@ -114,20 +150,130 @@ export function openApiDocument(version: string): Json {
           type: "object",
           properties: {
             id: { type: "string" },
+            kind: { type: "string", enum: [...JOB_KINDS] },
             status: {
               type: "string",
               enum: [...JOB_STATUSES],
             },
-            provider: { type: "string" },
-            timeframe: TIMEFRAME_SCHEMA,
+            provider: { type: "string", description: '"" for prune, delete and export' },
+            timeframe: {
+              oneOf: [TIMEFRAME_SCHEMA, { type: "null" }],
+              description: "null for a prune or delete of every timeframe",
+            },
             symbols: { type: "array", items: { type: "string" } },
-            start: DATE_SCHEMA,
-            end: DATE_SCHEMA,
+            start: { oneOf: [DATE_SCHEMA, { type: "null" }] },
+            end: { oneOf: [DATE_SCHEMA, { type: "null" }] },
+            params: { type: "object", description: "provider options, or the job's options" },
             bars_written: { type: "integer" },
+            result: {
+              type: ["object", "null"],
+              description:
+                "what a succeeded prune or delete removed (a PrunePlan) or an export wrote ({file, format, rows, bytes})",
+            },
+            cancellable: { type: "boolean", description: "this server runs the job" },
             aggregating: {
               type: "boolean",
               description: "the job's bars are being aggregated in this server",
             },
+            progress: {
+              oneOf: [{ $ref: "#/components/schemas/JobProgress" }, { type: "null" }],
+            },
+          },
+        },
+        JobProgress: {
+          type: "object",
+          required: ["done", "total", "unit"],
+          properties: {
+            done: { type: "integer" },
+            total: { type: "integer" },
+            unit: { type: "string", enum: ["tasks", "partitions", "bars"] },
+          },
+        },
+        PrunePlan: {
+          type: "object",
+          properties: {
+            partitions: {
+              type: "array",
+              items: {
+                type: "object",
+                properties: {
+                  tree: { type: "string", enum: ["bars", "quarantine"] },
+                  timeframe: TIMEFRAME_SCHEMA,
+                  symbol: { type: "string" },
+                  year: { type: "integer" },
+                  first_date: DATE_SCHEMA,
+                  last_date: DATE_SCHEMA,
+                  bars_removed: { type: "integer" },
+                  bars_kept: { type: "integer" },
+                  files_removed: { type: "integer" },
+                  files_rewritten: { type: "integer" },
+                },
+              },
+            },
+            bars: { type: "integer", description: "bars removed from bars/" },
+            days: { type: "integer", description: "ingested-day records forgotten" },
+          },
+        },
+        UpdateRequest: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            symbols: _SYMBOLS,
+            timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every stored timeframe" },
+          },
+        },
+        BackfillRequest: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            symbols: _SYMBOLS,
+            timeframe: { ...TIMEFRAME_SCHEMA, default: "1m" },
+            start: { ...DATE_SCHEMA, description: "judge these dates (default: each series' own)" },
+            end: DATE_SCHEMA,
+            before: {
+              ...DATE_SCHEMA,
+              description: "also fetch from this date up to each series' first stored session",
+            },
+          },
+        },
+        PruneRequest: {
+          type: "object",
+          required: ["before"],
+          additionalProperties: false,
+          properties: {
+            before: { ...DATE_SCHEMA, description: "first trading date kept; not after today" },
+            timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every timeframe" },
+            symbols: _SYMBOLS,
+            provider: { type: "string" },
+            dry_run: { type: "boolean", default: true },
+          },
+        },
+        DeleteRequest: {
+          type: "object",
+          required: ["symbols"],
+          additionalProperties: false,
+          properties: {
+            symbols: _SYMBOLS,
+            timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every timeframe" },
+            provider: { type: "string" },
+            dry_run: { type: "boolean", default: true },
+          },
+        },
+        ExportRequest: {
+          type: "object",
+          required: ["symbols", "timeframe", "start", "format"],
+          additionalProperties: false,
+          properties: {
+            symbols: _SYMBOLS,
+            timeframe: TIMEFRAME_SCHEMA,
+            start: DATE_SCHEMA,
+            end: { ...DATE_SCHEMA, description: "default: start" },
+            format: { type: "string", enum: [...EXPORT_FORMATS] },
+            columns: {
+              type: "array",
+              items: { type: "string", enum: BAR_COLUMNS.map((column) => column.name) },
+            },
+            tz: { type: "string", description: "csv only: ts as local time in this IANA zone" },
           },
         },
         IngestRequest: {
@@ -234,7 +380,7 @@ export function openApiDocument(version: string): Json {
           summary: "Jobs, newest first",
           parameters: [],
           responses: {
-            "200": _json("Jobs", {
+            "200": _json("Jobs of every kind", {
               type: "object",
               properties: { jobs: { type: "array", items: { $ref: "#/components/schemas/Job" } } },
             }),
@@ -277,6 +423,115 @@ export function openApiDocument(version: string): Json {
             "202": _json("Cancelling: tasks in flight finish, then the job is cancelled"),
             ..._ERRORS,
             "409": _error("The job is not running in this server"),
+          },
+        },
+      },
+      "/api/update": {
+        post: {
+          tags: ["api"],
+          summary:
+            "Bring stored series up to the last completed session (ingest jobs, as `marketpipe update`)",
+          security: [{ bearer: [] }],
+          requestBody: _jsonBody("UpdateRequest"),
+          responses: {
+            "202": _json("Started: the ingest jobs", _JOBS_STARTED),
+            "200": _json(
+              "Up to date: every series ends at the last completed session",
+              _JOBS_STARTED,
+            ),
+            ..._ERRORS,
+            "409": _error("A running job writes the same partitions"),
+            "415": _error("Body is not JSON"),
+          },
+        },
+      },
+      "/api/backfill": {
+        post: {
+          tags: ["api"],
+          summary:
+            "Fetch the missing and partial days of the gap report (ingest jobs, as `marketpipe backfill`)",
+          security: [{ bearer: [] }],
+          requestBody: _jsonBody("BackfillRequest"),
+          responses: {
+            "202": _json("Started: the ingest jobs", _JOBS_STARTED),
+            "200": _json("Nothing to fill", _JOBS_STARTED),
+            ..._ERRORS,
+            "409": _error("A running job writes the same partitions"),
+            "415": _error("Body is not JSON"),
+          },
+        },
+      },
+      "/api/prune": {
+        post: {
+          tags: ["api"],
+          summary:
+            "Remove the bars of trading dates before a date (as `marketpipe prune`); a dry run by default",
+          security: [{ bearer: [] }],
+          requestBody: _jsonBody("PruneRequest"),
+          responses: {
+            "200": _json("Dry run: what would go; nothing changed", {
+              type: "object",
+              properties: {
+                dry_run: { const: true },
+                plan: { $ref: "#/components/schemas/PrunePlan" },
+              },
+            }),
+            "202": _json("Started: the prune job", _JOB_STARTED),
+            ..._ERRORS,
+            "415": _error("Body is not JSON"),
+          },
+        },
+      },
+      "/api/delete": {
+        post: {
+          tags: ["api"],
+          summary:
+            "Remove every stored bar of symbols (as `marketpipe delete`); a dry run by default",
+          security: [{ bearer: [] }],
+          requestBody: _jsonBody("DeleteRequest"),
+          responses: {
+            "200": _json("Dry run: what would go; nothing changed", {
+              type: "object",
+              properties: {
+                dry_run: { const: true },
+                plan: { $ref: "#/components/schemas/PrunePlan" },
+              },
+            }),
+            "202": _json("Started: the delete job", _JOB_STARTED),
+            ..._ERRORS,
+            "415": _error("Body is not JSON"),
+          },
+        },
+      },
+      "/api/exports": {
+        post: {
+          tags: ["api"],
+          summary:
+            "Export stored bars to one file (as `marketpipe export`), written by a job; download it from /api/exports/{id}",
+          security: [{ bearer: [] }],
+          requestBody: _jsonBody("ExportRequest"),
+          responses: {
+            "202": _json("Started: the export job", _JOB_STARTED),
+            ..._ERRORS,
+            "415": _error("Body is not JSON"),
+          },
+        },
+      },
+      "/api/exports/{id}": {
+        get: {
+          tags: ["api"],
+          summary: "Download the file of a succeeded export job",
+          parameters: [_path("id", "Export job id")],
+          responses: {
+            "200": {
+              description: "The file, as an attachment",
+              content: Object.fromEntries(
+                ["application/vnd.apache.parquet", "text/csv", "application/vnd.apache.arrow.file"]
+                  .map((type) => [type, { schema: { type: "string", format: "binary" } }]),
+              ),
+            },
+            ..._ERRORS,
+            "409": _error("The export is still running, failed or was cancelled"),
           },
         },
       },
@@ -378,6 +633,7 @@ export function openApiDocument(version: string): Json {
       "/validation": page("Validation reports"),
       "/validation/{id}": page("Validation report", [_path("id", "Report id")]),
       "/query": page("Read-only SQL console"),
+      "/data": page("Data: prune, delete (dry run first) and export forms"),
       "/login": {
         ...page("Log in with the API token (sets an HttpOnly session cookie)"),
         post: {
@@ -419,6 +675,26 @@ export function openApiDocument(version: string): Json {
         },
       },
       "/partials/jobs/{id}": partial("Job detail fragment", [_path("id", "Job id")]),
+      "/partials/update": formPost(
+        "Bring stored series up to date (as POST /api/update)",
+        "UpdateRequest",
+      ),
+      "/partials/backfill": formPost(
+        "Backfill the missing days of a series (as POST /api/backfill)",
+        "BackfillRequest",
+      ),
+      "/partials/prune": formPost(
+        "The prune plan, or with confirm=true the started prune (as POST /api/prune)",
+        "PruneRequest",
+      ),
+      "/partials/delete": formPost(
+        "The delete plan, or with confirm=true the started delete (as POST /api/delete)",
+        "DeleteRequest",
+      ),
+      "/partials/exports": formPost("Start an export (as POST /api/exports)", "ExportRequest"),
+      "/partials/exports/{id}": partial("Export status with its download link when done", [
+        _path("id", "Export job id"),
+      ]),
       "/partials/jobs/{id}/cancel": {
         post: {
           tags: ["partials"],

@@ -7,6 +7,7 @@ import type { Context, Hono } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { formatBytes, formatCount } from "../core/format.ts";
 import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
+import type { JobRecord } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import { PROVIDER_NAMES } from "../providers/mod.ts";
 import { type BarColumns, readBars } from "../storage/mod.ts";
@@ -24,32 +25,46 @@ import {
   sessionValue,
 } from "./security.ts";
 import {
+  byTimeframe,
   findJob,
   groupBySymbol,
   heavy,
+  jobProgress,
   noBarsError,
   parseReportId,
   prepareJob,
   queryInput,
+  removeBars,
+  startBackfill,
+  startExport,
+  startUpdate,
   storedCoverage,
 } from "./services.ts";
 import {
   chartPanel,
   type ChartPanelData,
   corruptFilesNotice,
+  deleteForm,
   empty,
+  exportForm,
+  exportStatus,
   jobDetail,
   jobForm,
   jobsTable,
   type LayoutContext,
   notice,
   page,
+  pruneForm,
   queryResultView,
+  removalPlan,
+  removalStarted,
   type Section,
   seriesTable,
   shortTime,
+  startedJobs,
   statusBadge,
   symbolResults,
+  updateButton,
   validationDetail,
   validationList,
 } from "./views.ts";
@@ -177,6 +192,8 @@ ${chartPanel(panel)}`;
     const jobs = deps.store.meta.listJobs({ limit: 50 });
     const lastDay = previousTradingDay(exchangeDate(ctx.now()));
     const body = html`<h1>Jobs</h1>
+<h2>Update stored data</h2>
+${updateButton()}
 <h2>Start an ingest</h2>
 ${
       jobForm({
@@ -200,13 +217,7 @@ ${jobsTable(jobs, { poll: true })}`;
 
   app.post("/partials/jobs", async (c) => {
     checkKnownParams(c.req.query(), []);
-    const form = await c.req.parseBody();
-    // No prototype: a field named __proto__ is kept (and refused as unknown), not swallowed.
-    const fields: Record<string, unknown> = Object.create(null);
-    for (const [key, value] of Object.entries(form)) {
-      if (typeof value !== "string") throw badRequest(`Invalid ${shown(key)}: expected text`);
-      fields[key] = value;
-    }
+    const fields = await _formFields(c);
     const result = await deps.jobs.start(await prepareJob(ctx, fields));
     c.header("HX-Trigger", "jobs-changed");
     if (result.kind === "up-to-date") {
@@ -247,38 +258,106 @@ ${jobsTable(jobs, { poll: true })}`;
     const job = findJob(ctx, c.req.param("id"));
     const body = html`<h1>Job ${job.id}</h1>
 <p><a href="/jobs">All jobs</a></p>
-${
-      jobDetail(job, deps.store.meta.listTasks(job.id), {
-        cancellable: deps.jobs.isRunningHere(job.id),
-      })
-    }`;
+${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
     return render(c, `Job ${job.id}`, "jobs", body);
   });
 
   app.get("/partials/jobs/:id", (c) => {
     checkKnownParams(c.req.query(), []);
     const job = findJob(ctx, c.req.param("id"));
-    return fragment(
-      c,
-      jobDetail(job, deps.store.meta.listTasks(job.id), {
-        cancellable: deps.jobs.isRunningHere(job.id),
-      }),
-    );
+    return fragment(c, _jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) }));
   });
 
   app.post("/partials/jobs/:id/cancel", (c) => {
     checkKnownParams(c.req.query(), []);
     const job = deps.jobs.cancel(findJob(ctx, c.req.param("id")).id);
     c.header("HX-Trigger", "jobs-changed");
+    const message = job.kind === "ingest"
+      ? "Cancelling: the tasks in flight finish, then the job ends cancelled and can be resumed."
+      : job.kind === "export"
+      ? "Cancelling: the export stops and leaves no file."
+      : "Cancelling: the partition in flight finishes, then the job ends cancelled; run it again to finish.";
+    return fragment(c, _jobPanel(ctx, job, { cancellable: false, message: notice(message) }));
+  });
+
+  app.post("/partials/update", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const fields = await _formFields(c, { dropEmpty: true });
+    const { jobs } = await startUpdate(ctx, fields);
+    c.header("HX-Trigger", "jobs-changed");
     return fragment(
       c,
-      jobDetail(job, deps.store.meta.listTasks(job.id), {
-        cancellable: false,
-        message: notice(
-          "Cancelling: the tasks in flight finish, then the job ends cancelled and can be resumed.",
-        ),
-      }),
+      startedJobs(jobs, "Everything is up to date: every series has the last closed session."),
     );
+  });
+
+  app.post("/partials/backfill", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const { symbols, ...fields } = await _formFields(c, { dropEmpty: true });
+    const { jobs } = await startBackfill(ctx, { ...fields, symbols: _list(symbols) });
+    c.header("HX-Trigger", "jobs-changed");
+    return fragment(c, startedJobs(jobs, "Nothing to backfill: no missing or partial days."));
+  });
+
+  app.get("/data", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const series = await heavy(ctx, () => deps.data.series());
+    const lastDay = previousTradingDay(exchangeDate(ctx.now()));
+    const options = {
+      providers: PROVIDER_NAMES,
+      timeframes: byTimeframe(series).map((s) => s.timeframe).filter((tf, i, all) =>
+        all.indexOf(tf) === i
+      ),
+      defaults: { before: addDays(lastDay, -365), start: lastDay, end: lastDay },
+    };
+    const body = html`
+      <h1>Data</h1>
+      <h2>Prune old bars</h2>
+      <p
+        class="muted small">Removes the bars of trading dates before a date, as <code>marketpipe prune --before</code>. The plan is shown first; nothing changes until you confirm it.</p>
+      ${pruneForm(options)}
+      <h2>Delete symbols</h2>
+      <p
+        class="muted small">Removes every bar of the symbols, as <code>marketpipe delete</code>. The plan is shown first; nothing changes until you confirm it.</p>
+      ${deleteForm(options)}
+      <h2>Export</h2>
+      <p
+        class="muted small">Writes the bars to one file on the server, as <code>marketpipe export</code>, and offers it for download when done.</p>
+      ${exportForm(options)}
+    `;
+    return render(c, "Data", "data", body);
+  });
+
+  for (const action of ["prune", "delete"] as const) {
+    app.post(`/partials/${action}`, async (c) => {
+      checkKnownParams(c.req.query(), []);
+      const { confirm, ...fields } = await _formFields(c, { dropEmpty: true });
+      const request: Record<string, unknown> = { ...fields, dry_run: confirm !== "true" };
+      if (action === "delete") request.symbols = _list(fields.symbols);
+      const result = await removeBars(ctx, action, request);
+      if ("plan" in result) return fragment(c, removalPlan(action, result.plan, fields));
+      c.header("HX-Trigger", "jobs-changed");
+      return fragment(c, removalStarted(result.job));
+    });
+  }
+
+  app.post("/partials/exports", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const { symbols, columns, ...fields } = await _formFields(c, { dropEmpty: true });
+    const job = await startExport(ctx, {
+      ...fields,
+      symbols: _list(symbols),
+      columns: columns === undefined ? undefined : _list(columns),
+    });
+    c.header("HX-Trigger", "jobs-changed");
+    return fragment(c, exportStatus(job, jobProgress(ctx, job)));
+  });
+
+  app.get("/partials/exports/:id", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const job = findJob(ctx, c.req.param("id"));
+    if (job.kind !== "export") throw notFound(`No export job ${shown(job.id)}`);
+    return fragment(c, exportStatus(job, jobProgress(ctx, job)));
   });
 
   app.get("/validation", async (c) => {
@@ -396,6 +475,41 @@ ${
     deleteCookie(c, SESSION_COOKIE, SESSION_COOKIE_OPTIONS);
     return c.redirect("/login", 303);
   });
+}
+
+/** The body of a job page: its tasks (an ingest) or its progress (other kinds). */
+function _jobPanel(
+  ctx: WebContext,
+  job: JobRecord,
+  options: { cancellable: boolean; message?: Html },
+): Html {
+  return jobDetail(job, ctx.deps.store.meta.listTasks(job.id), {
+    ...options,
+    progress: jobProgress(ctx, job),
+  });
+}
+
+/**
+ * The text fields of a form post; with `dropEmpty` the empty ones are left out (so the API's
+ * defaults apply, as for a JSON body without them). No prototype: a field named __proto__ is
+ * kept (and refused as unknown), not swallowed.
+ */
+async function _formFields(
+  c: Context,
+  { dropEmpty = false }: { dropEmpty?: boolean } = {},
+): Promise<Record<string, string>> {
+  const form = await c.req.parseBody();
+  const fields: Record<string, string> = Object.create(null);
+  for (const [key, value] of Object.entries(form)) {
+    if (typeof value !== "string") throw badRequest(`Invalid ${shown(key)}: expected text`);
+    if (value !== "" || !dropEmpty) fields[key] = value;
+  }
+  return fields;
+}
+
+/** A comma or space separated form field as the list the API takes. */
+function _list(text: string | undefined): string[] | undefined {
+  return text?.split(/[\s,]+/).filter((item) => item !== "");
 }
 
 function loginBody(ctx: WebContext, next: string): Html {

@@ -1,21 +1,45 @@
 /**
  * What the REST API and the dashboard pages share: reads holding a heavy-request slot, lookups
- * by id, coverage of a symbol, and the parsing of job and query request bodies.
+ * by id, coverage of a symbol, and the parsing of job, update, backfill, prune, delete, export
+ * and query request bodies.
  *
  * @module
  */
 import type { Context } from "hono";
 import {
+  exportOperation,
+  type JobProgress,
+  planBackfill,
+  type PlanSettings,
+  planUpdate,
+  previewPrune,
+  pruneOperation,
+  type SeriesPlan,
+  storedProgress,
+} from "../app/mod.ts";
+import {
   buildIngestRequest,
   type IngestInput,
   type PreparedIngest,
 } from "../providers/ingest_request.ts";
+import { providers } from "../providers/mod.ts";
 import { addDays, exchangeDate } from "../core/calendar.ts";
+import {
+  type Clock,
+  includesExtendedHours,
+  lastCompletedSession,
+  systemClock,
+} from "../core/clock.ts";
 import type { JobRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import { CorruptFileError } from "../core/errors.ts";
+import { CorruptFileError, didYouMean } from "../core/errors.ts";
 import {
+  BAR_COLUMNS,
   corruptFileMessage,
+  EXPORT_FORMATS,
+  type ExportRequest,
+  type PruneSelection,
+  type PruneSummary,
   QueryTimeoutError,
   readKnownEmptyDays,
   readStoredDayCounts,
@@ -24,7 +48,15 @@ import {
 import type { WebContext } from "./context.ts";
 import { coverageCalendar, type CoverageDay } from "./coverage.ts";
 import { badRequest, HttpError, notFound } from "./errors.ts";
-import { checkRange, parseInteger, shown } from "./params.ts";
+import {
+  checkRange,
+  parseChoice,
+  parseDate,
+  parseInteger,
+  parseSymbol,
+  parseTimeframe,
+  shown,
+} from "./params.ts";
 
 /** Longest coverage range one request may ask for, in days. */
 const MAX_COVERAGE_DAYS = 7_400;
@@ -343,4 +375,314 @@ export async function queryInput(
     fallback: Math.min(1000, limits.maxQueryRows),
   });
   return { sql, limit, timeoutMs };
+}
+
+/**
+ * `POST /api/update`: starts the ingests that bring the stored series up to date
+ * ({@link _prepareUpdate}); `jobs` is empty when every one is.
+ */
+export async function startUpdate(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<{ jobs: JobRecord[] }> {
+  return { jobs: await _startPlanned(ctx, _prepareUpdate(ctx, body)) };
+}
+
+/**
+ * `POST /api/backfill`: starts the ingests that fill the gaps ({@link _prepareBackfill}); `jobs`
+ * is empty when there are none.
+ */
+export async function startBackfill(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<{ jobs: JobRecord[] }> {
+  return { jobs: await _startPlanned(ctx, await _prepareBackfill(ctx, body)) };
+}
+
+/**
+ * `POST /api/prune` and `POST /api/delete`: with `dry_run` (the default) the plan of what would
+ * go, nothing changed; else the started job.
+ */
+export async function removeBars(
+  ctx: WebContext,
+  action: "prune" | "delete",
+  body: Record<string, unknown>,
+): Promise<{ plan: PruneSummary } | { job: JobRecord }> {
+  const { selection, dryRun } = action === "prune"
+    ? _preparePrune(ctx, body)
+    : _prepareDelete(body);
+  const { store, jobs } = ctx.deps;
+  if (dryRun) return { plan: await heavy(ctx, () => previewPrune(store, selection)) };
+  return { job: await jobs.startOperation(pruneOperation(store, action, selection)) };
+}
+
+/** `POST /api/exports`: starts the export job ({@link _prepareExport}). */
+export async function startExport(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<JobRecord> {
+  const request = await _prepareExport(ctx, body);
+  return await ctx.deps.jobs.startOperation(exportOperation(ctx.deps.store, request));
+}
+
+/** How far a job is: live when this server runs it, else from what it recorded. */
+export function jobProgress(ctx: WebContext, job: JobRecord): JobProgress | undefined {
+  return ctx.deps.jobs.progress(job.id) ?? storedProgress(ctx.deps.store, job) ?? undefined;
+}
+
+/** Starts planned ingests; the jobs that started (none when every one was up to date). */
+async function _startPlanned(ctx: WebContext, plan: SeriesPlan): Promise<JobRecord[]> {
+  const results = await ctx.deps.jobs.startAll(plan.jobs);
+  return results.flatMap((result) => result.kind === "started" ? [result.job] : []);
+}
+
+/**
+ * The jobs of `POST /api/update` (`{symbols?, timeframe?}`): every stored series, or those
+ * asked for, from its last stored session to the last completed one, as `marketpipe update`
+ * plans them; `aggregate` as the server's config sets it.
+ */
+function _prepareUpdate(ctx: WebContext, body: Record<string, unknown>): SeriesPlan {
+  _checkFields(body, ["symbols", "timeframe"]);
+  const symbols = _symbolsField(body);
+  const timeframe = parseTimeframe(_stringField(body, "timeframe"));
+  return planUpdate(ctx.deps.store.meta, {
+    ..._planSettings(ctx),
+    clock: _clock(ctx),
+    symbols,
+    timeframe,
+  });
+}
+
+/**
+ * The jobs of `POST /api/backfill` (`{symbols?, timeframe?, start?, end?, before?}`): the
+ * missing and partial days the gap report lists (judged over `start`..`end`, default each
+ * series' stored range), and with `before` the days from it up to each series' first one, as
+ * `marketpipe backfill` plans them.
+ */
+async function _prepareBackfill(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<SeriesPlan> {
+  _checkFields(body, ["symbols", "timeframe", "start", "end", "before"]);
+  const symbols = _symbolsField(body);
+  const timeframe = parseTimeframe(_stringField(body, "timeframe"), "1m");
+  const start = parseDate(_stringField(body, "start"), "start");
+  const end = parseDate(_stringField(body, "end"), "end");
+  const before = parseDate(_stringField(body, "before"), "before");
+  const clock = _clock(ctx);
+  if (end !== undefined && start === undefined) {
+    throw badRequest("Missing start: end needs a first date");
+  }
+  checkRange(start, end);
+  if (before !== undefined) {
+    if (start !== undefined) {
+      throw badRequest(
+        "Cannot combine before with start: before extends each series back from its first stored session",
+      );
+    }
+    const until = lastCompletedSession(clock(), {
+      extendedHours: includesExtendedHours(timeframe),
+    });
+    if (until === undefined || before > until) {
+      throw badRequest(
+        `Invalid before ${before}: after the last closed session ${until ?? "(none)"}`,
+      );
+    }
+  }
+  const range = start === undefined ? undefined : { start, end: end ?? start };
+  return await heavy(ctx, () =>
+    planBackfill(ctx.deps.store.dataDir, ctx.deps.store.meta, {
+      ..._planSettings(ctx),
+      clock,
+      timeframe,
+      symbols,
+      range,
+      before,
+    }));
+}
+
+/** A prune or delete request: what goes, and whether only to show it (default: only show). */
+interface _RemovalRequest {
+  selection: PruneSelection;
+  dryRun: boolean;
+}
+
+/**
+ * `POST /api/prune` (`{before, timeframe?, symbols?, provider?, dry_run?}`): the bars of trading
+ * dates before `before` (not after today), of one timeframe or every one.
+ */
+function _preparePrune(ctx: WebContext, body: Record<string, unknown>): _RemovalRequest {
+  _checkFields(body, ["before", "timeframe", "symbols", "provider", "dry_run"]);
+  const before = parseDate(_stringField(body, "before"), "before");
+  if (before === undefined) {
+    throw badRequest("Missing before: the first trading date to keep, YYYY-MM-DD");
+  }
+  const today = exchangeDate(_clock(ctx)());
+  if (before > today) {
+    throw badRequest(`Invalid before ${before}: it is after today (${today} in New York)`);
+  }
+  return _removal(body, before, _symbolsField(body));
+}
+
+/**
+ * `POST /api/delete` (`{symbols, timeframe?, provider?, dry_run?}`): every stored bar of the
+ * symbols, of one timeframe or every one.
+ */
+function _prepareDelete(body: Record<string, unknown>): _RemovalRequest {
+  _checkFields(body, ["symbols", "timeframe", "provider", "dry_run"]);
+  const symbols = _symbolsField(body);
+  if (symbols === undefined) {
+    throw badRequest('Missing symbols: the symbols whose bars to delete, like ["AAPL"]');
+  }
+  return _removal(body, undefined, symbols);
+}
+
+/**
+ * `POST /api/exports` (`{symbols, timeframe, start, end?, format, columns?, tz?}`), checked as
+ * `marketpipe export` checks it; 400 for a symbol with no stored bars of the timeframe.
+ */
+async function _prepareExport(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<ExportRequest> {
+  _checkFields(body, ["symbols", "timeframe", "start", "end", "format", "columns", "tz"]);
+  const symbols = _symbolsField(body);
+  if (symbols === undefined) throw badRequest("Missing symbols: the symbols to export");
+  const timeframeText = _stringField(body, "timeframe");
+  if (timeframeText === undefined) {
+    throw badRequest(`Missing timeframe: one of ${TIMEFRAMES.join(", ")}`);
+  }
+  const timeframe = parseTimeframe(timeframeText, "1m");
+  const start = parseDate(_stringField(body, "start"), "start");
+  if (start === undefined) throw badRequest("Missing start: the first trading date, YYYY-MM-DD");
+  const end = parseDate(_stringField(body, "end"), "end") ?? start;
+  checkRange(start, end);
+  const formatText = _stringField(body, "format");
+  if (formatText === undefined) {
+    throw badRequest(`Missing format: one of ${EXPORT_FORMATS.join(", ")}`);
+  }
+  const format = parseChoice(formatText, "format", EXPORT_FORMATS, "parquet");
+  const columns = _columnsField(body);
+  const timeZone = _stringField(body, "tz");
+  if (timeZone !== undefined) {
+    if (format !== "csv") {
+      throw badRequest(
+        `Invalid tz for format ${format}: it keeps ts as UTC instants; tz applies to csv`,
+      );
+    }
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone });
+    } catch (error) {
+      throw badRequest(
+        `Invalid tz ${shown(timeZone)}: expected an IANA time zone like America/New_York`,
+        error,
+      );
+    }
+  }
+  const stored = new Set(
+    (await ctx.deps.data.series()).filter((s) => s.timeframe === timeframe).map((s) => s.symbol),
+  );
+  const missing = symbols.filter((symbol) => !stored.has(symbol));
+  if (missing.length > 0) {
+    throw badRequest(`Invalid symbols: no ${timeframe} bars of ${missing.join(", ")} are stored`);
+  }
+  return { symbols, timeframe, start, end, format, columns, timeZone };
+}
+
+function _removal(
+  body: Record<string, unknown>,
+  before: string | undefined,
+  symbols: string[] | undefined,
+): _RemovalRequest {
+  const timeframe = parseTimeframe(_stringField(body, "timeframe"));
+  const provider = _stringField(body, "provider");
+  const names = Object.keys(providers);
+  if (provider !== undefined && !names.includes(provider)) {
+    throw badRequest(
+      `Unknown provider ${shown(provider)}${didYouMean(provider, names)}: expected one of ${
+        names.join(", ")
+      }`,
+    );
+  }
+  const timeframes = timeframe === undefined ? TIMEFRAMES : [timeframe];
+  return {
+    selection: {
+      cutoffs: new Map(timeframes.map((tf) => [tf, before])),
+      symbols,
+      provider,
+    },
+    dryRun: _booleanField(body, "dry_run") ?? true,
+  };
+}
+
+function _planSettings(ctx: WebContext): PlanSettings {
+  // As `marketpipe update` runs them by default.
+  return { workers: 4, aggregate: ctx.deps.ingestDefaults?.aggregate ?? false };
+}
+
+function _clock(ctx: WebContext): Clock {
+  return ctx.deps.clock ?? systemClock;
+}
+
+/** 400 for a field that is not one of `known`. */
+function _checkFields(body: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(body)) {
+    if (!known.includes(key)) {
+      throw badRequest(
+        `Unknown field ${shown(key)}${didYouMean(key, known)}: expected ${known.join(", ")}`,
+      );
+    }
+  }
+}
+
+/** A string field; undefined when absent, null or empty. */
+function _stringField(body: Record<string, unknown>, key: string): string | undefined {
+  const value = Object.hasOwn(body, key) ? body[key] : undefined;
+  if (value === undefined || value === null || value === "") return undefined;
+  if (typeof value !== "string") throw badRequest(`Invalid ${key}: expected a string`);
+  return value;
+}
+
+function _booleanField(body: Record<string, unknown>, key: string): boolean | undefined {
+  const value = Object.hasOwn(body, key) ? body[key] : undefined;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== "boolean") throw badRequest(`Invalid ${key}: expected true or false`);
+  return value;
+}
+
+/** A list of strings, or one string of comma-separated items; undefined when absent or empty. */
+function _listField(body: Record<string, unknown>, key: string): string[] | undefined {
+  const value = Object.hasOwn(body, key) ? body[key] : undefined;
+  if (value === undefined || value === null || value === "") return undefined;
+  const items = typeof value === "string"
+    ? value.split(",")
+    : Array.isArray(value) && value.every((item) => typeof item === "string")
+    ? value as string[]
+    : undefined;
+  if (items === undefined) throw badRequest(`Invalid ${key}: expected a list of strings`);
+  const list = items.map((item) => item.trim()).filter((item) => item !== "");
+  return list.length === 0 ? undefined : list;
+}
+
+function _symbolsField(body: Record<string, unknown>): string[] | undefined {
+  const list = _listField(body, "symbols");
+  return list === undefined ? undefined : [...new Set(list.map((s) => parseSymbol(s, "symbols")))];
+}
+
+function _columnsField(body: Record<string, unknown>): string[] | undefined {
+  const columns = _listField(body, "columns");
+  const known = BAR_COLUMNS.map((column) => column.name);
+  for (const [i, name] of (columns ?? []).entries()) {
+    if (!known.includes(name)) {
+      throw badRequest(
+        `Invalid columns: unknown column ${shown(name)}${
+          didYouMean(name, known)
+        }; expected some of ${known.join(", ")}`,
+      );
+    }
+    if (columns!.indexOf(name) !== i) {
+      throw badRequest(`Invalid columns: ${shown(name)} is given twice`);
+    }
+  }
+  return columns;
 }

@@ -4,21 +4,24 @@
  *
  * @module
  */
+import type { JobProgress } from "../app/mod.ts";
 import { formatBytes, formatCount, formatDuration } from "../core/format.ts";
 import { tradingSession } from "../core/calendar.ts";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
-import type {
-  BarColumns,
-  QueryResult,
-  StoredBarSeries,
-  ValidationReportRecord,
+import {
+  type BarColumns,
+  EXPORT_FORMATS,
+  type PruneSummary,
+  type QueryResult,
+  type StoredBarSeries,
+  type ValidationReportRecord,
 } from "../storage/mod.ts";
 import type { CoverageDay, CoverageSummary } from "./coverage.ts";
 import { href, type Html, html, type HtmlValue } from "./html.ts";
 
 /** Pages of the navigation bar. */
-export type Section = "overview" | "symbols" | "jobs" | "validation" | "query" | "none";
+export type Section = "overview" | "symbols" | "jobs" | "data" | "validation" | "query" | "none";
 
 /** What the layout needs besides the page body. */
 export interface LayoutContext {
@@ -53,6 +56,7 @@ export function page(
     ["overview", "/", "Overview"],
     ["symbols", "/symbols", "Symbols"],
     ["jobs", "/jobs", "Jobs"],
+    ["data", "/data", "Data"],
     ["validation", "/validation", "Validation"],
     ["query", "/query", "Query"],
   ];
@@ -152,6 +156,7 @@ export function jobsTable(jobs: readonly JobRecord[], options: { poll: boolean }
               <thead>
                 <tr>
                   <th>job</th>
+                  <th>kind</th>
                   <th>status</th>
                   <th>provider</th>
                   <th>tf</th>
@@ -166,6 +171,7 @@ export function jobsTable(jobs: readonly JobRecord[], options: { poll: boolean }
                 html`
                   <tr data-job="${job.id}">
                     <td><a href="${href(`/jobs/${encodeURIComponent(job.id)}`)}">${job.id}</a></td>
+                    <td>${job.kind}</td>
                     <td>${statusBadge(job.status)}</td>
                     <td>${job.provider}</td>
                     <td>${job.timeframe}</td>
@@ -231,9 +237,10 @@ export function progressBySymbol(tasks: readonly TaskRecord[]): SymbolProgress[]
 export function jobDetail(
   job: JobRecord,
   tasks: readonly TaskRecord[],
-  options: { cancellable: boolean; message?: Html },
+  options: { cancellable: boolean; message?: Html; progress?: JobProgress },
 ): Html {
   const live = job.status === "running" || job.status === "pending";
+  if (job.kind !== "ingest") return _operationDetail(job, live, options);
   const done = tasks.filter((task) => task.status === "done").length;
   const failed = tasks.filter((task) => task.status === "failed").length;
   const symbols = progressBySymbol(tasks);
@@ -243,15 +250,8 @@ export function jobDetail(
       findings.set(rule, (findings.get(rule) ?? 0) + count);
     }
   }
-  const poll = live
-    ? html`
-      hx-get="${href(
-        `/partials/jobs/${encodeURIComponent(job.id)}`,
-      )}" hx-trigger="every 1s" hx-swap="outerHTML"
-    `
-    : "";
   return html`
-    <section id="job-detail" ${poll} data-status="${job.status}">
+    <section id="job-detail" ${_jobPoll(job, live)} data-status="${job.status}">
     ${options.message ?? ""}
     <div class="cards">
     <div class="card"><div class="label">status</div><div class="value">${statusBadge(
@@ -266,13 +266,7 @@ export function jobDetail(
     </div>
     ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
     ${options.cancellable && live
-      ? html`
-        <button class="danger" hx-post="${href(
-          `/partials/jobs/${encodeURIComponent(job.id)}/cancel`,
-        )}" hx-target="#job-detail" hx-swap="outerHTML"
-          hx-confirm="Cancel job ${job
-            .id}? Tasks in flight finish; resume it later.">Cancel job</button>
-      `
+      ? _cancelButton(job, "Tasks in flight finish; resume it later.")
       : ""}
     ${!live && (job.status === "cancelled" || job.status === "partial" || job.status === "failed")
       ? html`
@@ -316,6 +310,90 @@ export function jobDetail(
   `;
 }
 
+function _jobPoll(job: JobRecord, live: boolean): Html {
+  return live
+    ? html`
+      hx-get="${href(
+        `/partials/jobs/${encodeURIComponent(job.id)}`,
+      )}" hx-trigger="every 1s" hx-swap="outerHTML"
+    `
+    : html``;
+}
+
+function _cancelButton(job: JobRecord, what: string): Html {
+  return html`
+    <button class="danger" hx-post="${href(
+      `/partials/jobs/${encodeURIComponent(job.id)}/cancel`,
+    )}" hx-target="#job-detail" hx-swap="outerHTML"
+      hx-confirm="Cancel job ${job.id}? ${what}">Cancel job</button>
+  `;
+}
+
+/** The job page of a prune, delete or export: its progress, options and result. */
+function _operationDetail(
+  job: JobRecord,
+  live: boolean,
+  options: { cancellable: boolean; message?: Html; progress?: JobProgress },
+): Html {
+  const { progress } = options;
+  const result = job.result ?? {};
+  const params = Object.entries(job.params).map(([key, value]) => `${key} ${value}`).join(", ");
+  return html`
+    <section id="job-detail" ${_jobPoll(job, live)} data-status="${job.status}">
+    ${options.message ?? ""}
+    <div class="cards">
+    <div class="card"><div class="label">status</div><div class="value">${statusBadge(
+      job.status,
+    )}</div></div>
+    <div class="card"><div class="label">${progress?.unit ??
+      "progress"}</div><div class="value">${progress
+      ? `${formatCount(progress.done)}/${formatCount(progress.total)}`
+      : "-"}</div>
+    <progress max="${Math.max(progress?.total ?? 0, 1)}" value="${progress?.done ??
+      0}"></progress></div>
+    <div class="card"><div class="label">took</div><div class="value">${_took(job)}</div></div>
+    </div>
+    ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
+    ${options.cancellable && live
+      ? _cancelButton(
+        job,
+        job.kind === "export"
+          ? "No file is left."
+          : "The partition in flight finishes; run it again to finish.",
+      )
+      : ""}
+    ${job.status !== "succeeded" ? "" : job.kind === "export"
+      ? notice(
+        html`Exported ${formatCount(Number(result.rows))} bar(s), ${
+          formatBytes(Number(result.bytes))
+        }: <a class="button" href="${
+          href(`/api/exports/${encodeURIComponent(job.id)}`)
+        }" download>Download</a>`,
+        "ok",
+      )
+      : notice(
+        `Removed ${formatCount(Number(result.bars))} bar(s) from ${
+          Array.isArray(result.partitions) ? result.partitions.length : 0
+        } partition(s) and forgot ${formatCount(Number(result.days))} ingested day record(s).`,
+        "ok",
+      )}
+    <div class="table-wrap"><table>
+    <tbody>
+    <tr><th>kind</th><td>${job.kind}</td></tr>
+    <tr><th>timeframe</th><td>${job.timeframe || "all"}</td></tr>
+    <tr><th>dates</th><td>${job.start || job.end ? `${job.start}..${job.end}` : "all"}</td></tr>
+    <tr><th>symbols</th><td class="wrap">${job.symbols.length === 0
+      ? "all"
+      : job.symbols.join(", ")}</td></tr>
+    <tr><th>options</th><td class="wrap">${params || "none"}</td></tr>
+    <tr><th>created</th><td>${shortTime(job.createdAt)}</td></tr>
+    <tr><th>started</th><td>${shortTime(job.startedAt)}</td></tr>
+    <tr><th>finished</th><td>${shortTime(job.finishedAt)}</td></tr>
+    </tbody></table></div>
+    </section>
+  `;
+}
+
 /** What the job form offers. */
 export interface JobFormOptions {
   providers: readonly string[];
@@ -346,6 +424,206 @@ export function jobForm(options: JobFormOptions): Html {
       <button type="submit">Start ingest</button>
     </form>
     <div id="job-start-result"></div>
+  `;
+}
+
+/** A link to a job's page. */
+function _jobLink(job: JobRecord): Html {
+  return html`<a href="${
+    href(`/jobs/${encodeURIComponent(job.id)}`)
+  }" data-started-job="${job.id}">${job.id}</a>`;
+}
+
+/** The button that runs `marketpipe update` from the jobs page. */
+export function updateButton(): Html {
+  return html`
+    <div class="controls">
+      <button type="button" hx-post="/partials/update" hx-target="#update-result"
+        hx-swap="innerHTML">Update all series</button>
+      <span
+        class="small muted">Brings every stored series up to the last closed session, as <code>marketpipe update</code>.</span>
+    </div>
+    <div id="update-result"></div>
+  `;
+}
+
+/** What an update or backfill started: its jobs, or that nothing needed fetching. */
+export function startedJobs(jobs: readonly JobRecord[], upToDate: string): Html {
+  if (jobs.length === 0) return notice(upToDate);
+  return notice(
+    html`Started ${jobs.length} job(s): ${
+      jobs.map((job, i) =>
+        html`${i > 0 ? ", " : ""}${_jobLink(job)} (${job.timeframe} ${
+          _symbolsText(job.symbols)
+        } ${job.start}..${job.end})`
+      )
+    }.`,
+    "ok",
+  );
+}
+
+/** The choices of the Data page's forms. */
+export interface DataFormOptions {
+  providers: readonly string[];
+  /** Timeframes that have stored bars (the export form offers these). */
+  timeframes: readonly Timeframe[];
+  /** Prefilled dates: the prune cutoff and the export range. */
+  defaults: { before: string; start: string; end: string };
+}
+
+function _providerSelect(providers: readonly string[]): Html {
+  return html`<label>provider<select name="provider"><option value="">any</option>${
+    providers.map((name) => html`<option value="${name}">${name}</option>`)
+  }</select></label>`;
+}
+
+function _timeframeSelect(timeframes: readonly Timeframe[], any: boolean): Html {
+  return html`<label>timeframe<select name="timeframe">${
+    any ? html`<option value="">all</option>` : ""
+  }${timeframes.map((tf) => html`<option value="${tf}">${tf}</option>`)}</select></label>`;
+}
+
+/** The prune form: previews what goes before a date (the confirm button comes with the plan). */
+export function pruneForm(options: DataFormOptions): Html {
+  return html`
+    <form class="inline" hx-post="/partials/prune" hx-target="#prune-result" hx-swap="innerHTML">
+      <label>before<input type="date" name="before" required value="${options.defaults
+        .before}"></label>
+      ${_timeframeSelect(TIMEFRAMES, true)} ${_providerSelect(options.providers)}
+      <button type="submit" class="secondary">Preview prune</button>
+    </form>
+    <div id="prune-result"></div>
+  `;
+}
+
+/** The delete form: previews removing whole symbols (the confirm button comes with the plan). */
+export function deleteForm(options: DataFormOptions): Html {
+  return html`
+    <form class="inline" hx-post="/partials/delete" hx-target="#delete-result" hx-swap="innerHTML">
+      <label>symbols<input type="text" name="symbols" required placeholder="AAPL,MSFT" autocomplete="off" spellcheck="false"></label>
+      ${_timeframeSelect(TIMEFRAMES, true)} ${_providerSelect(options.providers)}
+      <button type="submit" class="secondary">Preview delete</button>
+    </form>
+    <div id="delete-result"></div>
+  `;
+}
+
+/** The export form: starts an export job whose status polls until the file can be downloaded. */
+export function exportForm(options: DataFormOptions): Html {
+  const timeframes = options.timeframes.length > 0 ? options.timeframes : TIMEFRAMES;
+  return html`
+    <form class="inline" hx-post="/partials/exports" hx-target="#export-result" hx-swap="innerHTML">
+      <label>symbols<input type="text" name="symbols" required placeholder="AAPL,MSFT" autocomplete="off" spellcheck="false"></label>
+      ${_timeframeSelect(timeframes, false)}
+      <label>start<input type="date" name="start" required value="${options.defaults
+        .start}"></label>
+      <label>end<input type="date" name="end" value="${options.defaults.end}"></label>
+      <label>format<select name="format">${EXPORT_FORMATS.map((format) =>
+        html`<option value="${format}">${format}</option>`
+      )}</select></label>
+      <label
+        title="Comma separated; empty: all">columns<input type="text" name="columns" placeholder="all: symbol,ts,open,..." autocomplete="off" spellcheck="false"></label>
+      <button type="submit">Start export</button>
+    </form>
+    <div id="export-result"></div>
+  `;
+}
+
+/**
+ * What a prune or delete would remove (its dry run), and a button that runs exactly that:
+ * `fields` are the previewed form fields, sent again with `confirm`.
+ */
+export function removalPlan(
+  action: "prune" | "delete",
+  plan: PruneSummary,
+  fields: Readonly<Record<string, string>>,
+): Html {
+  if (plan.partitions.length === 0) {
+    return notice("Nothing to remove: no stored bars match.");
+  }
+  return html`
+    <p>Would remove <strong>${formatCount(plan.rows)}</strong> bar(s) from ${plan.partitions
+      .length} partition(s) and forget ${formatCount(plan.days)} ingested day record(s):</p>
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th>tree</th>
+            <th>tf</th>
+            <th>symbol</th>
+            <th>year</th>
+            <th>dates</th>
+            <th class="num">bars removed</th>
+            <th class="num">bars kept</th>
+            <th class="num">files removed</th>
+            <th class="num">files rewritten</th>
+          </tr>
+        </thead>
+        <tbody>${plan.partitions.map((p) =>
+          html`
+            <tr>
+              <td>${p.tree}</td>
+              <td>${p.timeframe}</td>
+              <td>${p.symbol}</td>
+              <td>${p.year}</td>
+              <td>${p.firstDate}..${p.lastDate}</td>
+              <td class="num">${formatCount(p.rows)}</td>
+              <td class="num">${formatCount(p.kept)}</td>
+              <td class="num">${p.removed}</td>
+              <td class="num">${p.rewritten}</td>
+            </tr>
+          `
+        )}</tbody>
+      </table>
+    </div>
+    <form class="inline" hx-post="/partials/${action}" hx-target="#${action}-result"
+      hx-swap="innerHTML">${Object.entries(fields).map(([name, value]) =>
+        html`<input type="hidden" name="${name}" value="${value}">`
+      )}<input type="hidden" name="confirm" value="true">
+      <button type="submit" class="danger">Remove ${formatCount(plan.rows)} bar(s) for good</button>
+    </form>
+  `;
+}
+
+/** A prune or delete job that started after its confirmation. */
+export function removalStarted(job: JobRecord): Html {
+  return notice(
+    html`Started ${job.kind} job ${_jobLink(job)}; its page shows the partitions done.`,
+    "ok",
+  );
+}
+
+/** An export job: polls itself while it runs, then links its file (or says why it failed). */
+export function exportStatus(job: JobRecord, progress: JobProgress | undefined): Html {
+  const live = job.status === "running" || job.status === "pending";
+  const poll = live
+    ? html`
+      hx-get="${href(
+        `/partials/exports/${encodeURIComponent(job.id)}`,
+      )}" hx-trigger="every 1s" hx-swap="outerHTML"
+    `
+    : "";
+  return html`
+    <div id="export-status" ${poll} data-status="${job.status}">
+    ${live
+      ? html`<p>Export job ${_jobLink(job)} ${statusBadge(job.status)}${
+        progress
+          ? html`
+            ${formatCount(progress.done)} of ${formatCount(progress.total)} ${progress.unit}
+                      <progress max="${Math.max(progress.total, 1)}" value="${progress
+                        .done}"></progress>
+          `
+          : ""
+      }</p>`
+      : job.status === "succeeded"
+      ? notice(
+        html`Export job ${_jobLink(job)} is done: <a class="button" href="${
+          href(`/api/exports/${encodeURIComponent(job.id)}`)
+        }" download>Download</a>`,
+        "ok",
+      )
+      : notice(html`Export job ${_jobLink(job)} ${job.status}: ${job.error ?? ""}`, "error")}
+    </div>
   `;
 }
 
@@ -548,6 +826,7 @@ ${
   }
 <h2>Coverage</h2>
 ${coverageView(data.calendar, data.summary)}
+${backfillAction(data)}
 <h2>Latest bars <a class="small" href="${csv}" download>download CSV</a></h2>
 ${
     latest.length === 0 ? empty("No bars in this range.") : html`
@@ -571,6 +850,34 @@ ${
     `
   }
 </section>`;
+}
+
+/**
+ * The "Backfill missing days" button of a chart panel's calendar, when it shows missing or
+ * partial days: a backfill of the symbol and timeframe over the calendar's dates up to today.
+ */
+export function backfillAction(
+  data: Pick<ChartPanelData, "symbol" | "timeframe" | "calendar" | "summary">,
+): Html {
+  const gaps = data.summary.missing + data.summary.partial;
+  const days = data.calendar.filter((day) => day.status !== "future");
+  if (gaps === 0 || days.length === 0) return html``;
+  const start = days[0].date;
+  const end = days[days.length - 1].date;
+  return html`
+    <form class="inline" hx-post="/partials/backfill" hx-target="#backfill-result" hx-swap="innerHTML">
+      <input type="hidden" name="symbols" value="${data.symbol}">
+      <input type="hidden" name="timeframe" value="${data.timeframe}">
+      <input type="hidden" name="start" value="${start}">
+      <input type="hidden" name="end" value="${end}">
+      <button type="submit">Backfill missing days</button>
+      <span
+        class="small muted">${formatCount(data.summary.missing)} missing and ${formatCount(
+          data.summary.partial,
+        )} partial day(s) from ${start} to ${end}, as <code>marketpipe backfill</code>.</span>
+    </form>
+    <div id="backfill-result"></div>
+  `;
 }
 
 /** The coverage calendar as month grids with a legend. */
