@@ -113,7 +113,7 @@ export async function runBackfill(
   if (plan.jobs.length === 0 && !context.json) {
     context.out(
       `No gaps to fill in ${plan.upToDate.length} ${timeframe} series${
-        before ? ` and nothing stored after ${before} to extend` : ""
+        before ? `; every series already starts on or before ${before}` : ""
       }. Nothing was written.`,
     );
     return EXIT.ok;

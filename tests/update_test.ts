@@ -193,6 +193,53 @@ Deno.test("an update killed with SIGKILL and run again resumes and ends identica
   await Deno.remove(killed, { recursive: true });
 });
 
+Deno.test("a backfill killed with SIGKILL and run again ends identical to a clean run", async () => {
+  const clean = await Deno.makeTempDir({ prefix: "mp-backfill-clean-" });
+  const killed = await Deno.makeTempDir({ prefix: "mp-backfill-killed-" });
+  const seed = ["ingest", "--symbols", KILL_SYMBOLS.join(","), "--start", "2024-02-01"];
+  const clock = after("2024-03-28");
+  const backfill = ["backfill", "--before", "2024-01-02", "--workers", "2"];
+  await ok(clean, [...seed, "--end", "2024-03-28"]);
+  await ok(killed, [...seed, "--end", "2024-03-28"]);
+  await ok(clean, backfill, clock);
+
+  const child = spawnCli([...backfill, "--data-dir", killed], { env: clock });
+  await waitFor(
+    () => {
+      try {
+        return Number(
+          metaQuery(
+            killed,
+            "SELECT count(*) AS n FROM tasks WHERE status = 'done' AND start_date < '2024-02-01'",
+          )[0].n,
+        ) >= 2;
+      } catch {
+        return false;
+      }
+    },
+    60_000,
+    "two finished backfill tasks",
+  );
+  child.kill("SIGKILL");
+  await finish(child);
+  const left = Number(
+    metaQuery(killed, "SELECT count(*) AS n FROM tasks WHERE status <> 'done'")[0].n,
+  );
+  assert.ok(left > 0, "the kill should land before the backfill finished");
+
+  await ok(killed, backfill, clock);
+  assert.deepEqual(await fingerprint(killed), await fingerprint(clean));
+  const running = metaQuery(killed, "SELECT id FROM jobs WHERE status = 'running'");
+  assert.deepEqual(running, [], "no job stays running");
+  // Nothing is left to fill: a third run fetches nothing and changes nothing.
+  const again = await ok(killed, backfill, clock);
+  assert.doesNotMatch(again.stdout + again.stderr, /Resuming job|Job \S+ succeeded/);
+  assert.match(again.stdout, /Nothing was written/);
+  assert.deepEqual(await fingerprint(killed), await fingerprint(clean));
+  await Deno.remove(clean, { recursive: true });
+  await Deno.remove(killed, { recursive: true });
+});
+
 Deno.test("backfill fetches exactly the days gaps lists, and --before extends history", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-backfill-" });
   const reference = await Deno.makeTempDir({ prefix: "mp-backfill-ref-" });
