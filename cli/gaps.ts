@@ -1,22 +1,21 @@
 import { clockFromEnv, includesExtendedHours, lastCompletedSession } from "../core/clock.ts";
-import { parseNumberOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { tradingDayRuns } from "../core/validate_gaps.ts";
 import { findStoredGaps, type StoredGaps } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, renderTable } from "./format.ts";
-import { dataDirOf, positionals, rangeOption, symbolsOption, timeframeOption } from "./options.ts";
+import {
+  dataDirOf,
+  minCoverageOption,
+  positionals,
+  rangeOption,
+  symbolsOption,
+  timeframeOption,
+} from "./options.ts";
+import { jobRunSettings, planBackfillOf, runPlannedJobs } from "./update.ts";
 
 const _FAIL_ON = ["missing", "partial"];
-
-/** `--min-coverage` as a share 0-1 (`0.9` or `90%`). */
-export function minCoverageOption(invocation: Invocation): number {
-  const text = invocation.string("min-coverage") ?? "0.9";
-  return text.endsWith("%")
-    ? parseNumberOption(text.slice(0, -1), "--min-coverage", 0, 100) / 100
-    : parseNumberOption(text, "--min-coverage", 0, 1);
-}
 
 /**
  * `marketpipe gaps`: trading days without bars, or with too little of their regular session,
@@ -37,7 +36,6 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   }
   // The fill is `backfill` with the same selection; its options are checked with the others,
   // with or without --fill, so a bad value is refused before anything is read.
-  const { jobRunSettings, planBackfillOf, runPlannedJobs } = await import("./update.ts");
   const settings = jobRunSettings(invocation);
   const symbols = await symbolsOption(invocation);
   const explicit = symbols !== undefined;

@@ -5,7 +5,12 @@
  *
  * @module
  */
-import { type OptionSpec, parseDateOption, parseSizeOption } from "../core/config.ts";
+import {
+  type OptionSpec,
+  parseDateOption,
+  parseNumberOption,
+  parseSizeOption,
+} from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { MAX_SYMBOLS_FILE_BYTES, parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
@@ -215,15 +220,15 @@ export function rangeOption(
   const start = parseDateOption(startText, "--start");
   const end = parseDateOption(endText ?? start, "--end");
   if (start > end) throw new UsageError(`Invalid range: --start ${start} is after --end ${end}`);
-  for (const [date, name] of [[start, "--start"], [end, "--end"]]) {
-    const year = Number(date.slice(0, 4));
-    if (year < 1990 || year > 2100) {
-      throw new UsageError(
-        `Invalid ${name} ${date}: expected a date from 1990-01-01 to 2100-12-31`,
-      );
-    }
-  }
   return { start, end };
+}
+
+/** `--min-coverage` as a share 0-1 (`0.9` or `90%`). */
+export function minCoverageOption(invocation: Invocation): number {
+  const text = invocation.string("min-coverage") ?? "0.9";
+  return text.endsWith("%")
+    ? parseNumberOption(text.slice(0, -1), "--min-coverage", 0, 100) / 100
+    : parseNumberOption(text, "--min-coverage", 0, 1);
 }
 
 /** A timeframe option checked against {@link TIMEFRAMES}. */

@@ -16,6 +16,7 @@ import { type CommandContext, EXIT } from "./context.ts";
 import { exitCodeOf, runPreparedIngest } from "./ingest.ts";
 import {
   dataDirOf,
+  minCoverageOption,
   parseDateOption,
   positionals,
   rangeOption,
@@ -23,7 +24,6 @@ import {
   timeframeOption,
   validationOption,
 } from "./options.ts";
-import { minCoverageOption } from "./gaps.ts";
 
 /** How the planned jobs run: {@link PlanSettings} plus the compaction threshold of the store. */
 export interface JobRunSettings extends PlanSettings {

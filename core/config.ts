@@ -1,5 +1,5 @@
 import { parse as parseYaml } from "yaml";
-import { CALENDAR_YEARS, isValidDate } from "./calendar.ts";
+import { addDays, CALENDAR_YEARS, isValidDate } from "./calendar.ts";
 import { didYouMean, UsageError } from "./errors.ts";
 import { formatBytes } from "./format.ts";
 import { isTimeframe, type Timeframe, TIMEFRAMES } from "./types.ts";
@@ -324,9 +324,7 @@ export function parseRetentionPolicy(text: string, name: string): Map<Timeframe,
  */
 export function retentionCutoff(age: RetentionAge, today: string): string {
   if (age.unit === "d" || age.unit === "w") {
-    const days = age.count * (age.unit === "w" ? 7 : 1);
-    const day = Date.UTC(+today.slice(0, 4), +today.slice(5, 7) - 1, +today.slice(8, 10));
-    return new Date(day - days * 86_400_000).toISOString().slice(0, 10);
+    return addDays(today, -age.count * (age.unit === "w" ? 7 : 1));
   }
   const months = age.count * (age.unit === "y" ? 12 : 1);
   const total = +today.slice(0, 4) * 12 + (+today.slice(5, 7) - 1) - months;

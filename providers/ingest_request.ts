@@ -191,7 +191,8 @@ export async function buildIngestRequest(
   }
   _checkCalendarYear(start, label("start"));
   _checkCalendarYear(end, label("end"));
-  if (tradingDays(start, end).length === 0) {
+  const days = tradingDays(start, end);
+  if (days.length === 0) {
     const what = start === end
       ? `${start} is a ${_WEEKDAYS[weekday(start)]}${
         weekday(start) % 6 === 0 ? "" : " and an NYSE holiday"
@@ -236,7 +237,7 @@ export async function buildIngestRequest(
       }`,
     );
   }
-  const closed = _closedRange(start, end, timeframe, options.clock ?? systemClock, label);
+  const closed = _closedRange(days, start, end, timeframe, options.clock ?? systemClock, label);
   return {
     factory,
     rateLimit,
@@ -258,17 +259,17 @@ export async function buildIngestRequest(
 }
 
 /**
- * The range cut to the sessions closed at `clock`: a session not closed yet has no final bars,
+ * The range (its trading `days`) cut to the sessions closed at `clock`: a session not closed yet has no final bars,
  * and a provider's empty answer for it would be recorded as a known-empty day.
  */
 function _closedRange(
+  days: string[],
   start: string,
   end: string,
   timeframe: Timeframe,
   clock: Clock,
   label: (name: string) => string,
 ): { end: string; notice?: string } {
-  const days = tradingDays(start, end);
   const last = lastCompletedSession(clock(), { extendedHours: includesExtendedHours(timeframe) });
   if (last !== undefined && days.at(-1)! <= last) return { end };
   if (last === undefined || days[0] > last) {

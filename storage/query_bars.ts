@@ -24,6 +24,7 @@ import {
   QueryTimeoutError,
   retryReplaced,
   withConnection,
+  type WithConnectionOptions,
 } from "./query_engine.ts";
 
 /** Which bars {@link readBars} and {@link exportBarsParquet} read: one symbol and timeframe. */
@@ -142,29 +143,25 @@ async function _readBarsOnce(
   const sql = `SELECT epoch_us(ts), open, high, low, close, volume, vwap,
       trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session${lineage}
     FROM ${_BARS_FILTER} ORDER BY ts ${order} LIMIT $limit::BIGINT`;
-  return await _namingCorrupt(engine, files, request, options.signal, () =>
-    withConnection(
-      engine,
-      options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-      options.signal,
-      async (connection) => {
-        const prepared = await connection.prepare(sql);
-        try {
-          _bindBars(prepared, files, request, { limit: request.limit });
-          const result = await prepared.stream();
-          let total = 0;
-          while (true) {
-            const chunk = await result.fetchChunk();
-            if (chunk === null || chunk.rowCount === 0) break;
-            total += chunk.rowCount;
-            await onChunk(_barColumns(chunk));
-          }
-          return total;
-        } finally {
-          prepared.destroySync();
+  return await _namingCorrupt(
+    engine,
+    files,
+    request,
+    options.signal,
+    () =>
+      _withStatement(engine, sql, options, async (prepared) => {
+        _bindBars(prepared, files, request, { limit: request.limit });
+        const result = await prepared.stream();
+        let total = 0;
+        while (true) {
+          const chunk = await result.fetchChunk();
+          if (chunk === null || chunk.rowCount === 0) break;
+          total += chunk.rowCount;
+          await onChunk(_barColumns(chunk));
         }
-      },
-    ));
+        return total;
+      }),
+  );
 }
 
 /**
@@ -189,22 +186,42 @@ async function _barsPageEndOnce(
   if (files.length === 0 || request.limit === 0) return undefined;
   const sql = `SELECT epoch_us(ts) FROM ${_BARS_FILTER}
     ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
-  return await _namingCorrupt(engine, files, request, options.signal, () =>
-    withConnection(
-      engine,
-      options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-      options.signal,
-      async (connection) => {
-        const prepared = await connection.prepare(sql);
-        try {
-          _bindBars(prepared, files, request, { offset: request.limit - 1 });
-          const rows = (await prepared.runAndReadAll()).getRows();
-          return rows.length === 2 ? rows[0][0] as bigint : undefined;
-        } finally {
-          prepared.destroySync();
-        }
-      },
-    ));
+  return await _namingCorrupt(
+    engine,
+    files,
+    request,
+    options.signal,
+    () =>
+      _withStatement(engine, sql, options, async (prepared) => {
+        _bindBars(prepared, files, request, { offset: request.limit - 1 });
+        const rows = (await prepared.runAndReadAll()).getRows();
+        return rows.length === 2 ? rows[0][0] as bigint : undefined;
+      }),
+  );
+}
+
+/** Runs `use` on `sql` prepared on a connection of its own, within the read's timeout and signal. */
+async function _withStatement<T>(
+  engine: QueryEngine,
+  sql: string,
+  options: ReadBarsOptions,
+  use: (prepared: DuckDBPreparedStatement) => Promise<T>,
+  connectionOptions?: WithConnectionOptions,
+): Promise<T> {
+  return await withConnection(
+    engine,
+    options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
+    options.signal,
+    async (connection) => {
+      const prepared = await connection.prepare(sql);
+      try {
+        return await use(prepared);
+      } finally {
+        prepared.destroySync();
+      }
+    },
+    connectionOptions,
+  );
 }
 
 /**
@@ -275,21 +292,10 @@ async function _exportBarsParquetOnce(
     : `SELECT ${columns} FROM ${source}`;
   const copy = `COPY (${inner}) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`;
   try {
-    const rows = await withConnection(
-      engine,
-      options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS,
-      options.signal,
-      async (connection) => {
-        const prepared = await connection.prepare(copy);
-        try {
-          if (source !== null) _bindBars(prepared, files, request, { limit: request.limit });
-          return Number((await prepared.run()).rowsChanged);
-        } finally {
-          prepared.destroySync();
-        }
-      },
-      { exporter: true },
-    );
+    const rows = await _withStatement(engine, copy, options, async (prepared) => {
+      if (source !== null) _bindBars(prepared, files, request, { limit: request.limit });
+      return Number((await prepared.run()).rowsChanged);
+    }, { exporter: true });
     const file = await Deno.open(path, { read: true });
     const size = (await file.stat()).size;
     await Deno.remove(path);

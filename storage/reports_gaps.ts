@@ -12,7 +12,7 @@ import { type DayCount, findGaps, type SymbolGaps } from "../core/validate_gaps.
 import { corruptFileError } from "./corrupt.ts";
 import { openDuckDB, readFilesSql, sqlString } from "./duckdb.ts";
 import { pathExists } from "./fs.ts";
-import { listPartitionFiles, listStoredSymbols } from "./manifest.ts";
+import { listFilePaths, listPartitionFiles, listStoredSymbols } from "./manifest.ts";
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
 
 /** The widest span of trading dates the calendar knows. */
@@ -57,6 +57,8 @@ export async function findStoredGaps(
   const span = range ?? _ALL_DATES;
   let knownEmpty = new Map<string, Set<string>>();
   let covered = new Map<string, { first: string; last: string }>();
+  // Each symbol's files, listed while the manifest is open rather than reopening it per symbol.
+  let files = new Map<string, string[]>();
   let symbols = options.symbols
     ? [...options.symbols]
     : await listStoredSymbols(dataDir, "bars", timeframe);
@@ -67,6 +69,16 @@ export async function findStoredGaps(
       covered = _coverageRanges(db, timeframe);
       if (!options.symbols) symbols = [...new Set([...symbols, ...covered.keys()])].sort();
       knownEmpty = readKnownEmptyDays(db, timeframe, symbols, span.start, span.end);
+      files = new Map(symbols.map((symbol) => [
+        symbol,
+        listFilePaths(db, dataDir, {
+          tree: "bars",
+          timeframe,
+          symbol,
+          start: span.start,
+          end: span.end,
+        }),
+      ]));
     } finally {
       db.close();
     }
@@ -78,9 +90,9 @@ export async function findStoredGaps(
     try {
       for (const symbol of symbols) {
         options.signal?.throwIfAborted();
-        const counts = await readDayCounts(
+        const counts = await _countDays(
           connection,
-          dataDir,
+          files.get(symbol) ?? [],
           timeframe,
           symbol,
           span.start,
@@ -150,6 +162,17 @@ export async function readDayCounts(
   end: string,
 ): Promise<DayCount[]> {
   const files = await listPartitionFiles(dataDir, "bars", timeframe, symbol, { start, end });
+  return await _countDays(connection, files, timeframe, symbol, start, end);
+}
+
+async function _countDays(
+  connection: DuckDBConnection,
+  files: readonly string[],
+  timeframe: Timeframe,
+  symbol: string,
+  start: string,
+  end: string,
+): Promise<DayCount[]> {
   if (files.length === 0) return [];
   let reader;
   try {

@@ -27,8 +27,17 @@ export async function runCli(
   args: string[],
   options: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<CliResult> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
+  return await runCommand(Deno.execPath(), ["run", "-A", "--quiet", MAIN, ...args], options);
+}
+
+/** Run `command args...` to completion in `cwd`, with {@link cliEnv}'s environment. */
+export async function runCommand(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CliResult> {
+  const output = await new Deno.Command(command, {
+    args,
     cwd: options.cwd,
     env: cliEnv(options.env),
     clearEnv: true,

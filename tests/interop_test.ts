@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { cliEnv, json, MAIN, runCli } from "./_cli.ts";
+import { json, MAIN, runCli, runCommand as run } from "./_cli.ts";
 
 const SETUP = fileURLToPath(new URL("./interop_setup.sh", import.meta.url));
 const READ = fileURLToPath(new URL("./interop_read.py", import.meta.url));
@@ -88,28 +88,6 @@ async function interopPython(): Promise<string> {
   const decoder = new TextDecoder();
   assert.equal(output.code, 0, `bash ${SETUP} failed: ${decoder.decode(output.stderr)}`);
   return decoder.decode(output.stdout).trim();
-}
-
-async function run(
-  command: string,
-  args: string[],
-  options: { cwd: string; env?: Record<string, string> },
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(command, {
-    args,
-    cwd: options.cwd,
-    env: cliEnv(options.env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
 }
 
 /** Run `marketpipe <words> --data-dir <dataDir>`; `words` holds no quoted arguments. */

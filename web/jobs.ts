@@ -108,6 +108,16 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
     }
   };
 
+  /** What ends a job whose run threw: its entry goes, the start (or `onError`) gets the error. */
+  const failed =
+    (entry: _Entry, settle: (result: { error: unknown }) => void) => (error: unknown) => {
+      entries.delete(entry);
+      settle({ error });
+      // After onStart nobody awaits the result: report it (settle above is then a no-op).
+      if (entry.jobId !== undefined) options.onError?.(error);
+      options.onFinish?.(undefined);
+    };
+
   const runner: JobRunner = {
     async start(prepared) {
       checkRoom(1);
@@ -165,13 +175,7 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           entries.delete(entry);
           options.onFinish?.(summary.job);
         },
-        (error) => {
-          entries.delete(entry);
-          settle({ error });
-          // After onStart nobody awaits the result: report it (settle above is then a no-op).
-          if (entry.jobId !== undefined) options.onError?.(error);
-          options.onFinish?.(undefined);
-        },
+        failed(entry, settle),
       );
       const result = await started;
       if ("error" in result) throw result.error;
@@ -206,13 +210,7 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           entries.delete(entry);
           options.onFinish?.(job);
         },
-        (error) => {
-          entries.delete(entry);
-          settle({ error });
-          // After onStart nobody awaits the result: report it (settle above is then a no-op).
-          if (entry.jobId !== undefined) options.onError?.(error);
-          options.onFinish?.(undefined);
-        },
+        failed(entry, settle),
       );
       const result = await started;
       if ("error" in result) throw result.error;
