@@ -10,7 +10,13 @@ import { join, relative, resolve, sep } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import type { Timeframe } from "../core/types.ts";
 import { createBarViews, openDuckDB, sqlString } from "./duckdb.ts";
-import { type BarFile, type FileFilter, listFiles, withManifest } from "./manifest.ts";
+import {
+  type BarFile,
+  type FileFilter,
+  listFiles,
+  manifestVersion,
+  withManifest,
+} from "./manifest.ts";
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
 import { assertLayoutCurrent } from "./migrate_layout.ts";
 import { checkOutputPath, EXPORTS_DIR, tempPathBeside } from "./output.ts";
@@ -120,13 +126,24 @@ export class QueryEngine {
    * manifest that the engine keeps open (none while the data directory has no database yet).
    */
   _liveFiles(filter: FileFilter): BarFile[] {
+    const db = this.#manifestDb();
+    return db === undefined ? [] : listFiles(db, filter);
+  }
+
+  /** Internal to storage/: the manifest's version now (0 before anything is stored). */
+  _manifestVersion(): number {
+    const db = this.#manifestDb();
+    return db === undefined ? 0 : manifestVersion(db);
+  }
+
+  #manifestDb(): DatabaseSync | undefined {
     if (this.#closed) throw new Error("Cannot read the manifest: the query engine is closed");
     if (this.#manifest === undefined) {
       const path = join(this.dataDir, META_FILE);
-      if (!existsSync(path)) return [];
+      if (!existsSync(path)) return undefined;
       this.#manifest = openReadOnlyDatabase(path);
     }
-    return listFiles(this.#manifest, filter);
+    return this.#manifest;
   }
 
   /**
@@ -323,22 +340,32 @@ async function _openSandbox(
  * Runs `fn`; when it fails because a file of the engine's snapshot is gone (a writer replaced it:
  * appends, corrections and compactions delete the files they supersede once the manifest no
  * longer lists them), makes the views list the manifest's files as they are now and runs it
- * again, up to three times.
+ * again: up to three times, and on while each failure follows a new manifest commit (at most 20).
  */
 export async function retryReplaced<T>(
   engine: QueryEngine,
   fn: () => Promise<T>,
   mayRetry: () => boolean = () => true,
 ): Promise<T> {
+  let seen = -1;
   for (let attempt = 1;; attempt++) {
     try {
       return await fn();
     } catch (error) {
-      if (attempt >= 3 || !mayRetry() || !_isMissingFileError(engine.dataDir, error)) throw error;
+      if (!mayRetry() || !_isMissingFileError(engine.dataDir, error)) throw error;
+      // A compaction replaces one partition after another: keep up while the manifest moves. A
+      // file missing without a new commit since the last try is damage (see `repair`).
+      const version = engine._manifestVersion();
+      const moved = version !== seen;
+      seen = version;
+      if (attempt >= _MAX_ATTEMPTS || (attempt >= 3 && !moved)) throw error;
       await engine._refreshViews();
     }
   }
 }
+
+/** Most runs of one statement while writers keep replacing the files it reads. */
+const _MAX_ATTEMPTS = 20;
 
 /** Whether `error` (or a cause of it) is DuckDB not finding a file of the data directory. */
 function _isMissingFileError(dataDir: string, error: unknown): boolean {
