@@ -4,11 +4,13 @@
  *
  * @module
  */
+import { secretValuesOf } from "./app/notify.ts";
 import { parseInvocation } from "./cli/args.ts";
 import { COMMANDS } from "./cli/commands.ts";
 import { type CommandContext, EXIT } from "./cli/context.ts";
 import { MAX_CONFIG_BYTES } from "./core/config.ts";
 import { errorMessage, UsageError } from "./core/errors.ts";
+import { redact } from "./core/secrets.ts";
 // Only this light file of storage/: --help and usage errors must not load DuckDB.
 import { readTextFileCapped } from "./storage/fs.ts";
 import denoJson from "./deno.json" with { type: "json" };
@@ -41,7 +43,10 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     }
     Deno.stderr.writeSync(encoder.encode(line + "\n"));
   });
-  const verboseRequested = args.includes("--verbose") || args.includes("-v");
+  // Read from the raw arguments so that errors of parsing them are reported the same way.
+  const flags = args.includes("--") ? args.slice(0, args.indexOf("--")) : args;
+  const verboseRequested = flags.includes("--verbose") || flags.includes("-v");
+  const jsonRequested = flags.includes("--json");
   try {
     const parsed = await parseInvocation(
       COMMANDS,
@@ -103,23 +108,35 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   } catch (error) {
     // The reader of our output went away (e.g. `| head`): stop quietly, like other tools.
     if (error instanceof Deno.errors.BrokenPipe) return EXIT.ok;
-    if (error instanceof UsageError) {
-      writeErr(`error: ${error.message}`);
-      return EXIT.usage;
-    }
-    writeErr(`error: ${errorMessage(error)}`);
-    if (verboseRequested) {
-      let cause: unknown = error;
-      while (cause instanceof Error) {
-        writeErr(cause.stack ?? cause.message);
-        cause = cause.cause;
-        if (cause !== undefined) writeErr("caused by:");
+    const code = error instanceof UsageError ? EXIT.usage : EXIT.failure;
+    const secrets = secretValuesOf(env);
+    const message = redact(errorMessage(error), secrets);
+    const cause =
+      error instanceof Error && error.cause !== undefined && !(error instanceof UsageError)
+        ? redact(errorMessage(error.cause).split("\n")[0], secrets)
+        : undefined;
+    if (jsonRequested) {
+      writeOut(JSON.stringify({
+        error: {
+          message,
+          kind: error instanceof Error ? error.name : typeof error,
+          exit_code: code,
+          ...(cause === undefined ? {} : { cause }),
+        },
+      }));
+    } else writeErr(`error: ${message}`);
+    if (verboseRequested && !(error instanceof UsageError)) {
+      let next: unknown = error;
+      while (next instanceof Error) {
+        writeErr(redact(next.stack ?? next.message, secrets));
+        next = next.cause;
+        if (next !== undefined) writeErr("caused by:");
       }
-      if (cause !== undefined) writeErr(String(cause));
-    } else if (error instanceof Error && error.cause !== undefined) {
-      writeErr(`  caused by: ${errorMessage(error.cause).split("\n")[0]} (--verbose shows more)`);
+      if (next !== undefined) writeErr(redact(String(next), secrets));
+    } else if (cause !== undefined && !jsonRequested) {
+      writeErr(`  caused by: ${cause} (--verbose shows more)`);
     }
-    return EXIT.failure;
+    return code;
   }
 }
 

@@ -16,9 +16,14 @@ import type { BarValidator, JobRecord, JobSpec } from "../core/jobs.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Provider } from "../core/provider.ts";
 import { createValidator } from "../core/validate.ts";
-import { providerFactory } from "../providers/mod.ts";
+import { providerFactory, servesHistoricalTickers, withTickerHistory } from "../providers/mod.ts";
 import type { PreparedIngest } from "../providers/ingest_request.ts";
-import { aggregateIngested, type AggregationSummary, type Store } from "../storage/mod.ts";
+import {
+  aggregateIngested,
+  type AggregationSummary,
+  ReferenceStore,
+  type Store,
+} from "../storage/mod.ts";
 
 /** What a job runs with: an open store, the environment for credentials, metrics. */
 export interface JobDeps {
@@ -63,6 +68,8 @@ export class ResumeError extends UsageError {
 /**
  * Plan a job: resolve `--resume` against the store, refuse missing credentials and source
  * options the provider cannot serve, create the provider and the validator. Writes nothing.
+ * Symbols the symbol master knows are fetched only within their listing window, and from a
+ * provider that serves history under the ticker valid then, under their earlier tickers.
  *
  * @example
  * ```ts
@@ -105,12 +112,24 @@ export function planJob(deps: JobDeps, prepared: PreparedIngest): JobPlan {
   };
   // Missing credentials and unsupported source options are refused before a job exists.
   factory.check?.(settings, resumes ? undefined : request);
+  let provider = factory.create(settings);
+  const reference = new ReferenceStore(deps.store.meta.db);
+  const windows = reference.listingWindows(spec.symbols);
+  if (windows.size > 0) {
+    request = { ...request, windows };
+    if (servesHistoricalTickers(spec.provider)) {
+      provider = withTickerHistory(
+        provider,
+        (symbol, start, end) => reference.tickerSegments(symbol, start, end),
+      );
+    }
+  }
   return {
     deps,
     request,
     spec,
     resumes,
-    provider: factory.create(settings),
+    provider,
     // Error-level bars are quarantined, not stored.
     validator: createValidator({ rules: prepared.validation, metrics: deps.metrics }),
     aggregate: prepared.aggregate ?? false,

@@ -9,7 +9,7 @@
 import { nextTradingDay, previousTradingDay, tradingDays } from "../core/calendar.ts";
 import { type Clock, includesExtendedHours, lastCompletedSession } from "../core/clock.ts";
 import { UsageError } from "../core/errors.ts";
-import type { IngestRequest } from "../core/ingest.ts";
+import { type IngestRequest, inListingWindow, type ListingWindow } from "../core/ingest.ts";
 import type { SourceKey } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import type { ValidationSettings } from "../core/validate.ts";
@@ -19,6 +19,8 @@ import {
   type BarSeries,
   findStoredGaps,
   type MetaStore,
+  migrationStatus,
+  ReferenceStore,
   sourceLabel,
   type StoredGaps,
 } from "../storage/mod.ts";
@@ -72,11 +74,16 @@ export function planUpdate(meta: MetaStore, options: PlanUpdateOptions): SeriesP
     { source: SourceKey; start: string; end: string; symbols: string[] }
   >();
   const upToDate: BarSeries[] = [];
+  const windows = listingWindowsOf(meta, [...new Set(series.map((s) => s.symbol))]);
   for (const s of series) {
-    const end = lastCompletedSession(now, {
+    const last = lastCompletedSession(now, {
       extendedHours: includesExtendedHours(s.source.timeframe),
     });
-    const start = nextTradingDay(s.last);
+    // A delisted symbol is up to date at its delisting; one listed later starts at its listing.
+    const window = windows.get(s.symbol);
+    const end = last !== undefined && window?.end != null && window.end < last ? window.end : last;
+    let start = nextTradingDay(s.last);
+    if (window?.start != null && window.start > start) start = window.start;
     if (end === undefined || start > end) {
       upToDate.push(s);
       continue;
@@ -144,6 +151,9 @@ export async function planBackfill(
     minCoverage: options.minCoverage,
     signal: options.signal,
   });
+  const windows = options.before === undefined
+    ? new Map<string, ListingWindow>()
+    : listingWindowsOf(meta, gaps.map((g) => g.symbol));
   // Days per source and symbol; the runs of each symbol become jobs.
   const wanted = new Map<string, { source: SourceKey; days: Map<string, string[]> }>();
   const selected: BarSeries[] = [];
@@ -151,7 +161,12 @@ export async function planBackfill(
   for (const g of gaps) {
     const days = [...g.missing, ...g.lowCoverage.map((d) => d.date)];
     if (options.before !== undefined && g.start !== undefined && options.before < g.start) {
-      days.push(...tradingDays(options.before, previousTradingDay(g.start)));
+      // Not before the symbol's listing (the gap report already judged within it).
+      days.push(
+        ...tradingDays(options.before, previousTradingDay(g.start)).filter((day) =>
+          inListingWindow(day, windows.get(g.symbol))
+        ),
+      );
     }
     const own = _newestSeries(series.filter((s) => s.symbol === g.symbol));
     if (own === undefined) {
@@ -186,6 +201,22 @@ export async function planBackfill(
   }
   return { jobs, series: selected, upToDate, gaps };
 }
+
+/**
+ * The listing windows the symbol master holds for `symbols`: none when the metadata predates
+ * the symbol master (a read-only database not migrated yet).
+ */
+export function listingWindowsOf(
+  meta: MetaStore,
+  symbols: readonly string[],
+): Map<string, ListingWindow> {
+  const applied = migrationStatus(meta.db).find((m) => m.version === _REFERENCE_MIGRATION);
+  if (applied === undefined || applied.appliedAt === null) return new Map();
+  return new ReferenceStore(meta.db).listingWindows(symbols);
+}
+
+/** The metadata migration that creates the symbol master. */
+const _REFERENCE_MIGRATION = 8;
 
 /** Refuse a selection that matches no stored series, naming what was asked. */
 function _checkSelection(

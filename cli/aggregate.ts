@@ -30,6 +30,7 @@ import {
   rangeOption,
   sessionOption,
   symbolsOption,
+  todayOf,
 } from "./options.ts";
 
 /** Parse `--timeframes 5m,1h,1d` (default: every timeframe above 1m). */
@@ -129,8 +130,8 @@ export async function runAggregate(
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
   const timeframes = timeframesOption(invocation.string("timeframes"));
-  const symbols = await symbolsOption(invocation);
   const range = rangeOption(invocation);
+  const symbols = await symbolsOption(invocation, { range, today: todayOf(context) });
   const session = sessionOption(invocation);
   try {
     await Deno.stat(join(dataDir, META_FILE));

@@ -34,6 +34,8 @@ export interface Invocation {
   string(name: string): string | undefined;
   /** Option value as a boolean; throws for an option the command lacks. */
   flag(name: string): boolean;
+  /** Every value of a repeatable option, in order (empty if unset); throws like `string`. */
+  strings(name: string): string[];
 }
 
 /** A command implementation. */
@@ -149,10 +151,17 @@ export async function parseInvocation(
       `Missing subcommand for "marketpipe ${path.join(" ")}": expected one of ${names}`,
     );
   }
-  const parseOptions: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  const parseOptions: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; multiple?: boolean }
+  > = {};
   const aliasOf = new Map<string, string>();
   for (const spec of specs) {
-    parseOptions[spec.name] = { type: spec.type, ...(spec.short ? { short: spec.short } : {}) };
+    parseOptions[spec.name] = {
+      type: spec.type,
+      ...(spec.short ? { short: spec.short } : {}),
+      ...(spec.multiple ? { multiple: true } : {}),
+    };
     for (const alias of spec.aliases ?? []) {
       parseOptions[alias] = { type: spec.type };
       aliasOf.set(alias, spec.name);
@@ -185,9 +194,17 @@ export async function parseInvocation(
     throw new UsageError(_parseArgsMessage(error, path), { cause: error });
   }
   const flags: Record<string, string | boolean | undefined> = {};
+  // A repeatable flag resolves like any other (its last value); `strings()` returns them all.
+  const repeated: Record<string, string[]> = {};
   for (const [key, value] of Object.entries(parsed.values)) {
     const name = aliasOf.get(key) ?? key;
-    if (Array.isArray(value)) continue;
+    if (Array.isArray(value)) {
+      const values = value.filter((v): v is string => typeof v === "string");
+      if (values.length === 0) continue;
+      repeated[name] = values;
+      flags[name] = values.at(-1);
+      continue;
+    }
     flags[name] = value;
   }
   const configPath = (flags.config as string | undefined) ?? env.MARKETPIPE_CONFIG;
@@ -227,6 +244,11 @@ export async function parseInvocation(
     },
     flag(name) {
       return valueOf(name) === true;
+    },
+    strings(name) {
+      const value = valueOf(name);
+      if (options.sources[name] === "flag" && repeated[name]) return [...repeated[name]];
+      return typeof value === "string" ? [value] : [];
     },
   };
   return { kind: "run", command, invocation };
@@ -329,6 +351,7 @@ function _optionLines(options: readonly OptionSpec[]): string[] {
     if (o.default !== undefined && o.default !== false) extras.push(`default: ${o.default}`);
     if (o.env) extras.push(`env: ${o.env}`);
     if (o.aliases?.length) extras.push(`alias: ${o.aliases.map((a) => `--${a}`).join(", ")}`);
+    if (o.multiple) extras.push("repeatable");
     const suffix = extras.length ? ` (${extras.join("; ")})` : "";
     const pad = flag.length >= 26 ? `${flag}\n  ${"".padEnd(26)}` : flag.padEnd(26);
     return `  ${pad}${o.description}${suffix}`;

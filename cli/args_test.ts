@@ -10,7 +10,7 @@ import {
   parseInvocation,
 } from "./args.ts";
 import { COMMANDS } from "./commands.ts";
-import { dataDirOf } from "./options.ts";
+import { dataDirOf, symbolsOption } from "./options.ts";
 
 /** A readFile that must never be called. */
 function noReadFile(path: string): Promise<string> {
@@ -531,3 +531,66 @@ Deno.test("allConfigKeys() holds every configurable long flag and no per-run fla
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Repeatable options and the symbol selection
+
+Deno.test("parseInvocation() keeps every value of a repeatable option in order", async () => {
+  const invocation = await run([
+    "symbols",
+    "update",
+    "--source",
+    "nasdaq",
+    "--file",
+    "a.txt",
+    "--file=b.txt",
+  ]);
+  assert.deepEqual(invocation.strings("file"), ["a.txt", "b.txt"]);
+  assert.equal(invocation.string("file"), "b.txt");
+  assert.deepEqual(invocation.strings("url"), []);
+  assert.match(await help(["symbols", "update", "--help"]), /--file FILE .*\(repeatable\)/);
+});
+
+Deno.test("symbolsOption() takes one of --symbols, --symbols-file and --universe", async () => {
+  const today = { today: "2024-03-04" };
+  await assertUsageError(
+    symbolsOption(await run(["ingest", "--symbols", "AAPL", "--universe", "tech"]), today),
+    "Use one of --symbols, --universe, not both",
+  );
+  await assertUsageError(
+    symbolsOption(
+      await run(["gaps", "--symbols", "AAPL", "--symbols-file", "f", "--universe", "tech"]),
+      today,
+    ),
+    "Use one of --symbols, --symbols-file, --universe, not several",
+  );
+  await assertUsageError(
+    symbolsOption(await run(["gaps", "--symbols", "AAPL", "--as-of", "2024-03-01"]), today),
+    /^Invalid --as-of 2024-03-01: it picks the members of a --universe/,
+  );
+  assert.equal(await symbolsOption(await run(["gaps"]), today), undefined);
+});
+
+Deno.test("symbolsOption() lets a flag win over the config file's symbols", async () => {
+  const { readFile } = fakeFiles({ "mp.yaml": "symbols: [AAPL, MSFT]\n" });
+  const invocation = await run(
+    ["gaps", "--config", "mp.yaml", "--universe", "nosuch", "--data-dir", "/nonexistent/mp"],
+    {},
+    readFile,
+  );
+  await assertUsageError(
+    symbolsOption(invocation, { today: "2024-03-04" }),
+    /^Unknown universe "nosuch": \/nonexistent\/mp has no universes yet/,
+  );
+  const configured = await run(["gaps", "--config", "mp.yaml"], {}, readFile);
+  assert.deepEqual(await symbolsOption(configured, { today: "2024-03-04" }), ["AAPL", "MSFT"]);
+});
+
+Deno.test("every command that selects symbols takes --universe with its --as-of", () => {
+  for (const name of ["ingest", "update", "backfill", "validate", "gaps", "aggregate", "export"]) {
+    const options = COMMANDS.find((c) => c.name === name)!.options!.map((o) => o.name);
+    for (const option of ["symbols", "symbols-file", "universe", "as-of"]) {
+      assert.ok(options.includes(option), `${name} lacks --${option}`);
+    }
+  }
+});

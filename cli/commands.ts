@@ -2,6 +2,7 @@ import { JOB_STATUSES } from "../core/jobs.ts";
 import { TIMEFRAMES } from "../core/types.ts";
 import type { OptionSpec } from "../core/config.ts";
 import type { CommandSpec } from "./args.ts";
+import { SCHEDULE_COMMANDS } from "./commands_schedule.ts";
 import {
   dryRunSpec,
   END_OPTION,
@@ -11,6 +12,8 @@ import {
   SYMBOLS_FILE_OPTION,
   SYMBOLS_OPTION,
   timeframeSpec,
+  UNIVERSE_AS_OF_OPTION,
+  UNIVERSE_OPTION,
   VALIDATION_OPTION,
 } from "./options.ts";
 
@@ -87,6 +90,241 @@ const MIN_COVERAGE_OPTION: OptionSpec = {
 /** How `update`, `backfill` and `gaps --fill` run their ingest jobs, as `ingest` does. */
 const JOB_RUN_OPTIONS: OptionSpec[] = [WORKERS_OPTION, ...STORE_WRITE_OPTIONS, VALIDATION_OPTION];
 
+/** `--as-of DATE` of the `symbols` and `universe` subcommands; give the `description`. */
+function asOfSpec(description: string): OptionSpec {
+  return {
+    name: "as-of",
+    type: "string",
+    placeholder: "DATE",
+    description,
+    configurable: false,
+  };
+}
+
+/** `symbols` and `universe`: the symbol master and named universes. */
+const REFERENCE_COMMANDS: CommandSpec[] = [
+  {
+    name: "symbols",
+    summary: "Load and read the symbol master: what each ticker is, and how that changed",
+    description: [
+      "The symbol master keeps each instrument's ticker, name, exchange (MIC), asset class,",
+      "status, listing and delisting dates and identifiers (FIGI, CUSIP, CIK) with full history:",
+      "a change closes the old row (valid_to) and opens a new one, nothing is overwritten. A",
+      "ticker change (FB -> META) is one instrument with two tickers over time. Ingest, gaps and",
+      "validate judge a known symbol only from its listing to its delisting date.",
+    ].join("\n"),
+    subcommands: [
+      {
+        name: "update",
+        summary: "Fetch reference data from a source and merge it into the master",
+        description: [
+          "Sources: alpaca (GET /v2/assets, APCA_API_KEY_ID/APCA_API_SECRET_KEY), polygon",
+          "(/v3/reference/tickers, active and inactive, POLYGON_API_KEY), nasdaq (the Nasdaq",
+          "Trader symbol directory nasdaqlisted.txt/otherlisted.txt from --file or --url; test",
+          "issues skipped) and fake (deterministic, with a listing, a delisting and FB -> META).",
+          "Prints inserted, changed, delisted, unchanged and skipped counts; the same input again",
+          "changes nothing. A malformed file or payload is refused naming the line or field, and",
+          "nothing is written. Snapshots of a source apply oldest first (providers/REFERENCE.md).",
+        ].join("\n"),
+        options: [
+          {
+            name: "source",
+            type: "string",
+            placeholder: "S",
+            description: "alpaca, polygon, nasdaq or fake",
+            configurable: false,
+          },
+          {
+            name: "file",
+            type: "string",
+            placeholder: "FILE",
+            description: "nasdaq: a symbol directory file (nasdaqlisted.txt, otherlisted.txt)",
+            multiple: true,
+            configurable: false,
+          },
+          {
+            name: "url",
+            type: "string",
+            placeholder: "URL",
+            description: "nasdaq: a symbol directory file to download",
+            multiple: true,
+            configurable: false,
+          },
+          asOfSpec("The date the data describes, YYYY-MM-DD (default: today in New York)"),
+          dryRunSpec("Only count what would change; write nothing"),
+        ],
+        examples: [
+          "marketpipe symbols update --source fake",
+          "marketpipe symbols update --source nasdaq --file nasdaqlisted.txt --file otherlisted.txt",
+          "marketpipe symbols update --source nasdaq --url https://www.nasdaqtrader.com/dynamic/SymDir/nasdaqlisted.txt",
+          "marketpipe symbols update --source polygon --as-of 2024-03-01 --dry-run",
+        ],
+        run: () => import("./symbols.ts").then((m) => m.runSymbolsUpdate),
+      },
+      {
+        name: "list",
+        summary: "List the master's symbols (current, or as of a date)",
+        options: [
+          {
+            name: "filter",
+            type: "string",
+            placeholder: "EXPR",
+            description:
+              "Only rows matching, e.g. \"exchange in ('XNAS','XNYS') and asset_class = 'etf'\"",
+            configurable: false,
+          },
+          asOfSpec("The rows valid on this date, YYYY-MM-DD (default: the current ones)"),
+          {
+            name: "source",
+            type: "string",
+            placeholder: "S",
+            description: "Only rows of this source",
+            configurable: false,
+          },
+        ],
+        examples: [
+          "marketpipe symbols list",
+          "marketpipe symbols list --filter \"asset_class = 'etf' and status = 'active'\" --json",
+          "marketpipe symbols list --as-of 2022-06-01 --source fake",
+        ],
+        run: () => import("./symbols.ts").then((m) => m.runSymbolsList),
+      },
+      {
+        name: "show",
+        summary: "Show one symbol's current master record",
+        args: "TICKER",
+        examples: ["marketpipe symbols show AAPL", "marketpipe symbols show META --json"],
+        run: () => import("./symbols.ts").then((m) => m.runSymbolsShow),
+      },
+      {
+        name: "history",
+        summary: "Show every row of the instrument(s) that ever had a ticker (FB for META too)",
+        args: "TICKER",
+        examples: ["marketpipe symbols history META", "marketpipe symbols history META --json"],
+        run: () => import("./symbols.ts").then((m) => m.runSymbolsHistory),
+      },
+    ],
+  },
+  {
+    name: "universe",
+    summary: "Define named universes of symbols, with membership history",
+    description: [
+      "A universe is a list (members added and removed as of dates) or a filter over the symbol",
+      "master (evaluated point in time over its history). `--universe NAME` on ingest, update,",
+      "backfill, validate, gaps, aggregate and export selects its members at any time in the",
+      "command's range (today without one), or with --as-of on one date: backtests free of",
+      "survivorship bias. Filter fields: ticker name exchange asset_class status list_date",
+      "delist_date figi cusip cik source; = != < <= > >= in (...) like is null, and or not.",
+    ].join("\n"),
+    subcommands: [
+      {
+        name: "create",
+        summary: "Create a universe from symbols or a filter",
+        args: "NAME",
+        options: [
+          { ...SYMBOLS_OPTION, description: "Comma-separated member symbols", configurable: false },
+          {
+            ...SYMBOLS_FILE_OPTION,
+            description: "File with the member symbols",
+            configurable: false,
+          },
+          {
+            name: "filter",
+            type: "string",
+            placeholder: "EXPR",
+            description: "Members are the master's symbols matching, e.g. \"status = 'active'\"",
+            configurable: false,
+          },
+          {
+            name: "description",
+            type: "string",
+            placeholder: "TEXT",
+            description: "What the universe is for",
+            configurable: false,
+          },
+          asOfSpec("Members from this date, YYYY-MM-DD (list; default: today in New York)"),
+        ],
+        examples: [
+          "marketpipe universe create tech --symbols AAPL,MSFT,NVDA --as-of 2022-01-03",
+          "marketpipe universe create etfs --filter \"exchange in ('XNAS','XNYS','ARCX') and asset_class = 'etf' and status = 'active'\"",
+        ],
+        run: () => import("./universe.ts").then((m) => m.runUniverseCreate),
+      },
+      {
+        name: "add",
+        summary: "Add symbols to a list universe as of a date",
+        args: "NAME",
+        options: [
+          { ...SYMBOLS_OPTION, description: "Comma-separated symbols to add", configurable: false },
+          {
+            ...SYMBOLS_FILE_OPTION,
+            description: "File with the symbols to add",
+            configurable: false,
+          },
+          asOfSpec("Members from this date, YYYY-MM-DD (default: today in New York)"),
+        ],
+        examples: ["marketpipe universe add tech --symbols AMD --as-of 2022-06-01"],
+        run: () => import("./universe.ts").then((m) => m.runUniverseAdd),
+      },
+      {
+        name: "remove",
+        summary: "Remove symbols from a list universe as of a date (history is kept)",
+        args: "NAME",
+        options: [
+          {
+            ...SYMBOLS_OPTION,
+            description: "Comma-separated symbols to remove",
+            configurable: false,
+          },
+          {
+            ...SYMBOLS_FILE_OPTION,
+            description: "File with the symbols to remove",
+            configurable: false,
+          },
+          asOfSpec("No longer members from this date, YYYY-MM-DD (default: today in New York)"),
+        ],
+        examples: ["marketpipe universe remove tech --symbols NVDA --as-of 2022-06-30"],
+        run: () => import("./universe.ts").then((m) => m.runUniverseRemove),
+      },
+      {
+        name: "list",
+        summary: "List the universes with their member counts",
+        options: [asOfSpec("Count members on this date, YYYY-MM-DD (default: today)")],
+        examples: ["marketpipe universe list", "marketpipe universe list --json"],
+        run: () => import("./universe.ts").then((m) => m.runUniverseList),
+      },
+      {
+        name: "show",
+        summary: "Show a universe's members on a date, with their listing dates",
+        args: "NAME",
+        options: [asOfSpec("Members on this date, YYYY-MM-DD (default: today in New York)")],
+        examples: [
+          "marketpipe universe show tech",
+          "marketpipe universe show tech --as-of 2022-06-30 --json",
+        ],
+        run: () => import("./universe.ts").then((m) => m.runUniverseShow),
+      },
+      {
+        name: "delete",
+        summary: "Delete a universe and its membership history",
+        args: "NAME",
+        options: [
+          {
+            name: "yes",
+            short: "y",
+            type: "boolean",
+            description: "Do not ask for confirmation (needed when stdin is not a terminal)",
+            default: false,
+            configurable: false,
+          },
+        ],
+        examples: ["marketpipe universe delete tech --yes"],
+        run: () => import("./universe.ts").then((m) => m.runUniverseDelete),
+      },
+    ],
+  },
+];
+
 /** The `marketpipe` command table: flags, help text, examples and lazily loaded handlers. */
 export const COMMANDS: CommandSpec[] = [
   {
@@ -98,7 +336,9 @@ export const COMMANDS: CommandSpec[] = [
       "the tasks on a worker pool. A task counts as done only once its bars are durably written, so",
       "a killed run repeated with the same command does only what is left. Days already stored from",
       "the same provider/feed are skipped unless --force. Dates are New York trading dates,",
-      "--start and --end both inclusive.",
+      "--start and --end both inclusive. A symbol the symbol master knows (marketpipe symbols) is",
+      "fetched only from its listing to its delisting date, and from providers that serve history",
+      "under the ticker valid then (polygon, fake) under its earlier ticker, stored under today's.",
     ].join("\n"),
     options: [
       {
@@ -111,6 +351,8 @@ export const COMMANDS: CommandSpec[] = [
       },
       { ...SYMBOLS_OPTION, description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B" },
       SYMBOLS_FILE_OPTION,
+      UNIVERSE_OPTION,
+      UNIVERSE_AS_OF_OPTION,
       START_OPTION,
       END_OPTION,
       timeframeSpec("Bar timeframe"),
@@ -187,6 +429,7 @@ export const COMMANDS: CommandSpec[] = [
     examples: [
       "marketpipe ingest --provider fake --symbols AAPL,MSFT,SPY --start 2024-03-04 --end 2024-03-15",
       "marketpipe ingest --symbols-file universe.txt --start 2024-01-02 --end 2024-06-28 --workers 8",
+      "marketpipe ingest --universe tech --start 2022-01-03 --end 2022-12-30 --timeframe 1d",
       "marketpipe ingest --resume 20241125-191500-ab12",
     ],
     run: () => import("./ingest.ts").then((m) => m.runIngest),
@@ -258,6 +501,8 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       { ...SYMBOLS_OPTION, description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B" },
       SYMBOLS_FILE_OPTION,
+      UNIVERSE_OPTION,
+      UNIVERSE_AS_OF_OPTION,
       START_OPTION,
       END_OPTION,
       timeframeSpec("Bar timeframe"),
@@ -320,6 +565,8 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       SYMBOLS_OPTION,
       SYMBOLS_FILE_OPTION,
+      UNIVERSE_OPTION,
+      UNIVERSE_AS_OF_OPTION,
       START_OPTION,
       END_OPTION,
       timeframeSpec("Timeframe of the bars to check"),
@@ -387,12 +634,15 @@ export const COMMANDS: CommandSpec[] = [
       "bar, and (intraday) the days whose regular session holds fewer bars than --min-coverage of",
       "a complete one. Days a provider answered with no bars during ingest are listed as known",
       "empty, not as missing. Without --symbols, every symbol stored for --timeframe; without",
-      "--start, each symbol from its first to its last stored session. --fill fetches the gaps",
+      "--start, each symbol from its first to its last stored session. A symbol the symbol master",
+      "knows is judged only from its listing to its delisting date. --fill fetches the gaps",
       "first (as marketpipe backfill); --fail-on missing|partial exits 1 when gaps remain.",
     ].join("\n"),
     options: [
       { ...SYMBOLS_OPTION, description: "Comma-separated symbols (default: all stored)" },
       SYMBOLS_FILE_OPTION,
+      UNIVERSE_OPTION,
+      UNIVERSE_AS_OF_OPTION,
       { ...START_OPTION, description: "First trading date (default: each symbol's first stored)" },
       END_OPTION,
       timeframeSpec("Timeframe whose bars are compared"),
@@ -418,6 +668,7 @@ export const COMMANDS: CommandSpec[] = [
       "marketpipe gaps --start 2024-03-01 --end 2024-03-28 --min-coverage 0.95 --json",
       "marketpipe gaps --fail-on missing",
       "marketpipe gaps --symbols AAPL --fill",
+      "marketpipe gaps --universe tech --start 2024-01-02 --end 2024-06-28",
     ],
     run: () => import("./gaps.ts").then((m) => m.runGaps),
   },
@@ -437,6 +688,8 @@ export const COMMANDS: CommandSpec[] = [
         configurable: false,
       },
       { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+      { ...UNIVERSE_OPTION, description: "Only the members of this universe today" },
+      UNIVERSE_AS_OF_OPTION,
       {
         ...timeframeSpec("Only this timeframe"),
         description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all stored)`,
@@ -469,6 +722,8 @@ export const COMMANDS: CommandSpec[] = [
         configurable: false,
       },
       { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+      { ...UNIVERSE_OPTION, description: "Only the members of this universe (in the range)" },
+      UNIVERSE_AS_OF_OPTION,
       {
         ...START_OPTION,
         description: "First trading date judged (default: each symbol's first)",
@@ -633,6 +888,8 @@ export const COMMANDS: CommandSpec[] = [
       },
       { ...SYMBOLS_OPTION, description: "Comma-separated symbols (default: all with 1m bars)" },
       SYMBOLS_FILE_OPTION,
+      UNIVERSE_OPTION,
+      UNIVERSE_AS_OF_OPTION,
       {
         ...START_OPTION,
         description: "First trading date whose 1m partitions are aggregated (default: all)",
@@ -732,6 +989,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     run: () => import("./serve.ts").then((m) => m.runServe),
   },
+  ...REFERENCE_COMMANDS,
   {
     name: "jobs",
     summary: "List, inspect and clean up ingest jobs",
@@ -786,6 +1044,7 @@ export const COMMANDS: CommandSpec[] = [
       },
     ],
   },
+  ...SCHEDULE_COMMANDS,
   {
     name: "providers",
     summary: "List data providers, their env vars (set or not), timeframes and feeds",

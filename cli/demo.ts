@@ -1,11 +1,17 @@
 import { resolve } from "node:path";
 import { buildIngestRequest } from "../providers/ingest_request.ts";
+import { fetchReference } from "../providers/mod.ts";
 import { formatTable, openQueryEngine, runQuery, storageStats } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, formatBytes, formatCount, shellCommand } from "./format.ts";
 import { exitCodeOf, runPreparedIngest } from "./ingest.ts";
-import { dataDirOf, positionals } from "./options.ts";
+import { dataDirOf, positionals, todayOf } from "./options.ts";
+import { unappliedSnapshots } from "./symbols.ts";
+import { withReferenceWriter } from "./universe.ts";
+
+/** The universe the demo creates from its symbols. */
+const _DEMO_UNIVERSE = "demo";
 
 /** `marketpipe demo`: ingest a fake universe, then show where it is and how to query it. */
 export async function runDemo(invocation: Invocation, context: CommandContext): Promise<number> {
@@ -21,6 +27,19 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
   const summary = await runPreparedIngest({ ...built, dataDir }, { ...context, json: false });
   const code = exitCodeOf(summary, context);
   if (code !== EXIT.ok) return code;
+  // The fake symbol master (as `symbols update --source fake`) and a universe of the symbols,
+  // so the dashboard and `query` show reference data too.
+  const snapshots = await fetchReference("fake", { asOf: todayOf(context), env: context.env });
+  await withReferenceWriter(dataDir, (reference) => {
+    reference.applySnapshots(unappliedSnapshots(reference, snapshots));
+    if (reference.getUniverse(_DEMO_UNIVERSE) === undefined) {
+      reference.createUniverse(_DEMO_UNIVERSE, {
+        symbols,
+        description: "The symbols of marketpipe demo",
+        asOf: built.request.start,
+      });
+    }
+  });
   const stats = await storageStats(dataDir);
   const engine = await openQueryEngine(dataDir);
   let table: string;
@@ -68,6 +87,9 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
       ])
     }`,
     `  ${shellCommand(["marketpipe", "jobs", "list", ...dirArgs])}`,
+    `  ${
+      shellCommand(["marketpipe", "universe", "show", _DEMO_UNIVERSE, ...dirArgs])
+    }   # the demo universe with the fake symbol master's listing dates`,
     "From Python (pip install pyarrow pandas polars; the README shows DuckDB and dask too):",
     `  ${
       shellCommand([
@@ -91,6 +113,7 @@ export async function runDemo(invocation: Invocation, context: CommandContext): 
         files: stats.files,
         bytes: stats.bytes,
         job: summary.job?.id ?? null,
+        universe: _DEMO_UNIVERSE,
       }),
     );
   } else {

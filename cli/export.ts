@@ -12,6 +12,7 @@ import {
   rangeOption,
   symbolsOption,
   timeframeOption,
+  todayOf,
 } from "./options.ts";
 
 /** Exports shorter than this show no progress. */
@@ -21,11 +22,13 @@ const _QUIET_MS = 1_000;
 export async function runExport(invocation: Invocation, context: CommandContext): Promise<number> {
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
-  const symbols = await symbolsOption(invocation);
-  if (symbols === undefined) {
-    throw new UsageError("Missing --symbols: the symbols to export (or --symbols-file FILE)");
-  }
   const range = rangeOption(invocation, { required: true })!;
+  const symbols = await symbolsOption(invocation, { range, today: todayOf(context) });
+  if (symbols === undefined) {
+    throw new UsageError(
+      "Missing --symbols: the symbols to export (or --symbols-file FILE, --universe NAME)",
+    );
+  }
   const timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
   const format = invocation.string("format")?.toLowerCase();
   if (format === undefined) throw new UsageError("Missing --format: parquet, csv or arrow");

@@ -12,6 +12,7 @@ import {
   rangeOption,
   symbolsOption,
   timeframeOption,
+  todayOf,
 } from "./options.ts";
 import { jobRunSettings, planBackfillOf, runPlannedJobs } from "./update.ts";
 
@@ -37,7 +38,7 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   // The fill is `backfill` with the same selection; its options are checked with the others,
   // with or without --fill, so a bad value is refused before anything is read.
   const settings = jobRunSettings(invocation);
-  const symbols = await symbolsOption(invocation);
+  const symbols = await symbolsOption(invocation, { range, today: todayOf(context) });
   const explicit = symbols !== undefined;
   let code: number = EXIT.ok;
   if (invocation.flag("fill")) {
@@ -117,6 +118,18 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
       { right: (intraday ? [1, 2, 3, 4, 5] : [1, 2, 3, 4]).map((i) => range ? i : i + 1) },
     )
   ) context.out(line);
+  const listed = results.filter((r) => r.listing !== undefined);
+  if (listed.length > 0) {
+    context.out("");
+    context.out("Judged within their listing (symbol master; days outside are not gaps):");
+    for (const r of listed) {
+      context.out(
+        `  ${r.symbol}: listed ${r.listing!.start ?? "(unknown)"}${
+          r.listing!.end !== null ? `, delisted ${r.listing!.end}` : ""
+        }`,
+      );
+    }
+  }
   const missing = results.filter((r) => r.missing.length > 0);
   if (missing.length > 0) {
     context.out("");

@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { planJob, runJob } from "../app/mod.ts";
 import { parseIntOption } from "../core/config.ts";
-import { tradingDays } from "../core/calendar.ts";
-import { type Clock, clockFromEnv } from "../core/clock.ts";
+import { exchangeDate, tradingDays } from "../core/calendar.ts";
+import { type Clock, clockFromEnv, systemClock } from "../core/clock.ts";
 import { UsageError } from "../core/errors.ts";
 import type { IngestRequest, IngestSummary } from "../core/ingest.ts";
 import { RULE_IDS, VALIDATION_RULES } from "../core/validate.ts";
@@ -38,10 +38,13 @@ import {
   END_OPTION,
   historyDirOf,
   positionals,
+  rangeOption,
   START_OPTION,
   SYMBOLS_FILE_OPTION,
   SYMBOLS_OPTION,
   symbolsOption,
+  UNIVERSE_AS_OF_OPTION,
+  UNIVERSE_OPTION,
   validationOption,
 } from "./options.ts";
 
@@ -69,7 +72,16 @@ export async function prepareIngest(
   const built = await buildIngestRequest(input, {
     clock,
     onResume: () => {
-      for (const { name } of [SYMBOLS_OPTION, SYMBOLS_FILE_OPTION, START_OPTION, END_OPTION]) {
+      for (
+        const { name } of [
+          SYMBOLS_OPTION,
+          SYMBOLS_FILE_OPTION,
+          UNIVERSE_OPTION,
+          UNIVERSE_AS_OF_OPTION,
+          START_OPTION,
+          END_OPTION,
+        ]
+      ) {
         if (invocation.options.sources[name] === "flag") {
           throw new UsageError(
             `Cannot combine --resume with --${name}: the job already records it`,
@@ -78,10 +90,14 @@ export async function prepareIngest(
       }
     },
     readSymbols: async () => {
-      const symbols = await symbolsOption(invocation);
+      // A universe's members at any time in the range asked for.
+      const symbols = await symbolsOption(invocation, {
+        range: rangeOption(invocation),
+        today: exchangeDate((clock ?? systemClock)()),
+      });
       if (symbols !== undefined) return symbols;
       throw new UsageError(
-        "Missing --symbols (or --symbols-file): which symbols to ingest, e.g. --symbols AAPL,MSFT",
+        "Missing --symbols (or --symbols-file, --universe): which symbols to ingest, e.g. --symbols AAPL,MSFT",
       );
     },
   });
@@ -222,7 +238,8 @@ export async function runPreparedIngest(
         ),
     });
     if (notAggregated) context.err(`Not aggregating: ${notAggregated}`);
-    printSummary(summary, request, dataDir, context, aggregation);
+    // The plan's request: with the listing windows the summary's notes name.
+    printSummary(summary, plan.request, dataDir, context, aggregation);
     return summary;
   } catch (error) {
     failed = true;
@@ -302,14 +319,42 @@ function printSummary(
       printAggregation(aggregation, context);
     }
   };
+  const unlisted = summary.symbols.filter((s) => s.daysUnlisted > 0);
+  const printUnlisted = () => {
+    for (const s of unlisted) {
+      const window = request.windows?.get(s.symbol);
+      context.out(
+        `${s.symbol}: ${formatCount(s.daysUnlisted)} trading day(s) outside its listing${
+          window
+            ? ` (${
+              [
+                window.start === null ? "" : `listed ${window.start}`,
+                window.end === null ? "" : `delisted ${window.end}`,
+              ].filter((part) => part !== "").join(", ")
+            })`
+            : ""
+        } not fetched (symbol master)`,
+      );
+    }
+  };
   if (summary.status === "up-to-date") {
     const days = summary.symbols.reduce((n, s) => n + s.daysSkipped, 0);
-    context.out(
-      `Nothing to do: all ${formatCount(days)} symbol-day(s) of ${
-        request.symbols.join(",")
-      } ${request.start}..${request.end} ` +
-        `are already stored from ${request.provider}/${request.feed} (use --force to fetch them again). Nothing was written.`,
-    );
+    if (days === 0 && unlisted.length > 0) {
+      context.out(
+        `Nothing to do: no trading day of ${
+          request.symbols.join(",")
+        } ${request.start}..${request.end} ` +
+          `is inside its listing. Nothing was written.`,
+      );
+    } else {
+      context.out(
+        `Nothing to do: all ${formatCount(days)} symbol-day(s) of ${
+          request.symbols.join(",")
+        } ${request.start}..${request.end} ` +
+          `are already stored from ${request.provider}/${request.feed} (use --force to fetch them again). Nothing was written.`,
+      );
+    }
+    printUnlisted();
     printAfter();
     return;
   }
@@ -339,6 +384,7 @@ function printSummary(
       },
     )
   ) context.out(line);
+  printUnlisted();
   const job = summary.job!;
   const failedSymbols = summary.symbols.filter((s) => s.tasksFailed > 0).length;
   const dirArgs = dataDirArgs(dataDir);

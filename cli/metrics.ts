@@ -1,5 +1,6 @@
 import type { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
+import { clockFromEnv } from "../core/clock.ts";
 import { parseDuration, parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { createMetrics, familiesOf } from "../core/metrics.ts";
@@ -15,6 +16,14 @@ import {
   sampleCounts,
   type StoredSeries,
 } from "../storage/mod.ts";
+// Not web/mod.ts: that loads the whole dashboard, which a metrics-only server does not need.
+import {
+  createMetricsApp,
+  listen,
+  type ListenOptions,
+  MAX_HEADER_SIZE_LIMIT,
+  type MetricsAppOptions,
+} from "../web/metrics_server.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatTime, renderTable } from "./format.ts";
@@ -60,7 +69,7 @@ async function _serveMetrics(
   // resolveOptions() already applied flag > METRICS_PORT > config file.
   const port = parseIntOption(invocation.string("port") ?? "8000", "--port", 0, 65_535);
   const host = invocation.string("host") ?? "127.0.0.1";
-  const maxConnections = parseIntOption(
+  const maxConcurrent = parseIntOption(
     context.env.METRICS_MAX_CONNECTIONS ?? "100",
     "METRICS_MAX_CONNECTIONS",
     1,
@@ -70,18 +79,23 @@ async function _serveMetrics(
     context.env.METRICS_MAX_HEADER_SIZE ?? "16384",
     "METRICS_MAX_HEADER_SIZE",
     256,
-    1_048_576,
+    MAX_HEADER_SIZE_LIMIT,
   );
   const legacy = invocation.flag("legacy-metrics");
-  const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
+  const telemetry = await openTelemetry(dataDir, {
+    historyDir: historyDirOf(context),
+    env: context.env,
+    sessionClock: clockFromEnv(context.env),
+  });
   try {
     await serveMetricsHttp({
       hostname: host,
       port,
-      maxConnections,
+      maxConcurrent,
       maxHeaderSize,
       signal: context.signal,
       scrape: () => telemetry.scrape({ legacy }),
+      log: context.err,
       onListen: ({ hostname, port }) =>
         context.err(
           `Serving metrics on http://${
@@ -95,232 +109,16 @@ async function _serveMetrics(
   return EXIT.ok;
 }
 
-/** Options of {@link serveMetricsHttp}. */
-export interface ServeMetricsOptions {
-  hostname: string;
-  /** 0: any free port. */
-  port: number;
-  /** Open TCP connections at once; one more gets 503 and is closed. */
-  maxConnections: number;
-  /** Bytes of request line plus headers; beyond it 431. */
-  maxHeaderSize: number;
-  /** The exposition text. */
-  scrape: () => Promise<string>;
-  /** Stops the server: the listener and every open connection close. */
-  signal: AbortSignal;
-  onListen?: (addr: { hostname: string; port: number }) => void;
-  /** A connection that has not been answered by then is closed (default 10 s). */
-  timeoutMs?: number;
-}
-
-const _REASONS: Record<number, string> = {
-  200: "OK",
-  400: "Bad Request",
-  404: "Not Found",
-  405: "Method Not Allowed",
-  431: "Request Header Fields Too Large",
-  503: "Service Unavailable",
-};
+/** Options of {@link serveMetricsHttp}: the app's limits and where to listen. */
+export interface ServeMetricsOptions extends MetricsAppOptions, ListenOptions {}
 
 /**
- * A minimal HTTP/1.1 server for `/metrics` over `Deno.listen`: one request per connection, every
- * response with `Connection: close`. Unlike `Deno.serve` it sees TCP connections, so it can cap
- * open connections (idle ones included) and the raw size of the request head.
+ * The server of `metrics --port`: {@link createMetricsApp} on `Deno.serve` (keep-alive,
+ * pipelining, gzip, OpenMetrics), until `signal` aborts and the requests in flight are answered.
  */
 export async function serveMetricsHttp(options: ServeMetricsOptions): Promise<void> {
-  const { signal } = options;
-  if (signal.aborted) return;
-  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
-  const addr = listener.addr as Deno.NetAddr;
-  options.onListen?.({ hostname: addr.hostname, port: addr.port });
-  const open = new Set<_Connection>(); // counted against maxConnections
-  const rejected = new Set<_Connection>();
-  const pending = new Set<Promise<void>>();
-  const track = (work: Promise<void>) => {
-    pending.add(work);
-    work.finally(() => pending.delete(work));
-  };
-  let listening = true;
-  const stop = () => {
-    if (listening) listener.close();
-    listening = false;
-    for (const connection of [...open, ...rejected]) connection.close();
-  };
-  signal.addEventListener("abort", stop, { once: true });
-  try {
-    while (!signal.aborted) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (signal.aborted) break;
-        throw new Error(`Cannot accept a connection on ${addr.hostname}:${addr.port}`, {
-          cause: error,
-        });
-      }
-      const connection = new _Connection(conn, options.timeoutMs ?? 10_000);
-      if (open.size >= options.maxConnections) {
-        rejected.add(connection);
-        const response = _respond(503, "Too many connections\n", { "Retry-After": "1" });
-        track(connection.reject(response).finally(() => rejected.delete(connection)));
-        continue;
-      }
-      open.add(connection);
-      track(connection.handle(options).finally(() => open.delete(connection)));
-    }
-  } finally {
-    signal.removeEventListener("abort", stop);
-    stop();
-    await Promise.allSettled([...pending]);
-  }
-}
-
-class _Connection {
-  #conn: Deno.Conn;
-  #closed = false;
-  #timer: ReturnType<typeof setTimeout>;
-
-  constructor(conn: Deno.Conn, timeoutMs: number) {
-    this.#conn = conn;
-    this.#timer = setTimeout(() => this.close(), timeoutMs);
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#conn.close();
-  }
-
-  /** Read one request head, answer it, close. I/O errors of the peer just end the connection. */
-  async handle(options: ServeMetricsOptions): Promise<void> {
-    try {
-      const head = await this.#readHead(options.maxHeaderSize);
-      if (head === undefined) return;
-      const response = head === _TOO_LARGE
-        ? _respond(431, "Request header fields too large\n")
-        : await _answerHead(head, options.scrape);
-      await this.reject(response);
-    } catch (error) {
-      if (!this.#closed && !_isPeerError(error)) throw error;
-    } finally {
-      this.close();
-    }
-  }
-
-  /** Send `response`, then drain what the client still sends so closing does not reset it. */
-  async reject(response: Uint8Array): Promise<void> {
-    try {
-      await _writeAll(this.#conn, response);
-      await this.#conn.closeWrite();
-      const buffer = new Uint8Array(4096);
-      while (!this.#closed && (await this.#conn.read(buffer)) !== null);
-    } catch (error) {
-      if (!this.#closed && !_isPeerError(error)) throw error;
-    } finally {
-      this.close();
-    }
-  }
-
-  /** The head without its blank line, "too large", or undefined when the client closed early. */
-  async #readHead(maxHeaderSize: number): Promise<string | undefined> {
-    const buffer = new Uint8Array(maxHeaderSize + 1);
-    const decoder = new TextDecoder("latin1");
-    let length = 0;
-    while (length <= maxHeaderSize) {
-      const n = await this.#conn.read(buffer.subarray(length));
-      if (n === null) return undefined;
-      length += n;
-      // Clients may send empty lines before the request line (RFC 9112 section 2.2).
-      const text = decoder.decode(buffer.subarray(0, length)).replace(/^(\r?\n)+/, "");
-      const end = /\r?\n\r?\n/.exec(text);
-      if (end) {
-        return end.index + end[0].length > maxHeaderSize ? _TOO_LARGE : text.slice(0, end.index);
-      }
-    }
-    return _TOO_LARGE;
-  }
-}
-
-const _TOO_LARGE = "\0too large";
-
-function _isPeerError(error: unknown): boolean {
-  return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted ||
-    error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected;
-}
-
-async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
-}
-
-const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
-/** Parse a request head and answer it (see {@link _answer}). */
-async function _answerHead(head: string, scrape: () => Promise<string>): Promise<Uint8Array> {
-  const lines = head.split(/\r?\n/).filter((line) => line !== "");
-  const match = /^(\S+) (\S+) HTTP\/1\.[01]$/.exec(lines[0] ?? "");
-  const headersOk = lines.slice(1).every((line) => {
-    const colon = line.indexOf(":");
-    return colon > 0 && _TOKEN.test(line.slice(0, colon));
-  });
-  if (!match || !_TOKEN.test(match[1]) || !headersOk) return _respond(400, "Bad request\n");
-  const [, method, target] = match;
-  let pathname: string;
-  if (target.startsWith("/")) pathname = target.replace(/[?#].*$/, "");
-  else if (/^https?:\/\//i.test(target) && URL.canParse(target)) {
-    pathname = new URL(target).pathname;
-  } else return _respond(400, "Bad request\n");
-  const answer = await _answer(method, pathname, scrape);
-  const body = new TextEncoder().encode(answer.body);
-  return _respond(answer.status, method === "HEAD" ? "" : body, {
-    ...answer.headers,
-    "Content-Length": String(body.length),
-  });
-}
-
-/** A complete HTTP/1.1 response with `Connection: close`. */
-function _respond(
-  status: number,
-  body: string | Uint8Array,
-  headers: Record<string, string> = {},
-): Uint8Array {
-  const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
-  const all: Record<string, string> = {
-    "Content-Type": "text/plain; charset=utf-8",
-    "Content-Length": String(bytes.length),
-    ...headers,
-    Date: new Date().toUTCString(),
-    Connection: "close",
-  };
-  const text = `HTTP/1.1 ${status} ${_REASONS[status]}\r\n${
-    Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join("")
-  }\r\n`;
-  const headBytes = new TextEncoder().encode(text);
-  const out = new Uint8Array(headBytes.length + bytes.length);
-  out.set(headBytes);
-  out.set(bytes, headBytes.length);
-  return out;
-}
-
-/** Route a metrics request: 404 off /metrics, 405 with Allow for other methods, else the scrape. */
-async function _answer(
-  method: string,
-  pathname: string,
-  scrape: () => Promise<string>,
-): Promise<{ status: number; headers: Record<string, string>; body: string }> {
-  if (pathname !== "/metrics") {
-    return { status: 404, headers: {}, body: "Not found: try /metrics\n" };
-  }
-  if (method !== "GET" && method !== "HEAD") {
-    return { status: 405, headers: { Allow: "GET, HEAD" }, body: "Method not allowed\n" };
-  }
-  return {
-    status: 200,
-    headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
-    body: await scrape(),
-  };
+  if (options.signal.aborted) return;
+  await listen(createMetricsApp(options), options).finished;
 }
 
 function _parseSince(text: string, now: number): number {

@@ -15,14 +15,26 @@ import type { CommandContext } from "./context.ts";
 import { runMetrics, serveMetricsHttp } from "./metrics.ts";
 
 // ---------------------------------------------------------------------------------------------
-// serveMetricsHttp(): the server `metrics --port` runs, over a real socket on 127.0.0.1.
+// serveMetricsHttp(): the server `metrics --port` runs (Hono on Deno.serve), over a real socket.
 
-const SCRAPE = "# HELP mp_jobs_running Running\n# TYPE mp_jobs_running gauge\nmp_jobs_running 0\n";
+const SCRAPE = "# HELP mp_jobs_running Running\n# TYPE mp_jobs_running gauge\nmp_jobs_running 0\n" +
+  '# HELP mp_jobs_total Jobs by "outcome"\n# TYPE mp_jobs_total counter\n' +
+  'mp_jobs_total{outcome="failed"} 0\nmp_jobs_total{outcome="succeeded"} 3\n';
+
+interface TestServer {
+  url: string;
+  port: number;
+  scrapes: () => number;
+}
 
 /** Serve SCRAPE on a free port for the length of `fn`, counting the scrapes. */
 async function withMetricsServer(
-  fn: (server: { url: string; port: number; scrapes: () => number }) => Promise<void>,
-  options: { maxHeaderSize?: number; timeoutMs?: number } = {},
+  fn: (server: TestServer) => Promise<void>,
+  options: {
+    maxHeaderSize?: number;
+    maxConcurrent?: number;
+    scrape?: () => Promise<string>;
+  } = {},
 ): Promise<void> {
   const controller = new AbortController();
   let port = 0;
@@ -30,14 +42,13 @@ async function withMetricsServer(
   const served = serveMetricsHttp({
     hostname: "127.0.0.1",
     port: 0,
-    maxConnections: 10,
+    maxConcurrent: options.maxConcurrent ?? 10,
     maxHeaderSize: options.maxHeaderSize ?? 16_384,
     scrape: () => {
       scrapes++;
-      return Promise.resolve(SCRAPE);
+      return options.scrape?.() ?? Promise.resolve(SCRAPE);
     },
     signal: controller.signal,
-    timeoutMs: options.timeoutMs,
     onListen: (addr) => port = addr.port,
   });
   try {
@@ -48,20 +59,93 @@ async function withMetricsServer(
   }
 }
 
-/** Send raw bytes on a new connection and read the whole answer until the server closes. */
-async function rawRequest(port: number, bytes: string | Uint8Array): Promise<string> {
+/** One HTTP/1.1 response as read off the socket. */
+interface RawResponse {
+  status: number;
+  /** The status line and header lines exactly as sent. */
+  head: string;
+  headers: Headers;
+  /** The body after de-chunking (still gzip when Content-Encoding says so). */
+  body: Uint8Array;
+}
+
+/**
+ * Write `requests` back to back in one write on one connection (pipelining) and read exactly one
+ * response per request, in order. Fails, rather than hangs, when the server stops answering.
+ */
+async function exchange(port: number, requests: string[]): Promise<RawResponse[]> {
   using conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  if (bytes.length > 0) {
-    await conn.write(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
+  const watchdog = setTimeout(() => conn.close(), 10_000);
+  try {
+    await conn.write(new TextEncoder().encode(requests.join("")));
+    let buffer = new Uint8Array(0);
+    let closed = false;
+    const more = async () => {
+      const chunk = new Uint8Array(65_536);
+      const n = await conn.read(chunk);
+      if (n === null) closed = true;
+      else {
+        const next = new Uint8Array(buffer.length + n);
+        next.set(buffer);
+        next.set(chunk.subarray(0, n), buffer.length);
+        buffer = next;
+      }
+    };
+    const take = async (length: number) => {
+      while (buffer.length < length) {
+        if (closed) throw new Error(`connection closed after ${buffer.length} of ${length} bytes`);
+        await more();
+      }
+      const out = buffer.slice(0, length);
+      buffer = buffer.slice(length);
+      return out;
+    };
+    const line = async () => {
+      for (;;) {
+        const at = buffer.findIndex((b, i) => b === 13 && buffer[i + 1] === 10);
+        if (at >= 0) return new TextDecoder("latin1").decode((await take(at + 2)).subarray(0, at));
+        if (closed) throw new Error("connection closed in the middle of a line");
+        await more();
+      }
+    };
+    const responses: RawResponse[] = [];
+    for (const request of requests) {
+      const lines: string[] = [];
+      for (let l = await line(); l !== ""; l = await line()) lines.push(l);
+      const headers = new Headers(
+        lines.slice(1).map((l) => {
+          const colon = l.indexOf(":");
+          return [l.slice(0, colon), l.slice(colon + 1).trim()] as [string, string];
+        }),
+      );
+      const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0])?.[1]);
+      let body = new Uint8Array(0);
+      if (!request.startsWith("HEAD ") && status !== 304) {
+        if (headers.get("transfer-encoding") === "chunked") {
+          const parts: Uint8Array[] = [];
+          for (let size = parseInt(await line(), 16); size > 0; size = parseInt(await line(), 16)) {
+            parts.push(await take(size));
+            await take(2);
+          }
+          await line();
+          body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+          parts.reduce((at, p) => (body.set(p, at), at + p.length), 0);
+        } else body = await take(Number(headers.get("content-length") ?? 0));
+      }
+      responses.push({ status, head: lines.join("\r\n"), headers, body });
+    }
+    return responses;
+  } finally {
+    clearTimeout(watchdog);
   }
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(65_536);
-  for (let n = await conn.read(buffer); n !== null; n = await conn.read(buffer)) {
-    chunks.push(buffer.slice(0, n));
-  }
-  return new TextDecoder().decode(
-    chunks.reduce((a, b) => new Uint8Array([...a, ...b]), new Uint8Array()),
-  );
+}
+
+const GET = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+async function gunzip(bytes: Uint8Array): Promise<string> {
+  const stream = new Blob([new Uint8Array(bytes)]).stream();
+  return await new Response(stream.pipeThrough(new DecompressionStream("gzip"))).text();
 }
 
 Deno.test("serveMetricsHttp() answers GET /metrics with the exposition and its content type", async () => {
@@ -74,19 +158,77 @@ Deno.test("serveMetricsHttp() answers GET /metrics with the exposition and its c
   });
 });
 
+Deno.test("serveMetricsHttp() answers two pipelined requests on one connection, in order", async () => {
+  await withMetricsServer(async ({ port, scrapes }) => {
+    const [first, second, third] = await exchange(port, [
+      GET,
+      "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+      GET,
+    ]);
+    assert.equal(first.status, 200);
+    assert.equal(text(first.body), SCRAPE);
+    assert.equal(second.status, 404);
+    assert.match(text(second.body), /try \/metrics/);
+    assert.equal(third.status, 200);
+    assert.equal(text(third.body), SCRAPE);
+    assert.equal(scrapes(), 2);
+  });
+});
+
 Deno.test("serveMetricsHttp() answers HEAD with the headers and no body", async () => {
-  await withMetricsServer(async ({ url, port }) => {
-    const r = await fetch(`${url}/metrics`, { method: "HEAD" });
-    assert.equal(r.status, 200);
-    assert.equal(r.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-    assert.equal(await r.text(), "");
-    const raw = await rawRequest(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.match(raw, /^HTTP\/1\.1 200 OK\r\n/);
-    assert.match(
-      raw,
-      new RegExp(`\r\nContent-Length: ${new TextEncoder().encode(SCRAPE).length}\r\n`),
+  await withMetricsServer(async ({ port, scrapes }) => {
+    // The GET after the HEAD is read right: the HEAD answer had no body bytes.
+    const [head, get] = await exchange(port, ["HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", GET]);
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    assert.equal(
+      Number(head.headers.get("content-length")),
+      new TextEncoder().encode(SCRAPE).length,
     );
-    assert.ok(raw.endsWith("\r\n\r\n"), "no body after the head");
+    assert.equal(text(get.body), SCRAPE);
+    assert.equal(scrapes(), 2);
+  });
+});
+
+Deno.test("serveMetricsHttp() gzips the exposition when the client accepts gzip, and only then", async () => {
+  await withMetricsServer(async ({ port }) => {
+    const [zipped, plain] = await exchange(port, [
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, deflate, br\r\n\r\n",
+      GET,
+    ]);
+    assert.equal(zipped.status, 200);
+    assert.equal(zipped.headers.get("content-encoding"), "gzip");
+    assert.match(zipped.headers.get("vary") ?? "", /accept-encoding/i);
+    assert.deepEqual([...zipped.body.subarray(0, 2)], [0x1f, 0x8b], "gzip magic bytes");
+    const unzipped = await gunzip(zipped.body);
+    assert.equal(unzipped, SCRAPE);
+    assert.equal(plain.headers.get("content-encoding"), null);
+    assert.equal(text(plain.body), SCRAPE);
+  });
+});
+
+Deno.test("serveMetricsHttp() serves OpenMetrics ending in # EOF when Accept asks for it", async () => {
+  await withMetricsServer(async ({ url }) => {
+    // What Prometheus 2.x sends.
+    const prometheus =
+      "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    const r = await fetch(`${url}/metrics`, { headers: { Accept: prometheus } });
+    assert.equal(
+      r.headers.get("content-type"),
+      "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    );
+    const body = await r.text();
+    assert.ok(body.endsWith("\n# EOF\n"), body);
+    assert.match(body, /^# TYPE mp_jobs counter$/m);
+    assert.match(body, /^# HELP mp_jobs Jobs by \\"outcome\\"$/m);
+    assert.match(body, /^mp_jobs_total\{outcome="succeeded"\} 3$/m);
+    for (
+      const accept of ["text/plain", "*/*", "text/plain;q=0.9, application/openmetrics-text;q=0.5"]
+    ) {
+      const plain = await fetch(`${url}/metrics`, { headers: { Accept: accept } });
+      assert.equal(plain.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+      assert.equal(await plain.text(), SCRAPE, accept);
+    }
   });
 });
 
@@ -126,7 +268,6 @@ Deno.test("serveMetricsHttp() answers 431 when the head exceeds the limit, befor
     assert.equal(big.status, 431);
     await big.body?.cancel();
     assert.equal(scrapes(), 0);
-    // Just under the limit is served (the exact byte boundary: "metrics server: 431 ..." below).
     const fits = await fetch(`${url}/metrics`, { headers: { "X-A": "y".repeat(500) } });
     assert.equal(fits.status, 200);
     await fits.body?.cancel();
@@ -134,12 +275,58 @@ Deno.test("serveMetricsHttp() answers 431 when the head exceeds the limit, befor
   }, { maxHeaderSize: 1_024 });
 });
 
-Deno.test("serveMetricsHttp() closes a connection that never finishes its head", async () => {
-  await withMetricsServer(async ({ port, scrapes }) => {
-    const answer = await rawRequest(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n");
-    assert.equal(answer, "", "closed without an answer");
-    assert.equal(scrapes(), 0);
-  }, { timeoutMs: 200 });
+/** A request head of exactly `size` bytes, padded with one `X-A` header. */
+function headOfSize(size: number, target = "/metrics"): string {
+  const head = (padding: string) => `GET ${target} HTTP/1.1\r\nHost: x\r\nX-A: ${padding}\r\n\r\n`;
+  const text = head("y".repeat(size - head("").length));
+  assert.equal(text.length, size);
+  return text;
+}
+
+Deno.test("serveMetricsHttp() counts the head by the byte, up to Deno's own 64 KiB limit (400 beyond)", async () => {
+  await withMetricsServer(async ({ port }) => {
+    const [fits, over] = await exchange(port, [headOfSize(65_536), headOfSize(65_537)]);
+    assert.equal(fits.status, 200);
+    assert.equal(over.status, 431);
+    assert.match(text(over.body), /header fields too large/i);
+    // Deno refuses a head over 65,540 bytes itself, with an empty 400, before the app sees it:
+    // that is why METRICS_MAX_HEADER_SIZE stops at 65,536. If Deno changes this, so may we.
+    const [deno] = await exchange(port, [headOfSize(65_541)]);
+    assert.equal(deno.status, 400);
+    assert.equal(deno.body.length, 0);
+  }, { maxHeaderSize: 65_536 });
+});
+
+Deno.test("serveMetricsHttp() answers 503 with Retry-After beyond maxConcurrent requests in flight", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  let held = 0;
+  await withMetricsServer(async ({ url, scrapes }) => {
+    const first = [fetch(`${url}/metrics`), fetch(`${url}/metrics`)];
+    const deadline = Date.now() + 10_000;
+    while (scrapes() < 2) {
+      if (Date.now() > deadline) throw new Error("the two scrapes did not start in 10 s");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const third = await fetch(`${url}/metrics`);
+    assert.equal(third.status, 503);
+    assert.equal(third.headers.get("retry-after"), "1");
+    await third.body?.cancel();
+    assert.equal(scrapes(), 2, "the refused request did not scrape");
+    release();
+    for (const response of await Promise.all(first)) {
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), SCRAPE);
+    }
+    const after = await fetch(`${url}/metrics`);
+    assert.equal(after.status, 200, "served again once the others finished");
+    await after.body?.cancel();
+  }, {
+    maxConcurrent: 2,
+    // The first two scrapes wait for the gate; any later one answers at once, so a missing cap
+    // shows as a 200 instead of a hang.
+    scrape: () => (held++ < 2 ? gate : Promise.resolve()).then(() => SCRAPE),
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -557,9 +744,12 @@ async function startServer(dir: string, args: string[], env: Record<string, stri
     json: false,
     version: "test",
   });
+  let failure: { error: unknown } | undefined;
+  done.catch((error) => failure = { error });
   const deadline = Date.now() + 10_000;
   let port: number | undefined;
   while (port === undefined) {
+    if (failure) throw failure.error;
     const line = err.find((l) => l.startsWith("Serving metrics on "));
     if (line) port = Number(/:(\d+)\/metrics/.exec(line)![1]);
     else if (out.length > 0) {
@@ -609,77 +799,130 @@ Deno.test("metrics serves when the port comes from METRICS_PORT, the config file
   }
 });
 
-Deno.test("metrics server: a connection beyond METRICS_MAX_CONNECTIONS gets 503, idle ones count", async () => {
+Deno.test("metrics server: METRICS_MAX_HEADER_SIZE by the byte, pipelining, HEAD, gzip, OpenMetrics, 404, 405", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
-  const server = await startServer(dir, ["--port", "0"], { METRICS_MAX_CONNECTIONS: "2" });
+  const server = await startServer(dir, ["--port", "0"], { METRICS_MAX_HEADER_SIZE: "1024" });
   try {
-    const idle = [
-      await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
-      await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
-    ];
-    try {
-      // Accepts are in order, so both idle connections are open when the third arrives.
-      const third = await rawRequest(server.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-      assert.match(third, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
-      assert.match(third, /\r\nRetry-After: 1\r\n/);
-      assert.match(third, /\r\nConnection: close\r\n/);
-    } finally {
-      for (const conn of idle) conn.close();
-    }
-    const deadline = Date.now() + 5_000;
-    let status = 0;
-    while (status !== 200 && Date.now() < deadline) {
-      const response = await fetch(`http://127.0.0.1:${server.port}/metrics`);
-      status = response.status;
-      await response.body?.cancel();
-    }
-    assert.equal(status, 200, "a scrape succeeds once the idle connections are closed");
+    // All on one connection: each answer leaves it open for the next (keep-alive).
+    const [fits, over] = await exchange(server.port, [headOfSize(1024), headOfSize(1025)]);
+    assert.equal(fits.status, 200);
+    assert.equal(over.status, 431);
+    const [get, head, zipped, open, post, missing] = await exchange(server.port, [
+      GET,
+      "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
+      "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]);
+    assert.equal(get.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    assert.equal(Number(get.headers.get("content-length")), get.body.length);
+    assert.match(text(get.body), /^# TYPE mp_jobs_total counter$/m);
+    assert.equal(head.status, 200);
+    assert.ok(Number(head.headers.get("content-length")) > 0);
+    assert.equal(zipped.headers.get("content-encoding"), "gzip");
+    const unzipped = await gunzip(zipped.body);
+    assert.match(unzipped, /^# TYPE mp_jobs_total counter$/m);
+    assert.equal(
+      open.headers.get("content-type"),
+      "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    );
+    assert.match(text(open.body), /^# TYPE mp_jobs counter$/m);
+    assert.ok(text(open.body).endsWith("\n# EOF\n"));
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET, HEAD");
+    assert.equal(missing.status, 404);
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("metrics server: 431 past METRICS_MAX_HEADER_SIZE, 400 on garbage, HEAD and GET by the byte", async () => {
+Deno.test("metrics server refuses METRICS_MAX_HEADER_SIZE beyond Deno's 64 KiB and a bad METRICS_MAX_CONNECTIONS", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
-  const server = await startServer(dir, ["--port", "0"], { METRICS_MAX_HEADER_SIZE: "1024" });
   try {
-    const head = (extra: string) => `GET /metrics HTTP/1.1\r\nHost: x\r\n${extra}\r\n`;
-    const fits = head(`X-A: ${"y".repeat(1024 - head("X-A: \r\n").length)}\r\n`);
-    assert.equal(fits.length, 1024);
-    assert.match(await rawRequest(server.port, fits), /^HTTP\/1\.1 200 OK\r\n/);
-    const over = head(`X-A: ${"y".repeat(1025 - head("X-A: \r\n").length)}\r\n`);
-    assert.match(
-      await rawRequest(server.port, over),
-      /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/,
+    await assert.rejects(
+      startServer(dir, ["--port", "0"], { METRICS_MAX_HEADER_SIZE: "100000" }),
+      /^UsageError: Invalid METRICS_MAX_HEADER_SIZE "100000": expected a whole number from 256 to 65536$/,
     );
-    // No end of head within the limit at all.
-    assert.match(await rawRequest(server.port, "x".repeat(5000)), /^HTTP\/1\.1 431 /);
-    assert.match(await rawRequest(server.port, "hello\r\n\r\n"), /^HTTP\/1\.1 400 Bad Request\r\n/);
-    assert.match(
-      await rawRequest(server.port, "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n"),
-      /^HTTP\/1\.1 400 /,
-    );
-    const get = await rawRequest(server.port, head(""));
-    const [getHead, body] = get.split("\r\n\r\n");
-    assert.match(getHead, /\r\nContent-Type: text\/plain; version=0\.0\.4; charset=utf-8\r\n/);
-    assert.match(getHead, /\r\nConnection: close(\r\n|$)/);
-    const length = Number(/\r\nContent-Length: (\d+)/.exec(getHead)![1]);
-    assert.equal(new TextEncoder().encode(body).length, length);
-    assert.match(body, /^# HELP /m);
-    const headOnly = await rawRequest(server.port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.match(headOnly, /^HTTP\/1\.1 200 OK\r\n/);
-    assert.ok(headOnly.endsWith("\r\n\r\n"), "HEAD has no body");
-    const post = await rawRequest(server.port, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.match(post, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
-    assert.match(post, /\r\nAllow: GET, HEAD\r\n/);
-    assert.match(
-      await rawRequest(server.port, head("").replace("/metrics", "/")),
-      /^HTTP\/1\.1 404 /,
+    await assert.rejects(
+      startServer(dir, ["--port", "0"], { METRICS_MAX_CONNECTIONS: "0" }),
+      /^UsageError: Invalid METRICS_MAX_CONNECTIONS "0": expected a whole number from 1 to 100000$/,
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("metrics server: a port in use is a usage error naming it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  try {
+    await assert.rejects(
+      startServer(dir, ["--port", String(port)]),
+      (error: Error) =>
+        error.name === "UsageError" &&
+        error.message === `Cannot listen on 127.0.0.1:${port}: the address is in use`,
+    );
+  } finally {
+    taken.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("metrics server: a real Prometheus scrapes it as OpenMetrics without errors", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-metrics-cli-" });
+  const promDir = await Deno.makeTempDir({ prefix: "mp-metrics-prom-" });
+  const server = await startServer(dir, ["--port", "0"]);
+  const promPort = freePort();
+  await Deno.writeTextFile(
+    join(promDir, "prometheus.yml"),
+    `scrape_configs:\n  - job_name: mp\n    scrape_interval: 1s\n    static_configs:\n      - targets: ["127.0.0.1:${server.port}"]\n`,
+  );
+  let prometheus: Deno.ChildProcess;
+  try {
+    prometheus = new Deno.Command("prometheus", {
+      args: [
+        `--config.file=${join(promDir, "prometheus.yml")}`,
+        `--storage.tsdb.path=${join(promDir, "tsdb")}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  } catch (error) {
+    await server.stop();
+    throw new Error("prometheus missing: install the Debian package prometheus", { cause: error });
+  }
+  const api = async (path: string) => {
+    try {
+      return (await (await fetch(`http://127.0.0.1:${promPort}${path}`)).json()).data;
+    } catch {
+      return undefined;
+    }
+  };
+  try {
+    // Poll until the target was scraped at least once, successfully or not.
+    const deadline = Date.now() + 60_000;
+    let target: { health: string; lastError: string } | undefined;
+    while (target === undefined || target.health === "unknown") {
+      if (Date.now() > deadline) throw new Error("Prometheus did not scrape in 60 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      target = (await api("/api/v1/targets"))?.activeTargets?.[0];
+    }
+    assert.equal(target.lastError, "", "Prometheus could not parse the scrape");
+    assert.equal(target.health, "up");
+    // A counter's metadata is under its family name without _total only when parsed as
+    // OpenMetrics (the text format keeps the suffix): proof of the negotiated format.
+    const metadata = await api("/api/v1/targets/metadata?metric=mp_jobs");
+    assert.equal(metadata?.[0]?.type, "counter", JSON.stringify(metadata));
+  } finally {
+    prometheus.kill("SIGTERM");
+    await prometheus.status;
     await server.stop();
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(promDir, { recursive: true });
   }
 });
 

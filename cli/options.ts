@@ -11,6 +11,8 @@ import {
   parseNumberOption,
   parseSizeOption,
 } from "../core/config.ts";
+import { exchangeDate } from "../core/calendar.ts";
+import { clockFromEnv } from "../core/clock.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { MAX_SYMBOLS_FILE_BYTES, parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
@@ -180,14 +182,89 @@ export function queryEngineLimits(
   };
 }
 
-/** Symbols from `--symbols` or `--symbols-file` (one of them), or undefined when neither is set. */
-export async function symbolsOption(invocation: Invocation): Promise<string[] | undefined> {
-  const text = invocation.string("symbols");
-  const file = invocation.string("symbols-file");
-  if (text !== undefined && file !== undefined) {
-    throw new UsageError("Use either --symbols or --symbols-file, not both");
+/** `--universe NAME`, the third alternative to `--symbols`. Read with {@link symbolsOption}. */
+export const UNIVERSE_OPTION: OptionSpec = {
+  name: "universe",
+  type: "string",
+  placeholder: "NAME",
+  description: "The members of this universe (see marketpipe universe), at any time in the range",
+  configurable: false,
+};
+
+/** `--as-of DATE` beside `--universe`: the members on DATE instead. */
+export const UNIVERSE_AS_OF_OPTION: OptionSpec = {
+  name: "as-of",
+  type: "string",
+  placeholder: "DATE",
+  description: "With --universe: its members on this date, YYYY-MM-DD, instead",
+  configurable: false,
+};
+
+/** `--symbols`, `--symbols-file`, `--universe` and its `--as-of`, for commands that take all. */
+export function symbolSelectionSpecs(
+  symbols: Partial<OptionSpec> = {},
+  file: Partial<OptionSpec> = {},
+): OptionSpec[] {
+  return [
+    { ...SYMBOLS_OPTION, ...symbols },
+    { ...SYMBOLS_FILE_OPTION, ...file },
+    UNIVERSE_OPTION,
+    UNIVERSE_AS_OF_OPTION,
+  ];
+}
+
+/** What `--universe` is resolved over: the command's range (or `today`), `YYYY-MM-DD`. */
+export interface SymbolsScope {
+  range?: { start: string; end: string };
+  /** Today's New York date: the range of a command without one, and the universe default. */
+  today: string;
+}
+
+/**
+ * Symbols from `--symbols`, `--symbols-file` or `--universe` (at most one of them; a flag wins
+ * over a config file's `symbols`), or undefined when none is set. A universe gives its members
+ * at any time in `scope.range` (today without one), or on `--as-of`; an empty one is an error.
+ */
+export async function symbolsOption(
+  invocation: Invocation,
+  scope?: SymbolsScope,
+): Promise<string[] | undefined> {
+  const declared = (name: string) => Object.hasOwn(invocation.options.values, name);
+  const given = ["symbols", "symbols-file", "universe"].filter((name) =>
+    declared(name) && invocation.string(name) !== undefined
+  );
+  const flags = given.filter((name) => invocation.options.sources[name] === "flag");
+  const chosen = given.length <= 1 ? given[0] : flags.length === 1 ? flags[0] : undefined;
+  if (given.length > 1 && chosen === undefined) {
+    throw new UsageError(
+      `Use one of ${given.map((name) => `--${name}`).join(", ")}, not ${
+        given.length === 2 ? "both" : "several"
+      }`,
+    );
   }
-  if (file !== undefined) {
+  // `--as-of` belongs to `--universe` only where the command selects by universe.
+  const asOfText = declared("universe") && declared("as-of")
+    ? invocation.string("as-of")
+    : undefined;
+  if (asOfText !== undefined && chosen !== "universe") {
+    throw new UsageError(
+      `Invalid --as-of ${asOfText}: it picks the members of a --universe; give --universe NAME`,
+    );
+  }
+  if (chosen === "universe") {
+    if (scope === undefined) {
+      throw new Error(`symbolsOption() needs a scope for --universe of "${invocation.path[0]}"`);
+    }
+    const asOf = asOfText === undefined ? undefined : parseDateOption(asOfText, "--as-of");
+    const { universeMembers } = await import("./universe.ts");
+    return await universeMembers(dataDirOf(invocation), invocation.string("universe")!, {
+      asOf,
+      range: scope.range,
+      today: scope.today,
+    });
+  }
+  if (chosen === "symbols-file") {
+    const file = invocation.string("symbols-file")!;
     const { readTextFileCapped } = await import("../storage/mod.ts");
     let content: string;
     try {
@@ -200,7 +277,12 @@ export async function symbolsOption(invocation: Invocation): Promise<string[] | 
     }
     return parseSymbolsFile(content, file);
   }
-  return text === undefined ? undefined : parseSymbols(text);
+  return chosen === "symbols" ? parseSymbols(invocation.string("symbols")!) : undefined;
+}
+
+/** Today's date in New York by the command's clock (`MARKETPIPE_NOW` in tests). */
+export function todayOf(context: CommandContext): string {
+  return exchangeDate(clockFromEnv(context.env)());
 }
 
 /** `--start`/`--end` as a checked range (end defaults to start), or undefined when unset. */

@@ -1,3 +1,5 @@
+import { exchangeDate } from "../core/calendar.ts";
+import { clockFromEnv } from "../core/clock.ts";
 import { parseIntOption } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { join } from "node:path";
@@ -63,6 +65,8 @@ export async function runQueryCommand(
   const engine = await openQueryEngine(dataDir, {
     outputFile: format === "parquet" ? output : undefined,
     protectedFiles,
+    // "Today" of the reference tables (universe member counts) follows MARKETPIPE_NOW.
+    today: exchangeDate(clockFromEnv(context.env)()),
     ...queryEngineLimits(invocation),
   });
   const timing = { timeoutMs: timeoutSeconds * 1000, signal: context.signal };

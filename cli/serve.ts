@@ -1,10 +1,17 @@
 import { parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
-import { isLoopback, openWebServer } from "../web/mod.ts";
+import { initialiseScheduleSeries } from "../core/metrics.ts";
+import { isLoopback, listen, openWebServer } from "../web/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, shellCommand } from "./format.ts";
 import { dataDirOf, historyDirOf, positionals, queryEngineLimits } from "./options.ts";
+import { configPathOf } from "./schedule_runner.ts";
+import {
+  prepareServeSchedules,
+  type ServeScheduler,
+  startServeScheduler,
+} from "./serve_scheduler.ts";
 
 /**
  * `marketpipe serve`: the dashboard, REST API and metrics on one port. Ctrl-C or SIGTERM stops
@@ -45,6 +52,9 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     );
   }
 
+  // A bad schedule (cron, command, key, arguments) stops the server before anything is opened.
+  const configPath = configPathOf(invocation);
+  const scheduleConfig = await prepareServeSchedules(configPath, context.env);
   const server = await openWebServer(dataDir, {
     version: context.version,
     env: context.env,
@@ -59,36 +69,47 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     log: context.err,
     ...queryEngineLimits(invocation),
   });
+  let schedules: ServeScheduler | undefined;
+  const reload = () => void schedules?.reload();
+  const hangUp = Deno.build.os !== "windows";
   try {
+    schedules = startServeScheduler(scheduleConfig, {
+      dataDir,
+      configPath,
+      env: context.env,
+      version: context.version,
+      meta: server.deps.store.meta,
+      clock: server.deps.clock ?? Date.now,
+      log: context.err,
+      onRun: () => server.deps.data.invalidate(),
+      metrics: { runs: server.metrics.scheduleRuns, alerts: server.metrics.scheduleAlerts },
+    });
+    initialiseScheduleSeries(server.metrics, scheduleConfig.schedules.map((s) => s.name));
+    server.deps.scheduler = schedules?.scheduler;
+    // SIGHUP reads the config file's schedules again (a bad one is logged and not applied).
+    if (hangUp && schedules) Deno.addSignalListener("SIGHUP", reload);
     let cancelled: Promise<string[]> | undefined;
-    const onAbort = () => cancelled = server.stopJobs();
+    const onAbort = () => {
+      void schedules?.stop();
+      cancelled = server.stopJobs();
+    };
     context.signal.addEventListener("abort", onAbort, { once: true });
-    let http: Deno.HttpServer;
-    try {
-      http = Deno.serve({
-        hostname: host,
-        port,
-        signal: context.signal,
-        onListen: ({ hostname, port }) => {
-          const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
-          context.out(`Serving MarketPipe on http://${shown}:${port}/ (data: ${dataDir})`);
-          context.err(
-            `${
-              token === undefined
-                ? "no token: loopback only"
-                : `token required for ${authReads ? "every request" : "POST and DELETE"}`
-            }; Ctrl-C to stop`,
-          );
-        },
-      }, server.app.fetch);
-    } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) {
-        throw new UsageError(`Cannot listen on ${host}:${port}: the address is in use`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+    const http = listen(server.app, {
+      hostname: host,
+      port,
+      signal: context.signal,
+      onListen: ({ hostname, port }) => {
+        const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+        context.out(`Serving MarketPipe on http://${shown}:${port}/ (data: ${dataDir})`);
+        context.err(
+          `${
+            token === undefined
+              ? "no token: loopback only"
+              : `token required for ${authReads ? "every request" : "POST and DELETE"}`
+          }; Ctrl-C to stop`,
+        );
+      },
+    });
     await http.finished;
     context.signal.removeEventListener("abort", onAbort);
     const ids = await (cancelled ?? server.stopJobs());
@@ -101,6 +122,8 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     }
     context.err("Stopped");
   } finally {
+    if (hangUp && schedules) Deno.removeSignalListener("SIGHUP", reload);
+    await schedules?.stop();
     await server.close();
   }
   return EXIT.ok;

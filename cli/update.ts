@@ -22,6 +22,7 @@ import {
   rangeOption,
   symbolsOption,
   timeframeOption,
+  todayOf,
   validationOption,
 } from "./options.ts";
 
@@ -50,7 +51,7 @@ export async function runUpdate(invocation: Invocation, context: CommandContext)
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
   const clock = clockFromEnv(context.env);
-  const symbols = await symbolsOption(invocation);
+  const symbols = await symbolsOption(invocation, { today: todayOf(context) });
   const timeframeText = invocation.string("timeframe");
   const timeframe = timeframeText === undefined ? undefined : timeframeOption(timeframeText);
   const settings = jobRunSettings(invocation);
@@ -88,9 +89,9 @@ export async function runBackfill(
   positionals(invocation, []);
   const dataDir = dataDirOf(invocation);
   const clock = clockFromEnv(context.env);
-  const symbols = await symbolsOption(invocation);
-  const timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
   const range = rangeOption(invocation);
+  const symbols = await symbolsOption(invocation, { range, today: todayOf(context) });
+  const timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
   const beforeText = invocation.string("before");
   const before = beforeText === undefined ? undefined : parseDateOption(beforeText, "--before");
   if (before !== undefined && range !== undefined) {

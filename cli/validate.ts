@@ -55,6 +55,7 @@ import {
   sessionOption,
   symbolsOption,
   timeframeOption,
+  todayOf,
   validationOption,
 } from "./options.ts";
 
@@ -334,6 +335,8 @@ interface _ValidateRequest {
   crossCheck: boolean;
   session: "regular" | "extended" | undefined;
   limit: number;
+  /** The symbols are a universe's members: one without bars in the range is no error. */
+  fromUniverse: boolean;
 }
 
 /** The bars a run checks: a job's, or `--symbols` over `--start`/`--end`. */
@@ -359,7 +362,7 @@ type _Connection = Awaited<ReturnType<_DuckDB["connect"]>>;
 async function _validate(invocation: Invocation, context: CommandContext): Promise<number> {
   if (invocation.positionals.length > 1) positionals(invocation, ["JOB_ID"]);
   const dataDir = dataDirOf(invocation);
-  const request = await _validateRequest(invocation);
+  const request = await _validateRequest(invocation, todayOf(context));
   if (!(await pathExists(join(dataDir, META_FILE)))) {
     throw new UsageError(`Nothing to validate: ${dataDir} holds no MarketPipe data (ingest first)`);
   }
@@ -380,8 +383,9 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
       ...scope,
       jobId: job?.id,
       disabled,
-      // A job's symbol may legitimately have no bars; a symbol asked for by name must have some.
-      every: !job,
+      // A job's symbol may legitimately have no bars, and so may a universe's member (listed
+      // later, or not ingested); a symbol asked for by name must have some.
+      every: !job && !request.fromUniverse,
     });
     if (tradingDays(range.start, range.end).length === 0 && !job) {
       context.err(`Note: ${range.start}..${range.end} has no NYSE trading days`);
@@ -471,7 +475,10 @@ async function _saveReport(
 }
 
 /** Read and check the options of a run; a JOB_ID excludes the options the job records. */
-async function _validateRequest(invocation: Invocation): Promise<_ValidateRequest> {
+async function _validateRequest(
+  invocation: Invocation,
+  today: string,
+): Promise<_ValidateRequest> {
   const [jobRef] = invocation.positionals;
   const settings = validationOption(invocation);
   const request: _ValidateRequest = {
@@ -482,6 +489,7 @@ async function _validateRequest(invocation: Invocation): Promise<_ValidateReques
     crossCheck: invocation.flag("cross-check"),
     session: sessionOption(invocation),
     limit: parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000),
+    fromUniverse: false,
   };
   if (jobRef !== undefined) {
     if (!/^[\w-]{4,64}$/.test(jobRef)) {
@@ -489,20 +497,27 @@ async function _validateRequest(invocation: Invocation): Promise<_ValidateReques
         `Invalid JOB_ID "${jobRef}": expected a job id like 20241125-191500-ab12`,
       );
     }
-    for (const name of ["symbols", "symbols-file", "start", "end", "timeframe"]) {
+    for (
+      const name of ["symbols", "symbols-file", "universe", "as-of", "start", "end", "timeframe"]
+    ) {
       if (invocation.options.sources[name] === "flag") {
         throw new UsageError(`Cannot combine JOB_ID with --${name}: the job records it`);
       }
     }
     return request;
   }
-  request.symbols = await symbolsOption(invocation);
-  if (request.symbols === undefined) {
+  const symbolsGiven = ["symbols", "symbols-file", "universe"].some((name) =>
+    invocation.string(name) !== undefined
+  );
+  if (!symbolsGiven) {
     throw new UsageError(
-      "Missing --symbols (or --symbols-file, or a JOB_ID): what to validate, e.g. validate --symbols AAPL --start 2024-03-01 --end 2024-03-31",
+      "Missing --symbols (or --symbols-file, --universe, or a JOB_ID): what to validate, e.g. validate --symbols AAPL --start 2024-03-01 --end 2024-03-31",
     );
   }
   request.range = rangeOption(invocation, { required: true })!;
+  request.symbols = await symbolsOption(invocation, { range: request.range, today });
+  request.fromUniverse = invocation.string("universe") !== undefined &&
+    invocation.options.sources.universe === "flag";
   request.timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
   return request;
 }

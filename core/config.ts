@@ -25,6 +25,8 @@ export interface OptionSpec {
   aliases?: string[];
   /** Whether a config file may set it (false for per-run flags like `--help`). */
   configurable?: boolean;
+  /** A string flag that may be given several times (read all with `Invocation.strings`). */
+  multiple?: boolean;
 }
 
 /** Where an option's value came from. */
@@ -66,6 +68,8 @@ export function parseConfigFile(
   const out: Record<string, string | boolean> = {};
   for (const [rawKey, value] of Object.entries(parsed as Record<string, unknown>)) {
     const key = rawKey.replaceAll("_", "-");
+    // The scheduler's keys, checked by `serve` and `schedule` (core/schedule.ts), not options.
+    if (key === "schedules" || key === "notify") continue;
     if (!knownKeys.has(key)) {
       throw new UsageError(
         `Unknown key "${rawKey}" in config file ${path}${didYouMean(key, knownKeys)}`,

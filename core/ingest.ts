@@ -38,6 +38,24 @@ export interface IngestRequest extends JobSpec {
   batchBars?: number;
   /** Attempts per task for retriable provider errors. Default 3. */
   attempts?: number;
+  /**
+   * Listing windows of the symbols the symbol master knows: days outside a symbol's window are
+   * not planned. Not part of the job's spec, so the request key does not depend on it.
+   */
+  windows?: ReadonlyMap<string, ListingWindow>;
+}
+
+/** The trading dates a symbol is judged on: [start, end], both inclusive, null = open. */
+export interface ListingWindow {
+  start: string | null;
+  end: string | null;
+}
+
+/** Whether `date` falls inside `window` (always, without a window). */
+export function inListingWindow(date: string, window: ListingWindow | undefined): boolean {
+  if (window === undefined) return true;
+  return (window.start === null || date >= window.start) &&
+    (window.end === null || date <= window.end);
 }
 
 /** Progress of a running ingest, reported after every task. */
@@ -61,6 +79,8 @@ export interface SymbolSummary {
   barsReplaced: number;
   /** Trading days not fetched because they were already stored from the same source. */
   daysSkipped: number;
+  /** Trading days not planned because they are outside the symbol's listing window. */
+  daysUnlisted: number;
   daysFetched: number;
   tasksFailed: number;
   /** Tasks not run (the job was interrupted). */
@@ -157,7 +177,7 @@ export async function ingest(
   const todo = allTasks.filter((task) => task.status !== "done");
   options.onStart?.({ job, resumed, tasksTotal: allTasks.length, tasksLeft: todo.length });
 
-  const symbols = _symbolSummaries(job, allTasks);
+  const symbols = _symbolSummaries(job, allTasks, request.windows);
   const tasksPerSymbol = new Map<string, number>();
   for (const task of todo) {
     tasksPerSymbol.set(task.symbol, (tasksPerSymbol.get(task.symbol) ?? 0) + 1);
@@ -352,7 +372,7 @@ async function _openJob(
   }
   _refuseOpenSessions(job ?? spec!, nowMs, job?.id);
   if (!job) {
-    const plan = planTasks(store, spec!, request.force);
+    const plan = planTasks(store, spec!, request.force, { windows: request.windows });
     if (plan.tasks.length === 0) {
       return {
         summary: {
@@ -386,15 +406,25 @@ function _refuseOpenSessions(spec: JobSpec, nowMs: number, jobId?: string): void
 function _symbolSummaries(
   job: JobRecord,
   allTasks: readonly TaskRecord[],
+  windows: ReadonlyMap<string, ListingWindow> | undefined,
 ): Map<string, SymbolSummary> {
   const symbols = new Map<string, SymbolSummary>();
-  const jobDays = tradingDays(job.start, job.end).length;
+  const days = tradingDays(job.start, job.end);
   for (const symbol of job.symbols) {
     const summary = newSymbolSummary(symbol);
-    summary.daysSkipped = jobDays;
+    const window = windows?.get(symbol);
+    summary.daysUnlisted = days.filter((day) => !inListingWindow(day, window)).length;
+    summary.daysSkipped = days.length - summary.daysUnlisted;
     symbols.set(symbol, summary);
   }
   for (const task of allTasks) symbols.get(task.symbol)!.daysSkipped -= task.days;
+  // A window that changed since the job was planned must not make the counts negative.
+  for (const summary of symbols.values()) {
+    if (summary.daysSkipped < 0) {
+      summary.daysUnlisted = Math.max(0, summary.daysUnlisted + summary.daysSkipped);
+      summary.daysSkipped = 0;
+    }
+  }
   for (const task of allTasks) {
     if (task.status === "done") {
       const summary = symbols.get(task.symbol)!;
@@ -654,18 +684,28 @@ export function partitionPeriod(_timeframe: Timeframe, date: string): string {
   return date.slice(0, 4);
 }
 
+/** Options of {@link planTasks}. */
+export interface PlanTasksOptions {
+  /** Expected bars one task may bring; default {@link DEFAULT_TASK_BARS}. */
+  maxBars?: number;
+  /** Per-symbol listing windows: days outside are not planned (counted as `daysUnlisted`). */
+  windows?: ReadonlyMap<string, ListingWindow>;
+}
+
 /**
- * Plan the tasks of a new job, skipping days already stored from the same source unless forced.
- * A task is a run of trading days of one symbol within one partition (a year), cut so that its
- * expected bars stay within `maxBars` ({@link DEFAULT_TASK_BARS}: 26 days of 1m, 130 of 5m, a
- * year of 15m and longer). Each task writes one file.
+ * Plan the tasks of a new job, skipping days already stored from the same source unless forced,
+ * and days outside a symbol's listing window. A task is a run of trading days of one symbol
+ * within one partition (a year), cut so that its expected bars stay within `maxBars`
+ * ({@link DEFAULT_TASK_BARS}: 26 days of 1m, 130 of 5m, a year of 15m and longer). Each task
+ * writes one file.
  */
 export function planTasks(
   store: Pick<IngestStore, "coveredDays">,
   spec: JobSpec,
   force: boolean,
-  maxBars: number = DEFAULT_TASK_BARS,
+  options: PlanTasksOptions = {},
 ): { tasks: NewTask[]; symbols: SymbolSummary[] } {
+  const maxBars = options.maxBars ?? DEFAULT_TASK_BARS;
   const days = tradingDays(spec.start, spec.end);
   const maxDays = Math.max(1, Math.floor(maxBars / MAX_BARS_PER_DAY[spec.timeframe]));
   const covered = force
@@ -675,6 +715,7 @@ export function planTasks(
   const symbols: SymbolSummary[] = [];
   for (const symbol of spec.symbols) {
     const done = covered.get(symbol) ?? new Set<string>();
+    const window = options.windows?.get(symbol);
     const summary = newSymbolSummary(symbol);
     let run: string[] = [];
     const flush = () => {
@@ -682,6 +723,11 @@ export function planTasks(
       run = [];
     };
     for (const day of days) {
+      if (!inListingWindow(day, window)) {
+        summary.daysUnlisted++;
+        flush();
+        continue;
+      }
       if (done.has(day)) {
         summary.daysSkipped++;
         flush();
@@ -749,6 +795,7 @@ function newSymbolSummary(symbol: string): SymbolSummary {
     barsWritten: 0,
     barsReplaced: 0,
     daysSkipped: 0,
+    daysUnlisted: 0,
     daysFetched: 0,
     tasksFailed: 0,
     tasksPending: 0,

@@ -352,7 +352,7 @@ Deno.test("planTasks() cuts runs at the task's bar budget, and never across a ye
     NO_COVERAGE,
     { ...spec, start: "2024-01-02", end: "2024-01-31" },
     false,
-    10_000,
+    { maxBars: 10_000 },
   );
   assert.deepEqual(cut.tasks.map((t) => t.days), [10, 10, 1]);
   // A year of 15m bars (64 a day) is one task.
@@ -414,6 +414,30 @@ Deno.test("planTasks() plans nothing when every day is covered", () => {
   const { tasks, symbols } = planTasks({ coveredDays: () => covered }, SPEC, false);
   assert.deepEqual(tasks, []);
   assert.deepEqual(symbols.map((s) => s.daysSkipped), [13, 13]);
+});
+
+Deno.test("planTasks() plans only days inside each symbol's listing window, counting the rest", () => {
+  const windows = new Map([
+    ["AAPL", { start: "2024-02-27", end: null }],
+    ["MSFT", { start: null, end: "2024-02-20" }],
+  ]);
+  const { tasks, symbols } = planTasks(NO_COVERAGE, SPEC, false, { windows });
+  assert.deepEqual(tasks, [
+    { symbol: "AAPL", start: "2024-02-27", end: "2024-03-05", days: 6 },
+    // Feb 19 is a holiday: the 15th, 16th and 20th.
+    { symbol: "MSFT", start: "2024-02-15", end: "2024-02-20", days: 3 },
+  ]);
+  assert.deepEqual(symbols.map((s) => [s.symbol, s.daysUnlisted, s.daysSkipped]), [
+    ["AAPL", 7, 0],
+    ["MSFT", 10, 0],
+  ]);
+});
+
+Deno.test("planTasks() plans nothing for a symbol listed after the range", () => {
+  const windows = new Map([["AAPL", { start: "2024-06-03", end: null }]]);
+  const { tasks, symbols } = planTasks(NO_COVERAGE, SPEC, false, { windows });
+  assert.deepEqual(tasks.map((t) => t.symbol), ["MSFT"]);
+  assert.equal(symbols[0].daysUnlisted, 13);
 });
 
 Deno.test("planTasks() splits daily bars by year", () => {
@@ -507,6 +531,34 @@ Deno.test("ingest() of an all-covered request is up-to-date and creates no job",
     "MSFT",
     6,
   ]]);
+});
+
+Deno.test("ingest() fetches only days inside the listing windows, under the same job key", async () => {
+  const store = new MemoryStore();
+  const { provider, calls } = scriptedProvider();
+  const windows = new Map([["MSFT", { start: "2024-01-03", end: null }]]);
+  const summary = await ingest({ provider, store }, request({ windows }));
+  assert.deepEqual(fetched(calls).sort(), [
+    "AAPL 2023-12-27..2023-12-29",
+    "AAPL 2024-01-02..2024-01-04",
+    "MSFT 2024-01-03..2024-01-04",
+  ]);
+  assert.deepEqual(
+    summary.symbols.map((s) => [s.symbol, s.daysFetched, s.daysUnlisted, s.daysSkipped]),
+    [["AAPL", 6, 0, 0], ["MSFT", 2, 4, 0]],
+  );
+  const job = store.getJob(summary.job!.id)!;
+  assert.equal(job.requestKey, await requestKeyOf(request()));
+});
+
+Deno.test("ingest() of days all outside the listing window is up-to-date", async () => {
+  const store = new MemoryStore();
+  const { provider, calls } = scriptedProvider();
+  const windows = new Map([["AAPL", { start: null, end: "2023-06-30" }]]);
+  const summary = await ingest({ provider, store }, request({ symbols: ["AAPL"], windows }));
+  assert.equal(summary.status, "up-to-date");
+  assert.equal(calls.length, 0);
+  assert.deepEqual(summary.symbols.map((s) => [s.daysUnlisted, s.daysSkipped]), [[6, 0]]);
 });
 
 Deno.test("ingest() repeated after a successful run is up-to-date and writes nothing", async () => {

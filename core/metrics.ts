@@ -1,4 +1,8 @@
+import process from "node:process";
 import { Counter, Histogram, Registry } from "prom-client";
+import type { JobStatus } from "./jobs.ts";
+import type { RateLimitWaitMode } from "./ratelimit.ts";
+import { VALIDATION_RULES } from "./validate.ts";
 
 /**
  * The metric set of MarketPipe. Labels are bounded: provider, feed, status code class, error
@@ -15,6 +19,10 @@ export interface Metrics {
   validationErrors: Counter<"rule" | "severity">;
   processingTime: Histogram<"operation">;
   jobs: Counter<"outcome">;
+  /** Runs of the config's schedules inside `serve`, by schedule name and how they ended. */
+  scheduleRuns: Counter<"schedule" | "status">;
+  /** Schedules that failed on every attempt (an alert was raised), by schedule name. */
+  scheduleAlerts: Counter<"schedule">;
 }
 
 /**
@@ -83,7 +91,121 @@ export function createMetrics(): Metrics {
       labelNames: ["outcome"],
       registers,
     }),
+    scheduleRuns: new Counter({
+      name: "mp_schedule_runs_total",
+      help: "Scheduled runs in serve by schedule and status (succeeded, partial, failed, skipped)",
+      labelNames: ["schedule", "status"],
+      registers,
+    }),
+    scheduleAlerts: new Counter({
+      name: "mp_schedule_alerts_total",
+      help: "Schedules that failed on every attempt, by schedule",
+      labelNames: ["schedule"],
+      registers,
+    }),
   };
+}
+
+/** How a scheduled run can end, as `mp_schedule_runs_total` counts it. */
+export const SCHEDULE_RUN_OUTCOMES = ["succeeded", "partial", "failed", "skipped", "cancelled"];
+
+/** Creates the schedule series of `names` at 0, so the first run or alert is not lost to rate(). */
+export function initialiseScheduleSeries(metrics: Metrics, names: readonly string[]): void {
+  for (const schedule of names) {
+    for (const status of SCHEDULE_RUN_OUTCOMES) metrics.scheduleRuns.inc({ schedule, status }, 0);
+    metrics.scheduleAlerts.inc({ schedule }, 0);
+  }
+}
+
+/** What the metrics know of a provider before it is used: its name, feeds and timeframes. */
+export interface KnownProvider {
+  name: string;
+  feeds: readonly string[];
+  timeframes: readonly string[];
+}
+
+/**
+ * Error codes that exist at 0 before the first failure: the transport failures (`timeout`,
+ * `network`, `parse`: a 2xx body that is not JSON, `shape`: JSON of an unexpected form) and the
+ * statuses the retry loop records (429 and the usual 5xx). Other statuses are an open set and
+ * appear when they happen.
+ */
+export const INITIAL_ERROR_CODES: readonly string[] = Object.freeze([
+  "timeout",
+  "network",
+  "parse",
+  "shape",
+  "429",
+  "500",
+  "502",
+  "503",
+  "504",
+]);
+
+/** Status classes of `mp_requests_total` (`none`: no answer, e.g. a timeout). */
+export const REQUEST_STATUS_CLASSES: readonly string[] = Object.freeze([
+  "2xx",
+  "4xx",
+  "5xx",
+  "none",
+]);
+
+/** Why a request waited for the rate limiter: every {@link RateLimitWaitMode}. */
+export const RATE_LIMIT_WAIT_MODES: readonly RateLimitWaitMode[] = Object.freeze(
+  [
+    "local",
+    "headers",
+    "429",
+  ] as const satisfies readonly RateLimitWaitMode[],
+);
+
+/** The outcomes a finished job is counted under in `mp_jobs_total`. */
+export const JOB_OUTCOMES: readonly JobStatus[] = Object.freeze(
+  [
+    "succeeded",
+    "partial",
+    "failed",
+    "cancelled",
+  ] as const satisfies readonly JobStatus[],
+);
+
+/** The operations `mp_processing_time_seconds` observes. */
+export const PROCESSING_OPERATIONS: readonly string[] = Object.freeze([
+  "ingest",
+  "validate",
+  "aggregate",
+]);
+
+/**
+ * Create every series whose labels are known in advance at 0, so that each exists from the first
+ * scrape and `rate()`/`increase()` see its first increase (Prometheus instrumentation
+ * guidelines). Known are: providers with their feeds and timeframes (passed in, since core does
+ * not know the registry), validation rules, job outcomes, rate-limiter modes, processing
+ * operations and {@link INITIAL_ERROR_CODES}. Bounded: a few hundred series in all.
+ */
+export function initialiseKnownSeries(
+  metrics: Metrics,
+  providers: readonly KnownProvider[],
+): void {
+  for (const provider of providers) {
+    for (const mode of RATE_LIMIT_WAIT_MODES) {
+      metrics.rateLimiterWaits.inc({ provider: provider.name, mode }, 0);
+    }
+    for (const timeframe of provider.timeframes) {
+      metrics.ingestRows.inc({ provider: provider.name, timeframe }, 0);
+    }
+    for (const feed of provider.feeds) {
+      const labels = { provider: provider.name, feed };
+      for (const status of REQUEST_STATUS_CLASSES) metrics.requests.inc({ ...labels, status }, 0);
+      for (const code of INITIAL_ERROR_CODES) metrics.errors.inc({ ...labels, code }, 0);
+      metrics.requestLatency.zero(labels);
+    }
+  }
+  for (const rule of VALIDATION_RULES) {
+    metrics.validationErrors.inc({ rule: rule.id, severity: rule.severity }, 0);
+  }
+  for (const outcome of JOB_OUTCOMES) metrics.jobs.inc({ outcome }, 0);
+  for (const operation of PROCESSING_OPERATIONS) metrics.processingTime.zero({ operation });
 }
 
 /** One cumulative value of a counter or a histogram part (`_bucket`, `_sum`, `_count`). */
@@ -261,4 +383,150 @@ export function watchEventLoopLag(
   }, interval);
   Deno.unrefTimer(timer);
   return () => clearInterval(timer);
+}
+
+/** Options of {@link readProcessMetrics}. */
+export interface ProcessMetricsOptions {
+  /** The process's `/proc` directory (Linux). Default `/proc/self`; elsewhere it is absent. */
+  procDir?: string;
+}
+
+/**
+ * Runtime metrics of this process under their standard names, read from the OS for the whole
+ * life of the process: CPU seconds (user, system and both, since start), resident and virtual
+ * memory, start time, open and maximum file descriptors (Linux `/proc`; elsewhere resident
+ * memory comes from `Deno.memoryUsage()`, the start time is the runtime's), plus the V8 heap. It replaces
+ * prom-client's default collector, whose event-loop lag (`9223372036.85`, `NaN`), CPU (counted
+ * from the first scrape) and handle counts are wrong under Deno. What cannot be read (no
+ * `/proc` outside Linux) is left out, never guessed.
+ */
+export function readProcessMetrics(
+  options: ProcessMetricsOptions = {},
+): { families: FamilyInfo[]; samples: SeriesValue[] } {
+  const procDir = options.procDir ?? "/proc/self";
+  const families: FamilyInfo[] = [];
+  const samples: SeriesValue[] = [];
+  const add = (name: string, type: FamilyInfo["type"], help: string, value: number | undefined) => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    families.push({ name, help, type });
+    samples.push({ name, family: name, kind: "counter", labels: {}, value });
+  };
+  // Deno's process.cpuUsage() is getrusage(RUSAGE_SELF): the whole process since it started.
+  const cpu = process.cpuUsage();
+  add(
+    "process_cpu_user_seconds_total",
+    "counter",
+    "User CPU time spent since the process started, in seconds",
+    cpu.user / 1e6,
+  );
+  add(
+    "process_cpu_system_seconds_total",
+    "counter",
+    "System CPU time spent since the process started, in seconds",
+    cpu.system / 1e6,
+  );
+  add(
+    "process_cpu_seconds_total",
+    "counter",
+    "User and system CPU time spent since the process started, in seconds",
+    (cpu.user + cpu.system) / 1e6,
+  );
+  const status = _readOptional(`${procDir}/status`);
+  const memory = Deno.memoryUsage();
+  add(
+    "process_resident_memory_bytes",
+    "gauge",
+    "Resident memory size in bytes",
+    _statusBytes(status, "VmRSS") ?? memory.rss,
+  );
+  add(
+    "process_virtual_memory_bytes",
+    "gauge",
+    "Virtual memory size in bytes",
+    _statusBytes(status, "VmSize"),
+  );
+  add(
+    "process_start_time_seconds",
+    "gauge",
+    "Start time of the process since the Unix epoch, in seconds",
+    _startTime(procDir) ?? performance.timeOrigin / 1000,
+  );
+  add("process_open_fds", "gauge", "Open file descriptors", _openFds(`${procDir}/fd`));
+  add(
+    "process_max_fds",
+    "gauge",
+    "Maximum number of open file descriptors (the soft limit)",
+    _maxFds(_readOptional(`${procDir}/limits`)),
+  );
+  add("marketpipe_heap_used_bytes", "gauge", "V8 heap in use, in bytes", memory.heapUsed);
+  add("marketpipe_heap_total_bytes", "gauge", "V8 heap reserved, in bytes", memory.heapTotal);
+  return { families, samples };
+}
+
+/** The text of a file that may not exist on this OS, or undefined. */
+function _readOptional(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+/** Clock ticks per second of /proc (USER_HZ, 100 on every Linux that Deno runs on). */
+const _USER_HZ = 100;
+
+/**
+ * Start of the process by the kernel: its start in ticks after boot (/proc/self/stat field 22)
+ * against the time since boot (/proc/uptime). `performance.timeOrigin` is later: `deno test`
+ * type-checks before it starts the runtime.
+ */
+function _startTime(procDir: string): number | undefined {
+  const stat = _readOptional(`${procDir}/stat`);
+  const uptime = _readOptional(`${procDir}/../uptime`);
+  if (stat === undefined || uptime === undefined) return undefined;
+  const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  const up = Number(uptime.split(" ")[0]);
+  if (!Number.isFinite(startTicks) || !Number.isFinite(up)) return undefined;
+  return Date.now() / 1000 - up + startTicks / _USER_HZ;
+}
+
+/** A `Name:   123 kB` line of /proc/self/status, in bytes. */
+function _statusBytes(status: string | undefined, field: string): number | undefined {
+  const match = status && new RegExp(`^${field}:\\s*(\\d+) kB$`, "m").exec(status);
+  return match ? Number(match[1]) * 1024 : undefined;
+}
+
+/** The soft "Max open files" limit of /proc/self/limits (undefined when unlimited). */
+function _maxFds(limits: string | undefined): number | undefined {
+  const match = limits && /^Max open files\s+(\d+)\s/m.exec(limits);
+  return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * Entries of /proc/self/fd, without the descriptor that listed them: it is closed once the
+ * listing ends, so its link no longer resolves.
+ */
+function _openFds(fdDir: string): number | undefined {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(fdDir)].map((entry) => entry.name);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+      return undefined;
+    }
+    throw error;
+  }
+  let open = 0;
+  for (const name of names) {
+    try {
+      Deno.readLinkSync(`${fdDir}/${name}`);
+      open++;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) open++;
+    }
+  }
+  return open;
 }

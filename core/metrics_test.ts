@@ -5,12 +5,17 @@ import {
   createMetrics,
   DeltaTracker,
   type FamilyInfo,
+  INITIAL_ERROR_CODES,
+  initialiseKnownSeries,
+  JOB_OUTCOMES,
   readCumulative,
+  readProcessMetrics,
   renderExposition,
   seriesKey,
   type SeriesValue,
   watchEventLoopLag,
 } from "./metrics.ts";
+import { VALIDATION_RULES } from "./validate.ts";
 
 function counter(name: string, labels: Record<string, string>, value: number): SeriesValue {
   return { name, family: name, kind: "counter", labels, value };
@@ -309,5 +314,187 @@ Deno.test("watchEventLoopLag() sees a real blocked event loop", async () => {
     assert.ok(Math.max(...lags) <= runningSeconds, `lags ${lags.join(", ")} in seconds`);
   } finally {
     stop();
+  }
+});
+
+Deno.test("initialiseKnownSeries() creates each known label set at 0 and nothing per symbol", async () => {
+  const metrics = createMetrics();
+  initialiseKnownSeries(metrics, [
+    { name: "alpaca", feeds: ["iex", "sip"], timeframes: ["1m", "1d"] },
+    { name: "fake", feeds: ["sip"], timeframes: ["1m"] },
+  ]);
+  const values = await readCumulative(metrics.registry);
+  assert.ok(values.every((v) => v.value === 0), "all at zero");
+  const labelSets = (name: string) =>
+    values.filter((v) => v.name === name).map((v) => seriesKey("", v.labels)).sort();
+  assert.equal(labelSets("mp_errors_total").length, 3 * INITIAL_ERROR_CODES.length);
+  assert.ok(
+    labelSets("mp_errors_total").includes(
+      seriesKey("", { provider: "fake", feed: "sip", code: "429" }),
+    ),
+  );
+  assert.equal(labelSets("mp_requests_total").length, 3 * 4);
+  assert.deepEqual(
+    labelSets("mp_rate_limiter_waits_total"),
+    ["alpaca", "fake"].flatMap((provider) =>
+      ["local", "headers", "429"].map((mode) => seriesKey("", { provider, mode }))
+    ).sort(),
+  );
+  assert.deepEqual(
+    labelSets("mp_ingest_rows_total"),
+    [
+      seriesKey("", { provider: "alpaca", timeframe: "1m" }),
+      seriesKey("", { provider: "alpaca", timeframe: "1d" }),
+      seriesKey("", { provider: "fake", timeframe: "1m" }),
+    ].sort(),
+  );
+  assert.equal(labelSets("mp_validation_errors_total").length, VALIDATION_RULES.length);
+  assert.deepEqual(
+    labelSets("mp_jobs_total"),
+    JOB_OUTCOMES.map((outcome) => seriesKey("", { outcome })).sort(),
+  );
+  // Histograms: every bucket, _sum and _count of each label set.
+  assert.equal(labelSets("mp_request_latency_seconds_bucket").length, 3 * 12);
+  assert.equal(labelSets("mp_request_latency_seconds_count").length, 3);
+  assert.equal(labelSets("mp_processing_time_seconds_count").length, 3);
+  // A later increase counts on from the zero.
+  metrics.jobs.inc({ outcome: "failed" });
+  const failed = (await readCumulative(metrics.registry)).filter((v) =>
+    v.name === "mp_jobs_total" && v.labels.outcome === "failed"
+  );
+  assert.deepEqual(failed.map((v) => v.value), [1]);
+});
+
+/** Samples of {@link readProcessMetrics} by name. */
+function processValues(options: { procDir?: string } = {}): Map<string, number> {
+  const { families, samples } = readProcessMetrics(options);
+  assert.deepEqual(families.map((f) => f.name), samples.map((s) => s.name));
+  return new Map(samples.map((s) => [s.name, s.value]));
+}
+
+/** User plus system CPU seconds of this process by /proc/self/stat (clock ticks of 1/100 s). */
+function procStatCpuSeconds(): number {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+Deno.test("readProcessMetrics() reads CPU for the whole process life, agreeing with /proc", () => {
+  const before = processValues().get("process_cpu_seconds_total")!;
+  const reference = procStatCpuSeconds();
+  // Busy work: at least 50 ms of CPU by the OS's own count.
+  const target = reference + 0.05;
+  while (procStatCpuSeconds() < target) { /* burn CPU */ }
+  const values = processValues();
+  const cpu = values.get("process_cpu_seconds_total")!;
+  assert.ok(cpu > before, `cpu ${cpu} did not grow from ${before}`);
+  // The same clock as the OS (to a tick of 10 ms each for user and system).
+  assert.ok(
+    Math.abs(cpu - procStatCpuSeconds()) < 0.05,
+    `cpu ${cpu} vs /proc ${procStatCpuSeconds()}`,
+  );
+  assert.ok(
+    Math.abs(
+      values.get("process_cpu_user_seconds_total")! +
+        values.get("process_cpu_system_seconds_total")! - cpu,
+    ) < 1e-9,
+  );
+  const wall = Date.now() / 1000 - values.get("process_start_time_seconds")!;
+  const cores = navigator.hardwareConcurrency;
+  assert.ok(cpu <= wall * cores, `cpu ${cpu} s in ${wall} s on ${cores} cores`);
+});
+
+Deno.test("readProcessMetrics() reports resident memory within 10% of Deno.memoryUsage()", () => {
+  const rss = processValues().get("process_resident_memory_bytes")!;
+  const deno = Deno.memoryUsage().rss;
+  assert.ok(Math.abs(rss - deno) <= deno * 0.1, `rss ${rss} vs Deno ${deno}`);
+  assert.ok(processValues().get("process_virtual_memory_bytes")! >= rss);
+  assert.ok(processValues().get("marketpipe_heap_used_bytes")! > 0);
+});
+
+Deno.test("readProcessMetrics() counts open file descriptors and reads the limit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-fds-" });
+  const files: Deno.FsFile[] = [];
+  try {
+    const before = processValues().get("process_open_fds")!;
+    for (let i = 0; i < 5; i++) {
+      files.push(await Deno.open(`${dir}/${i}`, { create: true, write: true }));
+    }
+    assert.equal(processValues().get("process_open_fds"), before + 5);
+    for (const file of files.splice(0)) file.close();
+    assert.equal(processValues().get("process_open_fds"), before);
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)![1]);
+    assert.equal(processValues().get("process_max_fds"), soft);
+    assert.ok(before < soft);
+  } finally {
+    for (const file of files) file.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readProcessMetrics() leaves out what the OS does not expose", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-noproc-" });
+  try {
+    const values = processValues({ procDir: `${dir}/missing` });
+    assert.deepEqual([...values.keys()].sort(), [
+      "marketpipe_heap_total_bytes",
+      "marketpipe_heap_used_bytes",
+      "process_cpu_seconds_total",
+      "process_cpu_system_seconds_total",
+      "process_cpu_user_seconds_total",
+      "process_resident_memory_bytes",
+      "process_start_time_seconds",
+    ]);
+    assert.equal(values.get("process_resident_memory_bytes")! > 0, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readProcessMetrics() in a new process: start time is its start, CPU counts work before the first read", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mp-procstart-" });
+  try {
+    const script = `${dir}/probe.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { readProcessMetrics } from ${
+        JSON.stringify(new URL("./metrics.ts", import.meta.url).href)
+      };
+const ticks = () => {
+  const stat = Deno.readTextFileSync("/proc/self/stat");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+while (ticks() < 0.3) { /* CPU spent before anything reads the metrics */ }
+const { samples } = readProcessMetrics();
+console.log(JSON.stringify(Object.fromEntries(samples.map((s) => [s.name, s.value]))));
+`,
+    );
+    const spawned = Date.now() / 1000;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", new URL("../deno.json", import.meta.url).pathname, script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const exited = Date.now() / 1000;
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const values = JSON.parse(new TextDecoder().decode(out.stdout));
+    // The clock's resolution aside, the child started after the spawn and before it exited.
+    assert.ok(
+      values.process_start_time_seconds >= spawned - 0.05,
+      `${values.process_start_time_seconds} < ${spawned}`,
+    );
+    assert.ok(
+      values.process_start_time_seconds <= exited,
+      `${values.process_start_time_seconds} > ${exited}`,
+    );
+    // prom-client's collector would report ~0 here: it counts from its first collection.
+    assert.ok(values.process_cpu_seconds_total >= 0.28, `cpu ${values.process_cpu_seconds_total}`);
+    assert.ok(
+      values.process_cpu_seconds_total <= (exited - spawned) * navigator.hardwareConcurrency,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -87,6 +87,33 @@ export {
 export { backoffDelay, type RetryOptions, sleep, withRetry } from "./retry.ts";
 export { MASK, maskSecret, redact, redactError, redactUrl, SECRET_PARAMS } from "./secrets.ts";
 export { isValidSymbol, parseSymbols, parseSymbolsFile } from "./symbols.ts";
+export {
+  ASSET_CLASSES,
+  type AssetClass,
+  checkSnapshot,
+  type MergeCounts,
+  type MergePlan,
+  mergeSnapshot,
+  REFERENCE_SOURCES,
+  type ReferenceSnapshot,
+  type ReferenceSource,
+  SOURCE_PRIORITY,
+  SYMBOL_STATUSES,
+  type SymbolRecord,
+  type SymbolStatus,
+  type SymbolVersion,
+  TRACKED_FIELDS,
+} from "./reference.ts";
+export {
+  type Filter,
+  FILTER_FIELDS,
+  type FilterComparison,
+  type FilterField,
+  type FilterValue,
+  matchesFilter,
+  MAX_FILTER_LENGTH,
+  parseFilter,
+} from "./universe_filter.ts";
 export { type Bar, type Session, type Timeframe, TIMEFRAME_MINUTES, TIMEFRAMES } from "./types.ts";
 export {
   createValidator,

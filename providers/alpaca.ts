@@ -42,6 +42,8 @@ export const ALPACA_SYMBOLS_PER_REQUEST = 100;
 
 const _KEY_VARS = ["ALPACA_KEY", "APCA_API_KEY_ID"] as const;
 const _SECRET_VARS = ["ALPACA_SECRET", "APCA_API_SECRET_KEY"] as const;
+/** Our name first: when both are set, ALPACA_BASE_URL wins, like ALPACA_KEY over APCA_API_KEY_ID. */
+const _BASE_URL_VARS = ["ALPACA_BASE_URL", "APCA_API_DATA_URL"] as const;
 
 const _TIMEFRAMES: Readonly<Record<SourceTimeframe, string>> = {
   "1m": "1Min",
@@ -73,9 +75,11 @@ export const alpacaInfo: ProviderInfo = {
     },
     {
       name: "ALPACA_BASE_URL",
-      description: `data API base URL (default ${ALPACA_BASE_URL})`,
+      description:
+        `data API base URL (default ${ALPACA_BASE_URL}); wins over the SDK's APCA_API_DATA_URL`,
       secret: false,
       required: false,
+      aliases: ["APCA_API_DATA_URL"],
     },
   ],
   timeframes: TIMEFRAMES,
@@ -217,17 +221,22 @@ export const alpacaFactory: ProviderFactory = {
   info: alpacaInfo,
   check: (settings: ProviderSettings, _request?: ProviderCheckRequest) => {
     requireCredentials("alpaca", settings.env, [_KEY_VARS, _SECRET_VARS]);
-    httpOptionsFromSettings(settings, "ALPACA_BASE_URL", ALPACA_BASE_URL);
+    httpOptionsFromSettings(settings, _baseUrlVar(settings.env), ALPACA_BASE_URL);
   },
   create: (settings: ProviderSettings) => {
     const [key, secret] = requireCredentials("alpaca", settings.env, [_KEY_VARS, _SECRET_VARS]);
     return alpaca({
       key,
       secret,
-      ...httpOptionsFromSettings(settings, "ALPACA_BASE_URL", ALPACA_BASE_URL),
+      ...httpOptionsFromSettings(settings, _baseUrlVar(settings.env), ALPACA_BASE_URL),
     });
   },
 };
+
+/** The base URL variable in effect, so that an invalid value is reported under its own name. */
+function _baseUrlVar(env: Record<string, string | undefined>): string {
+  return _BASE_URL_VARS.find((name) => (env[name] ?? "") !== "") ?? _BASE_URL_VARS[0];
+}
 
 function _explainError(status: number, message: string) {
   if (status !== 401 && status !== 403) return undefined;

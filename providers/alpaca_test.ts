@@ -337,3 +337,48 @@ Deno.test("the Alpaca mock answers like the API: single endpoint, 422 bodies, ra
     assert.deepEqual(await unauthorized.json(), { message: "forbidden" });
   });
 });
+
+Deno.test("alpacaFactory takes the SDK's APCA_API_DATA_URL, and ALPACA_BASE_URL wins over it", async () => {
+  await withAlpaca({}, async ({ server }) => {
+    const credentials = { ALPACA_KEY: ALPACA_MOCK_KEY, ALPACA_SECRET: ALPACA_MOCK_SECRET };
+    const request = {
+      symbols: ["IBM"],
+      timeframe: "1d" as const,
+      start: "2024-03-04",
+      end: "2024-03-05",
+      feed: "iex",
+    };
+    // Only the SDK's variable: the bars come from the mock it points to.
+    const viaSdk = alpacaFactory.create({
+      env: { ...credentials, APCA_API_DATA_URL: server.base("alpaca") },
+      params: {},
+    });
+    assert.equal((await viaSdk.fetchBars(request)).length, 2);
+    // Both set: ALPACA_BASE_URL is used and the other is not even read.
+    const both = {
+      ...credentials,
+      ALPACA_BASE_URL: server.base("alpaca"),
+      APCA_API_DATA_URL: "ftp://not-used",
+    };
+    alpacaFactory.check!({ env: both, params: {} });
+    assert.equal(
+      (await alpacaFactory.create({ env: both, params: {} }).fetchBars(request)).length,
+      2,
+    );
+  });
+  const credentials = { ALPACA_KEY: "a", ALPACA_SECRET: "b" };
+  // A bad value is reported under the name that was used.
+  assert.throws(
+    () =>
+      alpacaFactory.check!({ env: { ...credentials, APCA_API_DATA_URL: "ftp://x" }, params: {} }),
+    { name: "UsageError", message: 'Invalid APCA_API_DATA_URL "ftp://x": expected an http(s) URL' },
+  );
+  assert.throws(
+    () =>
+      alpacaFactory.check!({
+        env: { ...credentials, ALPACA_BASE_URL: "nope", APCA_API_DATA_URL: "https://x" },
+        params: {},
+      }),
+    { name: "UsageError", message: 'Invalid ALPACA_BASE_URL "nope": expected an http(s) URL' },
+  );
+});

@@ -24,6 +24,26 @@ export {
 } from "./http.ts";
 export { iex, iexInfo, type IexOptions } from "./iex.ts";
 export { polygon, polygonInfo, type PolygonOptions } from "./polygon.ts";
+export {
+  checkReferenceSource,
+  fetchReference,
+  REFERENCE_SOURCE_INFO,
+  type ReferenceFetchOptions,
+  type ReferenceSourceInfo,
+} from "./reference.ts";
+export { FAKE_REFERENCE_DATES, fakeReferenceSnapshots } from "./reference_fake.ts";
+export {
+  assetClassFromName,
+  NASDAQ_DIRECTORY_URLS,
+  type NasdaqDirectory,
+  parseNasdaqDirectory,
+} from "./reference_nasdaq.ts";
+export {
+  servesHistoricalTickers,
+  type TickerSegment,
+  type TickerSegments,
+  withTickerHistory,
+} from "./ticker_history.ts";
 
 /** Settings a provider factory may use; each provider reads what it needs. */
 export interface ProviderSettings {

@@ -36,7 +36,9 @@ function _labelsText(labels: Record<string, string>): string {
 /**
  * Add a process's metric increases to the shared totals and record the new totals as history
  * samples, in one transaction. Totals only grow, so counters stay monotonic across restarts of
- * any process.
+ * any process. A zero delta creates a missing series (at 0, with one sample) and leaves an
+ * existing one alone, so that each process announcing its known series at 0 writes nothing once
+ * they exist.
  */
 export function addMetricDeltas(
   db: DatabaseSync,
@@ -50,12 +52,19 @@ export function addMetricDeltas(
        ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value, updated_at = excluded.updated_at
        RETURNING id, value`,
     );
+    const create = db.prepare(
+      `INSERT INTO metric_series (name, labels, kind, value, updated_at) VALUES (?, ?, ?, 0, ?)
+       ON CONFLICT (name, labels) DO NOTHING RETURNING id, value`,
+    );
     const sample = db.prepare(
       "INSERT INTO metric_samples (series_id, ts, value) VALUES (?, ?, ?) ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value",
     );
     for (const delta of deltas) {
-      const row = upsert.get(delta.name, _labelsText(delta.labels), delta.kind, delta.value, now)!;
-      sample.run(Number(row.id), now, Number(row.value));
+      const labels = _labelsText(delta.labels);
+      const row = delta.value === 0
+        ? create.get(delta.name, labels, delta.kind, now)
+        : upsert.get(delta.name, labels, delta.kind, delta.value, now);
+      if (row) sample.run(Number(row.id), now, Number(row.value));
     }
   });
 }
@@ -150,6 +159,31 @@ export function readFreshness(
       symbol: row.symbol as string,
       timeframe: row.timeframe as string,
       lastTs: Number(row.last_ts),
+    }));
+}
+
+/** Freshness of one timeframe over all its symbols: a summary that does not grow with them. */
+export interface FreshnessSummary {
+  timeframe: string;
+  /** Symbols with a stored newest bar. */
+  series: number;
+  /** The stalest symbol's newest bar (epoch ms). */
+  oldestLastTs: number;
+  /** The freshest symbol's newest bar (epoch ms). */
+  newestLastTs: number;
+}
+
+/** Per-timeframe summary of the newest bar times, ordered by timeframe. */
+export function readFreshnessSummary(db: DatabaseSync): FreshnessSummary[] {
+  return db.prepare(
+    `SELECT timeframe, count(*) AS n, min(last_ts) AS oldest, max(last_ts) AS newest
+     FROM series_freshness GROUP BY timeframe ORDER BY timeframe`,
+  )
+    .all().map((row) => ({
+      timeframe: row.timeframe as string,
+      series: Number(row.n),
+      oldestLastTs: Number(row.oldest),
+      newestLastTs: Number(row.newest),
     }));
 }
 

@@ -9,6 +9,7 @@ import {
   countRunningJobs,
   pruneMetricSamples,
   readFreshness,
+  readFreshnessSummary,
   readMetricSamples,
   readMetricTotals,
   recordFreshness,
@@ -69,6 +70,27 @@ Deno.test("addMetricDeltas() adds increases to the totals and records each new t
     ]);
     assert.deepEqual(readMetricSamples(db, totals[0].id, 2_000).map((s) => s.ts), [2_000, 3_000]);
     assert.deepEqual(sampleCounts(db), new Map([[totals[0].id, 3]]));
+  });
+});
+
+Deno.test("addMetricDeltas() creates a series at 0 once and leaves it alone at 0 afterwards", async () => {
+  await withDb((db) => {
+    addMetricDeltas(db, [rows(0)], 1_000);
+    let [series] = readMetricTotals(db);
+    assert.equal(series.value, 0);
+    assert.deepEqual(readMetricSamples(db, series.id, 0), [{ ts: 1_000, value: 0 }]);
+    // A second process announcing the same series at 0 writes nothing.
+    addMetricDeltas(db, [rows(0)], 2_000);
+    assert.deepEqual(sampleCounts(db), new Map([[series.id, 1]]));
+    assert.equal(readMetricTotals(db)[0].updatedAt, 1_000);
+    addMetricDeltas(db, [rows(5)], 3_000);
+    addMetricDeltas(db, [rows(0)], 4_000);
+    [series] = readMetricTotals(db);
+    assert.equal(series.value, 5, "a zero never resets a total");
+    assert.deepEqual(readMetricSamples(db, series.id, 0), [
+      { ts: 1_000, value: 0 },
+      { ts: 3_000, value: 5 },
+    ]);
   });
 });
 
@@ -219,6 +241,23 @@ Deno.test("readFreshness() returns at most the cap, most recently updated first"
     assert.deepEqual(top.map((f) => f.symbol), ["S49", "S48", "S47"]);
     assert.equal(readFreshness(db, 1_000).length, 50);
     assert.deepEqual(readFreshness(db, 0), []);
+  });
+});
+
+Deno.test("readFreshnessSummary() counts series and finds the oldest and newest per timeframe", async () => {
+  await withDb((db) => {
+    assert.deepEqual(readFreshnessSummary(db), []);
+    for (let i = 0; i < 2_000; i++) {
+      recordFreshness(db, [{ symbol: `S${i}`, timeframe: "1m", lastTs: 10_000 + i }], i);
+    }
+    recordFreshness(db, [
+      { symbol: "AAPL", timeframe: "1d", lastTs: 7_000 },
+      { symbol: "MSFT", timeframe: "1d", lastTs: 9_000 },
+    ], 5);
+    assert.deepEqual(readFreshnessSummary(db), [
+      { timeframe: "1d", series: 2, oldestLastTs: 7_000, newestLastTs: 9_000 },
+      { timeframe: "1m", series: 2_000, oldestLastTs: 10_000, newestLastTs: 11_999 },
+    ]);
   });
 });
 

@@ -195,4 +195,94 @@ INSERT INTO manifest_version VALUES (1, 0);
 ALTER TABLE jobs ADD COLUMN result TEXT;
 `,
   },
+  {
+    version: 8,
+    name: "symbol master with history, reference updates and universes",
+    sql: `
+CREATE TABLE symbol_history (
+  row_id INTEGER PRIMARY KEY,
+  source TEXT NOT NULL,
+  instrument_id TEXT NOT NULL,
+  ticker TEXT NOT NULL,
+  name TEXT,
+  exchange TEXT,
+  asset_class TEXT NOT NULL,
+  status TEXT NOT NULL,
+  list_date TEXT,
+  delist_date TEXT,
+  figi TEXT,
+  cusip TEXT,
+  cik TEXT,
+  provider_id TEXT,
+  as_of TEXT NOT NULL,
+  valid_from TEXT NOT NULL,
+  valid_to TEXT CHECK (valid_to IS NULL OR valid_to >= valid_from),
+  recorded_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX symbol_history_current ON symbol_history (source, instrument_id)
+  WHERE valid_to IS NULL;
+CREATE INDEX symbol_history_by_ticker ON symbol_history (ticker, valid_from);
+CREATE INDEX symbol_history_by_instrument ON symbol_history (source, instrument_id, valid_from);
+CREATE TABLE reference_updates (
+  source TEXT NOT NULL,
+  as_of TEXT NOT NULL,
+  applied_at INTEGER NOT NULL,
+  inserted INTEGER NOT NULL,
+  changed INTEGER NOT NULL,
+  delisted INTEGER NOT NULL,
+  unchanged INTEGER NOT NULL,
+  skipped INTEGER NOT NULL
+);
+CREATE INDEX reference_updates_by_source ON reference_updates (source, as_of);
+CREATE TABLE universes (
+  name TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('list', 'filter')),
+  filter TEXT,
+  description TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  CHECK ((kind = 'filter') = (filter IS NOT NULL))
+);
+CREATE TABLE universe_members (
+  universe TEXT NOT NULL REFERENCES universes (name) ON DELETE CASCADE,
+  symbol TEXT NOT NULL,
+  valid_from TEXT NOT NULL,
+  valid_to TEXT CHECK (valid_to IS NULL OR valid_to > valid_from),
+  added_at INTEGER NOT NULL,
+  PRIMARY KEY (universe, symbol, valid_from)
+) WITHOUT ROWID;
+`,
+  },
+  {
+    version: 9,
+    name: "schedule runs and the scheduler lease",
+    sql: `
+CREATE TABLE schedule_runs (
+  id INTEGER PRIMARY KEY,
+  schedule TEXT NOT NULL,
+  command TEXT NOT NULL,
+  trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'catch-up', 'retry', 'manual')),
+  planned_at INTEGER NOT NULL,
+  started_at INTEGER,
+  finished_at INTEGER,
+  status TEXT NOT NULL
+    CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'skipped', 'cancelled')),
+  attempt INTEGER NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+  job_ids TEXT NOT NULL DEFAULT '[]',
+  process_id TEXT,
+  pid INTEGER,
+  error TEXT
+);
+CREATE INDEX schedule_runs_by_schedule ON schedule_runs (schedule, planned_at);
+CREATE INDEX schedule_runs_by_status ON schedule_runs (status);
+CREATE TABLE scheduler_lease (
+  name TEXT PRIMARY KEY,
+  process_id TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  hostname TEXT NOT NULL,
+  acquired_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL
+);
+`,
+  },
 ];

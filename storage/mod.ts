@@ -40,12 +40,20 @@ export {
 export { type Migration, MIGRATIONS } from "./migrations.ts";
 export { SCHEMA_VERSION, writeBars } from "./partitions.ts";
 export {
+  type MemberInterval,
+  ReferenceStore,
+  type TickerSegment,
+  UNIVERSE_NAME_PATTERN,
+  type UniverseInfo,
+} from "./reference.ts";
+export {
   DEFAULT_QUERY_TIMEOUT_MS,
   openQueryEngine,
   type QueryEngine,
   QueryTimeoutError,
 } from "./query_engine.ts";
 export { QueryRejectedError, QuerySqlError } from "./query_guard.ts";
+export { REFERENCE_TABLES, referenceVersion } from "./query_reference.ts";
 export { countQueryRows, type QueryResult, runQuery, writeQueryParquet } from "./query.ts";
 export {
   checkExportColumns,

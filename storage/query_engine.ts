@@ -1,6 +1,7 @@
 /**
  * The sandboxed query engine: a read-only DuckDB instance over one data directory with its bar
- * views, and the connections, timeouts and retries every read through it uses.
+ * views and reference tables, and the connections, timeouts and retries every read through it
+ * uses.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import type { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import { existsSync } from "node:fs";
 import { join, relative, resolve, sep } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
+import { exchangeDate } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
 import { createBarViews, openDuckDB, sqlString } from "./duckdb.ts";
 import {
@@ -20,6 +22,7 @@ import {
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
 import { assertLayoutCurrent } from "./migrate_layout.ts";
 import { checkOutputPath, EXPORTS_DIR, tempPathBeside } from "./output.ts";
+import { createReferenceTables, NO_REFERENCE_DATA, readReferenceData } from "./query_reference.ts";
 
 /** Milliseconds a query or bars read may run when no `timeoutMs` is given. */
 export const DEFAULT_QUERY_TIMEOUT_MS = 30_000;
@@ -65,6 +68,11 @@ export interface QueryEngineOptions {
    * user SQL, so queries cannot read this directory.
    */
   exportDir?: string;
+  /**
+   * The date the `members` column of the `universes` table counts members on, `YYYY-MM-DD`
+   * (default: today in New York).
+   */
+  today?: string;
 }
 
 /** Spill limit of a query engine when none is given: spills beyond it fail the query. */
@@ -220,6 +228,11 @@ export class QueryEngine {
  * `<dataDir>/bars/` and `<dataDir>/quarantine/`, write only `options.outputFile`, and never change
  * its configuration again.
  *
+ * Besides the views it holds the reference tables `symbols` (the current rows of the symbol
+ * master), `symbols_history` (every row), `universes` and `universe_members` (see
+ * storage/query_reference.ts). They are copied from the metadata database once, when the engine
+ * opens: a `symbols update` or `universe add` afterwards is seen by engines opened after it.
+ *
  * @example
  * ```ts
  * using engine = await openQueryEngine("./data");
@@ -258,8 +271,15 @@ export async function openQueryEngine(
   };
   const writable = outputFile === undefined ? [] : [outputFile, tempOutputFile!];
   let timeframes: Timeframe[] = [];
+  const today = options.today ?? exchangeDate(Date.now());
+  const reference = await withManifest(
+    absDataDir,
+    (db) => readReferenceData(db, today),
+    NO_REFERENCE_DATA,
+  );
   const instance = await _openSandbox(readable, writable, limits, async (connection) => {
     timeframes = await _viewsFromManifest(connection, absDataDir);
+    await createReferenceTables(connection, reference);
   });
   return new QueryEngine(instance, {
     dataDir: absDataDir,

@@ -12,6 +12,7 @@ import {
 import { TIMEFRAMES } from "../core/types.ts";
 import { barViewName } from "./duckdb.ts";
 import type { QueryEngine } from "./query_engine.ts";
+import { REFERENCE_TABLES } from "./query_reference.ts";
 
 /** What the guard needs of an engine: the timeframes that have a view, for its hints. */
 type _EngineViews = Pick<QueryEngine, "timeframes">;
@@ -275,18 +276,22 @@ export async function toQueryError(
     const position = (await _parserError(connection, sql))?.position;
     if (position !== undefined) text += `\n\n${_caretLine(sql, position)}`;
   }
-  const missing = /Table with name (bars_\w+) does not exist/.exec(message)?.[1];
+  const missing = /Table with name (\w+) does not exist/.exec(message)?.[1];
   if (missing !== undefined) text += `\n${_missingViewHint(engine, missing)}`;
   return new QuerySqlError(text, { cause: error });
 }
 
+/** What a query can read instead of the missing table `view`: the bar views and reference tables. */
 function _missingViewHint(engine: _EngineViews, view: string): string {
-  const available = [...engine.timeframes.map(barViewName), "bars"].join(", ");
+  const available = `views available: ${
+    [...engine.timeframes.map(barViewName), "bars"].join(", ")
+  }; reference tables: ${REFERENCE_TABLES.join(", ")}`;
+  if (!view.startsWith("bars_")) return `Hint: ${available}`;
   const timeframe = view.slice("bars_".length);
   const what = (TIMEFRAMES as readonly string[]).includes(timeframe)
     ? `no ${timeframe} bars are stored`
     : `"${timeframe}" is not a timeframe (${TIMEFRAMES.join(", ")})`;
-  return `Hint: ${what}; views available: ${available}`;
+  return `Hint: ${what}; ${available}`;
 }
 
 /**

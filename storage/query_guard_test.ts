@@ -112,7 +112,7 @@ Deno.test("toQueryError() adds a caret line at the end of input and a missing-vi
         assert.ok(error instanceof QuerySqlError);
         assert.match(
           error.message,
-          /\nHint: no 5m bars are stored; views available: bars_1m, bars$/,
+          /\nHint: no 5m bars are stored; views available: bars_1m, bars; reference tables: symbols, symbols_history, universes, universe_members$/,
         );
         return true;
       },

@@ -205,7 +205,15 @@ Deno.test("runQuery() answers SQL over the bar views", async (t) => {
       const described = await runQuery(engine, "DESCRIBE bars_1m");
       assert.equal(described.rowCount, BAR_COLUMNS.length);
       const tables = await runQuery(engine, "SHOW TABLES");
-      assert.deepEqual(tables.rows, [["bars"], ["bars_1d"], ["bars_1m"]]);
+      assert.deepEqual(tables.rows, [
+        ["bars"],
+        ["bars_1d"],
+        ["bars_1m"],
+        ["symbols"],
+        ["symbols_history"],
+        ["universe_members"],
+        ["universes"],
+      ]);
       const summary = await runQuery(engine, "SUMMARIZE bars_1m");
       assert.equal(summary.rowCount, BAR_COLUMNS.length);
       await assert.rejects(
@@ -325,8 +333,17 @@ Deno.test("runQuery() refuses anything but one read-only statement", async (t) =
       assert.deepEqual(await Array.fromAsync(Deno.readDir(outside)), []);
       const count = await runQuery(engine, "SELECT count(*) FROM bars_1m");
       assert.deepEqual(count.rows, [[5]]);
-      const tables = await runQuery(engine, "SELECT count(*) FROM duckdb_tables()");
-      assert.deepEqual(tables.rows, [[0]]);
+      // Only the reference tables the engine made itself, still empty.
+      const tables = await runQuery(
+        engine,
+        "SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY 1",
+      );
+      assert.deepEqual(tables.rows, [
+        ["symbols", 0],
+        ["symbols_history", 0],
+        ["universe_members", 0],
+        ["universes", 0],
+      ]);
     });
   } finally {
     engine.close();
@@ -367,7 +384,7 @@ Deno.test("runQuery() reports SQL errors with DuckDB's position and a view hint"
       assert.match(error.message, /^Catalog Error: Table with name bars_5m does not exist!/);
       assert.match(
         error.message,
-        /\nHint: no 5m bars are stored; views available: bars_1m, bars_1d, bars$/,
+        /\nHint: no 5m bars are stored; views available: bars_1m, bars_1d, bars; reference tables: symbols, symbols_history, universes, universe_members$/,
       );
       return true;
     });
@@ -478,7 +495,7 @@ Deno.test("openQueryEngine() refuses an output file inside the data directory", 
     assert.deepEqual((await runQuery(engine, "SELECT count(*) FROM bars")).rows, [[0]]);
     await assert.rejects(
       runQuery(engine, "SELECT * FROM bars_1m"),
-      /Hint: no 1m bars are stored; views available: bars$/,
+      /Hint: no 1m bars are stored; views available: bars; reference tables: symbols, symbols_history, universes, universe_members$/,
     );
   } finally {
     await Deno.remove(dataDir, { recursive: true });

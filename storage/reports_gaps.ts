@@ -13,7 +13,8 @@ import { corruptFileError } from "./corrupt.ts";
 import { openDuckDB, readFilesSql, sqlString } from "./duckdb.ts";
 import { pathExists } from "./fs.ts";
 import { listFilePaths, listPartitionFiles, listStoredSymbols } from "./manifest.ts";
-import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
+import { META_FILE, migrationStatus, openReadOnlyDatabase } from "./meta.ts";
+import { ReferenceStore } from "./reference.ts";
 
 /** The widest span of trading dates the calendar knows. */
 const _ALL_DATES = { start: "1990-01-01", end: "2100-12-31" };
@@ -36,12 +37,18 @@ export interface FindStoredGapsOptions {
 export interface StoredGaps extends SymbolGaps {
   start?: string;
   end?: string;
+  /**
+   * The symbol's listing window from the symbol master, when it cut the dates judged: days
+   * before its listing or after its delisting are never gaps.
+   */
+  listing?: { start: string | null; end: string | null };
 }
 
 /**
  * The gap report of a data directory, read without creating or migrating anything: per symbol,
  * the trading days with no bar and those with too little of their regular session, judged over
- * `range` or each symbol's own stored range (bars or coverage, any source).
+ * `range` or each symbol's own stored range (bars or coverage, any source), cut to the symbol's
+ * listing window when the symbol master knows it.
  *
  * @example
  * ```ts
@@ -59,6 +66,7 @@ export async function findStoredGaps(
   let covered = new Map<string, { first: string; last: string }>();
   // Each symbol's files, listed while the manifest is open rather than reopening it per symbol.
   let files = new Map<string, string[]>();
+  let windows = new Map<string, { start: string | null; end: string | null }>();
   let symbols = options.symbols
     ? [...options.symbols]
     : await listStoredSymbols(dataDir, "bars", timeframe);
@@ -69,6 +77,7 @@ export async function findStoredGaps(
       covered = _coverageRanges(db, timeframe);
       if (!options.symbols) symbols = [...new Set([...symbols, ...covered.keys()])].sort();
       knownEmpty = readKnownEmptyDays(db, timeframe, symbols, span.start, span.end);
+      windows = _listingWindows(db, symbols);
       files = new Map(symbols.map((symbol) => [
         symbol,
         listFilePaths(db, dataDir, {
@@ -112,9 +121,18 @@ export async function findStoredGaps(
           end = dates.at(-1);
         }
         if (end !== undefined && until !== undefined && end > until) end = until;
+        const listing = windows.get(symbol);
+        const cut = listing !== undefined && start !== undefined && end !== undefined &&
+          ((listing.start !== null && listing.start > start) ||
+            (listing.end !== null && listing.end < end));
+        if (cut) {
+          if (listing.start !== null && listing.start > start!) start = listing.start;
+          if (listing.end !== null && listing.end < end!) end = listing.end;
+        }
+        const extra = cut ? { listing } : {};
         if (start === undefined || end === undefined || start > end) {
           const none = { tradingDays: 0, daysWithData: 0, missing: [], knownEmpty: [] };
-          results.push({ symbol, ...none, lowCoverage: [], start, end });
+          results.push({ symbol, ...none, lowCoverage: [], start, end, ...extra });
           continue;
         }
         results.push({
@@ -125,6 +143,7 @@ export async function findStoredGaps(
           }),
           start,
           end,
+          ...extra,
         });
       }
     } finally {
@@ -134,6 +153,16 @@ export async function findStoredGaps(
     duckdb.closeSync();
   }
   return results;
+}
+
+/** The listing windows the symbol master holds for `symbols` (none before its migration). */
+function _listingWindows(
+  db: DatabaseSync,
+  symbols: readonly string[],
+): Map<string, { start: string | null; end: string | null }> {
+  const reference = migrationStatus(db).find((m) => m.version === 8);
+  if (reference?.appliedAt === null || reference === undefined) return new Map();
+  return new ReferenceStore(db).listingWindows(symbols);
 }
 
 /** First and last trading date each symbol's `timeframe` coverage holds, from any source. */

@@ -1,28 +1,39 @@
 import type { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { exchangeDate, tradingDays } from "../core/calendar.ts";
+import { includesExtendedHours, lastCompletedSession } from "../core/clock.ts";
+import { parseIntOption } from "../core/config.ts";
 import {
   createMetrics,
   DeltaTracker,
   familiesOf,
   type FamilyInfo,
+  initialiseKnownSeries,
   type Metrics,
   readCumulative,
+  readProcessMetrics,
   renderExposition,
   type SeriesValue,
   watchEventLoopLag,
 } from "../core/metrics.ts";
+import type { Timeframe } from "../core/types.ts";
+import { providers } from "../providers/mod.ts";
 import { META_FILE, openMigrated } from "./meta.ts";
 import {
   addMetricDeltas,
   countRunningJobs,
   pruneMetricSamples,
   readFreshness,
+  readFreshnessSummary,
   readMetricTotals,
 } from "./metrics_store.ts";
 
 /** File name of the metric history database in a PROMETHEUS_MULTIPROC_DIR. */
 export const METRICS_HISTORY_FILE = "marketpipe-metrics.db";
+/** Env var capping the `mp_data_last_bar_timestamp_seconds` series (default 1,000). */
+export const METRICS_MAX_SERIES_ENV = "MARKETPIPE_METRICS_MAX_SERIES";
+/** Default cap of the per-symbol freshness series. */
+export const DEFAULT_FRESHNESS_CAP = 1000;
 /** Options of {@link openTelemetry}. */
 export interface TelemetryOptions {
   /** Directory holding the history database instead of the data directory (PROMETHEUS_MULTIPROC_DIR). */
@@ -31,9 +42,32 @@ export interface TelemetryOptions {
   flushEveryMs?: number;
   /** History samples older than this are deleted. Default 30 days. */
   retentionMs?: number;
-  /** At most this many data-freshness series are exposed. Default 1000. */
+  /**
+   * At most this many `mp_data_last_bar_timestamp_seconds` series (symbol and timeframe) are
+   * exposed, the most recently updated; `mp_data_last_bar_series_dropped` counts the rest.
+   * Default: {@link METRICS_MAX_SERIES_ENV} from `env`, else 1,000.
+   */
   freshnessCap?: number;
+  /** Environment to read {@link METRICS_MAX_SERIES_ENV} from (when `freshnessCap` is unset). */
+  env?: Record<string, string | undefined>;
+  /** Clock of the history samples, epoch ms. Default `Date.now`. */
   now?: () => number;
+  /**
+   * What `mp_data_sessions_behind` counts closed sessions up to (the `MARKETPIPE_NOW` clock).
+   * Default `now`.
+   */
+  sessionClock?: () => number;
+}
+
+/**
+ * The freshness cap of `options`: `freshnessCap`, else {@link METRICS_MAX_SERIES_ENV} from
+ * `env` (a whole number from 0 to 1,000,000), else 1,000. Throws a `UsageError` for a bad value.
+ */
+export function freshnessCapOf(options: Pick<TelemetryOptions, "freshnessCap" | "env">): number {
+  if (options.freshnessCap !== undefined) return options.freshnessCap;
+  const text = options.env?.[METRICS_MAX_SERIES_ENV];
+  if (text === undefined || text === "") return DEFAULT_FRESHNESS_CAP;
+  return parseIntOption(text, METRICS_MAX_SERIES_ENV, 0, 1_000_000);
 }
 
 /** Options of {@link Telemetry.scrape}. */
@@ -78,6 +112,7 @@ export async function openTelemetry(
   dataDir: string,
   options: TelemetryOptions = {},
 ): Promise<Telemetry> {
+  freshnessCapOf(options);
   await Deno.mkdir(dataDir, { recursive: true });
   const { db } = openMigrated(join(dataDir, META_FILE));
   let historyDb = db;
@@ -104,12 +139,13 @@ export function createTelemetry(
   onClose: () => void = () => {},
 ): Telemetry {
   const now = options.now ?? Date.now;
+  const freshnessCap = freshnessCapOf(options);
   const metrics = createMetrics();
+  initialiseKnownSeries(metrics, Object.values(providers).map((p) => p.info));
   const tracker = new DeltaTracker();
   const retention = options.retentionMs ?? 30 * _DAY_MS;
   let lag = 0;
   const stopLag = watchEventLoopLag((seconds) => lag = seconds);
-  let processRegistry: Registry | undefined;
   let families: FamilyInfo[] | undefined;
   let flushing: Promise<void> = Promise.resolve();
   let lastPrune = 0;
@@ -151,59 +187,25 @@ export function createTelemetry(
         value: s.value,
       }));
       const known = new Set(families.map((f) => f.name));
-      const gauges: FamilyInfo[] = [
-        { name: "mp_jobs_running", help: "Ingest jobs running now in any process", type: "gauge" },
-        {
-          name: "mp_data_last_bar_timestamp_seconds",
-          help: "Start of the newest stored bar per symbol and timeframe (Unix seconds)",
-          type: "gauge",
-        },
-        {
-          name: "marketpipe_event_loop_lag_seconds",
-          help: "Event-loop lag of the serving process, measured by timer drift",
-          type: "gauge",
-        },
-      ];
-      const gaugeValues: SeriesValue[] = [
-        {
-          name: "mp_jobs_running",
-          family: "mp_jobs_running",
-          kind: "counter",
-          labels: {},
-          value: countRunningJobs(db, now()),
-        },
-        ...readFreshness(db, options.freshnessCap ?? 1000).map((f) => ({
-          name: "mp_data_last_bar_timestamp_seconds",
-          family: "mp_data_last_bar_timestamp_seconds",
-          kind: "counter" as const,
-          labels: { symbol: f.symbol, timeframe: f.timeframe },
-          value: f.lastTs / 1000,
-        })),
-        {
-          name: "marketpipe_event_loop_lag_seconds",
-          family: "marketpipe_event_loop_lag_seconds",
-          kind: "counter",
-          labels: {},
-          value: lag,
-        },
-      ];
-      const allFamilies = [...families, ...gauges];
-      const samples = [...totals.filter((t) => known.has(t.family)), ...gaugeValues];
+      const gauges = liveGauges(db, {
+        freshnessCap,
+        lag,
+        now: now(),
+        sessionNow: options.sessionClock?.(),
+      });
+      const allFamilies = [...families, ...gauges.families];
+      const samples = [...totals.filter((t) => known.has(t.family)), ...gauges.samples];
       if (scrapeOptions.legacy) {
         const legacy = legacySeries(totals);
         allFamilies.push(...legacy.families);
         samples.push(...legacy.samples);
       }
-      let text = renderExposition(allFamilies, samples);
       if (scrapeOptions.process !== false) {
-        if (!processRegistry) {
-          processRegistry = new Registry();
-          collectDefaultMetrics({ register: processRegistry });
-        }
-        text += withoutMislabelledGauges(await processRegistry.metrics());
-        if (!text.endsWith("\n")) text += "\n";
+        const own = readProcessMetrics();
+        allFamilies.push(...own.families);
+        samples.push(...own.samples);
       }
-      return text;
+      return renderExposition(allFamilies, samples);
     },
     async close() {
       clearInterval(timer);
@@ -276,14 +278,100 @@ export function legacySeries(
   return { families, samples: [...sums.values()] };
 }
 
+/** Options of {@link liveGauges}. */
+export interface LiveGaugeOptions {
+  /** At most this many per-symbol freshness series. */
+  freshnessCap: number;
+  /** The serving process's event-loop lag, in seconds. */
+  lag: number;
+  /** Now, epoch ms: what process heartbeats are judged by. */
+  now: number;
+  /** What "sessions behind" counts closed sessions up to (`MARKETPIPE_NOW`). Default `now`. */
+  sessionNow?: number;
+}
+
 /**
- * Drop gauge families whose name ends in `_total` (prom-client's `nodejs_active_*_total`), which
- * `promtool check metrics` rejects: only counters may carry that suffix.
+ * Gauges read at scrape time: running jobs, per-symbol freshness (capped, with the number
+ * dropped), a per-timeframe freshness summary whose size does not grow with symbols (series,
+ * oldest and newest last bar, sessions the stalest symbol is behind) and the event-loop lag.
  */
-export function withoutMislabelledGauges(text: string): string {
-  const blocks = text.split(/(?=^# HELP )/m);
-  return blocks.filter((block) => {
-    const type = /^# TYPE (\S+) (\S+)/m.exec(block);
-    return !(type && type[2] === "gauge" && type[1].endsWith("_total"));
-  }).join("");
+export function liveGauges(
+  db: DatabaseSync,
+  options: LiveGaugeOptions,
+): { families: FamilyInfo[]; samples: SeriesValue[] } {
+  const families: FamilyInfo[] = [];
+  const samples: SeriesValue[] = [];
+  const family = (name: string, help: string) => families.push({ name, help, type: "gauge" });
+  const sample = (name: string, labels: Record<string, string>, value: number) =>
+    samples.push({ name, family: name, kind: "counter", labels, value });
+
+  family("mp_jobs_running", "Ingest jobs running now in any process");
+  sample("mp_jobs_running", {}, countRunningJobs(db, options.now));
+
+  const summary = readFreshnessSummary(db);
+  const fresh = readFreshness(db, options.freshnessCap);
+  family(
+    "mp_data_last_bar_timestamp_seconds",
+    `Start of the newest stored bar per symbol and timeframe (Unix seconds); the ${options.freshnessCap} most recently updated (${METRICS_MAX_SERIES_ENV})`,
+  );
+  for (const f of fresh) {
+    sample(
+      "mp_data_last_bar_timestamp_seconds",
+      { symbol: f.symbol, timeframe: f.timeframe },
+      f.lastTs / 1000,
+    );
+  }
+  family(
+    "mp_data_last_bar_series_dropped",
+    `Symbol and timeframe series left out of mp_data_last_bar_timestamp_seconds by its cap (${METRICS_MAX_SERIES_ENV})`,
+  );
+  const total = summary.reduce((n, s) => n + s.series, 0);
+  sample("mp_data_last_bar_series_dropped", {}, Math.max(0, total - fresh.length));
+  family("mp_data_series", "Symbols with stored bars, per timeframe");
+  family(
+    "mp_data_oldest_last_bar_timestamp_seconds",
+    "Newest bar of the stalest symbol, per timeframe (Unix seconds)",
+  );
+  family(
+    "mp_data_newest_last_bar_timestamp_seconds",
+    "Newest bar of the freshest symbol, per timeframe (Unix seconds)",
+  );
+  family(
+    "mp_data_sessions_behind",
+    "Closed trading sessions after the session of the stalest symbol's newest bar, per timeframe",
+  );
+  for (const s of summary) {
+    const labels = { timeframe: s.timeframe };
+    sample("mp_data_series", labels, s.series);
+    sample("mp_data_oldest_last_bar_timestamp_seconds", labels, s.oldestLastTs / 1000);
+    sample("mp_data_newest_last_bar_timestamp_seconds", labels, s.newestLastTs / 1000);
+    const behind = sessionsBehind(s.oldestLastTs, s.timeframe, options.sessionNow ?? options.now);
+    if (behind !== undefined) sample("mp_data_sessions_behind", labels, behind);
+  }
+
+  family(
+    "marketpipe_event_loop_lag_seconds",
+    "Event-loop lag of the serving process, measured by timer drift",
+  );
+  sample("marketpipe_event_loop_lag_seconds", {}, options.lag);
+  return { families, samples };
+}
+
+/**
+ * How many trading sessions closed after the session of a bar at `lastTs`, by `now` (intraday
+ * timeframes count a session closed at the end of after-hours). 0 when the bar's session is the
+ * last closed one or still open; undefined outside the calendar's years.
+ */
+export function sessionsBehind(lastTs: number, timeframe: string, now: number): number | undefined {
+  const last = lastCompletedSession(now, {
+    extendedHours: includesExtendedHours(timeframe as Timeframe),
+  });
+  if (last === undefined) return undefined;
+  try {
+    const date = exchangeDate(lastTs);
+    return date >= last ? 0 : tradingDays(date, last).filter((day) => day > date).length;
+  } catch (error) {
+    if (error instanceof RangeError) return undefined;
+    throw error;
+  }
 }

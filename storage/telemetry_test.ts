@@ -1,16 +1,34 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { JobSpec } from "../core/jobs.ts";
-import { createMetrics, type SeriesValue } from "../core/metrics.ts";
+import {
+  createMetrics,
+  INITIAL_ERROR_CODES,
+  JOB_OUTCOMES,
+  RATE_LIMIT_WAIT_MODES,
+  type SeriesValue,
+} from "../core/metrics.ts";
+import { TIMEFRAMES } from "../core/types.ts";
+import { VALIDATION_RULES } from "../core/validate.ts";
+import { UsageError } from "../core/errors.ts";
+import { providers } from "../providers/mod.ts";
 import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
-import { readMetricSamples, readMetricTotals, recordFreshness } from "./metrics_store.ts";
+import {
+  readMetricSamples,
+  readMetricTotals,
+  recordFreshness,
+  sampleCounts,
+} from "./metrics_store.ts";
 import {
   createTelemetry,
+  freshnessCapOf,
   legacySeries,
+  liveGauges,
+  METRICS_MAX_SERIES_ENV,
   openTelemetry,
+  sessionsBehind,
   type Telemetry,
   type TelemetryOptions,
-  withoutMislabelledGauges,
 } from "./telemetry.ts";
 
 /** A "process": its own connection to the data directory's database and its own telemetry. */
@@ -21,7 +39,7 @@ function startProcess(dir: string, options: TelemetryOptions = {}): Telemetry {
   return createTelemetry(db, db, { flushEveryMs: 60_000, ...options }, () => db.close());
 }
 
-async function withDir(fn: (dir: string) => Promise<void>) {
+async function withDir(fn: (dir: string) => Promise<void> | void) {
   const dir = await Deno.makeTempDir({ prefix: "mp-telemetry-" });
   try {
     await fn(dir);
@@ -53,6 +71,11 @@ function sumOf(text: string, name: string, labels: Record<string, string> = {}):
 }
 
 const ROWS = { provider: "fake", timeframe: "1m" };
+
+/** Stored totals above zero: the series something was recorded in, not those created at 0. */
+function recorded(db: Parameters<typeof readMetricTotals>[0]) {
+  return readMetricTotals(db).filter((t) => t.value !== 0);
+}
 
 Deno.test("telemetry: two processes' counters are summed in either one's scrape", async () => {
   await withDir(async (dir) => {
@@ -120,12 +143,12 @@ Deno.test("telemetry: the flush timer persists increases a few times a second wi
     try {
       process.metrics.rateLimiterWaits.inc({ provider: "fake", mode: "local" }, 3);
       const deadline = Date.now() + 5_000;
-      while (readMetricTotals(reader).length === 0) {
+      while (recorded(reader).length === 0) {
         assert.ok(Date.now() < deadline, "nothing flushed within 5 s");
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       assert.deepEqual(
-        readMetricTotals(reader).map((t) => [t.name, t.labels, t.value]),
+        recorded(reader).map((t) => [t.name, t.labels, t.value]),
         [["mp_rate_limiter_waits_total", { mode: "local", provider: "fake" }, 3]],
       );
     } finally {
@@ -142,7 +165,7 @@ Deno.test("telemetry: close() persists what was recorded since the last flush", 
     await process.close();
     const db = openDatabase(join(dir, META_FILE));
     try {
-      assert.deepEqual(readMetricTotals(db).map((t) => t.value), [2]);
+      assert.deepEqual(recorded(db).map((t) => t.value), [2]);
     } finally {
       db.close();
     }
@@ -166,7 +189,7 @@ Deno.test("telemetry: increases of a flush that failed are written by the next o
       }
       await busy.flush();
       await process.flush();
-      assert.deepEqual(readMetricTotals(locker).map((t) => t.value), [107]);
+      assert.deepEqual(recorded(locker).map((t) => t.value), [107]);
       await busy.close();
     } finally {
       locker.close();
@@ -279,7 +302,10 @@ Deno.test("telemetry: scrape renders each family once, and histograms in order",
       for (const name of ["mp_requests_total", "mp_request_latency_seconds", "mp_jobs_running"]) {
         assert.ok(helps.includes(name), name);
       }
-      const latency = text.split("\n").filter((l) => l.startsWith("mp_request_latency_seconds"));
+      const latency = text.split("\n").filter((l) =>
+        l.startsWith("mp_request_latency_seconds") && l.includes('provider="fake"') &&
+        l.includes('feed="sip"')
+      );
       assert.equal(latency.length, 14);
       assert.match(latency[11], /_bucket\{.*le="\+Inf".*\} 2$/);
       assert.match(latency[12], /^mp_request_latency_seconds_sum\{.*\} 3\.2$/);
@@ -303,7 +329,10 @@ Deno.test("telemetry: a histogram recorded by two processes scrapes like one pro
       }
       await b.flush();
       const ours = parseScrape(await a.scrape({ process: false }))
-        .filter((s) => s.name.startsWith("mp_request_latency_seconds"));
+        .filter((s) =>
+          s.name.startsWith("mp_request_latency_seconds") && s.labels.provider === "fake" &&
+          s.labels.feed === "sip"
+        );
       const theirs = parseScrape(await reference.registry.metrics())
         .filter((s) => s.name.startsWith("mp_request_latency_seconds"));
       const key = (s: { name: string; labels: Record<string, string>; value: number }) =>
@@ -316,39 +345,29 @@ Deno.test("telemetry: a histogram recorded by two processes scrapes like one pro
   });
 });
 
-Deno.test("telemetry: scrape adds process metrics, minus gauges misnamed _total", async () => {
+Deno.test("telemetry: scrape adds this process's metrics, with no broken prom-client defaults", async () => {
   await withDir(async (dir) => {
     const server = startProcess(dir);
     try {
       const text = await server.scrape();
       assert.match(text, /^# TYPE process_cpu_seconds_total counter$/m);
       assert.match(text, /^process_resident_memory_bytes \d+/m);
+      assert.match(text, /^process_start_time_seconds \d+/m);
       assert.doesNotMatch(text, /^# TYPE \S+_total gauge$/m);
+      // prom-client's collector under Deno: event-loop lag 9223372036.85 / NaN, CPU since the
+      // first scrape; none of it is exposed.
+      assert.doesNotMatch(text, /^nodejs_/m);
+      assert.doesNotMatch(text, / (NaN|9223372036\.\d*)$/m);
+      assert.equal(
+        parseScrape(text).filter((s) => s.name === "marketpipe_event_loop_lag_seconds").length,
+        1,
+      );
       assert.ok(text.endsWith("\n"));
       assert.doesNotMatch(await server.scrape({ process: false }), /^process_/m);
     } finally {
       await server.close();
     }
   });
-});
-
-Deno.test("withoutMislabelledGauges() drops only gauge families whose name ends in _total", () => {
-  const text = [
-    "# HELP nodejs_active_handles_total Handles",
-    "# TYPE nodejs_active_handles_total gauge",
-    "nodejs_active_handles_total 3",
-    "# HELP process_cpu_seconds_total CPU",
-    "# TYPE process_cpu_seconds_total counter",
-    "process_cpu_seconds_total 1.5",
-    "# HELP nodejs_heap_size_total_bytes Heap",
-    "# TYPE nodejs_heap_size_total_bytes gauge",
-    "nodejs_heap_size_total_bytes 100",
-    "",
-  ].join("\n");
-  assert.equal(
-    withoutMislabelledGauges(text),
-    text.split("\n").slice(3).join("\n"),
-  );
 });
 
 function total(name: string, labels: Record<string, string>, value: number): SeriesValue {
@@ -432,7 +451,7 @@ Deno.test("telemetry: history older than the retention is pruned, totals are not
         await process.flush();
         now += 22 * 3_600_000;
       }
-      const [series] = readMetricTotals(db);
+      const [series] = recorded(db);
       assert.equal(series.value, 100);
       const samples = readMetricSamples(db, series.id, 0);
       // Within the last day, plus the one baseline sample before it.
@@ -468,11 +487,236 @@ Deno.test("openTelemetry() keeps history in historyDir and reads jobs and freshn
     const history = openDatabase(join(historyDir, "marketpipe-metrics.db"));
     const data = openDatabase(join(dataDir, META_FILE));
     try {
-      assert.deepEqual(readMetricTotals(history).map((t) => t.value), [42]);
+      assert.deepEqual(recorded(history).map((t) => t.value), [42]);
       assert.deepEqual(readMetricTotals(data), [], "no totals in the data directory");
     } finally {
       history.close();
       data.close();
     }
   });
+});
+
+Deno.test("telemetry: a fresh data dir's first scrape has every known series at 0", async () => {
+  await withDir(async (dir) => {
+    const server = startProcess(dir);
+    try {
+      const samples = parseScrape(await server.scrape({ process: false }));
+      const at = (name: string, labels: Record<string, string>) => {
+        const found = samples.filter((s) =>
+          s.name === name && JSON.stringify(Object.entries(s.labels).sort()) ===
+            JSON.stringify(Object.entries(labels).sort())
+        );
+        assert.equal(found.length, 1, `${name}${JSON.stringify(labels)} is not in the scrape`);
+        return found[0].value;
+      };
+      for (const { info } of Object.values(providers)) {
+        const provider = info.name;
+        for (const feed of info.feeds) {
+          for (const code of INITIAL_ERROR_CODES) {
+            assert.equal(at("mp_errors_total", { provider, feed, code }), 0);
+          }
+          for (const status of ["2xx", "4xx", "5xx", "none"]) {
+            assert.equal(at("mp_requests_total", { provider, feed, status }), 0);
+          }
+          assert.equal(at("mp_request_latency_seconds_count", { provider, feed }), 0);
+          assert.equal(at("mp_request_latency_seconds_bucket", { provider, feed, le: "+Inf" }), 0);
+        }
+        for (const mode of RATE_LIMIT_WAIT_MODES) {
+          assert.equal(at("mp_rate_limiter_waits_total", { provider, mode }), 0);
+        }
+        for (const timeframe of TIMEFRAMES) {
+          assert.equal(at("mp_ingest_rows_total", { provider, timeframe }), 0);
+        }
+      }
+      for (const rule of VALIDATION_RULES) {
+        assert.equal(
+          at("mp_validation_errors_total", { rule: rule.id, severity: rule.severity }),
+          0,
+        );
+      }
+      for (const outcome of JOB_OUTCOMES) assert.equal(at("mp_jobs_total", { outcome }), 0);
+      for (const operation of ["ingest", "validate", "aggregate"]) {
+        assert.equal(at("mp_processing_time_seconds_count", { operation }), 0);
+      }
+      // Bounded: a few hundred series, none per symbol.
+      const counters = samples.filter((s) => s.name.startsWith("mp_"));
+      assert.ok(counters.length < 1_000, `${counters.length} series`);
+      assert.ok(counters.every((s) => s.labels.symbol === undefined));
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+Deno.test("telemetry: the zero series are stored once, and a counter's first increase counts from 0", async () => {
+  await withDir(async (dir) => {
+    const server = startProcess(dir);
+    const db = openDatabase(join(dir, META_FILE));
+    try {
+      await server.flush();
+      const stored = readMetricTotals(db);
+      const failed = stored.find((t) =>
+        t.name === "mp_jobs_total" && t.labels.outcome === "failed"
+      )!;
+      assert.equal(failed.value, 0, "in metric_series before any job failed");
+      const samplesBefore = sampleCounts(db);
+      // Every later process (each ingest) announces the same series: nothing is rewritten.
+      const ingest = startProcess(dir);
+      await ingest.flush();
+      assert.deepEqual(sampleCounts(db), samplesBefore);
+      ingest.metrics.jobs.inc({ outcome: "failed" });
+      await ingest.close();
+      assert.deepEqual(
+        readMetricSamples(db, failed.id, 0).map((s) => s.value),
+        [0, 1],
+        "the history has the 0 that increase() counts the first failure from",
+      );
+      assert.equal(
+        sumOf(await server.scrape({ process: false }), "mp_jobs_total", { outcome: "failed" }),
+        1,
+      );
+    } finally {
+      db.close();
+      await server.close();
+    }
+  });
+});
+
+Deno.test("telemetry: the freshness cap comes from MARKETPIPE_METRICS_MAX_SERIES, default 1,000", () => {
+  assert.equal(freshnessCapOf({}), 1_000);
+  assert.equal(freshnessCapOf({ env: {} }), 1_000);
+  assert.equal(freshnessCapOf({ env: { [METRICS_MAX_SERIES_ENV]: "25" } }), 25);
+  assert.equal(freshnessCapOf({ env: { [METRICS_MAX_SERIES_ENV]: "0" } }), 0);
+  assert.equal(freshnessCapOf({ freshnessCap: 7, env: { [METRICS_MAX_SERIES_ENV]: "25" } }), 7);
+  for (const bad of ["-1", "ten", "1.5", "2000000"]) {
+    assert.throws(
+      () => freshnessCapOf({ env: { [METRICS_MAX_SERIES_ENV]: bad } }),
+      (error: Error) =>
+        error instanceof UsageError &&
+        error.message ===
+          `Invalid MARKETPIPE_METRICS_MAX_SERIES "${bad}": expected a whole number from 0 to 1000000`,
+    );
+  }
+});
+
+Deno.test("openTelemetry() refuses a malformed MARKETPIPE_METRICS_MAX_SERIES before touching the data dir", async () => {
+  await withDir(async (dir) => {
+    const dataDir = join(dir, "data");
+    await assert.rejects(
+      openTelemetry(dataDir, { env: { [METRICS_MAX_SERIES_ENV]: "lots" } }),
+      UsageError,
+    );
+    await assert.rejects(Deno.stat(dataDir), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("telemetry: the freshness cap drops series, says how many, and the summary covers all", async () => {
+  await withDir(async (dir) => {
+    const cap = 40;
+    const server = startProcess(dir, { env: { [METRICS_MAX_SERIES_ENV]: String(cap) } });
+    const db = openDatabase(join(dir, META_FILE));
+    try {
+      const oldest = Date.UTC(2024, 2, 4, 14, 30);
+      recordFreshness(
+        db,
+        Array.from({ length: 150 }, (_, i) => ({
+          symbol: `S${String(i).padStart(3, "0")}`,
+          timeframe: "1m",
+          lastTs: oldest + i * 60_000,
+        })),
+        1_000,
+      );
+      recordFreshness(
+        db,
+        [{ symbol: "SPY", timeframe: "1d", lastTs: Date.UTC(2024, 2, 8, 5) }],
+        2_000,
+      );
+      const text = await server.scrape({ process: false });
+      const samples = parseScrape(text);
+      const perSymbol = samples.filter((s) => s.name === "mp_data_last_bar_timestamp_seconds");
+      assert.equal(perSymbol.length, cap);
+      assert.equal(sumOf(text, "mp_data_last_bar_series_dropped"), 151 - cap);
+      assert.equal(sumOf(text, "mp_data_series", { timeframe: "1m" }), 150);
+      assert.equal(sumOf(text, "mp_data_series", { timeframe: "1d" }), 1);
+      assert.equal(
+        sumOf(text, "mp_data_oldest_last_bar_timestamp_seconds", { timeframe: "1m" }),
+        oldest / 1000,
+        "the stalest symbol counts even when its own series was dropped",
+      );
+      assert.equal(
+        sumOf(text, "mp_data_newest_last_bar_timestamp_seconds", { timeframe: "1m" }),
+        oldest / 1000 + 149 * 60,
+      );
+      for (
+        const name of [
+          "mp_data_last_bar_series_dropped",
+          "mp_data_series",
+          "mp_data_oldest_last_bar_timestamp_seconds",
+          "mp_data_sessions_behind",
+        ]
+      ) {
+        assert.match(text, new RegExp(`^# TYPE ${name} gauge$`, "m"));
+      }
+      // Under the cap nothing is dropped.
+      const roomy = startProcess(dir, { freshnessCap: 1_000 });
+      try {
+        assert.equal(
+          sumOf(await roomy.scrape({ process: false }), "mp_data_last_bar_series_dropped"),
+          0,
+        );
+      } finally {
+        await roomy.close();
+      }
+    } finally {
+      db.close();
+      await server.close();
+    }
+  });
+});
+
+Deno.test("liveGauges() counts the sessions the stalest symbol of each timeframe is behind", async () => {
+  await withDir(async (dir) => {
+    const db = openDatabase(join(dir, META_FILE));
+    migrate(db);
+    try {
+      recordFreshness(db, [
+        // Last 1m bar Thursday 2024-03-07 19:59 ET; Friday's session is missing.
+        { symbol: "AAPL", timeframe: "1m", lastTs: Date.parse("2024-03-08T00:59:00Z") },
+        { symbol: "MSFT", timeframe: "1m", lastTs: Date.parse("2024-03-08T20:59:00Z") },
+        // Daily bar of Friday 2024-03-08 (midnight New York).
+        { symbol: "AAPL", timeframe: "1d", lastTs: Date.parse("2024-03-08T05:00:00Z") },
+      ], 1);
+      // Monday 2024-03-11 21:00 ET: Monday's session (and its after-hours) has closed.
+      const now = Date.parse("2024-03-12T01:00:00Z");
+      const { samples } = liveGauges(db, { freshnessCap: 10, lag: 0, now });
+      const behind = Object.fromEntries(
+        samples.filter((s) => s.name === "mp_data_sessions_behind").map((s) => [
+          s.labels.timeframe,
+          s.value,
+        ]),
+      );
+      assert.deepEqual(behind, { "1d": 1, "1m": 2 });
+      // Through telemetry, counted up to its session clock (MARKETPIPE_NOW), not the history's.
+      const server = startProcess(dir, { sessionClock: () => now });
+      try {
+        const text = await server.scrape({ process: false });
+        assert.equal(sumOf(text, "mp_data_sessions_behind", { timeframe: "1m" }), 2);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      db.close();
+    }
+  });
+});
+
+Deno.test("sessionsBehind() skips weekends and holidays and is 0 for the current session", () => {
+  const friday = Date.parse("2024-03-29T05:00:00Z"); // Good Friday 2024: the exchange is closed
+  const thursday = Date.parse("2024-03-28T19:00:00Z");
+  // Tuesday 2024-04-02 after the close: Monday 1st and Tuesday 2nd have closed since Thursday.
+  assert.equal(sessionsBehind(thursday, "1d", Date.parse("2024-04-02T21:00:00Z")), 2);
+  assert.equal(sessionsBehind(friday, "1d", Date.parse("2024-04-02T21:00:00Z")), 2);
+  // During Thursday's own session nothing is behind.
+  assert.equal(sessionsBehind(thursday, "1m", Date.parse("2024-03-28T19:30:00Z")), 0);
+  assert.equal(sessionsBehind(0, "1m", Date.parse("2024-03-28T19:30:00Z")), undefined);
 });

@@ -308,12 +308,21 @@ Deno.test("fuzz: bad CLI flags exit 2 with one error line and write nothing", as
         });
         const shown = `${shellCommand(args)}\n-> ${code}\n${[...out, ...err].join("\n")}`;
         assert.equal(code, 2, shown);
-        assert.deepEqual(out, [], shown);
+        // With --json the error is one JSON line on stdout instead of text (README: Exit codes).
+        const json = args.includes("--json");
+        assert.deepEqual(json ? err : out, [], shown);
+        if (json) {
+          assert.equal(out.length, 1, shown);
+          const { error } = JSON.parse(out[0]);
+          assert.equal(error.exit_code, 2, shown);
+          assert.equal(error.kind, "UsageError", shown);
+        }
+        const lines = json ? [`error: ${JSON.parse(out[0]).error.message.split("\n")[0]}`] : err;
         // DuckDB's SQL errors quote the statement with a caret under the position (README).
-        const sqlError = /^error: [A-Z][A-Za-z ]* Error: /.test(err[0]);
-        assert.equal(sqlError ? 1 : err.length, 1, shown);
-        assert.match(err[0], /^error: \S[^\n]*$/, shown);
-        tally(err[0].replace(/"[^"]*"/g, "_").split(/[:;]/).slice(0, 2).join(":").slice(0, 60));
+        const sqlError = /^error: [A-Z][A-Za-z ]* Error: /.test(lines[0]);
+        assert.equal(sqlError ? 1 : lines.length, 1, shown);
+        assert.match(lines[0], /^error: \S[^\n]*$/, shown);
+        tally(lines[0].replace(/"[^"]*"/g, "_").split(/[:;]/).slice(0, 2).join(":").slice(0, 60));
         assert.deepEqual(await snapshot(dataDir), before, `data directory changed: ${shown}`);
         assert.deepEqual(await snapshot(cwd), [], `working directory changed: ${shown}`);
       }),

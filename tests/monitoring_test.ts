@@ -4,6 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { DatabaseSync } from "node:sqlite";
+import { JOB_OUTCOMES, RATE_LIMIT_WAIT_MODES } from "../core/metrics.ts";
+import { VALIDATION_RULES } from "../core/validate.ts";
+import { providers } from "../providers/mod.ts";
+import { META_FILE } from "../storage/mod.ts";
 import { finish, json, runCli, spawnCli, waitFor } from "./_cli.ts";
 
 const GRAFANA = fileURLToPath(new URL("../grafana/", import.meta.url));
@@ -151,6 +156,65 @@ Deno.test("an ingest's counters appear in another process's scrape, which passes
     );
   } finally {
     await server.stop();
+  }
+});
+
+Deno.test("the first scrape of a fresh data dir has every known counter at 0, in metrics --port and serve", async () => {
+  for (const command of ["metrics", "serve"] as const) {
+    const dir = await Deno.makeTempDir({ prefix: "mp-mon-" });
+    const spawned = Date.now() / 1000;
+    const server = await startMetricsServer(dir, [], {}, command);
+    let text: string;
+    try {
+      text = await server.scrape();
+    } finally {
+      await server.stop();
+    }
+    const scraped = Date.now() / 1000;
+    const samples = parseScrape(text);
+    const zeroAt = (name: string, labels: Record<string, string>) => {
+      const found = samples.filter((s) =>
+        s.name === name && Object.keys(s.labels).length === Object.keys(labels).length &&
+        Object.entries(labels).every(([k, v]) => s.labels[k] === v)
+      );
+      assert.deepEqual(
+        found.map((s) => s.value),
+        [0],
+        `${command}: ${name}${JSON.stringify(labels)} at 0 in the first scrape`,
+      );
+    };
+    for (const { info } of Object.values(providers)) {
+      for (const feed of info.feeds) {
+        zeroAt("mp_errors_total", { provider: info.name, feed, code: "429" });
+        zeroAt("mp_errors_total", { provider: info.name, feed, code: "timeout" });
+        zeroAt("mp_requests_total", { provider: info.name, feed, status: "2xx" });
+      }
+      for (const mode of RATE_LIMIT_WAIT_MODES) {
+        zeroAt("mp_rate_limiter_waits_total", { provider: info.name, mode });
+      }
+    }
+    for (const outcome of JOB_OUTCOMES) zeroAt("mp_jobs_total", { outcome });
+    for (const rule of VALIDATION_RULES) {
+      zeroAt("mp_validation_errors_total", { rule: rule.id, severity: rule.severity });
+    }
+    // Served from the stored totals: metric_series has them before anything happened.
+    const db = new DatabaseSync(`${dir}/${META_FILE}`, { readOnly: true });
+    try {
+      const stored = db.prepare(
+        "SELECT count(*) AS n FROM metric_series WHERE name = 'mp_errors_total' AND value = 0",
+      ).get()!;
+      assert.ok(Number(stored.n) >= Object.keys(providers).length, `${command}: stored zeros`);
+    } finally {
+      db.close();
+    }
+    assert.doesNotMatch(text, /^nodejs_/m, `${command}: prom-client's broken Deno defaults`);
+    assert.doesNotMatch(text, / NaN$/m);
+    // The server process started after the spawn (to the kernel's 10 ms tick) and before it
+    // answered.
+    const start = samples.find((s) => s.name === "process_start_time_seconds")!.value;
+    assert.ok(start >= spawned - 0.05 && start <= scraped, `${command}: start time ${start}`);
+    const cpu = samples.find((s) => s.name === "process_cpu_seconds_total")!.value;
+    assert.ok(cpu > 0 && cpu <= (scraped - start) * navigator.hardwareConcurrency, `cpu ${cpu}`);
   }
 });
 

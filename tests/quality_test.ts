@@ -351,9 +351,11 @@ Deno.test("rule settings from a config file and --validation change what ingest 
   );
   const badConfig = await runCli([...args.slice(0, -1), `${dir}/other`, "--config", config]);
   assert.equal(badConfig.code, 2);
+  // Run with --json: the error is JSON on stdout (README: Exit codes).
+  assert.equal(badConfig.stderr, "");
   assert.equal(
-    badConfig.stderr.trim(),
-    `error: Unknown key "validation.rules.extreme_moves" in config file ${config} (did you mean "validation.rules.extreme_move"?)`,
+    JSON.parse(badConfig.stdout).error.message,
+    `Unknown key "validation.rules.extreme_moves" in config file ${config} (did you mean "validation.rules.extreme_move"?)`,
   );
   const badFlag = await runCli([
     ...args.slice(0, -1),
@@ -362,9 +364,10 @@ Deno.test("rule settings from a config file and --validation change what ingest 
     "stale_price.threshold=1",
   ]);
   assert.equal(badFlag.code, 2);
+  assert.equal(badFlag.stderr, "");
   assert.equal(
-    badFlag.stderr.trim(),
-    'error: Invalid --validation "stale_price.threshold=1": expected a whole number from 2 to 100000, got 1',
+    JSON.parse(badFlag.stdout).error.message,
+    'Invalid --validation "stale_price.threshold=1": expected a whole number from 2 to 100000, got 1',
   );
   assert.equal(await Deno.stat(`${dir}/other`).catch(() => null), null);
 });

@@ -85,11 +85,16 @@ Deno.test("ingest at 11:00 ET on a trading day stores exactly up to the previous
     // Today alone before its close is a usage error that writes nothing.
     const today = await ingestAt("2024-03-06T16:00:00Z", dir, "--start", "2024-03-06", "--json");
     assert.equal(today.code, 2);
-    assert.equal(today.stdout, "");
-    assert.equal(
-      today.stderr.trim(),
-      "error: Invalid --start 2024-03-06: no 1m session from it to --end 2024-03-06 has closed yet; the last closed one is 2024-03-05",
-    );
+    // With --json the error is JSON on stdout, nothing on stderr (README: Exit codes).
+    assert.equal(today.stderr, "");
+    assert.deepEqual(JSON.parse(today.stdout), {
+      error: {
+        message:
+          "Invalid --start 2024-03-06: no 1m session from it to --end 2024-03-06 has closed yet; the last closed one is 2024-03-05",
+        kind: "UsageError",
+        exit_code: 2,
+      },
+    });
     assert.deepEqual(recordedDays(dir), ["2024-03-01", "2024-03-04", "2024-03-05"]);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -1,6 +1,7 @@
 /**
- * The REST API under `/api`: symbols, bars, coverage, jobs (ingest, update, backfill, prune,
- * delete, export and its download), validation reports and read-only SQL.
+ * The REST API under `/api`: symbols (with the symbol master's fields), universes, bars,
+ * coverage, jobs (ingest, update, backfill, prune, delete, export and its download), validation
+ * reports and read-only SQL.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import {
   taskJson,
 } from "../app/mod.ts";
 import type { JobKind, JobRecord } from "../core/jobs.ts";
+import type { SymbolVersion } from "../core/reference.ts";
 import {
   type ExportFormat,
   formatCsv,
@@ -43,14 +45,20 @@ import {
   heavy,
   jobProgress,
   jsonBody,
+  listUniverseViews,
+  masterRows,
   noBarsError,
   parseReportId,
+  parseUniverseName,
   prepareJob,
   queryInput,
   removeBars,
   startBackfill,
   startExport,
   startUpdate,
+  type UniverseCoverage,
+  type UniverseView,
+  universeView,
 } from "./services.ts";
 import { progressBySymbol } from "./views.ts";
 
@@ -67,7 +75,11 @@ export function registerApi(app: Hono, ctx: WebContext): void {
   app.get("/api/symbols", async (c) => {
     checkKnownParams(c.req.query(), []);
     const series = await heavy(ctx, () => deps.data.series());
-    return c.json({ symbols: groupBySymbol(series).map(symbolJson) });
+    const groups = groupBySymbol(series);
+    const master = masterRows(ctx, groups.map((group) => group.symbol));
+    return c.json({
+      symbols: groups.map((group) => symbolJson(group, master.get(group.symbol))),
+    });
   });
 
   app.get("/api/symbols/:symbol", async (c) => {
@@ -92,7 +104,34 @@ export function registerApi(app: Hono, ctx: WebContext): void {
         days_with_bars: counts.filter((count) => count.bars > 0).length,
       });
     }
-    return c.json({ ...symbolJson(groupBySymbol(mine)[0]), coverage });
+    const master = masterRows(ctx, [symbol]).get(symbol);
+    return c.json({ ...symbolJson(groupBySymbol(mine)[0], master), coverage });
+  });
+
+  app.get("/api/universes", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const views = await listUniverseViews(ctx);
+    return c.json({ universes: views.map((view) => _universeJson(view)) });
+  });
+
+  app.get("/api/universes/:name", async (c) => {
+    const { as_of } = parseQuery(c.req.query(), "GET /api/universes/{name}");
+    const view = await universeView(ctx, parseUniverseName(c.req.param("name")), as_of);
+    return c.json({
+      ..._universeJson(view),
+      as_of: view.asOf,
+      members: view.members.map((member) => ({
+        symbol: member.symbol,
+        ...masterJson(member.master),
+        stored_as: member.storedAs,
+        coverage: member.series.map((s) => ({
+          timeframe: s.timeframe,
+          rows: s.rows,
+          first_date: s.firstDate,
+          last_date: s.lastDate,
+        })),
+      })),
+    });
   });
 
   app.get("/api/bars", async (c) => {
@@ -358,9 +397,57 @@ const _EXPORT_TYPES: Record<ExportFormat, string> = {
   arrow: BAR_MEDIA_TYPES["arrow-file"],
 };
 
-function symbolJson(group: { symbol: string; series: StoredBarSeries[] }) {
+/**
+ * The symbol master's fields of a ticker, snake_case as app/records.ts writes records; all null
+ * when the master does not know it.
+ */
+export function masterJson(row: SymbolVersion | undefined) {
+  return {
+    name: row?.name ?? null,
+    exchange: row?.exchange ?? null,
+    asset_class: row?.assetClass ?? null,
+    status: row?.status ?? null,
+    list_date: row?.listDate ?? null,
+    delist_date: row?.delistDate ?? null,
+    figi: row?.figi ?? null,
+    source: row?.source ?? null,
+  };
+}
+
+function _universeJson(view: UniverseView) {
+  const { info } = view;
+  return {
+    name: info.name,
+    kind: info.kind,
+    filter: info.filter,
+    description: info.description,
+    members: info.members,
+    created_at: new Date(info.createdAt).toISOString(),
+    updated_at: new Date(info.updatedAt).toISOString(),
+    coverage: _coverageJson(view.coverage),
+  };
+}
+
+function _coverageJson(coverage: UniverseCoverage) {
+  return {
+    members: coverage.members,
+    with_bars: coverage.withBars,
+    timeframes: coverage.timeframes.map((tf) => ({
+      timeframe: tf.timeframe,
+      symbols: tf.symbols,
+      first_date: tf.firstDate,
+      last_date: tf.lastDate,
+    })),
+  };
+}
+
+function symbolJson(
+  group: { symbol: string; series: StoredBarSeries[] },
+  master: SymbolVersion | undefined,
+) {
   return {
     symbol: group.symbol,
+    ...masterJson(master),
     rows: group.series.reduce((n, s) => n + s.rows, 0),
     bytes: group.series.reduce((n, s) => n + s.bytes, 0),
     timeframes: group.series.map((s) => ({

@@ -6,8 +6,10 @@ import { prepareAssets } from "./assets.ts";
 import { type AppDeps, DEFAULT_LIMITS, type WebContext } from "./context.ts";
 import { HttpError } from "./errors.ts";
 import { html } from "./html.ts";
+import { compressMetrics, metricsResponse } from "./metrics_server.ts";
 import { openApiDocument } from "./openapi.ts";
 import { registerPages } from "./pages.ts";
+import { registerSchedules } from "./schedules.ts";
 import { checkKnownParams } from "./params.ts";
 import { parseQuery } from "./queries.ts";
 import {
@@ -88,10 +90,11 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ status: ready ? "ready" : "not ready", checks }, ready ? 200 : 503);
   });
 
-  app.get("/metrics", async (c) => {
+  // The same response as `metrics --port`: OpenMetrics when asked, gzip when accepted.
+  app.use("/metrics", compressMetrics());
+  app.get("/metrics", (c) => {
     checkKnownParams(c.req.query(), []);
-    const body = await deps.scrapeMetrics();
-    return c.body(body, 200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+    return metricsResponse(c.req.raw, deps.scrapeMetrics);
   });
 
   app.get("/api/openapi.json", (c) => {
@@ -125,6 +128,12 @@ export function createApp(deps: AppDeps): Hono {
 
   registerApi(app, context);
   registerPages(app, context, layout);
+  registerSchedules(app, {
+    meta: deps.store.meta,
+    scheduler: () => deps.scheduler,
+    now: context.now,
+    layout,
+  });
 
   const routes = () =>
     app.routes.filter((route) => route.method !== "ALL").map((route) => ({

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Scheduler } from "../app/scheduler.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Store } from "../storage/mod.ts";
 import type { ServedAsset } from "./assets.ts";
@@ -80,6 +81,8 @@ export interface AppDeps {
   clock?: Clock;
   /** Where unexpected errors are logged (default: nowhere). */
   log?: (line: string) => void;
+  /** The scheduler `serve` runs (set once it starts, after the app is built); none without schedules. */
+  scheduler?: Scheduler;
   /** Whether the server is shutting down (`/readyz` answers 503). */
   shuttingDown?: () => boolean;
   now?: () => number;

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { exchangeDate } from "../core/calendar.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
 import type { Timeframe } from "../core/types.ts";
 import {
   type CorruptSeriesFile,
@@ -12,6 +14,7 @@ import {
   type MetaStore,
   openQueryEngine,
   type QueryEngine,
+  referenceVersion,
   type StoredBarSeries,
   type StoredInventory,
   storedInventory,
@@ -50,12 +53,16 @@ export interface DataSourceOptions {
   /** Re-read everything at least this often, for writes made outside jobs. Default 30 s. */
   maxAgeMs?: number;
   now?: () => number;
+  /** Decides "today" for the reference tables' member counts; default the system clock. */
+  clock?: Clock;
 }
 
 interface _Holder {
   engine: QueryEngine;
   /** The manifest version the engine's views were made from. */
   files: number;
+  /** The reference data the engine's tables were copied from (see referenceVersion). */
+  reference: string;
   uses: number;
   retired: boolean;
 }
@@ -83,11 +90,13 @@ export async function openDataSource(
       threads: options.threads,
       memoryLimit: options.memoryLimit,
       tempLimit: options.tempLimit,
+      today: exchangeDate((options.clock ?? systemClock)()),
     });
   const openHolder = async (): Promise<_Holder> => {
     // The version first: a commit between the two makes the next check reopen, never miss it.
     const files = manifestVersion(meta.db);
-    return { engine: await open(), files, uses: 0, retired: false };
+    const reference = referenceVersion(meta.db);
+    return { engine: await open(), files, reference, uses: 0, retired: false };
   };
   let holder = await openHolder();
   let version = meta.dataVersion();
@@ -117,7 +126,13 @@ export async function openDataSource(
     // The views list the files of the manifest when the engine opened: reopen when it changed.
     // While files are known to be unreadable the views may be a snapshot that leaves them out
     // (see createBarViews): reopen too, so a repaired or rewritten file is seen.
-    if (manifestVersion(meta.db) === holder.files && !sawCorrupt) return;
+    // The reference tables are a copy made at open: reopen when symbols or universes changed.
+    if (
+      manifestVersion(meta.db) === holder.files && referenceVersion(meta.db) === holder.reference &&
+      !sawCorrupt
+    ) {
+      return;
+    }
     const next = await openHolder();
     if (closed) {
       next.engine.close();

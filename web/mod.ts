@@ -21,6 +21,12 @@ export {
   type JobRunnerOptions,
   type StartResult,
 } from "./jobs.ts";
+export {
+  createMetricsApp,
+  listen,
+  type ListenOptions,
+  type MetricsAppOptions,
+} from "./metrics_server.ts";
 export { openApiDocument } from "./openapi.ts";
 export { createLimiter, isLoopback, type Limiter, type LimiterOptions } from "./security.ts";
 export { openWebServer, type WebServer, type WebServerOptions } from "./server.ts";

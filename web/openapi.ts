@@ -5,6 +5,7 @@
  * @module
  */
 import { JOB_KINDS, JOB_STATUSES } from "../core/jobs.ts";
+import { ASSET_CLASSES, REFERENCE_SOURCES, SYMBOL_STATUSES } from "../core/reference.ts";
 import { BAR_COLUMNS, EXPORT_FORMATS } from "../storage/mod.ts";
 import { BAR_MEDIA_TYPES, BARS_ARROW_SCHEMA } from "./bars.ts";
 import {
@@ -38,6 +39,22 @@ const _ARROW_COLUMNS = `Arrow IPC, one record batch per chunk of up to 2,048 bar
 }`;
 
 const _SYMBOLS: Json = { type: "array", items: SYMBOL_SCHEMA };
+
+const _nullable = (schema: Json): Json => ({ oneOf: [schema, { type: "null" }] });
+
+/** The symbol master's fields of a ticker (all null when the master does not know it). */
+const _MASTER_FIELDS: Record<string, Json> = {
+  name: { type: ["string", "null"] },
+  exchange: { type: ["string", "null"], description: "ISO 10383 MIC of the primary listing" },
+  asset_class: _nullable({ type: "string", enum: [...ASSET_CLASSES] }),
+  status: _nullable({ type: "string", enum: [...SYMBOL_STATUSES] }),
+  list_date: _nullable(DATE_SCHEMA),
+  delist_date: _nullable(DATE_SCHEMA),
+  figi: { type: ["string", "null"] },
+  source: _nullable({ type: "string", enum: [...REFERENCE_SOURCES] }),
+};
+
+const _ref = (schema: string): Json => ({ $ref: `#/components/schemas/${schema}` });
 
 const _jsonBody = (schema: string): Json => ({
   required: true,
@@ -114,7 +131,7 @@ export function openApiDocument(version: string): Json {
       title: "MarketPipe",
       version,
       description:
-        'Market data stored by MarketPipe: bars, coverage, jobs (ingest, update, backfill, prune, delete, export) and read-only SQL. JSON by default; errors are `{"error": {"code", "message"}}`. POST and DELETE need `Authorization: Bearer <token>` when the server has MARKETPIPE_API_TOKEN (always when it listens beyond loopback); with --auth-reads, reads too.',
+        'Market data stored by MarketPipe: bars, coverage, symbols and universes, jobs (ingest, update, backfill, prune, delete, export) and read-only SQL. JSON by default; errors are `{"error": {"code", "message"}}`. POST and DELETE need `Authorization: Bearer <token>` when the server has MARKETPIPE_API_TOKEN (always when it listens beyond loopback); with --auth-reads, reads too.',
     },
     servers: [{ url: "/" }],
     components: {
@@ -179,6 +196,119 @@ export function openApiDocument(version: string): Json {
               oneOf: [{ $ref: "#/components/schemas/JobProgress" }, { type: "null" }],
             },
           },
+        },
+        Symbol: {
+          type: "object",
+          properties: {
+            symbol: SYMBOL_SCHEMA,
+            ..._MASTER_FIELDS,
+            rows: { type: "integer" },
+            bytes: { type: "integer" },
+            timeframes: {
+              type: "array",
+              items: {
+                type: "object",
+                properties: {
+                  timeframe: TIMEFRAME_SCHEMA,
+                  rows: { type: "integer" },
+                  first: { type: "string", format: "date-time" },
+                  last: { type: "string", format: "date-time" },
+                  files: { type: "integer" },
+                  bytes: { type: "integer" },
+                },
+              },
+            },
+          },
+        },
+        UniverseCoverage: {
+          type: "object",
+          description: "Stored bars of the members: per timeframe, how many have bars and when",
+          properties: {
+            members: { type: "integer" },
+            with_bars: { type: "integer", description: "members with bars of any timeframe" },
+            timeframes: {
+              type: "array",
+              items: {
+                type: "object",
+                properties: {
+                  timeframe: TIMEFRAME_SCHEMA,
+                  symbols: { type: "integer" },
+                  first_date: DATE_SCHEMA,
+                  last_date: DATE_SCHEMA,
+                },
+              },
+            },
+          },
+        },
+        ScheduleRun: {
+          type: "object",
+          properties: {
+            id: { type: "integer" },
+            schedule: { type: "string" },
+            command: { type: "string" },
+            trigger: { type: "string", enum: ["schedule", "catch-up", "retry", "manual"] },
+            status: {
+              type: "string",
+              enum: ["running", "succeeded", "partial", "failed", "skipped", "cancelled"],
+            },
+            attempt: { type: "integer", minimum: 1 },
+            planned_at: { type: "string", format: "date-time" },
+            started_at: { type: ["string", "null"], format: "date-time" },
+            finished_at: { type: ["string", "null"], format: "date-time" },
+            job_ids: { type: "array", items: { type: "string" } },
+            pid: { type: ["integer", "null"] },
+            error: { type: ["string", "null"] },
+          },
+        },
+        Universe: {
+          type: "object",
+          properties: {
+            name: { type: "string", pattern: "^[a-z][a-z0-9_-]{0,63}$" },
+            kind: { type: "string", enum: ["list", "filter"] },
+            filter: {
+              type: ["string", "null"],
+              description: "the filter expression (kind filter)",
+            },
+            description: { type: ["string", "null"] },
+            members: { type: "integer", description: "members today (detail: on as_of)" },
+            created_at: { type: "string", format: "date-time" },
+            updated_at: { type: "string", format: "date-time" },
+            coverage: _ref("UniverseCoverage"),
+          },
+        },
+        UniverseDetail: {
+          allOf: [_ref("Universe"), {
+            type: "object",
+            properties: {
+              as_of: DATE_SCHEMA,
+              members: {
+                type: "array",
+                items: {
+                  type: "object",
+                  properties: {
+                    symbol: SYMBOL_SCHEMA,
+                    ..._MASTER_FIELDS,
+                    stored_as: {
+                      ...SYMBOL_SCHEMA,
+                      description: "the ticker its bars are stored under (its current one)",
+                    },
+                    coverage: {
+                      type: "array",
+                      items: {
+                        type: "object",
+                        properties: {
+                          timeframe: TIMEFRAME_SCHEMA,
+                          rows: { type: "integer" },
+                          first_date: DATE_SCHEMA,
+                          last_date: DATE_SCHEMA,
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          }],
         },
         JobProgress: {
           type: "object",
@@ -309,17 +439,69 @@ export function openApiDocument(version: string): Json {
       "/api/symbols": {
         get: {
           tags: ["api"],
-          summary: "Stored symbols with their timeframes, rows, first and last bar and bytes",
+          summary:
+            "Stored symbols with the symbol master's fields, their timeframes, rows, first and last bar and bytes",
           parameters: [],
-          responses: { "200": _json("Symbols"), ..._ERRORS },
+          responses: {
+            "200": _json("Symbols", {
+              type: "object",
+              properties: { symbols: { type: "array", items: _ref("Symbol") } },
+            }),
+            ..._ERRORS,
+          },
         },
       },
       "/api/symbols/{symbol}": {
         get: {
           tags: ["api"],
-          summary: "One stored symbol: timeframes, rows and recorded coverage",
+          summary:
+            "One stored symbol: the symbol master's fields, timeframes, rows and recorded coverage",
           parameters: [_path("symbol", "Ticker", SYMBOL_SCHEMA)],
-          responses: { "200": _json("The symbol"), ..._ERRORS },
+          responses: {
+            "200": _json("The symbol", {
+              allOf: [_ref("Symbol"), {
+                type: "object",
+                properties: {
+                  coverage: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      properties: {
+                        timeframe: TIMEFRAME_SCHEMA,
+                        first_day: DATE_SCHEMA,
+                        last_day: DATE_SCHEMA,
+                        days_with_bars: { type: "integer" },
+                      },
+                    },
+                  },
+                },
+              }],
+            }),
+            ..._ERRORS,
+          },
+        },
+      },
+      "/api/universes": {
+        get: {
+          tags: ["api"],
+          summary: "Universes with their definition, members today and stored coverage",
+          parameters: [],
+          responses: {
+            "200": _json("Universes, by name", {
+              type: "object",
+              properties: { universes: { type: "array", items: _ref("Universe") } },
+            }),
+            ..._ERRORS,
+          },
+        },
+      },
+      "/api/universes/{name}": {
+        get: {
+          tags: ["api"],
+          summary:
+            "One universe: its members on a date (point in time) with listing dates and stored coverage",
+          parameters: [_path("name", "Universe name (case-insensitive)")],
+          responses: { "200": _json("The universe", _ref("UniverseDetail")), ..._ERRORS },
         },
       },
       "/api/bars": {
@@ -423,6 +605,94 @@ export function openApiDocument(version: string): Json {
             "202": _json("Cancelling: tasks in flight finish, then the job is cancelled"),
             ..._ERRORS,
             "409": _error("The job is not running in this server"),
+          },
+        },
+      },
+      "/api/schedules": {
+        get: {
+          tags: ["api"],
+          summary:
+            "The config's schedules in this server: trigger, policies, next run, last run, alerts",
+          parameters: [],
+          responses: {
+            "200": _json("Schedules, and whether this server holds the schedule lease", {
+              type: "object",
+              properties: {
+                holds_lease: { type: "boolean" },
+                schedules: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    properties: {
+                      name: { type: "string" },
+                      command: { type: "string" },
+                      when: { type: "string" },
+                      overlap: { type: "string", enum: ["skip", "queue"] },
+                      catch_up: { type: "string", enum: ["latest", "all", "none"] },
+                      retries: { type: "integer" },
+                      next: { type: ["string", "null"], format: "date-time" },
+                      busy: { type: "boolean" },
+                      queued: { type: "array", items: { type: "string", format: "date-time" } },
+                      retry_at: { type: ["string", "null"], format: "date-time" },
+                      last_run: { oneOf: [_ref("ScheduleRun"), { type: "null" }] },
+                    },
+                  },
+                },
+                alerts: { type: "array", items: { type: "object" } },
+              },
+            }),
+            ..._ERRORS,
+          },
+        },
+      },
+      "/api/schedules/runs": {
+        get: {
+          tags: ["api"],
+          summary: "Recorded schedule runs, newest first",
+          parameters: [],
+          responses: {
+            "200": _json("Runs", {
+              type: "object",
+              properties: { runs: { type: "array", items: _ref("ScheduleRun") } },
+            }),
+            ..._ERRORS,
+          },
+        },
+      },
+      "/api/schedules/{name}/run": {
+        post: {
+          tags: ["api"],
+          summary: "Run a schedule now (recorded like a scheduled run, one attempt)",
+          security: [{ bearer: [] }],
+          parameters: [_path("name", "Schedule name")],
+          responses: {
+            "202": _json("Started", {
+              type: "object",
+              properties: { status: { const: "started" }, run: _ref("ScheduleRun") },
+            }),
+            ..._ERRORS,
+            "409": _error("The schedule is already running"),
+          },
+        },
+      },
+      "/api/status": {
+        get: {
+          tags: ["api"],
+          summary:
+            "Freshness of every stored series against the last expected session, and failing schedules (as `marketpipe status`)",
+          parameters: [],
+          responses: {
+            "200": _json("Status", {
+              type: "object",
+              properties: {
+                at: { type: "string", format: "date-time" },
+                stale: { type: "integer", description: "stale series" },
+                series: { type: "array", items: { type: "object" } },
+                schedules: { type: "array", items: { type: "object" } },
+                scheduler: { type: ["object", "null"] },
+              },
+            }),
+            ..._ERRORS,
           },
         },
       },
@@ -628,7 +898,12 @@ export function openApiDocument(version: string): Json {
       "/symbols/{symbol}": page("Symbol: chart, coverage calendar, latest bars", [
         _path("symbol", "Ticker", SYMBOL_SCHEMA),
       ]),
+      "/universes": page("Universes with their members and stored coverage"),
+      "/universes/{name}": page("Universe: members on a date, listing dates, coverage", [
+        _path("name", "Universe name"),
+      ]),
       "/jobs": page("Jobs with live status and the start form"),
+      "/schedules": page("Schedules: next runs, last runs, alerts, run now"),
       "/jobs/{id}": page("Job detail with per-symbol progress", [_path("id", "Job id")]),
       "/validation": page("Validation reports"),
       "/validation/{id}": page("Validation report", [_path("id", "Report id")]),
@@ -658,6 +933,9 @@ export function openApiDocument(version: string): Json {
       },
       "/partials/symbols": partial("Symbol search results"),
       "/partials/chart": partial("Chart panel of a symbol"),
+      "/partials/universes/{name}": partial("Members of a universe on a date", [
+        _path("name", "Universe name"),
+      ]),
       "/partials/jobs": {
         ...partial("Jobs table"),
         post: {

@@ -10,9 +10,11 @@ import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
 import type { JobRecord } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import { PROVIDER_NAMES } from "../providers/mod.ts";
-import { type BarColumns, readBars } from "../storage/mod.ts";
+import { type BarColumns, readBars, REFERENCE_TABLES } from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
+import { readSeriesFreshness } from "../app/status.ts";
 import { summarizeCoverage } from "./coverage.ts";
+import { scheduleBanner } from "./schedules.ts";
 import { badRequest, notFound } from "./errors.ts";
 import { href, type Html, html } from "./html.ts";
 import { checkKnownParams, checkRange, parseSymbol, safeNext, shown } from "./params.ts";
@@ -30,15 +32,20 @@ import {
   groupBySymbol,
   heavy,
   jobProgress,
+  listUniverseViews,
+  masterRows,
   noBarsError,
   parseReportId,
+  parseUniverseName,
   prepareJob,
   queryInput,
+  referenceStore,
   removeBars,
   startBackfill,
   startExport,
   startUpdate,
   storedCoverage,
+  universeView,
 } from "./services.ts";
 import {
   chartPanel,
@@ -52,6 +59,8 @@ import {
   jobForm,
   jobsTable,
   type LayoutContext,
+  masterPanel,
+  masterSummary,
   notice,
   page,
   pruneForm,
@@ -64,6 +73,8 @@ import {
   startedJobs,
   statusBadge,
   symbolResults,
+  universeMembers,
+  universesTable,
   updateButton,
   validationDetail,
   validationList,
@@ -100,8 +111,23 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
     const files = series.reduce((n, s) => n + s.files, 0);
     const running = deps.store.meta.listJobs({ status: "running", limit: 100 }).length;
     const reports = deps.validation ? await deps.validation.listReports({ limit: 5 }) : undefined;
+    const names = new Map(
+      [...masterRows(ctx, [...symbols])].map(([symbol, row]) => [symbol, row.name]),
+    );
+    // Stale: a series whose last stored session is older than the last one that has closed.
+    const stale = readSeriesFreshness(deps.store.meta, ctx.now()).filter((s) => s.stale);
     const body = html`
       <h1>Overview</h1>
+      ${scheduleBanner(deps.scheduler?.alerts() ?? [])}
+      ${stale.length === 0 ? "" : notice(
+        html`
+          ${formatCount(stale.length)} series stale since the last expected session: ${stale
+            .slice(0, 5).map((s) => `${s.symbol} ${s.timeframe} (last ${s.last})`).join(
+              ", ",
+            )}${stale.length > 5 ? ", ..." : ""} · <a
+            href="/api/status">status</a> · <a href="/schedules">schedules</a>
+        `,
+      )}
       <div class="cards">
         <div class="card">
           <div class="label">symbols</div>
@@ -127,7 +153,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
       </div>
       <h2>Stored data</h2>
       ${corruptFilesNotice(corrupt)}
-      ${seriesTable(series)}
+      ${seriesTable(series, names)}
       <h2>Recent jobs <a class="small" href="/jobs">all jobs</a></h2>
       ${jobsTable(jobs, { poll: true })}
       <h2>Data quality</h2>
@@ -166,7 +192,16 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
     const symbol = parseSymbol(c.req.param("symbol"));
     const panel = await chartData(ctx, symbol, query);
     const series = (await deps.data.series()).filter((s) => s.symbol === symbol);
-    const body = html`<h1>${symbol}</h1>
+    const master = masterRows(ctx, [symbol]).get(symbol);
+    const history = master === undefined ? [] : referenceStore(ctx).history(symbol);
+    const body = html`<h1>${symbol}${
+      master?.name
+        ? html`
+          <span class="muted small">${master.name}</span>
+        `
+        : ""
+    }</h1>
+${masterSummary(master, history)}
 <div class="cards">${
       series.map((s) =>
         html`
@@ -178,13 +213,62 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
         `
       )
     }</div>
-${chartPanel(panel)}`;
+${chartPanel(panel)}
+<h2>Reference data</h2>
+${masterPanel(symbol, master, history)}`;
     return render(c, symbol, "symbols", body);
   });
 
   app.get("/partials/chart", async (c) => {
     const { symbol, ...query } = parseQuery(c.req.query(), "GET /partials/chart");
     return fragment(c, chartPanel(await chartData(ctx, symbol, query)));
+  });
+
+  app.get("/universes", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const views = await listUniverseViews(ctx);
+    const body = html`
+      <h1>Universes</h1>
+      <p
+        class="muted small">Named sets of symbols for <code>--universe NAME</code>: a list with membership history, or a filter over the symbol master evaluated point in time. Members and coverage are today's (New York).</p>
+      ${universesTable(views.map((view) => ({ ...view.info, coverage: view.coverage })))}
+    `;
+    return render(c, "Universes", "universes", body);
+  });
+
+  app.get("/universes/:name", async (c) => {
+    const { as_of } = parseQuery(c.req.query(), "GET /universes/{name}");
+    const view = await universeView(ctx, parseUniverseName(c.req.param("name")), as_of);
+    const { info } = view;
+    const body = html`
+      <h1>Universe ${info.name}</h1>
+      <p><a href="/universes">All universes</a></p>
+      <div class="table-wrap">
+        <table>
+          <tbody>
+            <tr><th>kind</th><td>${info.kind}</td></tr>
+            ${info.filter === null ? "" : html`
+              <tr>
+                <th>filter</th>
+                <td class="wrap"><code>${info.filter}</code></td>
+              </tr>
+            `}
+            <tr><th>description</th><td class="wrap">${info.description ?? "-"}</td></tr>
+            <tr><th>created</th><td>${shortTime(info.createdAt)}</td></tr>
+            <tr><th>updated</th><td>${shortTime(info.updatedAt)}</td></tr>
+          </tbody>
+        </table>
+      </div>
+      <h2>Members</h2>
+      ${universeMembers({ name: info.name, ...view })}
+    `;
+    return render(c, `Universe ${info.name}`, "universes", body);
+  });
+
+  app.get("/partials/universes/:name", async (c) => {
+    const { as_of } = parseQuery(c.req.query(), "GET /partials/universes/{name}");
+    const view = await universeView(ctx, parseUniverseName(c.req.param("name")), as_of);
+    return fragment(c, universeMembers({ name: view.info.name, ...view }));
   });
 
   app.get("/jobs", (c) => {
@@ -394,7 +478,9 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
       <h1>Query</h1>
       <p
         class="muted small">Read-only SQL over the stored bars (DuckDB): SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN. Views: ${views
-          .join(", ")}.</p>
+          .join(", ")}. Reference tables: ${REFERENCE_TABLES.join(
+            ", ",
+          )} (join with <code>ON symbols.ticker = bars.symbol</code>).</p>
       <form method="post" action="/api/query?format=csv">
         <textarea name="sql" spellcheck="false"
           aria-label="SQL">SELECT symbol, timeframe, count(*) AS bars, min(ts) AS first, max(ts) AS last
@@ -539,8 +625,12 @@ async function searchSymbols(ctx: WebContext, q: string) {
     Number(!a.symbol.startsWith(q)) - Number(!b.symbol.startsWith(q)) ||
     a.symbol.localeCompare(b.symbol)
   );
-  return groups.slice(0, 100).map((g) => ({
+  const top = groups.slice(0, 100);
+  const master = masterRows(ctx, top.map((g) => g.symbol));
+  return top.map((g) => ({
     symbol: g.symbol,
+    name: master.get(g.symbol)?.name,
+    exchange: master.get(g.symbol)?.exchange,
     timeframes: g.series.map((s) => s.timeframe),
     rows: g.series.reduce((n, s) => n + s.rows, 0),
     lastTs: Math.max(...g.series.map((s) => s.lastTs)),

@@ -85,6 +85,8 @@ const _text = (
 
 const _search = { q: { ..._text("Search text"), parse: parseSearch } };
 
+const _asOf = { as_of: _date("Members on this date (default: today in New York)") };
+
 const _chart = {
   timeframe: _timeframe("Timeframe"),
   start: _date("First date"),
@@ -128,12 +130,19 @@ export const QUERY_PARAMS = {
     status: _choice("Only jobs with this status", JOB_STATUSES, "running"),
     limit: _limit("Most jobs", 1000, 50),
   },
+  "GET /api/universes/{name}": _asOf,
+  "GET /api/schedules/runs": {
+    schedule: _text("Only runs of this schedule"),
+    limit: _limit("Most runs", 1000, 50),
+  },
   "GET /api/validation/reports": { limit: _limit("Most reports", 1000, 50) },
   "POST /api/query": { format: _choice("Result format", ["json", "csv"] as const, "json") },
   "GET /symbols": _search,
   "GET /partials/symbols": _search,
   "GET /symbols/{symbol}": _chart,
   "GET /partials/chart": { symbol: _symbol, ..._chart },
+  "GET /universes/{name}": _asOf,
+  "GET /partials/universes/{name}": _asOf,
   "GET /login": {
     next: { ..._text("Where to go after logging in"), parse: safeNext },
   },

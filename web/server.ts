@@ -6,6 +6,7 @@
  */
 import type { Hono } from "hono";
 import { clockFromEnv } from "../core/clock.ts";
+import type { Metrics } from "../core/metrics.ts";
 import { makeExportDir, openStore, openTelemetry } from "../storage/mod.ts";
 import { createApp } from "./app.ts";
 import type { AppDeps, AppLimits, ValidationSource } from "./context.ts";
@@ -46,6 +47,8 @@ export interface WebServerOptions {
 /** An opened server: the app and how to stop it. */
 export interface WebServer {
   app: Hono;
+  /** The process's metrics (for the scheduler `serve` starts beside the app). */
+  metrics: Metrics;
   deps: AppDeps;
   jobs: JobRunner;
   /** Whether shutdown has begun. */
@@ -81,7 +84,11 @@ export async function openWebServer(
     for (const step of cleanups.splice(0).reverse()) await step();
   };
   try {
-    const telemetry = await openTelemetry(dataDir, { historyDir: options.historyDir });
+    const telemetry = await openTelemetry(dataDir, {
+      historyDir: options.historyDir,
+      env: options.env,
+      sessionClock: clock,
+    });
     cleanups.push(() => telemetry.close());
     // Named after this process, so the next server removes it if this one is killed.
     const exportDir = await makeExportDir();
@@ -91,6 +98,7 @@ export async function openWebServer(
       threads: options.threads,
       memoryLimit: options.memoryLimit,
       tempLimit: options.tempLimit,
+      clock,
     });
     cleanups.push(() => data.close());
     store.meta.reapDeadJobs();
@@ -133,6 +141,7 @@ export async function openWebServer(
     const app = createApp(deps);
     return {
       app,
+      metrics: telemetry.metrics,
       deps,
       jobs,
       get shuttingDown() {

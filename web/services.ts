@@ -1,7 +1,7 @@
 /**
  * What the REST API and the dashboard pages share: reads holding a heavy-request slot, lookups
- * by id, coverage of a symbol, and the parsing of job, update, backfill, prune, delete, export
- * and query request bodies.
+ * by id, coverage of a symbol, the symbol master and universes with their stored coverage, and
+ * the parsing of job, update, backfill, prune, delete, export and query request bodies.
  *
  * @module
  */
@@ -31,6 +31,7 @@ import {
   systemClock,
 } from "../core/clock.ts";
 import type { JobRecord } from "../core/jobs.ts";
+import { SOURCE_PRIORITY, type SymbolVersion } from "../core/reference.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { CorruptFileError, didYouMean } from "../core/errors.ts";
 import {
@@ -43,7 +44,9 @@ import {
   QueryTimeoutError,
   readKnownEmptyDays,
   readStoredDayCounts,
+  ReferenceStore,
   type StoredBarSeries,
+  type UniverseInfo,
 } from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
 import { coverageCalendar, type CoverageDay } from "./coverage.ts";
@@ -187,6 +190,233 @@ export async function storedCoverage(
     today: exchangeDate(ctx.now()),
     knownEmpty: knownEmpty.get(symbol),
   });
+}
+
+/** The symbol master and universes of the server's metadata database. */
+export function referenceStore(ctx: WebContext): ReferenceStore {
+  return new ReferenceStore(ctx.deps.store.meta.db);
+}
+
+/**
+ * The master's row of each of `symbols` that it knows: the current one (as `ReferenceStore`'s
+ * `lookup` picks it), or with `asOf` the one valid then, by {@link SOURCE_PRIORITY}, a listed
+ * instrument before a delisted one that had the ticker too, then the newest.
+ */
+export function masterRows(
+  ctx: WebContext,
+  symbols: readonly string[],
+  { asOf }: { asOf?: string } = {},
+): Map<string, SymbolVersion> {
+  const store = referenceStore(ctx);
+  const out = new Map<string, SymbolVersion>();
+  if (asOf === undefined) {
+    for (const symbol of new Set(symbols)) {
+      const row = store.lookup(symbol);
+      if (row !== undefined) out.set(symbol, row);
+    }
+    return out;
+  }
+  const wanted = new Set(symbols);
+  for (const [ticker, row] of _rowsOn(store, asOf)) {
+    if (wanted.has(ticker)) out.set(ticker, row);
+  }
+  return out;
+}
+
+/** The preferred row of each ticker on `asOf` (see {@link masterRows}). */
+function _rowsOn(store: ReferenceStore, asOf: string): Map<string, SymbolVersion> {
+  const out = new Map<string, SymbolVersion>();
+  for (const row of store.symbolsAsOf({ asOf })) {
+    const held = out.get(row.ticker);
+    if (held === undefined || _preferred(row, held)) out.set(row.ticker, row);
+  }
+  return out;
+}
+
+/** Whether `a` is the better row of a ticker than `b`. */
+function _preferred(a: SymbolVersion, b: SymbolVersion): boolean {
+  const priority = (row: SymbolVersion) =>
+    (SOURCE_PRIORITY as readonly string[]).indexOf(row.source);
+  if (priority(a) !== priority(b)) return priority(a) < priority(b);
+  const delisted = (row: SymbolVersion) => row.status === "delisted" ? 1 : 0;
+  if (delisted(a) !== delisted(b)) return delisted(a) < delisted(b);
+  return a.validFrom > b.validFrom;
+}
+
+/** A universe name from a path, lower-cased; 400 when it cannot be one. */
+export function parseUniverseName(text: string): string {
+  if (!/^[a-z][a-z0-9_-]{0,63}$/i.test(text)) {
+    throw badRequest(
+      `Invalid universe name ${
+        shown(text)
+      }: expected a letter, then up to 63 letters, digits, "_" or "-"`,
+    );
+  }
+  return text.toLowerCase();
+}
+
+/** A universe's stored bars: per timeframe, how many members have bars and their dates. */
+export interface UniverseCoverage {
+  /** Members counted. */
+  members: number;
+  /** Members with bars of any timeframe. */
+  withBars: number;
+  timeframes: { timeframe: Timeframe; symbols: number; firstDate: string; lastDate: string }[];
+}
+
+/** One member of a universe on a date: its master row then, and its stored bars. */
+export interface UniverseMember {
+  symbol: string;
+  /** The master's row valid on the date (undefined when the master does not know the ticker). */
+  master: SymbolVersion | undefined;
+  /**
+   * The ticker its bars are stored under: the instrument's current ticker (META for a member
+   * that was FB on the date), else `symbol`.
+   */
+  storedAs: string;
+  /** Stored series of `storedAs`, shortest timeframe first. */
+  series: { timeframe: Timeframe; rows: number; firstDate: string; lastDate: string }[];
+}
+
+/** A universe with its members on `asOf` and their coverage. */
+export interface UniverseView {
+  info: UniverseInfo;
+  asOf: string;
+  members: UniverseMember[];
+  coverage: UniverseCoverage;
+}
+
+/** Every universe with its members today (New York) and their stored coverage, by name. */
+export async function listUniverseViews(ctx: WebContext): Promise<UniverseView[]> {
+  const asOf = _today(ctx);
+  const store = referenceStore(ctx);
+  const infos = store.listUniverses({ asOf });
+  const series = await heavy(ctx, () => ctx.deps.data.series());
+  if (infos.length === 0) return [];
+  const lookup = _masterLookup(store, asOf);
+  return infos.map((info) => _universeView(ctx, store, info, lookup, series));
+}
+
+/** One universe on `asOf` (default today, New York); 404 when there is no such universe. */
+export async function universeView(
+  ctx: WebContext,
+  name: string,
+  asOf: string = _today(ctx),
+): Promise<UniverseView> {
+  const store = referenceStore(ctx);
+  const info = store.getUniverse(name);
+  if (info === undefined) {
+    const names = store.listUniverses().map((u) => u.name);
+    throw notFound(`No universe ${shown(name)}${didYouMean(name, names)}`);
+  }
+  const series = await heavy(ctx, () => ctx.deps.data.series());
+  return _universeView(ctx, store, info, _masterLookup(store, asOf), series);
+}
+
+/** Today in New York by the server's clock (MARKETPIPE_NOW when set), as the CLI has it. */
+function _today(ctx: WebContext): string {
+  return exchangeDate((ctx.deps.clock ?? ctx.now)());
+}
+
+/** The master's rows on one date by ticker, and every instrument's current ticker. */
+interface _MasterLookup {
+  asOf: string;
+  then: Map<string, SymbolVersion>;
+  /** Keyed by source and instrument id. */
+  currentTicker: Map<string, string>;
+}
+
+function _masterLookup(store: ReferenceStore, asOf: string): _MasterLookup {
+  const then = _rowsOn(store, asOf);
+  const currentTicker = new Map<string, string>();
+  for (const row of store.symbolsAsOf()) {
+    currentTicker.set(_instrumentKey(row), row.ticker);
+  }
+  return { asOf, then, currentTicker };
+}
+
+/**
+ * For a member whose ticker no row has on `asOf` (a list member FB after it became META): the
+ * row on `asOf` (else the last one) of the instrument that had the ticker last.
+ */
+function _formerTicker(
+  store: ReferenceStore,
+  symbol: string,
+  asOf: string,
+): SymbolVersion | undefined {
+  const rows = store.history(symbol);
+  const named = rows.filter((row) => row.ticker === symbol);
+  if (named.length === 0) return undefined;
+  const last = named.reduce((a, b) => (b.validFrom > a.validFrom ? b : a));
+  const mine = rows.filter((row) => _instrumentKey(row) === _instrumentKey(last));
+  return mine.find((row) =>
+    row.validFrom <= asOf && (row.validTo === null || row.validTo > asOf)
+  ) ??
+    mine[mine.length - 1];
+}
+
+function _instrumentKey(row: SymbolVersion): string {
+  return `${row.source}\u0000${row.instrumentId}`;
+}
+
+function _universeView(
+  ctx: WebContext,
+  store: ReferenceStore,
+  info: UniverseInfo,
+  lookup: _MasterLookup,
+  series: readonly StoredBarSeries[],
+): UniverseView {
+  const { asOf } = lookup;
+  const symbols = store.members(info.name, { asOf, today: _today(ctx) });
+  const stored = byTimeframe(series);
+  const members = symbols.map((symbol): UniverseMember => {
+    const master = lookup.then.get(symbol) ?? _formerTicker(store, symbol, asOf);
+    // Bars are stored under the instrument's current ticker (META for a member that was FB).
+    const storedAs = master === undefined
+      ? symbol
+      : lookup.currentTicker.get(_instrumentKey(master)) ?? symbol;
+    return {
+      symbol,
+      master,
+      storedAs,
+      series: stored.filter((s) => s.symbol === storedAs).map((s) => ({
+        timeframe: s.timeframe,
+        rows: s.rows,
+        firstDate: exchangeDate(s.firstTs),
+        lastDate: exchangeDate(s.lastTs),
+      })),
+    };
+  });
+  return {
+    info: { ...info, members: symbols.length },
+    asOf,
+    members,
+    coverage: _coverage(members),
+  };
+}
+
+function _coverage(members: readonly UniverseMember[]): UniverseCoverage {
+  const byTf = new Map<Timeframe, { symbols: number; firstDate: string; lastDate: string }>();
+  for (const member of members) {
+    for (const s of member.series) {
+      const entry = byTf.get(s.timeframe);
+      if (entry === undefined) {
+        byTf.set(s.timeframe, { symbols: 1, firstDate: s.firstDate, lastDate: s.lastDate });
+      } else {
+        entry.symbols++;
+        if (s.firstDate < entry.firstDate) entry.firstDate = s.firstDate;
+        if (s.lastDate > entry.lastDate) entry.lastDate = s.lastDate;
+      }
+    }
+  }
+  return {
+    members: members.length,
+    withBars: members.filter((member) => member.series.length > 0).length,
+    timeframes: TIMEFRAMES.filter((tf) => byTf.has(tf)).map((timeframe) => ({
+      timeframe,
+      ...byTf.get(timeframe)!,
+    })),
+  };
 }
 
 /** Series in timeframe order, shortest first. */

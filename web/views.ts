@@ -8,6 +8,7 @@ import type { JobProgress } from "../app/mod.ts";
 import { formatBytes, formatCount, formatDuration } from "../core/format.ts";
 import { tradingSession } from "../core/calendar.ts";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
+import type { SymbolVersion } from "../core/reference.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import {
   type BarColumns,
@@ -21,7 +22,16 @@ import type { CoverageDay, CoverageSummary } from "./coverage.ts";
 import { href, type Html, html, type HtmlValue } from "./html.ts";
 
 /** Pages of the navigation bar. */
-export type Section = "overview" | "symbols" | "jobs" | "data" | "validation" | "query" | "none";
+export type Section =
+  | "overview"
+  | "symbols"
+  | "universes"
+  | "jobs"
+  | "schedules"
+  | "data"
+  | "validation"
+  | "query"
+  | "none";
 
 /** What the layout needs besides the page body. */
 export interface LayoutContext {
@@ -55,7 +65,9 @@ export function page(
   const nav: [Section, string, string][] = [
     ["overview", "/", "Overview"],
     ["symbols", "/symbols", "Symbols"],
+    ["universes", "/universes", "Universes"],
     ["jobs", "/jobs", "Jobs"],
+    ["schedules", "/schedules", "Schedules"],
     ["data", "/data", "Data"],
     ["validation", "/validation", "Validation"],
     ["query", "/query", "Query"],
@@ -628,7 +640,10 @@ export function exportStatus(job: JobRecord, progress: JobProgress | undefined):
 }
 
 /** The stored data table of the overview: one row per symbol and timeframe. */
-export function seriesTable(series: readonly StoredBarSeries[]): Html {
+export function seriesTable(
+  series: readonly StoredBarSeries[],
+  names: ReadonlyMap<string, string | null> = new Map(),
+): Html {
   if (series.length === 0) {
     return empty(html`
       No bars stored yet. Run <code>marketpipe ingest</code> or start a job on the <a
@@ -641,6 +656,7 @@ export function seriesTable(series: readonly StoredBarSeries[]): Html {
         <thead>
           <tr>
             <th>symbol</th>
+            <th>name</th>
             <th>timeframe</th>
             <th class="num">rows</th>
             <th>first bar</th>
@@ -655,6 +671,7 @@ export function seriesTable(series: readonly StoredBarSeries[]): Html {
               <td><a href="${href(`/symbols/${encodeURIComponent(s.symbol)}`, {
                 timeframe: s.timeframe,
               })}">${s.symbol}</a></td>
+              <td class="wrap">${names.get(s.symbol) ?? ""}</td>
               <td>${s.timeframe}</td>
               <td class="num">${formatCount(s.rows)}</td>
               <td>${shortTime(s.firstTs)}</td>
@@ -691,7 +708,15 @@ export function corruptFilesNotice(
 
 /** Symbol search results. */
 export function symbolResults(
-  symbols: readonly { symbol: string; timeframes: string[]; rows: number; lastTs: number }[],
+  symbols: readonly {
+    symbol: string;
+    /** The symbol master's name and exchange, when it knows the symbol. */
+    name?: string | null;
+    exchange?: string | null;
+    timeframes: string[];
+    rows: number;
+    lastTs: number;
+  }[],
   query: string,
 ): Html {
   if (symbols.length === 0) {
@@ -703,10 +728,16 @@ export function symbolResults(
     symbols.map((s) =>
       html`<li><a class="sym" href="${
         href(`/symbols/${encodeURIComponent(s.symbol)}`)
-      }">${s.symbol}</a>
-<div class="small muted">${s.timeframes.join(" ")} · ${formatCount(s.rows)} bars · last ${
-        shortTime(s.lastTs)
-      }</div></li>`
+      }">${s.symbol}</a>${
+        s.name
+          ? html`
+            <span class="small">${s.name}</span>
+          `
+          : ""
+      }
+<div class="small muted">${s.exchange ? `${s.exchange} · ` : ""}${s.timeframes.join(" ")} · ${
+        formatCount(s.rows)
+      } bars · last ${shortTime(s.lastTs)}</div></li>`
     )
   }</ul>`;
 }
@@ -1174,5 +1205,279 @@ export function validationDetail(report: ValidationReportDetail): Html {
       </div>
     `}
     <p class="small muted">Files: ${report.files.join(", ")}</p>
+  `;
+}
+
+/**
+ * One line under a symbol page's title: exchange, asset class, status and listing dates from the
+ * symbol master, and the tickers the instrument had before; nothing when the master does not
+ * know the symbol.
+ */
+export function masterSummary(
+  row: SymbolVersion | undefined,
+  history: readonly SymbolVersion[] = [],
+): Html {
+  if (row === undefined) return html``;
+  const former = [
+    ...new Set(
+      history.filter((h) =>
+        h.source === row.source && h.instrumentId === row.instrumentId && h.ticker !== row.ticker
+      ).map((h) => h.ticker),
+    ),
+  ];
+  const parts = [
+    row.exchange,
+    row.assetClass,
+    row.status,
+    row.listDate === null ? null : `listed ${row.listDate}`,
+    row.delistDate === null ? null : `delisted ${row.delistDate}`,
+    former.length === 0 ? null : `formerly ${former.join(", ")}`,
+  ].filter((part) => part !== null);
+  return html`<p class="small muted" id="symbol-summary">${parts.join(" · ")}</p>`;
+}
+
+/**
+ * What the symbol master says of a symbol (its row valid now) and, when the instrument traded
+ * under other tickers, the history of its rows; an empty state when the master does not know it.
+ */
+export function masterPanel(
+  symbol: string,
+  row: SymbolVersion | undefined,
+  history: readonly SymbolVersion[] = [],
+): Html {
+  if (row === undefined) {
+    return empty(
+      html`The symbol master does not know ${symbol}. Load reference data with <code>marketpipe symbols update --source S</code>.`,
+    );
+  }
+  const rows = history.filter((h) =>
+    h.source === row.source && h.instrumentId === row.instrumentId
+  );
+  const tickers = [...new Set(rows.map((h) => h.ticker))];
+  return html`
+    <div class="table-wrap" id="symbol-master">
+      <table>
+        <tbody>
+          <tr>
+            <th>name</th>
+            <td class="wrap">${row.name ?? "-"}</td>
+          </tr>
+          <tr>
+            <th>exchange</th>
+            <td>${row.exchange ?? "-"}</td>
+          </tr>
+          <tr>
+            <th>asset class</th>
+            <td>${row.assetClass}</td>
+          </tr>
+          <tr>
+            <th>status</th>
+            <td>${statusBadge(row.status)}</td>
+          </tr>
+          <tr>
+            <th>listed</th>
+            <td>${row.listDate ?? "-"}</td>
+          </tr>
+          <tr>
+            <th>delisted</th>
+            <td>${row.delistDate ?? "-"}</td>
+          </tr>
+          <tr>
+            <th>FIGI</th>
+            <td>${row.figi ?? "-"}</td>
+          </tr>
+          <tr>
+            <th>source</th>
+            <td>${row.source} (as of ${row.asOf})</td>
+          </tr>
+        </tbody>
+      </table>
+    </div>
+    ${tickers.length > 1
+      ? html`
+        <h3>Ticker history</h3>
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>from</th>
+                <th>until</th>
+                <th>ticker</th>
+                <th>exchange</th>
+                <th>status</th>
+              </tr>
+            </thead>
+            <tbody>${rows.map((h) =>
+              html`
+                <tr>
+                  <td>${h.validFrom}</td>
+                  <td>${h.validTo ?? "now"}</td>
+                  <td>${h.ticker}</td>
+                  <td>${h.exchange ?? "-"}</td>
+                  <td>${h.status}</td>
+                </tr>
+              `
+            )}</tbody>
+          </table>
+        </div>
+      `
+      : ""}
+  `;
+}
+
+/** A universe as the dashboard lists it (see `UniverseView` in web/services.ts). */
+export interface UniverseRow {
+  name: string;
+  kind: "list" | "filter";
+  filter: string | null;
+  description: string | null;
+  members: number;
+  coverage: UniverseCoverageView;
+}
+
+/** Stored bars of a universe's members, per timeframe. */
+export interface UniverseCoverageView {
+  members: number;
+  withBars: number;
+  timeframes: readonly {
+    timeframe: string;
+    symbols: number;
+    firstDate: string;
+    lastDate: string;
+  }[];
+}
+
+function _coverageText(coverage: UniverseCoverageView): Html {
+  if (coverage.timeframes.length === 0) return html`<span class="muted">no bars stored</span>`;
+  return html`${
+    coverage.timeframes.map((tf, i) =>
+      html`${
+        i > 0 ? html`<br>` : ""
+      }${tf.timeframe}: ${tf.symbols}/${coverage.members}, ${tf.firstDate}..${tf.lastDate}`
+    )
+  }`;
+}
+
+/** The universes page's table, or how to create one when there are none. */
+export function universesTable(universes: readonly UniverseRow[]): Html {
+  if (universes.length === 0) {
+    return empty(
+      html`No universes yet. Create one with <code>marketpipe universe create NAME --symbols AAPL,MSFT</code> or <code>--filter "exchange = 'XNAS' and asset_class = 'etf'"</code>.`,
+    );
+  }
+  return html`
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            <th>universe</th>
+            <th>kind</th>
+            <th>definition</th>
+            <th class="num">members</th>
+            <th class="num">with bars</th>
+            <th>coverage (members with bars, dates)</th>
+          </tr>
+        </thead>
+        <tbody>${universes.map((u) =>
+          html`
+            <tr data-universe="${u.name}">
+              <td><a href="${href(`/universes/${encodeURIComponent(u.name)}`)}">${u
+                .name}</a>${u.description
+                ? html`<div class="small muted">${u.description}</div>`
+                : ""}</td>
+              <td>${u.kind}</td>
+              <td class="wrap">${u.filter === null
+                ? html`<span class="muted">list</span>`
+                : html`<code>${u.filter}</code>`}</td>
+              <td class="num">${formatCount(u.members)}</td>
+              <td class="num">${formatCount(u.coverage.withBars)}</td>
+              <td class="small">${_coverageText(u.coverage)}</td>
+            </tr>
+          `
+        )}</tbody>
+      </table>
+    </div>
+  `;
+}
+
+/** One member of a universe on a date, for {@link universeMembers}. */
+export interface UniverseMemberRow {
+  symbol: string;
+  master: SymbolVersion | undefined;
+  storedAs: string;
+  series: readonly { timeframe: string; rows: number; firstDate: string; lastDate: string }[];
+}
+
+/**
+ * The members of a universe on `asOf` with their listing dates and stored bars, and the date
+ * form that reloads only this section (htmx) or the page (without scripts).
+ */
+export function universeMembers(
+  data: {
+    name: string;
+    asOf: string;
+    members: readonly UniverseMemberRow[];
+    coverage: UniverseCoverageView;
+  },
+): Html {
+  const path = `/universes/${encodeURIComponent(data.name)}`;
+  return html`
+    <section id="universe-members" data-as-of="${data.asOf}">
+      <form class="inline" action="${path}" method="get" hx-get="${href(
+        `/partials/universes/${encodeURIComponent(data.name)}`,
+      )}"
+        hx-target="#universe-members" hx-swap="outerHTML" hx-trigger="change, submit">
+        <label>as of<input type="date" name="as_of" value="${data.asOf}" required></label>
+        <button type="submit" class="secondary">Show</button>
+      </form>
+      <p class="small muted">${formatCount(data.members.length)} member(s) on ${data
+        .asOf}; ${formatCount(data.coverage.withBars)} with stored bars.</p>
+      ${data.members.length === 0 ? empty(html`No members on ${data.asOf}.`) : html`
+        <div class="table-wrap">
+          <table>
+            <thead>
+              <tr>
+                <th>symbol</th>
+                <th>name</th>
+                <th>exchange</th>
+                <th>class</th>
+                <th>status</th>
+                <th>listed</th>
+                <th>delisted</th>
+                <th>stored bars</th>
+              </tr>
+            </thead>
+            <tbody>${data.members.map((m) =>
+              html`
+                <tr data-symbol="${m.symbol}">
+                  <td>${m.series.length > 0
+                    ? html`<a href="${
+                      href(`/symbols/${encodeURIComponent(m.storedAs)}`)
+                    }">${m.symbol}</a>`
+                    : m.symbol}${m.storedAs !== m.symbol
+                    ? html`
+                      <span class="small muted">(now ${m.storedAs})</span>
+                    `
+                    : ""}</td>
+                  <td class="wrap">${m.master?.name ?? "-"}</td>
+                  <td>${m.master?.exchange ?? "-"}</td>
+                  <td>${m.master?.assetClass ?? "-"}</td>
+                  <td>${m.master ? statusBadge(m.master.status) : "-"}</td>
+                  <td>${m.master?.listDate ?? "-"}</td>
+                  <td>${m.master?.delistDate ?? "-"}</td>
+                  <td class="small">${m.series.length === 0
+                    ? html`<span class="muted">none</span>`
+                    : m.series.map((s, i) =>
+                      html`${i > 0 ? html`<br>` : ""}${s.timeframe}: ${
+                        formatCount(s.rows)
+                      } bars, ${s.firstDate}..${s.lastDate}`
+                    )}</td>
+                </tr>
+              `
+            )}</tbody>
+          </table>
+        </div>
+      `}
+    </section>
   `;
 }

@@ -4,7 +4,8 @@
  * and single-symbol endpoints, pages of at most `limit` bars across symbols sorted by symbol then
  * time with base64 `SYMBOL|TF|time` tokens, optional short pages and empty final pages,
  * `X-Ratelimit-*` headers on every answer and 429 past the window, 403 for recent SIP data on a
- * free plan.
+ * free plan. Also the trading API's `/v2/assets` list (401 for bad keys, status and class
+ * filters, no paging), for the symbol master.
  *
  * @module
  */
@@ -36,14 +37,116 @@ export interface AlpacaMockOptions {
   record?: boolean;
   /** The mock's clock (for "recent SIP data" and defaults). Default `Date.now`. */
   now?: () => number;
+  /** The trading API's `/v2/assets` list. Default {@link ALPACA_MOCK_ASSETS}. */
+  assets?: readonly AlpacaMockAsset[];
 }
+
+/** One asset of the trading API's `GET /v2/assets` answer (the fields MarketPipe reads and more). */
+export interface AlpacaMockAsset {
+  id: string;
+  class: string;
+  exchange: string;
+  symbol: string;
+  name: string;
+  status: "active" | "inactive";
+  tradable: boolean;
+  marginable: boolean;
+  shortable: boolean;
+  easy_to_borrow: boolean;
+  fractionable: boolean;
+  attributes?: string[];
+}
+
+function _asset(
+  id: string,
+  symbol: string,
+  exchange: string,
+  name: string,
+  status: "active" | "inactive" = "active",
+  assetClass = "us_equity",
+): AlpacaMockAsset {
+  const active = status === "active";
+  return {
+    id,
+    class: assetClass,
+    exchange,
+    symbol,
+    name,
+    status,
+    tradable: active,
+    marginable: active,
+    shortable: active,
+    easy_to_borrow: active,
+    fractionable: active,
+    attributes: [],
+  };
+}
+
+/**
+ * The mock's default asset list: active names on each exchange Alpaca names, an ETF, an OTC ADR,
+ * inactive assets (MSP twice under one symbol, as Alpaca makes a new asset per CUSIP), a symbol
+ * MarketPipe cannot store and a crypto asset (left out by `asset_class=us_equity`).
+ */
+export const ALPACA_MOCK_ASSETS: readonly AlpacaMockAsset[] = [
+  _asset("b0b6dd9d-8b9b-48a9-ba46-b9d54906e415", "AAPL", "NASDAQ", "Apple Inc. Common Stock"),
+  _asset(
+    "fc6a5dcd-4a70-4b8d-b64f-d83a6dae9ba4",
+    "META",
+    "NASDAQ",
+    "Meta Platforms, Inc. Class A Common Stock",
+  ),
+  _asset("b28f4066-5c6d-479b-a2af-85dc1a8f16fb", "SPY", "ARCA", "SPDR S&P 500 ETF Trust"),
+  _asset(
+    "3b8b8ea5-1f8d-4b2a-9a0f-1f3c0c8e2b11",
+    "BRK.B",
+    "NYSE",
+    "Berkshire Hathaway Inc. Class B",
+  ),
+  _asset(
+    "0d5f5c9e-8f0c-4f1e-9f7b-2b6e1f1c3a21",
+    "IMO",
+    "AMEX",
+    "Imperial Oil Limited Common Stock",
+  ),
+  _asset(
+    "5e1a7c2d-3b4f-4e6a-8c9d-0a1b2c3d4e31",
+    "EFAV",
+    "BATS",
+    "iShares MSCI EAFE Min Vol Factor ETF",
+  ),
+  _asset(
+    "7c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e41",
+    "TCEHY",
+    "OTC",
+    "Tencent Holdings Ltd. Unsponsored ADR",
+  ),
+  _asset("9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c51", "GLD", "NYSEARCA", "SPDR Gold Trust"),
+  _asset(
+    "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c61",
+    "TWTR",
+    "NYSE",
+    "Twitter, Inc. Common Stock",
+    "inactive",
+  ),
+  _asset("2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d71", "MSP", "NYSE", "Datto Holding Corp.", "inactive"),
+  _asset("3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e81", "MSP", "NYSE", "Datto Holding Corp.", "inactive"),
+  _asset("4d5e6f7a-8b9c-4d0e-1f2a-3b4c5d6e7f91", "XYZ.W.I", "NYSE", "Example Corp When Issued"),
+  _asset(
+    "276e2673-764b-4ab6-a611-caf665ca6340",
+    "BTC/USD",
+    "CRYPTO",
+    "Bitcoin / US Dollar",
+    "active",
+    "crypto",
+  ),
+];
 
 /** The Alpaca mock and what it served. */
 export interface AlpacaMock extends MockRoute {
   /** Served bars by `symbol|timeframe|ts`. */
   served: Map<string, MockBar & { timeframe: string }>;
-  /** Pages answered (with bars or empty), bars in them, and 429s sent. */
-  stats: { pages: number; emptyPages: number; bars: number; tooMany: number };
+  /** Pages answered (with bars or empty), bars in them, 429s sent, `/v2/assets` answers. */
+  stats: { pages: number; emptyPages: number; bars: number; tooMany: number; assets: number };
 }
 
 /** Default credentials of the mock. */
@@ -62,9 +165,11 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
   const now = options.now ?? (() => Date.now());
   const served = new Map<string, MockBar & { timeframe: string }>();
   const pageNumbers = new Map<string, number>();
-  const stats = { pages: 0, emptyPages: 0, bars: 0, tooMany: 0 };
+  const stats = { pages: 0, emptyPages: 0, bars: 0, tooMany: 0, assets: 0 };
+  const assets = options.assets ?? ALPACA_MOCK_ASSETS;
 
   function handle(request: MockRequest): MockResponse {
+    if (request.path === "/v2/assets") return handleAssets(request);
     const single = /^\/v2\/stocks\/([^/]+)\/bars$/.exec(request.path);
     if (request.path !== "/v2/stocks/bars" && !single) {
       return _json(404, { message: "Not Found" });
@@ -201,6 +306,49 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
         [...bySymbol].map(([s, list]) => `${JSON.stringify(s)}:${_barsJson(list)}`).join(",")
       }},"next_page_token":${JSON.stringify(next)}}`;
     return { status: 200, headers: { "Content-Type": "application/json", ...rateHeaders }, body };
+  }
+
+  /**
+   * The trading API's asset list: 401 (not the data API's 403) for bad keys, the same per-key
+   * window and 429, `status` active|inactive (absent: all) and `asset_class` (default
+   * us_equity) filters, sorted by class, exchange and symbol, no paging.
+   */
+  function handleAssets(request: MockRequest): MockResponse {
+    const keyId = request.headers.get("APCA-API-KEY-ID");
+    const secret = request.headers.get("APCA-API-SECRET-KEY");
+    const account = keyId === null ? undefined : keys[keyId];
+    if (!account || account.secret !== secret) {
+      return _json(401, { code: 40110000, message: "request is not authorized" });
+    }
+    const taken = limiter.take(keyId!, request.at);
+    const rateHeaders = {
+      "X-Ratelimit-Limit": String(taken.limit),
+      "X-Ratelimit-Remaining": String(taken.remaining),
+      "X-Ratelimit-Reset": String(Math.ceil(taken.resetAt / 1000)),
+    };
+    if (!taken.ok) {
+      stats.tooMany++;
+      return _json(429, { code: 42910000, message: "too many requests" }, rateHeaders);
+    }
+    const status = request.query.get("status");
+    if (status !== null && status !== "active" && status !== "inactive") {
+      return _json(422, { code: 42210000, message: `invalid status: ${status}` }, rateHeaders);
+    }
+    const assetClass = request.query.get("asset_class") ?? "us_equity";
+    if (assetClass !== "us_equity" && assetClass !== "us_option" && assetClass !== "crypto") {
+      return _json(
+        422,
+        { code: 42210000, message: `invalid asset_class: ${assetClass}` },
+        rateHeaders,
+      );
+    }
+    const list = assets
+      .filter((a) => a.class === assetClass && (status === null || a.status === status))
+      .sort((a, b) =>
+        a.exchange < b.exchange ? -1 : a.exchange > b.exchange ? 1 : a.symbol < b.symbol ? -1 : 1
+      );
+    stats.assets++;
+    return _json(200, list, rateHeaders);
   }
 
   return { handle, served, stats };

@@ -40,6 +40,8 @@ export interface ProviderMocks {
   /** Base URLs per provider, as the `<PROVIDER>_BASE_URL` variables take them. */
   env: {
     ALPACA_BASE_URL: string;
+    /** The trading API (`/v2/assets`), served by the same Alpaca mock. */
+    ALPACA_TRADING_BASE_URL: string;
     POLYGON_BASE_URL: string;
     FINNHUB_BASE_URL: string;
     IEX_BASE_URL: string;
@@ -66,6 +68,7 @@ export function startProviderMocks(options: ProviderMocksOptions = {}): Provider
     iex,
     env: {
       ALPACA_BASE_URL: server.base("alpaca"),
+      ALPACA_TRADING_BASE_URL: server.base("alpaca"),
       POLYGON_BASE_URL: server.base("polygon"),
       FINNHUB_BASE_URL: `${server.base("finnhub")}/api/v1`,
       IEX_BASE_URL: `${server.base("iex")}/stable`,

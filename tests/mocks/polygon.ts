@@ -3,7 +3,8 @@
  * servers"): `apiKey=` or `Authorization: Bearer`, 401 "Unknown API Key", 403 NOT_AUTHORIZED for
  * minute data on a free key, `limit` counting base aggregates with `next_url` (on the real host,
  * with a cursor and without the key), no `results` key on empty answers, millisecond window starts,
- * 429 without `Retry-After` past the per-key window.
+ * 429 without `Retry-After` past the per-key window. Also `/v3/reference/tickers` (active and
+ * inactive on a date, `next_url` paging) for the symbol master.
  *
  * @module
  */
@@ -29,7 +30,144 @@ export interface PolygonMockOptions {
   /** Host written in `next_url`. Default the real `https://api.polygon.io`. */
   nextHost?: string;
   record?: boolean;
+  /** The reference tickers `/v3/reference/tickers` serves. Default {@link POLYGON_MOCK_TICKERS}. */
+  tickers?: readonly PolygonMockTicker[];
+  /** Most tickers per page whatever `limit` asks (to page through a small list). Default 1000. */
+  tickersPageLimit?: number;
 }
+
+/**
+ * One instrument under one ticker over `[listed, delisted)`: active on dates in that window,
+ * inactive (with `delisted_utc`) from `delisted` on, absent before `listed`. A ticker change is
+ * two entries with one `composite_figi`, the old one delisted on the day the new one lists.
+ */
+export interface PolygonMockTicker {
+  ticker: string;
+  name: string;
+  type?: string;
+  primary_exchange?: string;
+  composite_figi?: string;
+  share_class_figi?: string;
+  cik?: string;
+  listed: string;
+  delisted?: string;
+}
+
+/**
+ * The default reference tickers: common stocks, an ETF, an ADR, a unit, FB -> META on
+ * 2022-06-09 (one FIGI), TWTR delisted 2022-11-08, an old delisting without FIGI, a listing on
+ * 2024-03-21 (RDDT), and a preferred in Polygon's `ABRpD` form that MarketPipe cannot store.
+ */
+export const POLYGON_MOCK_TICKERS: readonly PolygonMockTicker[] = [
+  {
+    ticker: "AAPL",
+    name: "Apple Inc.",
+    type: "CS",
+    primary_exchange: "XNAS",
+    composite_figi: "BBG000B9XRY4",
+    share_class_figi: "BBG001S5N8V8",
+    cik: "0000320193",
+    listed: "1980-12-12",
+  },
+  {
+    ticker: "ABRpD",
+    name: "Arbor Realty Trust 6.375% Series D Preferred",
+    type: "PFD",
+    primary_exchange: "XNYS",
+    listed: "2021-06-01",
+  },
+  {
+    ticker: "BABA",
+    name: "Alibaba Group Holding Limited American Depositary Shares",
+    type: "ADRC",
+    primary_exchange: "XNYS",
+    composite_figi: "BBG006G2JVL2",
+    cik: "0001577552",
+    listed: "2014-09-19",
+  },
+  {
+    ticker: "BRK.B",
+    name: "Berkshire Hathaway Inc. Class B",
+    type: "CS",
+    primary_exchange: "XNYS",
+    composite_figi: "BBG000DWG505",
+    cik: "0001067983",
+    listed: "1996-05-09",
+  },
+  {
+    ticker: "FB",
+    name: "Facebook, Inc. Class A Common Stock",
+    type: "CS",
+    primary_exchange: "XNAS",
+    composite_figi: "BBG000MM2P62",
+    cik: "0001326801",
+    listed: "2012-05-18",
+    delisted: "2022-06-09",
+  },
+  {
+    ticker: "META",
+    name: "Meta Platforms, Inc. Class A Common Stock",
+    type: "CS",
+    primary_exchange: "XNAS",
+    composite_figi: "BBG000MM2P62",
+    cik: "0001326801",
+    listed: "2022-06-09",
+  },
+  {
+    ticker: "MSFT",
+    name: "Microsoft Corp",
+    type: "CS",
+    primary_exchange: "XNAS",
+    composite_figi: "BBG000BPH459",
+    cik: "0000789019",
+    listed: "1986-03-13",
+  },
+  {
+    ticker: "OLDX",
+    name: "Old Example Corp",
+    type: "CS",
+    primary_exchange: "XNYS",
+    listed: "1999-01-04",
+    delisted: "2009-05-01",
+  },
+  {
+    ticker: "RDDT",
+    name: "Reddit, Inc. Class A Common Stock",
+    type: "CS",
+    primary_exchange: "XNYS",
+    composite_figi: "BBG00NJGTJX5",
+    cik: "0001713445",
+    listed: "2024-03-21",
+  },
+  {
+    ticker: "SPY",
+    name: "SPDR S&P 500 ETF Trust",
+    type: "ETF",
+    primary_exchange: "ARCX",
+    composite_figi: "BBG000BDTBL9",
+    share_class_figi: "BBG001S72SM3",
+    cik: "0000884394",
+    listed: "1993-01-29",
+  },
+  {
+    ticker: "SVIIU",
+    name: "Spring Valley Acquisition Corp. II Units",
+    type: "UNIT",
+    primary_exchange: "XNAS",
+    composite_figi: "BBG01B0JXXB4",
+    listed: "2022-10-13",
+  },
+  {
+    ticker: "TWTR",
+    name: "Twitter, Inc.",
+    type: "CS",
+    primary_exchange: "XNYS",
+    composite_figi: "BBG000H6HNW3",
+    cik: "0001418091",
+    listed: "2013-11-07",
+    delisted: "2022-11-08",
+  },
+];
 
 /** The Polygon mock and what it served. */
 export interface PolygonMock extends MockRoute {
@@ -70,6 +208,7 @@ export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
           "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://polygon.io/pricing",
       });
     }
+    if (request.path === "/v3/reference/tickers") return tickers(request, error);
     const match = /^\/v2\/aggs\/ticker\/([^/]+)\/range\/([^/]+)\/([^/]+)\/([^/]+)\/([^/]+)$/
       .exec(request.path);
     if (!match) return error(404, { status: "NOT_FOUND", message: "Not found" });
@@ -196,6 +335,77 @@ export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
         `${nextHost}/v2/aggs/ticker/${tickerText}/range/${multiplier}/${timespan}/${nextFrom}/${toText}?cursor=${
           btoa(next.toString()).replaceAll("=", "")
         }`;
+    }
+    return _json(200, body);
+  }
+
+  /**
+   * `/v3/reference/tickers`: the tickers active (or, with `active=false`, delisted) on `date`,
+   * sorted by ticker, at most `limit` (1-1000, default 100) a page, `next_url` on the real host
+   * with a cursor and without the key. Other markets have no tickers here.
+   */
+  function tickers(
+    request: MockRequest,
+    error: (status: number, body: Record<string, unknown>) => MockResponse,
+  ): MockResponse {
+    const params = new URLSearchParams(request.query);
+    const cursor = request.query.get("cursor");
+    if (cursor !== null) {
+      for (const [name, value] of new URLSearchParams(atob(cursor))) params.set(name, value);
+    }
+    const date = params.get("date") ?? new Date().toISOString().slice(0, 10);
+    if (!isValidDate(date)) {
+      return error(400, { status: "ERROR", error: `invalid date: ${date}` });
+    }
+    const limit = Number(params.get("limit") ?? "100");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      return error(400, { status: "ERROR", error: "limit must be between 1 and 1000" });
+    }
+    const active = (params.get("active") ?? "true") !== "false";
+    const market = params.get("market");
+    const list = (market !== null && market !== "stocks" ? [] : options.tickers ??
+      POLYGON_MOCK_TICKERS)
+      .filter((t) =>
+        active
+          ? t.listed <= date && (t.delisted === undefined || t.delisted > date)
+          : t.delisted !== undefined && t.delisted <= date
+      )
+      .sort((a, b) => a.ticker < b.ticker ? -1 : a.ticker > b.ticker ? 1 : 0);
+    const offset = Number(params.get("page_marker") ?? "0");
+    const size = Math.min(limit, options.tickersPageLimit ?? 1000);
+    const page = list.slice(offset, offset + size);
+    stats.pages++;
+    const body: Record<string, unknown> = {
+      results: page.map((t) => {
+        const row: Record<string, unknown> = {
+          ticker: t.ticker,
+          name: t.name,
+          market: "stocks",
+          locale: "us",
+          primary_exchange: t.primary_exchange,
+          type: t.type,
+          active,
+          currency_name: "usd",
+          cik: t.cik,
+          composite_figi: t.composite_figi,
+          share_class_figi: t.share_class_figi,
+          last_updated_utc: `${active ? date : t.delisted}T00:00:00Z`,
+        };
+        if (!active) row.delisted_utc = `${t.delisted}T00:00:00Z`;
+        return row;
+      }),
+      status: "OK",
+      request_id: `mock${stats.pages.toString(16).padStart(12, "0")}`,
+      count: page.length,
+    };
+    if (offset + size < list.length) {
+      const next = new URLSearchParams(params);
+      next.delete("apiKey");
+      next.delete("cursor");
+      next.set("page_marker", String(offset + size));
+      body.next_url = `${nextHost}/v3/reference/tickers?cursor=${
+        btoa(next.toString()).replaceAll("=", "")
+      }`;
     }
     return _json(200, body);
   }

@@ -1,0 +1,241 @@
+/**
+ * The scheduler on the web: the `/schedules` page (schedules, next runs, alerts, recent runs,
+ * run now), `GET /api/schedules`, `GET /api/schedules/runs`, `POST /api/schedules/{name}/run`
+ * and `GET /api/status` (freshness and failing schedules).
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import type { ScheduleAlert, Scheduler } from "../app/scheduler.ts";
+import { readStatus, scheduleRunJson, statusJson } from "../app/status.ts";
+import { describeTrigger, formatZoned } from "../core/schedule.ts";
+import type { MetaStore } from "../storage/mod.ts";
+import {
+  createScheduleStore,
+  hasScheduleTables,
+  type ScheduleRun,
+} from "../storage/schedule_store.ts";
+import { HttpError, notFound } from "./errors.ts";
+import { href, type Html, html } from "./html.ts";
+import { checkKnownParams } from "./params.ts";
+import { parseQuery } from "./queries.ts";
+import { empty, type LayoutContext, notice, page, statusBadge } from "./views.ts";
+
+/** What the schedule routes read. */
+export interface ScheduleRoutesDeps {
+  /** The server's metadata store (runs, lease, stored series). */
+  meta: MetaStore;
+  /**
+   * The scheduler `serve` runs, read per request (it starts after the app is built); undefined
+   * when the config has no schedules.
+   */
+  scheduler?: () => Scheduler | undefined;
+  now: () => number;
+  /** Page layout, as `createApp` builds it. */
+  layout: LayoutContext;
+}
+
+/**
+ * Mount the schedule page and API on `app` (call before `app.notFound`).
+ *
+ * @example
+ * ```ts
+ * registerSchedules(app, { meta: deps.store.meta, scheduler: () => deps.scheduler, now: context.now, layout });
+ * const response = await app.request("/api/schedules");
+ * ```
+ */
+export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
+  const schedulerOf = () => deps.scheduler?.();
+  const runsOf = (schedule: string | undefined, limit: number): ScheduleRun[] =>
+    hasScheduleTables(deps.meta)
+      ? createScheduleStore(deps.meta).listRuns({ schedule, limit })
+      : [];
+  const latest = () =>
+    hasScheduleTables(deps.meta)
+      ? createScheduleStore(deps.meta).latestRuns()
+      : new Map<string, ScheduleRun>();
+
+  app.get("/api/schedules", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const last = latest();
+    const scheduler = schedulerOf();
+    return c.json({
+      holds_lease: scheduler?.holdsLease ?? false,
+      schedules: (scheduler?.schedules() ?? []).map((state) => ({
+        name: state.schedule.name,
+        command: [state.schedule.command, ...state.schedule.args].join(" "),
+        when: describeTrigger(state.schedule.when),
+        overlap: state.schedule.overlap,
+        catch_up: state.schedule.catchUp,
+        retries: state.schedule.retries,
+        next: _iso(state.next),
+        busy: state.busy,
+        queued: state.queued.map((t) => new Date(t).toISOString()),
+        retry_at: _iso(state.retryAt),
+        last_run: last.get(state.schedule.name)
+          ? scheduleRunJson(last.get(state.schedule.name)!)
+          : null,
+      })),
+      alerts: (scheduler?.alerts() ?? []).map(_alertJson),
+    });
+  });
+
+  app.get("/api/schedules/runs", (c) => {
+    const { schedule, limit } = parseQuery(c.req.query(), "GET /api/schedules/runs");
+    return c.json({ runs: runsOf(schedule, limit).map(scheduleRunJson) });
+  });
+
+  app.post("/api/schedules/:name/run", async (c) => {
+    checkKnownParams(c.req.query(), []);
+    const name = c.req.param("name");
+    const scheduler = schedulerOf();
+    const state = scheduler?.schedules().find((s) => s.schedule.name === name);
+    if (!scheduler || !state) throw notFound(`No schedule named ${JSON.stringify(name)}`);
+    let run: ScheduleRun;
+    try {
+      ({ run } = await scheduler.runNow(name));
+    } catch (error) {
+      throw new HttpError(409, "conflict", (error as Error).message, { cause: error });
+    }
+    if (c.req.header("hx-request")) {
+      return c.html(notice(`Started run ${run.id} of ${name}`, "ok").value, 202);
+    }
+    return c.json({ status: "started", run: scheduleRunJson(run) }, 202);
+  });
+
+  app.get("/api/status", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const schedules = schedulerOf()?.schedules().map((s) => s.schedule);
+    return c.json(statusJson(readStatus(deps.meta, { now: deps.now(), schedules })));
+  });
+
+  app.get("/schedules", (c) => {
+    checkKnownParams(c.req.query(), []);
+    const scheduler = schedulerOf();
+    const states = scheduler?.schedules() ?? [];
+    const last = latest();
+    const runs = runsOf(undefined, 30);
+    const body = html`
+      <h1>Schedules</h1>
+      ${scheduleBanner(scheduler?.alerts() ?? [])}
+      ${scheduler && !scheduler.holdsLease
+        ? notice("Another server on this data directory holds the schedule lease: it runs them.")
+        : ""}
+      ${states.length === 0
+        ? empty(
+          html`No schedules configured: add a <code>schedules:</code> list to the config file`,
+        )
+        : html`
+          <table>
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Command</th>
+                <th>When</th>
+                <th>Next (ET)</th>
+                <th>Last run</th>
+                <th></th>
+              </tr>
+            </thead>
+            <tbody>${states.map((state) => {
+              const run = last.get(state.schedule.name);
+              return html`
+                <tr>
+                  <td>${state.schedule.name}</td>
+                  <td><code>${[state.schedule.command, ...state.schedule.args].join(
+                    " ",
+                  )}</code></td>
+                  <td>${describeTrigger(state.schedule.when)}</td>
+                  <td>${state.next === undefined ? "-" : formatZoned(state.next)}</td>
+                  <td>${run
+                    ? html`${statusBadge(run.status)} ${formatZoned(run.plannedAt)}`
+                    : "never"}${state.retryAt === undefined ? "" : html`
+                    · retry at ${formatZoned(state.retryAt)}
+                  `}</td>
+                  <td><button type="button" class="secondary" ${state.busy ? "disabled" : ""}
+                                hx-post="${href(
+                                  `/api/schedules/${encodeURIComponent(state.schedule.name)}/run`,
+                                )}"
+                                hx-target="#schedule-result" hx-swap="innerHTML">Run now</button></td>
+                </tr>
+              `;
+            })}</tbody>
+          </table>
+          <div id="schedule-result"></div>
+        `}
+      <h2>Recent runs</h2>
+      ${runs.length === 0 ? empty("No runs recorded yet") : _runsTable(runs)}
+    `;
+    return c.html(page(deps.layout, { title: "Schedules", section: "schedules", body }).value);
+  });
+}
+
+/**
+ * A banner naming each schedule that failed on every attempt, or nothing: for the top of the
+ * overview and the schedules page.
+ */
+export function scheduleBanner(alerts: readonly ScheduleAlert[]): Html {
+  if (alerts.length === 0) return html``;
+  return notice(
+    html`${
+      alerts.map((alert) =>
+        html`<div>Schedule <a href="/schedules">${alert.schedule}</a> ${alert.status} after ${alert.attempts} ${
+          alert.attempts === 1 ? "attempt" : "attempts"
+        } (run for ${formatZoned(alert.plannedAt)}): ${alert.error ?? ""}</div>`
+      )
+    }`,
+    "error",
+  );
+}
+
+function _runsTable(runs: readonly ScheduleRun[]): Html {
+  return html`
+    <table>
+      <thead>
+        <tr>
+          <th>#</th>
+          <th>Schedule</th>
+          <th>Status</th>
+          <th>Trigger</th>
+          <th>Try</th>
+          <th>Planned (ET)</th>
+          <th>Jobs</th>
+          <th>Error</th>
+        </tr>
+      </thead>
+      <tbody>${runs.map((run) =>
+        html`
+          <tr>
+            <td>${run.id}</td>
+            <td>${run.schedule}</td>
+            <td>${statusBadge(run.status)}</td>
+            <td>${run.trigger}</td>
+            <td>${run.attempt}</td>
+            <td>${formatZoned(run.plannedAt)}</td>
+            <td>${run.jobIds.map((id) =>
+              html`
+                <a href="${href(`/jobs/${encodeURIComponent(id)}`)}">${id}</a>
+              `
+            )}</td>
+            <td>${run.error ?? ""}</td>
+          </tr>
+        `
+      )}</tbody>
+    </table>
+  `;
+}
+
+function _alertJson(alert: ScheduleAlert): Record<string, unknown> {
+  return {
+    schedule: alert.schedule,
+    status: alert.status,
+    attempts: alert.attempts,
+    error: alert.error,
+    planned_at: new Date(alert.plannedAt).toISOString(),
+    at: new Date(alert.at).toISOString(),
+  };
+}
+
+function _iso(ms: number | undefined): string | null {
+  return ms === undefined ? null : new Date(ms).toISOString();
+}
