@@ -8,6 +8,8 @@ import { HttpError } from "./errors.ts";
 import { html } from "./html.ts";
 import { compressMetrics, metricsResponse } from "./metrics_server.ts";
 import { openApiDocument } from "./openapi.ts";
+import { registerChart } from "./chart.ts";
+import { registerConsole } from "./console.ts";
 import { registerPages } from "./pages.ts";
 import { registerSchedules } from "./schedules.ts";
 import { checkKnownParams } from "./params.ts";
@@ -128,6 +130,8 @@ export function createApp(deps: AppDeps): Hono {
 
   registerApi(app, context);
   registerPages(app, context, layout);
+  registerChart(app, context, layout);
+  registerConsole(app, context, layout);
   registerSchedules(app, {
     meta: deps.store.meta,
     scheduler: () => deps.scheduler,

@@ -8,17 +8,17 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { formatBytes, formatCount } from "../core/format.ts";
 import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
 import type { JobRecord } from "../core/jobs.ts";
-import type { Timeframe } from "../core/types.ts";
+import type {} from "../core/types.ts";
 import { PROVIDER_NAMES } from "../providers/mod.ts";
-import { type BarColumns, readBars, REFERENCE_TABLES } from "../storage/mod.ts";
+import {} from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
 import { readSeriesFreshness } from "../app/status.ts";
-import { summarizeCoverage } from "./coverage.ts";
+import {} from "./coverage.ts";
 import { scheduleBanner } from "./schedules.ts";
 import { badRequest, notFound } from "./errors.ts";
 import { href, type Html, html } from "./html.ts";
-import { checkKnownParams, checkRange, parseSymbol, safeNext, shown } from "./params.ts";
-import { type ParsedQuery, parseQuery } from "./queries.ts";
+import { checkKnownParams, safeNext, shown } from "./params.ts";
+import { parseQuery } from "./queries.ts";
 import {
   clientKey,
   hasValidCredentials,
@@ -34,22 +34,16 @@ import {
   jobProgress,
   listUniverseViews,
   masterRows,
-  noBarsError,
   parseReportId,
   parseUniverseName,
   prepareJob,
-  queryInput,
-  referenceStore,
   removeBars,
   startBackfill,
   startExport,
   startUpdate,
-  storedCoverage,
   universeView,
 } from "./services.ts";
 import {
-  chartPanel,
-  type ChartPanelData,
   corruptFilesNotice,
   deleteForm,
   empty,
@@ -59,12 +53,9 @@ import {
   jobForm,
   jobsTable,
   type LayoutContext,
-  masterPanel,
-  masterSummary,
   notice,
   page,
   pruneForm,
-  queryResultView,
   removalPlan,
   removalStarted,
   type Section,
@@ -79,18 +70,7 @@ import {
   validationDetail,
   validationList,
 } from "./views.ts";
-import { runQuery } from "../storage/mod.ts";
-
-/** Calendar days a symbol page shows by default, per timeframe (about 5 sessions of 1m bars). */
-const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
-  "1m": 7,
-  "5m": 28,
-  "15m": 56,
-  "30m": 91,
-  "1h": 182,
-  "4h": 365,
-  "1d": 1096,
-};
+import {} from "../storage/mod.ts";
 
 /** Registers the dashboard pages and partials. */
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
@@ -185,43 +165,6 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
   app.get("/partials/symbols", async (c) => {
     const { q } = parseQuery(c.req.query(), "GET /partials/symbols");
     return fragment(c, symbolResults(await searchSymbols(ctx, q), q));
-  });
-
-  app.get("/symbols/:symbol", async (c) => {
-    const query = parseQuery(c.req.query(), "GET /symbols/{symbol}");
-    const symbol = parseSymbol(c.req.param("symbol"));
-    const panel = await chartData(ctx, symbol, query);
-    const series = (await deps.data.series()).filter((s) => s.symbol === symbol);
-    const master = masterRows(ctx, [symbol]).get(symbol);
-    const history = master === undefined ? [] : referenceStore(ctx).history(symbol);
-    const body = html`<h1>${symbol}${
-      master?.name
-        ? html`
-          <span class="muted small">${master.name}</span>
-        `
-        : ""
-    }</h1>
-${masterSummary(master, history)}
-<div class="cards">${
-      series.map((s) =>
-        html`
-          <div class="card">
-            <div class="label">${s.timeframe}</div>
-            <div class="value">${formatCount(s.rows)}</div>
-            <div class="small muted">${shortTime(s.firstTs)} to ${shortTime(s.lastTs)}</div>
-          </div>
-        `
-      )
-    }</div>
-${chartPanel(panel)}
-<h2>Reference data</h2>
-${masterPanel(symbol, master, history)}`;
-    return render(c, symbol, "symbols", body);
-  });
-
-  app.get("/partials/chart", async (c) => {
-    const { symbol, ...query } = parseQuery(c.req.query(), "GET /partials/chart");
-    return fragment(c, chartPanel(await chartData(ctx, symbol, query)));
   });
 
   app.get("/universes", async (c) => {
@@ -470,49 +413,6 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
     );
   });
 
-  app.get("/query", (c) => {
-    checkKnownParams(c.req.query(), []);
-    const views = [...deps.data.timeframes().map((tf) => `bars_${tf}`), "bars"];
-    const maxSeconds = Math.ceil(ctx.limits.queryTimeoutMs / 1000);
-    const body = html`
-      <h1>Query</h1>
-      <p
-        class="muted small">Read-only SQL over the stored bars (DuckDB): SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN. Views: ${views
-          .join(", ")}. Reference tables: ${REFERENCE_TABLES.join(
-            ", ",
-          )} (join with <code>ON symbols.ticker = bars.symbol</code>).</p>
-      <form method="post" action="/api/query?format=csv">
-        <textarea name="sql" spellcheck="false"
-          aria-label="SQL">SELECT symbol, timeframe, count(*) AS bars, min(ts) AS first, max(ts) AS last
-      FROM bars GROUP BY ALL ORDER BY ALL</textarea>
-        <div class="controls">
-          <label>row limit<input type="number" name="limit" value="1000" min="1" max="${ctx.limits
-            .maxQueryRows}"></label>
-          <label>timeout (s)<input type="number" name="timeout" value="${Math.min(
-            30,
-            maxSeconds,
-          )}" min="1" max="${maxSeconds}"></label>
-          <button type="button" hx-post="/partials/query" hx-include="closest form"
-            hx-target="#query-result" hx-swap="innerHTML">Run</button>
-          <button type="submit" class="secondary">Download CSV</button>
-        </div>
-      </form>
-      <div id="query-result"></div>
-    `;
-    return render(c, "Query", "query", body);
-  });
-
-  app.post("/partials/query", async (c) => {
-    checkKnownParams(c.req.query(), []);
-    const { sql, limit, timeoutMs } = await queryInput(ctx, c);
-    const started = performance.now();
-    const result = await heavy(
-      ctx,
-      () => deps.data.withEngine((engine) => runQuery(engine, sql, { limit, timeoutMs })),
-    );
-    return fragment(c, queryResultView(result, performance.now() - started));
-  });
-
   app.get("/login", (c) => {
     const { next } = parseQuery(c.req.query(), "GET /login");
     return render(c, "Log in", "none", loginBody(ctx, next));
@@ -667,106 +567,4 @@ function dataQuality(ctx: WebContext): Html {
   }, ${formatCount(quarantined)} bar(s) quarantined${
     failed ? `, ${failed} task(s) failed` : ""
   }.</p>`;
-}
-
-async function chartData(
-  ctx: WebContext,
-  symbol: string,
-  query: ParsedQuery<"GET /symbols/{symbol}">,
-): Promise<ChartPanelData> {
-  const { timeframe: requested, start: startParam, end: endParam } = query;
-  checkRange(startParam, endParam);
-  const series = (await heavy(ctx, () => ctx.deps.data.series())).filter((s) =>
-    s.symbol === symbol
-  );
-  if (series.length === 0) throw await noBarsError(ctx, symbol);
-  const timeframes = series.map((s) => s.timeframe);
-  const timeframe = requested ?? timeframes[0];
-  const stored = series.find((s) => s.timeframe === timeframe) ?? series[0];
-  const firstDay = exchangeDate(stored.firstTs);
-  const end = endParam ?? exchangeDate(stored.lastTs);
-  const start = startParam ??
-    (() => {
-      const from = addDays(end, 1 - DEFAULT_WINDOW_DAYS[timeframe]);
-      return from < firstDay ? (firstDay <= end ? firstDay : end) : from;
-    })();
-  if (start > end) throw badRequest(`Invalid range: start ${start} is after end ${end}`);
-  const max = ctx.limits.chartMaxBars;
-  const chunks: BarColumns[] = [];
-  let count = 0;
-  await heavy(ctx, () =>
-    ctx.deps.data.withEngine((engine) =>
-      readBars(
-        engine,
-        { symbol, timeframe, start, end, limit: max + 1, descending: true },
-        (chunk) => {
-          chunks.push(chunk);
-          count += chunk.length;
-        },
-        { timeoutMs: ctx.limits.queryTimeoutMs },
-      )
-    ));
-  const truncated = count > max;
-  const bars = _oldestFirst(chunks, Math.min(count, max));
-  // The calendar spans whole months of the range, at most the last 12, and none before the
-  // first stored bar (days never asked for are not gaps).
-  const monthStart = `${end.slice(0, 7)}-01`;
-  let calendarStart = `${(start < firstDay ? firstDay : start).slice(0, 7)}-01`;
-  const earliest = addDays(monthStart, -335).slice(0, 7) + "-01";
-  if (calendarStart < earliest) calendarStart = earliest;
-  if (calendarStart > monthStart) calendarStart = monthStart;
-  const calendarEnd = addDays(addDays(monthStart, 32).slice(0, 7) + "-01", -1);
-  const calendar = await storedCoverage(ctx, symbol, {
-    timeframe,
-    start: calendarStart,
-    end: calendarEnd,
-  });
-  return {
-    symbol,
-    timeframe,
-    timeframes,
-    start,
-    end,
-    bars: bars.length === 0 ? [] : [bars[0]],
-    barCount: bars.length === 0 ? 0 : bars[0].length,
-    truncated,
-    calendar,
-    summary: summarizeCoverage(calendar),
-  };
-}
-
-/** Chunks read newest first, as one chunk oldest first, keeping the newest `keep` rows. */
-function _oldestFirst(chunks: readonly BarColumns[], keep: number): BarColumns[] {
-  if (keep === 0) return [];
-  const out: BarColumns = {
-    length: keep,
-    ts: new Float64Array(keep),
-    tsMicros: new BigInt64Array(keep),
-    open: new Float64Array(keep),
-    high: new Float64Array(keep),
-    low: new Float64Array(keep),
-    close: new Float64Array(keep),
-    volume: new Float64Array(keep),
-    vwap: new Float64Array(keep),
-    tradeCount: new Float64Array(keep),
-    tradingDate: new Array<string>(keep),
-    session: new Array<string>(keep),
-  };
-  let target = keep - 1;
-  for (const chunk of chunks) {
-    for (let i = 0; i < chunk.length && target >= 0; i++, target--) {
-      out.ts[target] = chunk.ts[i];
-      out.tsMicros[target] = chunk.tsMicros[i];
-      out.open[target] = chunk.open[i];
-      out.high[target] = chunk.high[i];
-      out.low[target] = chunk.low[i];
-      out.close[target] = chunk.close[i];
-      out.volume[target] = chunk.volume[i];
-      out.vwap[target] = chunk.vwap[i];
-      out.tradeCount[target] = chunk.tradeCount[i];
-      out.tradingDate[target] = chunk.tradingDate[i];
-      out.session[target] = chunk.session[i];
-    }
-  }
-  return [out];
 }
