@@ -10,6 +10,7 @@ import chartsJs from "../node_modules/lightweight-charts/dist/lightweight-charts
   type: "text",
 };
 import appJs from "./static/app.js" with { type: "text" };
+import consoleJs from "./static/console.js" with { type: "text" };
 import appCss from "./static/app.css" with { type: "text" };
 import faviconSvg from "./static/favicon.svg" with { type: "text" };
 
@@ -24,6 +25,7 @@ export const ASSETS: Readonly<Record<string, Asset>> = Object.freeze({
   "htmx.min.js": { body: htmxJs, type: "text/javascript; charset=utf-8" },
   "lightweight-charts.js": { body: chartsJs, type: "text/javascript; charset=utf-8" },
   "app.js": { body: appJs, type: "text/javascript; charset=utf-8" },
+  "console.js": { body: consoleJs, type: "text/javascript; charset=utf-8" },
   "app.css": { body: appCss, type: "text/css; charset=utf-8" },
   "favicon.svg": { body: faviconSvg, type: "image/svg+xml" },
 });

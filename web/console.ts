@@ -41,7 +41,8 @@ export function registerConsole(app: Hono, ctx: WebContext, layout: LayoutContex
             30,
             maxSeconds,
           )}" min="1" max="${maxSeconds}"></label>
-          <button type="button" hx-post="/partials/query" hx-include="closest form"
+          <button type="button" data-run title="Ctrl-Enter (Cmd-Enter)" hx-post="/partials/query"
+            hx-include="closest form"
             hx-target="#query-result" hx-swap="innerHTML">Run</button>
           <button type="submit" class="secondary">Download CSV</button>
         </div>

@@ -82,6 +82,7 @@ export function page(
         <script src="${context.asset("htmx.min.js")}" defer></script>
         <script src="${context.asset("lightweight-charts.js")}" defer></script>
         <script src="${context.asset("app.js")}" defer></script>
+        <script src="${context.asset("console.js")}" defer></script>
       </head>
       <body>
         <header class="top">
