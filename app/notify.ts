@@ -34,6 +34,36 @@ export type NotifyEvent =
     }[];
   };
 
+/**
+ * The webhook's JSON body of `event`, snake_case like every record MarketPipe prints or serves:
+ * `{"event": "run.failed", "schedule", "command", "planned_at", "attempts", "error", "job_ids"}` or
+ * `{"event": "series.stale", "series": [{"symbol", "timeframe", "last", "expected",
+ * "missed_sessions"}]}`; the notifier adds `at` and `host`.
+ */
+export function notifyEventJson(event: NotifyEvent): Record<string, unknown> {
+  if (event.event === "series.stale") {
+    return {
+      event: event.event,
+      series: event.series.map((s) => ({
+        symbol: s.symbol,
+        timeframe: s.timeframe,
+        last: s.last,
+        expected: s.expected,
+        missed_sessions: s.missedSessions,
+      })),
+    };
+  }
+  return {
+    event: event.event,
+    schedule: event.schedule,
+    command: event.command,
+    planned_at: event.plannedAt,
+    attempts: event.attempts,
+    error: event.error,
+    job_ids: event.jobIds,
+  };
+}
+
 /** The outcome of one notification. */
 export interface Delivery {
   delivered: boolean;
@@ -83,7 +113,7 @@ export function createNotifier(config: NotifyConfig, options: NotifierOptions = 
   const shownUrl = mask(redactUrl(config.url));
   return async (event, signal) => {
     const body = mask(JSON.stringify({
-      ...event,
+      ...notifyEventJson(event),
       at: new Date(now()).toISOString(),
       ...(options.host === undefined ? {} : { host: options.host }),
     }));

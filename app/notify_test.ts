@@ -46,7 +46,12 @@ Deno.test("createNotifier() POSTs the event as JSON with secrets masked, retryin
     assert.equal(received[2].headers.get("authorization"), "Bearer hook-token-abcdef");
     assert.equal(received[2].headers.get("content-type"), "application/json");
     assert.deepEqual(received[2].body, {
-      ...runFailed,
+      event: "run.failed",
+      schedule: "nightly",
+      command: "update",
+      planned_at: "2024-07-03T17:30:00.000Z",
+      attempts: 3,
+      job_ids: ["20240703-173000-ab12"],
       error: "HTTP 401 from alpaca with key ****7890",
       at: "2024-07-03T18:00:00.000Z",
     });

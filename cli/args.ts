@@ -295,6 +295,55 @@ function _parseArgsMessage(error: unknown, path: string[]): string {
   return message.split("\n")[0];
 }
 
+/** Width help text is wrapped to. */
+export const HELP_WIDTH = 80;
+
+/**
+ * Two help columns: each name padded to `nameWidth`, its text word-wrapped to {@link HELP_WIDTH}
+ * with continuation lines under the text. A name too long for its column (less than two spaces
+ * before the text) puts the text on the next line.
+ */
+export function helpColumns(
+  rows: readonly (readonly [name: string, text: string])[],
+  nameWidth: number,
+): string[] {
+  const indent = 2;
+  const textColumn = indent + nameWidth;
+  const textWidth = Math.max(20, HELP_WIDTH - textColumn);
+  const lines: string[] = [];
+  for (const [name, text] of rows) {
+    const wrapped = _wrap(text, textWidth);
+    const pad = " ".repeat(textColumn);
+    if (name.length > nameWidth - 2) {
+      lines.push(`${" ".repeat(indent)}${name}`);
+      for (const line of wrapped) lines.push(`${pad}${line}`);
+      continue;
+    }
+    wrapped.forEach((line, i) =>
+      lines.push(
+        i === 0 ? `${" ".repeat(indent)}${name.padEnd(nameWidth)}${line}` : `${pad}${line}`,
+      )
+    );
+  }
+  return lines;
+}
+
+/** Words of `text` in lines of at most `width` characters (a longer word gets a line alone). */
+function _wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter((w) => w !== "")) {
+    if (line === "") line = word;
+    else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+    else {
+      lines.push(line);
+      line = word;
+    }
+  }
+  lines.push(line);
+  return lines;
+}
+
 /** Help for `marketpipe --help`. */
 export function renderRootHelp(commands: readonly CommandSpec[]): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
@@ -304,11 +353,11 @@ export function renderRootHelp(commands: readonly CommandSpec[]): string {
     "Usage: marketpipe <command> [options]",
     "",
     "Commands:",
-    ...commands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    ...helpColumns(commands.map((c) => [c.name, c.summary]), width),
     "",
     "Global options:",
     ..._optionLines(GLOBAL_OPTIONS),
-    `  ${"-V, --version".padEnd(26)}Print the version`,
+    ...helpColumns([["-V, --version", "Print the version"]], _OPTION_WIDTH),
     "",
     "Run `marketpipe <command> --help` for a command's options and examples.",
   ];
@@ -321,13 +370,18 @@ export function renderCommandHelp(command: CommandSpec, path: string[]): string 
     ? `marketpipe ${path.join(" ")} <subcommand> [options]`
     : `marketpipe ${path.join(" ")}${command.args ? " " + command.args : ""} [options]`;
   const lines = [command.summary, "", `Usage: ${usage}`];
-  if (command.description) lines.push("", command.description);
+  // Descriptions are prose: reflowed to the help width, a blank line between paragraphs.
+  if (command.description) {
+    for (const paragraph of command.description.split(/\n\s*\n/)) {
+      lines.push("", ..._wrap(paragraph, HELP_WIDTH));
+    }
+  }
   if (command.subcommands) {
     const width = Math.max(...command.subcommands.map((c) => c.name.length)) + 2;
     lines.push(
       "",
       "Subcommands:",
-      ...command.subcommands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+      ...helpColumns(command.subcommands.map((c) => [c.name, c.summary]), width),
     );
   }
   if (command.options?.length) lines.push("", "Options:", ..._optionLines(command.options));
@@ -342,18 +396,23 @@ export function renderCommandHelp(command: CommandSpec, path: string[]): string 
   return lines.join("\n");
 }
 
+/** Width of the option column of help, two spaces before the description included. */
+const _OPTION_WIDTH = 28;
+
 function _optionLines(options: readonly OptionSpec[]): string[] {
-  return options.map((o) => {
-    const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${
-      o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""
-    }`;
-    const extras: string[] = [];
-    if (o.default !== undefined && o.default !== false) extras.push(`default: ${o.default}`);
-    if (o.env) extras.push(`env: ${o.env}`);
-    if (o.aliases?.length) extras.push(`alias: ${o.aliases.map((a) => `--${a}`).join(", ")}`);
-    if (o.multiple) extras.push("repeatable");
-    const suffix = extras.length ? ` (${extras.join("; ")})` : "";
-    const pad = flag.length >= 26 ? `${flag}\n  ${"".padEnd(26)}` : flag.padEnd(26);
-    return `  ${pad}${o.description}${suffix}`;
-  });
+  return helpColumns(
+    options.map((o) => {
+      const flag = `${o.short ? `-${o.short}, ` : "    "}--${o.name}${
+        o.type === "string" ? ` ${o.placeholder ?? "VALUE"}` : ""
+      }`;
+      const extras: string[] = [];
+      if (o.default !== undefined && o.default !== false) extras.push(`default: ${o.default}`);
+      if (o.env) extras.push(`env: ${o.env}`);
+      if (o.aliases?.length) extras.push(`alias: ${o.aliases.map((a) => `--${a}`).join(", ")}`);
+      if (o.multiple) extras.push("repeatable");
+      const suffix = extras.length ? ` (${extras.join("; ")})` : "";
+      return [flag, `${o.description}${suffix}`] as const;
+    }),
+    _OPTION_WIDTH,
+  );
 }

@@ -5,6 +5,7 @@ import {
   allConfigKeys,
   type CommandSpec,
   GLOBAL_OPTIONS,
+  helpColumns,
   type Invocation,
   type Parsed,
   parseInvocation,
@@ -49,7 +50,12 @@ async function run(
 async function help(argv: string[], env: Record<string, string | undefined> = {}): Promise<string> {
   const parsed = await parse(argv, env);
   assert.equal(parsed.kind, "help", `expected help, got ${parsed.kind}`);
-  return (parsed as Extract<Parsed, { kind: "help" }>).text;
+  return unwrap((parsed as Extract<Parsed, { kind: "help" }>).text);
+}
+
+/** Help with each wrapped description joined back onto its entry's line. */
+function unwrap(text: string): string {
+  return text.replace(/\n {8,}/g, " ");
 }
 
 async function assertUsageError(
@@ -318,6 +324,44 @@ Deno.test("parseInvocation() with --help returns help and never reads the config
   assert.match(text, /--symbols LIST/);
 });
 
+Deno.test("help keeps its columns apart and within 80 columns at every command", async () => {
+  for (const { path, command } of allCommands()) {
+    const parsed = await parse([...path, "--help"]);
+    const text = (parsed as Extract<Parsed, { kind: "help" }>).text;
+    const lines = text.split("\n");
+    const end = lines.indexOf("Examples:") >= 0 ? lines.indexOf("Examples:") : lines.length;
+    for (const option of [...(command.options ?? []), ...GLOBAL_OPTIONS]) {
+      const flag = `${option.short ? `-${option.short}, ` : "    "}--${option.name}${
+        option.type === "string" ? ` ${option.placeholder ?? "VALUE"}` : ""
+      }`;
+      const line = lines.find((l) => l === `  ${flag}` || l.startsWith(`  ${flag} `))!;
+      // The flag alone on its line (the text below it), or two spaces at least before the text.
+      assert.ok(
+        line === `  ${flag}` || line.startsWith(`  ${flag}  `),
+        `${path.join(" ")}: ${line}`,
+      );
+    }
+    for (const line of lines.slice(0, end)) {
+      // Only a single unbreakable word (an example value) may pass the width.
+      if (line.length > 80 && !/^[A-Z]/.test(line)) {
+        assert.match(line, /^ +\S+$/, `${path.join(" ")}: too wide: ${line}`);
+      }
+    }
+  }
+});
+
+Deno.test("helpColumns() moves the text of a long name to the next line and wraps it", () => {
+  assert.deepEqual(
+    helpColumns([["--a-very-long-option-name VALUE", "Short text"], ["-x", "y ".repeat(40)]], 28),
+    [
+      "  --a-very-long-option-name VALUE",
+      `${" ".repeat(30)}Short text`,
+      `  -x${" ".repeat(26)}${"y ".repeat(25).trimEnd()}`,
+      `${" ".repeat(30)}${"y ".repeat(15).trimEnd()}`,
+    ],
+  );
+});
+
 Deno.test("parseInvocation() returns help even next to an unknown flag", async () => {
   assert.match(await help(["ingest", "--bogus", "-h"]), /^Usage: marketpipe ingest/m);
 });
@@ -345,10 +389,12 @@ Deno.test("parseInvocation() help of every command lists all its options from th
       const flag = `${option.short ? `-${option.short}, ` : ""}--${option.name}${
         option.type === "string" ? ` ${option.placeholder ?? "VALUE"}` : ""
       }`;
-      const line = text.split("\n").findIndex((l) => l.trimStart().startsWith(flag));
+      // An entry line is indented (description prose may begin with a flag too).
+      const line = text.split("\n").findIndex((l) =>
+        l.startsWith("  ") && (l.trimStart() === flag || l.trimStart().startsWith(`${flag} `))
+      );
       assert.ok(line >= 0, `${where}: no help line for ${flag}\n${text}`);
-      // The description is on the flag's line or, for a long flag, the next one.
-      const described = text.split("\n").slice(line, line + 2).join("\n");
+      const described = text.split("\n")[line];
       assert.ok(described.includes(option.description), `${where}: ${flag} lacks its description`);
       if (option.default !== undefined && option.default !== false) {
         assert.ok(

@@ -12,6 +12,7 @@ import {
   SYMBOLS_FILE_OPTION,
   SYMBOLS_OPTION,
   timeframeSpec,
+  TZ_OPTION,
   UNIVERSE_AS_OF_OPTION,
   UNIVERSE_OPTION,
   VALIDATION_OPTION,
@@ -110,8 +111,8 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
       "The symbol master keeps each instrument's ticker, name, exchange (MIC), asset class,",
       "status, listing and delisting dates and identifiers (FIGI, CUSIP, CIK) with full history:",
       "a change closes the old row (valid_to) and opens a new one, nothing is overwritten. A",
-      "ticker change (FB -> META) is one instrument with two tickers over time. Ingest, gaps and",
-      "validate judge a known symbol only from its listing to its delisting date.",
+      "ticker change (FB -> META) is one instrument with two tickers over time. Ingest, update,",
+      "backfill and gaps judge a known symbol only from its listing to its delisting date.",
     ].join("\n"),
     subcommands: [
       {
@@ -151,6 +152,14 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
             configurable: false,
           },
           asOfSpec("The date the data describes, YYYY-MM-DD (default: today in New York)"),
+          {
+            name: "rate-limit",
+            type: "string",
+            placeholder: "N",
+            description:
+              "alpaca, polygon: requests per minute (default: the provider's, polygon 5 for free keys)",
+            configurable: false,
+          },
           dryRunSpec("Only count what would change; write nothing"),
         ],
         examples: [
@@ -332,7 +341,8 @@ export const COMMANDS: CommandSpec[] = [
     summary: "Fetch bars from a provider into the data directory (resumable)",
     args: "",
     description: [
-      "Plans one task per symbol and month (year for 1d) of trading days, records the job, and runs",
+      "Plans tasks of about 25,000 bars per symbol within one year partition (26 days of 1m, a",
+      "year of 15m and longer), records the job, and runs",
       "the tasks on a worker pool. A task counts as done only once its bars are durably written, so",
       "a killed run repeated with the same command does only what is left. Days already stored from",
       "the same provider/feed are skipped unless --force. Dates are New York trading dates,",
@@ -454,6 +464,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Output: table, csv, json or parquet",
         default: "table",
       },
+      TZ_OPTION,
       {
         name: "output",
         short: "o",
@@ -534,7 +545,7 @@ export const COMMANDS: CommandSpec[] = [
         type: "string",
         placeholder: "ZONE",
         description:
-          "CSV only: ts as local time in this IANA zone, e.g. America/New_York (default UTC)",
+          "CSV only: ts as local time in this IANA zone, e.g. America/New_York, or exchange, utc, local (default UTC)",
       },
       {
         name: "columns",
@@ -585,6 +596,7 @@ export const COMMANDS: CommandSpec[] = [
       },
       sessionSpec("Daily bars of the cross-check: regular or extended (default regular)"),
       VALIDATION_OPTION,
+      TZ_OPTION,
       {
         name: "list",
         type: "boolean",
@@ -980,6 +992,13 @@ export const COMMANDS: CommandSpec[] = [
         description: "Longest a query or bars read may run",
         default: "30",
       },
+      {
+        name: "quiet",
+        short: "q",
+        type: "boolean",
+        description: "No access log line per request on stderr",
+        default: false,
+      },
       ...QUERY_ENGINE_OPTIONS,
     ],
     examples: [
@@ -1012,6 +1031,7 @@ export const COMMANDS: CommandSpec[] = [
             description: "Maximum jobs to show",
             default: "20",
           },
+          TZ_OPTION,
         ],
         examples: ["marketpipe jobs list", "marketpipe jobs list --status partial --json"],
         run: () => import("./jobs.ts").then((m) => m.runJobsList),
@@ -1020,7 +1040,11 @@ export const COMMANDS: CommandSpec[] = [
         name: "show",
         summary: "Show a job with its tasks, counts, errors and durations",
         args: "JOB_ID",
-        examples: ["marketpipe jobs show 20241125-191500-ab12"],
+        options: [TZ_OPTION],
+        examples: [
+          "marketpipe jobs show 20241125-191500-ab12",
+          "marketpipe jobs show 2024 --tz utc",
+        ],
         run: () => import("./jobs.ts").then((m) => m.runJobsShow),
       },
       {
@@ -1035,6 +1059,7 @@ export const COMMANDS: CommandSpec[] = [
             default: "30d",
           },
           dryRunSpec("Only list what would be deleted"),
+          TZ_OPTION,
         ],
         examples: [
           "marketpipe jobs cleanup --older-than 30d",

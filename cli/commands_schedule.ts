@@ -15,8 +15,9 @@ export const SCHEDULE_COMMANDS: CommandSpec[] = [
       "Schedules live in the config file's schedules: list and run inside marketpipe serve: each",
       "has a name, a command (update, backfill, aggregate, validate, prune, symbols update,",
       'compact), args, and when: a cron expression in a time zone ({cron: "30 16 * * 1-5", tz:',
-      "America/New_York}) or a calendar trigger ({after-close: 30m}, {before-open: 15m}: every",
-      "NYSE session, early closes followed, never on holidays). overlap: skip|queue, catch-up:",
+      "America/New_York}) or a calendar trigger ({after-close: 30m}, {after-post: 15m} after the",
+      "after-hours session, when the day's 1m bars are complete, {before-open: 15m}: every NYSE",
+      "session, early closes followed, never on holidays). overlap: skip|queue, catch-up:",
       "latest|all|none, retries: N with backoff: 5m (doubled per retry). notify: {url: ...}",
       "receives a JSON POST on failed or partial runs and on newly stale series.",
     ].join("\n"),
@@ -84,8 +85,9 @@ export const SCHEDULE_COMMANDS: CommandSpec[] = [
     description: [
       "A series is stale when a session after its last stored trading date has ended (the",
       "regular close for 1d bars, 20:00 New York for intraday; early closes included) more than",
-      "--grace ago. A schedule is failing when its last run failed or was partial after its",
-      "retries. With --fail-on stale, failed or stale,failed it exits 1 when that is found.",
+      "--grace ago. A schedule is failing when its last recorded run failed or was partial (a",
+      "retry may still be pending). With --fail-on stale, failed or stale,failed it exits 1 when",
+      "that is found.",
     ].join("\n"),
     options: [
       {

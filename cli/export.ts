@@ -48,7 +48,7 @@ export async function runExport(invocation: Invocation, context: CommandContext)
       ...range,
       format: format as ExportFormat,
       columns,
-      timeZone: invocation.string("tz"),
+      timeZone: _exportZone(invocation.string("tz")),
     },
     out,
     {
@@ -63,7 +63,7 @@ export async function runExport(invocation: Invocation, context: CommandContext)
         progress(p.rows, p.totalRows, `${formatCount(p.rows)} bars${files}`, elapsed);
       },
     },
-  );
+  ).finally(() => progress.finish()); // the bar ends with a newline, also after Ctrl-C
   if (context.json) {
     context.out(JSON.stringify({ dataDir, format, ...summary }, null, 2));
     return EXIT.ok;
@@ -74,4 +74,23 @@ export async function runExport(invocation: Invocation, context: CommandContext)
     : `${summary.files.length} files in ${out}`;
   context.err(`Exported ${formatCount(summary.rows)} bar(s) (${formatBytes(bytes)}) to ${where}`);
   return EXIT.ok;
+}
+
+/**
+ * The IANA zone of `export --tz`: one by name, or a value of the other commands' `--tz` (a config
+ * file's `tz` key sets both): exchange (New York), utc, local (this process's zone).
+ */
+function _exportZone(text: string | undefined): string | undefined {
+  switch (text?.toLowerCase()) {
+    case undefined:
+      return undefined;
+    case "exchange":
+      return "America/New_York";
+    case "utc":
+      return "UTC";
+    case "local":
+      return Intl.DateTimeFormat().resolvedOptions().timeZone;
+    default:
+      return text;
+  }
 }

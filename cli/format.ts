@@ -2,9 +2,13 @@ export {
   formatBytes,
   formatCount,
   formatDuration,
+  formatIsoTime,
+  formatPrices,
   formatTime,
   shellCommand,
   shellQuote,
+  TIME_ZONE_SETTINGS,
+  type TimeZoneSetting,
 } from "../core/format.ts";
 import { formatDuration } from "../core/format.ts";
 
@@ -27,34 +31,76 @@ export function renderTable(
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)];
 }
 
+/** A progress callback; `finish()` leaves the last state as a line of its own. */
+export interface ProgressReporter {
+  (done: number, total: number, detail: string, elapsedMs: number): void;
+  /**
+   * Write the last reported state as a finished line (ending the redrawn bar with a newline, so
+   * what follows starts on a line of its own); an interrupted run thereby shows its final count.
+   * Does nothing when nothing was reported or the log already holds that count.
+   */
+  finish(): void;
+}
+
 /** Progress reporting: a redrawn bar on a terminal, a line every ~10% otherwise. */
 export function progressReporter(options: {
   status?: (text: string) => void;
   err: (line: string) => void;
   now?: () => number;
-}): (done: number, total: number, detail: string, elapsedMs: number) => void {
+}): ProgressReporter {
   let lastDecile = -1;
   let lastDraw = 0;
+  let last: { done: number; total: number; detail: string } | undefined;
+  let lastWrittenDone = -1;
   const now = options.now ?? Date.now;
-  return (done, total, detail, elapsedMs) => {
+  const eta = (done: number, total: number, elapsedMs: number) =>
+    done > 0 && done < total ? ` ETA ${formatDuration((elapsedMs / done) * (total - done))}` : "";
+  const bar = (done: number, total: number, detail: string, elapsedMs?: number) => {
+    const fraction = total === 0 ? 1 : Math.min(1, done / total);
+    const width = 24;
+    const filled = Math.round(fraction * width);
+    return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${detail}${
+      elapsedMs === undefined ? "" : eta(done, total, elapsedMs)
+    }`;
+  };
+  // `elapsedMs` undefined: the last line of a run, without an ETA.
+  const logLine = (done: number, total: number, detail: string, elapsedMs?: number) => {
     const fraction = total === 0 ? 1 : done / total;
-    const eta = done > 0 && done < total
-      ? ` ETA ${formatDuration((elapsedMs / done) * (total - done))}`
-      : "";
+    return `${String(Math.round(fraction * 100)).padStart(3)}% ${detail}${
+      elapsedMs === undefined ? "" : eta(done, total, elapsedMs)
+    }`;
+  };
+  const report = (done: number, total: number, detail: string, elapsedMs: number) => {
+    last = { done, total, detail };
+    const fraction = total === 0 ? 1 : done / total;
     if (options.status) {
       if (now() - lastDraw < 100 && done < total) return;
       lastDraw = now();
-      const width = 24;
-      const filled = Math.round(fraction * width);
-      options.status(`[${"#".repeat(filled)}${".".repeat(width - filled)}] ${detail}${eta}`);
+      options.status(bar(done, total, detail, elapsedMs));
       return;
     }
     const decile = Math.floor(fraction * 10);
     if (decile > lastDecile) {
       lastDecile = decile;
-      options.err(`${String(Math.round(fraction * 100)).padStart(3)}% ${detail}${eta}`);
+      lastWrittenDone = done;
+      options.err(logLine(done, total, detail, elapsedMs));
     }
   };
+  report.finish = () => {
+    if (!last) return;
+    const { done, total, detail } = last;
+    // The last state without an ETA: nothing more is coming.
+    if (options.status) {
+      // Through err: it clears the redrawn line and ends with a newline.
+      options.err(bar(done, total, detail));
+    } else if (done !== lastWrittenDone) {
+      // A log already says where a finished run ended; an interrupted one says it here.
+      options.err(logLine(done, total, detail));
+    }
+    last = undefined;
+    lastWrittenDone = -1;
+  };
+  return report;
 }
 
 /** `["--data-dir", dir]` for a suggested command, or nothing for the default `./data`. */

@@ -34,6 +34,7 @@ import {
   shellCommand,
 } from "./format.ts";
 import {
+  ambiguousJobError,
   dataDirOf,
   END_OPTION,
   historyDirOf,
@@ -135,6 +136,9 @@ async function _checkResumable(dataDir: string, jobId: string): Promise<void> {
   const meta = new MetaStore(openReadOnlyDatabase(path));
   try {
     if (!meta.getJob(jobId)) {
+      const ids = meta.listJobs({ limit: 1_000_000 }).map((j) => j.id);
+      const ambiguous = ambiguousJobError(jobId, ids);
+      if (ambiguous) throw ambiguous;
       throw new UsageError(
         `Cannot resume job "${jobId}": no such job in ${dataDir}; see marketpipe jobs list`,
       );
@@ -191,6 +195,11 @@ export async function runPreparedIngest(
     const report = progressReporter({ status: context.status, err: context.err });
     const reportAggregation = progressReporter({ status: context.status, err: context.err });
     let aggregateStarted = 0;
+    // The bar ends with a newline before anything else is printed, also after Ctrl-C or an error.
+    const finishProgress = () => {
+      report.finish();
+      reportAggregation.finish();
+    };
     const { summary, aggregation, notAggregated } = await runJob(plan, {
       signal: context.signal,
       onStart: ({ job, resumed, tasksTotal, tasksLeft }) => {
@@ -208,7 +217,7 @@ export async function runPreparedIngest(
       onTask: context.verbose
         ? ({ task, result, error, elapsedMs }) =>
           context.err(
-            `task ${task.seq} ${task.symbol} ${task.start}..${task.end}: ${
+            `task ${task.seq + 1} ${task.symbol} ${task.start}..${task.end}: ${
               error
                 ? `failed: ${error}`
                 : `${formatCount(result!.barsFetched)} fetched, ${
@@ -228,7 +237,10 @@ export async function runPreparedIngest(
           p.elapsedMs,
         );
       },
-      onAggregateStart: () => aggregateStarted = Date.now(),
+      onAggregateStart: () => {
+        report.finish();
+        aggregateStarted = Date.now();
+      },
       onAggregateProgress: (done, total) =>
         reportAggregation(
           done,
@@ -236,7 +248,7 @@ export async function runPreparedIngest(
           `${done}/${total} partition(s) checked`,
           Date.now() - aggregateStarted,
         ),
-    });
+    }).finally(finishProgress);
     if (notAggregated) context.err(`Not aggregating: ${notAggregated}`);
     // The plan's request: with the listing windows the summary's notes name.
     printSummary(summary, plan.request, dataDir, context, aggregation);
@@ -393,7 +405,7 @@ function printSummary(
     succeeded: "succeeded",
     partial: `finished partially: ${failedSymbols} symbol(s) failed`,
     failed: "failed",
-    cancelled: `was interrupted; resume it with: ${resume}`,
+    cancelled: "was interrupted",
     running: "is still running",
     pending: "is pending",
   }[job.status];
@@ -403,6 +415,8 @@ function printSummary(
       formatCount(summary.barsReplaced)
     } updated bar(s) in ${formatDuration(summary.elapsedMs)} under ${dataDir}/bars`,
   );
+  // On a line of its own, so that it copies without the sentence's punctuation.
+  if (job.status === "cancelled") context.out(`Resume it: ${resume}`);
   if (summary.resumed && summary.tasksAlreadyDone > 0) {
     context.out(
       `(Totals include ${summary.tasksAlreadyDone} of ${summary.tasksTotal} task(s) finished by earlier runs of this job.)`,

@@ -7,7 +7,7 @@ import { META_FILE, MetaStore, openExistingMigrated } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatDuration, formatTime, renderTable } from "./format.ts";
-import { dataDirOf, positionals } from "./options.ts";
+import { dataDirOf, positionals, tzOption, unknownJobError } from "./options.ts";
 
 /** Open the metadata store if the data directory has one (reaping dead jobs), else undefined. */
 async function _openExisting(dataDir: string, command: string): Promise<MetaStore | undefined> {
@@ -16,6 +16,13 @@ async function _openExisting(dataDir: string, command: string): Promise<MetaStor
   const meta = new MetaStore(db, { command });
   meta.reapDeadJobs();
   return meta;
+}
+
+/** Provider parameters as `seed=3, corruptRate=0.05` (nested values as JSON). */
+function _paramsText(params: Record<string, unknown>): string {
+  return Object.entries(params).map(([key, value]) =>
+    `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`
+  ).join(", ");
 }
 
 function _symbolsText(symbols: string[]): string {
@@ -39,6 +46,7 @@ export async function runJobsList(
     );
   }
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
+  const tz = tzOption(invocation);
   const dataDir = dataDirOf(invocation);
   const meta = await _openExisting(dataDir, "jobs list");
   const jobs = meta ? meta.listJobs({ status: statusText as JobStatus | undefined, limit }) : [];
@@ -59,7 +67,7 @@ export async function runJobsList(
     _symbolsText(job.symbols),
     `${job.start}..${job.end}`,
     formatCount(job.barsWritten),
-    formatTime(job.createdAt),
+    formatTime(job.createdAt, tz),
     job.startedAt && job.finishedAt ? formatDuration(job.finishedAt - job.startedAt) : "-",
   ]);
   for (
@@ -78,12 +86,15 @@ export async function runJobsShow(
   context: CommandContext,
 ): Promise<number> {
   const [id] = positionals(invocation, ["JOB_ID"]);
+  const tz = tzOption(invocation);
   const dataDir = dataDirOf(invocation);
   const meta = await _openExisting(dataDir, "jobs show");
   if (!meta) throw new UsageError(`No job "${id}": ${dataDir} has no metadata database`);
   try {
     const job = meta.getJob(id);
-    if (!job) throw new UsageError(`No job "${id}" in ${dataDir}; see marketpipe jobs list`);
+    if (!job) {
+      throw unknownJobError(id, dataDir, meta.listJobs({ limit: 1_000_000 }).map((j) => j.id));
+    }
     const tasks = meta.listTasks(job.id);
     if (context.json) {
       context.out(JSON.stringify(
@@ -96,17 +107,16 @@ export async function runJobsShow(
     const count = (status: string) => tasks.filter((t) => t.status === status).length;
     context.out(`Job ${job.id}: ${job.status}`);
     context.out(
-      `  provider:   ${job.provider} (feed ${job.feed}, adjustment ${job.adjustment})${
-        Object.keys(job.params).length ? " " + JSON.stringify(job.params) : ""
-      }`,
+      `  provider:   ${job.provider} (feed ${job.feed}, adjustment ${job.adjustment})`,
     );
+    if (Object.keys(job.params).length) context.out(`  params:     ${_paramsText(job.params)}`);
     context.out(`  timeframe:  ${job.timeframe}`);
     context.out(`  dates:      ${job.start}..${job.end}`);
     context.out(`  symbols:    ${job.symbols.join(",")}`);
-    context.out(`  created:    ${formatTime(job.createdAt)}`);
-    context.out(`  started:    ${formatTime(job.startedAt)}`);
+    context.out(`  created:    ${formatTime(job.createdAt, tz)}`);
+    context.out(`  started:    ${formatTime(job.startedAt, tz)}`);
     context.out(
-      `  finished:   ${formatTime(job.finishedAt)}${
+      `  finished:   ${formatTime(job.finishedAt, tz)}${
         job.startedAt && job.finishedAt
           ? ` (${formatDuration(job.finishedAt - job.startedAt)})`
           : ""
@@ -135,8 +145,9 @@ export async function runJobsShow(
           "took",
           "error",
         ],
+        // Numbered from 1 like the progress log (seq is 0-based).
         tasks.map((t) => [
-          t.seq,
+          t.seq + 1,
           t.symbol,
           `${t.start}..${t.end}`,
           t.days,
@@ -165,6 +176,7 @@ export async function runJobsCleanup(
   positionals(invocation, []);
   const age = parseDuration(invocation.string("older-than") ?? "30d", "--older-than");
   const dryRun = invocation.flag("dry-run");
+  const tz = tzOption(invocation);
   const dataDir = dataDirOf(invocation);
   const meta = await _openExisting(dataDir, "jobs cleanup");
   if (!meta) {
@@ -180,7 +192,7 @@ export async function runJobsCleanup(
     for (const job of jobs) {
       context.out(
         `${dryRun ? "would delete" : "deleted"} ${job.id} (${job.status}, ${
-          formatTime(job.createdAt)
+          formatTime(job.createdAt, tz)
         })`,
       );
     }

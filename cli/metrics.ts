@@ -4,7 +4,7 @@ import { clockFromEnv } from "../core/clock.ts";
 import { parseDuration, parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { createMetrics, familiesOf } from "../core/metrics.ts";
-import { plotLine, type PlotPoint } from "../core/plot.ts";
+import { PLOT_MARKERS, plotLines, type PlotPoint } from "../core/plot.ts";
 import {
   META_FILE,
   METRICS_HISTORY_FILE,
@@ -231,11 +231,39 @@ async function _history(
       ? (isHistogram ? "average seconds so far" : "total")
       : (isHistogram ? `average seconds per ${avgText}` : `increase per ${avgText}`);
     if (invocation.flag("plot")) {
+      // One line per label set: a sum of ingest, validate and aggregate times means nothing.
+      const groups = new Map<string, { labels: Record<string, string>; series: StoredSeries[] }>();
+      for (const s of valueSeries) {
+        const own = _withoutLe(s.labels);
+        const key = _labelText(own);
+        const group = groups.get(key) ?? { labels: own, series: [] };
+        group.series.push(s);
+        groups.set(key, group);
+      }
+      const lines = [...groups.values()].map(({ labels: own, series }) => {
+        const ownTimeline = _timeline(db, series, since);
+        const ownPoints = bucketMs === undefined
+          ? _totals(ownTimeline, isHistogram)
+          : _buckets(ownTimeline, isHistogram, bucketMs, since, now);
+        return {
+          labels: own,
+          label: Object.keys(own).length === 0 ? metricName : _labelText(own),
+          points: ownPoints.filter((p): p is PlotPoint => p.y !== null),
+        };
+        // Nothing to draw for a label set that never counted (series start at 0), or an
+        // operation that never ran (a histogram without observations).
+      }).filter((line) => line.points.some((p) => p.y !== 0));
+      if (lines.length > PLOT_MARKERS.length) {
+        const example = Object.entries(lines[0].labels).map(([k, v]) => `${k}=${v}`).join(",");
+        throw new UsageError(
+          `Cannot --plot ${metricName}: ${lines.length} label sets match, at most ${PLOT_MARKERS.length} fit one chart; choose with --labels, e.g. --labels ${example}`,
+        );
+      }
       context.out("");
       context.out(`${what} since ${formatTime(since)}:`);
       const width = context.columns ?? 80;
       for (
-        const line of plotLine(points.filter((p): p is PlotPoint => p.y !== null), {
+        const line of plotLines(lines, {
           width,
           height: Math.max(5, Math.min(20, Math.floor(width / 6))),
           formatX: (x) => formatTime(x).slice(5, 16),

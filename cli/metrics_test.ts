@@ -556,10 +556,25 @@ Deno.test("metrics --avg on a histogram: each bucket's average is Δsum / Δcoun
       "1h",
       "--plot",
     ], { columns: 50 });
+    // One line per operation, named in the legend: ingest and query are not averaged together.
+    assert.equal(plot.out.at(-1), '  ● {operation="ingest"}  ○ {operation="query"}');
     const chart = plot.out.filter((l) => l.includes("┤"));
+    assert.equal(chart.join("").split("●").length - 1, 2, plot.out.join("\n"));
+    assert.equal(chart.join("").split("○").length - 1, 1, plot.out.join("\n"));
+    const ingestOnly = await metricsCommand(dir, [
+      "--metric",
+      "mp_processing_time_seconds",
+      "--labels",
+      "operation=ingest",
+      "--avg",
+      "1h",
+      "--plot",
+    ], { columns: 50 });
+    const ingestChart = ingestOnly.out.filter((l) => l.includes("┤"));
     // Only the two windows with observations are plotted: the minimum label is 0.6, not 0.
-    assert.match(chart.at(-1)!, /^\s*0\.60 ┤/, plot.out.join("\n"));
-    assert.equal(plot.out.join("").split("●").length - 1, 2);
+    assert.match(ingestChart.at(-1)!, /^\s*0\.60 ┤/, ingestOnly.out.join("\n"));
+    assert.equal(ingestChart.join("").split("●").length - 1, 2);
+    assert.equal(ingestOnly.out.at(-1), '  ● {operation="ingest"}');
     assert.deepEqual(
       all.series.map((s) => [s.labels, s.total]),
       [[{ operation: "ingest" }, 17], [{ operation: "query" }, 8]],
@@ -654,7 +669,10 @@ Deno.test("metrics --plot fits the terminal width and labels the axes", async ()
     const plot = run.out.slice(run.out.indexOf(chart[0]));
     assert.ok(plot.every((l) => [...l].length <= 50), run.out.join("\n"));
     assert.ok(chart.every((l) => [...l].length >= 45), "the chart uses the terminal width");
-    assert.match(plot.at(-1)!, /^\s+03-04 12:00\s+03-05 12:00$/);
+    const axis = plot.findIndex((l) => l.includes("└")) + 1;
+    assert.match(plot[axis], /^\s+03-04 12:00\s+03-05 12:00$/);
+    // The legend names each label set's marker.
+    assert.ok(plot.slice(axis + 1).join(" ").includes('{provider="fake",timeframe="1m"}'));
     assert.match(chart[0], /^\s*100 ┤/);
     assert.match(chart[7], /^\s*0 ┤/);
     assert.ok(run.out.some((l) => l.includes("●")));
@@ -956,5 +974,34 @@ Deno.test("metrics refuses --port with history options and --avg or --plot witho
     // A port from METRICS_PORT does not override history asked for with flags.
     const run = await metricsCommand(dir, ["--list"], { env: { METRICS_PORT: "0" } });
     assert.match(run.out.find((l) => l.startsWith("mp_ingest_rows_total"))!, /\b1,192\b/);
+  });
+});
+
+Deno.test("metrics --plot of more label sets than fit one chart asks for --labels", async () => {
+  await withHistory(async (dir) => {
+    const db = openDatabase(join(dir, META_FILE));
+    try {
+      for (const timeframe of ["15m", "30m", "1h", "4h", "1d"]) {
+        addMetricDeltas(db, [rows(timeframe, 3)], NOW - HOUR);
+      }
+    } finally {
+      db.close();
+    }
+    await assert.rejects(
+      metricsCommand(dir, ["--metric", "mp_ingest_rows_total", "--plot"]),
+      /^UsageError: Cannot --plot mp_ingest_rows_total: 7 label sets match, at most 6 fit one chart; choose with --labels, e.g. --labels provider=fake,timeframe=\w+$/,
+    );
+    const one = await metricsCommand(dir, [
+      "--metric",
+      "mp_ingest_rows_total",
+      "--labels",
+      "timeframe=1h",
+      "--plot",
+    ], { columns: 60 });
+    assert.equal(one.code, 0);
+    assert.equal(one.out.at(-1), '  ● {provider="fake",timeframe="1h"}');
+    // A single point: its time once under it, not the same label at both ends.
+    const axis = one.out.at(-2)!;
+    assert.equal(axis.trim(), "03-05 11:15", one.out.join("\n"));
   });
 });

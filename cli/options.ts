@@ -14,6 +14,7 @@ import {
 import { exchangeDate } from "../core/calendar.ts";
 import { clockFromEnv } from "../core/clock.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
+import { TIME_ZONE_SETTINGS, type TimeZoneSetting } from "../core/format.ts";
 import { MAX_SYMBOLS_FILE_BYTES, parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
 import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { parseValidationSettings, type ValidationSettings } from "../core/validate.ts";
@@ -347,4 +348,44 @@ export function validationOption(invocation: Invocation): ValidationSettings {
     ? "config key validation"
     : "--validation";
   return parseValidationSettings(text, source);
+}
+
+/** `--tz exchange|utc|local`: the zone printed times are shown in. Read with {@link tzOption}. */
+export const TZ_OPTION: OptionSpec = {
+  name: "tz",
+  type: "string",
+  placeholder: "ZONE",
+  description: "Show times in exchange (New York), utc or local time",
+  default: "exchange",
+};
+
+/** The checked `--tz` of an invocation (default `exchange`). */
+export function tzOption(invocation: Invocation): TimeZoneSetting {
+  const text = (invocation.string("tz") ?? "exchange").toLowerCase();
+  if (!(TIME_ZONE_SETTINGS as readonly string[]).includes(text)) {
+    throw new UsageError(
+      `Invalid --tz "${text}"${didYouMean(text, TIME_ZONE_SETTINGS)}: expected one of ${
+        TIME_ZONE_SETTINGS.join(", ")
+      }`,
+    );
+  }
+  return text as TimeZoneSetting;
+}
+
+/** The error for a job id prefix that several jobs share (listing them, like `validate --show`). */
+export function ambiguousJobError(ref: string, ids: readonly string[]): UsageError | undefined {
+  const matches = ids.filter((id) => id.startsWith(ref));
+  if (matches.length < 2) return undefined;
+  const shown = matches.slice(0, 10);
+  return new UsageError(
+    `Ambiguous job "${ref}": ${matches.length} job ids start with it (${shown.join(", ")}${
+      matches.length > shown.length ? ", ..." : ""
+    }); give more of the id`,
+  );
+}
+
+/** The error for a job reference that finds no single job: ambiguous, or no such job. */
+export function unknownJobError(ref: string, dataDir: string, ids: readonly string[]): UsageError {
+  return ambiguousJobError(ref, ids) ??
+    new UsageError(`No job "${ref}" in ${dataDir}; see marketpipe jobs list`);
 }

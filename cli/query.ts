@@ -20,7 +20,7 @@ import {
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount } from "./format.ts";
-import { dataDirOf, historyDirOf, positionals, queryEngineLimits } from "./options.ts";
+import { dataDirOf, historyDirOf, positionals, queryEngineLimits, tzOption } from "./options.ts";
 
 const FORMATS = ["table", "csv", "json", "parquet"] as const;
 
@@ -42,6 +42,9 @@ export async function runQueryCommand(
     );
   }
   const format = context.json ? "json" : given;
+  const tz = tzOption(invocation);
+  // CSV is for programs: ISO UTC as stored unless a zone is asked for.
+  const csvTz = invocation.options.sources.tz === "default" ? undefined : tz;
   const output = invocation.string("output");
   // A file gets every row unless --limit is given (flag, env or config): a cut then exits 3.
   const limit = output !== undefined && invocation.options.sources.limit === "default"
@@ -90,10 +93,10 @@ export async function runQueryCommand(
     }
     const result = await runQuery(engine, sql, { limit, ...timing });
     const text = format === "csv"
-      ? formatCsv(result)
+      ? formatCsv(result, { tz: csvTz })
       : format === "json"
       ? formatJson(result)
-      : formatTable(result);
+      : formatTable(result, { tz });
     if (output !== undefined) {
       // Checked again right before the write: the path may have changed while the query ran.
       const path = await checkOutputPath(dataDir, output, { protectedFiles });

@@ -67,6 +67,8 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     legacyMetrics: invocation.flag("legacy-metrics"),
     ingestDefaults: { aggregate: invocation.flag("aggregate") },
     log: context.err,
+    // One line per request on stderr unless --quiet.
+    accessLog: invocation.flag("quiet") ? undefined : context.err,
     ...queryEngineLimits(invocation),
   });
   let schedules: ServeScheduler | undefined;
@@ -83,11 +85,13 @@ export async function runServe(invocation: Invocation, context: CommandContext):
       log: context.err,
       onRun: () => server.deps.data.invalidate(),
       metrics: { runs: server.metrics.scheduleRuns, alerts: server.metrics.scheduleAlerts },
+      // Every schedule's series exist at 0 from the scrape after it is read (start or SIGHUP).
+      onSchedules: (names) => initialiseScheduleSeries(server.metrics, names),
+      onScheduler: (scheduler) => server.deps.scheduler = scheduler,
     });
-    initialiseScheduleSeries(server.metrics, scheduleConfig.schedules.map((s) => s.name));
-    server.deps.scheduler = schedules?.scheduler;
-    // SIGHUP reads the config file's schedules again (a bad one is logged and not applied).
-    if (hangUp && schedules) Deno.addSignalListener("SIGHUP", reload);
+    // SIGHUP reads the config file's schedules and notify: again (a bad one is logged, not
+    // applied); the first schedule added this way starts the scheduler.
+    if (hangUp) Deno.addSignalListener("SIGHUP", reload);
     let cancelled: Promise<string[]> | undefined;
     const onAbort = () => {
       void schedules?.stop();
@@ -122,7 +126,7 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     }
     context.err("Stopped");
   } finally {
-    if (hangUp && schedules) Deno.removeSignalListener("SIGHUP", reload);
+    if (hangUp) Deno.removeSignalListener("SIGHUP", reload);
     await schedules?.stop();
     await server.close();
   }

@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import type { Clock } from "../core/clock.ts";
 import { errorMessage, UsageError } from "../core/errors.ts";
 import type { SchedulesConfig } from "../core/schedule.ts";
-import { createNotifier, secretValuesOf } from "../app/notify.ts";
+import { createNotifier, type Notifier, secretValuesOf } from "../app/notify.ts";
 import { createScheduler, type Scheduler } from "../app/scheduler.ts";
 import { readSeriesFreshness } from "../app/status.ts";
 import type { MetaStore } from "../storage/mod.ts";
@@ -58,78 +58,104 @@ export interface ServeSchedulerOptions {
   /** After each run, e.g. `() => server.deps.data.invalidate()`: the bars may have changed. */
   onRun?: () => void;
   metrics?: ScheduleMetrics;
+  /** Called with the schedule names at start and after each reload that applied (metric series at 0). */
+  onSchedules?: (names: string[]) => void;
+  /** Called when the scheduler starts (at once, or at the reload that adds the first schedule). */
+  onScheduler?: (scheduler: Scheduler) => void;
 }
 
-/** A started scheduler of `serve`. */
+/** The scheduler of `serve`, started once the config has schedules or a webhook. */
 export interface ServeScheduler {
-  scheduler: Scheduler;
-  /** Read the config again and apply its schedules; a bad config is logged and not applied. */
+  /** The running scheduler; undefined while the config has neither schedules nor `notify:`. */
+  readonly scheduler: Scheduler | undefined;
+  /**
+   * Read the config again and apply its schedules and `notify:` (starting the scheduler when the
+   * first schedule appears); a bad config is logged and not applied.
+   */
   reload(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * Start the scheduler of `config` (nothing when it has no schedules and no webhook).
+ * The scheduler of `config` for `serve`: started now when the config has schedules or a webhook,
+ * else at the first {@link ServeScheduler.reload} (SIGHUP) that adds one. `onScheduler` hears
+ * when it starts, so the web pages can show it.
  *
  * @example
  * ```ts
  * const config = await prepareServeSchedules(configPath, context.env); // before openWebServer
  * const server = await openWebServer(dataDir, options);
- * const schedules = startServeScheduler(config, { dataDir, configPath, env, version, meta: server.deps.store.meta, clock, log: context.err, onRun: () => server.deps.data.invalidate() });
+ * const schedules = startServeScheduler(config, { dataDir, configPath, env, version, meta: server.deps.store.meta, clock, log: context.err, onScheduler: (s) => server.deps.scheduler = s });
  * // ... on shutdown, before server.close():
- * await schedules?.stop();
+ * await schedules.stop();
  * ```
  */
 export function startServeScheduler(
   config: SchedulesConfig,
   options: ServeSchedulerOptions,
-): ServeScheduler | undefined {
-  if (config.schedules.length === 0 && config.notify === undefined) return undefined;
+): ServeScheduler {
   const { meta, clock, log } = options;
-  if (!hasScheduleTables(meta)) {
-    throw new UsageError(
-      `Cannot run schedules in ${options.dataDir}: its metadata database lacks the schedule tables; run marketpipe migrate`,
-    );
-  }
-  const notify = config.notify === undefined ? undefined : createNotifier(config.notify, {
-    secrets: secretValuesOf(options.env),
-    log,
-    host: hostname(),
-  });
-  const scheduler = createScheduler(config.schedules, {
-    store: createScheduleStore(meta),
-    clock,
-    log,
-    runCommand: createCommandRunner({
-      dataDir: options.dataDir,
-      configPath: options.configPath,
-      env: options.env,
-      version: options.version,
+  let notifier: Notifier | undefined;
+  const setNotify = (next: SchedulesConfig["notify"]) => {
+    notifier = next === undefined ? undefined : createNotifier(next, {
+      secrets: secretValuesOf(options.env),
       log,
-      meta,
-      now: clock,
-    }),
-    onRun: (run) => {
-      options.metrics?.runs?.inc({ schedule: run.schedule, status: run.status });
-      if (run.status !== "skipped") options.onRun?.();
-    },
-    onAlert: (alert) => options.metrics?.alerts?.inc({ schedule: alert.schedule }),
-    notify,
-    freshness: {
-      check: () => readSeriesFreshness(meta, clock()),
-    },
-  });
-  scheduler.start();
+      host: hostname(),
+    });
+  };
+  let scheduler: Scheduler | undefined;
+  const start = (schedules: SchedulesConfig["schedules"]) => {
+    if (!hasScheduleTables(meta)) {
+      throw new UsageError(
+        `Cannot run schedules in ${options.dataDir}: its metadata database lacks the schedule tables; run marketpipe migrate`,
+      );
+    }
+    scheduler = createScheduler(schedules, {
+      store: createScheduleStore(meta),
+      clock,
+      log,
+      runCommand: createCommandRunner({
+        dataDir: options.dataDir,
+        configPath: options.configPath,
+        env: options.env,
+        version: options.version,
+        log,
+        meta,
+        now: clock,
+      }),
+      onRun: (run) => {
+        options.metrics?.runs?.inc({ schedule: run.schedule, status: run.status });
+        if (run.status !== "skipped") options.onRun?.();
+      },
+      onAlert: (alert) => options.metrics?.alerts?.inc({ schedule: alert.schedule }),
+      // The webhook as the config says now: a reload may add, change or remove it.
+      notify: (event, signal) =>
+        notifier?.(event, signal) ?? Promise.resolve({ delivered: false, attempts: 0 }),
+      freshness: {
+        check: () => readSeriesFreshness(meta, clock()),
+      },
+    });
+    scheduler.start();
+    options.onScheduler?.(scheduler);
+  };
+  setNotify(config.notify);
+  if (config.schedules.length > 0 || config.notify !== undefined) start(config.schedules);
+  options.onSchedules?.(config.schedules.map((s) => s.name));
   return {
-    scheduler,
+    get scheduler() {
+      return scheduler;
+    },
     async reload() {
       try {
         const next = await prepareServeSchedules(options.configPath, options.env);
-        scheduler.reload(next.schedules);
+        setNotify(next.notify);
+        if (scheduler) scheduler.reload(next.schedules);
+        else if (next.schedules.length > 0 || next.notify !== undefined) start(next.schedules);
+        options.onSchedules?.(next.schedules.map((s) => s.name));
       } catch (error) {
         log(`error: cannot reload the schedules: ${errorMessage(error)}; keeping the current ones`);
       }
     },
-    stop: () => scheduler.stop(),
+    stop: async () => await scheduler?.stop(),
   };
 }

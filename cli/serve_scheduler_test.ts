@@ -57,10 +57,11 @@ Deno.test("startServeScheduler() runs over the server's store and reloads the co
       meta: store.meta,
       clock: () => Date.parse("2024-07-03T12:00:00Z"),
       log: (line) => lines.push(line),
-    })!;
+    });
+    const scheduler = serve.scheduler!;
     try {
-      assert.equal(serve.scheduler.holdsLease, true);
-      assert.deepEqual(serve.scheduler.schedules().map((s) => new Date(s.next!).toISOString()), [
+      assert.equal(scheduler.holdsLease, true);
+      assert.deepEqual(scheduler.schedules().map((s) => new Date(s.next!).toISOString()), [
         "2024-07-03T17:30:00.000Z",
       ]);
       await Deno.writeTextFile(
@@ -72,31 +73,58 @@ Deno.test("startServeScheduler() runs over the server's store and reloads the co
         lines.at(-1)!,
         /^error: cannot reload the schedules: Invalid schedules\[0\]\.when\.cron .+; keeping the current ones$/,
       );
-      assert.deepEqual(serve.scheduler.schedules().map((s) => s.schedule.name), ["nightly"]);
+      assert.deepEqual(scheduler.schedules().map((s) => s.schedule.name), ["nightly"]);
       await Deno.writeTextFile(
         path,
         `schedules:\n${NIGHTLY}\n  - {name: weekly, command: compact, when: "0 6 * * 6"}\n`,
       );
       await serve.reload();
-      assert.deepEqual(serve.scheduler.schedules().map((s) => s.schedule.name), [
+      assert.deepEqual(scheduler.schedules().map((s) => s.schedule.name), [
         "nightly",
         "weekly",
       ]);
     } finally {
       await serve.stop();
     }
-    assert.equal(serve.scheduler.holdsLease, false);
-    assert.equal(
-      startServeScheduler({ schedules: [] }, {
-        dataDir: store.dataDir,
-        env: {},
-        version: "test",
-        meta: store.meta,
-        clock: Date.now,
-        log: () => {},
-      }),
-      undefined,
-    );
+    assert.equal(scheduler.holdsLease, false);
+  } finally {
+    store.close();
+  }
+});
+
+Deno.test("startServeScheduler() without schedules starts at the reload that adds the first", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "c.yaml");
+  await Deno.writeTextFile(path, "provider: fake\n");
+  const store = await openStore(join(dir, "data"), { command: "serve" });
+  const started: unknown[] = [];
+  const named: string[][] = [];
+  try {
+    const serve = startServeScheduler(await prepareServeSchedules(path, {}), {
+      dataDir: store.dataDir,
+      configPath: path,
+      env: {},
+      version: "test",
+      meta: store.meta,
+      clock: () => Date.parse("2024-07-03T12:00:00Z"),
+      log: () => {},
+      onScheduler: (scheduler) => started.push(scheduler),
+      onSchedules: (names) => named.push(names),
+    });
+    try {
+      assert.equal(serve.scheduler, undefined, "nothing to run: no scheduler, no lease");
+      await serve.reload();
+      assert.equal(serve.scheduler, undefined, "still nothing to run");
+      await Deno.writeTextFile(path, `provider: fake\nschedules:\n${NIGHTLY}\n`);
+      await serve.reload();
+      assert.equal(started.length, 1);
+      assert.equal(serve.scheduler, started[0]);
+      assert.deepEqual(serve.scheduler!.schedules().map((s) => s.schedule.name), ["nightly"]);
+      assert.equal(serve.scheduler!.holdsLease, true);
+      assert.deepEqual(named, [[], [], ["nightly"]]);
+    } finally {
+      await serve.stop();
+    }
   } finally {
     store.close();
   }

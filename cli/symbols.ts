@@ -13,7 +13,7 @@ import {
   type SymbolVersion,
 } from "../core/reference.ts";
 import { matchesFilter, parseFilter } from "../core/universe_filter.ts";
-import { parseDateOption } from "../core/config.ts";
+import { parseDateOption, parseIntOption } from "../core/config.ts";
 import { checkReferenceSource, fetchReference } from "../providers/mod.ts";
 import { migrate, openDatabase, readTextFileCapped, ReferenceStore } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
@@ -62,6 +62,10 @@ export async function runSymbolsUpdate(
   if (asOf > today) {
     throw new UsageError(`Invalid --as-of ${asOf}: it is after today (${today} in New York)`);
   }
+  const rateText = invocation.string("rate-limit");
+  const rateLimit = rateText === undefined
+    ? undefined
+    : parseIntOption(rateText, "--rate-limit", 1, 1_000_000);
   const files = invocation.strings("file");
   const urls = invocation.strings("url");
   // Unknown sources, missing credentials and files for a source that reads none are refused
@@ -87,6 +91,7 @@ export async function runSymbolsUpdate(
   }
   const snapshots = await fetchReference(source, {
     asOf,
+    rateLimit,
     texts: texts.length > 0 ? texts : undefined,
     urls: urls.length > 0 ? urls : undefined,
     env: context.env,

@@ -71,8 +71,9 @@ function _hasReferenceTables(db: DatabaseSync): boolean {
 
 /**
  * The members of universe `name` in `dataDir`: on `asOf`, else at any time in `range` (today
- * without one), leaving out those the symbol master says were not listed then (delisted before,
- * or listed after). Unknown or empty universes are usage errors naming them.
+ * without one), named by the ticker their bars are stored under (the instrument's current one),
+ * leaving out those the symbol master says were not listed then (delisted before, or listed
+ * after). Unknown or empty universes are usage errors naming them.
  */
 export async function universeMembers(
   dataDir: string,
@@ -86,13 +87,14 @@ export async function universeMembers(
         `Unknown universe "${universe}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
       );
     }
+    // Named by the ticker their bars are stored under: FB of a 2021 member list is META now.
     const all = reference.members(
       universe,
       options.asOf !== undefined
-        ? { asOf: options.asOf, today: options.today }
+        ? { asOf: options.asOf, today: options.today, stored: true }
         : options.range !== undefined
-        ? { start: options.range.start, end: options.range.end, today: options.today }
-        : { asOf: options.today, today: options.today },
+        ? { start: options.range.start, end: options.range.end, today: options.today, stored: true }
+        : { asOf: options.today, today: options.today, stored: true },
     );
     const span = options.asOf !== undefined
       ? { start: options.asOf, end: options.asOf }

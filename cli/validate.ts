@@ -43,9 +43,12 @@ import {
   dataDirArgs,
   formatCount,
   formatDuration,
+  formatIsoTime,
   formatTime,
+  progressReporter,
   renderTable,
   shellCommand,
+  type TimeZoneSetting,
 } from "./format.ts";
 import {
   dataDirOf,
@@ -56,6 +59,8 @@ import {
   symbolsOption,
   timeframeOption,
   todayOf,
+  tzOption,
+  unknownJobError,
   validationOption,
 } from "./options.ts";
 
@@ -137,6 +142,7 @@ function _printRules(settings: ValidationSettings, context: CommandContext): num
 
 async function _listReports(invocation: Invocation, context: CommandContext): Promise<number> {
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
+  const tz = tzOption(invocation);
   const dataDir = dataDirOf(invocation);
   const db = await openExistingMigrated(join(dataDir, META_FILE));
   const reports = db ? listValidationReports(db, { limit }) : [];
@@ -154,7 +160,7 @@ async function _listReports(invocation: Invocation, context: CommandContext): Pr
       ["report", "created", "job", "tf", "symbols", "dates", "bars", "errors", "warn", "info"],
       reports.map((r) => [
         r.id,
-        formatTime(r.createdAt),
+        formatTime(r.createdAt, tz),
         r.jobId ?? "-",
         r.timeframe,
         r.symbols.length <= 3
@@ -176,6 +182,7 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
   const ref = invocation.string("show")!;
   const failOn = _failOnOption(invocation);
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000);
+  const tz = tzOption(invocation);
   const dataDir = dataDirOf(invocation);
   const db = await openExistingMigrated(join(dataDir, META_FILE));
   if (!db) throw new UsageError(`No report "${ref}": ${dataDir} has no metadata database`);
@@ -212,7 +219,7 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
     ));
     return _failExit(record, failOn, context);
   }
-  _printReportHeader(record, dataDir, context);
+  _printReportHeader(record, { dataDir, tz }, context);
   _printRuleSummary(rows, context);
   if (rows.length > 0) {
     context.out("");
@@ -222,7 +229,13 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
     for (
       const line of renderTable(
         ["symbol", "ts", "rule", "severity", "detail"],
-        rows.slice(0, limit).map((r) => [r.symbol, r.ts, r.rule, r.severity, r.detail]),
+        rows.slice(0, limit).map((r) => [
+          r.symbol,
+          formatIsoTime(r.ts, tz),
+          r.rule,
+          r.severity,
+          r.detail,
+        ]),
       )
     ) context.out(line);
     if (rows.length > limit) {
@@ -274,10 +287,10 @@ function _failExit(
 
 function _printReportHeader(
   record: ValidationReportRecord,
-  dataDir: string,
+  { dataDir, tz }: { dataDir: string; tz: TimeZoneSetting },
   context: CommandContext,
 ): void {
-  context.out(`Report ${record.id} (${formatTime(record.createdAt)})`);
+  context.out(`Report ${record.id} (${formatTime(record.createdAt, tz)})`);
   context.out(
     `  ${record.jobId ? `job ${record.jobId}, ` : ""}${record.timeframe} bars of ${
       record.symbols.join(",")
@@ -335,6 +348,8 @@ interface _ValidateRequest {
   crossCheck: boolean;
   session: "regular" | "extended" | undefined;
   limit: number;
+  /** Where printed times are shown (`--tz`). */
+  tz: TimeZoneSetting;
   /** The symbols are a universe's members: one without bars in the range is no error. */
   fromUniverse: boolean;
 }
@@ -404,12 +419,32 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
     const connection = await duckdb.connect();
     const started = performance.now();
     const results: _SymbolResult[] = [];
+    // A redrawn bar on a terminal only: piped output and logs get the result alone.
+    const report = context.status
+      ? progressReporter({ status: context.status, err: context.err })
+      : undefined;
+    let bars = 0;
     try {
-      for (const symbol of symbols) {
+      for (const [index, symbol] of symbols.entries()) {
         context.signal.throwIfAborted();
-        results.push(await _checkSymbol(connection, dataDir, symbol, check));
+        report?.(
+          index,
+          symbols.length,
+          `${index}/${symbols.length} symbols, ${formatCount(bars)} bars checked (${symbol})`,
+          performance.now() - started,
+        );
+        const result = await _checkSymbol(connection, dataDir, symbol, check);
+        results.push(result);
+        bars += result.bars;
       }
+      report?.(
+        symbols.length,
+        symbols.length,
+        `${symbols.length}/${symbols.length} symbols, ${formatCount(bars)} bars checked`,
+        performance.now() - started,
+      );
     } finally {
+      report?.finish();
       connection.closeSync();
     }
     const record = await _saveReport(store, dataDir, { request, scope, results });
@@ -434,7 +469,12 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
         2,
       ));
     } else {
-      _printRun(results, record, { dataDir, elapsedMs, limit: request.limit }, context);
+      _printRun(
+        results,
+        record,
+        { dataDir, elapsedMs, limit: request.limit, tz: request.tz },
+        context,
+      );
     }
     return _failExit(record, request.failOn, context);
   } finally {
@@ -489,6 +529,7 @@ async function _validateRequest(
     crossCheck: invocation.flag("cross-check"),
     session: sessionOption(invocation),
     limit: parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 10_000_000),
+    tz: tzOption(invocation),
     fromUniverse: false,
   };
   if (jobRef !== undefined) {
@@ -529,7 +570,8 @@ function _scopeOf(request: _ValidateRequest, store: Store, dataDir: string): _Sc
   }
   const job = store.getJob(request.jobRef);
   if (!job) {
-    throw new UsageError(`No job "${request.jobRef}" in ${dataDir}; see marketpipe jobs list`);
+    const ids = store.meta.listJobs({ limit: 1_000_000 }).map((j) => j.id);
+    throw unknownJobError(request.jobRef, dataDir, ids);
   }
   return {
     symbols: job.symbols,
@@ -604,7 +646,7 @@ async function _checkSymbol(
 function _printRun(
   results: readonly _SymbolResult[],
   record: ValidationReportRecord,
-  options: { dataDir: string; elapsedMs: number; limit: number },
+  options: { dataDir: string; elapsedMs: number; limit: number; tz: TimeZoneSetting },
   context: CommandContext,
 ): void {
   for (
@@ -630,7 +672,7 @@ function _printRun(
     for (
       const line of renderTable(
         ["symbol", "ts", "rule", "detail"],
-        shown.map((f) => [f.symbol, new Date(f.ts).toISOString(), f.rule, f.detail]),
+        shown.map((f) => [f.symbol, formatTime(f.ts, options.tz), f.rule, f.detail]),
       )
     ) context.out(line);
   }

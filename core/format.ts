@@ -15,10 +15,132 @@ export function formatDuration(ms: number): string {
     : `${Math.floor(minutes / 60)}h ${String(minutes % 60).padStart(2, "0")}m`;
 }
 
-/** Epoch ms as `2024-03-04 15:30:12Z`, or `-`. */
-export function formatTime(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined) return "-";
-  return new Date(ms).toISOString().slice(0, 19).replace("T", " ") + "Z";
+/**
+ * Where printed times are shown: `exchange` (America/New_York, the default of the CLI), `utc`,
+ * or `local` (the zone of the process, from `TZ`).
+ */
+export type TimeZoneSetting = "exchange" | "utc" | "local";
+
+/** Every {@link TimeZoneSetting}, the values of `--tz`. */
+export const TIME_ZONE_SETTINGS: readonly TimeZoneSetting[] = Object.freeze(
+  [
+    "exchange",
+    "utc",
+    "local",
+  ] as const,
+);
+
+const _EXCHANGE_ZONE = "America/New_York";
+const _zoneFormats = new Map<string, Intl.DateTimeFormat>();
+
+function _zoneFormat(zone: string | undefined): Intl.DateTimeFormat {
+  const key = zone ?? "";
+  let format = _zoneFormats.get(key);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-US", {
+      timeZone: zone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+      timeZoneName: "short",
+    });
+    _zoneFormats.set(key, format);
+  }
+  return format;
+}
+
+/**
+ * Epoch ms as text with its zone named: without `tz` the legacy `2024-03-04 15:30:12Z`; with it
+ * `2024-03-04 10:30:12 ET` (exchange), `2024-03-04 15:30:12 UTC`, or the local time with the
+ * zone's short name (`2024-03-04 16:30:12 GMT+1`). `-` for no time.
+ *
+ * @example
+ * ```ts
+ * formatTime(Date.parse("2024-03-04T15:30:12Z"), "exchange"); // "2024-03-04 10:30:12 ET"
+ * ```
+ */
+export function formatTime(ms: number | null | undefined, tz?: TimeZoneSetting): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
+  if (tz === undefined) return new Date(ms).toISOString().slice(0, 19).replace("T", " ") + "Z";
+  if (tz === "utc") return new Date(ms).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+  const part: Record<string, string> = {};
+  const format = _zoneFormat(tz === "exchange" ? _EXCHANGE_ZONE : undefined);
+  for (const { type, value } of format.formatToParts(ms)) part[type] = value;
+  const zone = tz === "exchange" ? "ET" : part.timeZoneName;
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second} ${zone}`;
+}
+
+/** An ISO-8601 instant (as query results hold TIMESTAMPTZ values) in `tz`; other text unchanged. */
+export function formatIsoTime(text: string, tz: TimeZoneSetting): string {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(text)) return text;
+  const ms = Date.parse(text);
+  if (!Number.isFinite(ms)) return text;
+  const formatted = formatTime(ms, tz);
+  // Keep sub-second digits when the value has them.
+  const fraction = /\.(\d+)Z$/.exec(text)?.[1];
+  return fraction && !/^0+$/.test(fraction)
+    ? formatted.replace(/^(\S+ \S+)/, `$1.${fraction}`)
+    : formatted;
+}
+
+/**
+ * Numbers of one column (prices), each with as many decimals as the most precise needs, so
+ * they line up: `[1, 2.5, 3.125]` -> `["1.000", "2.500", "3.125"]`. At most `maxDecimals`
+ * (default 4), except that values below 1 keep 4 significant digits; at least `minDecimals`
+ * (default 0). Non-finite values are printed as they are.
+ */
+export function formatPrices(
+  values: readonly number[],
+  options: { minDecimals?: number; maxDecimals?: number } = {},
+): string[] {
+  const max = options.maxDecimals ?? 4;
+  const decimals = Math.max(options.minDecimals ?? 0, ...values.map((v) => _decimalsOf(v, max)));
+  return values.map((v) => Number.isFinite(v) ? v.toFixed(Math.min(decimals, 20)) : String(v));
+}
+
+/** Decimals `value` needs: what rounding to `max` (or 4 significant digits below 1) leaves. */
+function _decimalsOf(value: number, max: number): number {
+  if (!Number.isFinite(value) || value === 0) return 0;
+  const abs = Math.abs(value);
+  const cap = abs < 1 ? Math.min(20, Math.max(max, 3 - Math.floor(Math.log10(abs)))) : max;
+  const text = abs.toFixed(cap).replace(/0+$/, "");
+  const dot = text.indexOf(".");
+  return dot < 0 ? 0 : text.length - dot - 1;
+}
+
+/**
+ * An instant as ISO 8601 in `tz`: `2024-03-04T14:30:00.000Z` for utc, with the zone's offset
+ * otherwise (`2024-03-04T09:30:00.000-05:00` for exchange time).
+ */
+export function formatIsoInZone(ms: number, tz: TimeZoneSetting): string {
+  const iso = new Date(ms).toISOString();
+  if (tz === "utc") return iso;
+  const offsetMs = _zoneOffsetMs(ms, tz === "exchange" ? _EXCHANGE_ZONE : undefined);
+  const local = new Date(ms + offsetMs).toISOString().slice(0, -1);
+  const minutes = Math.round(offsetMs / 60_000);
+  const sign = minutes < 0 ? "-" : "+";
+  const hh = String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0");
+  const mm = String(Math.abs(minutes) % 60).padStart(2, "0");
+  return `${local}${sign}${hh}:${mm}`;
+}
+
+/** Offset of `zone` (undefined: the process's) from UTC at `ms`, in ms. */
+function _zoneOffsetMs(ms: number, zone: string | undefined): number {
+  const part: Record<string, string> = {};
+  for (const { type, value } of _zoneFormat(zone).formatToParts(ms)) part[type] = value;
+  const asUtc = Date.UTC(
+    Number(part.year),
+    Number(part.month) - 1,
+    Number(part.day),
+    Number(part.hour),
+    Number(part.minute),
+    Number(part.second),
+  );
+  return asUtc - (ms - (((ms % 1000) + 1000) % 1000));
 }
 
 /** Bytes as `1.5 MiB`. */

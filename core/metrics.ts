@@ -125,6 +125,12 @@ export interface KnownProvider {
 }
 
 /**
+ * Providers that make their bars in-process (the fake one): they send no HTTP requests, so
+ * `mp_requests_total` and `mp_request_latency_seconds` have no series of theirs.
+ */
+export const IN_PROCESS_PROVIDERS: readonly string[] = Object.freeze(["fake"]);
+
+/**
  * Error codes that exist at 0 before the first failure: the transport failures (`timeout`,
  * `network`, `parse`: a 2xx body that is not JSON, `shape`: JSON of an unexpected form) and the
  * statuses the retry loop records (429 and the usual 5xx). Other statuses are an open set and
@@ -180,8 +186,10 @@ export const PROCESSING_OPERATIONS: readonly string[] = Object.freeze([
  * Create every series whose labels are known in advance at 0, so that each exists from the first
  * scrape and `rate()`/`increase()` see its first increase (Prometheus instrumentation
  * guidelines). Known are: providers with their feeds and timeframes (passed in, since core does
- * not know the registry), validation rules, job outcomes, rate-limiter modes, processing
- * operations and {@link INITIAL_ERROR_CODES}. Bounded: a few hundred series in all.
+ * not know the registry; request, latency and error series only for providers that send HTTP
+ * requests, not the {@link IN_PROCESS_PROVIDERS}), validation rules with their severity, job
+ * outcomes, rate-limiter modes, processing operations and {@link INITIAL_ERROR_CODES}. Bounded:
+ * a few hundred series in all.
  */
 export function initialiseKnownSeries(
   metrics: Metrics,
@@ -194,6 +202,7 @@ export function initialiseKnownSeries(
     for (const timeframe of provider.timeframes) {
       metrics.ingestRows.inc({ provider: provider.name, timeframe }, 0);
     }
+    if (IN_PROCESS_PROVIDERS.includes(provider.name)) continue;
     for (const feed of provider.feeds) {
       const labels = { provider: provider.name, feed };
       for (const status of REQUEST_STATUS_CLASSES) metrics.requests.inc({ ...labels, status }, 0);

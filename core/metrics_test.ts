@@ -327,13 +327,16 @@ Deno.test("initialiseKnownSeries() creates each known label set at 0 and nothing
   assert.ok(values.every((v) => v.value === 0), "all at zero");
   const labelSets = (name: string) =>
     values.filter((v) => v.name === name).map((v) => seriesKey("", v.labels)).sort();
-  assert.equal(labelSets("mp_errors_total").length, 3 * INITIAL_ERROR_CODES.length);
+  // Request, latency and error series for HTTP providers only: the fake one sends no requests.
+  assert.equal(labelSets("mp_errors_total").length, 2 * INITIAL_ERROR_CODES.length);
   assert.ok(
     labelSets("mp_errors_total").includes(
-      seriesKey("", { provider: "fake", feed: "sip", code: "429" }),
+      seriesKey("", { provider: "alpaca", feed: "sip", code: "429" }),
     ),
   );
-  assert.equal(labelSets("mp_requests_total").length, 3 * 4);
+  assert.ok(!values.some((v) => v.name.startsWith("mp_request") && v.labels.provider === "fake"));
+  assert.ok(!values.some((v) => v.name === "mp_errors_total" && v.labels.provider === "fake"));
+  assert.equal(labelSets("mp_requests_total").length, 2 * 4);
   assert.deepEqual(
     labelSets("mp_rate_limiter_waits_total"),
     ["alpaca", "fake"].flatMap((provider) =>
@@ -354,8 +357,8 @@ Deno.test("initialiseKnownSeries() creates each known label set at 0 and nothing
     JOB_OUTCOMES.map((outcome) => seriesKey("", { outcome })).sort(),
   );
   // Histograms: every bucket, _sum and _count of each label set.
-  assert.equal(labelSets("mp_request_latency_seconds_bucket").length, 3 * 12);
-  assert.equal(labelSets("mp_request_latency_seconds_count").length, 3);
+  assert.equal(labelSets("mp_request_latency_seconds_bucket").length, 2 * 12);
+  assert.equal(labelSets("mp_request_latency_seconds_count").length, 2);
   assert.equal(labelSets("mp_processing_time_seconds_count").length, 3);
   // A later increase counts on from the zero.
   metrics.jobs.inc({ outcome: "failed" });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { plotLine, type PlotPoint } from "./plot.ts";
+import { plotLine, plotLines, type PlotPoint } from "./plot.ts";
 
 /** Every line's width in code points (what a terminal shows for these box characters). */
 function widths(lines: string[]): number[] {
@@ -85,14 +85,43 @@ Deno.test("plotLine() sorts points by x before drawing", () => {
   assert.deepEqual(plotLine(shuffled, { width: 60 }), plotLine(RAMP, { width: 60 }));
 });
 
-Deno.test("plotLine() draws a single point in the last column, mid-height", () => {
-  const lines = plotLine([{ x: 5, y: 42 }], { width: 30, height: 5 });
+Deno.test("plotLine() draws a single point mid-chart with its x label under it", () => {
+  const lines = plotLine([{ x: 5, y: 42 }], { width: 30, height: 5, formatX: (x) => `t=${x}` });
   assert.deepEqual(widths(lines), Array(7).fill(30));
   const rows = markerRows(lines);
-  assert.deepEqual(rows.filter((r) => r.length > 0), [[2]]);
-  assert.deepEqual(rows.at(-1), [2]);
+  const used = rows.flatMap((r, col) => r.length > 0 ? [col] : []);
+  assert.equal(used.length, 1);
+  const column = used[0];
+  assert.deepEqual(rows[column], [2], "mid-height");
+  assert.ok(Math.abs(column - (rows.length - 1) / 2) <= 1, `column ${column} is in the middle`);
   const labels = chartRows(lines).map(labelOf);
   assert.deepEqual([labels[0], labels[2], labels[4]], ["46.20", "42.00", "37.80"]);
+  // The x label once, centred under the point (not the same time at both ends).
+  const axis = lines.at(-1)!;
+  assert.equal(axis.split("t=5").length - 1, 1, axis);
+  const markerAt = lines[2].indexOf("●");
+  const labelAt = axis.indexOf("t=5");
+  assert.ok(labelAt <= markerAt && markerAt < labelAt + 3, `${axis}\n${lines[2]}`);
+});
+
+Deno.test("plotLines() draws each series with its marker and names them in a legend", () => {
+  const lines = plotLines([
+    { label: 'operation="ingest"', points: [{ x: 0, y: 1 }, { x: 10, y: 2 }] },
+    { label: 'operation="validate"', points: [{ x: 0, y: 5 }, { x: 10, y: 4 }] },
+  ], { width: 60, height: 5 });
+  assert.deepEqual(widths(lines), Array(8).fill(60));
+  const legend = lines.at(-1)!;
+  assert.equal(legend.trimEnd(), '  ● operation="ingest"  ○ operation="validate"');
+  const chart = chartRows(lines).join("\n");
+  assert.equal(chart.split("●").length - 1, 2);
+  assert.equal(chart.split("○").length - 1, 2);
+  // ○ starts at the top (5 is the maximum), ● at the bottom.
+  assert.ok(chartRows(lines)[0].includes("○"));
+  assert.ok(chartRows(lines).at(-1)!.includes("●"));
+  assert.throws(
+    () => plotLines(Array.from({ length: 7 }, (_, i) => ({ label: `${i}`, points: [] }))),
+    /Cannot plot 7 lines: at most 6/,
+  );
 });
 
 Deno.test("plotLine() draws a constant series as a flat line with a range around it", () => {

@@ -44,8 +44,12 @@ export type Trigger =
     tradingDaysOnly: boolean;
   }
   | {
-    kind: "after-close" | "before-open";
-    /** Milliseconds after the close (or before the open) of each trading session. */
+    kind: "after-close" | "after-post" | "before-open";
+    /**
+     * Milliseconds after the close (16:00 ET, 13:00 on early closes), after the end of the
+     * after-hours session (`after-post`: 20:00 ET, 17:00 on early closes; when intraday bars of
+     * the day count as complete) or before the open (09:30 ET) of each trading session.
+     */
     offsetMs: number;
   };
 
@@ -83,7 +87,7 @@ export interface SchedulesConfig {
   notify?: NotifyConfig;
 }
 
-/** Longest `after-close` / `before-open` offset: a fire time stays on its session's day. */
+/** Longest `after-close` / `after-post` / `before-open` offset: a fire time stays on its session's day. */
 export const MAX_SESSION_OFFSET_MS = 6 * 3_600_000;
 
 /** Most runs {@link missedRuns} lists, so a per-minute cron after a month down stays small. */
@@ -100,7 +104,14 @@ const _SCHEDULE_KEYS = [
   "retries",
   "backoff",
 ] as const;
-const _WHEN_KEYS = ["cron", "tz", "trading-days-only", "after-close", "before-open"] as const;
+const _WHEN_KEYS = [
+  "cron",
+  "tz",
+  "trading-days-only",
+  "after-close",
+  "after-post",
+  "before-open",
+] as const;
 const _NOTIFY_KEYS = ["url", "headers", "retries"] as const;
 
 /**
@@ -254,7 +265,11 @@ export function describeTrigger(when: Trigger): string {
     return `cron "${when.cron}" (${when.tz}${days})`;
   }
   const offset = _formatOffset(when.offsetMs);
-  return when.kind === "after-close" ? `${offset} after the close` : `${offset} before the open`;
+  return when.kind === "after-close"
+    ? `${offset} after the close`
+    : when.kind === "after-post"
+    ? `${offset} after the after-hours session`
+    : `${offset} before the open`;
 }
 
 /** `YYYY-MM-DD HH:MM` in New York time (or `tz`), with its zone abbreviation, e.g. `2024-07-03 13:30 EDT`. */
@@ -276,10 +291,14 @@ export function formatZoned(ms: number, tz: string = EXCHANGE_TIME_ZONE): string
 
 function _sessionFireTime(
   date: string,
-  when: { kind: "after-close" | "before-open"; offsetMs: number },
+  when: { kind: "after-close" | "after-post" | "before-open"; offsetMs: number },
 ): number {
   const session = tradingSession(date)!;
-  return when.kind === "after-close" ? session.close + when.offsetMs : session.open - when.offsetMs;
+  return when.kind === "after-close"
+    ? session.close + when.offsetMs
+    : when.kind === "after-post"
+    ? session.postClose + when.offsetMs
+    : session.open - when.offsetMs;
 }
 
 function _parseSchedule(entry: unknown, field: string, where: string): Schedule {
@@ -289,7 +308,11 @@ function _parseSchedule(entry: unknown, field: string, where: string): Schedule 
     );
   }
   const raw = _normalizeKeys(entry);
-  _checkKeys(raw, _SCHEDULE_KEYS, field, where);
+  // An unknown key names the schedule when its name reads as one.
+  const named = typeof raw.name === "string" && raw.name.trim() !== ""
+    ? `for schedule "${raw.name}" ${where}`
+    : where;
+  _checkKeys(raw, _SCHEDULE_KEYS, field, named);
   for (const key of ["name", "command", "when"] as const) {
     if (raw[key] === undefined || raw[key] === null) {
       throw new UsageError(`Missing ${field}.${key} ${where}`);
@@ -343,17 +366,17 @@ function _parseWhen(value: unknown, field: string, where: string): Trigger {
   }
   if (!_isMapping(value)) {
     throw new UsageError(
-      `Invalid ${field} ${where}: expected {cron: "30 16 * * 1-5", tz: ...}, {after-close: 30m} or {before-open: 15m}`,
+      `Invalid ${field} ${where}: expected {cron: "30 16 * * 1-5", tz: ...}, {after-close: 30m}, {after-post: 15m} or {before-open: 15m}`,
     );
   }
   const raw = _normalizeKeys(value);
   _checkKeys(raw, _WHEN_KEYS, field, where);
-  const kinds = (["cron", "after-close", "before-open"] as const).filter((k) =>
+  const kinds = (["cron", "after-close", "after-post", "before-open"] as const).filter((k) =>
     raw[k] !== undefined
   );
   if (kinds.length !== 1) {
     throw new UsageError(
-      `Invalid ${field} ${where}: expected exactly one of cron, after-close, before-open${
+      `Invalid ${field} ${where}: expected exactly one of cron, after-close, after-post, before-open${
         kinds.length > 1 ? `, got ${kinds.join(" and ")}` : ""
       }`,
     );

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { isSessionClosed } from "./clock.ts";
 import { UsageError } from "./errors.ts";
 import {
   catchUpRuns,
@@ -45,6 +46,24 @@ Deno.test("nextRuns() after-close fires once per session across a holiday and an
     "2024-07-05 16:30 EDT",
     "2024-07-08 16:30 EDT",
   ]);
+});
+
+Deno.test("nextRuns() after-post fires after the after-hours session, when 1m bars are complete", () => {
+  const schedule = scheduleOf({ "after-post": "15m" });
+  const runs = nextRuns(schedule, Date.parse("2024-07-01T04:00:00Z"), 4);
+  assert.deepEqual(runs.map(ny), [
+    "2024-07-01 20:15 EDT",
+    "2024-07-02 20:15 EDT",
+    "2024-07-03 17:15 EDT", // early close: after-hours end at 17:00
+    "2024-07-05 20:15 EDT", // no run on July 4
+  ]);
+  // By then `update` counts the day's intraday session as closed (see core/clock.ts).
+  for (const run of runs) {
+    const date = ny(run).slice(0, 10);
+    assert.equal(isSessionClosed(date, run, { extendedHours: true }), true, date);
+    assert.equal(isSessionClosed(date, run - 16 * 60_000, { extendedHours: true }), false, date);
+  }
+  assert.equal(describeTrigger(schedule.when), "15m after the after-hours session");
 });
 
 Deno.test("nextRuns() before-open fires before each open, skipping Thanksgiving", () => {
@@ -213,11 +232,11 @@ Deno.test("parseSchedulesConfig() refuses bad entries, naming the schedule and t
   );
   assert.deepEqual(
     bad({ timeout: "1h" }),
-    'Unknown key "timeout" in schedules[2] in config file test.yaml: expected name, command, args, when, overlap, catch-up, retries, backoff',
+    'Unknown key "timeout" in schedules[2] for schedule "c" in config file test.yaml: expected name, command, args, when, overlap, catch-up, retries, backoff',
   );
   assert.deepEqual(
     bad({ when: { cron: "0 6 * * *", tzz: "UTC" } }),
-    'Unknown key "tzz" in schedules[2].when for schedule "c" in config file test.yaml (did you mean "tz"?): expected cron, tz, trading-days-only, after-close, before-open',
+    'Unknown key "tzz" in schedules[2].when for schedule "c" in config file test.yaml (did you mean "tz"?): expected cron, tz, trading-days-only, after-close, after-post, before-open',
   );
   assert.deepEqual(
     bad({ when: { cron: "0 6 * *" } }),
@@ -233,7 +252,7 @@ Deno.test("parseSchedulesConfig() refuses bad entries, naming the schedule and t
   );
   assert.deepEqual(
     bad({ when: { "after-close": "30m", "before-open": "5m" } }),
-    'Invalid schedules[2].when for schedule "c" in config file test.yaml: expected exactly one of cron, after-close, before-open, got after-close and before-open',
+    'Invalid schedules[2].when for schedule "c" in config file test.yaml: expected exactly one of cron, after-close, after-post, before-open, got after-close and before-open',
   );
   assert.deepEqual(
     bad({ overlap: "wait" }),

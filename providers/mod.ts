@@ -82,16 +82,14 @@ export interface ProviderFactory {
 export const providers = {
   fake: {
     info: fakeInfo,
-    create: ({ params, metrics, clock }) =>
-      instrumentFake(
-        fake({
-          seed: typeof params.seed === "number" ? params.seed : undefined,
-          gapRate: typeof params.gapRate === "number" ? params.gapRate : undefined,
-          corruptRate: typeof params.corruptRate === "number" ? params.corruptRate : undefined,
-          now: clock,
-        }),
-        metrics,
-      ),
+    // Bars made in-process: no HTTP requests, so no mp_requests_total or latency to count.
+    create: ({ params, clock }) =>
+      fake({
+        seed: typeof params.seed === "number" ? params.seed : undefined,
+        gapRate: typeof params.gapRate === "number" ? params.gapRate : undefined,
+        corruptRate: typeof params.corruptRate === "number" ? params.corruptRate : undefined,
+        now: clock,
+      }),
   },
   alpaca: alpacaFactory,
   polygon: polygonFactory,
@@ -108,24 +106,4 @@ export function providerFactory(name: string): ProviderFactory | undefined {
   return Object.hasOwn(providers, name)
     ? (providers as Record<string, ProviderFactory>)[name]
     : undefined;
-}
-
-/**
- * Count each fake fetch as a provider request (status class 2xx) with its latency, like the HTTP
- * providers do, so dashboards show the demo's activity.
- */
-function instrumentFake(provider: Provider, metrics: Metrics | undefined): Provider {
-  if (!metrics) return provider;
-  return {
-    ...provider,
-    name: provider.name,
-    async fetchBars(request, options) {
-      const labels = { provider: "fake", feed: request.feed ?? fakeInfo.defaultFeed };
-      const started = performance.now();
-      const bars = await provider.fetchBars(request, options);
-      metrics.requests.inc({ ...labels, status: "2xx" });
-      metrics.requestLatency.observe(labels, (performance.now() - started) / 1000);
-      return bars;
-    },
-  };
 }

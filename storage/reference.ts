@@ -277,6 +277,30 @@ export class ReferenceStore {
   }
 
   /**
+   * The ticker the bars of `ticker` as of `date` are stored under: the current ticker of the
+   * instrument that traded as `ticker` on `date` (META for FB on 2021-06-30; by SOURCE_PRIORITY
+   * when several sources know it), or `ticker` itself when the master does not know it then.
+   */
+  storedTicker(ticker: string, date: string): string {
+    _checkDate(date, "date");
+    const then = this.#rows(
+      `SELECT ${_COLUMNS}, row_id FROM symbol_history
+       WHERE ticker = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)`,
+      ticker.toUpperCase(),
+      date,
+      date,
+    ).sort((a, b) => _priority(a) - _priority(b))[0];
+    if (then === undefined) return ticker.toUpperCase();
+    const now = this.#rows(
+      `SELECT ${_COLUMNS}, row_id FROM symbol_history
+       WHERE source = ? AND instrument_id = ? AND valid_to IS NULL`,
+      then.source,
+      then.instrumentId,
+    )[0];
+    return now?.ticker ?? then.ticker;
+  }
+
+  /**
    * Listing windows `[listDate, delistDate]` (either end null when unknown) of the symbols the
    * master knows, from their {@link lookup} rows; symbols it does not know are absent.
    */
@@ -441,7 +465,14 @@ export class ReferenceStore {
    */
   members(
     name: string,
-    options: { asOf?: string; start?: string; end?: string; today: string },
+    options: {
+      asOf?: string;
+      start?: string;
+      end?: string;
+      today: string;
+      /** Name each member by the ticker its bars are stored under now ({@link storedTicker}). */
+      stored?: boolean;
+    },
   ): string[] {
     const row = this.#universeOrThrow(name);
     let from: string | undefined;
@@ -459,7 +490,9 @@ export class ReferenceStore {
       const startsInTime = to === undefined || interval.validFrom <= to;
       const endsInTime = from === undefined || interval.validTo === null ||
         interval.validTo > from;
-      if (startsInTime && endsInTime) members.add(interval.symbol);
+      if (!startsInTime || !endsInTime) continue;
+      const on = from !== undefined && from > interval.validFrom ? from : interval.validFrom;
+      members.add(options.stored ? this.storedTicker(interval.symbol, on) : interval.symbol);
     }
     return [...members].sort(_cmp);
   }

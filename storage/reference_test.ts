@@ -272,6 +272,32 @@ Deno.test("ReferenceStore.tickerSegments() splits a range at FB -> META", () => 
   });
 });
 
+Deno.test("ReferenceStore.storedTicker() and members({stored}) name members by their ticker now", () => {
+  withStore((store) => {
+    store.applySnapshots(HISTORY);
+    assert.equal(store.storedTicker("FB", "2022-06-08"), "META");
+    assert.equal(store.storedTicker("fb", "2022-01-03"), "META");
+    // FB is nobody's ticker after the change, TWTR is delisted (its last ticker), ZZZ unknown.
+    assert.equal(store.storedTicker("FB", "2022-06-09"), "FB");
+    assert.equal(store.storedTicker("TWTR", "2022-06-01"), "TWTR");
+    assert.equal(store.storedTicker("ZZZ", "2022-06-01"), "ZZZ");
+    store.createUniverse("nasdaq", {
+      filter: "exchange = 'xnas' and status = 'active'",
+      asOf: "2024-01-02",
+    });
+    const today = "2024-01-02";
+    assert.deepEqual(store.members("nasdaq", { asOf: "2022-06-08", today }), ["AAPL", "FB"]);
+    assert.deepEqual(store.members("nasdaq", { asOf: "2022-06-08", today, stored: true }), [
+      "AAPL",
+      "META",
+    ]);
+    assert.deepEqual(
+      store.members("nasdaq", { start: "2022-01-01", end: "2022-12-31", today, stored: true }),
+      ["AAPL", "META"],
+    );
+  });
+});
+
 Deno.test("ReferenceStore.listingWindows() gives listing and delisting dates of known symbols only", () => {
   withStore((store) => {
     store.applySnapshots(HISTORY);

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { JobSpec } from "../core/jobs.ts";
 import {
   createMetrics,
+  IN_PROCESS_PROVIDERS,
   INITIAL_ERROR_CODES,
   JOB_OUTCOMES,
   RATE_LIMIT_WAIT_MODES,
@@ -511,7 +512,18 @@ Deno.test("telemetry: a fresh data dir's first scrape has every known series at 
       };
       for (const { info } of Object.values(providers)) {
         const provider = info.name;
-        for (const feed of info.feeds) {
+        // The fake provider sends no HTTP requests: no request, latency or error series.
+        const feeds = IN_PROCESS_PROVIDERS.includes(provider) ? [] : info.feeds;
+        for (const feed of info.feeds.filter((f) => !feeds.includes(f))) {
+          assert.ok(
+            !samples.some((s) =>
+              s.name.startsWith("mp_request") && s.labels.provider === provider &&
+              s.labels.feed === feed
+            ),
+            `${provider} has request series`,
+          );
+        }
+        for (const feed of feeds) {
           for (const code of INITIAL_ERROR_CODES) {
             assert.equal(at("mp_errors_total", { provider, feed, code }), 0);
           }

@@ -3,6 +3,7 @@
  * alert is tested firing and quiet, and they query series that a real scrape has. Also that
  * every PromQL expression of the Grafana dashboard parses.
  */
+import { initialiseScheduleSeries } from "../core/metrics.ts";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
@@ -157,6 +158,8 @@ Deno.test("every metric and label the alerts query exists in a real scrape after
     const telemetry = await openTelemetry(dir, { flushEveryMs: 60_000 });
     let text: string;
     try {
+      // As `serve` does for the schedules of its config (cli/serve.ts).
+      initialiseScheduleSeries(telemetry.metrics, ["nightly"]);
       text = await telemetry.scrape();
     } finally {
       await telemetry.close();

@@ -355,6 +355,19 @@ Deno.test("ingest --universe stores exactly its members; gaps --universe judges 
   assert.equal(await rowCount(dir, "jobs"), 2, "the ingest and the update; no refused one");
 });
 
+Deno.test("ingest --universe of a past date stores a renamed member under its ticker now", async () => {
+  const dir = await withFakeMaster();
+  // On 2021-06-01 the filter held FB (renamed META on 2022-06-09, one instrument).
+  ok(await cli(dir, ["universe", "create", "fb", "--filter", "name like 'Facebook%'"]));
+  const range = ["--start", "2021-06-01", "--end", "2021-06-04", "--timeframe", "1d"];
+  const ingest = json<{ symbols: { symbol: string }[] }>(ok(
+    await cli(dir, ["ingest", "--universe", "fb", "--as-of", "2021-06-01", ...range, "--json"]),
+  ));
+  assert.deepEqual(ingest.symbols.map((s) => s.symbol), ["META"]);
+  const stored = (await listTree(`${dir}/bars/timeframe=1d`)).filter((p) => !p.includes("/"));
+  assert.deepEqual(stored, ["symbol=META"]);
+});
+
 Deno.test("ingest of META before its ticker change fetches FB from polygon, stored as META", async () => {
   const dir = await withFakeMaster();
   const mocks = startProviderMocks({ polygon: { rateLimit: { limit: 10_000, windowMs: 1_000 } } });

@@ -42,7 +42,13 @@ Deno.test("REST API", async (t) => {
         symbols: {
           symbol: string;
           rows: number;
-          timeframes: { timeframe: string; rows: number }[];
+          timeframes: {
+            timeframe: string;
+            rows: number;
+            first: string;
+            first_exchange: string;
+            last_exchange: string;
+          }[];
         }[];
       }>(await get("/api/symbols"));
       assert.deepEqual(body.symbols.map((s) => s.symbol), ["AAPL", "MSFT"]);
@@ -53,6 +59,14 @@ Deno.test("REST API", async (t) => {
         expectedMinuteBars("AAPL", FIXTURE.intraday.start, FIXTURE.intraday.end),
       );
       assert.equal(aapl.timeframes[1].rows, 61); // trading days 2024-01-02..2024-03-28
+      // JSON times are ISO UTC; *_exchange says the same instant on the New York clock.
+      assert.equal(aapl.timeframes[0].first, "2024-03-04T09:00:00.000Z");
+      assert.equal(aapl.timeframes[0].first_exchange, "2024-03-04T04:00:00-05:00");
+      assert.equal(
+        Date.parse(aapl.timeframes[1].last_exchange),
+        Date.parse(aapl.timeframes[1].last_exchange.slice(0, 10) + "T00:00:00-04:00"),
+        "a daily bar starts at midnight New York time of its trading date",
+      );
     });
 
     await t.step(
@@ -495,7 +509,28 @@ Deno.test("REST API", async (t) => {
         const listPage = await (await get("/validation")).text();
         assert.match(listPage, new RegExp(`href="/validation/${id}"`));
         const detailPage = await (await get(`/validation/${id}`)).text();
-        assert.match(detailPage, new RegExp(`<td>${rules[0]}</td>`));
+        assert.match(
+          detailPage,
+          new RegExp(`<td><a href="/validation/${id}\\?rule=${rules[0]}">${rules[0]}</a></td>`),
+        );
+        // Each finding links to the chart of its symbol on its trading date.
+        assert.match(
+          detailPage,
+          /<a href="\/symbols\/BADX\?timeframe=1m&amp;start=2024-03-0[45]&amp;end=2024-03-0[45]" class="finding-link"><time /,
+        );
+        const shownRows = (text: string) =>
+          [...text.matchAll(/<tr data-severity="(\w+)">/g)].length;
+        const oneRule = await (await get(`/validation/${id}?rule=${rules[0]}&severity=`)).text();
+        assert.equal(shownRows(oneRule), Math.min(report.rules[rules[0]], 2000));
+        assert.equal(
+          shownRows(await (await get(`/validation/${id}?severity=info&rule=${rules[0]}`)).text()),
+          report.rows.filter((row) =>
+            row.rule === rules[0] && (row as { severity?: string }).severity === "info"
+          ).length,
+        );
+        const fatal = await get(`/validation/${id}?severity=fatal`);
+        assert.equal(fatal.status, 400);
+        assert.match(await fatal.text(), /Invalid severity &quot;fatal&quot;/);
         await errorOf(await get("/api/validation/reports/v20990101-000000-0000"), 404);
         await errorOf(await get("/api/validation/reports/a..b"), 400);
         await errorOf(await get("/api/validation/reports?limit=0"), 400);

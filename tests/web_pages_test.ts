@@ -5,6 +5,13 @@
 import assert from "node:assert/strict";
 import { ASSETS } from "../web/assets.ts";
 import {
+  formatTime,
+  seriesTable,
+  timeTag,
+  validationDetail,
+  type ValidationReportDetail,
+} from "../web/views.ts";
+import {
   expectedMinuteBars,
   filledDataDir,
   FIXTURE,
@@ -42,7 +49,13 @@ Deno.test("dashboard pages and partials", async (t) => {
       assert.match(response.headers.get("content-security-policy")!, /script-src 'self'/);
       assertCspSafe(text);
       assert.match(text, /<h1>Overview<\/h1>/);
-      assert.match(text, /href="\/symbols\/AAPL\?timeframe=1m">AAPL<\/a>/);
+      // The stored data table is a pivot: a row per symbol, a column per timeframe.
+      assert.match(
+        text,
+        /<tr data-symbol="AAPL">\s*<th scope="row"><a href="\/symbols\/AAPL">AAPL<\/a>/,
+      );
+      assert.match(text, /href="\/symbols\/AAPL\?timeframe=1m">4,/);
+      assert.match(text, /href="\/symbols\/AAPL\?timeframe=1d">61<\/a>/);
       const rows = expectedMinuteBars("MSFT", FIXTURE.intraday.start, FIXTURE.intraday.end);
       assert.match(text, new RegExp(`>${rows.toLocaleString("en-US")}<`));
       assert.match(text, /no validation findings, 0 bar\(s\) quarantined/);
@@ -196,7 +209,7 @@ Deno.test("dashboard pages and partials", async (t) => {
       const ok = await run("SELECT '<b>x</b>' AS html, 42 AS answer");
       const okText = await ok.text();
       assert.equal(ok.status, 200);
-      assert.match(okText, /<td>&lt;b&gt;x&lt;\/b&gt;<\/td><td>42<\/td>/);
+      assert.match(okText, /<td>&lt;b&gt;x&lt;\/b&gt;<\/td><td class="num">42<\/td>/);
       const error = await run("SELECT nope FROM bars");
       assert.equal(error.status, 400);
       assert.match(await error.text(), /Referenced column &quot;nope&quot; not found/);
@@ -460,6 +473,303 @@ Deno.test("dashboard day-2 operations: update, backfill, prune, delete, export",
         /Nothing to backfill/,
       );
     });
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("formatTime() names the zone, follows DST and gives daily bars their trading date", () => {
+  const winter = Date.parse("2024-01-02T14:30:00Z");
+  const summer = Date.parse("2024-07-01T13:30:00Z");
+  assert.equal(formatTime(winter, "exchange"), "2024-01-02 09:30 ET");
+  assert.equal(formatTime(summer, "exchange"), "2024-07-01 09:30 ET");
+  assert.equal(formatTime(winter, "utc"), "2024-01-02 14:30 UTC");
+  // The server has no browser zone: `local` is exchange time until pages.js re-renders it.
+  assert.equal(formatTime(winter, "local"), "2024-01-02 09:30 ET");
+  // A daily bar stamped at 05:00Z (winter) or 04:00Z (summer) is its New York trading date.
+  assert.equal(formatTime(Date.parse("2024-01-02T05:00:00Z"), "utc", { date: true }), "2024-01-02");
+  assert.equal(formatTime(Date.parse("2024-07-01T04:00:00Z"), "utc", { date: true }), "2024-07-01");
+  assert.equal(formatTime(null, "utc"), "-");
+  assert.equal(
+    timeTag(winter, "utc").value,
+    '<time datetime="2024-01-02T14:30:00.000Z" data-ts="1704205800000">2024-01-02 14:30 UTC</time>',
+  );
+});
+
+Deno.test("seriesTable() pivots, filters and pages the stored data", () => {
+  const series = Array.from({ length: 120 }, (_, i) => `S${String(i).padStart(3, "0")}`)
+    .flatMap((symbol) =>
+      (["1m", "1d"] as const).map((timeframe) => ({
+        symbol,
+        timeframe,
+        rows: 10,
+        firstTs: Date.parse("2024-03-04T14:30:00Z"),
+        lastTs: Date.parse("2024-03-08T20:59:00Z"),
+        files: 1,
+        bytes: 1000,
+      }))
+    );
+  const rows = (markup: string) =>
+    [...markup.matchAll(/<tr data-symbol="(\w+)">/g)].map((m) => m[1]);
+  const first = seriesTable(series, new Map(), {}).value;
+  assert.equal(rows(first).length, 50);
+  assert.equal(rows(first)[0], "S000");
+  assert.match(first, /<th class="num">1m<\/th><th class="num">1d<\/th>/);
+  assert.match(first, /120 of 120 symbol\(s\), page 1 of 3/);
+  assert.match(first, /<a href="\/\?page=2" hx-get="\/partials\/series\?page=2"/);
+  const third = seriesTable(series, new Map(), { page: 3, resultsOnly: true }).value;
+  assert.deepEqual(rows(third), Array.from({ length: 20 }, (_, i) => `S${100 + i}`));
+  assert.doesNotMatch(third, /<form/);
+  const filtered = seriesTable(series, new Map(), { q: "S11" }).value;
+  assert.deepEqual(rows(filtered), Array.from({ length: 10 }, (_, i) => `S11${i}`));
+  assert.doesNotMatch(filtered, /class="pager"/);
+  assert.match(seriesTable(series, new Map(), { q: "ZZ" }).value, /No stored symbol matches/);
+  // Daily bars show their trading date, intraday ones the time in the zone.
+  assert.match(first, /data-date="1">2024-03-08<\/time>/);
+  assert.match(first, />2024-03-08 15:59 ET<\/time>/);
+});
+
+Deno.test("validationDetail() filters by severity and rule, errors first, linked to the chart", () => {
+  const record = {} as ValidationReportDetail["record"];
+  const report: ValidationReportDetail = {
+    id: "v1",
+    createdAt: Date.parse("2024-03-09T12:00:00Z"),
+    jobId: null,
+    timeframe: "1m",
+    symbols: ["AAPL"],
+    start: "2024-03-04",
+    end: "2024-03-08",
+    barsChecked: 100,
+    findings: 3,
+    errors: 1,
+    warnings: 1,
+    infos: 1,
+    quarantined: 0,
+    record,
+    rules: [
+      { rule: "volume_spike", severity: "info", count: 5 },
+      { rule: "high_below_open", severity: "error", count: 1 },
+      { rule: "price_jump", severity: "warn", count: 2 },
+    ],
+    bars: [
+      {
+        symbol: "AAPL",
+        ts: "2024-03-04T15:00:00.000Z",
+        rule: "volume_spike",
+        severity: "info",
+        detail: "",
+      },
+      {
+        symbol: "AAPL",
+        ts: "2024-03-05T15:00:00.000Z",
+        rule: "price_jump",
+        severity: "warn",
+        detail: "",
+      },
+      {
+        symbol: "AAPL",
+        ts: "2024-03-06T15:00:00.000Z",
+        rule: "high_below_open",
+        severity: "error",
+        detail: "",
+      },
+    ],
+    barsTotal: 3,
+    files: [],
+  };
+  const severities = (markup: string) =>
+    [...markup.matchAll(/<tr data-severity="(\w+)">/g)].map((m) => m[1]);
+  const all = validationDetail(report).value;
+  assert.deepEqual(severities(all), ["error", "warn", "info"]);
+  assert.deepEqual(
+    [...all.matchAll(/<tr data-rule="(\w+)">/g)].map((m) => m[1]),
+    ["high_below_open", "price_jump", "volume_spike"],
+  );
+  assert.match(all, /href="\/validation\/v1\?rule=price_jump">price_jump<\/a>/);
+  assert.match(
+    all,
+    /href="\/symbols\/AAPL\?timeframe=1m&amp;start=2024-03-06&amp;end=2024-03-06" class="finding-link"><time [^>]*>2024-03-06 10:00 ET<\/time>/,
+  );
+  assert.deepEqual(severities(validationDetail(report, { severity: "warn" }).value), ["warn"]);
+  const byRule = validationDetail(report, { rule: "volume_spike", tz: "utc" }).value;
+  assert.deepEqual(severities(byRule), ["info"]);
+  assert.match(byRule, />2024-03-04 15:00 UTC<\/time>/);
+  assert.match(byRule, /<option value="volume_spike"\s*selected/);
+  assert.match(
+    validationDetail(report, { severity: "error", rule: "price_jump" }).value,
+    /No offending bars match the filter/,
+  );
+});
+
+Deno.test("dashboard time zone switch, overview filter, job pace, resume and retry", async (t) => {
+  const dir = await filledDataDir();
+  const server = await testServer(dir);
+  const app = server.app;
+  const hx = { "HX-Request": "true" };
+  const get = async (path: string, headers: Record<string, string> = {}, status = 200) => {
+    const response = await app.request(path, { headers });
+    const text = await response.text();
+    assert.equal(response.status, status, `${path}: ${text.slice(0, 300)}`);
+    return text;
+  };
+  const post = async (path: string, body: Record<string, string> = {}, status = 200) => {
+    const response = await app.request(path, {
+      method: "POST",
+      headers: { ...hx, "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(body).toString(),
+    });
+    const text = await response.text();
+    assert.equal(response.status, status, `${path}: ${text.slice(0, 300)}`);
+    return { response, text };
+  };
+  /** The texts of the page's timestamps (not trading dates). */
+  const times = (markup: string) =>
+    [...markup.matchAll(/<time datetime="[^"]*" data-ts="\d+">([^<]*)<\/time>/g)].map((m) => m[1]);
+  const status = async (id: string) =>
+    /data-status="(\w+)"/.exec(await get(`/partials/jobs/${id}`, hx))![1];
+  try {
+    await t.step(
+      "every timestamp follows ?tz=, the MP-TZ header and the mp_tz cookie",
+      async () => {
+        const exchange = await get("/");
+        assertCspSafe(exchange);
+        assert.match(exchange, /<html lang="en" data-tz="exchange">/);
+        assert.match(exchange, /<form class="tz-switch" method="get" action="\/settings\/tz">/);
+        assert.match(exchange, /<script src="\/assets\/pages\.js\?v=[0-9a-f]+" defer>/);
+        assert.ok(times(exchange).length >= 6, times(exchange).join());
+        assert.ok(times(exchange).every((text) => / ET$/.test(text)), times(exchange).join());
+        const utc = await get("/?tz=utc");
+        assert.match(utc, /data-tz="utc"/);
+        assert.match(utc, /<option value="utc"\s*selected/);
+        assert.equal(times(utc).length, times(exchange).length);
+        assert.ok(times(utc).every((text) => / UTC$/.test(text)), times(utc).join());
+        assert.match(await get("/", { Cookie: "mp_tz=utc" }), /data-tz="utc"/);
+        for (const path of ["/jobs", "/validation", "/universes", "/symbols"]) {
+          assert.ok(times(await get(`${path}?tz=utc`)).every((text) => / UTC$/.test(text)), path);
+        }
+        const table = await get("/partials/jobs", { ...hx, "MP-TZ": "utc" });
+        assert.ok(times(table).length > 0 && times(table).every((text) => / UTC$/.test(text)));
+        assert.match(await get("/?tz=mars", {}, 400), /Invalid tz &quot;mars&quot;/);
+      },
+    );
+
+    await t.step("GET /settings/tz keeps the setting in a cookie and goes back", async () => {
+      const set = (query: string) => app.request(`/settings/tz?${query}`);
+      const response = await set("tz=utc&next=%2Fjobs%3Fx%3D1");
+      assert.equal(response.status, 303);
+      assert.equal(response.headers.get("location"), "/jobs?x=1");
+      assert.match(
+        response.headers.get("set-cookie")!,
+        /^mp_tz=utc; Max-Age=31536000; Path=\/; SameSite=Strict/,
+      );
+      assert.equal((await set("tz=local&next=%2F%2Fevil.example")).headers.get("location"), "/");
+      assert.match(await (await set("tz=mars")).text(), /Invalid tz &quot;mars&quot;/);
+      assert.match(await (await set("next=%2F")).text(), /Missing tz/);
+      assert.equal((await set("tz=utc&x=1")).status, 400);
+    });
+
+    await t.step(
+      "the overview's stored data filters without scripts and as a partial",
+      async () => {
+        const page = await get("/?q=ms");
+        assert.match(page, /<tr data-symbol="MSFT">/);
+        assert.doesNotMatch(page, /<tr data-symbol="AAPL">/);
+        assert.match(page, /name="q" value="MS"/);
+        const partial = await get("/partials/series?q=AA&page=1", hx);
+        assert.match(partial, /^\s*<div id="series-results"/);
+        assert.match(partial, /<tr data-symbol="AAPL">/);
+        assert.doesNotMatch(partial, /<tr data-symbol="MSFT">|<html/);
+        // A page past the last shows the last.
+        assert.match(await get("/?page=9"), /<tr data-symbol="AAPL">/);
+        await get("/?page=0", {}, 400);
+        await get("/partials/series?q=%3Cb%3E", hx, 400);
+      },
+    );
+
+    await t.step("a job page shows the roll-up of an ingest this server ran", async () => {
+      const { text } = await post("/partials/jobs", {
+        provider: "fake",
+        symbols: "AMD",
+        start: "2024-03-04",
+        end: "2024-03-04",
+        timeframe: "1m",
+        aggregate: "true",
+      });
+      const id = /data-started-job="([^"]+)"/.exec(text)![1];
+      await waitUntil(async () => await status(id) === "succeeded", 30_000, "the job to end");
+      await waitUntil(
+        async () => /id="job-aggregation">done: \d+ partition/.test(await get(`/jobs/${id}`)),
+        30_000,
+        "the roll-up to end",
+      );
+      const detail = await get(`/jobs/${id}`);
+      assert.match(detail, /<progress class="full" max="1" value="1">/);
+      assert.match(detail, /data-pace="rate">[\d,]+<\/span> bars\/s/);
+      assert.doesNotMatch(detail, /data-action="resume"/);
+      const json = await (await app.request(`/api/jobs/${id}`)).json();
+      assert.equal(json.aggregation.state, "done");
+      assert.match(json.aggregation.detail, /^\d+ partition\(s\) rebuilt, \d+ up to date$/);
+    });
+
+    await t.step(
+      "Resume from the web finishes a cancelled job; Retry starts it again",
+      async () => {
+        const symbols = Array.from({ length: 40 }, (_, i) => `R${String(i).padStart(3, "0")}`);
+        const started = await app.request("/api/jobs", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ symbols, start: "2024-01-02", end: "2024-02-29", workers: 1 }),
+        });
+        assert.equal(started.status, 202);
+        const id = (await started.json()).job.id as string;
+        const running = await get(`/partials/jobs/${id}`, hx);
+        assert.match(running, /data-pace="eta"/);
+        assert.match(running, /elapsed <span data-pace="elapsed">/);
+        await post(`/partials/jobs/${id}/cancel`);
+        await waitUntil(async () => await status(id) === "cancelled", 30_000, "the cancel");
+        const cancelled = await get(`/jobs/${id}`);
+        assertCspSafe(cancelled);
+        assert.match(cancelled, new RegExp(`hx-post="/partials/jobs/${id}/resume"`));
+        assert.match(cancelled, new RegExp(`hx-post="/partials/jobs/${id}/retry"`));
+        const resumed = await post(`/partials/jobs/${id}/resume`);
+        assert.equal(resumed.response.headers.get("hx-trigger"), "jobs-changed");
+        assert.match(resumed.text, new RegExp(`Resumed job <a href="/jobs/${id}"`));
+        assert.match(resumed.text, /^\s*<section id="job-detail"/);
+        await waitUntil(async () => await status(id) === "succeeded", 60_000, "the resumed job");
+        const bars = await app.request("/api/query", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({
+            sql: "SELECT count(DISTINCT symbol) FROM bars_1m WHERE symbol LIKE 'R%'",
+          }),
+        });
+        assert.equal(Number((await bars.json()).rows[0][0]), 40);
+        assert.match((await post(`/partials/jobs/${id}/resume`, {}, 409)).text, /it is succeeded/);
+
+        // Retry: a cancelled job's request runs again as a new job.
+        const again = await app.request("/api/jobs", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({
+            symbols: ["Q001", "Q002", "Q003"],
+            start: "2024-01-02",
+            end: "2024-02-29",
+            workers: 1,
+          }),
+        });
+        const other = (await again.json()).job.id as string;
+        await post(`/partials/jobs/${other}/cancel`);
+        await waitUntil(async () => await status(other) === "cancelled", 30_000, "the cancel");
+        const retried = await post(`/partials/jobs/${other}/retry`);
+        const retryId = /data-started-job="([^"]+)"/.exec(retried.text)?.[1];
+        assert.ok(retryId, retried.text);
+        assert.notEqual(retryId, other);
+        assert.equal(retried.response.headers.get("hx-redirect"), `/jobs/${retryId}`);
+        await waitUntil(async () => await status(retryId) === "succeeded", 60_000, "the retry");
+        assert.equal(await status(other), "cancelled");
+        await post("/partials/jobs/nope/resume", {}, 404);
+      },
+    );
   } finally {
     await server.close();
   }

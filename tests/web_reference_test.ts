@@ -399,7 +399,7 @@ Deno.test("symbol master and universes over HTTP", async (t) => {
         (doc.paths[path].get.parameters ?? []).map((p) => `${p.in}:${p.name}`);
       assert.deepEqual(params("/api/universes"), []);
       assert.deepEqual(params("/api/universes/{name}"), ["path:name", "query:as_of"]);
-      assert.deepEqual(params("/universes/{name}"), ["path:name", "query:as_of"]);
+      assert.deepEqual(params("/universes/{name}"), ["path:name", "query:as_of", "query:tz"]);
       const symbol = Object.keys(doc.components.schemas.Symbol.properties ?? {});
       for (
         const field of [

@@ -363,6 +363,8 @@ export function jobJson(ctx: WebContext, job: JobRecord) {
     ...jobRecordJson(job),
     cancellable: ctx.deps.jobs.isRunningHere(job.id),
     aggregating: ctx.deps.jobs.isAggregating(job.id),
+    // Known for ingests this server ran since it started; null for others.
+    aggregation: ctx.deps.jobs.aggregation(job.id) ?? null,
     progress: jobProgress(ctx, job) ?? null,
   };
 }
@@ -441,6 +443,34 @@ function _coverageJson(coverage: UniverseCoverage) {
   };
 }
 
+const _NY_PARTS = new Intl.DateTimeFormat("en-CA", {
+  timeZone: "America/New_York",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hourCycle: "h23",
+});
+
+/**
+ * An instant as ISO 8601 in exchange (New York) time with its offset,
+ * `2024-03-04T09:30:00-05:00`: the API's times are ISO UTC, and this field says the same
+ * instant as the exchange's clock reads it.
+ */
+export function exchangeIso(ms: number): string {
+  const part: Record<string, string> = {};
+  for (const { type, value } of _NY_PARTS.formatToParts(ms)) part[type] = value;
+  const wall = `${part.year}-${part.month}-${part.day}T${part.hour}:${part.minute}:${part.second}`;
+  const offset = Math.round((Date.parse(`${wall}Z`) - Math.floor(ms / 1000) * 1000) / 60_000);
+  const sign = offset < 0 ? "-" : "+";
+  const abs = Math.abs(offset);
+  return `${wall}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${
+    String(abs % 60).padStart(2, "0")
+  }`;
+}
+
 function symbolJson(
   group: { symbol: string; series: StoredBarSeries[] },
   master: SymbolVersion | undefined,
@@ -455,6 +485,8 @@ function symbolJson(
       rows: s.rows,
       first: new Date(s.firstTs).toISOString(),
       last: new Date(s.lastTs).toISOString(),
+      first_exchange: exchangeIso(s.firstTs),
+      last_exchange: exchangeIso(s.lastTs),
       files: s.files,
       bytes: s.bytes,
     })),

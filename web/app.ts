@@ -15,6 +15,7 @@ import { registerSchedules } from "./schedules.ts";
 import { checkKnownParams } from "./params.ts";
 import { parseQuery } from "./queries.ts";
 import {
+  accessLog,
   limitBody,
   loopbackHostsOnly,
   requireToken,
@@ -57,6 +58,7 @@ export function createApp(deps: AppDeps): Hono {
   };
   const app = new Hono();
 
+  app.use(accessLog(deps));
   app.use(securityHeaders());
   if (deps.loopbackHostsOnly) app.use(loopbackHostsOnly());
   app.use(sameOriginWrites());

@@ -11,7 +11,10 @@ import chartsJs from "../node_modules/lightweight-charts/dist/lightweight-charts
 };
 import appJs from "./static/app.js" with { type: "text" };
 import consoleJs from "./static/console.js" with { type: "text" };
+import pagesJs from "./static/pages.js" with { type: "text" };
 import appCss from "./static/app.css" with { type: "text" };
+import chartCss from "./static/chart.css" with { type: "text" };
+import consoleCss from "./static/console.css" with { type: "text" };
 import faviconSvg from "./static/favicon.svg" with { type: "text" };
 
 /** One embedded asset. */
@@ -26,7 +29,10 @@ export const ASSETS: Readonly<Record<string, Asset>> = Object.freeze({
   "lightweight-charts.js": { body: chartsJs, type: "text/javascript; charset=utf-8" },
   "app.js": { body: appJs, type: "text/javascript; charset=utf-8" },
   "console.js": { body: consoleJs, type: "text/javascript; charset=utf-8" },
+  "pages.js": { body: pagesJs, type: "text/javascript; charset=utf-8" },
   "app.css": { body: appCss, type: "text/css; charset=utf-8" },
+  "chart.css": { body: chartCss, type: "text/css; charset=utf-8" },
+  "console.css": { body: consoleCss, type: "text/css; charset=utf-8" },
   "favicon.svg": { body: faviconSvg, type: "image/svg+xml" },
 });
 

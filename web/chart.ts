@@ -4,28 +4,59 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { Context, Hono } from "hono";
 import { formatCount } from "../core/format.ts";
-import { addDays, exchangeDate } from "../core/calendar.ts";
+import { addDays, exchangeDate, isTradingDay } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
-import { type BarColumns, readBars } from "../storage/mod.ts";
+import {
+  type BarColumns,
+  listValidationReports,
+  parseCsv,
+  readBars,
+  readQuarantine,
+  REPORT_CSV_HEADER,
+} from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
-import { type CoverageDay, type CoverageSummary, summarizeCoverage } from "./coverage.ts";
+import {
+  type CoverageDay,
+  type CoverageSummary,
+  judgeByMinutes,
+  summarizeCoverage,
+} from "./coverage.ts";
 import { badRequest } from "./errors.ts";
-import { href, type Html, html } from "./html.ts";
+import { href, Html, html } from "./html.ts";
 import { checkRange, parseSymbol } from "./params.ts";
-import { type ParsedQuery, parseQuery } from "./queries.ts";
-import { heavy, masterRows, noBarsError, referenceStore, storedCoverage } from "./services.ts";
+import { CHART_RANGES, type ChartRange, type ParsedQuery, parseQuery } from "./queries.ts";
+import {
+  heavy,
+  masterRows,
+  noBarsError,
+  referenceStore,
+  storedCoverage,
+  viewOf,
+} from "./services.ts";
 import {
   empty,
+  formatTime,
   type LayoutContext,
   masterPanel,
   masterSummary,
   nyOffsetMs,
   page,
   type Section,
-  shortTime,
+  timeTag,
+  type TimeZoneSetting,
 } from "./views.ts";
+
+/** Findings and quarantined bars marked on one chart at most. */
+const MAX_MARKERS = 500;
+
+/** Validation reports searched for a chart's findings, newest first. */
+const MAX_MARKER_REPORTS = 20;
+
+/** Bars the moving-average overlay averages. */
+export const MOVING_AVERAGE_BARS = 20;
 
 /** Calendar days a symbol page shows by default, per timeframe (about 5 sessions of 1m bars). */
 const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
@@ -42,13 +73,14 @@ const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
 export function registerChart(app: Hono, ctx: WebContext, layout: LayoutContext): void {
   const { deps } = ctx;
   const render = (c: Context, title: string, section: Section, body: Html, status = 200) =>
-    c.html(page(layout, { title, section, body }).value, status as 200);
+    c.html(page(layout, { title, section, body, view: viewOf(c) }).value, status as 200);
   const fragment = (c: Context, body: Html, status = 200) => c.html(body.value, status as 200);
 
   app.get("/symbols/:symbol", async (c) => {
-    const query = parseQuery(c.req.query(), "GET /symbols/{symbol}");
+    const parsed = parseQuery(c.req.query(), "GET /symbols/{symbol}");
     const symbol = parseSymbol(c.req.param("symbol"));
-    const panel = await chartData(ctx, symbol, query);
+    const tz = viewOf(c).tz;
+    const panel = await chartData(ctx, symbol, parsed, tz);
     const series = (await deps.data.series()).filter((s) => s.symbol === symbol);
     const master = masterRows(ctx, [symbol]).get(symbol);
     const history = master === undefined ? [] : referenceStore(ctx).history(symbol);
@@ -60,13 +92,17 @@ export function registerChart(app: Hono, ctx: WebContext, layout: LayoutContext)
         : ""
     }</h1>
 ${masterSummary(master, history)}
-<div class="cards">${
+<div class="cards series-cards">${
       series.map((s) =>
         html`
-          <div class="card">
+          <div class="card" data-timeframe="${s.timeframe}">
             <div class="label">${s.timeframe}</div>
             <div class="value">${formatCount(s.rows)}</div>
-            <div class="small muted">${shortTime(s.firstTs)} to ${shortTime(s.lastTs)}</div>
+            <div class="small muted">${_cardTime(s.firstTs, s.timeframe, tz)} to ${_cardTime(
+              s.lastTs,
+              s.timeframe,
+              tz,
+            )}</div>
           </div>
         `
       )
@@ -78,18 +114,60 @@ ${masterPanel(symbol, master, history)}`;
   });
 
   app.get("/partials/chart", async (c) => {
-    const { symbol, ...query } = parseQuery(c.req.query(), "GET /partials/chart");
-    return fragment(c, chartPanel(await chartData(ctx, symbol, query)));
+    const { symbol, ...parsed } = parseQuery(c.req.query(), "GET /partials/chart");
+    return fragment(c, chartPanel(await chartData(ctx, symbol, parsed, viewOf(c).tz)));
   });
+}
+
+/** `[start, end]` of a range button: back from `last` (the last stored date), not before `first`. */
+export function rangeDates(range: ChartRange, first: string, last: string): [string, string] {
+  const clamp = (date: string) => (date < first ? first : date);
+  const monthsBack = (months: number) => {
+    const [y, m, d] = last.split("-").map(Number);
+    const target = new Date(Date.UTC(y, m - 1 - months, 1));
+    const days = new Date(Date.UTC(target.getUTCFullYear(), target.getUTCMonth() + 1, 0))
+      .getUTCDate();
+    target.setUTCDate(Math.min(d, days));
+    return addDays(target.toISOString().slice(0, 10), 1);
+  };
+  switch (range) {
+    case "1D":
+      return [last, last];
+    case "5D": {
+      let date = last;
+      for (let seen = isTradingDay(last) ? 1 : 0; seen < 5;) {
+        date = addDays(date, -1);
+        if (isTradingDay(date)) seen++;
+      }
+      return [clamp(date), last];
+    }
+    case "1M":
+      return [clamp(monthsBack(1)), last];
+    case "6M":
+      return [clamp(monthsBack(6)), last];
+    case "YTD":
+      return [clamp(`${last.slice(0, 4)}-01-01`), last];
+    case "1Y":
+      return [clamp(monthsBack(12)), last];
+    case "All":
+      return [first, last];
+  }
 }
 
 async function chartData(
   ctx: WebContext,
   symbol: string,
-  query: ParsedQuery<"GET /symbols/{symbol}">,
+  query: Pick<
+    ParsedQuery<"GET /symbols/{symbol}">,
+    "timeframe" | "start" | "end" | "range" | "compare"
+  >,
+  tz: TimeZoneSetting,
 ): Promise<ChartPanelData> {
-  const { timeframe: requested, start: startParam, end: endParam } = query;
+  const { timeframe: requested, start: startParam, end: endParam, range } = query;
   checkRange(startParam, endParam);
+  if (range !== undefined && (startParam !== undefined || endParam !== undefined)) {
+    throw badRequest(`Invalid range ${range}: give range or start and end, not both`);
+  }
   const series = (await heavy(ctx, () => ctx.deps.data.series())).filter((s) =>
     s.symbol === symbol
   );
@@ -98,13 +176,77 @@ async function chartData(
   const timeframe = requested ?? timeframes[0];
   const stored = series.find((s) => s.timeframe === timeframe) ?? series[0];
   const firstDay = exchangeDate(stored.firstTs);
-  const end = endParam ?? exchangeDate(stored.lastTs);
-  const start = startParam ??
+  const lastDay = exchangeDate(stored.lastTs);
+  const ranged = range === undefined ? undefined : rangeDates(range, firstDay, lastDay);
+  const end = ranged?.[1] ?? endParam ?? lastDay;
+  const start = ranged?.[0] ?? startParam ??
     (() => {
       const from = addDays(end, 1 - DEFAULT_WINDOW_DAYS[timeframe]);
       return from < firstDay ? (firstDay <= end ? firstDay : end) : from;
     })();
   if (start > end) throw badRequest(`Invalid range: start ${start} is after end ${end}`);
+  const { bars, truncated } = await _readChartBars(ctx, symbol, timeframe, start, end);
+  let compare: ChartPanelData["compare"];
+  if (query.compare !== undefined) {
+    const known = (await heavy(ctx, () => ctx.deps.data.series())).some((s) =>
+      s.symbol === query.compare && s.timeframe === timeframe
+    );
+    const read = known
+      ? await _readChartBars(ctx, query.compare, timeframe, start, end)
+      : { bars: [] };
+    compare = { symbol: query.compare, bars: read.bars };
+  }
+  // The calendar spans whole months of the range, at most the last 12, and none before the
+  // first stored bar (days never asked for are not gaps).
+  const monthStart = `${end.slice(0, 7)}-01`;
+  let calendarStart = `${(start < firstDay ? firstDay : start).slice(0, 7)}-01`;
+  const earliest = addDays(monthStart, -335).slice(0, 7) + "-01";
+  if (calendarStart < earliest) calendarStart = earliest;
+  if (calendarStart > monthStart) calendarStart = monthStart;
+  const calendarEnd = addDays(addDays(monthStart, 32).slice(0, 7) + "-01", -1);
+  let calendar = await storedCoverage(ctx, symbol, {
+    timeframe,
+    start: calendarStart,
+    end: calendarEnd,
+  });
+  // An aggregated timeframe is only as complete as the 1m bars beneath it.
+  const byMinutes = timeframe !== "1m" && timeframes.includes("1m");
+  if (byMinutes) {
+    const minutes = await storedCoverage(ctx, symbol, {
+      timeframe: "1m",
+      start: calendarStart,
+      end: calendarEnd,
+    });
+    calendar = judgeByMinutes(calendar, minutes);
+  }
+  return {
+    symbol,
+    timeframe,
+    timeframes,
+    start,
+    end,
+    range,
+    tz,
+    stylesheet: ctx.asset("chart.css"),
+    bars: bars.length === 0 ? [] : [bars[0]],
+    barCount: bars.length === 0 ? 0 : bars[0].length,
+    truncated,
+    compare,
+    markers: bars.length === 0 ? [] : await chartMarkers(ctx, symbol, timeframe, start, end),
+    calendar,
+    calendarByMinutes: byMinutes,
+    summary: summarizeCoverage(calendar),
+  };
+}
+
+/** The newest bars (at most `chartMaxBars`) of a range, as one chunk oldest first. */
+async function _readChartBars(
+  ctx: WebContext,
+  symbol: string,
+  timeframe: Timeframe,
+  start: string,
+  end: string,
+): Promise<{ bars: BarColumns[]; truncated: boolean }> {
   const max = ctx.limits.chartMaxBars;
   const chunks: BarColumns[] = [];
   let count = 0;
@@ -120,33 +262,122 @@ async function chartData(
         { timeoutMs: ctx.limits.queryTimeoutMs },
       )
     ));
-  const truncated = count > max;
-  const bars = _oldestFirst(chunks, Math.min(count, max));
-  // The calendar spans whole months of the range, at most the last 12, and none before the
-  // first stored bar (days never asked for are not gaps).
-  const monthStart = `${end.slice(0, 7)}-01`;
-  let calendarStart = `${(start < firstDay ? firstDay : start).slice(0, 7)}-01`;
-  const earliest = addDays(monthStart, -335).slice(0, 7) + "-01";
-  if (calendarStart < earliest) calendarStart = earliest;
-  if (calendarStart > monthStart) calendarStart = monthStart;
-  const calendarEnd = addDays(addDays(monthStart, 32).slice(0, 7) + "-01", -1);
-  const calendar = await storedCoverage(ctx, symbol, {
-    timeframe,
-    start: calendarStart,
-    end: calendarEnd,
+  return { bars: _oldestFirst(chunks, Math.min(count, max)), truncated: count > max };
+}
+
+/** A validation finding or a quarantined bar, marked on the chart at its bar. */
+export interface ChartMarker {
+  /** Start of the bar, epoch ms. */
+  ts: number;
+  /** Trading date of the bar. */
+  date: string;
+  /** `error`, `warn` or `info` for findings of a report; `quarantined` for a rejected bar. */
+  kind: "error" | "warn" | "info" | "quarantined";
+  rule: string;
+  detail: string;
+  /** Where the finding is shown: its validation report, or the job that quarantined the bar. */
+  href: string;
+}
+
+/**
+ * The findings of the stored validation reports (newest report first, one marker per bar and
+ * rule) and the quarantined bars of `symbol`'s `timeframe` between two dates, in time order.
+ */
+export async function chartMarkers(
+  ctx: WebContext,
+  symbol: string,
+  timeframe: Timeframe,
+  start: string,
+  end: string,
+): Promise<ChartMarker[]> {
+  const byKey = new Map<string, ChartMarker>();
+  // Reports are read from the store one symbol's CSV at a time (a report of 500 symbols holds
+  // 500 files), when this build stores reports at all.
+  if (ctx.deps.validation !== undefined) {
+    const records = listValidationReports(ctx.deps.store.meta.db, { limit: 200 }).filter((r) =>
+      r.timeframe === timeframe && r.symbols.includes(symbol) && r.start <= end && r.end >= start
+    ).slice(0, MAX_MARKER_REPORTS);
+    for (const record of records) {
+      for (const row of await _reportRows(ctx.deps.store.dataDir, record.path, symbol)) {
+        const ts = Date.parse(row.ts);
+        if (!Number.isFinite(ts)) continue;
+        const date = exchangeDate(ts);
+        if (date < start || date > end) continue;
+        const key = `${ts}|${row.rule}`;
+        if (byKey.has(key)) continue;
+        const kind = row.severity === "error" || row.severity === "warn" ? row.severity : "info";
+        byKey.set(key, {
+          ts,
+          date,
+          kind,
+          rule: row.rule,
+          detail: row.detail,
+          href: findingHref(record.id, row.rule),
+        });
+      }
+    }
+  }
+  const quarantined = await heavy(ctx, async () => {
+    const connection = await (await ctx.deps.store.duckdb()).connect();
+    try {
+      return await readQuarantine(connection, ctx.deps.store.dataDir, timeframe, symbol, {
+        start,
+        end,
+      });
+    } finally {
+      connection.closeSync();
+    }
   });
-  return {
-    symbol,
-    timeframe,
-    timeframes,
-    start,
-    end,
-    bars: bars.length === 0 ? [] : [bars[0]],
-    barCount: bars.length === 0 ? 0 : bars[0].length,
-    truncated,
-    calendar,
-    summary: summarizeCoverage(calendar),
-  };
+  for (const q of quarantined) {
+    const key = `${q.bar.ts}|${q.rule}`;
+    const reported = byKey.get(key);
+    byKey.set(key, {
+      ts: q.bar.ts,
+      date: q.bar.tradingDate,
+      kind: "quarantined",
+      rule: q.rule,
+      detail: q.detail,
+      href: reported?.href ?? `/jobs/${encodeURIComponent(q.jobId)}`,
+    });
+  }
+  return [...byKey.values()].sort((a, b) => a.ts - b.ts || a.rule.localeCompare(b.rule))
+    .slice(0, MAX_MARKERS);
+}
+
+/** The rows of one symbol's CSV in a report directory; none when the report has no such file. */
+async function _reportRows(
+  dataDir: string,
+  reportPath: string,
+  symbol: string,
+): Promise<{ ts: string; rule: string; severity: string; detail: string }[]> {
+  const path = join(reportPath, `${symbol}.csv`);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(dataDir, path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw new Error(`Cannot read validation report ${path}`, { cause: error });
+  }
+  const lines = parseCsv(text);
+  if (lines.length === 0 || lines[0].join(",") !== REPORT_CSV_HEADER) {
+    throw new Error(`Cannot read validation report ${path}: bad header`);
+  }
+  return lines.slice(1).filter((line) => line[0] === symbol).map((line) => ({
+    ts: line[1],
+    rule: line[2],
+    severity: line[3],
+    detail: line[4] ?? "",
+  }));
+}
+
+/** The link of a report's finding: the report, filtered to the rule. */
+export function findingHref(reportId: string, rule: string): string {
+  return href(`/validation/${encodeURIComponent(reportId)}`, { rule });
+}
+
+/** A card's first or last bar: its trading date for daily bars, else the time in `tz`. */
+function _cardTime(ms: number | null, timeframe: Timeframe, tz: TimeZoneSetting): Html {
+  return timeTag(ms, tz, { date: timeframe === "1d" });
 }
 
 /** Chunks read newest first, as one chunk oldest first, keeping the newest `keep` rows. */
@@ -192,42 +423,108 @@ export interface ChartPanelData {
   timeframes: readonly Timeframe[];
   start: string;
   end: string;
+  /** The range button the dates came from, if any. */
+  range?: ChartRange;
+  /** URL of web/static/chart.css, linked from the panel so that swapped-in panels have it. */
+  stylesheet?: string;
+  /** Time zone of the server-rendered times (the script re-renders them for `local`). */
+  tz?: TimeZoneSetting;
   /** Chart rows, oldest first. */
   bars: BarColumns[];
   barCount: number;
   truncated: boolean;
+  /** A second symbol drawn as % change over the same dates (no bars: none stored). */
+  compare?: { symbol: string; bars: BarColumns[] };
+  /** Findings and quarantined bars in the range. */
+  markers?: ChartMarker[];
   calendar: CoverageDay[];
+  /** Whether the calendar judges the days by their 1m bars (an aggregated timeframe). */
+  calendarByMinutes?: boolean;
   summary: CoverageSummary;
 }
 
+const _SESSION_CODES: Record<string, string> = { pre: "p", regular: "r", post: "o" };
+
+/** Seconds to add to a UTC instant for New York wall-clock time, per trading date. */
+function _offsetSeconds(cache: Map<string, number>, tradingDate: string): number {
+  let offset = cache.get(tradingDate);
+  if (offset === undefined) cache.set(tradingDate, offset = nyOffsetMs(tradingDate) / 1000);
+  return offset;
+}
+
 /**
- * The chart panel: timeframe tabs and range form (both reload only this panel through htmx),
- * the candlestick chart, the coverage calendar and the latest bars.
+ * The chart's data attributes: `data-bars` rows `[time, open, high, low, close, volume]` with
+ * time in New York wall-clock seconds (daily bars: their trading date at 00:00), `data-offsets`
+ * `[[first row, seconds]...]` (wall clock minus UTC, so scripts can show other zones),
+ * `data-vwap` (null where unknown), `data-sessions` one letter per row (p pre, r regular, o post),
+ * `data-compare` `[[UTC seconds or trading date, close]...]` and `data-markers`.
  */
-export function chartPanel(data: ChartPanelData): Html {
-  const panel = (params: Record<string, string>) =>
-    href("/partials/chart", { symbol: data.symbol, ...params });
-  const pageUrl = (params: Record<string, string>) =>
-    href(`/symbols/${encodeURIComponent(data.symbol)}`, { ...params });
-  const intraday = data.timeframe !== "1d";
+function _chartAttributes(data: ChartPanelData): Record<string, string> {
   const rows: string[] = [];
-  const latest: Html[] = [];
+  const vwap: string[] = [];
+  const offsets: [number, number][] = [];
+  let sessions = "";
+  const cache = new Map<string, number>();
+  const daily = data.timeframe === "1d";
   for (const chunk of data.bars) {
-    let offsetDate = "";
-    let offset = 0;
     for (let i = 0; i < chunk.length; i++) {
-      if (chunk.tradingDate[i] !== offsetDate) {
-        offsetDate = chunk.tradingDate[i];
-        offset = nyOffsetMs(offsetDate);
+      const offset = _offsetSeconds(cache, chunk.tradingDate[i]);
+      if (offsets.length === 0 || offsets[offsets.length - 1][1] !== offset) {
+        offsets.push([rows.length, offset]);
       }
-      // Wall-clock New York seconds, so the chart's axis reads in exchange time.
       rows.push(
-        `[${(chunk.ts[i] + offset) / 1000},${chunk.open[i]},${chunk.high[i]},${chunk.low[i]},${
+        `[${chunk.ts[i] / 1000 + offset},${chunk.open[i]},${chunk.high[i]},${chunk.low[i]},${
           chunk.close[i]
         },${chunk.volume[i]}]`,
       );
+      vwap.push(Number.isNaN(chunk.vwap[i]) ? "null" : String(chunk.vwap[i]));
+      sessions += _SESSION_CODES[chunk.session[i]] ?? "r";
     }
   }
+  const compare: string[] = [];
+  for (const chunk of data.compare?.bars ?? []) {
+    for (let i = 0; i < chunk.length; i++) {
+      const time = daily ? Date.parse(chunk.tradingDate[i]) / 1000 : chunk.ts[i] / 1000;
+      compare.push(`[${time},${chunk.close[i]}]`);
+    }
+  }
+  const markers = (data.markers ?? []).map((m) => ({
+    t: daily ? Date.parse(m.date) / 1000 : m.ts / 1000,
+    kind: m.kind,
+    rule: m.rule,
+    detail: m.detail,
+    href: m.href,
+  }));
+  return {
+    bars: `[${rows.join(",")}]`,
+    offsets: JSON.stringify(offsets),
+    vwap: `[${vwap.join(",")}]`,
+    sessions,
+    compare: `[${compare.join(",")}]`,
+    markers: JSON.stringify(markers),
+  };
+}
+
+const _ZONE_TEXT: Record<TimeZoneSetting, string> = {
+  exchange: "New York time",
+  utc: "UTC",
+  local: "your time zone",
+};
+
+/**
+ * The chart panel: timeframe tabs, range buttons and date form (all reload only this panel through
+ * htmx), overlay toggles and a compare field, the legend and candlestick chart with volume,
+ * markers for findings, the coverage calendar and the latest bars.
+ */
+export function chartPanel(data: ChartPanelData): Html {
+  const tz = data.tz ?? "exchange";
+  const keep: Record<string, string> = data.compare ? { compare: data.compare.symbol } : {};
+  const panel = (params: Record<string, string>) =>
+    href("/partials/chart", { symbol: data.symbol, ...params, ...keep });
+  const pageUrl = (params: Record<string, string>) =>
+    href(`/symbols/${encodeURIComponent(data.symbol)}`, { ...params, ...keep });
+  const intraday = data.timeframe !== "1d";
+  const latest: Html[] = [];
   const flat: { ts: number; chunk: BarColumns; index: number }[] = [];
   for (let c = data.bars.length - 1; c >= 0 && flat.length < 25; c--) {
     const chunk = data.bars[c];
@@ -236,11 +533,10 @@ export function chartPanel(data: ChartPanelData): Html {
     }
   }
   for (const { ts, chunk, index: i } of flat) {
-    const et = new Date(ts + nyOffsetMs(chunk.tradingDate[i])).toISOString();
     latest.push(
       html`
         <tr>
-          <td>${intraday ? `${et.slice(0, 10)} ${et.slice(11, 16)}` : chunk.tradingDate[i]}</td>
+          <td>${intraday ? timeTag(ts, tz) : chunk.tradingDate[i]}</td>
           <td class="num">${chunk.open[i]}</td>
           <td class="num">${chunk.high[i]}</td>
           <td class="num">${chunk.low[i]}</td>
@@ -262,53 +558,104 @@ export function chartPanel(data: ChartPanelData): Html {
     format: "csv",
     limit: 1_000_000,
   });
-  return html`<section id="chart-panel" data-symbol="${data.symbol}" data-timeframe="${data.timeframe}">
-<div class="controls">
-<nav class="tabs" aria-label="timeframe">${
-    data.timeframes.map((tf) =>
+  const rangeParams: Record<string, string> = data.range === undefined ? {} : { range: data.range };
+  const attributes = data.barCount === 0 ? undefined : _chartAttributes(data);
+  const compareCount = (data.compare?.bars ?? []).reduce((n, chunk) => n + chunk.length, 0);
+  const markers = data.markers ?? [];
+  const body = html`
+    <section id="chart-panel" data-symbol="${data.symbol}" data-timeframe="${data.timeframe}"
+      data-start="${data.start}" data-end="${data.end}" data-range="${data.range ?? ""}">
+    ${data.stylesheet ? html`<link rel="stylesheet" href="${data.stylesheet}">` : ""}
+    <div class="controls">
+    <nav class="tabs" aria-label="timeframe">${data.timeframes.map((tf) =>
       html`
-        <a href="${pageUrl({ timeframe: tf })}" class="${tf === data.timeframe
+        <a href="${pageUrl({ timeframe: tf, ...rangeParams })}" class="${tf === data.timeframe
           ? "active"
-          : ""}" hx-get="${panel({ timeframe: tf })}" hx-target="#chart-panel"
-          hx-swap="outerHTML" hx-push-url="${pageUrl({ timeframe: tf })}">${tf}</a>
+          : ""}" hx-get="${panel({ timeframe: tf, ...rangeParams })}" hx-target="#chart-panel"
+          hx-swap="outerHTML" hx-push-url="${pageUrl({ timeframe: tf, ...rangeParams })}">${tf}</a>
       `
-    )
-  }</nav>
-<form class="inline" hx-get="/partials/chart" hx-target="#chart-panel" hx-swap="outerHTML" hx-trigger="change, submit" hx-push-url="true">
-<input type="hidden" name="symbol" value="${data.symbol}">
-<input type="hidden" name="timeframe" value="${data.timeframe}">
-<label>from<input type="date" name="start" value="${data.start}"></label>
-<label>to<input type="date" name="end" value="${data.end}"></label>
-<button type="submit" class="secondary">Show</button>
-</form>
-</div>
-${
-    data.barCount === 0
+    )}</nav>
+    <nav class="tabs ranges" aria-label="range">${CHART_RANGES.map((range) =>
+      html`
+        <a href="${pageUrl({ timeframe: data.timeframe, range })}" class="${range === data.range
+          ? "active"
+          : ""}" data-range="${range}" hx-get="${panel({
+            timeframe: data.timeframe,
+            range,
+          })}"
+          hx-target="#chart-panel" hx-swap="outerHTML" hx-push-url="${pageUrl({
+            timeframe: data.timeframe,
+            range,
+          })}">${range}</a>
+      `
+    )}</nav>
+    <form class="inline" hx-get="/partials/chart" hx-target="#chart-panel" hx-swap="outerHTML" hx-trigger="change, submit" hx-push-url="true">
+    <input type="hidden" name="symbol" value="${data.symbol}">
+    <input type="hidden" name="timeframe" value="${data.timeframe}">
+    <label>from<input type="date" name="start" value="${data.start}"></label>
+    <label>to<input type="date" name="end" value="${data.end}"></label>
+    <label class="compare">compare<input type="text" name="compare" value="${data.compare?.symbol ??
+      ""}" placeholder="symbol" size="7" autocomplete="off" spellcheck="false"></label>
+    <button type="submit" class="secondary">Show</button>
+    </form>
+    </div>
+    ${attributes === undefined
       ? empty(
         html`No ${data.timeframe} bars of ${data.symbol} from ${data.start} to ${data.end}.`,
       )
       : html`
+        <div class="chart-tools">
+          <span class="overlays" role="group" aria-label="overlays">
+            ${intraday
+              ? html`<label class="check"><input type="checkbox" data-overlay="vwap" checked> VWAP</label>`
+              : ""}
+            <label class="check"><input type="checkbox" data-overlay="ma" checked> MA ${MOVING_AVERAGE_BARS}</label>
+            ${intraday
+              ? html`<label class="check"><input type="checkbox" data-overlay="sessions" checked> pre/post</label>`
+              : ""}
+            <label class="check"><input type="checkbox" data-overlay="markers" checked> findings</label>
+          </span>
+        </div>
+        ${data.compare && compareCount === 0
+          ? html`
+            <p
+              class="small muted compare-note">No ${data.timeframe} bars of ${data.compare
+                .symbol} from ${data.start} to ${data.end} to compare with.</p>
+          `
+          : ""}
+        <div class="chart-legend" aria-live="off">${_legend(data)}</div>
         <div class="chart" role="img" aria-label="${data.symbol} ${data
           .timeframe} candlestick chart"
-          data-intraday="${intraday ? "1" : "0"}" data-bars="${"[" + rows.join(",") + "]"}"></div>
+          data-intraday="${intraday ? "1" : "0"}" data-bars="${attributes.bars}"
+          data-offsets="${attributes.offsets}" data-vwap="${attributes.vwap}"
+          data-sessions="${attributes.sessions}" data-compare="${attributes.compare}"
+          data-compare-symbol="${data.compare?.symbol ?? ""}" data-markers="${attributes
+            .markers}" data-ma="${MOVING_AVERAGE_BARS}"
+          data-symbol="${data.symbol}"></div>
         <p
-          class="small muted">${formatCount(data.barCount)} ${data.timeframe} bars, ${data
-            .start} to ${data.end}, New York time${data.truncated
+          class="small muted chart-note">${formatCount(data.barCount)} ${data
+            .timeframe} bars, ${data
+            .start} to ${data.end}, ${intraday
+            ? html`<span class="chart-zone">${_ZONE_TEXT[tz]}</span>`
+            : "by trading date"}${data.truncated
             ? " (the most recent ones; pick a shorter range or a longer timeframe for all)"
-            : ""}.</p>
+            : ""}.${intraday ? " Shaded: pre- and post-market." : ""}</p>
+        ${_findingsList(markers, tz, intraday)}
+      `}
+    <h2>Coverage${data.calendarByMinutes
+      ? html`
+        <span class="small muted">(days judged by their 1m bars)</span>
       `
-  }
-<h2>Coverage</h2>
-${coverageView(data.calendar, data.summary)}
-${backfillAction(data)}
-<h2>Latest bars <a class="small" href="${csv}" download>download CSV</a></h2>
-${
-    latest.length === 0 ? empty("No bars in this range.") : html`
+      : ""}</h2>
+    ${coverageView(data.calendar, data.summary)}
+    ${backfillAction(data)}
+    <h2>Latest bars <a class="small" href="${csv}" download>download CSV</a></h2>
+    ${latest.length === 0 ? empty("No bars in this range.") : html`
       <div class="table-wrap">
         <table>
           <thead>
             <tr>
-              <th>${intraday ? "time (ET)" : "date"}</th>
+              <th>${intraday ? "time" : "date"}</th>
               <th class="num">open</th>
               <th class="num">high</th>
               <th class="num">low</th>
@@ -321,9 +668,67 @@ ${
           <tbody>${latest}</tbody>
         </table>
       </div>
-    `
-  }
-</section>`;
+    `}
+    </section>
+  `;
+  // The htmx partial is this section alone, without the whitespace of the template.
+  return new Html(body.value.trim());
+}
+
+/** The legend as the server shows it: the last bar (the script follows the crosshair). */
+function _legend(data: ChartPanelData): Html {
+  const chunk = data.bars[data.bars.length - 1];
+  const i = chunk.length - 1;
+  const previous = i > 0 ? chunk.close[i - 1] : chunk.open[i];
+  const change = chunk.close[i] - previous;
+  const pct = previous === 0 ? 0 : (change / previous) * 100;
+  const item = (name: string, value: string, cls = "") =>
+    html`<span class="item ${cls}" data-field="${name}"><b>${
+      name === "time" ? "" : name.toUpperCase().slice(0, 1)
+    }</b>${value}</span>`;
+  const price = (n: number) => n.toFixed(n >= 1000 ? 2 : n >= 1 ? 2 : 4);
+  return html`
+    <span
+      class="item symbol">${data.symbol} · ${data.timeframe}</span>${item(
+        "time",
+        data.timeframe === "1d"
+          ? chunk.tradingDate[i]
+          : formatTime(chunk.ts[i], data.tz ?? "exchange"),
+      )}${item("open", price(chunk.open[i]))}${item("high", price(chunk.high[i]))}${item(
+        "low",
+        price(chunk.low[i]),
+      )}${item("close", price(chunk.close[i]))}${item(
+        "volume",
+        formatCount(chunk.volume[i]),
+      )}${item(
+        "change",
+        `${change >= 0 ? "+" : ""}${price(change)} (${pct >= 0 ? "+" : ""}${pct.toFixed(2)}%)`,
+        change >= 0 ? "up" : "down",
+      )}
+  `;
+}
+
+/** The findings of the range as links, newest first, below the chart. */
+function _findingsList(markers: readonly ChartMarker[], tz: TimeZoneSetting, intraday: boolean) {
+  if (markers.length === 0) return html``;
+  const counts = new Map<string, number>();
+  for (const m of markers) counts.set(m.kind, (counts.get(m.kind) ?? 0) + 1);
+  const summary = [...counts].map(([kind, n]) => `${formatCount(n)} ${kind}`).join(", ");
+  return html`
+    <details class="chart-findings">
+      <summary>Findings in this range: ${summary}</summary>
+      <ul>${[...markers].reverse().slice(0, 100).map((m) =>
+        html`
+          <li
+            class="finding-${m.kind}"><a href="${m.href}">${intraday
+              ? timeTag(m.ts, tz)
+              : m.date}</a> <span class="badge ${m.kind}">${m.kind}</span> <code>${m
+              .rule}</code> <span
+                    class="muted">${m.detail}</span></li>
+        `
+      )}</ul>
+    </details>
+  `;
 }
 
 /**
@@ -407,7 +812,11 @@ function _dayTitle(day: CoverageDay): string {
   switch (day.status) {
     case "full":
     case "partial":
-      return `${day.date}: ${day.regular} of ${day.expected} regular-session bars, ${day.bars} in all (${day.status})`;
+      return `${day.date}: ${day.regular} of ${day.expected} regular-session bars, ${day.bars} in all${
+        day.base
+          ? `; 1m beneath: ${day.base.regular} of ${day.base.expected} (${day.base.status})`
+          : ""
+      } (${day.status})`;
     case "empty":
       return `${day.date}: ingested, but the provider had no bars`;
     case "missing":

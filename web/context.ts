@@ -79,6 +79,8 @@ export interface AppDeps {
   ingestDefaults?: { aggregate?: boolean };
   /** Decides which sessions jobs may ingest (closed ones only); default: system clock. */
   clock?: Clock;
+  /** One line per request once its body is sent (`serve` without --quiet); default: none. */
+  accessLog?: (line: string) => void;
   /** Where unexpected errors are logged (default: nowhere). */
   log?: (line: string) => void;
   /** The scheduler `serve` runs (set once it starts, after the app is built); none without schedules. */

@@ -30,6 +30,8 @@ export interface CoverageDay {
   expected: number;
   /** Name of the holiday when the exchange was closed on a weekday. */
   holiday?: string;
+  /** For an aggregated timeframe: the day's 1m bars, when any are stored. */
+  base?: BaseCoverage;
 }
 
 /** Counts of days by status. */
@@ -124,4 +126,38 @@ export function summarizeCoverage(days: readonly CoverageDay[]): CoverageSummary
   };
   for (const day of days) summary[day.status]++;
   return summary;
+}
+
+/** What the 1m bars beneath an aggregated timeframe's day hold (see {@link judgeByMinutes}). */
+export interface BaseCoverage {
+  /** `full`, `partial`, `missing` or `empty` as the 1m calendar classifies the day. */
+  status: DayStatus;
+  /** Regular-session 1m bars stored for the day. */
+  regular: number;
+  /** Regular-session 1m bars a complete day has. */
+  expected: number;
+}
+
+/**
+ * An aggregated timeframe's calendar judged by the 1m bars it was built from: a day with bars is
+ * no better than its 1m day (5m buckets exist as soon as one minute of each does, so a day
+ * aggregated from 84% of its minutes would look complete). Days without 1m bars keep their own
+ * status (bars fetched in that timeframe directly); each day with 1m bars records them in `base`.
+ */
+export function judgeByMinutes(
+  days: readonly CoverageDay[],
+  minutes: readonly CoverageDay[],
+): CoverageDay[] {
+  const byDate = new Map(minutes.map((day) => [day.date, day]));
+  return days.map((day) => {
+    const minute = byDate.get(day.date);
+    if (minute === undefined || minute.bars === 0) return day;
+    const base: BaseCoverage = {
+      status: minute.status,
+      regular: minute.regular,
+      expected: minute.expected,
+    };
+    const status = day.status === "full" && minute.status === "partial" ? "partial" : day.status;
+    return { ...day, status, base };
+  });
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { coverageCalendar, expectedBars, summarizeCoverage } from "./coverage.ts";
+import { coverageCalendar, expectedBars, judgeByMinutes, summarizeCoverage } from "./coverage.ts";
 
 Deno.test("expectedBars() counts regular-session buckets, early closes included", () => {
   assert.equal(expectedBars("2024-03-05", "1m"), 390);
@@ -93,4 +93,31 @@ Deno.test("coverageCalendar() judges the regular session like `gaps`, not pre/po
     today: "2024-12-31",
   });
   assert.equal(daily[0].status, "full");
+});
+
+Deno.test("judgeByMinutes() marks an aggregated day partial when its 1m bars are", () => {
+  const options = { start: "2024-03-04", end: "2024-03-06", today: "2024-03-08" };
+  // Every 5m bucket of 03-04 and 03-05 exists, but 03-05 was built from 330 of 390 minutes.
+  const fiveMinute = coverageCalendar(
+    [
+      { date: "2024-03-04", bars: 78, regular: 78 },
+      { date: "2024-03-05", bars: 78, regular: 78 },
+      { date: "2024-03-06", bars: 78, regular: 78 },
+    ],
+    { ...options, timeframe: "5m" },
+  );
+  const minutes = coverageCalendar(
+    [
+      { date: "2024-03-04", bars: 390, regular: 390 },
+      { date: "2024-03-05", bars: 330, regular: 330 },
+    ],
+    { ...options, timeframe: "1m" },
+  );
+  assert.deepEqual(fiveMinute.map((d) => d.status), ["full", "full", "full"]);
+  const judged = judgeByMinutes(fiveMinute, minutes);
+  // 03-06 has no 1m bars (fetched as 5m directly): it keeps its own status.
+  assert.deepEqual(judged.map((d) => d.status), ["full", "partial", "full"]);
+  assert.deepEqual(judged[1].base, { status: "partial", regular: 330, expected: 390 });
+  assert.equal(judged[2].base, undefined);
+  assert.deepEqual(summarizeCoverage(judged).partial, 1);
 });

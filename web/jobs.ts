@@ -31,6 +31,17 @@ export type StartResult =
   | { kind: "up-to-date"; daysSkipped: number }
   | { kind: "already-succeeded"; job: JobRecord };
 
+/**
+ * Whether an ingest this process ran rolled its 1m bars up: `off` (not asked), `pending` (asked,
+ * the ingest still runs), `running`, `done`, `skipped` (asked but not run: why in `detail`) or
+ * `failed`.
+ */
+export interface JobAggregation {
+  state: "off" | "pending" | "running" | "done" | "skipped" | "failed";
+  /** What it did (`done`) or why not (`skipped`, `failed`). */
+  detail?: string;
+}
+
 /** Jobs run by this process. */
 export interface JobRunner {
   /** Starts an ingest and resolves once its job is recorded (or nothing needs fetching). */
@@ -50,6 +61,8 @@ export interface JobRunner {
   progress(jobId: string): JobProgress | undefined;
   /** Whether a job this process runs is aggregating its bars (after the ingest ended). */
   isAggregating(jobId: string): boolean;
+  /** The roll-up of an ingest this process ran since it started (undefined for others). */
+  aggregation(jobId: string): JobAggregation | undefined;
   /** Ids of the jobs this process runs. */
   running(): string[];
   /** Cancels every running job and waits until each has stopped (resumable). */
@@ -96,6 +109,7 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
   const { store } = options;
   const maxJobs = options.maxJobs ?? 2;
   const entries = new Set<_Entry>();
+  const aggregations = new Map<string, JobAggregation>();
   const byId = (jobId: string) => [...entries].find((entry) => entry.jobId === jobId);
   const checkRoom = (jobs: number) => {
     if (entries.size + jobs > maxJobs) {
@@ -147,10 +161,12 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
       const entry: _Entry = { controller, spec: plan.spec, done: Promise.resolve() };
       entries.add(entry);
       // The server refreshes its views once the job and its roll-up have ended.
+      const failedRun = failed(entry, settle);
       entry.done = runJob(plan, {
         signal: controller.signal,
         onStart: ({ job, resumed, tasksLeft }) => {
           entry.jobId = job.id;
+          aggregations.set(job.id, { state: plan.aggregate ? "pending" : "off" });
           settle({ kind: "started", job, resumed, tasksLeft });
         },
         onProgress: (p) =>
@@ -159,9 +175,27 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
             total: p.tasksTotal,
             unit: "tasks",
           },
-        onAggregateStart: () => entry.aggregating = true,
+        onAggregateStart: () => {
+          entry.aggregating = true;
+          if (entry.jobId !== undefined) aggregations.set(entry.jobId, { state: "running" });
+        },
       }).then(
-        ({ summary }) => {
+        ({ summary, aggregation, notAggregated }) => {
+          if (entry.jobId !== undefined && plan.aggregate) {
+            aggregations.set(
+              entry.jobId,
+              aggregation
+                ? {
+                  state: "done",
+                  detail:
+                    `${aggregation.rebuilt} partition(s) rebuilt, ${aggregation.upToDate} up to date`,
+                }
+                : {
+                  state: "skipped",
+                  detail: notAggregated ?? `the ingest ended ${summary.status}`,
+                },
+            );
+          }
           if (summary.status === "up-to-date") {
             settle({
               kind: "up-to-date",
@@ -175,7 +209,15 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
           entries.delete(entry);
           options.onFinish?.(summary.job);
         },
-        failed(entry, settle),
+        (error) => {
+          if (entry.jobId !== undefined && aggregations.get(entry.jobId)?.state === "running") {
+            aggregations.set(entry.jobId, {
+              state: "failed",
+              detail: error instanceof Error ? error.message : String(error),
+            });
+          }
+          failedRun(error);
+        },
       );
       const result = await started;
       if ("error" in result) throw result.error;
@@ -241,6 +283,10 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
 
     isAggregating(jobId) {
       return byId(jobId)?.aggregating === true;
+    },
+
+    aggregation(jobId) {
+      return aggregations.get(jobId);
     },
 
     running() {

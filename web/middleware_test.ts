@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Hono, type MiddlewareHandler } from "hono";
 import { HttpError } from "./errors.ts";
 import {
+  accessLog,
   limitBody,
   loopbackHostsOnly,
   requireToken,
@@ -76,6 +77,7 @@ Deno.test("sameOriginWrites() refuses writes from other sites, JSON ones include
     { Origin: "http://evil.example" },
     { Origin: "http://localhost:9999" },
     { Origin: "null" },
+    { Origin: "null", "Sec-Fetch-Site": "cross-site" },
     { "Sec-Fetch-Site": "cross-site" },
     { "Sec-Fetch-Site": "same-site" },
     { Origin: "http://localhost:8000", "Sec-Fetch-Site": "cross-site" },
@@ -92,6 +94,8 @@ Deno.test("sameOriginWrites() refuses writes from other sites, JSON ones include
     { Origin: "http://localhost:8000" },
     { "Sec-Fetch-Site": "same-origin" },
     { "Sec-Fetch-Site": "none" },
+    // A form POST under Referrer-Policy: no-referrer (the dashboard's login form).
+    { Origin: "null", "Sec-Fetch-Site": "same-origin" },
   ];
   for (const headers of same) {
     assert.equal((await post(headers)).status, 200, JSON.stringify(headers));
@@ -171,4 +175,34 @@ Deno.test("limitBody() refuses bodies over the limit, by Content-Length or as st
   const large = await app.request("/", { method: "POST", body: stream(11) });
   assert.equal(await codeOf(large, 413), "payload_too_large");
   assert.equal(await (await app.request("/")).text(), "ok 0");
+});
+
+Deno.test("accessLog() logs method, path without secrets, status, bytes and ms once the body is sent", async () => {
+  const lines: string[] = [];
+  const target: { accessLog?: (line: string) => void } = {};
+  const app = appWith(accessLog(target));
+  // Unset: no log (serve --quiet).
+  await (await app.request("/quiet")).text();
+  assert.equal(lines.length, 0);
+  target.accessLog = (line) => lines.push(line);
+  const response = await app.request("/api/bars?symbol=AAPL&api_key=k3y&token=t0k", {
+    method: "POST",
+    body: "abcd",
+  });
+  assert.equal(lines.length, 0, "logged when the body has been sent, not before");
+  assert.equal(await response.text(), "ok 4");
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0],
+    /^POST \/api\/bars\?symbol=AAPL&api_key=\*\*\*&token=\*\*\* 200 4B \d+ms$/,
+  );
+  assert.ok(!lines[0].includes("k3y") && !lines[0].includes("t0k"));
+  // Refusals of later middlewares are logged with their status.
+  const refusing = new Hono();
+  refusing.use(accessLog(target));
+  refusing.use(loopbackHostsOnly());
+  refusing.get("*", (c) => c.text("never"));
+  refusing.onError((error, c) => c.json({ code: (error as HttpError).code }, 403));
+  await (await refusing.request("http://evil.example/x")).text();
+  assert.match(lines[1], /^GET \/x 403 \d+B \d+ms$/);
 });

@@ -131,7 +131,7 @@ export function openApiDocument(version: string): Json {
       title: "MarketPipe",
       version,
       description:
-        'Market data stored by MarketPipe: bars, coverage, symbols and universes, jobs (ingest, update, backfill, prune, delete, export) and read-only SQL. JSON by default; errors are `{"error": {"code", "message"}}`. POST and DELETE need `Authorization: Bearer <token>` when the server has MARKETPIPE_API_TOKEN (always when it listens beyond loopback); with --auth-reads, reads too.',
+        'Market data stored by MarketPipe: bars, coverage, symbols and universes, jobs (ingest, update, backfill, prune, delete, export) and read-only SQL. JSON by default, times in it ISO 8601 UTC (fields named *_exchange give New York time); errors are `{"error": {"code", "message"}}`. POST and DELETE need `Authorization: Bearer <token>` when the server has MARKETPIPE_API_TOKEN (always when it listens beyond loopback); with --auth-reads, reads too.',
     },
     servers: [{ url: "/" }],
     components: {
@@ -195,6 +195,11 @@ export function openApiDocument(version: string): Json {
             progress: {
               oneOf: [{ $ref: "#/components/schemas/JobProgress" }, { type: "null" }],
             },
+            aggregation: {
+              type: ["object", "null"],
+              description:
+                "whether this server aggregated the job's bars afterwards: {state, detail}; null when unknown here",
+            },
           },
         },
         Symbol: {
@@ -213,6 +218,14 @@ export function openApiDocument(version: string): Json {
                   rows: { type: "integer" },
                   first: { type: "string", format: "date-time" },
                   last: { type: "string", format: "date-time" },
+                  first_exchange: {
+                    type: "string",
+                    description: "first in New York time with its offset",
+                  },
+                  last_exchange: {
+                    type: "string",
+                    description: "last in New York time with its offset",
+                  },
                   files: { type: "integer" },
                   bytes: { type: "integer" },
                 },
@@ -696,6 +709,38 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
+      "/api/schema": {
+        get: {
+          tags: ["api"],
+          summary: "Tables and views the SQL console can read, with their columns and DuckDB types",
+          parameters: [],
+          responses: {
+            "200": _json("Bar views by timeframe, bars, then the reference tables", {
+              type: "object",
+              properties: {
+                tables: {
+                  type: "array",
+                  items: {
+                    type: "object",
+                    properties: {
+                      name: { type: "string" },
+                      kind: { type: "string", enum: ["view", "table"] },
+                      columns: {
+                        type: "array",
+                        items: {
+                          type: "object",
+                          properties: { name: { type: "string" }, type: { type: "string" } },
+                        },
+                      },
+                    },
+                  },
+                },
+              },
+            }),
+            ..._ERRORS,
+          },
+        },
+      },
       "/api/update": {
         post: {
           tags: ["api"],
@@ -980,6 +1025,39 @@ export function openApiDocument(version: string): Json {
           security: [{ bearer: [] }],
           parameters: [_path("id", "Job id")],
           responses: { "200": _html("The job detail"), "409": _html("Not running here") },
+        },
+      },
+      "/partials/jobs/{id}/resume": {
+        post: {
+          tags: ["partials"],
+          summary: "Resume a cancelled, failed or partial ingest (the same job)",
+          security: [{ bearer: [] }],
+          parameters: [_path("id", "Job id")],
+          responses: {
+            "200": _html("The job detail"),
+            "409": _html("Not an ingest, or running or succeeded"),
+          },
+        },
+      },
+      "/partials/jobs/{id}/retry": {
+        post: {
+          tags: ["partials"],
+          summary: "Run a cancelled, failed or partial ingest's request again as a new, forced job",
+          security: [{ bearer: [] }],
+          parameters: [_path("id", "Job id")],
+          responses: {
+            "200": _html("The new job's detail"),
+            "409": _html("Not an ingest, or running or succeeded"),
+          },
+        },
+      },
+      "/partials/series": partial("Overview's stored data: symbols filtered by q, 50 a page"),
+      "/partials/schema": partial("Schema browser of the SQL console"),
+      "/settings/tz": {
+        get: {
+          tags: ["dashboard"],
+          summary: "Set the dashboard's time zone (cookie mp_tz) and go back to next",
+          responses: { "303": { description: "Set" }, "400": _html("Invalid tz") },
         },
       },
       "/partials/query": {

@@ -15,7 +15,7 @@ import type { WebContext } from "./context.ts";
 import { readSeriesFreshness } from "../app/status.ts";
 import {} from "./coverage.ts";
 import { scheduleBanner } from "./schedules.ts";
-import { badRequest, notFound } from "./errors.ts";
+import { badRequest, HttpError, notFound } from "./errors.ts";
 import { href, type Html, html } from "./html.ts";
 import { checkKnownParams, safeNext, shown } from "./params.ts";
 import { parseQuery } from "./queries.ts";
@@ -37,11 +37,14 @@ import {
   parseReportId,
   parseUniverseName,
   prepareJob,
+  prepareRetry,
   removeBars,
   startBackfill,
   startExport,
   startUpdate,
+  timeZoneOf,
   universeView,
+  viewOf,
 } from "./services.ts";
 import {
   corruptFilesNotice,
@@ -60,10 +63,11 @@ import {
   removalStarted,
   type Section,
   seriesTable,
-  shortTime,
   startedJobs,
   statusBadge,
   symbolResults,
+  timeTag,
+  TZ_COOKIE,
   universeMembers,
   universesTable,
   updateButton,
@@ -76,11 +80,12 @@ import {} from "../storage/mod.ts";
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
   const { deps } = ctx;
   const render = (c: Context, title: string, section: Section, body: Html, status = 200) =>
-    c.html(page(layout, { title, section, body }).value, status as 200);
+    c.html(page(layout, { title, section, body, view: viewOf(c) }).value, status as 200);
   const fragment = (c: Context, body: Html, status = 200) => c.html(body.value, status as 200);
 
   app.get("/", async (c) => {
-    checkKnownParams(c.req.query(), []);
+    const { q, page: pageNumber } = parseQuery(c.req.query(), "GET /");
+    const tz = timeZoneOf(c);
     const series = await heavy(ctx, () => deps.data.series());
     const corrupt = await deps.data.corruptFiles();
     const jobs = deps.store.meta.listJobs({ limit: 8 });
@@ -98,7 +103,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
     const stale = readSeriesFreshness(deps.store.meta, ctx.now()).filter((s) => s.stale);
     const body = html`
       <h1>Overview</h1>
-      ${scheduleBanner(deps.scheduler?.alerts() ?? [])}
+      ${scheduleBanner(deps.scheduler?.alerts() ?? [], tz)}
       ${stale.length === 0 ? "" : notice(
         html`
           ${formatCount(stale.length)} series stale since the last expected session: ${stale
@@ -133,22 +138,37 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
       </div>
       <h2>Stored data</h2>
       ${corruptFilesNotice(corrupt)}
-      ${seriesTable(series, names)}
+      ${seriesTable(series, names, { q, page: pageNumber, tz })}
       <h2>Recent jobs <a class="small" href="/jobs">all jobs</a></h2>
-      ${jobsTable(jobs, { poll: true })}
+      ${jobsTable(jobs, { poll: true, tz })}
       <h2>Data quality</h2>
       ${dataQuality(ctx)}
       ${reports && reports.length > 0
         ? html`<h2>Validation reports <a class="small" href="/validation">all</a></h2>${
-          validationList(reports)
+          validationList(reports, tz)
         }`
         : ""}
     `;
     return render(c, "Overview", "overview", body);
   });
 
+  app.get("/partials/series", async (c) => {
+    const { q, page: pageNumber } = parseQuery(c.req.query(), "GET /partials/series");
+    const series = await heavy(ctx, () => deps.data.series());
+    const names = new Map(
+      [...masterRows(ctx, [...new Set(series.map((s) => s.symbol))])].map((
+        [symbol, row],
+      ) => [symbol, row.name]),
+    );
+    return fragment(
+      c,
+      seriesTable(series, names, { q, page: pageNumber, tz: timeZoneOf(c), resultsOnly: true }),
+    );
+  });
+
   app.get("/symbols", async (c) => {
     const { q } = parseQuery(c.req.query(), "GET /symbols");
+    const tz = timeZoneOf(c);
     const results = await searchSymbols(ctx, q);
     const body = html`
       <h1>Symbols</h1>
@@ -157,18 +177,18 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
       hx-get="/partials/symbols" hx-trigger="input changed delay:200ms, search" hx-target="#symbol-results" hx-push-url="false"></label>
         <button type="submit" class="secondary">Search</button>
       </form>
-      <div id="symbol-results">${symbolResults(results, q)}</div>
+      <div id="symbol-results">${symbolResults(results, q, tz)}</div>
     `;
     return render(c, "Symbols", "symbols", body);
   });
 
   app.get("/partials/symbols", async (c) => {
     const { q } = parseQuery(c.req.query(), "GET /partials/symbols");
-    return fragment(c, symbolResults(await searchSymbols(ctx, q), q));
+    return fragment(c, symbolResults(await searchSymbols(ctx, q), q, timeZoneOf(c)));
   });
 
   app.get("/universes", async (c) => {
-    checkKnownParams(c.req.query(), []);
+    parseQuery(c.req.query(), "GET /universes");
     const views = await listUniverseViews(ctx);
     const body = html`
       <h1>Universes</h1>
@@ -197,8 +217,8 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
               </tr>
             `}
             <tr><th>description</th><td class="wrap">${info.description ?? "-"}</td></tr>
-            <tr><th>created</th><td>${shortTime(info.createdAt)}</td></tr>
-            <tr><th>updated</th><td>${shortTime(info.updatedAt)}</td></tr>
+            <tr><th>created</th><td>${timeTag(info.createdAt, timeZoneOf(c))}</td></tr>
+            <tr><th>updated</th><td>${timeTag(info.updatedAt, timeZoneOf(c))}</td></tr>
           </tbody>
         </table>
       </div>
@@ -215,7 +235,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
   });
 
   app.get("/jobs", (c) => {
-    checkKnownParams(c.req.query(), []);
+    parseQuery(c.req.query(), "GET /jobs");
     const jobs = deps.store.meta.listJobs({ limit: 50 });
     const lastDay = previousTradingDay(exchangeDate(ctx.now()));
     const body = html`<h1>Jobs</h1>
@@ -233,13 +253,16 @@ ${
       })
     }
 <h2>Jobs</h2>
-${jobsTable(jobs, { poll: true })}`;
+${jobsTable(jobs, { poll: true, tz: timeZoneOf(c) })}`;
     return render(c, "Jobs", "jobs", body);
   });
 
   app.get("/partials/jobs", (c) => {
     checkKnownParams(c.req.query(), []);
-    return fragment(c, jobsTable(deps.store.meta.listJobs({ limit: 50 }), { poll: true }));
+    return fragment(
+      c,
+      jobsTable(deps.store.meta.listJobs({ limit: 50 }), { poll: true, tz: timeZoneOf(c) }),
+    );
   });
 
   app.post("/partials/jobs", async (c) => {
@@ -281,18 +304,21 @@ ${jobsTable(jobs, { poll: true })}`;
   });
 
   app.get("/jobs/:id", (c) => {
-    checkKnownParams(c.req.query(), []);
+    parseQuery(c.req.query(), "GET /jobs/{id}");
     const job = findJob(ctx, c.req.param("id"));
     const body = html`<h1>Job ${job.id}</h1>
 <p><a href="/jobs">All jobs</a></p>
-${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
+${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
     return render(c, `Job ${job.id}`, "jobs", body);
   });
 
   app.get("/partials/jobs/:id", (c) => {
     checkKnownParams(c.req.query(), []);
     const job = findJob(ctx, c.req.param("id"));
-    return fragment(c, _jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) }));
+    return fragment(
+      c,
+      _jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) }),
+    );
   });
 
   app.post("/partials/jobs/:id/cancel", (c) => {
@@ -304,8 +330,69 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
       : job.kind === "export"
       ? "Cancelling: the export stops and leaves no file."
       : "Cancelling: the partition in flight finishes, then the job ends cancelled; run it again to finish.";
-    return fragment(c, _jobPanel(ctx, job, { cancellable: false, message: notice(message) }));
+    return fragment(
+      c,
+      _jobPanel(ctx, c, job, { cancellable: false, message: notice(message) }),
+    );
   });
+
+  // Resume continues the same job (its unfinished tasks); retry starts its request again.
+  for (const action of ["resume", "retry"] as const) {
+    app.post(`/partials/jobs/:id/${action}`, async (c) => {
+      checkKnownParams(c.req.query(), []);
+      const job = findJob(ctx, c.req.param("id"));
+      if (job.kind !== "ingest") {
+        throw new HttpError(
+          409,
+          "conflict",
+          `Cannot ${action} job ${job.id}: it is a ${job.kind} job, not an ingest`,
+        );
+      }
+      if (job.status === "running" || job.status === "pending" || job.status === "succeeded") {
+        throw new HttpError(409, "conflict", `Cannot ${action} job ${job.id}: it is ${job.status}`);
+      }
+      const prepared = action === "resume"
+        ? await prepareJob(ctx, { resume: job.id })
+        : await prepareRetry(ctx, job);
+      const result = await deps.jobs.start(prepared);
+      c.header("HX-Trigger", "jobs-changed");
+      if (result.kind !== "started") {
+        const message = result.kind === "up-to-date"
+          ? `Nothing to do: all ${result.daysSkipped} symbol-day(s) are already stored`
+          : html`Job <a href="${
+            href(`/jobs/${encodeURIComponent(result.job.id)}`)
+          }">${result.job.id}</a> had already succeeded.`;
+        return fragment(
+          c,
+          _jobPanel(ctx, c, findJob(ctx, job.id), {
+            cancellable: false,
+            message: notice(message),
+          }),
+        );
+      }
+      const startedId = result.job.id;
+      const message = notice(
+        html`
+          ${result.resumed ? "Resumed" : "Started"} job <a href="${href(
+            `/jobs/${encodeURIComponent(startedId)}`,
+          )}"
+            data-started-job="${startedId}">${startedId}</a>: ${result.tasksLeft} task(s) to run.
+        `,
+        "ok",
+      );
+      // Resuming shows this job running again; a retry is a new job, whose page htmx opens (the
+      // fragment, with its link, is what a client without htmx gets).
+      if (startedId !== job.id) c.header("HX-Redirect", `/jobs/${encodeURIComponent(startedId)}`);
+      const panelJob = findJob(ctx, startedId);
+      return fragment(
+        c,
+        _jobPanel(ctx, c, panelJob, {
+          cancellable: deps.jobs.isRunningHere(panelJob.id),
+          message,
+        }),
+      );
+    });
+  }
 
   app.post("/partials/update", async (c) => {
     checkKnownParams(c.req.query(), []);
@@ -327,7 +414,7 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
   });
 
   app.get("/data", async (c) => {
-    checkKnownParams(c.req.query(), []);
+    parseQuery(c.req.query(), "GET /data");
     const series = await heavy(ctx, () => deps.data.series());
     const lastDay = previousTradingDay(exchangeDate(ctx.now()));
     const options = {
@@ -388,18 +475,18 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
   });
 
   app.get("/validation", async (c) => {
-    checkKnownParams(c.req.query(), []);
+    parseQuery(c.req.query(), "GET /validation");
     const reports = deps.validation ? await deps.validation.listReports({ limit: 100 }) : undefined;
     return render(
       c,
       "Validation",
       "validation",
-      html`<h1>Validation reports</h1>${validationList(reports)}`,
+      html`<h1>Validation reports</h1>${validationList(reports, timeZoneOf(c))}`,
     );
   });
 
   app.get("/validation/:id", async (c) => {
-    checkKnownParams(c.req.query(), []);
+    const { severity, rule } = parseQuery(c.req.query(), "GET /validation/{id}");
     const id = parseReportId(c.req.param("id"));
     const report = await deps.validation?.getReport(id);
     if (!report) throw notFound(`No validation report ${shown(id)}`);
@@ -408,7 +495,7 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
       `Report ${id}`,
       "validation",
       html`<h1>Validation report ${id}</h1><p><a href="/validation">All reports</a></p>${
-        validationDetail(report)
+        validationDetail(report, { severity, rule, tz: timeZoneOf(c) })
       }`,
     );
   });
@@ -456,6 +543,15 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
     return c.redirect(next, 303);
   });
 
+  // The header's time zone switch: keeps the choice in a cookie and goes back to the page. A GET
+  // form: it changes only how times read, and a form POST navigation carries `Origin: null`
+  // under the no-referrer policy, which the same-origin check of writes refuses.
+  app.get("/settings/tz", (c) => {
+    const { tz, next } = parseQuery(c.req.query(), "GET /settings/tz");
+    setCookie(c, TZ_COOKIE, tz, { sameSite: "Strict", path: "/", maxAge: 31_536_000 });
+    return c.redirect(next, 303);
+  });
+
   app.post("/logout", (c) => {
     checkKnownParams(c.req.query(), []);
     deleteCookie(c, SESSION_COOKIE, SESSION_COOKIE_OPTIONS);
@@ -466,12 +562,16 @@ ${_jobPanel(ctx, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
 /** The body of a job page: its tasks (an ingest) or its progress (other kinds). */
 function _jobPanel(
   ctx: WebContext,
+  c: Context,
   job: JobRecord,
   options: { cancellable: boolean; message?: Html },
 ): Html {
   return jobDetail(job, ctx.deps.store.meta.listTasks(job.id), {
     ...options,
     progress: jobProgress(ctx, job),
+    tz: timeZoneOf(c),
+    now: ctx.now(),
+    aggregation: ctx.deps.jobs.aggregation(job.id),
   });
 }
 
@@ -534,6 +634,8 @@ async function searchSymbols(ctx: WebContext, q: string) {
     timeframes: g.series.map((s) => s.timeframe),
     rows: g.series.reduce((n, s) => n + s.rows, 0),
     lastTs: Math.max(...g.series.map((s) => s.lastTs)),
+    // Only daily bars: the last one is a trading date, not a time.
+    lastDaily: g.series.every((s) => s.timeframe === "1d"),
   }));
 }
 

@@ -7,6 +7,7 @@
 import { JOB_STATUSES } from "../core/jobs.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { BAR_FORMATS } from "./bars.ts";
+import { SEVERITIES, TIME_ZONE_SETTINGS, type TimeZoneSetting } from "./views.ts";
 import { type AppLimits, DEFAULT_LIMITS } from "./context.ts";
 import {
   checkKnownParams,
@@ -18,7 +19,9 @@ import {
   parseSymbol,
   parseTimeframe,
   safeNext,
+  shown,
 } from "./params.ts";
+import { badRequest } from "./errors.ts";
 
 /** JSON Schema of a ticker. */
 export const SYMBOL_SCHEMA = {
@@ -83,14 +86,59 @@ const _text = (
   parse: (text: string | undefined) => string | undefined = (text) => text,
 ): QueryParam<string | undefined> => ({ description, schema: { type: "string" }, parse });
 
+/** `?tz=` of a page: shows its times in this zone instead of the `mp_tz` cookie's. */
+const _tz = {
+  tz: _choice<TimeZoneSetting>(
+    "Time zone of the page's times (default: the mp_tz cookie, else exchange = New York)",
+    TIME_ZONE_SETTINGS,
+    "exchange",
+  ),
+};
+
 const _search = { q: { ..._text("Search text"), parse: parseSearch } };
 
+const _seriesPage = {
+  q: { ..._text("Only symbols containing this text"), parse: parseSearch },
+  page: _limit("Page of the stored data table (50 symbols a page)", 100_000, 1),
+};
+
+const _rule = _text("Only findings of this rule", (text) => {
+  if (text === undefined || text === "") return undefined;
+  if (!/^[\w.-]{1,64}$/.test(text)) {
+    throw badRequest(`Invalid rule ${shown(text)}: expected a rule id like high_below_open`);
+  }
+  return text;
+});
+
 const _asOf = { as_of: _date("Members on this date (default: today in New York)") };
+
+/** The range buttons of the chart: dates back from the last stored bar. */
+export const CHART_RANGES = ["1D", "5D", "1M", "6M", "YTD", "1Y", "All"] as const;
+
+/** One of {@link CHART_RANGES}. */
+export type ChartRange = typeof CHART_RANGES[number];
 
 const _chart = {
   timeframe: _timeframe("Timeframe"),
   start: _date("First date"),
   end: _date("Last date"),
+  range: {
+    description: "Dates back from the last stored bar (case-insensitive); not with start or end",
+    schema: { type: "string", enum: [...CHART_RANGES] },
+    parse: (text: string | undefined, name: string): ChartRange | undefined => {
+      if (text === undefined || text === "") return undefined;
+      const canonical = CHART_RANGES.find((r) => r.toLowerCase() === text.toLowerCase());
+      return parseChoice(canonical ?? text, name, CHART_RANGES, "All");
+    },
+  },
+  compare: {
+    description: "A second symbol, drawn as % change on its own scale",
+    schema: { type: "string" },
+    parse: (text: string | undefined, name: string) =>
+      text === undefined || text.trim() === ""
+        ? undefined
+        : parseSymbol(text.trim().toUpperCase(), name),
+  },
 };
 
 /**
@@ -137,14 +185,50 @@ export const QUERY_PARAMS = {
   },
   "GET /api/validation/reports": { limit: _limit("Most reports", 1000, 50) },
   "POST /api/query": { format: _choice("Result format", ["json", "csv"] as const, "json") },
-  "GET /symbols": _search,
+  "GET /": { ..._seriesPage, ..._tz },
+  "GET /partials/series": _seriesPage,
+  "GET /symbols": { ..._search, ..._tz },
   "GET /partials/symbols": _search,
-  "GET /symbols/{symbol}": _chart,
+  "GET /symbols/{symbol}": { ..._chart, ..._tz },
   "GET /partials/chart": { symbol: _symbol, ..._chart },
-  "GET /universes/{name}": _asOf,
+  "GET /universes": _tz,
+  "GET /universes/{name}": { ..._asOf, ..._tz },
   "GET /partials/universes/{name}": _asOf,
+  "GET /jobs": _tz,
+  "GET /schedules": _tz,
+  "GET /jobs/{id}": _tz,
+  "GET /data": _tz,
+  "GET /validation": _tz,
+  "GET /validation/{id}": {
+    severity: {
+      ..._choice("Only findings of this severity", SEVERITIES, "error"),
+      // The form's "all" sends an empty value.
+      parse: (text: string | undefined, name: string) =>
+        text === undefined || text === ""
+          ? undefined
+          : parseChoice(text, name, SEVERITIES, "error"),
+    },
+    rule: _rule,
+    ..._tz,
+  },
+  "GET /settings/tz": {
+    tz: {
+      ..._tz.tz,
+      required: true,
+      parse: (text: string | undefined, name: string) => {
+        if (text === undefined || text === "") {
+          throw badRequest(`Missing tz: one of ${TIME_ZONE_SETTINGS.join(", ")}`);
+        }
+        return parseChoice(text, name, TIME_ZONE_SETTINGS, "exchange");
+      },
+    },
+    next: { ..._text("The page to go back to"), parse: safeNext },
+  },
+  // The SQL console's page (web/console.ts checks these itself).
+  "GET /query": { sql: _text("SQL to put in the box (a shared query)"), ..._tz },
   "GET /login": {
     next: { ..._text("Where to go after logging in"), parse: safeNext },
+    ..._tz,
   },
   "GET /assets/{name}": { v: _text("Content hash for caching") },
 } satisfies Record<string, Record<string, QueryParam>>;

@@ -8,7 +8,7 @@
 import type { Hono } from "hono";
 import type { ScheduleAlert, Scheduler } from "../app/scheduler.ts";
 import { readStatus, scheduleRunJson, statusJson } from "../app/status.ts";
-import { describeTrigger, formatZoned } from "../core/schedule.ts";
+import { describeTrigger } from "../core/schedule.ts";
 import type { MetaStore } from "../storage/mod.ts";
 import {
   createScheduleStore,
@@ -18,8 +18,17 @@ import {
 import { HttpError, notFound } from "./errors.ts";
 import { href, type Html, html } from "./html.ts";
 import { checkKnownParams } from "./params.ts";
+import { viewOf } from "./services.ts";
 import { parseQuery } from "./queries.ts";
-import { empty, type LayoutContext, notice, page, statusBadge } from "./views.ts";
+import {
+  empty,
+  type LayoutContext,
+  notice,
+  page,
+  statusBadge,
+  timeTag,
+  type TimeZoneSetting,
+} from "./views.ts";
 
 /** What the schedule routes read. */
 export interface ScheduleRoutesDeps {
@@ -110,14 +119,16 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
   });
 
   app.get("/schedules", (c) => {
-    checkKnownParams(c.req.query(), []);
+    parseQuery(c.req.query(), "GET /schedules");
+    const view = viewOf(c);
+    const tz = view.tz;
     const scheduler = schedulerOf();
     const states = scheduler?.schedules() ?? [];
     const last = latest();
     const runs = runsOf(undefined, 30);
     const body = html`
       <h1>Schedules</h1>
-      ${scheduleBanner(scheduler?.alerts() ?? [])}
+      ${scheduleBanner(scheduler?.alerts() ?? [], tz)}
       ${scheduler && !scheduler.holdsLease
         ? notice("Another server on this data directory holds the schedule lease: it runs them.")
         : ""}
@@ -146,11 +157,11 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
                     " ",
                   )}</code></td>
                   <td>${describeTrigger(state.schedule.when)}</td>
-                  <td>${state.next === undefined ? "-" : formatZoned(state.next)}</td>
+                  <td>${state.next === undefined ? "-" : timeTag(state.next, tz)}</td>
                   <td>${run
-                    ? html`${statusBadge(run.status)} ${formatZoned(run.plannedAt)}`
+                    ? html`${statusBadge(run.status)} ${timeTag(run.plannedAt, tz)}`
                     : "never"}${state.retryAt === undefined ? "" : html`
-                    · retry at ${formatZoned(state.retryAt)}
+                    · retry at ${timeTag(state.retryAt, tz)}
                   `}</td>
                   <td><button type="button" class="secondary" ${state.busy ? "disabled" : ""}
                                 hx-post="${href(
@@ -164,9 +175,11 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
           <div id="schedule-result"></div>
         `}
       <h2>Recent runs</h2>
-      ${runs.length === 0 ? empty("No runs recorded yet") : _runsTable(runs)}
+      ${runs.length === 0 ? empty("No runs recorded yet") : _runsTable(runs, tz)}
     `;
-    return c.html(page(deps.layout, { title: "Schedules", section: "schedules", body }).value);
+    return c.html(
+      page(deps.layout, { title: "Schedules", section: "schedules", body, view }).value,
+    );
   });
 }
 
@@ -174,21 +187,24 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
  * A banner naming each schedule that failed on every attempt, or nothing: for the top of the
  * overview and the schedules page.
  */
-export function scheduleBanner(alerts: readonly ScheduleAlert[]): Html {
+export function scheduleBanner(
+  alerts: readonly ScheduleAlert[],
+  tz: TimeZoneSetting = "exchange",
+): Html {
   if (alerts.length === 0) return html``;
   return notice(
     html`${
       alerts.map((alert) =>
         html`<div>Schedule <a href="/schedules">${alert.schedule}</a> ${alert.status} after ${alert.attempts} ${
           alert.attempts === 1 ? "attempt" : "attempts"
-        } (run for ${formatZoned(alert.plannedAt)}): ${alert.error ?? ""}</div>`
+        } (run for ${timeTag(alert.plannedAt, tz)}): ${alert.error ?? ""}</div>`
       )
     }`,
     "error",
   );
 }
 
-function _runsTable(runs: readonly ScheduleRun[]): Html {
+function _runsTable(runs: readonly ScheduleRun[], tz: TimeZoneSetting): Html {
   return html`
     <table>
       <thead>
@@ -198,7 +214,7 @@ function _runsTable(runs: readonly ScheduleRun[]): Html {
           <th>Status</th>
           <th>Trigger</th>
           <th>Try</th>
-          <th>Planned (ET)</th>
+          <th>Planned</th>
           <th>Jobs</th>
           <th>Error</th>
         </tr>
@@ -211,7 +227,7 @@ function _runsTable(runs: readonly ScheduleRun[]): Html {
             <td>${statusBadge(run.status)}</td>
             <td>${run.trigger}</td>
             <td>${run.attempt}</td>
-            <td>${formatZoned(run.plannedAt)}</td>
+            <td>${timeTag(run.plannedAt, tz)}</td>
             <td>${run.jobIds.map((id) =>
               html`
                 <a href="${href(`/jobs/${encodeURIComponent(id)}`)}">${id}</a>

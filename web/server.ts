@@ -42,6 +42,8 @@ export interface WebServerOptions {
   /** Validation reports (default: those `marketpipe validate` stored in the data directory). */
   validation?: ValidationSource;
   log?: (line: string) => void;
+  /** One line per request (method, path with secrets masked, status, bytes, ms); default none. */
+  accessLog?: (line: string) => void;
 }
 
 /** An opened server: the app and how to stop it. */
@@ -136,6 +138,7 @@ export async function openWebServer(
       ingestDefaults: options.ingestDefaults,
       clock,
       log: options.log,
+      accessLog: options.accessLog,
       shuttingDown: () => shuttingDown,
     };
     const app = createApp(deps);

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Context } from "hono";
+import { getCookie } from "hono/cookie";
 import {
   exportOperation,
   type JobProgress,
@@ -49,6 +50,7 @@ import {
   type UniverseInfo,
 } from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
+import { TIME_ZONE_SETTINGS, type TimeZoneSetting, TZ_COOKIE, type ViewSettings } from "./views.ts";
 import { coverageCalendar, type CoverageDay } from "./coverage.ts";
 import { badRequest, HttpError, notFound } from "./errors.ts";
 import {
@@ -60,6 +62,36 @@ import {
   parseTimeframe,
   shown,
 } from "./params.ts";
+
+/** Header htmx requests carry the page's time zone in (web/static/pages.js sets it). */
+export const TZ_HEADER = "MP-TZ";
+
+/**
+ * The time zone a request asks for: `?tz=` (400 when it is not a setting), else the page's
+ * (header {@link TZ_HEADER} of htmx requests), else the `mp_tz` cookie, else `exchange`.
+ */
+export function timeZoneOf(c: Context): TimeZoneSetting {
+  const query = c.req.query("tz");
+  if (query !== undefined && query !== "") return parseTimeZone(query, "tz");
+  for (const text of [c.req.header(TZ_HEADER), getCookie(c, TZ_COOKIE)]) {
+    if ((TIME_ZONE_SETTINGS as readonly string[]).includes(text ?? "")) {
+      return text as TimeZoneSetting;
+    }
+  }
+  return "exchange";
+}
+
+/** A time zone setting; 400 naming `name` for anything else. */
+export function parseTimeZone(text: string, name: string): TimeZoneSetting {
+  return parseChoice(text, name, TIME_ZONE_SETTINGS, "exchange");
+}
+
+/** What `page()` needs of a request: its time zone and its path without `tz` (for the switch). */
+export function viewOf(c: Context): ViewSettings {
+  const url = new URL(c.req.url);
+  url.searchParams.delete("tz");
+  return { tz: timeZoneOf(c), path: url.pathname + url.search };
+}
 
 /** Longest coverage range one request may ask for, in days. */
 const MAX_COVERAGE_DAYS = 7_400;
@@ -484,6 +516,36 @@ export async function prepareJob(
     throw badRequest(`Cannot aggregate a ${timeframe} ingest: aggregation rolls up 1m bars`);
   }
   return { ...prepared, aggregate: aggregate ?? ctx.deps.ingestDefaults?.aggregate ?? false };
+}
+
+/**
+ * The ingest of `job` asked for again (`Retry` on a job page): its provider, symbols, dates,
+ * timeframe, feed, adjustment and provider options, forced, so that it runs as a new job that
+ * fetches every day again (unforced, the same request would resume the unfinished job).
+ */
+export async function prepareRetry(
+  ctx: WebContext,
+  job: JobRecord,
+): Promise<Omit<PreparedIngest, "dataDir">> {
+  const input: IngestInput = {
+    provider: job.provider,
+    symbols: job.symbols,
+    start: job.start,
+    end: job.end,
+    timeframe: job.timeframe,
+    feed: job.feed,
+    adjustment: job.adjustment,
+    force: true,
+  };
+  const { seed, gapRate, corruptRate } = job.params;
+  if (seed !== undefined) input["fake-seed"] = String(seed);
+  if (gapRate !== undefined) input["fake-gap-rate"] = String(gapRate);
+  if (corruptRate !== undefined) input["fake-corrupt-rate"] = String(corruptRate);
+  const prepared = await buildIngestRequest(input, {
+    label: (name) => name.replaceAll("-", "_"),
+    clock: ctx.deps.clock,
+  });
+  return { ...prepared, aggregate: ctx.deps.ingestDefaults?.aggregate ?? false };
 }
 
 /**

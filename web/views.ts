@@ -6,8 +6,9 @@
  */
 import type { JobProgress } from "../app/mod.ts";
 import { formatBytes, formatCount, formatDuration } from "../core/format.ts";
-import { tradingSession } from "../core/calendar.ts";
+import { exchangeDate, tradingSession } from "../core/calendar.ts";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
+import type { JobAggregation } from "./jobs.ts";
 import type { SymbolVersion } from "../core/reference.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import {
@@ -29,6 +30,101 @@ export type Section =
   | "validation"
   | "query"
   | "none";
+
+/**
+ * Where timestamps are shown: `exchange` (America/New_York, the default), `utc`, or `local` (the
+ * browser's zone: the server writes exchange time and web/static/pages.js re-renders it).
+ */
+export type TimeZoneSetting = "exchange" | "utc" | "local";
+
+/** The values of {@link TimeZoneSetting}, the default first. */
+export const TIME_ZONE_SETTINGS: readonly TimeZoneSetting[] = ["exchange", "utc", "local"];
+
+/** Name of the cookie that keeps the time zone setting. */
+export const TZ_COOKIE = "mp_tz";
+
+/** The request-dependent part of a page: its time zone and its own path (for the switch). */
+export interface ViewSettings {
+  tz: TimeZoneSetting;
+  /** Path and query of the page (without `tz`): where the switch sends the browser back. */
+  path: string;
+}
+
+/** The settings of a page when a route gives none. */
+export const DEFAULT_VIEW: ViewSettings = { tz: "exchange", path: "/" };
+
+const _ET_PARTS = new Intl.DateTimeFormat("en-CA", {
+  timeZone: "America/New_York",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  hourCycle: "h23",
+});
+
+/**
+ * An instant as text with its zone named: `2024-01-02 09:30 ET` (exchange, also the server's
+ * text for `local`) or `2024-01-02 14:30 UTC`; with `date` the New York trading date alone
+ * (`2024-01-02`), as daily bars are labelled. `-` for no time.
+ *
+ * @example
+ * ```ts
+ * formatTime(Date.parse("2024-01-02T14:30:00Z"), "exchange"); // "2024-01-02 09:30 ET"
+ * ```
+ */
+export function formatTime(
+  ms: number | null | undefined,
+  tz: TimeZoneSetting,
+  { date = false }: { date?: boolean } = {},
+): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
+  if (date) return exchangeDate(ms);
+  if (tz === "utc") return `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  const part: Record<string, string> = {};
+  for (const { type, value } of _ET_PARTS.formatToParts(ms)) part[type] = value;
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute} ET`;
+}
+
+/**
+ * {@link formatTime} wrapped as `<time datetime="ISO" data-ts="ms">` so that scripts can show it
+ * in the browser's zone; a trading date gets `data-date` and is left as it is.
+ */
+export function timeTag(
+  ms: number | null | undefined,
+  tz: TimeZoneSetting,
+  options: { date?: boolean } = {},
+): Html {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return html`-`;
+  const text = formatTime(ms, tz, options);
+  return options.date
+    ? html`<time datetime="${text}" data-ts="${ms}" data-date="1">${text}</time>`
+    : html`<time datetime="${new Date(ms).toISOString()}" data-ts="${ms}">${text}</time>`;
+}
+
+/** The header's time zone switch: a form that sets the cookie and comes back (no script needed). */
+function _tzSwitch(view: ViewSettings): Html {
+  const labels: Record<TimeZoneSetting, string> = {
+    exchange: "New York (ET)",
+    utc: "UTC",
+    local: "my time zone",
+  };
+  return html`
+    <form class="tz-switch" method="get" action="/settings/tz">
+      <input type="hidden" name="next" value="${view.path}">
+      <label>times in<select name="tz">${TIME_ZONE_SETTINGS.map((tz) =>
+        html`
+          <option value="${tz}" ${tz === view.tz
+            ? html`
+              selected
+            `
+            : ""}>${labels[tz]}</option>
+        `
+      )}</select></label>
+      <button class="secondary" type="submit">Set</button>
+    </form>
+  `;
+}
 
 /** What the layout needs besides the page body. */
 export interface LayoutContext {
@@ -57,8 +153,9 @@ const _HTMX_CONFIG = JSON.stringify({
 /** A complete page. */
 export function page(
   context: LayoutContext,
-  options: { title: string; section: Section; body: Html },
+  options: { title: string; section: Section; body: Html; view?: ViewSettings },
 ): Html {
+  const view = options.view ?? DEFAULT_VIEW;
   const nav: [Section, string, string][] = [
     ["overview", "/", "Overview"],
     ["symbols", "/symbols", "Symbols"],
@@ -71,7 +168,7 @@ export function page(
   ];
   return html`
     <!doctype html>
-    <html lang="en">
+    <html lang="en" data-tz="${view.tz}">
       <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -83,6 +180,7 @@ export function page(
         <script src="${context.asset("lightweight-charts.js")}" defer></script>
         <script src="${context.asset("app.js")}" defer></script>
         <script src="${context.asset("console.js")}" defer></script>
+        <script src="${context.asset("pages.js")}" defer></script>
       </head>
       <body>
         <header class="top">
@@ -97,12 +195,13 @@ export function page(
                 action="/logout"><button class="secondary" type="submit">Log out</button></form>
             `
             : ""}</nav>
+          ${_tzSwitch(view)}
         </header>
         <main>
     ${options.body}
         </main>
         <footer>MarketPipe ${context
-          .version} · times are UTC unless marked ET (New York) · charts by
+          .version} · times are New York (ET) unless marked otherwise; daily bars show their trading date · charts by
     <a href="https://www.tradingview.com/lightweight-charts/" rel="noopener noreferrer">TradingView Lightweight Charts™</a></footer>
       </body>
     </html>
@@ -153,7 +252,11 @@ function _took(job: JobRecord): string {
  * The jobs table. It refreshes itself every second while a job is pending or running, and
  * whenever a `jobs-changed` event fires (after a start or cancel).
  */
-export function jobsTable(jobs: readonly JobRecord[], options: { poll: boolean }): Html {
+export function jobsTable(
+  jobs: readonly JobRecord[],
+  options: { poll: boolean; tz?: TimeZoneSetting },
+): Html {
+  const tz = options.tz ?? "exchange";
   const live = jobs.some((job) => job.status === "running" || job.status === "pending");
   const trigger = `jobs-changed from:body${options.poll && live ? ", every 1s" : ""}`;
   return html`
@@ -188,7 +291,7 @@ export function jobsTable(jobs: readonly JobRecord[], options: { poll: boolean }
                     <td>${_symbolsText(job.symbols)}</td>
                     <td>${job.start}..${job.end}</td>
                     <td class="num">${formatCount(job.barsWritten)}</td>
-                    <td>${shortTime(job.createdAt)}</td>
+                    <td>${timeTag(job.createdAt, tz)}</td>
                     <td>${_took(job)}</td>
                   </tr>
                 `
@@ -243,16 +346,89 @@ export function progressBySymbol(tasks: readonly TaskRecord[]): SymbolProgress[]
   return [...bySymbol.values()];
 }
 
+/** What a job page shows besides the job: the time zone, the clock and what this server knows. */
+export interface JobDetailOptions {
+  cancellable: boolean;
+  message?: Html;
+  progress?: JobProgress;
+  tz?: TimeZoneSetting;
+  /** Now, for elapsed time, rate and ETA of a running job (default `Date.now()`). */
+  now?: number;
+  /** Whether the ingest rolled its bars up (known for jobs this server ran). */
+  aggregation?: JobAggregation;
+}
+
+/** Elapsed time, bars per second and the time left of an ingest, from its tasks. */
+export interface JobPace {
+  elapsedMs: number | null;
+  barsPerSecond: number | null;
+  etaMs: number | null;
+}
+
+/**
+ * The pace of an ingest: elapsed since it started (to its end when it ended), bars fetched per
+ * second, and for a running job the time left at the pace of the tasks done so far.
+ */
+export function jobPace(job: JobRecord, tasks: readonly TaskRecord[], now: number): JobPace {
+  if (job.startedAt === null) return { elapsedMs: null, barsPerSecond: null, etaMs: null };
+  const live = job.status === "running" || job.status === "pending";
+  const elapsedMs = Math.max(0, (live ? now : job.finishedAt ?? now) - job.startedAt);
+  const bars = tasks.reduce((n, task) => n + task.barsFetched, 0);
+  const finished = tasks.filter((task) => task.status === "done" || task.status === "failed")
+    .length;
+  return {
+    elapsedMs,
+    barsPerSecond: elapsedMs > 0 ? bars / (elapsedMs / 1000) : null,
+    etaMs: live && finished > 0 ? elapsedMs * (tasks.length - finished) / finished : null,
+  };
+}
+
+function _aggregationText(job: JobRecord, aggregation: JobAggregation | undefined): string {
+  if (aggregation === undefined) {
+    return job.timeframe === "1m" ? "not known (run by another process)" : "no (not 1m bars)";
+  }
+  const label = {
+    off: "no (not asked)",
+    pending: "asked: after the ingest",
+    running: "running",
+    done: "done",
+    skipped: "not run",
+    failed: "failed",
+  }[aggregation.state];
+  return aggregation.detail ? `${label}: ${aggregation.detail}` : label;
+}
+
+/** The job statuses an ingest can be resumed or retried from. */
+const _RESTARTABLE = new Set(["cancelled", "failed", "partial"]);
+
+/** Resume (continue this job) and Retry (start its request again) for an ended ingest. */
+function _restartButtons(job: JobRecord): Html {
+  const path = `/partials/jobs/${encodeURIComponent(job.id)}`;
+  return html`
+    <div class="controls job-actions">
+      <button type="button" hx-post="${href(`${path}/resume`)}" hx-target="#job-detail"
+        hx-swap="outerHTML" data-action="resume"
+        title="Continue this job: its unfinished tasks run, done ones are kept">Resume</button>
+      <button type="button" class="secondary" hx-post="${href(`${path}/retry`)}"
+        hx-target="#job-detail" hx-swap="outerHTML" data-action="retry"
+        title="Start the same request again as a new job that fetches every day again">Retry</button>
+      <span class="small muted">or <code>marketpipe ingest --resume ${job.id}</code></span>
+    </div>
+  `;
+}
+
 /** The body of a job page; polls itself while the job is live. */
 export function jobDetail(
   job: JobRecord,
   tasks: readonly TaskRecord[],
-  options: { cancellable: boolean; message?: Html; progress?: JobProgress },
+  options: JobDetailOptions,
 ): Html {
   const live = job.status === "running" || job.status === "pending";
   if (job.kind !== "ingest") return _operationDetail(job, live, options);
+  const tz = options.tz ?? "exchange";
   const done = tasks.filter((task) => task.status === "done").length;
   const failed = tasks.filter((task) => task.status === "failed").length;
+  const pace = jobPace(job, tasks, options.now ?? Date.now());
   const symbols = progressBySymbol(tasks);
   const findings = new Map<string, number>();
   for (const task of tasks) {
@@ -263,28 +439,44 @@ export function jobDetail(
   return html`
     <section id="job-detail" ${_jobPoll(job, live)} data-status="${job.status}">
     ${options.message ?? ""}
+    <div class="job-progress">
+      <progress class="full" max="${Math.max(tasks.length, 1)}" value="${done +
+        failed}"></progress>
+      <p class="small" id="job-pace">${done}/${tasks.length} task(s) done${failed
+        ? `, ${failed} failed`
+        : ""} · elapsed <span data-pace="elapsed">${pace.elapsedMs === null
+        ? "-"
+        : formatDuration(pace.elapsedMs)}</span> · <span data-pace="rate">${pace.barsPerSecond ===
+          null
+        ? "-"
+        : formatCount(Math.round(pace.barsPerSecond))}</span> bars/s${live
+        ? html`
+          · ETA <span data-pace="eta">${pace.etaMs === null
+            ? "-"
+            : formatDuration(pace.etaMs)}</span>
+        `
+        : ""}</p>
+    </div>
     <div class="cards">
     <div class="card"><div class="label">status</div><div class="value">${statusBadge(
       job.status,
     )}</div></div>
-    <div class="card"><div class="label">tasks</div><div class="value">${done}/${tasks.length}</div>
-    <progress max="${Math.max(tasks.length, 1)}" value="${done + failed}"></progress></div>
+    <div class="card"><div class="label">tasks</div><div class="value">${done}/${tasks
+      .length}</div></div>
     <div class="card"><div class="label">new bars</div><div class="value">${formatCount(
       job.barsWritten,
     )}</div></div>
-    <div class="card"><div class="label">took</div><div class="value">${_took(job)}</div></div>
+    <div class="card"><div class="label">${live
+      ? "elapsed"
+      : "took"}</div><div class="value">${pace.elapsedMs === null
+      ? "-"
+      : formatDuration(pace.elapsedMs)}</div></div>
     </div>
     ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
     ${options.cancellable && live
       ? _cancelButton(job, "Tasks in flight finish; resume it later.")
       : ""}
-    ${!live && (job.status === "cancelled" || job.status === "partial" || job.status === "failed")
-      ? html`
-        <p
-          class="muted small">Resume it with <code>marketpipe ingest --resume ${job
-            .id}</code> or <code>POST /api/jobs {"resume": "${job.id}"}</code>.</p>
-      `
-      : ""}
+    ${!live && _RESTARTABLE.has(job.status) ? _restartButtons(job) : ""}
     <div class="table-wrap"><table>
     <tbody>
     <tr><th>provider</th><td>${job.provider} (feed ${job.feed}, adjustment ${job
@@ -292,9 +484,13 @@ export function jobDetail(
     <tr><th>timeframe</th><td>${job.timeframe}</td></tr>
     <tr><th>dates</th><td>${job.start}..${job.end}</td></tr>
     <tr><th>symbols</th><td class="wrap">${job.symbols.join(", ")}</td></tr>
-    <tr><th>created</th><td>${shortTime(job.createdAt)}</td></tr>
-    <tr><th>started</th><td>${shortTime(job.startedAt)}</td></tr>
-    <tr><th>finished</th><td>${shortTime(job.finishedAt)}</td></tr>
+    <tr><th>aggregation</th><td class="wrap" id="job-aggregation">${_aggregationText(
+      job,
+      options.aggregation,
+    )}</td></tr>
+    <tr><th>created</th><td>${timeTag(job.createdAt, tz)}</td></tr>
+    <tr><th>started</th><td>${timeTag(job.startedAt, tz)}</td></tr>
+    <tr><th>finished</th><td>${timeTag(job.finishedAt, tz)}</td></tr>
     <tr><th>findings</th><td class="wrap">${findings.size === 0
       ? "none"
       : [...findings].map(([rule, count]) => `${rule}: ${formatCount(count)}`).join(", ")}</td></tr>
@@ -340,17 +536,18 @@ function _cancelButton(job: JobRecord, what: string): Html {
 }
 
 /** The job page of a prune, delete or export: its progress, options and result. */
-function _operationDetail(
-  job: JobRecord,
-  live: boolean,
-  options: { cancellable: boolean; message?: Html; progress?: JobProgress },
-): Html {
+function _operationDetail(job: JobRecord, live: boolean, options: JobDetailOptions): Html {
   const { progress } = options;
+  const tz = options.tz ?? "exchange";
   const result = job.result ?? {};
   const params = Object.entries(job.params).map(([key, value]) => `${key} ${value}`).join(", ");
   return html`
     <section id="job-detail" ${_jobPoll(job, live)} data-status="${job.status}">
     ${options.message ?? ""}
+    <div class="job-progress"><progress class="full" max="${Math.max(
+      progress?.total ?? 0,
+      1,
+    )}" value="${progress?.done ?? 0}"></progress></div>
     <div class="cards">
     <div class="card"><div class="label">status</div><div class="value">${statusBadge(
       job.status,
@@ -359,8 +556,7 @@ function _operationDetail(
       "progress"}</div><div class="value">${progress
       ? `${formatCount(progress.done)}/${formatCount(progress.total)}`
       : "-"}</div>
-    <progress max="${Math.max(progress?.total ?? 0, 1)}" value="${progress?.done ??
-      0}"></progress></div>
+    </div>
     <div class="card"><div class="label">took</div><div class="value">${_took(job)}</div></div>
     </div>
     ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
@@ -396,9 +592,9 @@ function _operationDetail(
       ? "all"
       : job.symbols.join(", ")}</td></tr>
     <tr><th>options</th><td class="wrap">${params || "none"}</td></tr>
-    <tr><th>created</th><td>${shortTime(job.createdAt)}</td></tr>
-    <tr><th>started</th><td>${shortTime(job.startedAt)}</td></tr>
-    <tr><th>finished</th><td>${shortTime(job.finishedAt)}</td></tr>
+    <tr><th>created</th><td>${timeTag(job.createdAt, tz)}</td></tr>
+    <tr><th>started</th><td>${timeTag(job.startedAt, tz)}</td></tr>
+    <tr><th>finished</th><td>${timeTag(job.finishedAt, tz)}</td></tr>
     </tbody></table></div>
     </section>
   `;
@@ -637,50 +833,136 @@ export function exportStatus(job: JobRecord, progress: JobProgress | undefined):
   `;
 }
 
-/** The stored data table of the overview: one row per symbol and timeframe. */
+/** Symbols per page of the overview's stored data table. */
+export const SERIES_PAGE_SIZE = 50;
+
+/** What the overview's stored data table shows: a filter and a page of it. */
+export interface SeriesTableOptions {
+  /** Symbol text filter (upper case); empty: every symbol. */
+  q?: string;
+  /** 1-based page number. */
+  page?: number;
+  pageSize?: number;
+  tz?: TimeZoneSetting;
+  /** Only the results (table, count and page links), for the htmx partial. */
+  resultsOnly?: boolean;
+}
+
+/**
+ * The stored data table of the overview: a row per symbol, a column per stored timeframe (bars,
+ * first and last bar), filtered by symbol text and cut into pages, with its filter form. The
+ * form and page links reload only this section with htmx and the whole page without scripts.
+ */
 export function seriesTable(
   series: readonly StoredBarSeries[],
   names: ReadonlyMap<string, string | null> = new Map(),
+  options: SeriesTableOptions = {},
 ): Html {
+  const q = options.q ?? "";
+  const tz = options.tz ?? "exchange";
+  const pageSize = options.pageSize ?? SERIES_PAGE_SIZE;
   if (series.length === 0) {
-    return empty(html`
-      No bars stored yet. Run <code>marketpipe ingest</code> or start a job on the <a
-        href="/jobs">jobs page</a>.
-    `);
+    return html`<section id="series-table">${
+      empty(html`
+        No bars stored yet. Run <code>marketpipe ingest</code> or start a job on the <a
+          href="/jobs">jobs page</a>.
+      `)
+    }</section>`;
   }
-  return html`
-    <div class="table-wrap">
-      <table>
-        <thead>
-          <tr>
-            <th>symbol</th>
-            <th>name</th>
-            <th>timeframe</th>
-            <th class="num">rows</th>
-            <th>first bar</th>
-            <th>last bar</th>
-            <th class="num">files</th>
-            <th class="num">on disk</th>
-          </tr>
-        </thead>
-        <tbody>${series.map((s) =>
-          html`
-            <tr>
-              <td><a href="${href(`/symbols/${encodeURIComponent(s.symbol)}`, {
-                timeframe: s.timeframe,
-              })}">${s.symbol}</a></td>
-              <td class="wrap">${names.get(s.symbol) ?? ""}</td>
-              <td>${s.timeframe}</td>
-              <td class="num">${formatCount(s.rows)}</td>
-              <td>${shortTime(s.firstTs)}</td>
-              <td>${shortTime(s.lastTs)}</td>
-              <td class="num">${formatCount(s.files)}</td>
-              <td class="num">${formatBytes(s.bytes)}</td>
-            </tr>
-          `
-        )}</tbody>
-      </table>
+  const timeframes = TIMEFRAMES.filter((tf) => series.some((s) => s.timeframe === tf));
+  const bySymbol = new Map<string, Map<Timeframe, StoredBarSeries>>();
+  for (const s of series) {
+    let row = bySymbol.get(s.symbol);
+    if (!row) bySymbol.set(s.symbol, row = new Map());
+    row.set(s.timeframe, s);
+  }
+  const symbols = [...bySymbol.keys()].filter((symbol) => symbol.includes(q)).sort((a, b) =>
+    Number(!a.startsWith(q)) - Number(!b.startsWith(q)) || a.localeCompare(b)
+  );
+  const pages = Math.max(1, Math.ceil(symbols.length / pageSize));
+  const current = Math.min(Math.max(1, options.page ?? 1), pages);
+  const shown = symbols.slice((current - 1) * pageSize, current * pageSize);
+  const link = (page: number) => ({
+    page: href("/", { q, page: page === 1 ? undefined : page }),
+    partial: href("/partials/series", { q, page }),
+  });
+  const pager = pages <= 1 ? html`` : html`
+    <nav class="pager" aria-label="pages of stored data">${Array.from(
+      { length: pages },
+      (_, i) => i + 1,
+    ).map((n) =>
+      n === current ? html`<span class="current" aria-current="page">${n}</span>` : html`
+        <a href="${link(n).page}" hx-get="${link(n).partial}" hx-target="#series-results"
+          hx-swap="outerHTML" hx-push-url="${link(n).page}">${n}</a>
+      `
+    )}</nav>
+  `;
+  const results = html`
+    <div id="series-results" data-page="${current}" data-pages="${pages}">
+      <p class="small muted">${formatCount(symbols.length)} of ${formatCount(
+        bySymbol.size,
+      )} symbol(s)${pages > 1 ? `, page ${current} of ${pages}` : ""}</p>
+      ${shown.length === 0 ? empty(html`No stored symbol matches “${q}”.`) : html`
+        <div class="table-wrap">
+          <table class="pivot">
+            <thead>
+              <tr>
+                <th>symbol</th>
+                <th>name</th>
+                ${timeframes.map((tf) => html`<th class="num">${tf}</th>`)}
+                <th class="num">on disk</th>
+              </tr>
+            </thead>
+            <tbody>${shown.map((symbol) => {
+              const row = bySymbol.get(symbol)!;
+              const bytes = [...row.values()].reduce((n, s) => n + s.bytes, 0);
+              const files = [...row.values()].reduce((n, s) => n + s.files, 0);
+              return html`
+                <tr data-symbol="${symbol}">
+                  <th scope="row"><a href="${href(
+                    `/symbols/${encodeURIComponent(symbol)}`,
+                  )}">${symbol}</a></th>
+                  <td class="wrap">${names.get(symbol) ?? ""}</td>
+                  ${timeframes.map((tf) => {
+                    const s = row.get(tf);
+                    if (!s) return html`<td class="num muted">-</td>`;
+                    const date = tf === "1d";
+                    return html`
+                      <td class="num"
+                        data-timeframe="${tf}"><a href="${href(
+                          `/symbols/${encodeURIComponent(symbol)}`,
+                          { timeframe: tf },
+                        )}">${formatCount(s.rows)}</a><div class="small muted">${timeTag(
+                          s.firstTs,
+                          tz,
+                          { date },
+                        )}</div><div class="small muted">to ${timeTag(s.lastTs, tz, {
+                          date,
+                        })}</div></td>
+                    `;
+                  })}
+                  <td class="num">${formatBytes(bytes)}<div class="small muted">${formatCount(
+                    files,
+                  )} file(s)</div></td>
+                </tr>
+              `;
+            })}</tbody>
+          </table>
+        </div>
+      `}
+      ${pager}
     </div>
+  `;
+  if (options.resultsOnly) return results;
+  return html`
+    <section id="series-table">
+      <form class="inline" action="/" method="get" role="search" hx-get="/partials/series"
+        hx-target="#series-results" hx-swap="outerHTML" hx-trigger="input delay:250ms, submit">
+        <label>filter symbols<input type="search" name="q" value="${q}" placeholder="AA" autocomplete="off" spellcheck="false"></label>
+        <button type="submit" class="secondary">Filter</button>
+      </form>
+      ${results}
+    </section>
   `;
 }
 
@@ -714,8 +996,11 @@ export function symbolResults(
     timeframes: string[];
     rows: number;
     lastTs: number;
+    /** Whether the symbol has daily bars only (its last bar shows as a trading date). */
+    lastDaily?: boolean;
   }[],
   query: string,
+  tz: TimeZoneSetting = "exchange",
 ): Html {
   if (symbols.length === 0) {
     return empty(
@@ -735,7 +1020,7 @@ export function symbolResults(
       }
 <div class="small muted">${s.exchange ? `${s.exchange} · ` : ""}${s.timeframes.join(" ")} · ${
         formatCount(s.rows)
-      } bars · last ${shortTime(s.lastTs)}</div></li>`
+      } bars · last ${timeTag(s.lastTs, tz, { date: s.lastDaily })}</div></li>`
     )
   }</ul>`;
 }
@@ -774,6 +1059,7 @@ export interface ValidationReportDetail extends ValidationReportSummary {
 /** The list of validation reports, or a clear state when there are none. */
 export function validationList(
   reports: readonly ValidationReportSummary[] | undefined,
+  tz: TimeZoneSetting = "exchange",
 ): Html {
   if (reports === undefined) {
     return empty(
@@ -806,7 +1092,7 @@ export function validationList(
           html`
             <tr>
               <td><a href="${href(`/validation/${encodeURIComponent(r.id)}`)}">${r.id}</a></td>
-              <td>${shortTime(r.createdAt)}</td>
+              <td>${timeTag(r.createdAt, tz)}</td>
               <td>${r.jobId
                 ? html`<a href="${href(`/jobs/${encodeURIComponent(r.jobId)}`)}">${r.jobId}</a>`
                 : "-"}</td>
@@ -825,8 +1111,46 @@ export function validationList(
   `;
 }
 
-/** One validation report. */
-export function validationDetail(report: ValidationReportDetail): Html {
+/** Severities of findings, the worst first. */
+export const SEVERITIES = ["error", "warn", "info"] as const;
+
+function _severityRank(severity: string): number {
+  const rank = (SEVERITIES as readonly string[]).indexOf(severity);
+  return rank === -1 ? SEVERITIES.length : rank;
+}
+
+/** What a validation report page shows of its findings. */
+export interface ValidationDetailOptions {
+  /** Only findings of this severity. */
+  severity?: string;
+  /** Only findings of this rule. */
+  rule?: string;
+  tz?: TimeZoneSetting;
+}
+
+/**
+ * One validation report: its counts per rule (errors first), and its offending bars filtered by
+ * severity and rule, errors first, each linked to the chart of its symbol on its trading date.
+ */
+export function validationDetail(
+  report: ValidationReportDetail,
+  options: ValidationDetailOptions = {},
+): Html {
+  const tz = options.tz ?? "exchange";
+  const path = `/validation/${encodeURIComponent(report.id)}`;
+  const rules = [...report.rules].sort((a, b) =>
+    _severityRank(a.severity) - _severityRank(b.severity) || b.count - a.count ||
+    a.rule.localeCompare(b.rule)
+  );
+  const bars = report.bars.filter((b) =>
+    (options.severity === undefined || b.severity === options.severity) &&
+    (options.rule === undefined || b.rule === options.rule)
+  ).sort((a, b) =>
+    _severityRank(a.severity) - _severityRank(b.severity) || a.symbol.localeCompare(b.symbol) ||
+    a.ts.localeCompare(b.ts)
+  );
+  const filtered = options.severity !== undefined || options.rule !== undefined;
+  const ruleNames = [...new Set([...rules.map((r) => r.rule), ...report.bars.map((b) => b.rule)])];
   return html`
     <div class="cards">
       <div class="card">
@@ -851,7 +1175,7 @@ export function validationDetail(report: ValidationReportDetail): Html {
         <tbody>
           <tr>
             <th>created</th>
-            <td>${shortTime(report.createdAt)}</td>
+            <td>${timeTag(report.createdAt, tz)}</td>
           </tr>
           <tr>
             <th>job</th>
@@ -877,9 +1201,9 @@ export function validationDetail(report: ValidationReportDetail): Html {
       </table>
     </div>
     <h2>Per rule</h2>
-    ${report.rules.length === 0 ? empty("No findings.") : html`
+    ${rules.length === 0 ? empty("No findings.") : html`
       <div class="table-wrap">
-        <table>
+        <table id="report-rules">
           <thead>
             <tr>
               <th>rule</th>
@@ -887,11 +1211,11 @@ export function validationDetail(report: ValidationReportDetail): Html {
               <th class="num">count</th>
             </tr>
           </thead>
-          <tbody>${report.rules.map((r) =>
+          <tbody>${rules.map((r) =>
             html`
-              <tr>
-                <td>${r.rule}</td>
-                <td>${r.severity}</td>
+              <tr data-rule="${r.rule}">
+                <td><a href="${href(path, { rule: r.rule })}">${r.rule}</a></td>
+                <td><span class="severity severity-${r.severity}">${r.severity}</span></td>
                 <td class="num">${formatCount(r.count)}</td>
               </tr>
             `
@@ -901,38 +1225,75 @@ export function validationDetail(report: ValidationReportDetail): Html {
     `}
     <h2>Offending bars${report.barsTotal > report.bars.length
       ? html`
-        <span class="small muted">(first ${formatCount(report.bars.length)} of ${formatCount(
+        <span class="small muted">(of the first ${formatCount(report.bars.length)} of ${formatCount(
           report.barsTotal,
         )})</span>
       `
       : ""}</h2>
-    ${report.bars.length === 0 ? empty("No offending bars.") : html`
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th>symbol</th>
-              <th>ts</th>
-              <th>rule</th>
-              <th>severity</th>
-              <th>detail</th>
-            </tr>
-          </thead>
-          <tbody>${report.bars.map((b) =>
-            html`
-              <tr>
-                <td><a href="${href(`/symbols/${encodeURIComponent(b.symbol)}`)}">${b
-                  .symbol}</a></td>
-                <td>${b.ts}</td>
-                <td>${b.rule}</td>
-                <td>${b.severity}</td>
-                <td class="wrap">${b.detail}</td>
-              </tr>
+    <form class="inline" method="get" action="${path}" id="report-filter">
+      <label>severity<select name="severity"><option value="">all</option>${SEVERITIES.map((
+        severity,
+      ) =>
+        html`
+          <option value="${severity}" ${severity === options.severity
+            ? html`
+              selected
             `
-          )}</tbody>
-        </table>
-      </div>
-    `}
+            : ""}>${severity}</option>
+        `
+      )}</select></label>
+      <label>rule<select name="rule"><option value="">all</option>${ruleNames.map((rule) =>
+        html`
+          <option value="${rule}" ${rule === options.rule
+            ? html`
+              selected
+            `
+            : ""}>${rule}</option>
+        `
+      )}</select></label>
+      <button type="submit" class="secondary">Filter</button>
+      ${filtered ? html`<a href="${path}">clear</a>` : ""}
+      <span class="small muted">${formatCount(bars.length)} shown, errors first</span>
+    </form>
+    ${bars.length === 0
+      ? empty(filtered ? "No offending bars match the filter." : "No offending bars.")
+      : html`
+        <div class="table-wrap">
+          <table id="report-bars">
+            <thead>
+              <tr>
+                <th>symbol</th>
+                <th>bar</th>
+                <th>rule</th>
+                <th>severity</th>
+                <th>detail</th>
+              </tr>
+            </thead>
+            <tbody>${bars.map((b) => {
+              const ms = Date.parse(b.ts);
+              const day = Number.isFinite(ms) ? exchangeDate(ms) : undefined;
+              const chart = href(`/symbols/${encodeURIComponent(b.symbol)}`, {
+                timeframe: report.timeframe,
+                start: day,
+                end: day,
+              });
+              return html`
+                <tr data-severity="${b.severity}">
+                  <td><a href="${chart}">${b.symbol}</a></td>
+                  <td>${Number.isFinite(ms)
+                    ? html`<a href="${chart}" class="finding-link">${
+                      timeTag(ms, tz, { date: report.timeframe === "1d" })
+                    }</a>`
+                    : b.ts}</td>
+                  <td>${b.rule}</td>
+                  <td><span class="severity severity-${b.severity}">${b.severity}</span></td>
+                  <td class="wrap">${b.detail}</td>
+                </tr>
+              `;
+            })}</tbody>
+          </table>
+        </div>
+      `}
     <p class="small muted">Files: ${report.files.join(", ")}</p>
   `;
 }
