@@ -24,7 +24,15 @@ export {
   runOperation,
   storedProgress,
 } from "./operations.ts";
-export { jobJson, pruneJson, reportJson, taskJson } from "./records.ts";
+export {
+  jobJson,
+  masterJson,
+  pruneJson,
+  reportJson,
+  symbolJson,
+  taskJson,
+  universeJson,
+} from "./records.ts";
 export {
   type BackfillPlan,
   planBackfill,

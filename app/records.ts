@@ -7,7 +7,8 @@
  */
 import { join } from "node:path";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
-import type { PruneSummary, ValidationReportRecord } from "../storage/mod.ts";
+import type { SymbolVersion } from "../core/reference.ts";
+import type { PruneSummary, UniverseInfo, ValidationReportRecord } from "../storage/mod.ts";
 
 /** A job as `jobs list --json`, `jobs show --json` and `/api/jobs` show it. */
 export function jobJson(job: JobRecord) {
@@ -101,6 +102,55 @@ export function reportJson(report: ValidationReportRecord, dataDir = "") {
     rules: report.rules,
     settings: report.settings,
     path: join(dataDir, report.path),
+  };
+}
+
+/** A symbol master row as `symbols list|show|history --json` show it. */
+export function symbolJson(row: SymbolVersion) {
+  return {
+    ticker: row.ticker,
+    ...masterJson(row),
+    cusip: row.cusip,
+    cik: row.cik,
+    provider_id: row.providerId,
+    instrument_id: row.instrumentId,
+    as_of: row.asOf,
+    valid_from: row.validFrom,
+    valid_to: row.validTo,
+  };
+}
+
+/**
+ * The symbol master's fields of a ticker, as `/api/symbols`, universe members (`universe show
+ * --json`, `/api/universes/{name}`) and {@link symbolJson} show them; all null when the master
+ * does not know it.
+ */
+export function masterJson(row: SymbolVersion | undefined) {
+  return {
+    name: row?.name ?? null,
+    exchange: row?.exchange ?? null,
+    asset_class: row?.assetClass ?? null,
+    status: row?.status ?? null,
+    list_date: row?.listDate ?? null,
+    delist_date: row?.delistDate ?? null,
+    figi: row?.figi ?? null,
+    source: row?.source ?? null,
+  };
+}
+
+/**
+ * A universe as `universe create|list|show --json` and `/api/universes` show it; `members` is
+ * its member count on the date asked for.
+ */
+export function universeJson(info: UniverseInfo) {
+  return {
+    name: info.name,
+    kind: info.kind,
+    filter: info.filter,
+    description: info.description,
+    members: info.members,
+    created_at: _isoTime(info.createdAt),
+    updated_at: _isoTime(info.updatedAt),
   };
 }
 

@@ -5,6 +5,7 @@ import type { SeriesFreshness } from "../core/freshness.ts";
 import { formatZoned, parseSchedulesConfig, type Schedule } from "../core/schedule.ts";
 import { MetaStore, openDatabase, openMigrated } from "../storage/meta.ts";
 import { createScheduleStore, type ScheduleStore } from "../storage/schedule_store.ts";
+import { startLeaseHolder } from "../tests/_lease.ts";
 import type { NotifyEvent } from "./notify.ts";
 import {
   createScheduler,
@@ -589,36 +590,18 @@ Deno.test("scheduler takes the lease over from a killed server and catches up it
     }),
     { status: "succeeded" },
   );
-  const metaUrl = new URL("../storage/meta.ts", import.meta.url).href;
-  const storeUrl = new URL("../storage/schedule_store.ts", import.meta.url).href;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      `import { MetaStore, openDatabase } from "${metaUrl}";
-       import { createScheduleStore } from "${storeUrl}";
-       const meta = new MetaStore(openDatabase(${
-        JSON.stringify(join(h.dir, "marketpipe.db"))
-      }), { command: "serve" });
-       console.log(createScheduleStore(meta).acquireLease() ? "held" : "refused");
-       setInterval(() => {}, 1000);`,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const holder = await startLeaseHolder(h.dir);
   const scheduler = createScheduler(
     schedulesOf({ name: "close", command: "update", when: { "after-close": "30m" } }),
     h.options({ leaseEveryMs: 10_000 }),
   );
   try {
-    const reader = child.stdout.getReader();
-    assert.equal(new TextDecoder().decode((await reader.read()).value).trim(), "held");
-    reader.releaseLock();
+    assert.equal(holder.said, "held");
     scheduler.start();
     assert.equal(scheduler.holdsLease, false);
     await h.fake.tickAsync(Date.parse("2024-07-02T21:00:00Z") - h.fake.now);
     assert.equal(h.calls.length, 0, "the standby runs nothing while the holder lives");
-    child.kill("SIGKILL");
-    await child.status;
+    await holder.kill();
     await h.fake.tickAsync(10_000);
     await scheduler.idle();
     assert.equal(scheduler.holdsLease, true);
@@ -626,13 +609,7 @@ Deno.test("scheduler takes the lease over from a killed server and catches up it
       ["2024-07-02 16:30 EDT", "catch-up"],
     ]);
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already killed
-    }
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
+    await holder.kill();
     await scheduler.stop();
     h.close();
   }

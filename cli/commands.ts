@@ -4,9 +4,11 @@ import type { OptionSpec } from "../core/config.ts";
 import type { CommandSpec } from "./args.ts";
 import { SCHEDULE_COMMANDS } from "./commands_schedule.ts";
 import {
+  chosenSymbolsSpecs,
   dryRunSpec,
   END_OPTION,
   QUERY_ENGINE_OPTIONS,
+  SELECTION_RANGE_OPTIONS,
   sessionSpec,
   START_OPTION,
   SYMBOLS_FILE_OPTION,
@@ -20,8 +22,7 @@ import {
 
 /** The options `prune` and `delete` share: which bars go, and the confirmation. */
 const REMOVE_OPTIONS: OptionSpec[] = [
-  { ...SYMBOLS_OPTION, description: "Only these symbols (default: all)", configurable: false },
-  { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+  ...chosenSymbolsSpecs("Only these symbols (default: all)"),
   {
     ...timeframeSpec("Only this timeframe"),
     description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all)`,
@@ -157,7 +158,7 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
             type: "string",
             placeholder: "N",
             description:
-              "alpaca, polygon: requests per minute (default: the provider's, polygon 5 for free keys)",
+              "alpaca, polygon, nasdaq --url: requests per minute (default: the source's; polygon 5 for free keys)",
             configurable: false,
           },
           dryRunSpec("Only count what would change; write nothing"),
@@ -231,12 +232,7 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
         summary: "Create a universe from symbols or a filter",
         args: "NAME",
         options: [
-          { ...SYMBOLS_OPTION, description: "Comma-separated member symbols", configurable: false },
-          {
-            ...SYMBOLS_FILE_OPTION,
-            description: "File with the member symbols",
-            configurable: false,
-          },
+          ...chosenSymbolsSpecs("Comma-separated member symbols", "File with the member symbols"),
           {
             name: "filter",
             type: "string",
@@ -264,12 +260,7 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
         summary: "Add symbols to a list universe as of a date",
         args: "NAME",
         options: [
-          { ...SYMBOLS_OPTION, description: "Comma-separated symbols to add", configurable: false },
-          {
-            ...SYMBOLS_FILE_OPTION,
-            description: "File with the symbols to add",
-            configurable: false,
-          },
+          ...chosenSymbolsSpecs("Comma-separated symbols to add", "File with the symbols to add"),
           asOfSpec("Members from this date, YYYY-MM-DD (default: today in New York)"),
         ],
         examples: ["marketpipe universe add tech --symbols AMD --as-of 2022-06-01"],
@@ -280,16 +271,10 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
         summary: "Remove symbols from a list universe as of a date (history is kept)",
         args: "NAME",
         options: [
-          {
-            ...SYMBOLS_OPTION,
-            description: "Comma-separated symbols to remove",
-            configurable: false,
-          },
-          {
-            ...SYMBOLS_FILE_OPTION,
-            description: "File with the symbols to remove",
-            configurable: false,
-          },
+          ...chosenSymbolsSpecs(
+            "Comma-separated symbols to remove",
+            "File with the symbols to remove",
+          ),
           asOfSpec("No longer members from this date, YYYY-MM-DD (default: today in New York)"),
         ],
         examples: ["marketpipe universe remove tech --symbols NVDA --as-of 2022-06-30"],
@@ -452,8 +437,10 @@ export const COMMANDS: CommandSpec[] = [
       `Views: ${TIMEFRAMES.map((tf) => `bars_${tf}`).join(", ")} (one per timeframe`,
       "with data) and bars (all timeframes). Only SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE and",
       "EXPLAIN run; files outside the data directory cannot be read. Columns: symbol, ts (bar start,",
-      "UTC), open, high, low, close, volume, vwap, trade_count, timeframe, trading_date, session,",
-      "provider, feed, adjustment, ingest_id, ingested_at, schema_version.",
+      "TIMESTAMPTZ; tables show it in New York time, --tz utc|local to change, CSV and JSON give",
+      "ISO UTC unless --tz), open, high, low, close, volume, vwap, trade_count, timeframe,",
+      "trading_date, session, provider, feed, adjustment, ingest_id, ingested_at, schema_version.",
+      "Reference tables: symbols, symbols_history, universes, universe_members.",
     ].join("\n"),
     options: [
       {
@@ -574,12 +561,7 @@ export const COMMANDS: CommandSpec[] = [
       "with our aggregation of the stored 1m bars. --fail-on sets the exit code (1) for CI.",
     ].join("\n"),
     options: [
-      SYMBOLS_OPTION,
-      SYMBOLS_FILE_OPTION,
-      UNIVERSE_OPTION,
-      UNIVERSE_AS_OF_OPTION,
-      START_OPTION,
-      END_OPTION,
+      ...SELECTION_RANGE_OPTIONS,
       timeframeSpec("Timeframe of the bars to check"),
       {
         name: "fail-on",
@@ -694,12 +676,7 @@ export const COMMANDS: CommandSpec[] = [
       "resumable ingest job per source. Run again it writes nothing and says it is up to date.",
     ].join("\n"),
     options: [
-      {
-        ...SYMBOLS_OPTION,
-        description: "Only these symbols (default: all stored)",
-        configurable: false,
-      },
-      { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+      ...chosenSymbolsSpecs("Only these symbols (default: all stored)"),
       { ...UNIVERSE_OPTION, description: "Only the members of this universe today" },
       UNIVERSE_AS_OF_OPTION,
       {
@@ -728,12 +705,7 @@ export const COMMANDS: CommandSpec[] = [
       "source and run of consecutive days.",
     ].join("\n"),
     options: [
-      {
-        ...SYMBOLS_OPTION,
-        description: "Only these symbols (default: all stored)",
-        configurable: false,
-      },
-      { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE", configurable: false },
+      ...chosenSymbolsSpecs("Only these symbols (default: all stored)"),
       { ...UNIVERSE_OPTION, description: "Only the members of this universe (in the range)" },
       UNIVERSE_AS_OF_OPTION,
       {

@@ -36,16 +36,11 @@ import {
 import {
   ambiguousJobError,
   dataDirOf,
-  END_OPTION,
   historyDirOf,
   positionals,
   rangeOption,
-  START_OPTION,
-  SYMBOLS_FILE_OPTION,
-  SYMBOLS_OPTION,
+  SELECTION_RANGE_OPTIONS,
   symbolsOption,
-  UNIVERSE_AS_OF_OPTION,
-  UNIVERSE_OPTION,
   validationOption,
 } from "./options.ts";
 
@@ -73,16 +68,7 @@ export async function prepareIngest(
   const built = await buildIngestRequest(input, {
     clock,
     onResume: () => {
-      for (
-        const { name } of [
-          SYMBOLS_OPTION,
-          SYMBOLS_FILE_OPTION,
-          UNIVERSE_OPTION,
-          UNIVERSE_AS_OF_OPTION,
-          START_OPTION,
-          END_OPTION,
-        ]
-      ) {
+      for (const { name } of SELECTION_RANGE_OPTIONS) {
         if (invocation.options.sources[name] === "flag") {
           throw new UsageError(
             `Cannot combine --resume with --${name}: the job already records it`,

@@ -214,6 +214,27 @@ export function symbolSelectionSpecs(
   ];
 }
 
+/**
+ * `--symbols` and `--symbols-file` described for one command, and not read from a config file
+ * (a configured list must not choose what a command deletes or changes).
+ */
+export function chosenSymbolsSpecs(
+  symbols: string,
+  file = "Only the symbols in FILE",
+): OptionSpec[] {
+  return [
+    { ...SYMBOLS_OPTION, description: symbols, configurable: false },
+    { ...SYMBOLS_FILE_OPTION, description: file, configurable: false },
+  ];
+}
+
+/** {@link symbolSelectionSpecs} then `--start` and `--end`: what and when, as `ingest` reads them. */
+export const SELECTION_RANGE_OPTIONS: readonly OptionSpec[] = Object.freeze([
+  ...symbolSelectionSpecs(),
+  START_OPTION,
+  END_OPTION,
+]);
+
 /** What `--universe` is resolved over: the command's range (or `today`), `YYYY-MM-DD`. */
 export interface SymbolsScope {
   range?: { start: string; end: string };
@@ -361,12 +382,15 @@ export const TZ_OPTION: OptionSpec = {
 
 /** The checked `--tz` of an invocation (default `exchange`). */
 export function tzOption(invocation: Invocation): TimeZoneSetting {
-  const text = (invocation.string("tz") ?? "exchange").toLowerCase();
+  const given = invocation.string("tz") ?? "exchange";
+  const text = given.toLowerCase();
   if (!(TIME_ZONE_SETTINGS as readonly string[]).includes(text)) {
     throw new UsageError(
-      `Invalid --tz "${text}"${didYouMean(text, TIME_ZONE_SETTINGS)}: expected one of ${
+      `Invalid --tz "${given}"${didYouMean(text, TIME_ZONE_SETTINGS)}: expected one of ${
         TIME_ZONE_SETTINGS.join(", ")
-      }`,
+      } (local is this machine's zone${
+        given.includes("/") ? "; an IANA zone name is taken by export --tz only" : ""
+      })`,
     );
   }
   return text as TimeZoneSetting;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseSchedulesConfig, type Schedule } from "../core/schedule.ts";
 import { openStore } from "../storage/mod.ts";
+import { AAPL_TWO_DAYS } from "../tests/_cli.ts";
 import {
   checkScheduleCommands,
   createCommandRunner,
@@ -34,16 +35,7 @@ Deno.test("createCommandRunner() runs update in process, recording its jobs", as
     log: (l) => lines.push(l),
   });
   const stored = await ingest(
-    scheduleOf("ingest", [
-      "--symbols",
-      "AAPL",
-      "--start",
-      "2024-03-04",
-      "--end",
-      "2024-03-05",
-      "--timeframe",
-      "1d",
-    ]),
+    scheduleOf("ingest", [...AAPL_TWO_DAYS, "--timeframe", "1d"]),
     context,
   );
   assert.equal(stored.status, "succeeded", lines.join("\n"));

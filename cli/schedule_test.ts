@@ -5,6 +5,7 @@ import { COMMANDS } from "./commands.ts";
 import { SCHEDULE_COMMANDS } from "./commands_schedule.ts";
 import type { CommandContext } from "./context.ts";
 import { withoutScheduleKeys } from "./schedule_runner.ts";
+import { AAPL_TWO_DAYS } from "../tests/_cli.ts";
 
 // The command table as it is once SCHEDULE_COMMANDS is spliced into COMMANDS.
 const ALL = [
@@ -90,17 +91,7 @@ Deno.test("schedule list shows each schedule's trigger and next run", async () =
 
 Deno.test("schedule run records a manual run and its job; history and status show it", async () => {
   const { env } = await setup("2024-03-11T12:00:00Z");
-  const ingest = await cli([
-    "ingest",
-    "--symbols",
-    "AAPL",
-    "--start",
-    "2024-03-04",
-    "--end",
-    "2024-03-05",
-    "--timeframe",
-    "1d",
-  ], env);
+  const ingest = await cli(["ingest", ...AAPL_TWO_DAYS, "--timeframe", "1d"], env);
   assert.equal(ingest.code, 0, ingest.err.join("\n"));
   const stale = await cli(["status", "--fail-on", "stale"], env);
   assert.equal(stale.code, 1);

@@ -1,9 +1,30 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openStore } from "../storage/mod.ts";
-import { prepareServeSchedules, startServeScheduler } from "./serve_scheduler.ts";
+import { openStore, type Store } from "../storage/mod.ts";
+import {
+  prepareServeSchedules,
+  type ServeSchedulerOptions,
+  startServeScheduler,
+} from "./serve_scheduler.ts";
 
 const NIGHTLY = "  - {name: nightly, command: update, when: {after-close: 30m}}";
+
+/** startServeScheduler()'s options over `store` and the config at `configPath`, at 2024-07-03 12:00 UTC. */
+function schedulerOptions(
+  store: Store,
+  configPath: string,
+  more: Pick<ServeSchedulerOptions, "log"> & Partial<ServeSchedulerOptions>,
+): ServeSchedulerOptions {
+  return {
+    dataDir: store.dataDir,
+    configPath,
+    env: {},
+    version: "test",
+    meta: store.meta,
+    clock: () => Date.parse("2024-07-03T12:00:00Z"),
+    ...more,
+  };
+}
 
 Deno.test("prepareServeSchedules() refuses a bad config at start, naming schedule and field", async () => {
   const dir = await Deno.makeTempDir();
@@ -49,15 +70,10 @@ Deno.test("startServeScheduler() runs over the server's store and reloads the co
   const lines: string[] = [];
   try {
     const config = await prepareServeSchedules(path, {});
-    const serve = startServeScheduler(config, {
-      dataDir: store.dataDir,
-      configPath: path,
-      env: {},
-      version: "test",
-      meta: store.meta,
-      clock: () => Date.parse("2024-07-03T12:00:00Z"),
-      log: (line) => lines.push(line),
-    });
+    const serve = startServeScheduler(
+      config,
+      schedulerOptions(store, path, { log: (line) => lines.push(line) }),
+    );
     const scheduler = serve.scheduler!;
     try {
       assert.equal(scheduler.holdsLease, true);
@@ -100,17 +116,14 @@ Deno.test("startServeScheduler() without schedules starts at the reload that add
   const started: unknown[] = [];
   const named: string[][] = [];
   try {
-    const serve = startServeScheduler(await prepareServeSchedules(path, {}), {
-      dataDir: store.dataDir,
-      configPath: path,
-      env: {},
-      version: "test",
-      meta: store.meta,
-      clock: () => Date.parse("2024-07-03T12:00:00Z"),
-      log: () => {},
-      onScheduler: (scheduler) => started.push(scheduler),
-      onSchedules: (names) => named.push(names),
-    });
+    const serve = startServeScheduler(
+      await prepareServeSchedules(path, {}),
+      schedulerOptions(store, path, {
+        log: () => {},
+        onScheduler: (scheduler) => started.push(scheduler),
+        onSchedules: (names) => named.push(names),
+      }),
+    );
     try {
       assert.equal(serve.scheduler, undefined, "nothing to run: no scheduler, no lease");
       await serve.reload();

@@ -4,13 +4,13 @@
  *
  * @module
  */
+import { symbolJson } from "../app/mod.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import {
   type MergeCounts,
   REFERENCE_SOURCES,
   type ReferenceSnapshot,
   type ReferenceSource,
-  type SymbolVersion,
 } from "../core/reference.ts";
 import { matchesFilter, parseFilter } from "../core/universe_filter.ts";
 import { parseDateOption, parseIntOption } from "../core/config.ts";
@@ -192,7 +192,7 @@ export async function runSymbolsList(
   const shown = filter === undefined ? rows : rows.filter((row) => matchesFilter(filter, row));
   if (context.json) {
     context.out(JSON.stringify(
-      { dataDir, asOf: asOf ?? null, source: source ?? null, symbols: shown.map(_rowJson) },
+      { dataDir, asOf: asOf ?? null, source: source ?? null, symbols: shown.map(symbolJson) },
       null,
       2,
     ));
@@ -237,14 +237,24 @@ export async function runSymbolsList(
   return EXIT.ok;
 }
 
+/** The TICKER (upper-cased) and data directory of `symbols show|history`. */
+function _tickerArgs(invocation: Invocation): { ticker: string; dataDir: string } {
+  const [text] = positionals(invocation, ["TICKER"]);
+  return { ticker: text.toUpperCase(), dataDir: dataDirOf(invocation) };
+}
+
+function _unknownSymbol(ticker: string, dataDir: string): UsageError {
+  return new UsageError(
+    `Unknown symbol "${ticker}": not in the symbol master of ${dataDir}; load it with marketpipe symbols update`,
+  );
+}
+
 /** `marketpipe symbols show TICKER`: the current master record (by source priority). */
 export async function runSymbolsShow(
   invocation: Invocation,
   context: CommandContext,
 ): Promise<number> {
-  const [text] = positionals(invocation, ["TICKER"]);
-  const ticker = text.toUpperCase();
-  const dataDir = dataDirOf(invocation);
+  const { ticker, dataDir } = _tickerArgs(invocation);
   const found = await withReferenceReader(dataDir, (reference) => {
     const current = reference?.lookup(ticker);
     if (current) return { row: current, renamed: undefined };
@@ -254,13 +264,11 @@ export async function runSymbolsShow(
     return { row: last, renamed: last && last.ticker !== ticker ? last.ticker : undefined };
   });
   if (!found.row) {
-    throw new UsageError(
-      `Unknown symbol "${ticker}": not in the symbol master of ${dataDir}; load it with marketpipe symbols update`,
-    );
+    throw _unknownSymbol(ticker, dataDir);
   }
   const row = found.row;
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, ticker, symbol: _rowJson(row) }, null, 2));
+    context.out(JSON.stringify({ dataDir, ticker, symbol: symbolJson(row) }, null, 2));
     return EXIT.ok;
   }
   if (found.renamed) context.out(`${ticker} is now ${found.renamed}:`);
@@ -298,17 +306,13 @@ export async function runSymbolsHistory(
   invocation: Invocation,
   context: CommandContext,
 ): Promise<number> {
-  const [text] = positionals(invocation, ["TICKER"]);
-  const ticker = text.toUpperCase();
-  const dataDir = dataDirOf(invocation);
+  const { ticker, dataDir } = _tickerArgs(invocation);
   const rows = await withReferenceReader(dataDir, (reference) => reference?.history(ticker) ?? []);
   if (rows.length === 0) {
-    throw new UsageError(
-      `Unknown symbol "${ticker}": not in the symbol master of ${dataDir}; load it with marketpipe symbols update`,
-    );
+    throw _unknownSymbol(ticker, dataDir);
   }
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, ticker, history: rows.map(_rowJson) }, null, 2));
+    context.out(JSON.stringify({ dataDir, ticker, history: rows.map(symbolJson) }, null, 2));
     return EXIT.ok;
   }
   for (
@@ -326,25 +330,4 @@ export async function runSymbolsHistory(
     )
   ) context.out(line);
   return EXIT.ok;
-}
-
-function _rowJson(row: SymbolVersion) {
-  return {
-    ticker: row.ticker,
-    name: row.name,
-    exchange: row.exchange,
-    assetClass: row.assetClass,
-    status: row.status,
-    listDate: row.listDate,
-    delistDate: row.delistDate,
-    figi: row.figi,
-    cusip: row.cusip,
-    cik: row.cik,
-    providerId: row.providerId,
-    instrumentId: row.instrumentId,
-    source: row.source,
-    asOf: row.asOf,
-    validFrom: row.validFrom,
-    validTo: row.validTo,
-  };
 }

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import { parseDateOption } from "../core/config.ts";
+import { masterJson, universeJson } from "../app/mod.ts";
 import { UsageError } from "../core/errors.ts";
 import type { SymbolVersion } from "../core/reference.ts";
 import { parseFilter } from "../core/universe_filter.ts";
@@ -18,7 +19,6 @@ import {
   pathExists,
   ReferenceStore,
   UNIVERSE_NAME_PATTERN,
-  type UniverseInfo,
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
@@ -83,9 +83,7 @@ export async function universeMembers(
   const universe = universeName(name);
   const members = await withReferenceReader(dataDir, (reference) => {
     if (!reference) {
-      throw new UsageError(
-        `Unknown universe "${universe}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
-      );
+      throw _noUniverses(universe, dataDir);
     }
     // Named by the ticker their bars are stored under: FB of a 2021 member list is META now.
     const all = reference.members(
@@ -133,6 +131,19 @@ export function universeName(text: string): string {
   return name;
 }
 
+/** The NAME, data directory and `--as-of` of a `universe` subcommand on one universe. */
+function _universeArgs(
+  invocation: Invocation,
+  context: CommandContext,
+): { name: string; dataDir: string; asOf: string } {
+  const [text] = positionals(invocation, ["NAME"]);
+  return {
+    name: universeName(text),
+    dataDir: dataDirOf(invocation),
+    asOf: _asOf(invocation, context),
+  };
+}
+
 /** `--as-of`, default today's New York date. */
 function _asOf(invocation: Invocation, context: CommandContext): string {
   const text = invocation.string("as-of");
@@ -144,10 +155,7 @@ export async function runUniverseCreate(
   invocation: Invocation,
   context: CommandContext,
 ): Promise<number> {
-  const [text] = positionals(invocation, ["NAME"]);
-  const name = universeName(text);
-  const dataDir = dataDirOf(invocation);
-  const asOf = _asOf(invocation, context);
+  const { name, dataDir, asOf } = _universeArgs(invocation, context);
   const filter = invocation.string("filter");
   const symbols = await symbolsOption(invocation);
   if (filter !== undefined && symbols !== undefined) {
@@ -173,7 +181,7 @@ export async function runUniverseCreate(
       }),
   );
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, asOf, universe: _universeJson(info) }, null, 2));
+    context.out(JSON.stringify({ dataDir, asOf, universe: universeJson(info) }, null, 2));
     return EXIT.ok;
   }
   context.out(
@@ -210,10 +218,7 @@ async function _changeMembers(
   context: CommandContext,
   action: "add" | "remove",
 ): Promise<number> {
-  const [text] = positionals(invocation, ["NAME"]);
-  const name = universeName(text);
-  const dataDir = dataDirOf(invocation);
-  const asOf = _asOf(invocation, context);
+  const { name, dataDir, asOf } = _universeArgs(invocation, context);
   const symbols = await symbolsOption(invocation);
   if (symbols === undefined) {
     throw new UsageError(
@@ -235,7 +240,7 @@ async function _changeMembers(
     context.out(JSON.stringify(
       action === "add"
         ? { universe: name, asOf, added: result.changed, already: result.unchanged }
-        : { universe: name, asOf, removed: result.changed, notMembers: result.unchanged },
+        : { universe: name, asOf, removed: result.changed, not_members: result.unchanged },
       null,
       2,
     ));
@@ -260,13 +265,17 @@ async function _changeMembers(
   return EXIT.ok;
 }
 
+function _noUniverses(name: string, dataDir: string): UsageError {
+  return new UsageError(
+    `Unknown universe "${name}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
+  );
+}
+
 /** Refuse a universe that does not exist before anything is created or migrated. */
 async function _requireUniverse(dataDir: string, name: string): Promise<void> {
   await withReferenceReader(dataDir, (reference) => {
     if (!reference) {
-      throw new UsageError(
-        `Unknown universe "${name}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
-      );
+      throw _noUniverses(name, dataDir);
     }
     if (reference.getUniverse(name) === undefined) {
       // The store's did-you-mean message.
@@ -289,7 +298,7 @@ export async function runUniverseList(
     (reference) => reference?.listUniverses({ asOf }) ?? [],
   );
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, asOf, universes: list.map(_universeJson) }, null, 2));
+    context.out(JSON.stringify({ dataDir, asOf, universes: list.map(universeJson) }, null, 2));
     return EXIT.ok;
   }
   if (list.length === 0) {
@@ -318,15 +327,10 @@ export async function runUniverseShow(
   invocation: Invocation,
   context: CommandContext,
 ): Promise<number> {
-  const [text] = positionals(invocation, ["NAME"]);
-  const name = universeName(text);
-  const dataDir = dataDirOf(invocation);
-  const asOf = _asOf(invocation, context);
+  const { name, dataDir, asOf } = _universeArgs(invocation, context);
   const shown = await withReferenceReader(dataDir, (reference) => {
     if (!reference) {
-      throw new UsageError(
-        `Unknown universe "${name}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
-      );
+      throw _noUniverses(name, dataDir);
     }
     const info = reference.getUniverse(name);
     // members() names the closest universe when there is no such one.
@@ -336,24 +340,18 @@ export async function runUniverseShow(
       const interval = intervals.find((i) =>
         i.symbol === symbol && i.validFrom <= asOf && (i.validTo === null || i.validTo > asOf)
       );
-      const master = _masterRow(reference, symbol, asOf);
       return {
         symbol,
-        memberFrom: interval?.validFrom ?? null,
-        memberTo: interval?.validTo ?? null,
-        name: master?.name ?? null,
-        exchange: master?.exchange ?? null,
-        assetClass: master?.assetClass ?? null,
-        status: master?.status ?? null,
-        listDate: master?.listDate ?? null,
-        delistDate: master?.delistDate ?? null,
+        member_from: interval?.validFrom ?? null,
+        member_to: interval?.validTo ?? null,
+        ...masterJson(_masterRow(reference, symbol, asOf)),
       };
     });
     return { info: info!, members };
   });
   if (context.json) {
     context.out(JSON.stringify(
-      { dataDir, asOf, universe: _universeJson(shown.info), members: shown.members },
+      { dataDir, asOf, universe: universeJson(shown.info), members: shown.members },
       null,
       2,
     ));
@@ -373,13 +371,13 @@ export async function runUniverseShow(
       ["symbol", "member since", "until", "name", "exchange", "status", "listed", "delisted"],
       members.map((m) => [
         m.symbol,
-        m.memberFrom ?? "",
-        m.memberTo ?? "",
+        m.member_from ?? "",
+        m.member_to ?? "",
         m.name ?? "",
         m.exchange ?? "",
         m.status ?? "",
-        m.listDate ?? "",
-        m.delistDate ?? "",
+        m.list_date ?? "",
+        m.delist_date ?? "",
       ]),
     )
   ) context.out(line);
@@ -429,16 +427,4 @@ export async function runUniverseDelete(
     deleted ? `Deleted universe "${name}".` : `Nothing deleted: no universe "${name}".`,
   );
   return EXIT.ok;
-}
-
-function _universeJson(info: UniverseInfo) {
-  return {
-    name: info.name,
-    kind: info.kind,
-    filter: info.filter,
-    description: info.description,
-    members: info.members,
-    createdAt: new Date(info.createdAt).toISOString(),
-    updatedAt: new Date(info.updatedAt).toISOString(),
-  };
 }

@@ -38,6 +38,17 @@ export interface ResolvedOptions {
   sources: Record<string, OptionSource>;
 }
 
+/** The YAML of config file `path`, or a `UsageError` with the parser's first line. */
+export function parseConfigYaml(text: string, path: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch (error) {
+    // The yaml package appends a source excerpt after "column N:"; keep only the first line.
+    const first = String((error as Error).message).split("\n")[0].replace(/:\s*$/, "");
+    throw new UsageError(`Cannot parse config file ${path}: ${first}`, { cause: error });
+  }
+}
+
 /**
  * Parse a YAML config file whose keys mirror the long flags (`data-dir` or `data_dir`). Lists
  * are joined with commas (for `symbols`). Unknown keys are errors naming the closest valid key.
@@ -51,14 +62,7 @@ export function parseConfigFile(
   path: string,
   knownKeys: ReadonlySet<string>,
 ): Record<string, string | boolean> {
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (error) {
-    // The yaml package appends a source excerpt after "column N:"; keep only the first line.
-    const first = String((error as Error).message).split("\n")[0].replace(/:\s*$/, "");
-    throw new UsageError(`Cannot parse config file ${path}: ${first}`, { cause: error });
-  }
+  const parsed = parseConfigYaml(text, path);
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new UsageError(

@@ -33,6 +33,36 @@ export const TIME_ZONE_SETTINGS: readonly TimeZoneSetting[] = Object.freeze(
 const _EXCHANGE_ZONE = "America/New_York";
 const _zoneFormats = new Map<string, Intl.DateTimeFormat>();
 
+/** The wall-clock fields {@link zoneParts} returns. */
+export type ZonePart = "year" | "month" | "day" | "hour" | "minute" | "second" | "timeZoneName";
+
+/**
+ * The wall-clock fields of an instant in an IANA `zone` (default: the process's zone), two
+ * digits each (hours 00-23, the year four), and the zone's short name (`EST`, `GMT+1`): the one
+ * place that asks `Intl` for them, so every server-side time text reads the same clock.
+ */
+export function zoneParts(ms: number, zone?: string): Record<ZonePart, string> {
+  const part: Record<string, string> = {};
+  for (const { type, value } of _zoneFormat(zone).formatToParts(ms)) part[type] = value;
+  return part as Record<ZonePart, string>;
+}
+
+/**
+ * An instant as ISO 8601 in exchange (New York) time with its offset,
+ * `2024-03-04T09:30:00-05:00`: the API's times are ISO UTC, and this field says the same
+ * instant as the exchange's clock reads it.
+ */
+export function exchangeIso(ms: number): string {
+  const part = zoneParts(ms, _EXCHANGE_ZONE);
+  const wall = `${part.year}-${part.month}-${part.day}T${part.hour}:${part.minute}:${part.second}`;
+  const offset = Math.round((Date.parse(`${wall}Z`) - Math.floor(ms / 1000) * 1000) / 60_000);
+  const sign = offset < 0 ? "-" : "+";
+  const abs = Math.abs(offset);
+  return `${wall}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${
+    String(abs % 60).padStart(2, "0")
+  }`;
+}
+
 function _zoneFormat(zone: string | undefined): Intl.DateTimeFormat {
   const key = zone ?? "";
   let format = _zoneFormats.get(key);
@@ -67,9 +97,7 @@ export function formatTime(ms: number | null | undefined, tz?: TimeZoneSetting):
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
   if (tz === undefined) return new Date(ms).toISOString().slice(0, 19).replace("T", " ") + "Z";
   if (tz === "utc") return new Date(ms).toISOString().slice(0, 19).replace("T", " ") + " UTC";
-  const part: Record<string, string> = {};
-  const format = _zoneFormat(tz === "exchange" ? _EXCHANGE_ZONE : undefined);
-  for (const { type, value } of format.formatToParts(ms)) part[type] = value;
+  const part = zoneParts(ms, tz === "exchange" ? _EXCHANGE_ZONE : undefined);
   const zone = tz === "exchange" ? "ET" : part.timeZoneName;
   return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second} ${zone}`;
 }

@@ -9,31 +9,11 @@ import {
   type SymbolRecord,
   type SymbolVersion,
 } from "./reference.ts";
+import { snapshot, symbolRecord } from "../tests/_reference.ts";
 
+/** An active XNAS stock listed 2010-01-04, as `instrumentId`. */
 function record(ticker: string, instrumentId: string, fields: Partial<SymbolRecord> = {}) {
-  return {
-    instrumentId,
-    ticker,
-    name: `${ticker} Inc.`,
-    exchange: "XNAS",
-    assetClass: "stock",
-    status: "active",
-    listDate: "2010-01-04",
-    delistDate: null,
-    figi: null,
-    cusip: null,
-    cik: null,
-    providerId: null,
-    ...fields,
-  } satisfies SymbolRecord;
-}
-
-function snapshot(
-  asOf: string,
-  records: SymbolRecord[],
-  fields: Partial<ReferenceSnapshot> = {},
-): ReferenceSnapshot {
-  return { source: "fake", asOf, records, complete: true, skipped: 0, ...fields };
+  return symbolRecord(ticker, { instrumentId, listDate: "2010-01-04", ...fields });
 }
 
 /** The current rows after applying `plan` to `current`, as the store does. */

@@ -7,10 +7,11 @@
  * @module
  */
 import { Cron } from "croner";
-import { parse as parseYaml } from "yaml";
 import { EXCHANGE_TIME_ZONE, exchangeDate, isTradingDay, nextTradingDay } from "./calendar.ts";
 import { addDays, CALENDAR_YEARS, tradingSession } from "./calendar.ts";
+import { parseConfigYaml } from "./config.ts";
 import { didYouMean, UsageError } from "./errors.ts";
+import { zoneParts } from "./format.ts";
 
 /** Commands a schedule may run, as typed after `marketpipe`. */
 export const SCHEDULABLE_COMMANDS = [
@@ -87,8 +88,11 @@ export interface SchedulesConfig {
   notify?: NotifyConfig;
 }
 
-/** Longest `after-close` / `after-post` / `before-open` offset: a fire time stays on its session's day. */
+/** Longest `after-close` / `before-open` offset: a fire time stays on its session's day. */
 export const MAX_SESSION_OFFSET_MS = 6 * 3_600_000;
+
+/** Longest `after-post` offset: after 20:00 New York, a fire time stays before midnight. */
+export const MAX_POST_OFFSET_MS = 3 * 3_600_000 + 59 * 60_000;
 
 /** Most runs {@link missedRuns} lists, so a per-minute cron after a month down stays small. */
 export const MAX_MISSED_RUNS = 1_000;
@@ -129,13 +133,7 @@ const _NOTIFY_KEYS = ["url", "headers", "retries"] as const;
  * ```
  */
 export function readSchedulesConfig(text: string, path: string): SchedulesConfig {
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (error) {
-    const first = String((error as Error).message).split("\n")[0].replace(/:\s*$/, "");
-    throw new UsageError(`Cannot parse config file ${path}: ${first}`, { cause: error });
-  }
+  const parsed = parseConfigYaml(text, path);
   if (parsed === null || parsed === undefined) return { schedules: [] };
   if (!_isMapping(parsed)) {
     throw new UsageError(
@@ -274,18 +272,7 @@ export function describeTrigger(when: Trigger): string {
 
 /** `YYYY-MM-DD HH:MM` in New York time (or `tz`), with its zone abbreviation, e.g. `2024-07-03 13:30 EDT`. */
 export function formatZoned(ms: number, tz: string = EXCHANGE_TIME_ZONE): string {
-  const parts: Record<string, string> = {};
-  const format = new Intl.DateTimeFormat("en-US", {
-    timeZone: tz,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    timeZoneName: "short",
-  });
-  for (const { type, value } of format.formatToParts(ms)) parts[type] = value;
+  const parts = zoneParts(ms, tz);
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} ${parts.timeZoneName}`;
 }
 
@@ -392,7 +379,13 @@ function _parseWhen(value: unknown, field: string, where: string): Trigger {
     }
     return {
       kind,
-      offsetMs: _parseOffset(raw[kind], `${field}.${kind}`, where, 0, MAX_SESSION_OFFSET_MS),
+      offsetMs: _parseOffset(
+        raw[kind],
+        `${field}.${kind}`,
+        where,
+        0,
+        kind === "after-post" ? MAX_POST_OFFSET_MS : MAX_SESSION_OFFSET_MS,
+      ),
     };
   }
   const tz = raw.tz ?? EXCHANGE_TIME_ZONE;

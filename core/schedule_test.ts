@@ -64,6 +64,12 @@ Deno.test("nextRuns() after-post fires after the after-hours session, when 1m ba
     assert.equal(isSessionClosed(date, run - 16 * 60_000, { extendedHours: true }), false, date);
   }
   assert.equal(describeTrigger(schedule.when), "15m after the after-hours session");
+  // The fire time stays on the session's day: past midnight would be Saturday after a Friday.
+  assert.equal(scheduleOf({ "after-post": "3h59m" }).when.kind, "after-post");
+  assert.match(
+    usageErrorOf(() => scheduleOf({ "after-post": "4h" })),
+    /^Invalid schedules\[0\]\.when\.after-post "4h" .*: expected a duration from 0m to 3h59m/,
+  );
 });
 
 Deno.test("nextRuns() before-open fires before each open, skipping Thanksgiving", () => {

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
+import type {
+  FetchOptions,
+  FetchRequest,
+  Provider,
+  ProviderEnvVar,
+  ProviderInfo,
+} from "../core/provider.ts";
 import { ProviderError } from "../core/provider.ts";
 import { TIMEFRAMES } from "../core/types.ts";
 import {
@@ -40,8 +46,29 @@ export const ALPACA_RATE_LIMIT = 200;
  */
 export const ALPACA_SYMBOLS_PER_REQUEST = 100;
 
-const _KEY_VARS = ["ALPACA_KEY", "APCA_API_KEY_ID"] as const;
-const _SECRET_VARS = ["ALPACA_SECRET", "APCA_API_SECRET_KEY"] as const;
+/** The names Alpaca's key and secret are read under: ours first, then the SDK's. */
+export const ALPACA_CREDENTIAL_VARS = [
+  ["ALPACA_KEY", "APCA_API_KEY_ID"],
+  ["ALPACA_SECRET", "APCA_API_SECRET_KEY"],
+] as const;
+
+/** Alpaca's key and secret as the bars provider and the reference source describe them. */
+export const ALPACA_CREDENTIAL_ENV: readonly ProviderEnvVar[] = [
+  {
+    name: "ALPACA_KEY",
+    description: "API key id",
+    secret: true,
+    required: true,
+    aliases: ["APCA_API_KEY_ID"],
+  },
+  {
+    name: "ALPACA_SECRET",
+    description: "API secret key",
+    secret: true,
+    required: true,
+    aliases: ["APCA_API_SECRET_KEY"],
+  },
+];
 /** Our name first: when both are set, ALPACA_BASE_URL wins, like ALPACA_KEY over APCA_API_KEY_ID. */
 const _BASE_URL_VARS = ["ALPACA_BASE_URL", "APCA_API_DATA_URL"] as const;
 
@@ -59,20 +86,7 @@ export const alpacaInfo: ProviderInfo = {
   description: "Alpaca Market Data v2 stock bars: several symbols per request, 10,000 bars a page",
   status: "active",
   env: [
-    {
-      name: "ALPACA_KEY",
-      description: "API key id",
-      secret: true,
-      required: true,
-      aliases: ["APCA_API_KEY_ID"],
-    },
-    {
-      name: "ALPACA_SECRET",
-      description: "API secret key",
-      secret: true,
-      required: true,
-      aliases: ["APCA_API_SECRET_KEY"],
-    },
+    ...ALPACA_CREDENTIAL_ENV,
     {
       name: "ALPACA_BASE_URL",
       description:
@@ -220,11 +234,11 @@ export function alpaca(options: AlpacaOptions): Provider {
 export const alpacaFactory: ProviderFactory = {
   info: alpacaInfo,
   check: (settings: ProviderSettings, _request?: ProviderCheckRequest) => {
-    requireCredentials("alpaca", settings.env, [_KEY_VARS, _SECRET_VARS]);
+    requireCredentials("alpaca", settings.env, ALPACA_CREDENTIAL_VARS);
     httpOptionsFromSettings(settings, _baseUrlVar(settings.env), ALPACA_BASE_URL);
   },
   create: (settings: ProviderSettings) => {
-    const [key, secret] = requireCredentials("alpaca", settings.env, [_KEY_VARS, _SECRET_VARS]);
+    const [key, secret] = requireCredentials("alpaca", settings.env, ALPACA_CREDENTIAL_VARS);
     return alpaca({
       key,
       secret,

@@ -127,6 +127,28 @@ export function httpOptionsFromSettings(
 }
 
 /**
+ * The {@link HttpClientOptions} a caller injects (metrics, `fetch`, clock, the backoff of tests)
+ * and the `MARKETPIPE_HTTP_*` knobs of `env`: the part every reference source's client shares.
+ */
+export function injectedClientOptions(
+  options: Pick<HttpClientOptions, "metrics" | "fetch" | "now" | "baseDelayMs" | "random"> & {
+    env: Record<string, string | undefined>;
+  },
+): Pick<
+  HttpClientOptions,
+  "metrics" | "fetch" | "now" | "baseDelayMs" | "random" | "timeoutMs" | "attempts"
+> {
+  return {
+    metrics: options.metrics,
+    fetch: options.fetch,
+    now: options.now,
+    baseDelayMs: options.baseDelayMs,
+    random: options.random,
+    ...httpSettingsFromEnv(options.env),
+  };
+}
+
+/**
  * Throw a one-line {@link UsageError} naming the variables to set when a credential is missing.
  * Each group lists the accepted names of one credential, preferred name first.
  */

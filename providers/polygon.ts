@@ -177,6 +177,15 @@ export const polygonFactory: ProviderFactory = {
   },
 };
 
+/** What a Polygon answer that is not OK says about it: its `error`, else its `message`, else "". */
+export function polygonErrorText(body: Record<string, unknown>): string {
+  return typeof body.error === "string"
+    ? body.error
+    : typeof body.message === "string"
+    ? body.message
+    : "";
+}
+
 /** Check one answer, add its bars, and return the path of `next_url` when there is more. */
 function _parsePage(
   body: unknown,
@@ -185,12 +194,9 @@ function _parsePage(
 ): string | undefined {
   if (!isObject(body)) throw new TypeError("expected a JSON object");
   if (body.status !== "OK" && body.status !== "DELAYED") {
-    const message = typeof body.error === "string"
-      ? body.error
-      : typeof body.message === "string"
-      ? body.message
-      : "";
-    throw new TypeError(`status ${JSON.stringify(body.status)} ${message}`.trim());
+    throw new TypeError(
+      `status ${JSON.stringify(body.status)} ${polygonErrorText(body)}`.trim(),
+    );
   }
   // An empty range or an unknown ticker has no "results" key (older answers: null).
   const results = body.results ?? [];
@@ -213,23 +219,24 @@ function _parsePage(
   const next = body.next_url;
   if (next === undefined || next === null || next === "") return undefined;
   if (typeof next !== "string") throw new TypeError(`next_url is ${typeof next}`);
-  return _nextPath(next);
+  return polygonNextPath(next, "/v2/aggs/");
 }
 
 /**
- * The path and query of `next_url` from `/v2/aggs/` on, to be sent to the configured base URL:
- * Polygon names its own host there, which would bypass a proxy or test server.
+ * The path and query of a `next_url` from `from` (`/v2/aggs/`, `/v3/reference/tickers`) on, to
+ * be sent to the configured base URL: Polygon names its own host there, which would bypass a
+ * proxy or test server.
  */
-function _nextPath(next: string): string {
+export function polygonNextPath(next: string, from: string): string {
   let url: URL;
   try {
     url = new URL(next, POLYGON_BASE_URL);
   } catch {
     throw new TypeError(`next_url ${JSON.stringify(redactUrl(next))} is not a URL`);
   }
-  const at = url.pathname.indexOf("/v2/aggs/");
+  const at = url.pathname.indexOf(from);
   if (at < 0) {
-    throw new TypeError(`next_url ${JSON.stringify(redactUrl(next))} does not point at /v2/aggs/`);
+    throw new TypeError(`next_url ${JSON.stringify(redactUrl(next))} does not point at ${from}`);
   }
   return url.pathname.slice(at) + url.search;
 }

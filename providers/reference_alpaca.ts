@@ -12,11 +12,11 @@ import {
   baseUrlFromEnv,
   createHttpClient,
   firstEnv,
-  httpSettingsFromEnv,
+  injectedClientOptions,
   requireCredentials,
 } from "./http.ts";
 import { isObject } from "./http_normalize.ts";
-import { ALPACA_RATE_LIMIT } from "./alpaca.ts";
+import { ALPACA_CREDENTIAL_ENV, ALPACA_CREDENTIAL_VARS, ALPACA_RATE_LIMIT } from "./alpaca.ts";
 import type { ReferenceFetchOptions } from "./reference.ts";
 import { assetClassFromName } from "./reference_nasdaq.ts";
 
@@ -25,8 +25,6 @@ export const ALPACA_PAPER_TRADING_URL = "https://paper-api.alpaca.markets";
 /** Trading API host of live accounts. */
 export const ALPACA_LIVE_TRADING_URL = "https://api.alpaca.markets";
 
-const _KEY_VARS = ["ALPACA_KEY", "APCA_API_KEY_ID"] as const;
-const _SECRET_VARS = ["ALPACA_SECRET", "APCA_API_SECRET_KEY"] as const;
 const _URL_VARS = ["ALPACA_TRADING_BASE_URL", "APCA_API_BASE_URL"] as const;
 
 /** Alpaca exchange names to MICs; any other name maps to null. */
@@ -42,20 +40,7 @@ export const ALPACA_EXCHANGES: Readonly<Record<string, string>> = {
 
 /** Environment variables the alpaca reference source reads. */
 export const alpacaReferenceEnv: ProviderEnvVar[] = [
-  {
-    name: "ALPACA_KEY",
-    description: "API key id",
-    secret: true,
-    required: true,
-    aliases: ["APCA_API_KEY_ID"],
-  },
-  {
-    name: "ALPACA_SECRET",
-    description: "API secret key",
-    secret: true,
-    required: true,
-    aliases: ["APCA_API_SECRET_KEY"],
-  },
+  ...ALPACA_CREDENTIAL_ENV,
   {
     name: "ALPACA_TRADING_BASE_URL",
     description: `trading API base URL (default ${ALPACA_PAPER_TRADING_URL}; live keys need ` +
@@ -68,7 +53,7 @@ export const alpacaReferenceEnv: ProviderEnvVar[] = [
 
 /** Throw a `UsageError` when a credential is missing or the trading base URL is bad. */
 export function checkAlpacaReference(env: Record<string, string | undefined>): void {
-  requireCredentials("alpaca", env, [_KEY_VARS, _SECRET_VARS]);
+  requireCredentials("alpaca", env, ALPACA_CREDENTIAL_VARS);
   _tradingBaseUrl(env);
 }
 
@@ -81,19 +66,14 @@ export function checkAlpacaReference(env: Record<string, string | undefined>): v
 export async function fetchAlpacaReference(
   options: ReferenceFetchOptions,
 ): Promise<ReferenceSnapshot> {
-  const [key, secret] = requireCredentials("alpaca", options.env, [_KEY_VARS, _SECRET_VARS]);
+  const [key, secret] = requireCredentials("alpaca", options.env, ALPACA_CREDENTIAL_VARS);
   const http = createHttpClient({
     provider: "alpaca",
     baseUrl: _tradingBaseUrl(options.env),
     perMinute: options.rateLimit ?? ALPACA_RATE_LIMIT,
     headers: { "APCA-API-KEY-ID": key, "APCA-API-SECRET-KEY": secret },
     secrets: [key, secret],
-    metrics: options.metrics,
-    fetch: options.fetch,
-    now: options.now,
-    baseDelayMs: options.baseDelayMs,
-    random: options.random,
-    ...httpSettingsFromEnv(options.env),
+    ...injectedClientOptions(options),
     explainError: (status) =>
       status === 401 || status === 403
         ? {

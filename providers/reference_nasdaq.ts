@@ -9,7 +9,7 @@ import { UsageError } from "../core/errors.ts";
 import type { AssetClass, ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
 import { redactUrl } from "../core/secrets.ts";
 import { isValidSymbol } from "../core/symbols.ts";
-import { createHttpClient, httpSettingsFromEnv } from "./http.ts";
+import { createHttpClient, injectedClientOptions } from "./http.ts";
 import type { ReferenceFetchOptions } from "./reference.ts";
 
 /** Where Nasdaq publishes the two files (refreshed each business day). */
@@ -249,12 +249,7 @@ async function _fetchText(text: string, options: ReferenceFetchOptions): Promise
     provider: "nasdaq",
     baseUrl: url.origin,
     perMinute: options.rateLimit ?? 60,
-    metrics: options.metrics,
-    fetch: options.fetch,
-    now: options.now,
-    baseDelayMs: options.baseDelayMs,
-    random: options.random,
-    ...httpSettingsFromEnv(options.env),
+    ...injectedClientOptions(options),
   });
   return await http.get(url.pathname + url.search, {
     body: "text",

@@ -8,16 +8,20 @@ import { isValidDate } from "../core/calendar.ts";
 import type { ProviderEnvVar } from "../core/provider.ts";
 import { ProviderError } from "../core/provider.ts";
 import type { AssetClass, ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
-import { redactUrl } from "../core/secrets.ts";
 import { isValidSymbol } from "../core/symbols.ts";
 import {
   baseUrlFromEnv,
   createHttpClient,
-  httpSettingsFromEnv,
+  injectedClientOptions,
   requireCredentials,
 } from "./http.ts";
 import { isObject } from "./http_normalize.ts";
-import { POLYGON_BASE_URL, POLYGON_RATE_LIMIT } from "./polygon.ts";
+import {
+  POLYGON_BASE_URL,
+  POLYGON_RATE_LIMIT,
+  polygonErrorText,
+  polygonNextPath,
+} from "./polygon.ts";
 import type { ReferenceFetchOptions } from "./reference.ts";
 
 /** Largest `limit` of `/v3/reference/tickers`. */
@@ -79,12 +83,7 @@ export async function fetchPolygonReference(
     baseUrl: baseUrlFromEnv(options.env, "POLYGON_BASE_URL", POLYGON_BASE_URL)!,
     perMinute: options.rateLimit ?? POLYGON_RATE_LIMIT,
     secrets: [apiKey],
-    metrics: options.metrics,
-    fetch: options.fetch,
-    now: options.now,
-    baseDelayMs: options.baseDelayMs,
-    random: options.random,
-    ...httpSettingsFromEnv(options.env),
+    ...injectedClientOptions(options),
     explainError: (status) =>
       status === 401
         ? { hint: "the key was refused: check POLYGON_API_KEY", fatal: true }
@@ -170,12 +169,9 @@ function _parsePage(
 ): { records: SymbolRecord[]; skipped: number; next?: string } {
   if (!isObject(body)) throw new TypeError("expected a JSON object");
   if (body.status !== "OK" && body.status !== "DELAYED") {
-    const message = typeof body.error === "string"
-      ? body.error
-      : typeof body.message === "string"
-      ? body.message
-      : "";
-    throw new TypeError(`status is ${JSON.stringify(body.status)} ${message}`.trim());
+    throw new TypeError(
+      `status is ${JSON.stringify(body.status)} ${polygonErrorText(body)}`.trim(),
+    );
   }
   // An empty answer may leave "results" out, but then says count 0.
   const results = body.results === undefined && body.count === 0 ? [] : body.results;
@@ -229,7 +225,7 @@ function _parsePage(
   const next = body.next_url;
   if (next === undefined || next === null || next === "") return { records, skipped };
   if (typeof next !== "string") throw new TypeError(`next_url is ${_kind(next)}, expected a URL`);
-  return { records, skipped, next: _nextPath(next) };
+  return { records, skipped, next: polygonNextPath(next, _PATH) };
 }
 
 function _optionalString(row: Record<string, unknown>, key: string, at: string): string | null {
@@ -239,21 +235,6 @@ function _optionalString(row: Record<string, unknown>, key: string, at: string):
     throw new TypeError(`${at}.${key} is ${JSON.stringify(value)}, expected a string`);
   }
   return value;
-}
-
-/** The path and query of `next_url` from `/v3/reference/tickers` on, for the configured host. */
-function _nextPath(next: string): string {
-  let url: URL;
-  try {
-    url = new URL(next, POLYGON_BASE_URL);
-  } catch {
-    throw new TypeError(`next_url ${JSON.stringify(redactUrl(next))} is not a URL`);
-  }
-  const at = url.pathname.indexOf(_PATH);
-  if (at < 0) {
-    throw new TypeError(`next_url ${JSON.stringify(redactUrl(next))} does not point at ${_PATH}`);
-  }
-  return url.pathname.slice(at) + url.search;
 }
 
 function _kind(value: unknown): string {

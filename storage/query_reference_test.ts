@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
 import { storeBarFile } from "../tests/_bar_files.ts";
+import { snapshot, symbolRecord } from "../tests/_reference.ts";
 import { openDuckDB, sqlString } from "./duckdb.ts";
 import { META_FILE, migrate, openDatabase, openMigrated } from "./meta.ts";
 import { MIGRATIONS } from "./migrations.ts";
@@ -13,47 +14,22 @@ import { ReferenceStore } from "./reference.ts";
 
 const RECORDED_AT = Date.parse("2024-03-01T12:00:00Z");
 
+/** An active XNAS stock listed 2000-01-03. */
 function record(ticker: string, fields: Partial<SymbolRecord> = {}): SymbolRecord {
-  return {
-    instrumentId: `id-${ticker}`,
-    ticker,
-    name: `${ticker} Inc.`,
-    exchange: "XNAS",
-    assetClass: "stock",
-    status: "active",
-    listDate: "2000-01-03",
-    delistDate: null,
-    figi: null,
-    cusip: null,
-    cik: null,
-    providerId: null,
-    ...fields,
-  };
+  return symbolRecord(ticker, { listDate: "2000-01-03", ...fields });
 }
 
 /** 2020: AAPL, FB and OLDCO (XNYS); 2022-06-09: FB is META (same instrument), OLDCO is gone. */
 const SNAPSHOTS: ReferenceSnapshot[] = [
-  {
-    source: "fake",
-    asOf: "2020-01-02",
-    complete: true,
-    skipped: 0,
-    records: [
-      record("AAPL"),
-      record("FB", { instrumentId: "BBG000MM2P62", figi: "BBG000MM2P62", name: "Meta" }),
-      record("OLDCO", { exchange: "XNYS", listDate: null }),
-    ],
-  },
-  {
-    source: "fake",
-    asOf: "2022-06-09",
-    complete: true,
-    skipped: 0,
-    records: [
-      record("AAPL"),
-      record("META", { instrumentId: "BBG000MM2P62", figi: "BBG000MM2P62", name: "Meta" }),
-    ],
-  },
+  snapshot("2020-01-02", [
+    record("AAPL"),
+    record("FB", { instrumentId: "BBG000MM2P62", figi: "BBG000MM2P62", name: "Meta" }),
+    record("OLDCO", { exchange: "XNYS", listDate: null }),
+  ]),
+  snapshot("2022-06-09", [
+    record("AAPL"),
+    record("META", { instrumentId: "BBG000MM2P62", figi: "BBG000MM2P62", name: "Meta" }),
+  ]),
 ];
 
 function barsSql(start: string, count: number): string {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { UsageError } from "../core/errors.ts";
 import type { ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
+import { snapshot, symbolRecord } from "../tests/_reference.ts";
 import { migrate } from "./meta.ts";
 import { ReferenceStore } from "./reference.ts";
 
@@ -23,30 +24,9 @@ function withStore(fn: (store: ReferenceStore, db: DatabaseSync) => void): void 
   }
 }
 
+/** An active XNAS stock with no list date, as `instrumentId`. */
 function record(ticker: string, instrumentId: string, fields: Partial<SymbolRecord> = {}) {
-  return {
-    instrumentId,
-    ticker,
-    name: `${ticker} Inc.`,
-    exchange: "XNAS",
-    assetClass: "stock",
-    status: "active",
-    listDate: null,
-    delistDate: null,
-    figi: null,
-    cusip: null,
-    cik: null,
-    providerId: null,
-    ...fields,
-  } satisfies SymbolRecord;
-}
-
-function snapshot(
-  asOf: string,
-  records: SymbolRecord[],
-  fields: Partial<ReferenceSnapshot> = {},
-): ReferenceSnapshot {
-  return { source: "fake", asOf, records, complete: true, skipped: 0, ...fields };
+  return symbolRecord(ticker, { instrumentId, ...fields });
 }
 
 const FB = "BBG000MM2P62";

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MetaStore, openDatabase, openMigrated } from "./meta.ts";
 import { createScheduleStore, hasScheduleTables } from "./schedule_store.ts";
+import { startLeaseHolder } from "../tests/_lease.ts";
 
 /** A migrated metadata database in a temp dir. */
 function openScheduleDb(dir: string, command = "test"): MetaStore {
@@ -132,33 +133,13 @@ Deno.test("acquireLease() takes the lease over from a killed process", async () 
   const dir = Deno.makeTempDirSync();
   const meta = openScheduleDb(dir);
   const runs = createScheduleStore(meta);
-  const moduleUrl = new URL("./schedule_store.ts", import.meta.url).href;
-  const metaUrl = new URL("./meta.ts", import.meta.url).href;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      `import { MetaStore, openDatabase } from "${metaUrl}";
-       import { createScheduleStore } from "${moduleUrl}";
-       const meta = new MetaStore(openDatabase(${
-        JSON.stringify(join(dir, "marketpipe.db"))
-      }), { command: "serve" });
-       console.log(createScheduleStore(meta).acquireLease() ? "held" : "refused");
-       setInterval(() => {}, 1000);`,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+  const holder = await startLeaseHolder(dir);
   try {
-    const reader = child.stdout.getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    assert.equal(new TextDecoder().decode(value).trim(), "held");
+    assert.equal(holder.said, "held");
     assert.equal(runs.acquireLease(), false);
-    assert.equal(runs.leaseHolder()?.pid, child.pid);
+    assert.equal(runs.leaseHolder()?.pid, holder.child.pid);
   } finally {
-    child.kill("SIGKILL");
-    await child.status;
-    await child.stdout.cancel();
+    await holder.kill();
   }
   try {
     assert.equal(runs.leaseHolder()?.alive, false);

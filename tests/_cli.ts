@@ -5,6 +5,19 @@ import { fileURLToPath } from "node:url";
 /** Absolute path of main.ts. */
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
+/**
+ * `--symbols AAPL --start 2024-03-04 --end 2024-03-05`: the two trading days of AAPL that CLI
+ * tests ingest (fake provider) when they need some stored bars.
+ */
+export const AAPL_TWO_DAYS = [
+  "--symbols",
+  "AAPL",
+  "--start",
+  "2024-03-04",
+  "--end",
+  "2024-03-05",
+] as const;
+
 /** Output of one CLI run. */
 export interface CliResult {
   code: number;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { openTelemetry } from "../storage/mod.ts";
-import { runCli } from "./_cli.ts";
+import { AAPL_TWO_DAYS, runCli } from "./_cli.ts";
 
 const GRAFANA = fileURLToPath(new URL("../grafana/", import.meta.url));
 
@@ -143,17 +143,7 @@ Deno.test("every PromQL expression of the Grafana dashboard parses", async () =>
 Deno.test("every metric and label the alerts query exists in a real scrape after an ingest", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-alerts-" });
   try {
-    const ingest = await runCli([
-      "ingest",
-      "--symbols",
-      "AAPL",
-      "--start",
-      "2024-03-04",
-      "--end",
-      "2024-03-05",
-      "--data-dir",
-      dir,
-    ]);
+    const ingest = await runCli(["ingest", ...AAPL_TWO_DAYS, "--data-dir", dir]);
     assert.equal(ingest.code, 0, ingest.stderr);
     const telemetry = await openTelemetry(dir, { flushEveryMs: 60_000 });
     let text: string;

@@ -5,28 +5,11 @@
  * Screenshots go to tests/output/ (git-ignored).
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { generateFakeDay } from "../providers/mod.ts";
-import { openStore, saveValidationReport } from "../storage/mod.ts";
-import { filledDataDir, startServe } from "./web_fixture.ts";
-
-const OUTPUT = fileURLToPath(new URL("./output/", import.meta.url));
-
-/** `chromium` on PATH, as `.ci/run` looks it up (`command -v chromium`), else Debian's path. */
-async function findChromium(): Promise<string> {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
-    const path = `${dir}/chromium`;
-    try {
-      const info = await Deno.stat(path);
-      if (info.isFile && (info.mode ?? 0) & 0o111) return path;
-    } catch {
-      // Not in this directory: try the next one.
-    }
-  }
-  return "/usr/bin/chromium";
-}
+import { openStore } from "../storage/mod.ts";
+import { launchBrowser, OUTPUT, watchPage } from "./_browser.ts";
+import { filledDataDir, saveSpikeReport, startServe } from "./web_fixture.ts";
 
 /** The fixture data directory plus a validation report with one warning on 2024-03-08. */
 async function dataDir(): Promise<string> {
@@ -35,31 +18,7 @@ async function dataDir(): Promise<string> {
   try {
     const bar = generateFakeDay("AAPL", "2024-03-08", { seed: 0, gapRate: 0.01 })
       .filter((b) => b.session === "regular")[60];
-    await saveValidationReport(store.meta.db, dir, {
-      createdAt: Date.parse("2024-03-09T12:00:00Z"),
-      jobId: null,
-      timeframe: "1m",
-      symbols: ["AAPL"],
-      start: "2024-03-04",
-      end: "2024-03-08",
-      crossCheck: false,
-      bars: 100,
-      errors: 0,
-      warnings: 1,
-      infos: 0,
-      quarantined: 0,
-      rules: { volume_spike: 1 },
-      settings: {},
-      findings: new Map([["AAPL", [{
-        symbol: "AAPL",
-        timeframe: "1m",
-        ts: bar.ts,
-        tradingDate: bar.tradingDate,
-        rule: "volume_spike",
-        severity: "warn",
-        detail: "volume 12x the median",
-      }]]]),
-    });
+    await saveSpikeReport(store.meta.db, dir, bar);
   } finally {
     store.close();
   }
@@ -193,43 +152,12 @@ async function checkWidth(page: Page, base: string, width: number): Promise<void
 }
 
 Deno.test("chart in a headless browser: legend on hover, ranges, overlays, compare", async () => {
-  const executablePath = await findChromium();
-  try {
-    await Deno.stat(executablePath);
-  } catch {
-    throw new Error(`${executablePath} is missing: apt-get install -y chromium`);
-  }
-  await Deno.mkdir(OUTPUT, { recursive: true });
   const dir = await dataDir();
   const serve = await startServe(["--data-dir", dir]);
-  const profile = await Deno.makeTempDir({ prefix: "mp-chromium-" });
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-  const problems: string[] = [];
+  const browser = await launchBrowser({ width: 1280, height: 900 });
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on("console", (message) => {
-      if (message.type() === "error" || message.type() === "warning") {
-        problems.push(`console ${message.type()}: ${message.text()}`);
-      }
-    });
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("response", (response) => {
-      if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`);
-    });
+    const page = browser.page;
+    const { problems } = watchPage(page);
     await checkWidth(page, serve.url, 1280);
     await checkWidth(page, serve.url, 390);
 
@@ -243,7 +171,7 @@ Deno.test("chart in a headless browser: legend on hover, ranges, overlays, compa
     await page.screenshot({ path: `${OUTPUT}chart-utc-1280.png`, fullPage: true });
 
     // `local` follows the browser's zone: Tokyo is UTC+9 all year.
-    const cdp = await context.newCDPSession(page);
+    const cdp = await browser.context.newCDPSession(page);
     await cdp.send("Emulation.setTimezoneOverride", { timezoneId: "Asia/Tokyo" });
     await page.goto(`${serve.url}/symbols/AAPL?timeframe=1m&range=1D&tz=local`);
     await page.waitForSelector(".chart[data-drawn='1'] canvas");
@@ -255,10 +183,9 @@ Deno.test("chart in a headless browser: legend on hover, ranges, overlays, compa
     assert.match(await page.locator(".chart-zone").textContent() ?? "", /your time zone/);
     assert.deepEqual(problems, []);
   } finally {
-    await context.close();
+    await browser.close();
     serve.child.kill("SIGTERM");
     await serve.finished;
-    await Deno.remove(profile, { recursive: true });
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -4,140 +4,60 @@
  * shareable link, the chart of a time column and DuckDB's error. Screenshots go to tests/output/.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import {
+  countPixels,
+  inkedPixels,
+  launchBrowser,
+  OUTPUT,
+  pollAtLeast,
+  watchPage,
+} from "./_browser.ts";
 import { filledDataDir, startServe } from "./web_fixture.ts";
-
-const OUTPUT = fileURLToPath(new URL("./output/", import.meta.url));
-
-/** `chromium` on PATH, as `.ci/run` looks it up (`command -v chromium`), else Debian's path. */
-async function findChromium(): Promise<string> {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
-    const path = `${dir}/chromium`;
-    try {
-      const info = await Deno.stat(path);
-      if (info.isFile && (info.mode ?? 0) & 0o111) return path;
-    } catch {
-      // Not in this directory: try the next one.
-    }
-  }
-  return "/usr/bin/chromium";
-}
-
-/** Pixels of the query chart's canvases that are neither transparent nor white. */
-async function inkedPixels(page: Page): Promise<number> {
-  // A string, so this file needs no DOM types: it runs in the page.
-  return await page.evaluate<number>(`(() => {
-    let inked = 0;
-    for (const canvas of document.querySelectorAll(".query-chart canvas")) {
-      if (canvas.width === 0 || canvas.height === 0) continue;
-      const context = canvas.getContext("2d");
-      if (!context) continue;
-      const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-      for (let i = 0; i < data.length; i += 4) {
-        const transparent = data[i + 3] === 0;
-        const white = data[i] > 245 && data[i + 1] > 245 && data[i + 2] > 245;
-        if (!transparent && !white) inked++;
-      }
-    }
-    return inked;
-  })()`);
-}
 
 /** Pixels of the chart's line colour (#1f77b4, the first series), which only a drawn line has. */
 async function linePixels(page: Page): Promise<number> {
-  return await page.evaluate<number>(`(() => {
-    let line = 0;
-    for (const canvas of document.querySelectorAll(".query-chart canvas")) {
-      if (canvas.width === 0 || canvas.height === 0) continue;
-      const context = canvas.getContext("2d");
-      if (!context) continue;
-      const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-      for (let i = 0; i < data.length; i += 4) {
-        if (Math.abs(data[i] - 0x1f) < 24 && Math.abs(data[i + 1] - 0x77) < 24 &&
-          Math.abs(data[i + 2] - 0xb4) < 24 && data[i + 3] > 200) line++;
-      }
-    }
-    return line;
-  })()`);
-}
-
-/** Polls `read` until it reaches `min` (at most 40 tries); returns the last value. */
-async function pollAtLeast(page: Page, read: () => Promise<number>, min: number): Promise<number> {
-  let value = 0;
-  for (let i = 0; i < 40; i++) {
-    value = await read();
-    if (value >= min) break;
-    await page.waitForTimeout(50);
-  }
-  return value;
+  return await countPixels(
+    page,
+    ".query-chart",
+    "Math.abs(data[i] - 0x1f) < 24 && Math.abs(data[i + 1] - 0x77) < 24 && " +
+      "Math.abs(data[i + 2] - 0xb4) < 24 && data[i + 3] > 200",
+  );
 }
 
 const CHART_SQL =
   "SELECT ts, close FROM bars_1m WHERE symbol = 'AAPL' AND ts < TIMESTAMPTZ '2024-03-04 21:00:00+00' ORDER BY ts";
 
 Deno.test("SQL console in a headless browser at 1280 and 390 px", async () => {
-  const executablePath = await findChromium();
-  try {
-    await Deno.stat(executablePath);
-  } catch {
-    throw new Error(`${executablePath} is missing: apt-get install -y chromium`);
-  }
-  await Deno.mkdir(OUTPUT, { recursive: true });
   const dir = await filledDataDir();
   const serve = await startServe(["--data-dir", dir]);
-  const profile = await Deno.makeTempDir({ prefix: "mp-chromium-" });
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-  const problems: string[] = [];
-  const foreign: string[] = [];
-  const origin = new URL(serve.url).origin;
-  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
+  const browser = await launchBrowser({ width: 1280, height: 900 });
   try {
-    const page = context.pages()[0] ?? await context.newPage();
+    const origin = new URL(serve.url).origin;
+    await browser.context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
+    const page = browser.page;
     let loadErrors = 0;
-    page.on("console", (message) => {
-      if (message.type() !== "error" && message.type() !== "warning") return;
-      // Chromium's note on this test's own pixel reads of the chart canvases.
-      if (message.text().includes("willReadFrequently")) return;
-      // Chromium logs the failing query's 400 (counted below) as a failed resource.
-      if (message.text().includes("status of 400 (Bad Request)")) {
-        loadErrors++;
-        return;
-      }
-      problems.push(`console ${message.type()}: ${message.text()}`);
-    });
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on(
-      "requestfailed",
-      (request) => problems.push(`failed: ${request.url()} ${request.failure()?.errorText}`),
-    );
-    page.on("request", (request) => {
-      if (!request.url().startsWith(origin)) foreign.push(request.url());
-    });
     let expectedErrors = 0;
-    page.on("response", (response) => {
-      if (response.status() < 400) return;
-      // The one query below that is meant to fail.
-      if (response.status() === 400 && response.url().endsWith("/partials/query")) {
-        expectedErrors++;
-        return;
-      }
-      problems.push(`HTTP ${response.status()}: ${response.url()}`);
+    const { problems, foreign } = watchPage(page, {
+      origin,
+      skipConsole: (text) => {
+        // Chromium's note on this test's own pixel reads of the chart canvases.
+        if (text.includes("willReadFrequently")) return true;
+        // Chromium logs the failing query's 400 (counted below) as a failed resource.
+        if (text.includes("status of 400 (Bad Request)")) {
+          loadErrors++;
+          return true;
+        }
+        return false;
+      },
+      skipResponse: (response) => {
+        // The one query below that is meant to fail.
+        if (response.status() === 400 && response.url().endsWith("/partials/query")) {
+          expectedErrors++;
+          return true;
+        }
+        return false;
+      },
     });
     const box = page.locator("textarea[name=sql]");
     // Opens the console and waits for its schema, which loads after the page (so that leaving
@@ -189,7 +109,7 @@ Deno.test("SQL console in a headless browser at 1280 and 390 px", async () => {
       await box.fill(CHART_SQL);
       await box.press("Control+Enter");
       await page.waitForSelector("#query-result .query-chart[data-drawn='1'] canvas");
-      const inked = await pollAtLeast(page, () => inkedPixels(page), 2000);
+      const inked = await pollAtLeast(page, () => inkedPixels(page, ".query-chart"), 2000);
       assert.ok(inked >= 2000, `only ${inked} non-blank chart pixels`);
       const line = await pollAtLeast(page, () => linePixels(page), 200);
       assert.ok(line >= 200, `only ${line} pixels of the line's colour`);
@@ -270,42 +190,36 @@ Deno.test("SQL console in a headless browser at 1280 and 390 px", async () => {
       await open(copied);
       assert.equal(await box.inputValue(), CHART_SQL);
     }
+    // The chart query under the time zone setting `tz`: the table's first time reads `text` and
+    // the chart's axis starts at `axis`.
+    const runInZone = async (tz: string, text: string, axis: string) => {
+      await open(`${serve.url}/query?tz=${tz}&${new URLSearchParams({ sql: CHART_SQL })}`);
+      await page.click("button[data-run]");
+      await page.locator("#query-result .query-chart[data-drawn='1']").waitFor();
+      assert.equal(
+        await page.locator("#query-result tbody tr td time").first().textContent(),
+        text,
+      );
+      assert.equal(
+        await page.locator("#query-result .query-chart").getAttribute("data-first-time"),
+        String(Date.parse(axis) / 1000),
+      );
+    };
     // With the UTC setting the table and the chart's axis show UTC.
-    await open(`${serve.url}/query?tz=utc&${new URLSearchParams({ sql: CHART_SQL })}`);
-    await page.click("button[data-run]");
-    await page.locator("#query-result .query-chart[data-drawn='1']").waitFor();
-    assert.equal(
-      await page.locator("#query-result tbody tr td time").first().textContent(),
-      "2024-03-04 09:00 UTC",
-    );
-    assert.equal(
-      await page.locator("#query-result .query-chart").getAttribute("data-first-time"),
-      String(Date.parse("2024-03-04T09:00:00Z") / 1000),
-    );
+    await runInZone("utc", "2024-03-04 09:00 UTC", "2024-03-04T09:00:00Z");
     await page.screenshot({ path: `${OUTPUT}console-chart-utc-390.png` });
     // With the browser's zone (Tokyo here, UTC+9, no DST) both show Tokyo time.
-    const cdp = await context.newCDPSession(page);
+    const cdp = await browser.context.newCDPSession(page);
     await cdp.send("Emulation.setTimezoneOverride", { timezoneId: "Asia/Tokyo" });
-    await open(`${serve.url}/query?tz=local&${new URLSearchParams({ sql: CHART_SQL })}`);
-    await page.click("button[data-run]");
-    await page.locator("#query-result .query-chart[data-drawn='1']").waitFor();
-    assert.equal(
-      await page.locator("#query-result tbody tr td time").first().textContent(),
-      "2024-03-04 18:00 GMT+9",
-    );
-    assert.equal(
-      await page.locator("#query-result .query-chart").getAttribute("data-first-time"),
-      String(Date.parse("2024-03-04T18:00:00Z") / 1000),
-    );
+    await runInZone("local", "2024-03-04 18:00 GMT+9", "2024-03-04T18:00:00Z");
     await cdp.detach();
     assert.equal(expectedErrors, 2, "the failing query ran once per width");
     assert.equal(loadErrors, expectedErrors, "400s logged by the browser");
     assert.deepEqual(foreign, [], "requests outside the server");
     assert.deepEqual(problems, [], "browser log");
   } finally {
-    await context.close();
+    await browser.close();
     serve.child.kill("SIGTERM");
     await serve.finished;
-    await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
 });

@@ -5,44 +5,15 @@
  * Screenshots go to tests/output/ (git-ignored).
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { launchBrowser, OUTPUT, waitForTrue, watchPage } from "./_browser.ts";
 import { filledDataDir, startServe } from "./web_fixture.ts";
-
-const OUTPUT = fileURLToPath(new URL("./output/", import.meta.url));
-
-/** `chromium` on PATH, as `.ci/run` looks it up (`command -v chromium`), else Debian's path. */
-async function findChromium(): Promise<string> {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
-    const path = `${dir}/chromium`;
-    try {
-      const info = await Deno.stat(path);
-      if (info.isFile && (info.mode ?? 0) & 0o111) return path;
-    } catch {
-      // Not in this directory: try the next one.
-    }
-  }
-  return "/usr/bin/chromium";
-}
 
 /** The texts of the page's timestamps (trading dates excluded). */
 async function timeTexts(page: Page): Promise<string[]> {
   return await page.evaluate<string[]>(
     `[...document.querySelectorAll("time[data-ts]:not([data-date])")].map((t) => t.textContent)`,
   );
-}
-
-/**
- * Polls `expression` in the page until it is true or 30 s pass (page.waitForFunction compiles
- * its string with eval, which the dashboard's CSP refuses).
- */
-async function waitForTrue(page: Page, expression: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await page.evaluate<boolean>(expression))) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${expression}`);
-    await page.waitForTimeout(25);
-  }
 }
 
 /** Picks a setting in the header's switch (which submits itself) and waits for the new page. */
@@ -61,46 +32,13 @@ async function assertZone(page: Page, zone: RegExp, what: string): Promise<strin
 }
 
 Deno.test("dashboard pages in a headless browser: time zones, pivot, scrolling tables, resume", async () => {
-  const executablePath = await findChromium();
-  try {
-    await Deno.stat(executablePath);
-  } catch {
-    throw new Error(`${executablePath} is missing: apt-get install -y chromium`);
-  }
-  await Deno.mkdir(OUTPUT, { recursive: true });
   const dir = await filledDataDir();
   const serve = await startServe(["--data-dir", dir]);
-  const profile = await Deno.makeTempDir({ prefix: "mp-chromium-" });
-  let context: BrowserContext | undefined;
-  const problems: string[] = [];
+  // A zone that is neither New York nor UTC, so that `local` shows a third reading.
+  const browser = await launchBrowser({ width: 1280, height: 900, timezoneId: "Asia/Tokyo" });
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      // A zone that is neither New York nor UTC, so that `local` shows a third reading.
-      timezoneId: "Asia/Tokyo",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-      ],
-    });
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on("console", (message) => {
-      if (message.type() === "error" || message.type() === "warning") {
-        problems.push(`console ${message.type()}: ${message.text()}`);
-      }
-    });
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("response", (response) => {
-      if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`);
-    });
+    const page = browser.page;
+    const { problems } = watchPage(page);
     page.on("dialog", (dialog) => dialog.accept());
 
     for (const [width, height] of [[1280, 900], [390, 844]] as const) {
@@ -255,9 +193,8 @@ Deno.test("dashboard pages in a headless browser: time zones, pivot, scrolling t
 
     assert.deepEqual(problems, [], "browser log");
   } finally {
-    await context?.close();
+    await browser.close();
     serve.child.kill("SIGTERM");
     await serve.finished;
-    await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
 });

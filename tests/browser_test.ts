@@ -4,94 +4,16 @@
  * tests/output/ (git-ignored).
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { chromium, type Page } from "playwright-core";
+import { inkedPixels, launchBrowser, OUTPUT, pollAtLeast, watchPage } from "./_browser.ts";
 import { filledDataDir, startServe } from "./web_fixture.ts";
 
-const OUTPUT = fileURLToPath(new URL("./output/", import.meta.url));
-
-/** `chromium` on PATH, as `.ci/run` looks it up (`command -v chromium`), else Debian's path. */
-async function findChromium(): Promise<string> {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (dir === "") continue;
-    const path = `${dir}/chromium`;
-    try {
-      const info = await Deno.stat(path);
-      if (info.isFile && (info.mode ?? 0) & 0o111) return path;
-    } catch {
-      // Not in this directory: try the next one.
-    }
-  }
-  return "/usr/bin/chromium";
-}
-
-/** Pixels of the chart's canvases that differ from the white background. */
-async function inkedPixels(page: Page): Promise<number> {
-  // A string, so this file needs no DOM types: it runs in the page.
-  return await page.evaluate<number>(`(() => {
-    let inked = 0;
-    for (const canvas of document.querySelectorAll(".chart canvas")) {
-      if (canvas.width === 0 || canvas.height === 0) continue;
-      const context = canvas.getContext("2d");
-      if (!context) continue;
-      const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-      for (let i = 0; i < data.length; i += 4) {
-        const transparent = data[i + 3] === 0;
-        const white = data[i] > 245 && data[i + 1] > 245 && data[i + 2] > 245;
-        if (!transparent && !white) inked++;
-      }
-    }
-    return inked;
-  })()`);
-}
-
 Deno.test("dashboard in a headless browser: search, chart, timeframe switch, web ingest", async () => {
-  const executablePath = await findChromium();
-  try {
-    await Deno.stat(executablePath);
-  } catch {
-    throw new Error(`${executablePath} is missing: apt-get install -y chromium`);
-  }
-  await Deno.mkdir(OUTPUT, { recursive: true });
   const dir = await filledDataDir();
   const serve = await startServe(["--data-dir", dir]);
-  const profile = await Deno.makeTempDir({ prefix: "mp-chromium-" });
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
-  const problems: string[] = [];
-  const foreign: string[] = [];
-  const origin = new URL(serve.url).origin;
+  const browser = await launchBrowser({ width: 1280, height: 900 });
   try {
-    const page = context.pages()[0] ?? await context.newPage();
-    page.on("console", (message) => {
-      if (message.type() === "error" || message.type() === "warning") {
-        problems.push(`console ${message.type()}: ${message.text()}`);
-      }
-    });
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on(
-      "requestfailed",
-      (request) => problems.push(`failed: ${request.url()} ${request.failure()?.errorText}`),
-    );
-    page.on("request", (request) => {
-      if (!request.url().startsWith(origin)) foreign.push(request.url());
-    });
-    page.on("response", (response) => {
-      if (response.status() >= 400) problems.push(`HTTP ${response.status()}: ${response.url()}`);
-    });
+    const page = browser.page;
+    const { problems, foreign } = watchPage(page, { origin: new URL(serve.url).origin });
 
     // Overview.
     await page.goto(`${serve.url}/`);
@@ -120,11 +42,7 @@ Deno.test("dashboard in a headless browser: search, chart, timeframe switch, web
     // The chart is drawn: its canvases have non-blank pixels.
     await page.waitForSelector(".chart canvas");
     await page.waitForSelector(".chart[data-drawn='1']");
-    let inked = 0;
-    for (let i = 0; i < 40 && inked < 2000; i++) {
-      inked = await inkedPixels(page);
-      if (inked < 2000) await page.waitForTimeout(50);
-    }
+    const inked = await pollAtLeast(page, () => inkedPixels(page, ".chart"), 2000);
     assert.ok(inked >= 2000, `only ${inked} non-blank chart pixels`);
     await page.screenshot({ path: `${OUTPUT}symbol-1m-1280.png`, fullPage: true });
 
@@ -139,11 +57,7 @@ Deno.test("dashboard in a headless browser: search, chart, timeframe switch, web
     await partial;
     await page.waitForSelector("#chart-panel[data-timeframe='1d'] .chart[data-drawn='1'] canvas");
     await page.waitForURL(/\/symbols\/AAPL\?timeframe=1d$/);
-    let inkedDaily = 0;
-    for (let i = 0; i < 40 && inkedDaily < 2000; i++) {
-      inkedDaily = await inkedPixels(page);
-      if (inkedDaily < 2000) await page.waitForTimeout(50);
-    }
+    const inkedDaily = await pollAtLeast(page, () => inkedPixels(page, ".chart"), 2000);
     assert.ok(inkedDaily >= 2000, `only ${inkedDaily} non-blank pixels after the switch`);
     assert.equal(await page.evaluate("window.mpMarker"), 42, "the switch reloaded the page");
     assert.match(
@@ -207,9 +121,8 @@ Deno.test("dashboard in a headless browser: search, chart, timeframe switch, web
     assert.deepEqual(foreign, [], "requests outside the server");
     assert.deepEqual(problems, [], "browser log");
   } finally {
-    await context.close();
+    await browser.close();
     serve.child.kill("SIGTERM");
     await serve.finished;
-    await Deno.remove(profile, { recursive: true }).catch(() => {});
   }
 });

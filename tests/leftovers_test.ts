@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { dirOwner, ownedDirName } from "../storage/mod.ts";
 import { processStartMarker } from "../storage/meta.ts";
-import { runCli } from "./_cli.ts";
+import { AAPL_TWO_DAYS, runCli } from "./_cli.ts";
 import { testServer } from "./web_fixture.ts";
 
 /** A process that runs until stop() kills it with SIGKILL, as a killed run would be. */
@@ -44,17 +44,7 @@ Deno.test({
     const running = startOwner();
     const killed = startOwner();
     try {
-      const ingest = await runCli([
-        "ingest",
-        "--symbols",
-        "AAPL",
-        "--start",
-        "2024-03-04",
-        "--end",
-        "2024-03-05",
-        "--data-dir",
-        dataDir,
-      ]);
+      const ingest = await runCli(["ingest", ...AAPL_TWO_DAYS, "--data-dir", dataDir]);
       assert.equal(ingest.code, 0, ingest.stderr);
       // What a run leaves in .staging when it is killed between its COPY and the renames.
       const staging = join(dataDir, ".staging");

@@ -102,11 +102,11 @@ Deno.test("symbols update --source nasdaq reads the directory files, skipping te
     ok(await cli(dir, ["symbols", "update", "--source", "nasdaq", ...files, "--json"])),
   );
   assert.deepEqual([again.inserted, again.changed, again.unchanged], [0, 0, first.inserted]);
-  const etfs = json<{ symbols: { ticker: string; assetClass: string }[] }>(ok(
+  const etfs = json<{ symbols: { ticker: string; asset_class: string }[] }>(ok(
     await cli(dir, ["symbols", "list", "--filter", "asset_class = 'etf'", "--json"]),
   ));
   assert.ok(etfs.symbols.length > 0);
-  assert.ok(etfs.symbols.every((s) => s.assetClass === "etf"));
+  assert.ok(etfs.symbols.every((s) => s.asset_class === "etf"));
 });
 
 Deno.test("symbols update refuses a malformed nasdaq file naming its line, writing nothing", async () => {
@@ -138,11 +138,11 @@ Deno.test("symbols history META shows the FB rows of the same instrument", async
   assert.match(text, /^2020-01-02\s+2022-06-09\s+FB\s/m);
   assert.match(text, /^2022-06-09\s+\(current\)\s+META\s/m);
   const history = json<
-    { history: { ticker: string; validFrom: string; validTo: string | null }[] }
+    { history: { ticker: string; valid_from: string; valid_to: string | null }[] }
   >(
     ok(await cli(dir, ["symbols", "history", "META", "--json"])),
   );
-  assert.deepEqual(history.history.map((r) => [r.ticker, r.validFrom, r.validTo]), [
+  assert.deepEqual(history.history.map((r) => [r.ticker, r.valid_from, r.valid_to]), [
     ["FB", "2020-01-02", "2022-06-09"],
     ["META", "2022-06-09", null],
   ]);
@@ -178,11 +178,11 @@ Deno.test("universe create from symbols and from a filter; a bad one writes noth
     ]),
   );
   assert.match(created.stdout, /Created universe "etfs" \(filter: .*\): 3 member\(s\)/);
-  const etfs = json<{ members: { symbol: string; listDate: string | null }[] }>(
+  const etfs = json<{ members: { symbol: string; list_date: string | null }[] }>(
     ok(await cli(dir, ["universe", "show", "etfs", "--json"])),
   );
   assert.deepEqual(etfs.members.map((m) => m.symbol), ["IWM", "QQQ", "SPY"]);
-  assert.equal(etfs.members.find((m) => m.symbol === "SPY")?.listDate, "1993-01-29");
+  assert.equal(etfs.members.find((m) => m.symbol === "SPY")?.list_date, "1993-01-29");
 
   const universes = await rowCount(dir, "universes");
   const members = await rowCount(dir, "universe_members");

@@ -114,7 +114,7 @@ Deno.test("a truncated and a zstd-damaged partition: ingest names them and keeps
       assert.equal(overview.status, 200, page.slice(0, 500));
       assert.ok(page.includes(aapl), "the overview does not name the truncated file");
       assert.ok(page.includes("marketpipe repair"));
-      assert.match(page, /href="\/symbols\/SPY\?timeframe=1m">SPY</);
+      assert.match(page, /href="\/symbols\/SPY">SPY</);
       const spy = await server.app.request("/symbols/SPY");
       assert.equal(spy.status, 200, (await spy.text()).slice(0, 300));
       const spyBars = await server.app.request(

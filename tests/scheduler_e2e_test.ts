@@ -566,6 +566,8 @@ notify:
     assert.equal(failed.headers.get("content-type")?.split(";")[0], "application/json");
     assert.equal(failed.body.schedule, "broken");
     assert.equal(failed.body.attempts, 1);
+    assert.match(String(failed.body.planned_at), /^\d{4}-\d\d-\d\dT/, "snake_case body");
+    assert.ok(Array.isArray(failed.body.job_ids));
     assert.match(String(failed.body.error), /Cannot read --symbols-file/);
     const stale = hooks.find((h) => h.body.event === "series.stale");
     assert.ok(stale, `a series.stale webhook: ${JSON.stringify(hooks.map((h) => h.body))}`);
@@ -574,7 +576,7 @@ notify:
       timeframe: "1m",
       last: "2024-03-06",
       expected: "2024-03-07",
-      missedSessions: 1,
+      missed_sessions: 1,
     }]);
     assert.doesNotMatch(serve.stderr(), /hook-secret-0123456789/);
     // status reads the failed run from the data directory while the server runs.

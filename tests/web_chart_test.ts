@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { aggregateBars } from "../core/aggregate.ts";
 import type { Bar } from "../core/types.ts";
 import { generateFakeDay } from "../providers/mod.ts";
-import { openStore, saveValidationReport } from "../storage/mod.ts";
+import { openStore } from "../storage/mod.ts";
 import { rangeDates } from "../web/chart.ts";
-import { fakeIngest, testServer } from "./web_fixture.ts";
+import { fakeIngest, saveSpikeReport, testServer } from "./web_fixture.ts";
 
 /** AAPL and MSFT 1m bars for 2024-03-04..08; PART with a 1m day 80% complete and its 5m bars. */
 async function chartDataDir(): Promise<{ dir: string; warned: Bar; rejected: Bar }> {
@@ -26,31 +26,7 @@ async function chartDataDir(): Promise<{ dir: string; warned: Bar; rejected: Bar
     const day = generateFakeDay("AAPL", "2024-03-06", { seed: 0, gapRate: 0.01 });
     const warned = day.find((bar) => bar.session === "regular")!;
     const rejected = { ...day[day.length - 1], high: 1 };
-    await saveValidationReport(store.meta.db, dir, {
-      createdAt: Date.parse("2024-03-09T12:00:00Z"),
-      jobId: null,
-      timeframe: "1m",
-      symbols: ["AAPL"],
-      start: "2024-03-04",
-      end: "2024-03-08",
-      crossCheck: false,
-      bars: 100,
-      errors: 0,
-      warnings: 1,
-      infos: 0,
-      quarantined: 0,
-      rules: { volume_spike: 1 },
-      settings: {},
-      findings: new Map([["AAPL", [{
-        symbol: "AAPL",
-        timeframe: "1m",
-        ts: warned.ts,
-        tradingDate: warned.tradingDate,
-        rule: "volume_spike",
-        severity: "warn",
-        detail: "volume 12x the median",
-      }]]]),
-    });
+    await saveSpikeReport(store.meta.db, dir, warned);
     await store.writeQuarantine([{ bar: rejected, rule: "high_low", detail: "high below low" }], {
       jobId: "job-quarantine",
     });

@@ -3,7 +3,9 @@ import { buildIngestRequest } from "../providers/ingest_request.ts";
 import { tradingDays } from "../core/calendar.ts";
 import { ingest } from "../core/ingest.ts";
 import { generateFakeDay } from "../providers/mod.ts";
-import { openStore } from "../storage/mod.ts";
+import { openStore, saveValidationReport } from "../storage/mod.ts";
+import type { Bar } from "../core/types.ts";
+import type { DatabaseSync } from "node:sqlite";
 import { openWebServer, type WebServer, type WebServerOptions } from "../web/mod.ts";
 import { cliEnv, MAIN } from "./_cli.ts";
 
@@ -44,6 +46,42 @@ export async function filledDataDir(): Promise<string> {
   await fakeIngest(dir, FIXTURE.intraday);
   await fakeIngest(dir, { ...FIXTURE.daily, timeframe: "1d" });
   return dir;
+}
+
+/**
+ * Saves a validation report of AAPL 1m bars over 2024-03-04..08 (created 2024-03-09 12:00 UTC)
+ * whose one finding is a volume_spike warning on `bar`.
+ */
+export async function saveSpikeReport(
+  db: DatabaseSync,
+  dataDir: string,
+  bar: Pick<Bar, "ts" | "tradingDate">,
+): Promise<void> {
+  await saveValidationReport(db, dataDir, {
+    createdAt: Date.parse("2024-03-09T12:00:00Z"),
+    jobId: null,
+    timeframe: "1m",
+    symbols: ["AAPL"],
+    start: "2024-03-04",
+    end: "2024-03-08",
+    crossCheck: false,
+    bars: 100,
+    errors: 0,
+    warnings: 1,
+    infos: 0,
+    quarantined: 0,
+    rules: { volume_spike: 1 },
+    settings: {},
+    findings: new Map([["AAPL", [{
+      symbol: "AAPL",
+      timeframe: "1m",
+      ts: bar.ts,
+      tradingDate: bar.tradingDate,
+      rule: "volume_spike",
+      severity: "warn",
+      detail: "volume 12x the median",
+    }]]]),
+  });
 }
 
 /** Opens a server over `dataDir` with test defaults. */

@@ -7,24 +7,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
 import { META_FILE, openMigrated, ReferenceStore } from "../storage/mod.ts";
+import { snapshot, symbolRecord } from "./_reference.ts";
 import { errorOf, fakeIngest, filledDataDir, jsonOf, testServer } from "./web_fixture.ts";
 
+/** An active XNAS stock named "TICKER Corp", listed 2000-01-03. */
 function record(ticker: string, fields: Partial<SymbolRecord> = {}): SymbolRecord {
-  return {
-    instrumentId: `id-${ticker}`,
-    ticker,
-    name: `${ticker} Corp`,
-    exchange: "XNAS",
-    assetClass: "stock",
-    status: "active",
-    listDate: "2000-01-03",
-    delistDate: null,
-    figi: null,
-    cusip: null,
-    cik: null,
-    providerId: null,
-    ...fields,
-  };
+  return symbolRecord(ticker, { name: `${ticker} Corp`, listDate: "2000-01-03", ...fields });
 }
 
 const META_FIELDS = { instrumentId: "BBG000MM2P62", figi: "BBG000MM2P62", name: "Meta Platforms" };
@@ -34,43 +22,25 @@ const META_FIELDS = { instrumentId: "BBG000MM2P62", figi: "BBG000MM2P62", name: 
  * polygon (partial): AAPL under another name, which wins (polygon comes first). MSFT is unknown.
  */
 const SNAPSHOTS: ReferenceSnapshot[] = [
-  {
-    source: "fake",
-    asOf: "2020-01-02",
-    complete: true,
-    skipped: 0,
-    records: [
-      record("AAPL", { name: "Apple (fake)" }),
-      record("FB", META_FIELDS),
-      record("SPY", { exchange: "ARCX", assetClass: "etf", listDate: "1993-01-29" }),
-      record("OLDCO", { exchange: "XNYS", listDate: "2010-05-03" }),
-    ],
-  },
-  {
-    source: "fake",
-    asOf: "2022-06-09",
-    complete: true,
-    skipped: 0,
-    records: [
-      record("AAPL", { name: "Apple (fake)" }),
-      record("META", META_FIELDS),
-      record("SPY", { exchange: "ARCX", assetClass: "etf", listDate: "1993-01-29" }),
-    ],
-  },
-  {
-    source: "polygon",
-    asOf: "2024-01-02",
-    complete: false,
-    skipped: 0,
-    records: [
-      record("AAPL", {
-        instrumentId: "BBG000B9XRY4",
-        figi: "BBG000B9XRY4",
-        name: "Apple Inc.",
-        listDate: "1980-12-12",
-      }),
-    ],
-  },
+  snapshot("2020-01-02", [
+    record("AAPL", { name: "Apple (fake)" }),
+    record("FB", META_FIELDS),
+    record("SPY", { exchange: "ARCX", assetClass: "etf", listDate: "1993-01-29" }),
+    record("OLDCO", { exchange: "XNYS", listDate: "2010-05-03" }),
+  ]),
+  snapshot("2022-06-09", [
+    record("AAPL", { name: "Apple (fake)" }),
+    record("META", META_FIELDS),
+    record("SPY", { exchange: "ARCX", assetClass: "etf", listDate: "1993-01-29" }),
+  ]),
+  snapshot("2024-01-02", [
+    record("AAPL", {
+      instrumentId: "BBG000B9XRY4",
+      figi: "BBG000B9XRY4",
+      name: "Apple Inc.",
+      listDate: "1980-12-12",
+    }),
+  ], { source: "polygon", complete: false }),
 ];
 
 /** The web fixture (AAPL, MSFT) plus META 1m bars of one day, the snapshots and two universes. */

@@ -7,12 +7,15 @@
  */
 import type { Context, Hono } from "hono";
 import { exchangeDate } from "../core/calendar.ts";
+import { exchangeIso } from "../core/format.ts";
 import {
   exportFile,
   jobJson as jobRecordJson,
+  masterJson,
   pruneJson,
   reportJson,
   taskJson,
+  universeJson,
 } from "../app/mod.ts";
 import type { JobKind, JobRecord } from "../core/jobs.ts";
 import type { SymbolVersion } from "../core/reference.ts";
@@ -78,7 +81,7 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     const groups = groupBySymbol(series);
     const master = masterRows(ctx, groups.map((group) => group.symbol));
     return c.json({
-      symbols: groups.map((group) => symbolJson(group, master.get(group.symbol))),
+      symbols: groups.map((group) => _storedSymbolJson(group, master.get(group.symbol))),
     });
   });
 
@@ -105,13 +108,15 @@ export function registerApi(app: Hono, ctx: WebContext): void {
       });
     }
     const master = masterRows(ctx, [symbol]).get(symbol);
-    return c.json({ ...symbolJson(groupBySymbol(mine)[0], master), coverage });
+    return c.json({ ..._storedSymbolJson(groupBySymbol(mine)[0], master), coverage });
   });
 
   app.get("/api/universes", async (c) => {
     checkKnownParams(c.req.query(), []);
     const views = await listUniverseViews(ctx);
-    return c.json({ universes: views.map((view) => _universeJson(view)) });
+    return c.json({
+      universes: views.map(_universeJson),
+    });
   });
 
   app.get("/api/universes/:name", async (c) => {
@@ -120,6 +125,7 @@ export function registerApi(app: Hono, ctx: WebContext): void {
     return c.json({
       ..._universeJson(view),
       as_of: view.asOf,
+      member_count: view.members.length,
       members: view.members.map((member) => ({
         symbol: member.symbol,
         ...masterJson(member.master),
@@ -399,35 +405,9 @@ const _EXPORT_TYPES: Record<ExportFormat, string> = {
   arrow: BAR_MEDIA_TYPES["arrow-file"],
 };
 
-/**
- * The symbol master's fields of a ticker, snake_case as app/records.ts writes records; all null
- * when the master does not know it.
- */
-export function masterJson(row: SymbolVersion | undefined) {
-  return {
-    name: row?.name ?? null,
-    exchange: row?.exchange ?? null,
-    asset_class: row?.assetClass ?? null,
-    status: row?.status ?? null,
-    list_date: row?.listDate ?? null,
-    delist_date: row?.delistDate ?? null,
-    figi: row?.figi ?? null,
-    source: row?.source ?? null,
-  };
-}
-
+/** A universe as app/records.ts shows it, with its members' stored coverage. */
 function _universeJson(view: UniverseView) {
-  const { info } = view;
-  return {
-    name: info.name,
-    kind: info.kind,
-    filter: info.filter,
-    description: info.description,
-    members: info.members,
-    created_at: new Date(info.createdAt).toISOString(),
-    updated_at: new Date(info.updatedAt).toISOString(),
-    coverage: _coverageJson(view.coverage),
-  };
+  return { ...universeJson(view.info), coverage: _coverageJson(view.coverage) };
 }
 
 function _coverageJson(coverage: UniverseCoverage) {
@@ -443,35 +423,7 @@ function _coverageJson(coverage: UniverseCoverage) {
   };
 }
 
-const _NY_PARTS = new Intl.DateTimeFormat("en-CA", {
-  timeZone: "America/New_York",
-  year: "numeric",
-  month: "2-digit",
-  day: "2-digit",
-  hour: "2-digit",
-  minute: "2-digit",
-  second: "2-digit",
-  hourCycle: "h23",
-});
-
-/**
- * An instant as ISO 8601 in exchange (New York) time with its offset,
- * `2024-03-04T09:30:00-05:00`: the API's times are ISO UTC, and this field says the same
- * instant as the exchange's clock reads it.
- */
-export function exchangeIso(ms: number): string {
-  const part: Record<string, string> = {};
-  for (const { type, value } of _NY_PARTS.formatToParts(ms)) part[type] = value;
-  const wall = `${part.year}-${part.month}-${part.day}T${part.hour}:${part.minute}:${part.second}`;
-  const offset = Math.round((Date.parse(`${wall}Z`) - Math.floor(ms / 1000) * 1000) / 60_000);
-  const sign = offset < 0 ? "-" : "+";
-  const abs = Math.abs(offset);
-  return `${wall}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${
-    String(abs % 60).padStart(2, "0")
-  }`;
-}
-
-function symbolJson(
+function _storedSymbolJson(
   group: { symbol: string; series: StoredBarSeries[] },
   master: SymbolVersion | undefined,
 ) {

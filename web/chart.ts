@@ -5,7 +5,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { Context, Hono } from "hono";
+import type { Hono } from "hono";
 import { formatCount } from "../core/format.ts";
 import { addDays, exchangeDate, isTradingDay } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
@@ -18,12 +18,7 @@ import {
   REPORT_CSV_HEADER,
 } from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
-import {
-  type CoverageDay,
-  type CoverageSummary,
-  judgeByMinutes,
-  summarizeCoverage,
-} from "./coverage.ts";
+import { type CoverageDay, type CoverageSummary, summarizeCoverage } from "./coverage.ts";
 import { badRequest } from "./errors.ts";
 import { href, Html, html } from "./html.ts";
 import { checkRange, parseSymbol } from "./params.ts";
@@ -33,6 +28,7 @@ import {
   masterRows,
   noBarsError,
   referenceStore,
+  responders,
   storedCoverage,
   viewOf,
 } from "./services.ts";
@@ -43,8 +39,6 @@ import {
   masterPanel,
   masterSummary,
   nyOffsetMs,
-  page,
-  type Section,
   timeTag,
   type TimeZoneSetting,
 } from "./views.ts";
@@ -72,9 +66,7 @@ const DEFAULT_WINDOW_DAYS: Readonly<Record<Timeframe, number>> = {
 /** Registers the symbol page and its chart partial. */
 export function registerChart(app: Hono, ctx: WebContext, layout: LayoutContext): void {
   const { deps } = ctx;
-  const render = (c: Context, title: string, section: Section, body: Html, status = 200) =>
-    c.html(page(layout, { title, section, body, view: viewOf(c) }).value, status as 200);
-  const fragment = (c: Context, body: Html, status = 200) => c.html(body.value, status as 200);
+  const { render, fragment } = responders(layout);
 
   app.get("/symbols/:symbol", async (c) => {
     const parsed = parseQuery(c.req.query(), "GET /symbols/{symbol}");
@@ -204,21 +196,13 @@ async function chartData(
   if (calendarStart < earliest) calendarStart = earliest;
   if (calendarStart > monthStart) calendarStart = monthStart;
   const calendarEnd = addDays(addDays(monthStart, 32).slice(0, 7) + "-01", -1);
-  let calendar = await storedCoverage(ctx, symbol, {
+  // An aggregated timeframe's days are judged by the 1m bars beneath them too.
+  const byMinutes = timeframe !== "1m" && timeframes.includes("1m");
+  const calendar = await storedCoverage(ctx, symbol, {
     timeframe,
     start: calendarStart,
     end: calendarEnd,
   });
-  // An aggregated timeframe is only as complete as the 1m bars beneath it.
-  const byMinutes = timeframe !== "1m" && timeframes.includes("1m");
-  if (byMinutes) {
-    const minutes = await storedCoverage(ctx, symbol, {
-      timeframe: "1m",
-      start: calendarStart,
-      end: calendarEnd,
-    });
-    calendar = judgeByMinutes(calendar, minutes);
-  }
   return {
     symbol,
     timeframe,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Context, Hono } from "hono";
+import type { Hono } from "hono";
 import { formatCount, formatDuration } from "../core/format.ts";
 import { TIMEFRAMES } from "../core/types.ts";
 import {
@@ -20,8 +20,8 @@ import {
 import type { WebContext } from "./context.ts";
 import { href, type Html, html } from "./html.ts";
 import { checkKnownParams } from "./params.ts";
-import { heavy, queryInput, timeZoneOf, viewOf } from "./services.ts";
-import { type LayoutContext, page, type Section, timeTag, type TimeZoneSetting } from "./views.ts";
+import { heavy, queryInput, responders, timeZoneOf } from "./services.ts";
+import { type LayoutContext, timeTag, type TimeZoneSetting } from "./views.ts";
 
 /** One column of a table or view the console can query. */
 export interface SchemaColumn {
@@ -50,9 +50,7 @@ ORDER BY symbol, list_position([${TIMEFRAMES.map((tf) => `'${tf}'`).join(", ")}]
 /** Registers the SQL console page, its partials and `GET /api/schema`. */
 export function registerConsole(app: Hono, ctx: WebContext, layout: LayoutContext): void {
   const { deps } = ctx;
-  const render = (c: Context, title: string, section: Section, body: Html, status = 200) =>
-    c.html(page(layout, { title, section, body, view: viewOf(c) }).value, status as 200);
-  const fragment = (c: Context, body: Html, status = 200) => c.html(body.value, status as 200);
+  const { render, fragment } = responders(layout);
   const schema = () => heavy(ctx, () => deps.data.withEngine((engine) => readSchema(engine)));
 
   app.get("/query", (c) => {

@@ -79,6 +79,72 @@ const _json = (description: string, schema: Json = { type: "object" }): Json => 
   content: { "application/json": { schema } },
 });
 
+/** An array of objects with these `properties`. */
+const _arrayOf = (properties: Record<string, Json>): Json => ({
+  type: "array",
+  items: { type: "object", properties },
+});
+
+/** `{ <key>: [<schema>] }`: what a list endpoint answers. */
+const _listOf = (key: string, schema: Json): Json => ({
+  type: "object",
+  properties: { [key]: { type: "array", items: schema } },
+});
+
+/** The 409 and 415 of a POST that starts ingest jobs. */
+const _INGEST_CONFLICTS: Json = {
+  "409": _error("A running job writes the same partitions"),
+  "415": _error("Body is not JSON"),
+};
+
+/** What a prune or delete answers without `confirm`. */
+const _DRY_RUN: Json = _json("Dry run: what would go; nothing changed", {
+  type: "object",
+  properties: {
+    dry_run: { const: true },
+    plan: { $ref: "#/components/schemas/PrunePlan" },
+  },
+});
+
+/** A read of the REST API: its `200` answer, the common errors, then `more` (a 409, a 504). */
+const _apiGet = (
+  summary: string,
+  ok: Json,
+  { parameters = [], more = {} }: { parameters?: Json[]; more?: Json } = {},
+): Json => ({
+  get: { tags: ["api"], summary, parameters, responses: { "200": ok, ..._ERRORS, ...more } },
+});
+
+/**
+ * A POST of the REST API with a JSON body of `schema`, behind the token: `ok` (its 2xx answers),
+ * the common errors, then `more` (by default the 415 of a body that is not JSON).
+ */
+const _apiPost = (
+  summary: string,
+  schema: string,
+  ok: Json,
+  more: Json = { "415": _error("Body is not JSON") },
+): Json => ({
+  post: {
+    tags: ["api"],
+    summary,
+    security: [{ bearer: [] }],
+    requestBody: _jsonBody(schema),
+    responses: { ...ok, ..._ERRORS, ...more },
+  },
+});
+
+/** A dashboard button's POST on one job: `ok` is the fragment it answers, `conflict` its 409. */
+const _jobAction = (summary: string, ok: string, conflict: string): Json => ({
+  post: {
+    tags: ["partials"],
+    summary,
+    security: [{ bearer: [] }],
+    parameters: [_path("id", "Job id")],
+    responses: { "200": _html(ok), "409": _html(conflict) },
+  },
+});
+
 const _html = (description: string): Json => ({
   description,
   content: { "text/html": { schema: { type: "string" } } },
@@ -209,28 +275,22 @@ export function openApiDocument(version: string): Json {
             ..._MASTER_FIELDS,
             rows: { type: "integer" },
             bytes: { type: "integer" },
-            timeframes: {
-              type: "array",
-              items: {
-                type: "object",
-                properties: {
-                  timeframe: TIMEFRAME_SCHEMA,
-                  rows: { type: "integer" },
-                  first: { type: "string", format: "date-time" },
-                  last: { type: "string", format: "date-time" },
-                  first_exchange: {
-                    type: "string",
-                    description: "first in New York time with its offset",
-                  },
-                  last_exchange: {
-                    type: "string",
-                    description: "last in New York time with its offset",
-                  },
-                  files: { type: "integer" },
-                  bytes: { type: "integer" },
-                },
+            timeframes: _arrayOf({
+              timeframe: TIMEFRAME_SCHEMA,
+              rows: { type: "integer" },
+              first: { type: "string", format: "date-time" },
+              last: { type: "string", format: "date-time" },
+              first_exchange: {
+                type: "string",
+                description: "first in New York time with its offset",
               },
-            },
+              last_exchange: {
+                type: "string",
+                description: "last in New York time with its offset",
+              },
+              files: { type: "integer" },
+              bytes: { type: "integer" },
+            }),
           },
         },
         UniverseCoverage: {
@@ -239,18 +299,12 @@ export function openApiDocument(version: string): Json {
           properties: {
             members: { type: "integer" },
             with_bars: { type: "integer", description: "members with bars of any timeframe" },
-            timeframes: {
-              type: "array",
-              items: {
-                type: "object",
-                properties: {
-                  timeframe: TIMEFRAME_SCHEMA,
-                  symbols: { type: "integer" },
-                  first_date: DATE_SCHEMA,
-                  last_date: DATE_SCHEMA,
-                },
-              },
-            },
+            timeframes: _arrayOf({
+              timeframe: TIMEFRAME_SCHEMA,
+              symbols: { type: "integer" },
+              first_date: DATE_SCHEMA,
+              last_date: DATE_SCHEMA,
+            }),
           },
         },
         ScheduleRun: {
@@ -294,32 +348,21 @@ export function openApiDocument(version: string): Json {
             type: "object",
             properties: {
               as_of: DATE_SCHEMA,
-              members: {
-                type: "array",
-                items: {
-                  type: "object",
-                  properties: {
-                    symbol: SYMBOL_SCHEMA,
-                    ..._MASTER_FIELDS,
-                    stored_as: {
-                      ...SYMBOL_SCHEMA,
-                      description: "the ticker its bars are stored under (its current one)",
-                    },
-                    coverage: {
-                      type: "array",
-                      items: {
-                        type: "object",
-                        properties: {
-                          timeframe: TIMEFRAME_SCHEMA,
-                          rows: { type: "integer" },
-                          first_date: DATE_SCHEMA,
-                          last_date: DATE_SCHEMA,
-                        },
-                      },
-                    },
-                  },
+              member_count: { type: "integer", description: "members on as_of" },
+              members: _arrayOf({
+                symbol: SYMBOL_SCHEMA,
+                ..._MASTER_FIELDS,
+                stored_as: {
+                  ...SYMBOL_SCHEMA,
+                  description: "the ticker its bars are stored under (its current one)",
                 },
-              },
+                coverage: _arrayOf({
+                  timeframe: TIMEFRAME_SCHEMA,
+                  rows: { type: "integer" },
+                  first_date: DATE_SCHEMA,
+                  last_date: DATE_SCHEMA,
+                }),
+              }),
             },
           }],
         },
@@ -335,24 +378,18 @@ export function openApiDocument(version: string): Json {
         PrunePlan: {
           type: "object",
           properties: {
-            partitions: {
-              type: "array",
-              items: {
-                type: "object",
-                properties: {
-                  tree: { type: "string", enum: ["bars", "quarantine"] },
-                  timeframe: TIMEFRAME_SCHEMA,
-                  symbol: { type: "string" },
-                  year: { type: "integer" },
-                  first_date: DATE_SCHEMA,
-                  last_date: DATE_SCHEMA,
-                  bars_removed: { type: "integer" },
-                  bars_kept: { type: "integer" },
-                  files_removed: { type: "integer" },
-                  files_rewritten: { type: "integer" },
-                },
-              },
-            },
+            partitions: _arrayOf({
+              tree: { type: "string", enum: ["bars", "quarantine"] },
+              timeframe: TIMEFRAME_SCHEMA,
+              symbol: { type: "string" },
+              year: { type: "integer" },
+              first_date: DATE_SCHEMA,
+              last_date: DATE_SCHEMA,
+              bars_removed: { type: "integer" },
+              bars_kept: { type: "integer" },
+              files_removed: { type: "integer" },
+              files_rewritten: { type: "integer" },
+            }),
             bars: { type: "integer", description: "bars removed from bars/" },
             days: { type: "integer", description: "ingested-day records forgotten" },
           },
@@ -449,21 +486,10 @@ export function openApiDocument(version: string): Json {
       },
     },
     paths: _withQueryParams({
-      "/api/symbols": {
-        get: {
-          tags: ["api"],
-          summary:
-            "Stored symbols with the symbol master's fields, their timeframes, rows, first and last bar and bytes",
-          parameters: [],
-          responses: {
-            "200": _json("Symbols", {
-              type: "object",
-              properties: { symbols: { type: "array", items: _ref("Symbol") } },
-            }),
-            ..._ERRORS,
-          },
-        },
-      },
+      "/api/symbols": _apiGet(
+        "Stored symbols with the symbol master's fields, their timeframes, rows, first and last bar and bytes",
+        _json("Symbols", _listOf("symbols", _ref("Symbol"))),
+      ),
       "/api/symbols/{symbol}": {
         get: {
           tags: ["api"],
@@ -475,18 +501,12 @@ export function openApiDocument(version: string): Json {
               allOf: [_ref("Symbol"), {
                 type: "object",
                 properties: {
-                  coverage: {
-                    type: "array",
-                    items: {
-                      type: "object",
-                      properties: {
-                        timeframe: TIMEFRAME_SCHEMA,
-                        first_day: DATE_SCHEMA,
-                        last_day: DATE_SCHEMA,
-                        days_with_bars: { type: "integer" },
-                      },
-                    },
-                  },
+                  coverage: _arrayOf({
+                    timeframe: TIMEFRAME_SCHEMA,
+                    first_day: DATE_SCHEMA,
+                    last_day: DATE_SCHEMA,
+                    days_with_bars: { type: "integer" },
+                  }),
                 },
               }],
             }),
@@ -494,29 +514,15 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/universes": {
-        get: {
-          tags: ["api"],
-          summary: "Universes with their definition, members today and stored coverage",
-          parameters: [],
-          responses: {
-            "200": _json("Universes, by name", {
-              type: "object",
-              properties: { universes: { type: "array", items: _ref("Universe") } },
-            }),
-            ..._ERRORS,
-          },
-        },
-      },
-      "/api/universes/{name}": {
-        get: {
-          tags: ["api"],
-          summary:
-            "One universe: its members on a date (point in time) with listing dates and stored coverage",
-          parameters: [_path("name", "Universe name (case-insensitive)")],
-          responses: { "200": _json("The universe", _ref("UniverseDetail")), ..._ERRORS },
-        },
-      },
+      "/api/universes": _apiGet(
+        "Universes with their definition, members today and stored coverage",
+        _json("Universes, by name", _listOf("universes", _ref("Universe"))),
+      ),
+      "/api/universes/{name}": _apiGet(
+        "One universe: its members on a date (point in time) with listing dates and stored coverage",
+        _json("The universe", _ref("UniverseDetail")),
+        { parameters: [_path("name", "Universe name (case-insensitive)")] },
+      ),
       "/api/bars": {
         get: {
           tags: ["api"],
@@ -561,24 +567,17 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/coverage": {
-        get: {
-          tags: ["api"],
-          summary: "Coverage calendar: per date full, partial, empty, missing, holiday or weekend",
-          parameters: [],
-          responses: { "200": _json("Coverage"), ..._ERRORS },
-        },
-      },
+      "/api/coverage": _apiGet(
+        "Coverage calendar: per date full, partial, empty, missing, holiday or weekend",
+        _json("Coverage"),
+      ),
       "/api/jobs": {
         get: {
           tags: ["api"],
           summary: "Jobs, newest first",
           parameters: [],
           responses: {
-            "200": _json("Jobs of every kind", {
-              type: "object",
-              properties: { jobs: { type: "array", items: { $ref: "#/components/schemas/Job" } } },
-            }),
+            "200": _json("Jobs of every kind", _listOf("jobs", _ref("Job"))),
             ..._ERRORS,
           },
         },
@@ -632,25 +631,19 @@ export function openApiDocument(version: string): Json {
               type: "object",
               properties: {
                 holds_lease: { type: "boolean" },
-                schedules: {
-                  type: "array",
-                  items: {
-                    type: "object",
-                    properties: {
-                      name: { type: "string" },
-                      command: { type: "string" },
-                      when: { type: "string" },
-                      overlap: { type: "string", enum: ["skip", "queue"] },
-                      catch_up: { type: "string", enum: ["latest", "all", "none"] },
-                      retries: { type: "integer" },
-                      next: { type: ["string", "null"], format: "date-time" },
-                      busy: { type: "boolean" },
-                      queued: { type: "array", items: { type: "string", format: "date-time" } },
-                      retry_at: { type: ["string", "null"], format: "date-time" },
-                      last_run: { oneOf: [_ref("ScheduleRun"), { type: "null" }] },
-                    },
-                  },
-                },
+                schedules: _arrayOf({
+                  name: { type: "string" },
+                  command: { type: "string" },
+                  when: { type: "string" },
+                  overlap: { type: "string", enum: ["skip", "queue"] },
+                  catch_up: { type: "string", enum: ["latest", "all", "none"] },
+                  retries: { type: "integer" },
+                  next: { type: ["string", "null"], format: "date-time" },
+                  busy: { type: "boolean" },
+                  queued: { type: "array", items: { type: "string", format: "date-time" } },
+                  retry_at: { type: ["string", "null"], format: "date-time" },
+                  last_run: { oneOf: [_ref("ScheduleRun"), { type: "null" }] },
+                }),
                 alerts: { type: "array", items: { type: "object" } },
               },
             }),
@@ -658,20 +651,10 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/schedules/runs": {
-        get: {
-          tags: ["api"],
-          summary: "Recorded schedule runs, newest first",
-          parameters: [],
-          responses: {
-            "200": _json("Runs", {
-              type: "object",
-              properties: { runs: { type: "array", items: _ref("ScheduleRun") } },
-            }),
-            ..._ERRORS,
-          },
-        },
-      },
+      "/api/schedules/runs": _apiGet(
+        "Recorded schedule runs, newest first",
+        _json("Runs", _listOf("runs", _ref("ScheduleRun"))),
+      ),
       "/api/schedules/{name}/run": {
         post: {
           tags: ["api"],
@@ -718,120 +701,53 @@ export function openApiDocument(version: string): Json {
             "200": _json("Bar views by timeframe, bars, then the reference tables", {
               type: "object",
               properties: {
-                tables: {
-                  type: "array",
-                  items: {
-                    type: "object",
-                    properties: {
-                      name: { type: "string" },
-                      kind: { type: "string", enum: ["view", "table"] },
-                      columns: {
-                        type: "array",
-                        items: {
-                          type: "object",
-                          properties: { name: { type: "string" }, type: { type: "string" } },
-                        },
-                      },
-                    },
-                  },
-                },
+                tables: _arrayOf({
+                  name: { type: "string" },
+                  kind: { type: "string", enum: ["view", "table"] },
+                  columns: _arrayOf({ name: { type: "string" }, type: { type: "string" } }),
+                }),
               },
             }),
             ..._ERRORS,
           },
         },
       },
-      "/api/update": {
-        post: {
-          tags: ["api"],
-          summary:
-            "Bring stored series up to the last completed session (ingest jobs, as `marketpipe update`)",
-          security: [{ bearer: [] }],
-          requestBody: _jsonBody("UpdateRequest"),
-          responses: {
-            "202": _json("Started: the ingest jobs", _JOBS_STARTED),
-            "200": _json(
-              "Up to date: every series ends at the last completed session",
-              _JOBS_STARTED,
-            ),
-            ..._ERRORS,
-            "409": _error("A running job writes the same partitions"),
-            "415": _error("Body is not JSON"),
-          },
+      "/api/update": _apiPost(
+        "Bring stored series up to the last completed session (ingest jobs, as `marketpipe update`)",
+        "UpdateRequest",
+        {
+          "202": _json("Started: the ingest jobs", _JOBS_STARTED),
+          "200": _json(
+            "Up to date: every series ends at the last completed session",
+            _JOBS_STARTED,
+          ),
         },
-      },
-      "/api/backfill": {
-        post: {
-          tags: ["api"],
-          summary:
-            "Fetch the missing and partial days of the gap report (ingest jobs, as `marketpipe backfill`)",
-          security: [{ bearer: [] }],
-          requestBody: _jsonBody("BackfillRequest"),
-          responses: {
-            "202": _json("Started: the ingest jobs", _JOBS_STARTED),
-            "200": _json("Nothing to fill", _JOBS_STARTED),
-            ..._ERRORS,
-            "409": _error("A running job writes the same partitions"),
-            "415": _error("Body is not JSON"),
-          },
+        _INGEST_CONFLICTS,
+      ),
+      "/api/backfill": _apiPost(
+        "Fetch the missing and partial days of the gap report (ingest jobs, as `marketpipe backfill`)",
+        "BackfillRequest",
+        {
+          "202": _json("Started: the ingest jobs", _JOBS_STARTED),
+          "200": _json("Nothing to fill", _JOBS_STARTED),
         },
-      },
-      "/api/prune": {
-        post: {
-          tags: ["api"],
-          summary:
-            "Remove the bars of trading dates before a date (as `marketpipe prune`); a dry run by default",
-          security: [{ bearer: [] }],
-          requestBody: _jsonBody("PruneRequest"),
-          responses: {
-            "200": _json("Dry run: what would go; nothing changed", {
-              type: "object",
-              properties: {
-                dry_run: { const: true },
-                plan: { $ref: "#/components/schemas/PrunePlan" },
-              },
-            }),
-            "202": _json("Started: the prune job", _JOB_STARTED),
-            ..._ERRORS,
-            "415": _error("Body is not JSON"),
-          },
-        },
-      },
-      "/api/delete": {
-        post: {
-          tags: ["api"],
-          summary:
-            "Remove every stored bar of symbols (as `marketpipe delete`); a dry run by default",
-          security: [{ bearer: [] }],
-          requestBody: _jsonBody("DeleteRequest"),
-          responses: {
-            "200": _json("Dry run: what would go; nothing changed", {
-              type: "object",
-              properties: {
-                dry_run: { const: true },
-                plan: { $ref: "#/components/schemas/PrunePlan" },
-              },
-            }),
-            "202": _json("Started: the delete job", _JOB_STARTED),
-            ..._ERRORS,
-            "415": _error("Body is not JSON"),
-          },
-        },
-      },
-      "/api/exports": {
-        post: {
-          tags: ["api"],
-          summary:
-            "Export stored bars to one file (as `marketpipe export`), written by a job; download it from /api/exports/{id}",
-          security: [{ bearer: [] }],
-          requestBody: _jsonBody("ExportRequest"),
-          responses: {
-            "202": _json("Started: the export job", _JOB_STARTED),
-            ..._ERRORS,
-            "415": _error("Body is not JSON"),
-          },
-        },
-      },
+        _INGEST_CONFLICTS,
+      ),
+      "/api/prune": _apiPost(
+        "Remove the bars of trading dates before a date (as `marketpipe prune`); a dry run by default",
+        "PruneRequest",
+        { "200": _DRY_RUN, "202": _json("Started: the prune job", _JOB_STARTED) },
+      ),
+      "/api/delete": _apiPost(
+        "Remove every stored bar of symbols (as `marketpipe delete`); a dry run by default",
+        "DeleteRequest",
+        { "200": _DRY_RUN, "202": _json("Started: the delete job", _JOB_STARTED) },
+      ),
+      "/api/exports": _apiPost(
+        "Export stored bars to one file (as `marketpipe export`), written by a job; download it from /api/exports/{id}",
+        "ExportRequest",
+        { "202": _json("Started: the export job", _JOB_STARTED) },
+      ),
       "/api/exports/{id}": {
         get: {
           tags: ["api"],
@@ -850,22 +766,15 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/validation/reports": {
-        get: {
-          tags: ["api"],
-          summary: "Validation reports, newest first (empty when validation stores none)",
-          parameters: [],
-          responses: { "200": _json("Reports"), ..._ERRORS },
-        },
-      },
-      "/api/validation/reports/{id}": {
-        get: {
-          tags: ["api"],
-          summary: "One validation report: per-rule counts and offending bars",
-          parameters: [_path("id", "Report id")],
-          responses: { "200": _json("The report"), ..._ERRORS },
-        },
-      },
+      "/api/validation/reports": _apiGet(
+        "Validation reports, newest first (empty when validation stores none)",
+        _json("Reports"),
+      ),
+      "/api/validation/reports/{id}": _apiGet(
+        "One validation report: per-rule counts and offending bars",
+        _json("The report"),
+        { parameters: [_path("id", "Report id")] },
+      ),
       "/api/query": {
         post: {
           tags: ["api"],
@@ -1018,39 +927,21 @@ export function openApiDocument(version: string): Json {
       "/partials/exports/{id}": partial("Export status with its download link when done", [
         _path("id", "Export job id"),
       ]),
-      "/partials/jobs/{id}/cancel": {
-        post: {
-          tags: ["partials"],
-          summary: "Cancel a job from its page",
-          security: [{ bearer: [] }],
-          parameters: [_path("id", "Job id")],
-          responses: { "200": _html("The job detail"), "409": _html("Not running here") },
-        },
-      },
-      "/partials/jobs/{id}/resume": {
-        post: {
-          tags: ["partials"],
-          summary: "Resume a cancelled, failed or partial ingest (the same job)",
-          security: [{ bearer: [] }],
-          parameters: [_path("id", "Job id")],
-          responses: {
-            "200": _html("The job detail"),
-            "409": _html("Not an ingest, or running or succeeded"),
-          },
-        },
-      },
-      "/partials/jobs/{id}/retry": {
-        post: {
-          tags: ["partials"],
-          summary: "Run a cancelled, failed or partial ingest's request again as a new, forced job",
-          security: [{ bearer: [] }],
-          parameters: [_path("id", "Job id")],
-          responses: {
-            "200": _html("The new job's detail"),
-            "409": _html("Not an ingest, or running or succeeded"),
-          },
-        },
-      },
+      "/partials/jobs/{id}/cancel": _jobAction(
+        "Cancel a job from its page",
+        "The job detail",
+        "Not running here",
+      ),
+      "/partials/jobs/{id}/resume": _jobAction(
+        "Resume a cancelled, failed or partial ingest (the same job)",
+        "The job detail",
+        "Not an ingest, or running or succeeded",
+      ),
+      "/partials/jobs/{id}/retry": _jobAction(
+        "Run a cancelled, failed or partial ingest's request again as a new, forced job",
+        "The new job's detail",
+        "Not an ingest, or running or succeeded",
+      ),
       "/partials/series": partial("Overview's stored data: symbols filtered by q, 50 a page"),
       "/partials/schema": partial("Schema browser of the SQL console"),
       "/settings/tz": {

@@ -39,12 +39,12 @@ import {
   prepareJob,
   prepareRetry,
   removeBars,
+  responders,
   startBackfill,
   startExport,
   startUpdate,
   timeZoneOf,
   universeView,
-  viewOf,
 } from "./services.ts";
 import {
   corruptFilesNotice,
@@ -57,11 +57,9 @@ import {
   jobsTable,
   type LayoutContext,
   notice,
-  page,
   pruneForm,
   removalPlan,
   removalStarted,
-  type Section,
   seriesTable,
   startedJobs,
   statusBadge,
@@ -79,9 +77,7 @@ import {} from "../storage/mod.ts";
 /** Registers the dashboard pages and partials. */
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
   const { deps } = ctx;
-  const render = (c: Context, title: string, section: Section, body: Html, status = 200) =>
-    c.html(page(layout, { title, section, body, view: viewOf(c) }).value, status as 200);
-  const fragment = (c: Context, body: Html, status = 200) => c.html(body.value, status as 200);
+  const { render, fragment } = responders(layout);
 
   app.get("/", async (c) => {
     const { q, page: pageNumber } = parseQuery(c.req.query(), "GET /");

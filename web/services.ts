@@ -50,8 +50,17 @@ import {
   type UniverseInfo,
 } from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
-import { TIME_ZONE_SETTINGS, type TimeZoneSetting, TZ_COOKIE, type ViewSettings } from "./views.ts";
-import { coverageCalendar, type CoverageDay } from "./coverage.ts";
+import type { Html } from "./html.ts";
+import {
+  type LayoutContext,
+  page,
+  type Section,
+  TIME_ZONE_SETTINGS,
+  type TimeZoneSetting,
+  TZ_COOKIE,
+  type ViewSettings,
+} from "./views.ts";
+import { coverageCalendar, type CoverageDay, judgeByMinutes } from "./coverage.ts";
 import { badRequest, HttpError, notFound } from "./errors.ts";
 import {
   checkRange,
@@ -91,6 +100,21 @@ export function viewOf(c: Context): ViewSettings {
   const url = new URL(c.req.url);
   url.searchParams.delete("tz");
   return { tz: timeZoneOf(c), path: url.pathname + url.search };
+}
+
+/**
+ * The two answers of the dashboard's route files: `render`, a whole page in the layout with the
+ * request's view settings, and `fragment`, an HTML fragment for htmx.
+ */
+export function responders(layout: LayoutContext): {
+  render(c: Context, title: string, section: Section, body: Html, status?: number): Response;
+  fragment(c: Context, body: Html, status?: number): Response;
+} {
+  return {
+    render: (c, title, section, body, status = 200) =>
+      c.html(page(layout, { title, section, body, view: viewOf(c) }).value, status as 200),
+    fragment: (c, body, status = 200) => c.html(body.value, status as 200),
+  };
 }
 
 /** Longest coverage range one request may ask for, in days. */
@@ -199,9 +223,22 @@ export async function coverageOf(
 
 /**
  * The coverage calendar of a symbol's stored `timeframe` over [start, end]: regular-session bars
- * per day from its Parquet files, days the provider answered empty from the ingest records.
+ * per day from its Parquet files, days the provider answered empty from the ingest records. An
+ * aggregated timeframe is judged by the 1m bars beneath it too ({@link judgeByMinutes}), so the
+ * API and the chart's calendar agree.
  */
 export async function storedCoverage(
+  ctx: WebContext,
+  symbol: string,
+  options: { timeframe: Timeframe; start: string; end: string },
+): Promise<CoverageDay[]> {
+  const days = await _ownCoverage(ctx, symbol, options);
+  if (options.timeframe === "1m") return days;
+  return judgeByMinutes(days, await _ownCoverage(ctx, symbol, { ...options, timeframe: "1m" }));
+}
+
+/** {@link storedCoverage} by the timeframe's own bars alone. */
+async function _ownCoverage(
   ctx: WebContext,
   symbol: string,
   options: { timeframe: Timeframe; start: string; end: string },

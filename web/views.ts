@@ -5,8 +5,8 @@
  * @module
  */
 import type { JobProgress } from "../app/mod.ts";
-import { formatBytes, formatCount, formatDuration } from "../core/format.ts";
-import { exchangeDate, tradingSession } from "../core/calendar.ts";
+import { formatBytes, formatCount, formatDuration, zoneParts } from "../core/format.ts";
+import { EXCHANGE_TIME_ZONE, exchangeDate, tradingSession } from "../core/calendar.ts";
 import type { JobRecord, TaskRecord } from "../core/jobs.ts";
 import type { JobAggregation } from "./jobs.ts";
 import type { SymbolVersion } from "../core/reference.ts";
@@ -53,16 +53,6 @@ export interface ViewSettings {
 /** The settings of a page when a route gives none. */
 export const DEFAULT_VIEW: ViewSettings = { tz: "exchange", path: "/" };
 
-const _ET_PARTS = new Intl.DateTimeFormat("en-CA", {
-  timeZone: "America/New_York",
-  year: "numeric",
-  month: "2-digit",
-  day: "2-digit",
-  hour: "2-digit",
-  minute: "2-digit",
-  hourCycle: "h23",
-});
-
 /**
  * An instant as text with its zone named: `2024-01-02 09:30 ET` (exchange, also the server's
  * text for `local`) or `2024-01-02 14:30 UTC`; with `date` the New York trading date alone
@@ -81,8 +71,7 @@ export function formatTime(
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
   if (date) return exchangeDate(ms);
   if (tz === "utc") return `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} UTC`;
-  const part: Record<string, string> = {};
-  for (const { type, value } of _ET_PARTS.formatToParts(ms)) part[type] = value;
+  const part = zoneParts(ms, EXCHANGE_TIME_ZONE);
   return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute} ET`;
 }
 
@@ -200,8 +189,11 @@ export function page(
         <main>
     ${options.body}
         </main>
-        <footer>MarketPipe ${context
-          .version} · times are New York (ET) unless marked otherwise; daily bars show their trading date · charts by
+        <footer>MarketPipe ${context.version} · times are ${view.tz === "utc"
+          ? "UTC"
+          : view.tz === "local"
+          ? "in your time zone"
+          : "New York (ET)"} unless marked otherwise; daily bars show their trading date · charts by
     <a href="https://www.tradingview.com/lightweight-charts/" rel="noopener noreferrer">TradingView Lightweight Charts™</a></footer>
       </body>
     </html>

@@ -181,11 +181,7 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
 
     const arrival = request.at;
     const taken = limiter.take(keyId!, arrival);
-    const rateHeaders = {
-      "X-Ratelimit-Limit": String(taken.limit),
-      "X-Ratelimit-Remaining": String(taken.remaining),
-      "X-Ratelimit-Reset": String(Math.ceil(taken.resetAt / 1000)),
-    };
+    const rateHeaders = _rateHeaders(taken);
     if (!taken.ok) {
       stats.tooMany++;
       const headers: Record<string, string> = { ...rateHeaders };
@@ -321,11 +317,7 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
       return _json(401, { code: 40110000, message: "request is not authorized" });
     }
     const taken = limiter.take(keyId!, request.at);
-    const rateHeaders = {
-      "X-Ratelimit-Limit": String(taken.limit),
-      "X-Ratelimit-Remaining": String(taken.remaining),
-      "X-Ratelimit-Reset": String(Math.ceil(taken.resetAt / 1000)),
-    };
+    const rateHeaders = _rateHeaders(taken);
     if (!taken.ok) {
       stats.tooMany++;
       return _json(429, { code: 42910000, message: "too many requests" }, rateHeaders);
@@ -424,6 +416,17 @@ function _barsJson(list: readonly MockBar[]): string {
     );
   }
   return `[${parts.join(",")}]`;
+}
+
+/** Alpaca's `X-Ratelimit-*` headers for a request the limiter counted (or refused). */
+function _rateHeaders(
+  taken: { limit: number; remaining: number; resetAt: number },
+): Record<string, string> {
+  return {
+    "X-Ratelimit-Limit": String(taken.limit),
+    "X-Ratelimit-Remaining": String(taken.remaining),
+    "X-Ratelimit-Reset": String(Math.ceil(taken.resetAt / 1000)),
+  };
 }
 
 function _json(

@@ -1,5 +1,6 @@
 // MarketPipe dashboard pages script. Served from /assets (the CSP allows no inline script):
-// - the header's time zone switch submits itself on change (without scripts a button does it);
+// - the header's time zone switch submits itself on change (without scripts a button does it,
+//   hidden by the `scripted` class this sets on <html>);
 // - with the `local` setting every <time data-ts> is shown in the browser's zone, on load and
 //   whenever htmx swaps content in;
 // - every .table-wrap wider than its frame gets data-overflow="right|left|both" (the side(s)
@@ -9,6 +10,8 @@
 (function () {
   "use strict";
   const root = document.documentElement;
+  // Scripts run: app.css hides what only a page without them needs (the switch's Set button).
+  root.classList.add("scripted");
 
   function pad(n) {
     return String(n).padStart(2, "0");
