@@ -33,7 +33,6 @@ import {
   listPartitionFiles,
   META_FILE,
   MetaStore,
-  migrate,
   openDatabase,
   openDuckDB,
   readBarRows,
@@ -41,20 +40,25 @@ import {
   writeBars,
 } from "../storage/mod.ts";
 import {
+  benchSymbols,
   checkChild,
   childEnv,
   type ChildRun,
+  denoRun,
   formatBytes,
   formatCount,
   formatMs,
+  MAIN,
   median,
+  ROOT,
   runMeasured,
   treeStats,
+  wholeNumberFlags,
+  withTempDir,
+  writeFakeBars,
   writeReport,
 } from "./measure.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 const SELF = fileURLToPath(import.meta.url);
 const FIRST_DAY = "2024-01-02";
 const TARGETS = { aggregateRatio: 1.5, validateBarsPerSecond: 2_000_000 } as const;
@@ -87,21 +91,16 @@ async function main(args: string[]): Promise<number> {
   if (values.baseline !== undefined) {
     return await _baseline(values.baseline, values.variant === "cascade" ? "cascade" : "direct");
   }
-  const symbols = Number(values.symbols);
-  const days = Number(values.days);
-  const runs = Number(values.runs);
-  if (![symbols, days, runs].every((n) => Number.isInteger(n) && n > 0)) {
-    console.error(`error: --symbols, --days and --runs must be whole numbers above 0\n\n${USAGE}`);
-    return 2;
-  }
-  const temp = await Deno.makeTempDir({ prefix: "marketpipe-aggbench-" });
-  try {
-    const report = await _bench({ symbols, days, runs, extended: values.extended }, temp);
+  const sizes = wholeNumberFlags(
+    { symbols: values.symbols, days: values.days, runs: values.runs },
+    USAGE,
+  );
+  if (sizes === null) return 2;
+  return await withTempDir("marketpipe-aggbench-", async (temp) => {
+    const report = await _bench({ ...sizes, extended: values.extended }, temp);
     await writeReport("aggregate-", report.startedAt, report);
     return 0;
-  } finally {
-    await Deno.remove(temp, { recursive: true });
-  }
+  });
 }
 
 async function _bench(
@@ -110,12 +109,20 @@ async function _bench(
 ) {
   const startedAt = new Date().toISOString();
   const dataDir = join(temp, "data");
-  const symbols = Array.from(
-    { length: options.symbols },
-    (_, i) => `S${String(i).padStart(3, "0")}`,
-  );
+  const symbols = benchSymbols(options.symbols);
   const days = tradingDays(FIRST_DAY, "2026-12-31").slice(0, options.days);
   const env = childEnv();
+  /** `marketpipe args...` measured, which must exit 0. */
+  const cli = async (args: string[], what: string) => {
+    const run = await runMeasured(Deno.execPath(), denoRun(MAIN, args), {
+      cwd: ROOT,
+      env,
+      scratchDir: temp,
+    });
+    checkChild(run, what);
+    return run;
+  };
+  const keep = (bar: { session: string }) => options.extended || bar.session === "regular";
 
   // The workload: written with our partition writer, not timed.
   console.error(
@@ -124,26 +131,8 @@ async function _bench(
     }) to ${dataDir} ...`,
   );
   await Deno.mkdir(dataDir, { recursive: true });
-  const db = openDatabase(join(dataDir, META_FILE));
-  migrate(db);
-  const meta = new MetaStore(db, { command: "bench" });
   const duckdb = await openDuckDB();
-  let bars = 0;
-  const writeStarted = performance.now();
-  try {
-    for (const symbol of symbols) {
-      const symbolBars = days.flatMap((day) =>
-        generateFakeDay(symbol, day).filter((b) => options.extended || b.session === "regular")
-      );
-      bars += symbolBars.length;
-      await writeBars({ dataDir, duckdb, meta }, symbolBars, { jobId: "bench" });
-    }
-  } finally {
-    meta.close();
-  }
-  console.error(
-    `  ${formatCount(bars)} bars in ${formatMs(performance.now() - writeStarted)}`,
-  );
+  const bars = await writeFakeBars(dataDir, symbols, days, { duckdb, keep });
   const files1m = await treeStats(join(dataDir, "bars", "timeframe=1m"));
 
   // Ours and the baselines, alternating so that load from elsewhere hits them alike.
@@ -154,31 +143,21 @@ async function _bench(
   let summary: { rebuilt: number } | undefined;
   for (let run = 1; run <= options.runs; run++) {
     console.error(`Run ${run} of ${options.runs}: marketpipe aggregate --force ...`);
-    const oursRun = await runMeasured(Deno.execPath(), [
-      "run",
-      "-A",
-      "--quiet",
-      MAIN,
-      "aggregate",
-      "--force",
-      "--json",
-      `--data-dir=${dataDir}`,
-    ], { cwd: ROOT, env, scratchDir: temp });
-    checkChild(oursRun, "marketpipe aggregate");
+    const oursRun = await cli(
+      ["aggregate", "--force", "--json", `--data-dir=${dataDir}`],
+      "marketpipe aggregate",
+    );
     summary = JSON.parse(oursRun.stdout);
     ours.push(oursRun);
     for (const variant of ["direct", "cascade"] as const) {
       console.error(`Run ${run} of ${options.runs}: baseline (${variant}) ...`);
       const out = join(temp, `baseline-${variant}`);
       await Deno.remove(out, { recursive: true }).catch(() => {});
-      const baselineRun = await runMeasured(Deno.execPath(), [
-        "run",
-        "-A",
-        "--quiet",
-        SELF,
-        `--baseline=${dataDir}`,
-        `--variant=${variant}`,
-      ], { cwd: ROOT, env, scratchDir: temp });
+      const baselineRun = await runMeasured(
+        Deno.execPath(),
+        denoRun(SELF, [`--baseline=${dataDir}`, `--variant=${variant}`]),
+        { cwd: ROOT, env, scratchDir: temp },
+      );
       checkChild(baselineRun, `baseline ${variant}`);
       const result = JSON.parse(baselineRun.stdout) as { statementMs: number; rows: number };
       inside[variant].push(result.statementMs);
@@ -189,16 +168,7 @@ async function _bench(
 
   // Incremental: nothing changed, then one new day of one symbol.
   console.error("Incremental: marketpipe aggregate with nothing changed ...");
-  const idle = await runMeasured(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MAIN,
-    "aggregate",
-    "--json",
-    `--data-dir=${dataDir}`,
-  ], { cwd: ROOT, env, scratchDir: temp });
-  checkChild(idle, "marketpipe aggregate");
+  const idle = await cli(["aggregate", "--json", `--data-dir=${dataDir}`], "marketpipe aggregate");
   const extraDay = tradingDays(days.at(-1)!, "2026-12-31")[1];
   {
     const db2 = openDatabase(join(dataDir, META_FILE));
@@ -206,9 +176,7 @@ async function _bench(
     try {
       await writeBars(
         { dataDir, duckdb, meta: meta2 },
-        generateFakeDay(symbols[0], extraDay).filter((b) =>
-          options.extended || b.session === "regular"
-        ),
+        generateFakeDay(symbols[0], extraDay).filter(keep),
         { jobId: "bench-2" },
       );
     } finally {
@@ -216,16 +184,10 @@ async function _bench(
     }
   }
   console.error(`Incremental: marketpipe aggregate after one new day of ${symbols[0]} ...`);
-  const oneDay = await runMeasured(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MAIN,
-    "aggregate",
-    "--json",
-    `--data-dir=${dataDir}`,
-  ], { cwd: ROOT, env, scratchDir: temp });
-  checkChild(oneDay, "marketpipe aggregate");
+  const oneDay = await cli(
+    ["aggregate", "--json", `--data-dir=${dataDir}`],
+    "marketpipe aggregate",
+  );
 
   // Validation: the pure checker over the stored bars, and the command end to end.
   console.error("Validation: validateBars() over the stored bars ...");
@@ -252,19 +214,14 @@ async function _bench(
   const symbolsFile = join(temp, "symbols.txt");
   await Deno.writeTextFile(symbolsFile, symbols.join("\n") + "\n");
   console.error("Validation: marketpipe validate end to end ...");
-  const validateRun = await runMeasured(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MAIN,
+  const validateRun = await cli([
     "validate",
     `--symbols-file=${symbolsFile}`,
     `--start=${days[0]}`,
     `--end=${days.at(-1)}`,
     "--json",
     `--data-dir=${dataDir}`,
-  ], { cwd: ROOT, env, scratchDir: temp });
-  checkChild(validateRun, "marketpipe validate");
+  ], "marketpipe validate");
 
   const oursMs = median(ours.map((r) => r.wallMs));
   const directMs = median(direct.map((r) => r.wallMs));

@@ -23,35 +23,35 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tradingDays } from "../core/mod.ts";
-import { generateFakeDay } from "../providers/mod.ts";
 import {
   BAR_COLUMNS,
   listFiles,
   META_FILE,
-  MetaStore,
-  migrate,
   openDatabase,
   openDuckDB,
   sqlIdent,
   sqlString,
-  writeBars,
   writeLayoutFile,
 } from "../storage/mod.ts";
 import {
+  benchSymbols,
   childEnv,
   type ChildRun,
+  denoRun,
   formatBytes,
   formatCount,
   formatMs,
-  gitRevision,
-  machineInfo,
+  MAIN,
   median,
+  reportHead,
+  ROOT,
   runMeasured,
+  wholeNumberFlags,
+  withTempDir,
+  writeFakeBars,
   writeReport,
 } from "./measure.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 const SELF = fileURLToPath(import.meta.url);
 const FIRST_DAY = "2024-01-02";
 /** Bars the fake provider makes of one symbol and day (04:00-20:00, a few left out). */
@@ -97,21 +97,16 @@ async function main(args: string[]): Promise<number> {
       end: values.end!,
     });
   }
-  const symbols = Number(values.symbols);
-  const bars = Number(values.bars);
-  const runs = Number(values.runs);
-  if (![symbols, bars, runs].every((n) => Number.isInteger(n) && n > 0)) {
-    console.error(`error: --symbols, --bars and --runs must be whole numbers above 0\n\n${USAGE}`);
-    return 2;
-  }
-  const temp = await Deno.makeTempDir({ prefix: "marketpipe-exportbench-" });
-  try {
-    const report = await _bench({ symbols, bars, runs, format }, temp);
+  const sizes = wholeNumberFlags(
+    { symbols: values.symbols, bars: values.bars, runs: values.runs },
+    USAGE,
+  );
+  if (sizes === null) return 2;
+  return await withTempDir("marketpipe-exportbench-", async (temp) => {
+    const report = await _bench({ ...sizes, format }, temp);
     await writeReport("export-", report.startedAt, report);
     return 0;
-  } finally {
-    await Deno.remove(temp, { recursive: true });
-  }
+  });
 }
 
 async function _bench(
@@ -120,10 +115,7 @@ async function _bench(
 ) {
   const startedAt = new Date().toISOString();
   const dataDir = join(temp, "data");
-  const symbols = Array.from(
-    { length: options.symbols },
-    (_, i) => `S${String(i).padStart(3, "0")}`,
-  );
+  const symbols = benchSymbols(options.symbols);
   const dayCount = Math.max(1, Math.round(options.bars / options.symbols / BARS_PER_DAY));
   const days = tradingDays(FIRST_DAY, "2026-12-31").slice(0, dayCount);
   const [start, end] = [days[0], days.at(-1)!];
@@ -134,23 +126,13 @@ async function _bench(
   );
   await Deno.mkdir(dataDir, { recursive: true });
   await writeLayoutFile(dataDir);
-  const db = openDatabase(join(dataDir, META_FILE));
-  migrate(db);
-  const meta = new MetaStore(db, { command: "bench" });
   const duckdb = await openDuckDB();
-  let bars = 0;
-  const writeStarted = performance.now();
+  let bars: number;
   try {
-    for (const symbol of symbols) {
-      const symbolBars = days.flatMap((day) => generateFakeDay(symbol, day));
-      bars += symbolBars.length;
-      await writeBars({ dataDir, duckdb, meta }, symbolBars, { jobId: "bench" });
-    }
+    bars = await writeFakeBars(dataDir, symbols, days, { duckdb });
   } finally {
-    meta.close();
     duckdb.closeSync();
   }
-  console.error(`  ${formatCount(bars)} bars in ${formatMs(performance.now() - writeStarted)}`);
 
   const ours: ChildRun[] = [];
   const baseline: ChildRun[] = [];
@@ -170,31 +152,31 @@ async function _bench(
       await Deno.remove(out).catch(() => {});
       console.error(`Run ${run} of ${options.runs}: ${who} ...`);
       const child = who === "ours"
-        ? await runMeasured(Deno.execPath(), [
-          "run",
-          "-A",
-          "--quiet",
-          MAIN,
-          "export",
-          `--data-dir=${dataDir}`,
-          `--symbols-file=${symbolsFile}`,
-          `--start=${start}`,
-          `--end=${end}`,
-          `--format=${options.format}`,
-          `--out=${out}`,
-          "--json",
-        ], { cwd: temp, env: childEnv({ TZ: "UTC" }), scratchDir: temp })
-        : await runMeasured(Deno.execPath(), [
-          "run",
-          "-A",
-          "--quiet",
-          SELF,
-          `--baseline=${dataDir}`,
-          `--start=${start}`,
-          `--end=${end}`,
-          `--out=${out}`,
-          `--format=${options.format}`,
-        ], { cwd: ROOT, env: childEnv({ TZ: "UTC" }), scratchDir: temp });
+        ? await runMeasured(
+          Deno.execPath(),
+          denoRun(MAIN, [
+            "export",
+            `--data-dir=${dataDir}`,
+            `--symbols-file=${symbolsFile}`,
+            `--start=${start}`,
+            `--end=${end}`,
+            `--format=${options.format}`,
+            `--out=${out}`,
+            "--json",
+          ]),
+          { cwd: temp, env: childEnv({ TZ: "UTC" }), scratchDir: temp },
+        )
+        : await runMeasured(
+          Deno.execPath(),
+          denoRun(SELF, [
+            `--baseline=${dataDir}`,
+            `--start=${start}`,
+            `--end=${end}`,
+            `--out=${out}`,
+            `--format=${options.format}`,
+          ]),
+          { cwd: ROOT, env: childEnv({ TZ: "UTC" }), scratchDir: temp },
+        );
       if (child.code !== 0) {
         throw new Error(`${who} failed with exit code ${child.code}: ${child.stderr.trim()}`);
       }
@@ -238,9 +220,7 @@ async function _bench(
   );
   return {
     benchmark: "export",
-    startedAt,
-    revision: await gitRevision(),
-    machine: await machineInfo(),
+    ...await reportHead(startedAt),
     workload: { symbols: symbols.length, days: days.length, bars, format: options.format },
     targets: TARGETS,
     ours: ours.map(_summary),

@@ -30,21 +30,22 @@ import {
   checkChild,
   childEnv,
   type ChildRun,
+  denoRun,
   formatBytes,
   formatCount,
   formatMs,
   gitRevision,
   machineInfo,
+  MAIN,
   median,
   parseFlagsOr,
   positiveInt,
+  printAndWriteReport,
+  ROOT,
   runMeasured,
   treeStats,
-  writeReport,
 } from "./measure.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 const LIMIT_SCRIPT = fileURLToPath(new URL("./limit_write.ts", import.meta.url));
 
 /** First trading date of the workload; 20 trading days run to 2024-03-28. */
@@ -124,9 +125,7 @@ async function main(args: string[]): Promise<number> {
   const temp = await Deno.makeTempDir({ prefix: "marketpipe-bench-" });
   try {
     const report = await _bench(workload, { runs, queryRuns }, temp, controller.signal);
-    console.log(_render(report));
-    await writeReport("", report.startedAt, report);
-    return 0;
+    return await printAndWriteReport("", report, _render);
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
     await Deno.remove(temp, { recursive: true });
@@ -169,22 +168,22 @@ async function _bench(
       `Ingesting ${workload.symbols.length} symbols x ${workload.days.length} trading days ` +
         `(${first}..${last}) with the CLI${of}...`,
     );
-    const ingestRun = await runMeasured(Deno.execPath(), [
-      "run",
-      "-A",
-      "--quiet",
-      MAIN,
-      "ingest",
-      "--provider=fake",
-      `--symbols-file=${symbolsFile}`,
-      `--start=${first}`,
-      `--end=${last}`,
-      `--fake-seed=${workload.seed}`,
-      `--fake-gap-rate=${workload.gapRate}`,
-      `--workers=${workload.workers}`,
-      `--data-dir=${dataDir}`,
-      "--json",
-    ], { cwd: ROOT, env, signal, scratchDir: temp });
+    const ingestRun = await runMeasured(
+      Deno.execPath(),
+      denoRun(MAIN, [
+        "ingest",
+        "--provider=fake",
+        `--symbols-file=${symbolsFile}`,
+        `--start=${first}`,
+        `--end=${last}`,
+        `--fake-seed=${workload.seed}`,
+        `--fake-gap-rate=${workload.gapRate}`,
+        `--workers=${workload.workers}`,
+        `--data-dir=${dataDir}`,
+        "--json",
+      ]),
+      { cwd: ROOT, env, signal, scratchDir: temp },
+    );
     signal.throwIfAborted();
     checkChild(ingestRun, "marketpipe ingest");
     const summary = JSON.parse(ingestRun.stdout) as { status: string; barsWritten: number };
@@ -200,16 +199,16 @@ async function _bench(
     ingestRuns.push(ingestRun);
 
     console.error(`Writing the limit: ${formatCount(bars)} rows with one DuckDB COPY${of}...`);
-    const limitRun = await runMeasured(Deno.execPath(), [
-      "run",
-      "-A",
-      "--quiet",
-      LIMIT_SCRIPT,
-      `--out=${limitFile}`,
-      `--rows=${bars}`,
-      `--symbols-file=${symbolsFile}`,
-      `--days=${workload.days.join(",")}`,
-    ], { cwd: ROOT, env, signal, scratchDir: temp });
+    const limitRun = await runMeasured(
+      Deno.execPath(),
+      denoRun(LIMIT_SCRIPT, [
+        `--out=${limitFile}`,
+        `--rows=${bars}`,
+        `--symbols-file=${symbolsFile}`,
+        `--days=${workload.days.join(",")}`,
+      ]),
+      { cwd: ROOT, env, signal, scratchDir: temp },
+    );
     signal.throwIfAborted();
     checkChild(limitRun, "bench/limit_write.ts");
     limitRuns.push(limitRun);

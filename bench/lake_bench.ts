@@ -65,31 +65,36 @@ import {
 import { fsyncDir, fsyncFile } from "../storage/fs.ts";
 import {
   type BenchContext,
+  benchSymbols,
   checkUnchanged,
   childEnv,
+  denoRun,
   formatBytes,
   formatCount,
   formatMs,
-  gitRevision,
   linkCopy,
   type Listing,
   listTree,
-  machineInfo,
+  machineLine,
+  MAIN,
   median,
   pairRatios,
   parquetFiles,
   parquetWritten,
   parseFlagsOr,
   positiveInt,
-  runCountingWrites,
+  printAndWriteReport,
+  ratioVerdict,
+  reportHead,
+  ROOT,
+  runCli,
+  runDenoChild,
+  runFakeIngest,
   treeStats,
   withBenchDirs,
-  writeReport,
   type WritesRun as Measured,
 } from "./measure.ts";
 
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 const SELF = fileURLToPath(import.meta.url);
 
 /** The day of the daily update: the 21st trading day of December 2024, after the history. */
@@ -167,10 +172,7 @@ async function main(args: string[]): Promise<number> {
   const options = { symbols: flags.workload.symbols, env: childEnv(), keep: flags.keep };
   return await withBenchDirs("marketpipe-lakebench-", options, async (context) => {
     await _preflight(context);
-    const report = await _bench(flags.workload, context);
-    console.log(_render(report));
-    await writeReport("lake-", report.startedAt, report);
-    return 0;
+    return await printAndWriteReport("lake-", await _bench(flags.workload, context), _render);
   });
 }
 
@@ -221,7 +223,7 @@ async function _bench(workload: Workload, context: Context) {
     await linkCopy(storeA, storeB);
     let compactMs = 0;
     for (const timeframe of ["1m", "1d"]) {
-      const run = await _cli(
+      const run = await runCli(
         context,
         ["compact", `--timeframe=${timeframe}`, `--data-dir=${storeB}`],
         `marketpipe compact --timeframe ${timeframe}`,
@@ -412,9 +414,7 @@ async function _bench(workload: Workload, context: Context) {
   }
 
   return {
-    startedAt,
-    revision: await gitRevision(),
-    machine: await machineInfo(),
+    ...await reportHead(startedAt),
     workload: {
       symbols: symbols.length,
       historyDays: history.length,
@@ -640,17 +640,17 @@ async function _benchIngest(context: Context, workload: Workload) {
         oursBytes = _parquetBytes(listing, "1m");
       } else {
         console.error(`Ingest: the ${LIMIT_NAMES[kind]} ${of}...`);
-        const measured = await _measure(context, [
-          "run",
-          "-A",
-          "--quiet",
-          SELF,
-          `--limit=${kind}`,
-          `--out=${out}`,
-          `--symbols-file=${context.symbolsFile}`,
-          `--start=${first}`,
-          `--end=${last}`,
-        ], `the ${LIMIT_NAMES[kind]}`);
+        const measured = await runDenoChild(
+          context,
+          denoRun(SELF, [
+            `--limit=${kind}`,
+            `--out=${out}`,
+            `--symbols-file=${context.symbolsFile}`,
+            `--start=${first}`,
+            `--end=${last}`,
+          ]),
+          `the ${LIMIT_NAMES[kind]}`,
+        );
         samples.get(kind)!.push({ run: measured, inside: JSON.parse(measured.stdout) });
         if (!outputs.has(kind)) outputs.set(kind, await _checkLimitOutput(out, kind));
       }
@@ -954,39 +954,11 @@ async function _ingest(
     extra?: string[];
   },
 ): Promise<Measured & { barsWritten: number }> {
-  const run = await _cli(context, [
-    "ingest",
-    "--provider=fake",
-    `--symbols-file=${context.symbolsFile}`,
-    `--start=${request.start}`,
-    `--end=${request.end}`,
-    `--timeframe=${request.timeframe}`,
-    `--fake-seed=${FAKE_SEED}`,
-    `--fake-gap-rate=${FAKE_GAP_RATE}`,
-    `--workers=${request.workers}`,
-    `--data-dir=${dataDir}`,
-    "--json",
-    ...request.extra ?? [],
-  ], `marketpipe ingest ${request.timeframe} ${request.start}..${request.end}`);
-  const summary = JSON.parse(run.stdout) as { status: string; barsWritten: number };
-  if (summary.status !== "succeeded") {
-    throw new Error(`Cannot benchmark: an ingest ended ${summary.status}\n${run.stderr}`);
-  }
-  return { ...run, barsWritten: summary.barsWritten };
-}
-
-async function _cli(context: Context, args: string[], what: string): Promise<Measured> {
-  return await _measure(context, ["run", "-A", "--quiet", MAIN, ...args], what);
-}
-
-/** Run a Deno child under {@link runCountingWrites}. */
-async function _measure(context: Context, args: string[], what: string): Promise<Measured> {
-  return await runCountingWrites(Deno.execPath(), args, {
-    cwd: ROOT,
-    env: context.env,
-    signal: context.signal,
-    scratchDir: context.scratch,
-  }, what);
+  return await runFakeIngest(context, dataDir, {
+    ...request,
+    seed: FAKE_SEED,
+    gapRate: FAKE_GAP_RATE,
+  });
 }
 
 /**
@@ -997,7 +969,7 @@ async function _preflight(context: Context): Promise<void> {
   const dataDir = join(context.temp, "preflight");
   const run = async (args: string[]) => {
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", MAIN, ...args, `--data-dir=${dataDir}`],
+      args: denoRun(MAIN, [...args, `--data-dir=${dataDir}`]),
       cwd: ROOT,
       env: context.env,
       clearEnv: true,
@@ -1109,10 +1081,7 @@ function _render(report: Report): string {
   const lines = [
     "",
     `MarketPipe lake benchmark, ${report.startedAt}, tree ${report.revision ?? "unknown"}`,
-    `machine   ${report.machine.cores} cores, ${formatBytes(report.machine.memoryBytes)} RAM, ` +
-    `${report.machine.os}, deno ${report.machine.deno}; load ` +
-    `${report.machine.loadAverage.map((l) => l.toFixed(2)).join(" ")} at the start` +
-    (report.machine.loadAverage[0] > 0.5 ? " (busy: the timings are noisy)" : ""),
+    machineLine(report.machine),
     `workload  ${workload.symbols} symbols x ${workload.historyDays} trading days ` +
     `(${workload.historyStart}..${workload.historyEnd}, ${workload.months} months) of 1m and 1d, ` +
     `update day ${workload.updateDay}; fake seed ${workload.seed}, gapRate ${workload.gapRate}, ` +
@@ -1179,14 +1148,7 @@ function _render(report: Report): string {
   }
   lines.push("");
   for (const figure of report.figures) {
-    const spread = figure.ratios.length > 1
-      ? ` [median of ${figure.ratios.length} pairs, ${Math.min(...figure.ratios).toFixed(2)}-${
-        Math.max(...figure.ratios).toFixed(2)
-      }x]`
-      : "";
-    const verdict = figure.target === null
-      ? "no target"
-      : `target <= ${figure.target}x, ${figure.pass ? "PASS" : "MISS"}`;
+    const { spread, verdict } = ratioVerdict(figure);
     lines.push(
       `${figure.name}: ours ${show(figure.ours, figure.unit)} vs ${figure.baselineName} ` +
         `${show(figure.baseline, figure.unit)} = ` +
@@ -1316,7 +1278,7 @@ function _parseFlags(args: string[]):
     kind: "bench",
     keep: values.keep,
     workload: {
-      symbols: Array.from({ length: symbolCount }, (_, i) => `S${String(i).padStart(3, "0")}`),
+      symbols: benchSymbols(symbolCount),
       history,
       months,
       workers: positiveInt(values.workers, "--workers", 64),

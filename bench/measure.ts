@@ -5,12 +5,27 @@
  *
  * @module
  */
+import type { DuckDBInstance } from "@duckdb/node-api";
 import { formatBytes, formatCount } from "../core/format.ts";
+import type { Bar } from "../core/mod.ts";
+import { generateFakeDay } from "../providers/mod.ts";
 import { isFile, pathExists } from "../storage/fs.ts";
+import {
+  META_FILE,
+  MetaStore,
+  migrate,
+  openDatabase,
+  writeBars,
+  writeLayoutFile,
+} from "../storage/mod.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const _ROOT = fileURLToPath(new URL("../", import.meta.url));
+/** The repository root, where the benchmarks run their children. */
+export const ROOT = _ROOT;
+/** The CLI's entry point. */
+export const MAIN = join(_ROOT, "main.ts");
 const _OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 /** What {@link runMeasured} saw of one child process. */
@@ -259,7 +274,9 @@ async function _kernelWriteBytes(): Promise<number | null> {
 /** Throw unless the child exited 0, with its stderr; `what` names it. */
 export function checkChild(run: ChildRun, what: string): void {
   if (run.code !== 0) {
-    throw new Error(`Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}`);
+    throw new Error(
+      `Cannot benchmark: ${what} exited with code ${run.code}\n${run.stderr}${run.stdout}`,
+    );
   }
 }
 
@@ -475,4 +492,191 @@ export async function withBenchDirs(
     if (options.keep) console.error(`Kept ${temp}`);
     else await Deno.remove(temp, { recursive: true });
   }
+}
+
+/** `deno run -A --quiet <script> args...`: the arguments of a Deno child running `script`. */
+export function denoRun(script: string, args: string[]): string[] {
+  return ["run", "-A", "--quiet", script, ...args];
+}
+
+/** The synthetic symbols S000, S001, ... of a workload of `count` symbols. */
+export function benchSymbols(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `S${String(i).padStart(3, "0")}`);
+}
+
+/** {@link runCountingWrites} of a Deno child (`deno args...`) in {@link ROOT} with `context`. */
+export async function runDenoChild(
+  context: BenchContext,
+  args: string[],
+  what: string,
+): Promise<WritesRun> {
+  return await runCountingWrites(Deno.execPath(), args, {
+    cwd: _ROOT,
+    env: context.env,
+    signal: context.signal,
+    scratchDir: context.scratch,
+  }, what);
+}
+
+/** `marketpipe args...` (the real CLI, a Deno child) under {@link runDenoChild}. */
+export async function runCli(
+  context: BenchContext,
+  args: string[],
+  what: string,
+): Promise<WritesRun> {
+  return await runDenoChild(context, denoRun(MAIN, args), what);
+}
+
+/** What {@link runFakeIngest} ingests. */
+export interface FakeIngest {
+  start: string;
+  end: string;
+  timeframe: "1m" | "1d";
+  workers: number;
+  seed: number;
+  gapRate: number;
+  /** More flags of `ingest`. */
+  extra?: string[];
+}
+
+/**
+ * Run `marketpipe ingest` of the fake provider (the symbols of `context.symbolsFile`) into
+ * `dataDir` and check that it succeeded; returns the run with the bars it wrote.
+ */
+export async function runFakeIngest(
+  context: BenchContext,
+  dataDir: string,
+  request: FakeIngest,
+): Promise<WritesRun & { barsWritten: number }> {
+  const run = await runCli(context, [
+    "ingest",
+    "--provider=fake",
+    `--symbols-file=${context.symbolsFile}`,
+    `--start=${request.start}`,
+    `--end=${request.end}`,
+    `--timeframe=${request.timeframe}`,
+    `--fake-seed=${request.seed}`,
+    `--fake-gap-rate=${request.gapRate}`,
+    `--workers=${request.workers}`,
+    `--data-dir=${dataDir}`,
+    "--json",
+    ...request.extra ?? [],
+  ], `marketpipe ingest ${request.timeframe} ${request.start}..${request.end}`);
+  const summary = JSON.parse(run.stdout) as { status: string; barsWritten: number };
+  if (summary.status !== "succeeded") {
+    throw new Error(`Cannot benchmark: an ingest ended ${summary.status}\n${run.stderr}`);
+  }
+  return { ...run, barsWritten: summary.barsWritten };
+}
+
+/**
+ * The set-up of a benchmark over stored bars (not timed): fake 1m bars of every symbol and day
+ * (those `keep` passes) written into `dataDir` with our partition writer, one `writeBars` a
+ * symbol, with a fresh metadata database. Prints how long it took; returns the bars written.
+ */
+export async function writeFakeBars(
+  dataDir: string,
+  symbols: readonly string[],
+  days: readonly string[],
+  options: { duckdb: DuckDBInstance; keep?: (bar: Bar) => boolean },
+): Promise<number> {
+  const keep = options.keep ?? (() => true);
+  // As openStore does for a new data directory: without it the bars read as layout 1.
+  await Deno.mkdir(dataDir, { recursive: true });
+  await writeLayoutFile(dataDir);
+  const db = openDatabase(join(dataDir, META_FILE));
+  migrate(db);
+  const meta = new MetaStore(db, { command: "bench" });
+  let bars = 0;
+  const started = performance.now();
+  try {
+    for (const symbol of symbols) {
+      const symbolBars = days.flatMap((day) => generateFakeDay(symbol, day).filter(keep));
+      bars += symbolBars.length;
+      await writeBars({ dataDir, duckdb: options.duckdb, meta }, symbolBars, { jobId: "bench" });
+    }
+  } finally {
+    meta.close();
+  }
+  console.error(`  ${formatCount(bars)} bars in ${formatMs(performance.now() - started)}`);
+  return bars;
+}
+
+/** `startedAt`, the tree's revision and the machine: how every report begins. */
+export async function reportHead(startedAt: string) {
+  return { startedAt, revision: await gitRevision(), machine: await machineInfo() };
+}
+
+/** The `machine` line of a rendered report, with the load average at the start. */
+export function machineLine(machine: Awaited<ReturnType<typeof machineInfo>>): string {
+  return `machine   ${machine.cores} cores, ${formatBytes(machine.memoryBytes)} RAM, ` +
+    `${machine.os}, deno ${machine.deno}; load ` +
+    `${machine.loadAverage.map((l) => l.toFixed(2)).join(" ")} at the start` +
+    (machine.loadAverage[0] > 0.5 ? " (busy: the timings are noisy)" : "");
+}
+
+/**
+ * How a compared figure is judged, for its rendered line: ` [median of N pairs, lo-hix]` when
+ * there are several per-pair ratios (else empty), and the verdict against the target.
+ */
+export function ratioVerdict(
+  figure: { ratios: readonly number[]; target: number | null; pass: boolean | null },
+): { spread: string; verdict: string } {
+  const spread = figure.ratios.length > 1
+    ? ` [median of ${figure.ratios.length} pairs, ${Math.min(...figure.ratios).toFixed(2)}-${
+      Math.max(...figure.ratios).toFixed(2)
+    }x]`
+    : "";
+  const verdict = figure.target === null
+    ? "no target"
+    : `target <= ${figure.target}x, ${figure.pass ? "PASS" : "MISS"}`;
+  return { spread, verdict };
+}
+
+/**
+ * Flags that must be whole numbers above 0, by name without the dashes, as numbers; or null after
+ * printing `error: --a, --b and --c must be whole numbers above 0` and `usage`.
+ */
+export function wholeNumberFlags<K extends string>(
+  flags: Record<K, string>,
+  usage: string,
+): Record<K, number> | null {
+  const names = Object.keys(flags) as K[];
+  const values = Object.fromEntries(names.map((name) => [name, Number(flags[name])]));
+  if (!Object.values<number>(values).every((n) => Number.isInteger(n) && n > 0)) {
+    const listed = names.map((name) => `--${name}`);
+    const list = listed.length > 1
+      ? `${listed.slice(0, -1).join(", ")} and ${listed.at(-1)}`
+      : listed[0];
+    console.error(`error: ${list} must be whole numbers above 0\n\n${usage}`);
+    return null;
+  }
+  return values as Record<K, number>;
+}
+
+/** Run `body` with a fresh temporary folder (named from `prefix`), removed after. */
+export async function withTempDir<T>(
+  prefix: string,
+  body: (temp: string) => Promise<T>,
+): Promise<T> {
+  const temp = await Deno.makeTempDir({ prefix });
+  try {
+    return await body(temp);
+  } finally {
+    await Deno.remove(temp, { recursive: true });
+  }
+}
+
+/**
+ * The end of a bench's run: print `render(report)`, write the report (see {@link writeReport})
+ * and return the exit code 0.
+ */
+export async function printAndWriteReport<R extends { startedAt: string }>(
+  prefix: string,
+  report: R,
+  render: (report: R) => string,
+): Promise<number> {
+  console.log(render(report));
+  await writeReport(prefix, report.startedAt, report);
+  return 0;
 }

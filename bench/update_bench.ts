@@ -25,34 +25,33 @@
  * @module
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { lastCompletedSession, nextTradingDay, NOW_ENV, tradingDays } from "../core/mod.ts";
 import {
   type BenchContext,
+  benchSymbols,
   checkUnchanged,
   childEnv,
   formatBytes,
   formatCount,
   formatMs,
-  gitRevision,
   linkCopy,
   listTree,
-  machineInfo,
+  machineLine,
   median,
   pairRatios,
   parquetFiles,
   parquetWritten,
   parseFlagsOr,
   positiveInt,
-  runCountingWrites,
+  printAndWriteReport,
+  ratioVerdict,
+  reportHead,
+  runCli,
+  runFakeIngest,
   withBenchDirs,
-  writeReport,
   type WritesRun,
 } from "./measure.ts";
-
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 
 /** The stored month: every trading day of November 2024 (Thanksgiving and an early close). */
 const STORED_START = "2024-11-01";
@@ -116,12 +115,12 @@ async function main(args: string[]): Promise<number> {
     env: { ...childEnv(), [NOW_ENV]: NOW },
     keep: flags.keep,
   };
-  return await withBenchDirs("marketpipe-updatebench-", options, async (context) => {
-    const report = await _bench(flags.workload, context);
-    console.log(_render(report));
-    await writeReport("update-", report.startedAt, report);
-    return 0;
-  });
+  return await withBenchDirs(
+    "marketpipe-updatebench-",
+    options,
+    async (context) =>
+      printAndWriteReport("update-", await _bench(flags.workload, context), _render),
+  );
 }
 
 type Report = Awaited<ReturnType<typeof _bench>>;
@@ -183,21 +182,17 @@ async function _bench(workload: Workload, context: Context) {
     }
   }
 
+  const paired = (name: string, unit: Figure["unit"], key: "wallMs" | "parquetBytes") =>
+    _paired(
+      name,
+      unit,
+      samples.update.map((s) => s[key]),
+      samples.ingest.map((s) => s[key]),
+      TARGET,
+    );
   const figures: Figure[] = [
-    _paired(
-      "wall time",
-      "ms",
-      samples.update.map((s) => s.wallMs),
-      samples.ingest.map((s) => s.wallMs),
-      TARGET,
-    ),
-    _paired(
-      "Parquet bytes written",
-      "bytes",
-      samples.update.map((s) => s.parquetBytes),
-      samples.ingest.map((s) => s.parquetBytes),
-      TARGET,
-    ),
+    paired("wall time", "ms", "wallMs"),
+    paired("Parquet bytes written", "bytes", "parquetBytes"),
   ];
   const kernel = samples.update.map((s) => s.kernelWriteBytes);
   const kernelIngest = samples.ingest.map((s) => s.kernelWriteBytes);
@@ -213,9 +208,7 @@ async function _bench(workload: Workload, context: Context) {
     );
   }
   return {
-    startedAt,
-    revision: await gitRevision(),
-    machine: await machineInfo(),
+    ...await reportHead(startedAt),
     workload: {
       symbols: symbols.length,
       storedStart: STORED_START,
@@ -246,24 +239,14 @@ async function _ingest(
   end: string,
   workers: number,
 ): Promise<WritesRun & { barsWritten: number }> {
-  const run = await _cli(context, [
-    "ingest",
-    "--provider=fake",
-    `--symbols-file=${context.symbolsFile}`,
-    `--start=${start}`,
-    `--end=${end}`,
-    "--timeframe=1m",
-    `--fake-seed=${FAKE_SEED}`,
-    `--fake-gap-rate=${FAKE_GAP_RATE}`,
-    `--workers=${workers}`,
-    `--data-dir=${dataDir}`,
-    "--json",
-  ], `marketpipe ingest ${start}..${end}`);
-  const summary = JSON.parse(run.stdout) as { status: string; barsWritten: number };
-  if (summary.status !== "succeeded") {
-    throw new Error(`Cannot benchmark: an ingest ended ${summary.status}\n${run.stderr}`);
-  }
-  return { ...run, barsWritten: summary.barsWritten };
+  return await runFakeIngest(context, dataDir, {
+    start,
+    end,
+    timeframe: "1m",
+    workers,
+    seed: FAKE_SEED,
+    gapRate: FAKE_GAP_RATE,
+  });
 }
 
 /** `marketpipe update`, which must run one job that fetches exactly {@link NEW_SESSION}. */
@@ -272,7 +255,7 @@ async function _update(
   dataDir: string,
   workers: number,
 ): Promise<WritesRun & { barsWritten: number }> {
-  const run = await _cli(
+  const run = await runCli(
     context,
     ["update", `--workers=${workers}`, `--data-dir=${dataDir}`, "--json"],
     "marketpipe update",
@@ -289,15 +272,6 @@ async function _update(
     );
   }
   return { ...run, barsWritten: summary.jobs.reduce((sum, job) => sum + job.barsWritten, 0) };
-}
-
-async function _cli(context: Context, args: string[], what: string): Promise<WritesRun> {
-  return await runCountingWrites(Deno.execPath(), ["run", "-A", "--quiet", MAIN, ...args], {
-    cwd: ROOT,
-    env: context.env,
-    signal: context.signal,
-    scratchDir: context.scratch,
-  }, what);
 }
 
 function _paired(
@@ -323,10 +297,7 @@ function _render(report: Report): string {
   const lines = [
     "",
     `MarketPipe update benchmark, ${report.startedAt}, tree ${report.revision ?? "unknown"}`,
-    `machine   ${report.machine.cores} cores, ${formatBytes(report.machine.memoryBytes)} RAM, ` +
-    `${report.machine.os}, deno ${report.machine.deno}; load ` +
-    `${report.machine.loadAverage.map((l) => l.toFixed(2)).join(" ")} at the start` +
-    (report.machine.loadAverage[0] > 0.5 ? " (busy: the timings are noisy)" : ""),
+    machineLine(report.machine),
     `workload  ${workload.symbols} symbols, 1m; stored ${workload.storedStart}..` +
     `${workload.storedEnd} (${workload.storedDays} trading days, ${formatCount(setup.bars)} bars ` +
     `in ${setup.parquetFiles} files, ${formatBytes(setup.parquetBytes)}, ingested in ` +
@@ -341,14 +312,7 @@ function _render(report: Report): string {
     "",
   ];
   for (const figure of report.figures) {
-    const spread = figure.ratios.length > 1
-      ? ` [median of ${figure.ratios.length} pairs, ${Math.min(...figure.ratios).toFixed(2)}-${
-        Math.max(...figure.ratios).toFixed(2)
-      }x]`
-      : "";
-    const verdict = figure.target === null
-      ? "no target"
-      : `target <= ${figure.target}x, ${figure.pass ? "PASS" : "MISS"}`;
+    const { spread, verdict } = ratioVerdict(figure);
     lines.push(
       `update, ${figure.name}: update ${show(figure.update, figure.unit)} vs ingest into an ` +
         `empty store ${show(figure.ingest, figure.unit)} = ${figure.ratio.toFixed(2)}x${spread} ` +
@@ -377,7 +341,7 @@ function _parseFlags(args: string[]): "help" | { workload: Workload; keep: boole
   return {
     keep: values.keep,
     workload: {
-      symbols: Array.from({ length: symbolCount }, (_, i) => `S${String(i).padStart(3, "0")}`),
+      symbols: benchSymbols(symbolCount),
       runs: positiveInt(values.runs, "--runs", 100),
       workers: positiveInt(values.workers, "--workers", 64),
     },

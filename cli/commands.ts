@@ -1125,6 +1125,12 @@ export const COMMANDS: CommandSpec[] = [
         configurable: false,
       },
       {
+        ...TZ_OPTION,
+        description: "Show times in exchange (New York), utc or local time (default: UTC, Z)",
+        default: undefined,
+        configurable: false,
+      },
+      {
         name: "retention",
         type: "string",
         placeholder: "AGE",

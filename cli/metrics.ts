@@ -1,6 +1,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { clockFromEnv } from "../core/clock.ts";
+import type { TimeZoneSetting } from "../core/format.ts";
 import { parseDuration, parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { createMetrics, familiesOf } from "../core/metrics.ts";
@@ -27,7 +28,7 @@ import {
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount, formatTime, renderTable } from "./format.ts";
-import { dataDirOf, historyDirOf, positionals } from "./options.ts";
+import { dataDirOf, historyDirOf, positionals, tzOption } from "./options.ts";
 
 const _HISTORY_OPTIONS = ["list", "metric", "since", "labels", "avg", "plot"];
 
@@ -154,6 +155,8 @@ async function _history(
   dataDir: string,
 ): Promise<number> {
   const now = Date.now();
+  // Metric history reads in UTC like Prometheus, unless --tz asks for another zone.
+  const tz = invocation.string("tz") === undefined ? undefined : tzOption(invocation);
   const since = _parseSince(invocation.string("since") ?? "24h", now);
   const labels = _parseLabels(invocation.string("labels"));
   const avgText = invocation.string("avg");
@@ -188,7 +191,7 @@ async function _history(
   }
   try {
     const totals = readMetricTotals(db);
-    if (metricName === undefined) return _list(context, families, totals, sampleCounts(db));
+    if (metricName === undefined) return _list(context, families, totals, sampleCounts(db), tz);
     const family = families.find((f) => f.name === metricName)!;
     const matching = totals.filter((s) =>
       s.family === metricName &&
@@ -260,19 +263,21 @@ async function _history(
         );
       }
       context.out("");
-      context.out(`${what} since ${formatTime(since)}:`);
+      context.out(`${what} since ${formatTime(since, tz)}:`);
       const width = context.columns ?? 80;
       for (
         const line of plotLines(lines, {
           width,
           height: Math.max(5, Math.min(20, Math.floor(width / 6))),
-          formatX: (x) => formatTime(x).slice(5, 16),
+          formatX: (x) => formatTime(x, tz).slice(5, 16),
         })
       ) context.out(line.trimEnd());
       return EXIT.ok;
     }
     context.out("");
-    const rows = points.slice(-50).map((p) => [formatTime(p.x), p.y === null ? "-" : _number(p.y)]);
+    const rows = points.slice(-50).map((
+      p,
+    ) => [formatTime(p.x, tz), p.y === null ? "-" : _number(p.y)]);
     for (
       const line of renderTable([bucketMs === undefined ? "time" : "bucket start", what], rows, {
         right: [1],
@@ -296,6 +301,7 @@ function _list(
   families: { name: string; help: string; type: string }[],
   totals: StoredSeries[],
   counts: Map<number, number>,
+  tz: TimeZoneSetting | undefined,
 ): number {
   const rows = families.filter((f) => f.type !== "gauge").map((f) => {
     const series = totals.filter((s) => s.family === f.name);
@@ -321,7 +327,7 @@ function _list(
         r.type,
         _number(r.last),
         formatCount(r.samples),
-        formatTime(r.updated),
+        formatTime(r.updated, tz),
         r.help,
       ]),
       { right: [2, 3] },

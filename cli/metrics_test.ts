@@ -654,6 +654,25 @@ Deno.test("metrics --metric prints a table of the points and the labelled totals
   });
 });
 
+Deno.test("metrics --tz shows the history in another zone (default UTC, as Prometheus)", async () => {
+  await withHistory(async (dir) => {
+    const args = ["--metric", "mp_processing_time_seconds", "--avg", "1h"];
+    const et = await metricsCommand(dir, [...args, "--tz", "exchange"]);
+    assert.equal(et.code, 0);
+    // 11:00Z on 2024-03-05 is 06:00 in New York (EST).
+    assert.ok(et.out.some((l) => /^2024-03-05 06:00:00 ET\s+1\.100$/.test(l)), et.out.join("\n"));
+    const plot = await metricsCommand(dir, [...args, "--plot", "--tz", "utc"], { columns: 50 });
+    assert.ok(
+      plot.out.some((l) => /since 2024-03-04 \d\d:\d\d:00 UTC:$/.test(l)),
+      plot.out.join("\n"),
+    );
+    await assert.rejects(
+      () => metricsCommand(dir, [...args, "--tz", "mars"]),
+      /Invalid --tz "mars": expected one of exchange, utc, local/,
+    );
+  });
+});
+
 Deno.test("metrics --plot fits the terminal width and labels the axes", async () => {
   await withHistory(async (dir) => {
     const run = await metricsCommand(dir, [

@@ -4,8 +4,7 @@ import { join } from "node:path";
 import type { Bar, Timeframe } from "../core/types.ts";
 import { generateFakeDay } from "../providers/fake.ts";
 import { aggregatePartitions, type AggregationStore } from "./aggregate.ts";
-import { openDuckDB } from "./duckdb.ts";
-import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import { withDataDir } from "../tests/_data_dir.ts";
 import { FILE_COLUMNS, writeBars } from "./partitions.ts";
 import { commitFiles, listFiles, listPartitionFiles } from "./manifest.ts";
 import { readBarRows } from "./reports_bars.ts";
@@ -14,18 +13,7 @@ const INTRADAY: readonly Timeframe[] = ["5m", "15m", "30m", "1h", "4h"];
 
 /** A data directory with a migrated MetaStore and an in-memory DuckDB, all closed afterwards. */
 async function withStore(fn: (store: AggregationStore) => Promise<void>): Promise<void> {
-  const dataDir = await Deno.makeTempDir({ prefix: "marketpipe-aggregate-" });
-  const db = openDatabase(join(dataDir, META_FILE));
-  migrate(db);
-  const meta = new MetaStore(db, { command: "test" });
-  const duckdb = await openDuckDB({ threads: 2 });
-  try {
-    await fn({ dataDir, duckdb, meta });
-  } finally {
-    duckdb.closeSync();
-    meta.close();
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  await withDataDir({ prefix: "marketpipe-aggregate-", threads: 2 }, fn);
 }
 
 async function stored(

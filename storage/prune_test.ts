@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { zonedTime } from "../core/calendar.ts";
 import type { Bar } from "../core/types.ts";
-import { openDuckDB } from "./duckdb.ts";
+import { withDataDir } from "../tests/_data_dir.ts";
 import { listFiles } from "./manifest.ts";
-import { META_FILE, MetaStore, migrate, openDatabase } from "./meta.ts";
+import type { MetaStore } from "./meta.ts";
 import { recordFreshness } from "./metrics_store.ts";
 import { type PartitionWriter, writeBars } from "./partitions.ts";
 import { pruneBars, type PruneSelection } from "./prune.ts";
@@ -13,18 +13,7 @@ const AAPL_2024 = { tree: "bars", timeframe: "1m", symbol: "AAPL", year: 2024 } 
 
 /** A writer over a fresh data directory, closed and removed afterwards. */
 async function withWriter(fn: (writer: PartitionWriter & { meta: MetaStore }) => Promise<void>) {
-  const dataDir = await Deno.makeTempDir({ prefix: "marketpipe-prune-" });
-  const db = openDatabase(join(dataDir, META_FILE));
-  migrate(db);
-  const meta = new MetaStore(db, { command: "test" });
-  const duckdb = await openDuckDB({ threads: 1 });
-  try {
-    await fn({ dataDir, duckdb, meta });
-  } finally {
-    duckdb.closeSync();
-    meta.close();
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  await withDataDir({ prefix: "marketpipe-prune-", threads: 1 }, fn);
 }
 
 /** Ten regular 1m bars of `symbol` on `date`. */

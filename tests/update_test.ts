@@ -56,22 +56,57 @@ async function ok(dir: string, args: string[], env: Record<string, string> = {})
   return result;
 }
 
+/** `ingest` of `symbols` (comma-separated) from `start` to `end` into `dir`, which must succeed. */
+async function ingest(
+  dir: string,
+  symbols: string,
+  start: string,
+  end: string,
+  extra: string[] = [],
+) {
+  return await ok(dir, ["ingest", "--symbols", symbols, "--start", start, "--end", end, ...extra]);
+}
+
+/**
+ * SIGKILL `child`, a run on `dir`, once `dir` holds `done` finished tasks matching `where`;
+ * asserts that some of its tasks were left unfinished and returns how many.
+ */
+async function killAfterTasks(
+  child: ReturnType<typeof spawnCli>,
+  dir: string,
+  tasks: { where: string; done: number; what: string; command: string },
+): Promise<number> {
+  await waitFor(
+    () => {
+      try {
+        return Number(
+          metaQuery(
+            dir,
+            `SELECT count(*) AS n FROM tasks WHERE status = 'done' AND ${tasks.where}`,
+          )[0].n,
+        ) >= tasks.done;
+      } catch {
+        return false;
+      }
+    },
+    60_000,
+    tasks.what,
+  );
+  child.kill("SIGKILL");
+  await finish(child);
+  const left = Number(
+    metaQuery(dir, "SELECT count(*) AS n FROM tasks WHERE status <> 'done'")[0].n,
+  );
+  assert.ok(left > 0, `the kill should land before the ${tasks.command} finished`);
+  return left;
+}
+
 Deno.test("update after one, five and thirty sessions adds exactly the calendar's bars", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-update-" });
   const symbols = ["AAPL", "MSFT"];
   const base = "2024-10-31";
-  await ok(dir, ["ingest", "--symbols", "AAPL,MSFT", "--start", "2024-10-28", "--end", base]);
-  await ok(dir, [
-    "ingest",
-    "--symbols",
-    "SPY",
-    "--timeframe",
-    "1d",
-    "--start",
-    "2024-10-01",
-    "--end",
-    base,
-  ]);
+  await ingest(dir, "AAPL,MSFT", "2024-10-28", base);
+  await ingest(dir, "SPY", "2024-10-01", base, ["--timeframe", "1d"]);
   let last = base;
   // +5 crosses the DST switch of 2024-11-03; +30 the early close of 2024-11-29 and Thanksgiving.
   for (const elapsed of [1, 5, 30]) {
@@ -110,7 +145,7 @@ Deno.test("update after one, five and thirty sessions adds exactly the calendar'
 
 Deno.test("update run twice writes nothing the second time and says up to date", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-update-" });
-  await ok(dir, ["ingest", "--symbols", "AAPL", "--start", "2024-03-04", "--end", "2024-03-08"]);
+  await ingest(dir, "AAPL", "2024-03-04", "2024-03-08");
   const clock = after("2024-03-13");
   const first = await ok(dir, ["update", "--aggregate"], clock);
   assert.match(first.stdout, /Aggregated: /);
@@ -150,28 +185,12 @@ Deno.test("an update killed with SIGKILL and run again resumes and ends identica
   await ok(clean, ["update", "--workers", "2"], clock);
 
   const child = spawnCli(["update", "--workers", "2", "--data-dir", killed], { env: clock });
-  await waitFor(
-    () => {
-      try {
-        return Number(
-          metaQuery(
-            killed,
-            "SELECT count(*) AS n FROM tasks WHERE status = 'done' AND start_date > '2024-01-02'",
-          )[0].n,
-        ) >= 3;
-      } catch {
-        return false;
-      }
-    },
-    60_000,
-    "three finished update tasks",
-  );
-  child.kill("SIGKILL");
-  await finish(child);
-  const left = Number(
-    metaQuery(killed, "SELECT count(*) AS n FROM tasks WHERE status <> 'done'")[0].n,
-  );
-  assert.ok(left > 0, "the kill should land before the update finished");
+  const left = await killAfterTasks(child, killed, {
+    where: "start_date > '2024-01-02'",
+    done: 3,
+    what: "three finished update tasks",
+    command: "update",
+  });
   const [interrupted] = metaQuery(killed, "SELECT id FROM jobs ORDER BY created_at DESC LIMIT 1");
 
   const total = Number(
@@ -196,36 +215,19 @@ Deno.test("an update killed with SIGKILL and run again resumes and ends identica
 Deno.test("a backfill killed with SIGKILL and run again ends identical to a clean run", async () => {
   const clean = await Deno.makeTempDir({ prefix: "mp-backfill-clean-" });
   const killed = await Deno.makeTempDir({ prefix: "mp-backfill-killed-" });
-  const seed = ["ingest", "--symbols", KILL_SYMBOLS.join(","), "--start", "2024-02-01"];
   const clock = after("2024-03-28");
   const backfill = ["backfill", "--before", "2024-01-02", "--workers", "2"];
-  await ok(clean, [...seed, "--end", "2024-03-28"]);
-  await ok(killed, [...seed, "--end", "2024-03-28"]);
+  await ingest(clean, KILL_SYMBOLS.join(","), "2024-02-01", "2024-03-28");
+  await ingest(killed, KILL_SYMBOLS.join(","), "2024-02-01", "2024-03-28");
   await ok(clean, backfill, clock);
 
   const child = spawnCli([...backfill, "--data-dir", killed], { env: clock });
-  await waitFor(
-    () => {
-      try {
-        return Number(
-          metaQuery(
-            killed,
-            "SELECT count(*) AS n FROM tasks WHERE status = 'done' AND start_date < '2024-02-01'",
-          )[0].n,
-        ) >= 2;
-      } catch {
-        return false;
-      }
-    },
-    60_000,
-    "two finished backfill tasks",
-  );
-  child.kill("SIGKILL");
-  await finish(child);
-  const left = Number(
-    metaQuery(killed, "SELECT count(*) AS n FROM tasks WHERE status <> 'done'")[0].n,
-  );
-  assert.ok(left > 0, "the kill should land before the backfill finished");
+  await killAfterTasks(child, killed, {
+    where: "start_date < '2024-02-01'",
+    done: 2,
+    what: "two finished backfill tasks",
+    command: "backfill",
+  });
 
   await ok(killed, backfill, clock);
   assert.deepEqual(await fingerprint(killed), await fingerprint(clean));
@@ -243,17 +245,9 @@ Deno.test("a backfill killed with SIGKILL and run again ends identical to a clea
 Deno.test("backfill fetches exactly the days gaps lists, and --before extends history", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-backfill-" });
   const reference = await Deno.makeTempDir({ prefix: "mp-backfill-ref-" });
-  await ok(dir, [
-    "ingest",
-    "--symbols",
-    "AAPL,MSFT",
-    "--start",
-    "2024-03-04",
-    "--end",
-    "2024-03-06",
-  ]);
-  await ok(dir, ["ingest", "--symbols", "AAPL", "--start", "2024-03-11", "--end", "2024-03-15"]);
-  await ok(dir, ["ingest", "--symbols", "MSFT", "--start", "2024-03-13", "--end", "2024-03-15"]);
+  await ingest(dir, "AAPL,MSFT", "2024-03-04", "2024-03-06");
+  await ingest(dir, "AAPL", "2024-03-11", "2024-03-15");
+  await ingest(dir, "MSFT", "2024-03-13", "2024-03-15");
   const gaps = json<{ symbols: { symbol: string; start: string; missing: string[] }[] }>(
     await ok(dir, ["gaps", "--json"]),
   );
@@ -269,15 +263,7 @@ Deno.test("backfill fetches exactly the days gaps lists, and --before extends hi
   );
   const fetched = filled.jobs.flatMap((j) => j.symbols.map((s) => `${s.symbol}:${s.daysFetched}`));
   assert.deepEqual(fetched.sort(), ["AAPL:2", "MSFT:4"]);
-  await ok(reference, [
-    "ingest",
-    "--symbols",
-    "AAPL,MSFT",
-    "--start",
-    "2024-03-04",
-    "--end",
-    "2024-03-15",
-  ]);
+  await ingest(reference, "AAPL,MSFT", "2024-03-04", "2024-03-15");
   assert.deepEqual(await fingerprint(dir), await fingerprint(reference));
   assert.equal((await cli(dir, ["gaps", "--fail-on", "missing"])).code, 0);
   assert.match((await ok(dir, ["backfill"])).stdout, /No gaps to fill in 2 1m series/);
@@ -300,20 +286,10 @@ Deno.test("backfill fetches exactly the days gaps lists, and --before extends hi
 
 Deno.test("gaps --fill fills the gaps, and --fail-on partial counts partial days", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mp-gaps-fill-" });
-  await ok(dir, ["ingest", "--symbols", "AAPL", "--start", "2024-03-04", "--end", "2024-03-04"]);
-  await ok(dir, ["ingest", "--symbols", "AAPL", "--start", "2024-03-06", "--end", "2024-03-06"]);
+  await ingest(dir, "AAPL", "2024-03-04", "2024-03-04");
+  await ingest(dir, "AAPL", "2024-03-06", "2024-03-06");
   // 20% of minutes missing: every day of MSFT is partial (below 90% of its regular session).
-  await ok(dir, [
-    "ingest",
-    "--symbols",
-    "MSFT",
-    "--start",
-    "2024-03-04",
-    "--end",
-    "2024-03-06",
-    "--fake-gap-rate",
-    "0.2",
-  ]);
+  await ingest(dir, "MSFT", "2024-03-04", "2024-03-06", ["--fake-gap-rate", "0.2"]);
   assert.equal((await cli(dir, ["gaps", "--symbols", "MSFT", "--fail-on", "missing"])).code, 0);
   assert.equal((await cli(dir, ["gaps", "--symbols", "MSFT", "--fail-on", "partial"])).code, 1);
   // A partial day is fetched again (the fake provider gives the same bars: all replaced).
@@ -357,7 +333,7 @@ Deno.test("update and backfill refuse bad input with exit 2 and write nothing", 
   assert.deepEqual(await listTree(empty), []);
 
   const dir = await Deno.makeTempDir({ prefix: "mp-update-bad-" });
-  await ok(dir, ["ingest", "--symbols", "AAPL", "--start", "2024-03-04", "--end", "2024-03-05"]);
+  await ingest(dir, "AAPL", "2024-03-04", "2024-03-05");
   const tree = await listTree(`${dir}/bars`);
   const jobs = metaQuery(dir, "SELECT count(*) AS n FROM jobs")[0].n;
   const cases: [string[], RegExp, Record<string, string>?][] = [

@@ -644,6 +644,14 @@ Deno.test("dashboard time zone switch, overview filter, job pace, resume and ret
         assert.equal(times(utc).length, times(exchange).length);
         assert.ok(times(utc).every((text) => / UTC$/.test(text)), times(utc).join());
         assert.match(await get("/", { Cookie: "mp_tz=utc" }), /data-tz="utc"/);
+        assert.match(utc, /times are UTC unless marked otherwise/, "the footer names the zone");
+        assert.match(exchange, /times are New York \(ET\) unless marked otherwise/);
+        // Error pages keep the setting, and a bad ?tz= still gets its page (in exchange time).
+        assert.match(await get("/nope", { Cookie: "mp_tz=utc" }, 404), /data-tz="utc"/);
+        const bad = await get("/jobs?tz=mars", {}, 400);
+        assert.match(bad, /data-tz="exchange"/);
+        assert.match(bad, /Invalid tz/);
+        assert.match(await get("/schedules?tz=utc"), /data-tz="utc"/);
         for (const path of ["/jobs", "/validation", "/universes", "/symbols"]) {
           assert.ok(times(await get(`${path}?tz=utc`)).every((text) => / UTC$/.test(text)), path);
         }

@@ -24,7 +24,8 @@ import {
   wantsJson,
 } from "./middleware.ts";
 import { createGuessLimiter, createLimiter } from "./security.ts";
-import { notice, page } from "./views.ts";
+import { viewOf } from "./services.ts";
+import { notice, page, type ViewSettings } from "./views.ts";
 
 /**
  * Builds the MarketPipe web app: dashboard pages and htmx partials, the REST API, `/metrics`,
@@ -176,10 +177,17 @@ export function createApp(deps: AppDeps): Hono {
     }
     if (c.req.header("hx-request")) return c.html(notice(http.message, "error").value, status);
     const title = http.status === 404 ? "Not found" : `Error ${http.status}`;
+    let view: ViewSettings | undefined;
+    try {
+      view = viewOf(c);
+    } catch {
+      // The error may be the page's own ?tz=: show it in exchange time.
+    }
     return c.html(
       page(layout, {
         title,
         section: "none",
+        view,
         body: html`<h1>${title}</h1>${
           notice(http.message, "error")
         }<p><a href="/">Back to the overview</a></p>`,
