@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { parseDocument } from "yaml";
 import { MAX_CONFIG_BYTES } from "../core/config.ts";
 import { errorChain, UsageError } from "../core/errors.ts";
 import { readSchedulesConfig, type Schedule, type SchedulesConfig } from "../core/schedule.ts";
@@ -114,8 +113,7 @@ export function createCommandRunner(options: CommandRunnerOptions): RunCommand {
         COMMANDS,
         argv,
         options.env,
-        async (path) =>
-          withoutScheduleKeys(await readTextFileCapped(path, MAX_CONFIG_BYTES, "config file")),
+        (path) => readTextFileCapped(path, MAX_CONFIG_BYTES, "config file"),
       );
       if (parsed.kind !== "run") {
         return {
@@ -156,16 +154,4 @@ export function createCommandRunner(options: CommandRunnerOptions): RunCommand {
     if (code === EXIT.partial) return { status: "partial", error, jobIds };
     return { status: "failed", error, jobIds, retriable: code !== EXIT.usage };
   };
-}
-
-/**
- * Config file text without its `schedules:` and `notify:` keys (comments kept): what the option
- * parser reads, since those two are the scheduler's and not options of any command.
- */
-export function withoutScheduleKeys(text: string): string {
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0 || !doc.has("schedules") && !doc.has("notify")) return text;
-  doc.delete("schedules");
-  doc.delete("notify");
-  return String(doc);
 }

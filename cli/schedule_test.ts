@@ -4,7 +4,6 @@ import { parseInvocation } from "./args.ts";
 import { COMMANDS } from "./commands.ts";
 import { SCHEDULE_COMMANDS } from "./commands_schedule.ts";
 import type { CommandContext } from "./context.ts";
-import { withoutScheduleKeys } from "./schedule_runner.ts";
 import { AAPL_TWO_DAYS } from "../tests/_cli.ts";
 
 // The command table as it is once SCHEDULE_COMMANDS is spliced into COMMANDS.
@@ -24,7 +23,7 @@ async function cli(
     ALL,
     args,
     env,
-    async (path) => withoutScheduleKeys(await Deno.readTextFile(path)),
+    (path) => Deno.readTextFile(path),
   );
   assert.equal(parsed.kind, "run");
   if (parsed.kind !== "run") throw new Error("unreachable");
@@ -132,10 +131,4 @@ Deno.test("schedule commands refuse an unknown schedule and a missing config", a
     () => cli(["status", "--fail-on", "late"], env),
     /Invalid --fail-on "late": expected stale, failed or stale,failed/,
   );
-});
-
-Deno.test("withoutScheduleKeys() drops schedules and notify, keeping the rest", () => {
-  const text = "# settings\ndata-dir: ./d\nschedules:\n  - name: a\nnotify: {url: x}\nworkers: 2\n";
-  assert.equal(withoutScheduleKeys(text), "# settings\ndata-dir: ./d\nworkers: 2\n");
-  assert.equal(withoutScheduleKeys("workers: 2\n"), "workers: 2\n");
 });

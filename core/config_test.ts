@@ -37,6 +37,11 @@ Deno.test("parseConfigFile() reads keys spelled like the long flags", () => {
   assert.deepEqual(config, { "data-dir": "/srv/data", workers: "8", force: true });
 });
 
+Deno.test("parseConfigFile() leaves the scheduler's schedules and notify keys to it", () => {
+  const text = "# settings\ndata-dir: ./d\nschedules:\n  - name: a\nnotify: {url: x}\nworkers: 2\n";
+  assert.deepEqual(parseConfigFile(text, "mp.yaml", KEYS), { "data-dir": "./d", workers: "2" });
+});
+
 Deno.test("parseConfigFile() accepts snake_case keys as their kebab-case flags", () => {
   const config = parseConfigFile("data_dir: /srv/data\nfake_gap_rate: 0.5\n", "mp.yaml", KEYS);
   assert.deepEqual(config, { "data-dir": "/srv/data", "fake-gap-rate": "0.5" });

@@ -13,6 +13,19 @@ export const JOB_STATUSES = [
 /** One of {@link JOB_STATUSES}. */
 export type JobStatus = typeof JOB_STATUSES[number];
 
+/** Statuses of a run of a configured schedule (`serve`); `running` until it ends. */
+export const RUN_STATUSES = [
+  "running",
+  "succeeded",
+  "partial",
+  "failed",
+  "skipped",
+  "cancelled",
+] as const;
+
+/** One of {@link RUN_STATUSES}. */
+export type RunStatus = typeof RUN_STATUSES[number];
+
 /** Lifecycle of one task (one symbol over a run of trading days inside one partition). */
 export type TaskStatus = "pending" | "running" | "done" | "failed";
 

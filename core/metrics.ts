@@ -1,6 +1,6 @@
 import process from "node:process";
 import { Counter, Histogram, Registry } from "prom-client";
-import type { JobStatus } from "./jobs.ts";
+import { type JobStatus, RUN_STATUSES } from "./jobs.ts";
 import type { RateLimitWaitMode } from "./ratelimit.ts";
 import { VALIDATION_RULES } from "./validate.ts";
 
@@ -107,7 +107,7 @@ export function createMetrics(): Metrics {
 }
 
 /** How a scheduled run can end, as `mp_schedule_runs_total` counts it. */
-export const SCHEDULE_RUN_OUTCOMES = ["succeeded", "partial", "failed", "skipped", "cancelled"];
+export const SCHEDULE_RUN_OUTCOMES = RUN_STATUSES.filter((status) => status !== "running");
 
 /** Creates the schedule series of `names` at 0, so the first run or alert is not lost to rate(). */
 export function initialiseScheduleSeries(metrics: Metrics, names: readonly string[]): void {

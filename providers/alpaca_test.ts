@@ -11,6 +11,7 @@ import {
   expectedBars,
   type MarketOptions,
   startMockServer,
+  withMockServer,
 } from "../tests/mocks/mod.ts";
 import type { AlpacaMockOptions } from "../tests/mocks/alpaca.ts";
 import { alpaca, alpacaFactory } from "./alpaca.ts";
@@ -24,9 +25,8 @@ async function withAlpaca(
   }) => Promise<void>,
 ) {
   const mock = createAlpacaMock({ ...options.mock, market: createMarket(options.market) });
-  const server = startMockServer({ alpaca: mock });
-  try {
-    await fn({
+  await withMockServer({ alpaca: mock }, (server) =>
+    fn({
       mock,
       server,
       provider: (extra = {}) =>
@@ -38,10 +38,7 @@ async function withAlpaca(
           baseDelayMs: 1,
           ...extra,
         }),
-    });
-  } finally {
-    await server.close();
-  }
+    }));
 }
 
 Deno.test("alpaca() pages a multi-symbol request to the end and returns exactly what was served", async () => {

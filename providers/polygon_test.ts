@@ -9,6 +9,7 @@ import {
   POLYGON_MOCK_KEY,
   type PolygonMockOptions,
   startMockServer,
+  withMockServer,
 } from "../tests/mocks/mod.ts";
 import { polygon, polygonFactory } from "./polygon.ts";
 
@@ -25,17 +26,13 @@ async function withPolygon(
     ...options,
     market: createMarket({ splits: { SPY: { date: "2024-03-20", ratio: 2 } } }),
   });
-  const server = startMockServer({ polygon: mock });
-  try {
-    await fn({
+  await withMockServer({ polygon: mock }, (server) =>
+    fn({
       mock,
       server,
       provider: (apiKey = POLYGON_MOCK_KEY, rateLimit = 60_000) =>
         polygon({ apiKey, baseUrl: server.base("polygon"), rateLimit, baseDelayMs: 1 }),
-    });
-  } finally {
-    await server.close();
-  }
+    }));
 }
 
 Deno.test("polygon() follows next_url on the configured host and appends the key again", async () => {

@@ -9,6 +9,7 @@ import {
   createAlpacaMock,
   createMarket,
   startMockServer,
+  withMockServer,
 } from "../tests/mocks/mod.ts";
 import { symbolRecord } from "../tests/_reference.ts";
 import { fetchReference } from "./reference.ts";
@@ -24,19 +25,15 @@ async function withAlpaca(
     ...options,
     market: createMarket(),
   });
-  const server = startMockServer({ alpaca: mock });
-  try {
-    await fn({
+  await withMockServer({ alpaca: mock }, (server) =>
+    fn({
       server,
       env: {
         ALPACA_KEY: ALPACA_MOCK_KEY,
         ALPACA_SECRET: ALPACA_MOCK_SECRET,
         ALPACA_TRADING_BASE_URL: server.base("alpaca"),
       },
-    });
-  } finally {
-    await server.close();
-  }
+    }));
 }
 
 const FAST = { rateLimit: 60_000, baseDelayMs: 1 };

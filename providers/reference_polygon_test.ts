@@ -8,6 +8,7 @@ import {
   POLYGON_MOCK_KEY,
   type PolygonMockOptions,
   startMockServer,
+  withMockServer,
 } from "../tests/mocks/mod.ts";
 import { symbolRecord } from "../tests/_reference.ts";
 import { fetchReference } from "./reference.ts";
@@ -24,15 +25,11 @@ async function withPolygon(
     ...options,
     market: createMarket(),
   });
-  const server = startMockServer({ polygon: mock });
-  try {
-    await fn({
+  await withMockServer({ polygon: mock }, (server) =>
+    fn({
       server,
       env: { POLYGON_API_KEY: POLYGON_MOCK_KEY, POLYGON_BASE_URL: server.base("polygon") },
-    });
-  } finally {
-    await server.close();
-  }
+    }));
 }
 
 const FAST = { rateLimit: 60_000, baseDelayMs: 1 };

@@ -5,21 +5,11 @@
  *
  * @module
  */
+import type { RunStatus } from "../core/jobs.ts";
 import type { MetaStore } from "./meta.ts";
 import { sqliteWrite, transaction } from "./sqlite.ts";
 
-/** Statuses of a schedule run; `running` until it ends. */
-export const RUN_STATUSES = [
-  "running",
-  "succeeded",
-  "partial",
-  "failed",
-  "skipped",
-  "cancelled",
-] as const;
-
-/** Status of a schedule run. */
-export type RunStatus = typeof RUN_STATUSES[number];
+export { RUN_STATUSES, type RunStatus } from "../core/jobs.ts";
 
 /** Why a run started: its time came, a catch-up at start, a retry, or `schedule run NAME`. */
 export type RunTrigger = "schedule" | "catch-up" | "retry" | "manual";

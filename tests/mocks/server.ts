@@ -105,6 +105,19 @@ const _STATUS_TEXT: Record<number, string> = {
   504: "Gateway Timeout",
 };
 
+/** Runs `fn` against a mock server of `routes` started for it, closed afterwards. */
+export async function withMockServer<T>(
+  routes: Record<string, MockRoute>,
+  fn: (server: MockServer) => Promise<T>,
+): Promise<T> {
+  const server = startMockServer(routes);
+  try {
+    return await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
 /**
  * Start a mock server with `routes` mounted by name. Close it with {@link MockServer.close}.
  *
