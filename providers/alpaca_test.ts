@@ -10,7 +10,7 @@ import {
   createMarket,
   expectedBars,
   type MarketOptions,
-  startMockServer,
+  type startMockServer,
   withMockServer,
 } from "../tests/mocks/mod.ts";
 import type { AlpacaMockOptions } from "../tests/mocks/alpaca.ts";

@@ -8,7 +8,7 @@ import {
   POLYGON_MOCK_FREE_KEY,
   POLYGON_MOCK_KEY,
   type PolygonMockOptions,
-  startMockServer,
+  type startMockServer,
   withMockServer,
 } from "../tests/mocks/mod.ts";
 import { polygon, polygonFactory } from "./polygon.ts";

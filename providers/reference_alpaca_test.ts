@@ -8,7 +8,7 @@ import {
   type AlpacaMockOptions,
   createAlpacaMock,
   createMarket,
-  startMockServer,
+  type startMockServer,
   withMockServer,
 } from "../tests/mocks/mod.ts";
 import { symbolRecord } from "../tests/_reference.ts";

@@ -7,7 +7,7 @@ import {
   createPolygonMock,
   POLYGON_MOCK_KEY,
   type PolygonMockOptions,
-  startMockServer,
+  type startMockServer,
   withMockServer,
 } from "../tests/mocks/mod.ts";
 import { symbolRecord } from "../tests/_reference.ts";
