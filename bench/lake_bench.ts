@@ -15,7 +15,8 @@
  *    beside it.
  * 3. Size: bytes of the stored 1m Parquet files per million bars, in A and in B, vs one zstd
  *    Parquet file of the same rows sorted by (symbol, ts), written by native DuckDB from A's rows.
- * 4. Queries, in-process: a point query (one symbol, one day) and `count(*)` of the year through
+ * 4. Queries, in-process: a point query (one symbol, one day), `count(*)` of the year and
+ *    `min(ts), max(ts)` (shown for information) through
  *    `openQueryEngine`/`runQuery` over A, over B and over store C (the same monthly 1m ingests
  *    with the default automatic merging: what a user who ingests month by month has), and raw
  *    DuckDB over the one sorted file.
@@ -366,7 +367,7 @@ async function _bench(workload: Workload, context: Context) {
       { symbol: symbols[0], day: pointDay, rows: referenceRows, rounds: workload.queryRuns },
       signal,
     );
-    const { point, count } = queries.samples;
+    const { point, count, range } = queries.samples;
     const { a, b, c } = names;
     const raw = "raw DuckDB, one file";
     figures.push(
@@ -378,6 +379,8 @@ async function _bench(workload: Workload, context: Context) {
       _paired(`count(*) of the year, ${a}`, "ms", count.a, count.raw, raw, TARGETS.countRaw),
       _paired(`count(*) of the year, ${b}`, "ms", count.b, count.raw, raw, TARGETS.countRaw),
       _paired(`count(*) of the year, ${c}`, "ms", count.c, count.raw, raw, TARGETS.countRaw),
+      _paired(`min(ts), max(ts) of the year, ${a}`, "ms", range.a, range.raw, raw, null),
+      _paired(`min(ts), max(ts) of the year, ${b}`, "ms", range.b, range.raw, raw, null),
     );
   }
 
@@ -493,8 +496,17 @@ async function _dailyUpdate(context: Context, dir: string, workers: number): Pro
   return total;
 }
 
+const QUERIES = ["point", "count", "range"] as const;
+
+/** A `ts` of a result as epoch ms: an ISO string from runQuery, a DuckDB value from raw DuckDB. */
+function _epochMs(value: unknown): number {
+  return typeof value === "string"
+    ? Date.parse(value)
+    : Number((value as { micros: bigint }).micros / 1000n);
+}
+
 /**
- * Time the point query and `count(*)`, ours through the query engine over stores A and B, raw
+ * Time the point query, `count(*)` and `min(ts), max(ts)`, ours through the query engine over stores A and B, raw
  * DuckDB over the one sorted file, in rounds (one warm-up round first, the runners' order rotated
  * each round) so that load from elsewhere falls on all alike. Every runner must return the same.
  */
@@ -509,6 +521,7 @@ async function _timeQueries(
     point: `SELECT ${columns} FROM bars_1m WHERE symbol = ${sqlString(options.symbol)} ` +
       `AND trading_date = DATE ${sqlString(options.day)} ORDER BY ts`,
     count: "SELECT count(*) FROM bars_1m",
+    range: "SELECT min(ts), max(ts) FROM bars_1m",
   };
   console.error(`Timing the queries (${options.rounds} rounds after a warm-up)...`);
   const engines: QueryEngine[] = [];
@@ -534,18 +547,23 @@ async function _timeQueries(
     const samples = {
       point: { a: [] as number[], b: [] as number[], c: [] as number[], raw: [] as number[] },
       count: { a: [] as number[], b: [] as number[], c: [] as number[], raw: [] as number[] },
+      range: { a: [] as number[], b: [] as number[], c: [] as number[], raw: [] as number[] },
     };
     const results: Record<string, string> = {};
     for (let round = 0; round <= options.rounds; round++) {
       signal.throwIfAborted();
       for (const runner of _rotate(["a", "b", "c", "raw"] as const, round)) {
-        for (const query of ["point", "count"] as const) {
+        for (const query of QUERIES) {
           const started = performance.now();
           const rows = await runners[runner](sqls[query]);
           const ms = performance.now() - started;
           if (round > 0) samples[query][runner].push(ms);
-          // What must agree: the point query's row count and the count's value.
-          const result = query === "point" ? String(rows.length) : String(Number(rows[0][0]));
+          // What must agree: the point query's row count, the count's value, the ts range.
+          const result = query === "point"
+            ? String(rows.length)
+            : query === "count"
+            ? String(Number(rows[0][0]))
+            : rows[0].map(_epochMs).join(" ");
           const key = `${query}\0${runner}`;
           if (results[key] !== undefined && results[key] !== result) {
             throw new Error(
@@ -557,7 +575,7 @@ async function _timeQueries(
         }
       }
     }
-    for (const query of ["point", "count"] as const) {
+    for (const query of QUERIES) {
       const seen = ["a", "b", "c", "raw"].map((runner) => results[`${query}\0${runner}`]);
       if (new Set(seen).size !== 1) {
         throw new Error(

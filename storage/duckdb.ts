@@ -145,11 +145,13 @@ export async function openDuckDB(options: OpenDuckDBOptions = {}): Promise<DuckD
  * lists its files, so it reads exactly the manifest's snapshot, and filters on `symbol` (and
  * `year`) prune files by their folder names before any is opened.
  *
- * Returns the timeframes that have a view, shortest first.
+ * Returns the timeframes that have a view, shortest first; `listed`, when given, receives the
+ * paths each view lists.
  */
 export async function createBarViews(
   connection: DuckDBConnection,
   files: readonly { timeframe: Timeframe; path: string }[],
+  listed?: Map<Timeframe, readonly string[]>,
 ): Promise<Timeframe[]> {
   const byTimeframe = new Map<Timeframe, string[]>();
   for (const file of files) {
@@ -172,6 +174,7 @@ export async function createBarViews(
       await connection.run(
         `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM ${readFilesSql(paths)}`,
       );
+      listed?.set(timeframe, paths);
     } catch (error) {
       // Binding reads the first file's footer: when that one cannot be read, the view lists the
       // files whose footers read instead (a snapshot: the caller reopens while files are bad),
@@ -186,6 +189,7 @@ export async function createBarViews(
       await connection.run(
         `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM ${readFilesSql(readable.files)}`,
       );
+      listed?.set(timeframe, readable.files);
     }
   }
   const union = present.length > 0

@@ -6,7 +6,7 @@
  */
 import type { DuckDBConnection, DuckDBResult } from "@duckdb/node-api";
 import { resolve } from "node:path";
-import { sqlString } from "./duckdb.ts";
+import { BAR_COLUMNS, barViewName, readFilesSql, sqlIdent, sqlString } from "./duckdb.ts";
 import { writeFileAtomic } from "./output.ts";
 import {
   DEFAULT_QUERY_TIMEOUT_MS,
@@ -15,6 +15,8 @@ import {
   withConnection,
 } from "./query_engine.ts";
 import { checkNotEmpty, prepareReadOnly, toQueryError } from "./query_guard.ts";
+import { filesInScope, statsQuery, type ViewFile, viewScopes } from "./query_narrow.ts";
+import { REFERENCE_TABLES } from "./query_reference.ts";
 import { toJsonSafe } from "./query_values.ts";
 
 /** Rows returned by {@link runQuery} when no `limit` is given. */
@@ -93,10 +95,11 @@ async function _runQueryOnce(
   _checkTimeout(timeoutMs);
   checkNotEmpty(sql);
   const run = async (connection: DuckDBConnection) => {
+    const planned = await _planViews(connection, engine, sql);
     // DuckDB's query() accepts exactly one SELECT (DESCRIBE, SHOW, WITH and VALUES included) and
     // refuses everything else at parse time, so a statement it prepares needs no further check;
     // anything it refuses goes through the full check for a precise error (or EXPLAIN).
-    const fast = await _runLimited(connection, engine, sql, limit);
+    const fast = await _runLimited(connection, engine, planned, limit);
     if (fast) return fast;
     const prepared = await prepareReadOnly(connection, engine, sql, { allowExplain: true });
     try {
@@ -225,11 +228,12 @@ async function _writeQueryParquetOnce(
         options.timeoutMs,
         options.signal,
         async (connection) => {
+          const planned = await _planViews(connection, engine, sql);
           const prepared = await prepareReadOnly(connection, engine, sql, { allowExplain: false });
           prepared.destroySync();
           // The SQL travels as a string literal into query(), which accepts a single SELECT only:
           // nothing in it (a trailing comment, a semicolon) can change the COPY around it.
-          const copy = `COPY (FROM query(${sqlString(sql)})${cap}) TO ${sqlString(tempPath)} ` +
+          const copy = `COPY (FROM query(${sqlString(planned)})${cap}) TO ${sqlString(tempPath)} ` +
             "(FORMAT parquet, COMPRESSION zstd)";
           try {
             return (await connection.run(copy)).rowsChanged;
@@ -259,16 +263,141 @@ export async function countQueryRows(
     engine,
     () =>
       withConnection(engine, timeoutMs, options.signal, async (connection) => {
+        const planned = await _planViews(connection, engine, sql);
         const prepared = await prepareReadOnly(connection, engine, sql, { allowExplain: false });
         prepared.destroySync();
         try {
-          const count = `SELECT count(*)::DOUBLE FROM query(${sqlString(sql)})`;
+          const count = `SELECT count(*)::DOUBLE FROM query(${sqlString(planned)})`;
           return (await connection.runAndReadAll(count)).getRows()[0][0] as number;
         } catch (error) {
           throw await toQueryError(connection, engine, sql, error);
         }
       }),
   );
+}
+
+/**
+ * Prepares a connection for one user statement and returns the SQL to run for it. Before DuckDB
+ * plans anything (storage/query_narrow.ts):
+ * - a statement of only `count(*)`, `min(ts)` and `max(ts)` over one timeframe's view (filtered
+ *   at most by symbol or timeframe) is answered from the manifest's statistics, which were read
+ *   from each file when it was written: the returned SQL selects those constants under the
+ *   statement's own column names and types;
+ * - each bar view the statement reads only in part is shadowed, on this connection only, by a
+ *   temporary view of the files that can hold those rows, so planning expands a handful of files
+ *   instead of every file of the timeframe.
+ * Statements it cannot judge, and engines with few files (where parsing costs more than it
+ * saves), run as they are.
+ */
+async function _planViews(
+  connection: DuckDBConnection,
+  engine: QueryEngine,
+  sql: string,
+): Promise<string> {
+  const views = engine._viewFiles();
+  let files = 0;
+  for (const list of views.values()) files += list.length;
+  if (files < _PLAN_MIN_FILES || !/symbol|trading_date|timeframe|count|min|max/i.test(sql)) {
+    return sql;
+  }
+  let tree: unknown;
+  try {
+    const parsed = await connection.runAndReadAll("SELECT json_serialize_sql($1::VARCHAR)", [sql]);
+    tree = JSON.parse(String(parsed.getRows()[0][0]));
+  } catch {
+    return sql;
+  }
+  const byName = new Map([...views].map(([timeframe, list]) => [barViewName(timeframe), list]));
+  const names = new Set(byName.keys()).add("bars");
+  const stats = statsQuery(tree, names);
+  if (stats !== undefined) {
+    const answer = await _statsAnswer(connection, sql, byName.get(stats.view)!, stats);
+    if (answer !== undefined) return answer;
+  }
+  const scopes = viewScopes(tree, names, new Set(REFERENCE_TABLES));
+  if (scopes === undefined) return sql;
+  for (const [name, all] of byName) {
+    const keep = filesInScope(all, scopes.get(name), scopes.get("bars"));
+    if (keep === undefined || keep.length === all.length) continue;
+    await _shadowView(connection, name, keep.length > 0 ? keep : all.slice(0, 1), keep.length > 0);
+  }
+  return sql;
+}
+
+/** Fewest files in an engine's views for {@link _planViews} to parse a statement. */
+const _PLAN_MIN_FILES = 100;
+
+/**
+ * A temporary view `name` over `files` on this connection (shadowing the engine's view of that
+ * name); with `rows` false it has their columns and no rows, which keeps the types exact.
+ */
+async function _shadowView(
+  connection: DuckDBConnection,
+  name: string,
+  files: readonly ViewFile[],
+  rows: boolean,
+): Promise<void> {
+  const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
+  await connection.run(
+    `CREATE OR REPLACE TEMP VIEW ${sqlIdent(name)} AS SELECT ${columns} FROM ${
+      readFilesSql(files.map((file) => file.path))
+    }${rows ? "" : " WHERE false"}`,
+  );
+}
+
+/**
+ * The constants that answer a {@link statsQuery} statement, as SQL: its column names and types
+ * come from preparing it over a view of no rows. Undefined when a type is not the expected one.
+ */
+async function _statsAnswer(
+  connection: DuckDBConnection,
+  sql: string,
+  files: readonly ViewFile[],
+  stats: NonNullable<ReturnType<typeof statsQuery>>,
+): Promise<string | undefined> {
+  const matched = files.filter((file) => stats.predicates.every((predicate) => predicate(file)));
+  let rows = 0;
+  let minTs = Infinity;
+  let maxTs = -Infinity;
+  for (const file of matched) {
+    rows += file.rows;
+    if (file.rows === 0) continue;
+    minTs = Math.min(minTs, file.minTs);
+    maxTs = Math.max(maxTs, file.maxTs);
+  }
+  await _shadowView(connection, stats.view, files.slice(0, 1), false);
+  const columns: { name: string; type: string }[] = [];
+  try {
+    const prepared = await connection.prepare(sql);
+    try {
+      for (let index = 0; index < prepared.columnCount; index++) {
+        columns.push({
+          name: prepared.columnName(index),
+          type: prepared.columnType(index).toString(),
+        });
+      }
+    } finally {
+      prepared.destroySync();
+    }
+  } catch {
+    return undefined;
+  } finally {
+    await connection.run(`DROP VIEW temp.main.${sqlIdent(stats.view)}`);
+  }
+  if (columns.length !== stats.items.length) return undefined;
+  const values: string[] = [];
+  for (const [index, item] of stats.items.entries()) {
+    const { name, type } = columns[index];
+    if (type !== (item === "count" ? "BIGINT" : "TIMESTAMP WITH TIME ZONE")) return undefined;
+    const ts = item === "min" ? minTs : maxTs;
+    const value = item === "count"
+      ? `${rows}::BIGINT`
+      : rows === 0
+      ? "NULL::TIMESTAMPTZ"
+      : `make_timestamp(${ts}::BIGINT)::TIMESTAMPTZ`;
+    values.push(`${value} AS ${sqlIdent(name)}`);
+  }
+  return `SELECT ${values.join(", ")}`;
 }
 
 function _checkLimit(limit: number): void {

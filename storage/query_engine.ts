@@ -22,6 +22,7 @@ import {
 import { META_FILE, openReadOnlyDatabase } from "./meta.ts";
 import { assertLayoutCurrent } from "./migrate_layout.ts";
 import { checkOutputPath, EXPORTS_DIR, tempPathBeside } from "./output.ts";
+import type { ViewFile } from "./query_narrow.ts";
 import { createReferenceTables, NO_REFERENCE_DATA, readReferenceData } from "./query_reference.ts";
 
 /** Milliseconds a query or bars read may run when no `timeoutMs` is given. */
@@ -96,6 +97,7 @@ export class QueryEngine {
     return this.#timeframes;
   }
   #timeframes: readonly Timeframe[];
+  #viewFiles: ReadonlyMap<Timeframe, readonly ViewFile[]>;
   /** Absolute path `writeQueryParquet` may write, if one was given. */
   readonly outputFile: string | undefined;
   /** Absolute directory `exportBarsParquet` writes to, if one was given. */
@@ -113,7 +115,7 @@ export class QueryEngine {
     instance: DuckDBInstance,
     init: {
       dataDir: string;
-      timeframes: readonly Timeframe[];
+      views: BarViews;
       outputFile?: string;
       tempOutputFile?: string;
       exportDir?: string;
@@ -123,10 +125,19 @@ export class QueryEngine {
     this.#limits = init.limits;
     this.#instance = instance;
     this.dataDir = init.dataDir;
-    this.#timeframes = init.timeframes;
+    this.#timeframes = init.views.timeframes;
+    this.#viewFiles = init.views.files;
     this.outputFile = init.outputFile;
     this.#tempOutputFile = init.tempOutputFile;
     this.exportDir = init.exportDir;
+  }
+
+  /**
+   * Internal to storage/: the files each bar view lists (absolute paths), with what the manifest
+   * says they hold.
+   */
+  _viewFiles(): ReadonlyMap<Timeframe, readonly ViewFile[]> {
+    return this.#viewFiles;
   }
 
   /**
@@ -161,7 +172,9 @@ export class QueryEngine {
   async _refreshViews(): Promise<void> {
     const connection = await this._connect();
     try {
-      this.#timeframes = await _viewsFromManifest(connection, this.dataDir, this);
+      const views = await _viewsFromManifest(connection, this.dataDir, this);
+      this.#timeframes = views.timeframes;
+      this.#viewFiles = views.files;
     } finally {
       connection.closeSync();
     }
@@ -270,7 +283,7 @@ export async function openQueryEngine(
     tempLimit: options.tempLimit ?? DEFAULT_QUERY_TEMP_LIMIT,
   };
   const writable = outputFile === undefined ? [] : [outputFile, tempOutputFile!];
-  let timeframes: Timeframe[] = [];
+  let views: BarViews = { timeframes: [], files: new Map() };
   const today = options.today ?? exchangeDate(Date.now());
   const reference = await withManifest(
     absDataDir,
@@ -278,17 +291,23 @@ export async function openQueryEngine(
     NO_REFERENCE_DATA,
   );
   const instance = await _openSandbox(readable, writable, limits, async (connection) => {
-    timeframes = await _viewsFromManifest(connection, absDataDir);
+    views = await _viewsFromManifest(connection, absDataDir);
     await createReferenceTables(connection, reference);
   });
   return new QueryEngine(instance, {
     dataDir: absDataDir,
-    timeframes,
+    views,
     outputFile,
     tempOutputFile,
     exportDir,
     limits,
   });
+}
+
+/** The bar views of an engine: the timeframes that have one, and the files each lists. */
+interface BarViews {
+  timeframes: Timeframe[];
+  files: Map<Timeframe, ViewFile[]>;
 }
 
 /**
@@ -300,16 +319,24 @@ async function _viewsFromManifest(
   connection: DuckDBConnection,
   dataDir: string,
   engine?: QueryEngine,
-): Promise<Timeframe[]> {
+): Promise<BarViews> {
   for (let attempt = 1;; attempt++) {
-    const files = engine !== undefined
+    const live = engine !== undefined
       ? engine._liveFiles({ tree: "bars" })
       : await withManifest(dataDir, (db) => listFiles(db, { tree: "bars" }), []);
+    const files = new Map(live.map((file) => {
+      const path = join(dataDir, file.path);
+      const { timeframe, symbol, firstDate, lastDate, rows, minTs, maxTs } = file;
+      return [path, { path, timeframe, symbol, firstDate, lastDate, rows, minTs, maxTs }];
+    }));
+    const listed = new Map<Timeframe, readonly string[]>();
     try {
-      return await createBarViews(
-        connection,
-        files.map((file) => ({ timeframe: file.timeframe, path: join(dataDir, file.path) })),
-      );
+      const timeframes = await createBarViews(connection, [...files.values()], listed);
+      const viewFiles = new Map<Timeframe, ViewFile[]>();
+      for (const [timeframe, paths] of listed) {
+        viewFiles.set(timeframe, paths.map((path) => files.get(path)!));
+      }
+      return { timeframes, files: viewFiles };
     } catch (error) {
       if (attempt >= 3 || !_isMissingFileError(dataDir, error)) throw error;
     }
