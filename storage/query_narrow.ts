@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { isValidDate } from "../core/calendar.ts";
 import type { Timeframe } from "../core/types.ts";
 
 /** A live file of a bar view, with what its path and the manifest say it holds. */
@@ -49,8 +50,8 @@ export function statsQuery(
   const from = node.from_table;
   const view = _viewName(from, views);
   if (view === undefined || view === "bars" || !_isObject(from)) return;
-  if (from.schema_name || from.catalog_name || from.sample || from.at_clause) return;
-  const empty = (value: unknown) => Array.isArray(value) && value.length === 0;
+  if (from.sample || from.at_clause || !_isEmpty(from.column_name_alias)) return;
+  const empty = _isEmpty;
   if (
     !empty(node.modifiers) || !_isObject(node.cte_map) || !empty(node.cte_map.map) ||
     !empty(node.group_expressions) || !empty(node.group_sets) || node.having !== null ||
@@ -126,7 +127,6 @@ export function viewScopes(
   if (!_isObject(tree) || tree.error !== false || !Array.isArray(tree.statements)) {
     return undefined;
   }
-  const known = new Set([...tables, ..._cteNames(tree.statements)]);
   const scopes = new Map<string, FilePredicate[][]>();
   const handled = new Set<object>();
   const add = (view: string, predicates: FilePredicate[]) => {
@@ -135,18 +135,22 @@ export function viewScopes(
     list.push(predicates);
   };
   // Every object is visited once: SELECT nodes over one bar view record their WHERE's
-  // predicates for it, and any other reference of a bar view reads all of it.
-  const visit = (value: unknown): boolean => {
-    if (Array.isArray(value)) return value.every(visit);
+  // predicates for it, and any other reference of a bar view reads all of it. `known` holds the
+  // other tables and the common table expressions in scope (those of the enclosing nodes).
+  const visit = (value: unknown, known: ReadonlySet<string>): boolean => {
+    if (Array.isArray(value)) return value.every((item) => visit(item, known));
     if (!_isObject(value)) return true;
     if (value.sample !== undefined && value.sample !== null) return false;
     if (value.at_clause !== undefined && value.at_clause !== null) return false;
     const type = value.type;
     if (typeof type === "string" && !("class" in value) && !_KNOWN_NODES.test(type)) return false;
+    const ctes = _cteNames(value);
+    if (ctes.length > 0) known = new Set([...known, ...ctes]);
     if (type === "SELECT_NODE") {
       const from = value.from_table;
       const view = _viewName(from, views);
-      if (view !== undefined && _isObject(from)) {
+      // Renamed columns (`bars_1m AS t(a, b)`) may leave `symbol` to bind elsewhere.
+      if (view !== undefined && _isObject(from) && _isEmpty(from.column_name_alias)) {
         handled.add(from);
         const qualifier = String(from.alias || from.table_name).toLowerCase();
         add(view, _conditions(value.where_clause, qualifier));
@@ -159,12 +163,13 @@ export function viewScopes(
         value.schema_name || value.catalog_name ||
         !known.has(String(value.table_name).toLowerCase())
       ) {
+        // A qualified name (`temp.bars_1m`, `main.symbols`), a catalog table or one unknown.
         return false;
       }
     }
-    return Object.values(value).every(visit);
+    return Object.values(value).every((item) => visit(item, known));
   };
-  return visit(tree.statements) ? scopes : undefined;
+  return visit(tree.statements, tables) ? scopes : undefined;
 }
 
 /**
@@ -194,25 +199,22 @@ const _KNOWN_NODES = new RegExp(
     "EXPRESSION_LIST|EMPTY|EMPTY_FROM|CTE|[A-Z_]+_MODIFIER|ASCENDING|DESCENDING|ORDER_DEFAULT)$",
 );
 
-/** The lower-case names of every common table expression defined anywhere in `value`. */
-function _cteNames(value: unknown, names: string[] = []): string[] {
-  if (Array.isArray(value)) {
-    for (const item of value) _cteNames(item, names);
-  } else if (_isObject(value)) {
-    const map = _isObject(value.cte_map) ? value.cte_map.map : undefined;
-    if (Array.isArray(map)) {
-      for (const entry of map) {
-        if (_isObject(entry)) names.push(String(entry.key).toLowerCase());
-      }
-    }
-    for (const item of Object.values(value)) _cteNames(item, names);
-  }
-  return names;
+/** The lower-case names of the common table expressions a query node defines itself. */
+function _cteNames(node: Record<string, unknown>): string[] {
+  const map = _isObject(node.cte_map) ? node.cte_map.map : undefined;
+  if (!Array.isArray(map)) return [];
+  return map.filter(_isObject).map((entry) => String(entry.key).toLowerCase());
 }
 
-/** The bar view a table reference names (lower case), whatever its schema or catalog. */
+/**
+ * The bar view an unqualified table reference names (lower case). A qualified one is not taken
+ * for a view: `temp.bars_1m` would find the narrowed view that the statement alone cannot see.
+ */
 function _viewName(ref: unknown, views: ReadonlySet<string>): string | undefined {
-  if (!_isObject(ref) || ref.type !== "BASE_TABLE" || typeof ref.table_name !== "string") {
+  if (
+    !_isObject(ref) || ref.type !== "BASE_TABLE" || typeof ref.table_name !== "string" ||
+    ref.schema_name || ref.catalog_name
+  ) {
     return undefined;
   }
   const name = ref.table_name.toLowerCase();
@@ -352,11 +354,21 @@ function _constant(expression: unknown, column: _Column): string | undefined {
   if (typeId !== "VARCHAR" || constant.is_null !== false || typeof constant.value !== "string") {
     return undefined;
   }
-  if (column === "trading_date" && !_DATE.test(constant.value)) return undefined;
+  if (column === "trading_date" && !_isDate(constant.value)) return undefined;
   return constant.value;
 }
 
-const _DATE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
+/**
+ * Whether `text` is a calendar date as `YYYY-MM-DD` from year 1000 on. Anything else
+ * (`2024-02-30`, `2024-1-5`) is left to DuckDB, which may refuse it: pruning must not hide that.
+ */
+function _isDate(text: string): boolean {
+  return /^[1-9]/.test(text) && isValidDate(text);
+}
+
+function _isEmpty(value: unknown): boolean {
+  return Array.isArray(value) && value.length === 0;
+}
 
 function _isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);

@@ -129,6 +129,11 @@ Deno.test("viewScopes() reads everything where a reference is not filtered by it
       // The CTE body reads bars_1m whole, whatever the outer query filters.
       "WITH bars_1m AS (SELECT * FROM bars_1m) SELECT * FROM bars_1m WHERE symbol = 'AAPL'",
       "SELECT * FROM bars_1m WHERE symbol IN (SELECT symbol FROM universe_members)",
+      // Renamed columns: `symbol` may be another column, or bind to an outer query.
+      "SELECT * FROM bars_1m t(a, b, c, d, e, f, g, h, i, j, k, symbol) WHERE symbol = 'AAPL'",
+      "SELECT (SELECT count(*) FROM bars_1m AS m(s) WHERE symbol = 'AAPL') FROM symbols",
+      // Impossible dates are DuckDB's to refuse.
+      "SELECT * FROM bars_1m WHERE trading_date = '2024-02-30'",
     ]
   ) {
     assert.equal(await kept(sql), "all", sql);
@@ -147,6 +152,12 @@ Deno.test("viewScopes() leaves statements it cannot judge whole", async () => {
       "SELECT * FROM bars_1m WHERE symbol = 'AAPL' UNION ALL " +
       "SELECT NULL, NULL, table_name FROM information_schema.tables",
       "SELECT * FROM bars_1m, duckdb_views WHERE symbol = 'AAPL'",
+      // A CTE's name counts in its own scope only, not for a catalog view outside it.
+      "SELECT view_name FROM duckdb_views WHERE EXISTS (WITH duckdb_views AS (SELECT 1) " +
+      "SELECT 1 FROM bars_1m WHERE symbol = 'AAPL')",
+      // temp.bars_1m exists only as the narrowed view.
+      "SELECT * FROM temp.bars_1m WHERE symbol = 'AAPL'",
+      "SELECT * FROM temp.main.bars_1m WHERE symbol = 'AAPL'",
       "DESCRIBE bars_1m",
       "EXPLAIN SELECT * FROM bars_1m WHERE symbol = 'AAPL'",
       "SELEC * FROM bars_1m",
@@ -186,6 +197,7 @@ Deno.test("statsQuery() accepts only aggregates the manifest answers exactly", a
       "SELECT count(*) FROM bars_1m USING SAMPLE 1 ROWS",
       "WITH x AS (SELECT 1) SELECT count(*) FROM bars_1m",
       "SELECT count(*) FROM main.bars_1m",
+      "SELECT max(ts) FROM bars_1m t(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, ts)",
     ]
   ) {
     assert.equal(statsQuery(await parse(sql), VIEWS), undefined, sql);
@@ -293,6 +305,18 @@ Deno.test("runQuery() answers alike with and without narrowing, on a store of 10
         sql,
       );
     }
+    // Errors stay DuckDB's: an impossible date, a name only the narrowed view would answer to.
+    await assert.rejects(
+      runQuery(
+        engine,
+        "SELECT * FROM bars_1m WHERE symbol = 'IBM' AND trading_date = '2024-02-30'",
+      ),
+      /out of range/,
+    );
+    await assert.rejects(
+      runQuery(engine, "SELECT count(*) FROM temp.bars_1m WHERE symbol = 'IBM'"),
+      /bars_1m does not exist/,
+    );
     // The narrowed view lives on the query's own connection: the next query sees every file.
     assert.deepEqual((await runQuery(engine, "SELECT count(DISTINCT symbol) FROM bars_1m")).rows, [
       [4],
