@@ -227,14 +227,15 @@ export function createScheduler(
     const reason = other === undefined
       ? "skipped: the previous run is still going"
       : `skipped: run ${other.id} (pid ${other.pid}) is still going`;
-    const id = store.recordSkipped({
-      schedule: entry.schedule.name,
-      command: _commandText(entry.schedule),
-      trigger,
-      plannedAt,
-      reason,
-    });
+    recordSkipped(entry, trigger, plannedAt, reason);
     log(`schedule ${entry.schedule.name}: run for ${formatZoned(plannedAt)} ${reason}`);
+  };
+
+  /** Record a run that did not happen, then report it like any other. */
+  const recordSkipped = (entry: _Entry, trigger: RunTrigger, plannedAt: number, reason: string) => {
+    const schedule = entry.schedule.name;
+    const command = _commandText(entry.schedule);
+    const id = store.recordSkipped({ schedule, command, trigger, plannedAt, reason });
     options.onRun?.(store.getRun(id)!);
   };
 
@@ -354,11 +355,9 @@ export function createScheduler(
       return;
     }
     options.freshness.onCheck?.(stale);
-    const keys = new Set(stale.map((s) => `${s.symbol} ${s.timeframe} ${s.expected}`));
-    const fresh = stale.filter((s) =>
-      !notifiedStale.has(`${s.symbol} ${s.timeframe} ${s.expected}`)
-    );
-    notifiedStale = keys;
+    const key = (s: SeriesFreshness) => `${s.symbol} ${s.timeframe} ${s.expected}`;
+    const fresh = stale.filter((s) => !notifiedStale.has(key(s)));
+    notifiedStale = new Set(stale.map(key));
     if (fresh.length === 0) return;
     log(
       `warning: ${fresh.length} series stale: ${
@@ -408,16 +407,8 @@ export function createScheduler(
       );
       if (picked.length === 0) {
         // Recorded, so the next start does not count the same runs as missed again.
-        const latest = missed[missed.length - 1];
-        options.onRun?.(
-          store.getRun(store.recordSkipped({
-            schedule: entry.schedule.name,
-            command: _commandText(entry.schedule),
-            trigger: "catch-up",
-            plannedAt: latest,
-            reason: `skipped: missed while no server ran schedules (catch-up: none)`,
-          }))!,
-        );
+        const reason = "skipped: missed while no server ran schedules (catch-up: none)";
+        recordSkipped(entry, "catch-up", missed[missed.length - 1], reason);
         continue;
       }
       entry.queued.push(

@@ -13,6 +13,7 @@ import { type IngestRequest, inListingWindow, type ListingWindow } from "../core
 import type { SourceKey } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import type { ValidationSettings } from "../core/validate.ts";
+import { tradingDayRanges } from "../core/validate_gaps.ts";
 import type { PreparedIngest } from "../providers/ingest_request.ts";
 import { providerFactory } from "../providers/mod.ts";
 import {
@@ -189,7 +190,7 @@ export async function planBackfill(
   for (const { source, days } of wanted.values()) {
     const runs = new Map<string, string[]>();
     for (const [symbol, dates] of days) {
-      for (const [start, end] of _runs(dates)) {
+      for (const [start, end] of tradingDayRanges(dates)) {
         const key = `${start}|${end}`;
         runs.set(key, [...runs.get(key) ?? [], symbol]);
       }
@@ -244,17 +245,6 @@ function _newestSeries(series: readonly BarSeries[]): BarSeries | undefined {
   return [...series].sort((a, b) =>
     b.last.localeCompare(a.last) || a.first.localeCompare(b.first)
   )[0];
-}
-
-/** Consecutive trading days of sorted `dates` as [first, last] runs. */
-function _runs(dates: readonly string[]): [string, string][] {
-  const runs: [string, string][] = [];
-  for (const date of dates) {
-    const last = runs.at(-1);
-    if (last && nextTradingDay(last[1]) === date) last[1] = date;
-    else runs.push([date, date]);
-  }
-  return runs;
 }
 
 function _sourceKey(source: SourceKey): string {

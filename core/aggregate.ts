@@ -182,18 +182,14 @@ function _intradayStart(ts: number, length: number, session: Session, day: _DayT
 }
 
 function _dayTimes(date: string): _DayTimes {
-  const midnight = zonedTime(date, "00:00");
   const session = tradingSession(date);
-  if (session !== undefined) {
-    return { preOpen: session.preOpen, open: session.open, close: session.close, midnight };
-  }
   // Bars dated on a closed day (an ad-hoc closure the data knows better than the calendar) get the
   // standard hours: aggregation rolls up what it is given, validation is where such bars are flagged.
   return {
-    preOpen: zonedTime(date, "04:00"),
-    open: zonedTime(date, "09:30"),
-    close: zonedTime(date, "16:00"),
-    midnight,
+    preOpen: session?.preOpen ?? zonedTime(date, "04:00"),
+    open: session?.open ?? zonedTime(date, "09:30"),
+    close: session?.close ?? zonedTime(date, "16:00"),
+    midnight: zonedTime(date, "00:00"),
   };
 }
 

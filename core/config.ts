@@ -38,6 +38,12 @@ export interface ResolvedOptions {
   sources: Record<string, OptionSource>;
 }
 
+/** Whether a parsed YAML value is a mapping (not a list, a date or null). */
+export function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date);
+}
+
 /** The YAML of config file `path`, or a `UsageError` with the parser's first line. */
 export function parseConfigYaml(text: string, path: string): unknown {
   try {
@@ -79,18 +85,12 @@ export function parseConfigFile(
         `Unknown key "${rawKey}" in config file ${path}${didYouMean(key, knownKeys)}`,
       );
     }
-    if (
-      key === "validation" && typeof value === "object" && value !== null &&
-      !Array.isArray(value) && !(value instanceof Date)
-    ) {
+    if (key === "validation" && isMapping(value)) {
       // The one nested key: rule settings, checked against the rule table and passed on in the
       // form of the --validation flag.
       out[key] = validationConfigText(value, path);
-    } else if (
-      key === "retention" && knownKeys.has("retention-policy") && typeof value === "object" &&
-      value !== null && !Array.isArray(value) && !(value instanceof Date)
-    ) {
-      out["retention-policy"] = _retentionConfigText(value as Record<string, unknown>, path);
+    } else if (key === "retention" && knownKeys.has("retention-policy") && isMapping(value)) {
+      out["retention-policy"] = _retentionConfigText(value, path);
     } else if (
       Array.isArray(value) && value.every((v) => typeof v === "string" || typeof v === "number")
     ) {
@@ -164,13 +164,8 @@ function _parseBoolean(text: string, name: string): boolean {
 
 /** Parse an integer option within bounds, naming the option in the error. */
 export function parseIntOption(text: string, name: string, min: number, max: number): number {
-  if (!/^-?\d+$/.test(text.trim())) {
-    throw new UsageError(
-      `Invalid ${name} "${text}": expected a whole number from ${min} to ${max}`,
-    );
-  }
   const value = Number(text);
-  if (value < min || value > max) {
+  if (!/^-?\d+$/.test(text.trim()) || value < min || value > max) {
     throw new UsageError(
       `Invalid ${name} "${text}": expected a whole number from ${min} to ${max}`,
     );

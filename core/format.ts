@@ -56,11 +56,14 @@ export function exchangeIso(ms: number): string {
   const part = zoneParts(ms, _EXCHANGE_ZONE);
   const wall = `${part.year}-${part.month}-${part.day}T${part.hour}:${part.minute}:${part.second}`;
   const offset = Math.round((Date.parse(`${wall}Z`) - Math.floor(ms / 1000) * 1000) / 60_000);
-  const sign = offset < 0 ? "-" : "+";
-  const abs = Math.abs(offset);
-  return `${wall}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${
-    String(abs % 60).padStart(2, "0")
-  }`;
+  return wall + _offsetText(offset);
+}
+
+/** A UTC offset of `minutes` as `+HH:MM` / `-HH:MM`. */
+function _offsetText(minutes: number): string {
+  const abs = Math.abs(minutes);
+  const hh = String(Math.floor(abs / 60)).padStart(2, "0");
+  return `${minutes < 0 ? "-" : "+"}${hh}:${String(abs % 60).padStart(2, "0")}`;
 }
 
 function _zoneFormat(zone: string | undefined): Intl.DateTimeFormat {
@@ -149,25 +152,13 @@ export function formatIsoInZone(ms: number, tz: TimeZoneSetting): string {
   if (tz === "utc") return iso;
   const offsetMs = _zoneOffsetMs(ms, tz === "exchange" ? _EXCHANGE_ZONE : undefined);
   const local = new Date(ms + offsetMs).toISOString().slice(0, -1);
-  const minutes = Math.round(offsetMs / 60_000);
-  const sign = minutes < 0 ? "-" : "+";
-  const hh = String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0");
-  const mm = String(Math.abs(minutes) % 60).padStart(2, "0");
-  return `${local}${sign}${hh}:${mm}`;
+  return local + _offsetText(Math.round(offsetMs / 60_000));
 }
 
 /** Offset of `zone` (undefined: the process's) from UTC at `ms`, in ms. */
 function _zoneOffsetMs(ms: number, zone: string | undefined): number {
-  const part: Record<string, string> = {};
-  for (const { type, value } of _zoneFormat(zone).formatToParts(ms)) part[type] = value;
-  const asUtc = Date.UTC(
-    Number(part.year),
-    Number(part.month) - 1,
-    Number(part.day),
-    Number(part.hour),
-    Number(part.minute),
-    Number(part.second),
-  );
+  const p = zoneParts(ms, zone);
+  const asUtc = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second);
   return asUtc - (ms - (((ms % 1000) + 1000) % 1000));
 }
 

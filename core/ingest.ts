@@ -417,21 +417,20 @@ function _symbolSummaries(
     summary.daysSkipped = days.length - summary.daysUnlisted;
     symbols.set(symbol, summary);
   }
-  for (const task of allTasks) symbols.get(task.symbol)!.daysSkipped -= task.days;
+  for (const task of allTasks) {
+    const summary = symbols.get(task.symbol)!;
+    summary.daysSkipped -= task.days;
+    if (task.status !== "done") continue;
+    summary.barsFetched += task.barsFetched;
+    summary.barsWritten += task.barsWritten;
+    summary.barsReplaced += task.barsReplaced;
+    summary.daysFetched += task.days;
+  }
   // A window that changed since the job was planned must not make the counts negative.
   for (const summary of symbols.values()) {
     if (summary.daysSkipped < 0) {
       summary.daysUnlisted = Math.max(0, summary.daysUnlisted + summary.daysSkipped);
       summary.daysSkipped = 0;
-    }
-  }
-  for (const task of allTasks) {
-    if (task.status === "done") {
-      const summary = symbols.get(task.symbol)!;
-      summary.barsFetched += task.barsFetched;
-      summary.barsWritten += task.barsWritten;
-      summary.barsReplaced += task.barsReplaced;
-      summary.daysFetched += task.days;
     }
   }
   return symbols;
@@ -649,7 +648,8 @@ export function cleanBars(
       const hour = Math.floor(bar.ts / 3_600_000);
       if (hour !== lastHour) {
         lastHour = hour;
-        lastHourDate = exchangeDateCached(bar.ts);
+        // Bars of one hour share their New York date (offsets are whole hours).
+        lastHourDate = exchangeDate(hour * 3_600_000);
       }
       if (lastHourDate !== bar.tradingDate) continue;
     }
@@ -661,19 +661,6 @@ export function cleanBars(
   const byTs = new Map<number, Bar>();
   for (const bar of kept) byTs.set(bar.ts, bar);
   return [...byTs.values()].sort((a, b) => a.ts - b.ts);
-}
-
-const _dateCache = new Map<number, string>();
-function exchangeDateCached(ts: number): string {
-  // Bars of one day share the hour bucket, so cache per hour.
-  const hour = Math.floor(ts / 3_600_000);
-  let date = _dateCache.get(hour);
-  if (date === undefined) {
-    date = exchangeDate(hour * 3_600_000);
-    if (_dateCache.size > 100_000) _dateCache.clear();
-    _dateCache.set(hour, date);
-  }
-  return date;
 }
 
 /**
@@ -749,13 +736,8 @@ export function planTasks(
 
 /** The source a job's bars come from. */
 export function sourceKeyOf(spec: JobSpec): SourceKey {
-  return {
-    provider: spec.provider,
-    feed: spec.feed,
-    adjustment: spec.adjustment,
-    timeframe: spec.timeframe,
-    params: spec.params,
-  };
+  const { provider, feed, adjustment, timeframe, params } = spec;
+  return { provider, feed, adjustment, timeframe, params };
 }
 
 /** A stable key for "the same command": provider, source options, symbols and dates. */
@@ -776,16 +758,8 @@ export async function requestKeyOf(spec: JobSpec): Promise<string> {
 }
 
 function jobSpecOf(request: IngestRequest): JobSpec {
-  return {
-    provider: request.provider,
-    feed: request.feed,
-    adjustment: request.adjustment,
-    timeframe: request.timeframe,
-    symbols: request.symbols,
-    start: request.start,
-    end: request.end,
-    params: request.params,
-  };
+  const { provider, feed, adjustment, timeframe, symbols, start, end, params } = request;
+  return { provider, feed, adjustment, timeframe, symbols, start, end, params };
 }
 
 function newSymbolSummary(symbol: string): SymbolSummary {

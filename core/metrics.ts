@@ -39,20 +39,20 @@ export interface Metrics {
 export function createMetrics(): Metrics {
   const registry = new Registry();
   const registers = [registry];
+  const counter = <T extends string>(name: string, help: string, labelNames: readonly T[]) =>
+    new Counter<T>({ name, help, labelNames, registers });
   return {
     registry,
-    requests: new Counter({
-      name: "mp_requests_total",
-      help: "HTTP requests to market-data providers by response status",
-      labelNames: ["provider", "feed", "status"],
-      registers,
-    }),
-    errors: new Counter({
-      name: "mp_errors_total",
-      help: "Provider request failures by error code (HTTP status, timeout, network, parse)",
-      labelNames: ["provider", "feed", "code"],
-      registers,
-    }),
+    requests: counter(
+      "mp_requests_total",
+      "HTTP requests to market-data providers by response status",
+      ["provider", "feed", "status"],
+    ),
+    errors: counter(
+      "mp_errors_total",
+      "Provider request failures by error code (HTTP status, timeout, network, parse)",
+      ["provider", "feed", "code"],
+    ),
     requestLatency: new Histogram({
       name: "mp_request_latency_seconds",
       help: "Latency of provider HTTP requests",
@@ -60,24 +60,21 @@ export function createMetrics(): Metrics {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
-    rateLimiterWaits: new Counter({
-      name: "mp_rate_limiter_waits_total",
-      help: "Times a request waited for the rate limiter (mode: local bucket, server headers, 429)",
-      labelNames: ["provider", "mode"],
-      registers,
-    }),
-    ingestRows: new Counter({
-      name: "mp_ingest_rows_total",
-      help: "Bars written to storage by ingest (new or updated)",
-      labelNames: ["provider", "timeframe"],
-      registers,
-    }),
-    validationErrors: new Counter({
-      name: "mp_validation_errors_total",
-      help: "Validation findings by rule and severity",
-      labelNames: ["rule", "severity"],
-      registers,
-    }),
+    rateLimiterWaits: counter(
+      "mp_rate_limiter_waits_total",
+      "Times a request waited for the rate limiter (mode: local bucket, server headers, 429)",
+      ["provider", "mode"],
+    ),
+    ingestRows: counter(
+      "mp_ingest_rows_total",
+      "Bars written to storage by ingest (new or updated)",
+      ["provider", "timeframe"],
+    ),
+    validationErrors: counter(
+      "mp_validation_errors_total",
+      "Validation findings by rule and severity",
+      ["rule", "severity"],
+    ),
     processingTime: new Histogram({
       name: "mp_processing_time_seconds",
       help: "Duration of pipeline operations (ingest task, validate, aggregate, query)",
@@ -85,24 +82,17 @@ export function createMetrics(): Metrics {
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     }),
-    jobs: new Counter({
-      name: "mp_jobs_total",
-      help: "Finished jobs by outcome",
-      labelNames: ["outcome"],
-      registers,
-    }),
-    scheduleRuns: new Counter({
-      name: "mp_schedule_runs_total",
-      help: "Scheduled runs in serve by schedule and status (succeeded, partial, failed, skipped)",
-      labelNames: ["schedule", "status"],
-      registers,
-    }),
-    scheduleAlerts: new Counter({
-      name: "mp_schedule_alerts_total",
-      help: "Schedules that failed on every attempt, by schedule",
-      labelNames: ["schedule"],
-      registers,
-    }),
+    jobs: counter("mp_jobs_total", "Finished jobs by outcome", ["outcome"]),
+    scheduleRuns: counter(
+      "mp_schedule_runs_total",
+      "Scheduled runs in serve by schedule and status (succeeded, partial, failed, skipped)",
+      ["schedule", "status"],
+    ),
+    scheduleAlerts: counter(
+      "mp_schedule_alerts_total",
+      "Schedules that failed on every attempt, by schedule",
+      ["schedule"],
+    ),
   };
 }
 

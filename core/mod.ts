@@ -140,5 +140,6 @@ export {
   type FindGapsOptions,
   type LowCoverageDay,
   type SymbolGaps,
+  tradingDayRanges,
   tradingDayRuns,
 } from "./validate_gaps.ts";

@@ -151,7 +151,7 @@ export function checkSnapshot(snapshot: ReferenceSnapshot): void {
       }`,
     );
   }
-  if (!_isDate(snapshot.asOf)) {
+  if (!isValidDate(snapshot.asOf)) {
     throw new UsageError(
       `Invalid as-of date "${snapshot.asOf}" of the ${snapshot.source} snapshot: expected YYYY-MM-DD`,
     );
@@ -190,7 +190,7 @@ export function checkSnapshot(snapshot: ReferenceSnapshot): void {
     }
     for (const field of ["listDate", "delistDate"] as const) {
       const value = record[field];
-      if (value !== null && !_isDate(value)) {
+      if (value !== null && !isValidDate(value)) {
         throw new UsageError(`Invalid ${field} "${value}" of ${what}: expected YYYY-MM-DD`);
       }
     }
@@ -292,22 +292,6 @@ export function mergeSnapshot(
 
 /** The {@link SymbolRecord} fields of `record`, and nothing else. */
 function _pick(record: SymbolRecord): SymbolRecord {
-  return {
-    instrumentId: record.instrumentId,
-    ticker: record.ticker,
-    name: record.name,
-    exchange: record.exchange,
-    assetClass: record.assetClass,
-    status: record.status,
-    listDate: record.listDate,
-    delistDate: record.delistDate,
-    figi: record.figi,
-    cusip: record.cusip,
-    cik: record.cik,
-    providerId: record.providerId,
-  };
-}
-
-function _isDate(text: unknown): boolean {
-  return typeof text === "string" && /^\d{4}-\d{2}-\d{2}$/.test(text) && isValidDate(text);
+  const tracked = Object.fromEntries(TRACKED_FIELDS.map((field) => [field, record[field]]));
+  return { instrumentId: record.instrumentId, ...tracked } as SymbolRecord;
 }

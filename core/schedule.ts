@@ -9,7 +9,7 @@
 import { Cron } from "croner";
 import { EXCHANGE_TIME_ZONE, exchangeDate, isTradingDay, nextTradingDay } from "./calendar.ts";
 import { addDays, CALENDAR_YEARS, tradingSession } from "./calendar.ts";
-import { parseConfigYaml } from "./config.ts";
+import { isMapping, parseConfigYaml } from "./config.ts";
 import { didYouMean, UsageError } from "./errors.ts";
 import { zoneParts } from "./format.ts";
 
@@ -135,7 +135,7 @@ const _NOTIFY_KEYS = ["url", "headers", "retries"] as const;
 export function readSchedulesConfig(text: string, path: string): SchedulesConfig {
   const parsed = parseConfigYaml(text, path);
   if (parsed === null || parsed === undefined) return { schedules: [] };
-  if (!_isMapping(parsed)) {
+  if (!isMapping(parsed)) {
     throw new UsageError(
       `Invalid config file ${path}: expected a mapping of option names to values`,
     );
@@ -289,7 +289,7 @@ function _sessionFireTime(
 }
 
 function _parseSchedule(entry: unknown, field: string, where: string): Schedule {
-  if (!_isMapping(entry)) {
+  if (!isMapping(entry)) {
     throw new UsageError(
       `Invalid ${field} ${where}: expected a mapping with name, command and when`,
     );
@@ -351,7 +351,7 @@ function _parseWhen(value: unknown, field: string, where: string): Trigger {
     // `when: "30 16 * * 1-5"` is shorthand for `when: {cron: ...}`.
     return _parseWhen({ cron: value }, field, where);
   }
-  if (!_isMapping(value)) {
+  if (!isMapping(value)) {
     throw new UsageError(
       `Invalid ${field} ${where}: expected {cron: "30 16 * * 1-5", tz: ...}, {after-close: 30m}, {after-post: 15m} or {before-open: 15m}`,
     );
@@ -438,7 +438,7 @@ function _parseArgs(value: unknown, field: string, where: string): string[] {
       throw new UsageError(`Invalid ${field}[${i}] ${_shown(item)} ${where}: expected a string`);
     });
   }
-  if (!_isMapping(value)) {
+  if (!isMapping(value)) {
     throw new UsageError(
       `Invalid ${field} ${where}: expected a list of arguments or a mapping of flags to values`,
     );
@@ -468,25 +468,20 @@ function _parseArgs(value: unknown, field: string, where: string): string[] {
 }
 
 function _parseNotify(value: unknown, where: string): NotifyConfig {
-  if (!_isMapping(value)) {
+  if (!isMapping(value)) {
     throw new UsageError(`Invalid notify ${where}: expected {url: https://...}`);
   }
   const raw = _normalizeKeys(value);
   _checkKeys(raw, _NOTIFY_KEYS, "notify", where);
-  let url: URL | undefined;
-  try {
-    url = typeof raw.url === "string" ? new URL(raw.url) : undefined;
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+  const protocol = typeof raw.url === "string" ? URL.parse(raw.url)?.protocol : undefined;
+  if (protocol !== "http:" && protocol !== "https:") {
     throw new UsageError(
       `Invalid notify.url ${_shown(raw.url, true)} ${where}: expected an http or https URL`,
     );
   }
   const headers: Record<string, string> = {};
   if (raw.headers !== undefined) {
-    if (!_isMapping(raw.headers)) {
+    if (!isMapping(raw.headers)) {
       throw new UsageError(
         `Invalid notify.headers ${where}: expected a mapping of names to values`,
       );
@@ -605,11 +600,6 @@ function _isTimeZone(tz: string): boolean {
   } catch {
     return false;
   }
-}
-
-function _isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) &&
-    !(value instanceof Date);
 }
 
 /** Keys with `_` read as `-`, as the rest of the config file does (`catch_up` is `catch-up`). */

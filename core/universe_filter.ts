@@ -175,24 +175,20 @@ function _evaluate(filter: Filter, row: SymbolVersion): boolean | null {
       const value = _fieldOf(row, filter.field);
       if (value === null) return null;
       const order = _compare(value, filter.value);
-      if (order === null) return null;
-      switch (filter.op) {
-        case "=":
-          return order === 0;
-        case "!=":
-          return order !== 0;
-        case "<":
-          return order < 0;
-        case "<=":
-          return order <= 0;
-        case ">":
-          return order > 0;
-        case ">=":
-          return order >= 0;
-      }
+      return order === null ? null : _COMPARISONS[filter.op](order);
     }
   }
 }
+
+/** Whether an order (negative, 0, positive) of field against literal satisfies the operator. */
+const _COMPARISONS: Record<FilterComparison, (order: number) => boolean> = {
+  "=": (order) => order === 0,
+  "!=": (order) => order !== 0,
+  "<": (order) => order < 0,
+  "<=": (order) => order <= 0,
+  ">": (order) => order > 0,
+  ">=": (order) => order >= 0,
+};
 
 function _fieldOf(row: SymbolVersion, field: FilterField): string | null {
   const value = row[_KEYS[field]];
@@ -242,9 +238,7 @@ class _Parser {
     if (next.kind !== "end") {
       this.#fail(
         _describe(next),
-        next.kind === "punct" && next.text === ")"
-          ? "no ( to close"
-          : "expected and, or or the end of the filter",
+        this.#isPunct(")", next) ? "no ( to close" : "expected and, or or the end of the filter",
         next.column,
       );
     }
@@ -275,11 +269,11 @@ class _Parser {
       return { op: "not", operand: this.#nested(token, () => this.#not()) };
     }
     const token = this.#peek();
-    if (token.kind === "punct" && token.text === "(") {
+    if (this.#isPunct("(", token)) {
       this.#at++;
       const inner = this.#nested(token, () => this.#or());
       const close = this.#peek();
-      if (!(close.kind === "punct" && close.text === ")")) {
+      if (!this.#isPunct(")", close)) {
         this.#fail(
           _describe(close),
           `expected ) to close the ( at column ${token.column}`,
@@ -308,14 +302,7 @@ class _Parser {
     if (token.kind !== "word" || _KEYWORDS.has(token.text.toLowerCase())) {
       this.#fail(_describe(token), "expected a field name such as status", token.column);
     }
-    const after = this.#peek();
-    if (after.kind === "punct" && after.text === "(") {
-      this.#fail(
-        `function call "${token.text}("`,
-        "functions are not supported; compare a field with a value",
-        token.column,
-      );
-    }
+    this.#refuseCall(token);
     const field = token.text.toLowerCase() as FilterField;
     if (!(FILTER_FIELDS as readonly string[]).includes(field)) {
       this.#fail(
@@ -348,16 +335,16 @@ class _Parser {
     const verbWord = verb.kind === "word" ? verb.text.toLowerCase() : "";
     if (verbWord === "in") {
       const open = this.#next();
-      if (!(open.kind === "punct" && open.text === "(")) {
+      if (!this.#isPunct("(", open)) {
         this.#fail(_describe(open), "expected ( after in", open.column);
       }
       const values = [this.#value(field, "in")];
-      while (this.#peek().kind === "punct" && this.#peek().text === ",") {
+      while (this.#isPunct(",")) {
         this.#at++;
         values.push(this.#value(field, "in"));
       }
       const close = this.#next();
-      if (!(close.kind === "punct" && close.text === ")")) {
+      if (!this.#isPunct(")", close)) {
         this.#fail(
           _describe(close),
           `expected , or ) to close the list at column ${open.column}`,
@@ -394,13 +381,7 @@ class _Parser {
       }
       return Number(token.text);
     }
-    if (token.kind === "word" && this.#peek().kind === "punct" && this.#peek().text === "(") {
-      this.#fail(
-        `function call "${token.text}("`,
-        "functions are not supported; compare a field with a value",
-        token.column,
-      );
-    }
+    if (token.kind === "word") this.#refuseCall(token);
     if (token.kind !== "string") {
       this.#fail(
         _describe(token),
@@ -417,10 +398,25 @@ class _Parser {
         token.column,
       );
     }
-    if (_DATES.has(field) && !(/^\d{4}-\d{2}-\d{2}$/.test(value) && isValidDate(value))) {
+    if (_DATES.has(field) && !isValidDate(value)) {
       this.#fail(`invalid date '${token.text}'`, `expected YYYY-MM-DD for ${field}`, token.column);
     }
     return value;
+  }
+
+  /** Fail when the word `token` is followed by `(`. */
+  #refuseCall(token: _Token): void {
+    if (this.#isPunct("(")) {
+      this.#fail(
+        `function call "${token.text}("`,
+        "functions are not supported; compare a field with a value",
+        token.column,
+      );
+    }
+  }
+
+  #isPunct(text: string, token = this.#peek()): boolean {
+    return token.kind === "punct" && token.text === text;
   }
 
   #peek(): _Token {

@@ -186,7 +186,11 @@ export interface ValidateOptions {
 
 /** The rules with `settings` applied, in check order; throws `RangeError` for unknown rules. */
 export function effectiveRules(settings: ValidationSettings = {}): EffectiveRule[] {
-  for (const id of Object.keys(settings)) _ruleOrThrow(id);
+  for (const id of Object.keys(settings)) {
+    if (!RULE_IDS.includes(id)) {
+      throw new RangeError(`Unknown validation rule "${id}"${didYouMean(id, RULE_IDS)}`);
+    }
+  }
   return VALIDATION_RULES.map((rule) => {
     const own = settings[rule.id] ?? {};
     if (own.threshold !== undefined) _checkThreshold(rule, own.threshold, `${rule.id}.threshold`);
@@ -238,13 +242,7 @@ export function parseValidationSettings(text: string, name: string): ValidationS
       own.enabled = value === "true";
     } else if (key === "threshold") {
       const number = value.trim() === "" ? NaN : Number(value);
-      try {
-        _checkThreshold(rule, number, `${id}.threshold`);
-      } catch (error) {
-        throw new UsageError(`Invalid ${name} "${part}": ${(error as Error).message}`, {
-          cause: error,
-        });
-      }
+      _checkThreshold(rule, number, `${id}.threshold`, `Invalid ${name} "${part}"`);
       own.threshold = number;
     } else {
       throw new UsageError(
@@ -301,16 +299,7 @@ export function validationConfigText(value: unknown, path: string): string {
           if (typeof settingValue !== "number") {
             throw new UsageError(`Invalid value for "${key}" ${where}: expected a number`);
           }
-          try {
-            _checkThreshold(rule, settingValue, key);
-          } catch (error) {
-            throw new UsageError(
-              `Invalid value for "${key}" ${where}: ${(error as Error).message}`,
-              {
-                cause: error,
-              },
-            );
-          }
+          _checkThreshold(rule, settingValue, key, `Invalid value for "${key}" ${where}`);
           parts.push(`${id}.threshold=${settingValue}`);
         } else {
           throw new UsageError(
@@ -325,15 +314,15 @@ export function validationConfigText(value: unknown, path: string): string {
   return parts.join(",");
 }
 
-function _ruleOrThrow(id: string): ValidationRule {
-  const rule = VALIDATION_RULES.find((r) => r.id === id);
-  if (!rule) {
-    throw new RangeError(`Unknown validation rule "${id}"${didYouMean(id, RULE_IDS)}`);
+/** A `RangeError` unless `value` suits the rule's threshold; with `usage`, a `UsageError` after it. */
+function _checkThreshold(rule: ValidationRule, value: number, key: string, usage?: string): void {
+  if (usage !== undefined) {
+    try {
+      return _checkThreshold(rule, value, key);
+    } catch (error) {
+      throw new UsageError(`${usage}: ${(error as Error).message}`, { cause: error });
+    }
   }
-  return rule;
-}
-
-function _checkThreshold(rule: ValidationRule, value: number, key: string): void {
   if (rule.threshold === undefined || rule.thresholdRange === undefined) {
     throw new RangeError(`rule "${rule.id}" has no threshold (${key})`);
   }
@@ -391,8 +380,8 @@ interface _Day {
   midnight: number;
 }
 
-/** Called for each finding: bar index (-1 for a day), rule index, detail maker, and the day. */
-type _Sink = (index: number, rule: number, detail: string, ts: number, day: _Day) => void;
+/** Called for each finding: bar index (-1 for a day), rule index, detail, and the day. */
+type _Sink = (index: number, rule: number, detail: string, day: _Day) => void;
 
 function _compile(settings: ValidationSettings | undefined): _Compiled {
   const rules = effectiveRules(settings);
@@ -419,12 +408,12 @@ export function validateBars(bars: readonly Bar[], options: ValidateOptions = {}
   const started = performance.now();
   const findings: Finding[] = [];
   for (const group of _groups(bars)) {
-    _scan(group, compiled, true, (index, rule, detail, ts, day) => {
+    _scan(group, compiled, true, (index, rule, detail, day) => {
       const bar = index >= 0 ? group[index] : group[0];
       findings.push({
         symbol: bar.symbol,
         timeframe: bar.timeframe,
-        ts,
+        ts: index >= 0 ? bar.ts : day.regularOpen,
         tradingDate: day.date,
         rule: RULE_IDS[rule],
         severity: VALIDATION_RULES[rule].severity,
@@ -527,26 +516,15 @@ function _dayOf(date: string): _Day {
   let day = _days.get(date);
   if (day === undefined) {
     const session = tradingSession(date);
-    const midnight = zonedTime(date, "00:00");
-    day = session
-      ? {
-        date,
-        open: true,
-        preOpen: session.preOpen,
-        regularOpen: session.open,
-        close: session.close,
-        postClose: session.postClose,
-        midnight,
-      }
-      : {
-        date,
-        open: false,
-        preOpen: NaN,
-        regularOpen: NaN,
-        close: NaN,
-        postClose: NaN,
-        midnight,
-      };
+    day = {
+      date,
+      open: session !== undefined,
+      preOpen: session?.preOpen ?? NaN,
+      regularOpen: session?.open ?? NaN,
+      close: session?.close ?? NaN,
+      postClose: session?.postClose ?? NaN,
+      midnight: zonedTime(date, "00:00"),
+    };
     if (_days.size > 50_000) _days.clear();
     _days.set(date, day);
   }
@@ -600,7 +578,6 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
         `${regularCount} of ${expected} regular-session minutes present (${
           _percent(missing / expected)
         } missing)`,
-        day.regularOpen,
         day,
       );
     }
@@ -624,41 +601,35 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
         open < Infinity && high < Infinity && low < Infinity && close < Infinity)
     ) {
       errors++;
-      sink(i, R_POSITIVE, `prices must be finite and above 0: ${_ohlc(bar)}`, ts, d);
+      sink(i, R_POSITIVE, `prices must be finite and above 0: ${_ohlc(bar)}`, d);
     }
     if (on[R_VOLUME] && (allErrors || errors === 0) && !(volume >= 0 && volume < Infinity)) {
       errors++;
-      sink(i, R_VOLUME, `volume ${volume} is negative or not finite`, ts, d);
+      sink(i, R_VOLUME, `volume ${volume} is negative or not finite`, d);
     }
     if (
       on[R_OHLC] && (allErrors || errors === 0) &&
       !(high >= open && high >= close && low <= open && low <= close && low <= high)
     ) {
       errors++;
-      sink(i, R_OHLC, _ohlcDetail(bar), ts, d);
+      sink(i, R_OHLC, _ohlcDetail(bar), d);
     }
     if (on[R_ALIGN] && (allErrors || errors === 0)) {
       const detail = _alignment(ts, d, daily, length);
       if (detail !== undefined) {
         errors++;
-        sink(i, R_ALIGN, detail, ts, d);
+        sink(i, R_ALIGN, detail, d);
       }
     }
     if (on[R_DUPLICATE] && (allErrors || errors === 0) && ts === previousTs) {
       errors++;
-      sink(
-        i,
-        R_DUPLICATE,
-        `another ${timeframe} bar of ${bar.symbol} starts at the same time`,
-        ts,
-        d,
-      );
+      sink(i, R_DUPLICATE, `another ${timeframe} bar of ${bar.symbol} starts at the same time`, d);
     }
     previousTs = ts;
     if (!d.open) {
       if (on[R_CLOSED] && (allErrors || errors === 0)) {
         errors++;
-        sink(i, R_CLOSED, `${d.date} is not an NYSE trading day`, ts, d);
+        sink(i, R_CLOSED, `${d.date} is not an NYSE trading day`, d);
       }
     } else if (!daily) {
       const inside = ts >= d.preOpen && ts < d.postClose;
@@ -670,7 +641,6 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
           `starts at ${_clock(ts, d)} New York, outside ${_clock(d.preOpen, d)}-${
             _clock(d.postClose, d)
           } of ${d.date}`,
-          ts,
           d,
         );
       }
@@ -682,7 +652,6 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
             i,
             R_LABEL,
             `labelled ${bar.session} but ${_clock(ts, d)} New York is ${expected}`,
-            ts,
             d,
           );
         }
@@ -697,10 +666,10 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
       on[R_VWAP] && vwap !== null &&
       !(vwap >= low * (1 - vwapTolerance) && vwap <= high * (1 + vwapTolerance))
     ) {
-      sink(i, R_VWAP, `vwap ${vwap} is outside [low ${low}, high ${high}]`, ts, d);
+      sink(i, R_VWAP, `vwap ${vwap} is outside [low ${low}, high ${high}]`, d);
     }
     if (on[R_ZERO] && volume === 0 && (open !== close || high !== low)) {
-      sink(i, R_ZERO, `zero volume but the price moves: ${_ohlc(bar)}`, ts, d);
+      sink(i, R_ZERO, `zero volume but the price moves: ${_ohlc(bar)}`, d);
     }
     if (on[R_MOVE]) {
       if (reference !== reference) {
@@ -715,7 +684,7 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
           reference = close;
           pending = NaN;
         } else {
-          sink(i, R_MOVE, _moveDetail(open, close, reference), ts, d);
+          sink(i, R_MOVE, _moveDetail(open, close, reference), d);
           pending = close;
         }
       }
@@ -724,13 +693,7 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
       if (volume > 0 && bar.session === "regular" && close === staleClose) {
         staleRun++;
         if (staleRun === staleLimit) {
-          sink(
-            i,
-            R_STALE,
-            `${staleRun} bars in a row with volume closed at ${close}`,
-            ts,
-            d,
-          );
+          sink(i, R_STALE, `${staleRun} bars in a row with volume closed at ${close}`, d);
         }
       } else {
         staleClose = volume > 0 && bar.session === "regular" ? close : NaN;
@@ -754,7 +717,6 @@ function _scan(bars: readonly Bar[], compiled: _Compiled, allErrors: boolean, si
             `volume ${volume} is ${
               (volume / median).toFixed(1)
             }x the median ${median} of the previous ${windowSize} bars`,
-            ts,
             d,
           );
         }

@@ -108,17 +108,18 @@ export function expectedRegularBars(date: string, timeframe: Timeframe): number 
 
 /** Trading dates written as runs of consecutive trading days: `["2024-03-04..2024-03-08", ...]`. */
 export function tradingDayRuns(dates: readonly string[]): string[] {
-  const runs: string[] = [];
-  let first: string | undefined;
-  let last: string | undefined;
+  return tradingDayRanges(dates).map(([first, last]) =>
+    first === last ? first : `${first}..${last}`
+  );
+}
+
+/** Sorted trading `dates` as [first, last] runs of consecutive trading days. */
+export function tradingDayRanges(dates: readonly string[]): [string, string][] {
+  const runs: [string, string][] = [];
   for (const date of dates) {
-    if (first !== undefined && last !== undefined && nextTradingDay(last) === date) {
-      last = date;
-      continue;
-    }
-    if (first !== undefined) runs.push(first === last ? first : `${first}..${last}`);
-    first = last = date;
+    const last = runs.at(-1);
+    if (last && nextTradingDay(last[1]) === date) last[1] = date;
+    else runs.push([date, date]);
   }
-  if (first !== undefined) runs.push(first === last ? first : `${first}..${last}`);
   return runs;
 }

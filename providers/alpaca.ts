@@ -4,17 +4,11 @@
  *
  * @module
  */
-import type {
-  FetchOptions,
-  FetchRequest,
-  Provider,
-  ProviderEnvVar,
-  ProviderInfo,
-} from "../core/provider.ts";
-import { ProviderError } from "../core/provider.ts";
+import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
 import { TIMEFRAMES } from "../core/types.ts";
 import {
   createHttpClient,
+  cursorGuard,
   httpOptionsFromSettings,
   type HttpProviderOptions,
   requireCredentials,
@@ -23,14 +17,14 @@ import {
   checkRequest,
   createBarCollector,
   isObject,
-  numberField,
-  optionalNumberField,
+  jsonKind,
+  ohlcvFields,
   parseRfc3339,
   requestWindow,
   type SourceTimeframe,
   sourceTimeframe,
 } from "./http_normalize.ts";
-import type { ProviderCheckRequest, ProviderFactory, ProviderSettings } from "./mod.ts";
+import type { ProviderFactory, ProviderSettings } from "./mod.ts";
 
 /** Public data API host. */
 export const ALPACA_BASE_URL = "https://data.alpaca.markets";
@@ -52,23 +46,6 @@ export const ALPACA_CREDENTIAL_VARS = [
   ["ALPACA_SECRET", "APCA_API_SECRET_KEY"],
 ] as const;
 
-/** Alpaca's key and secret as the bars provider and the reference source describe them. */
-export const ALPACA_CREDENTIAL_ENV: readonly ProviderEnvVar[] = [
-  {
-    name: "ALPACA_KEY",
-    description: "API key id",
-    secret: true,
-    required: true,
-    aliases: ["APCA_API_KEY_ID"],
-  },
-  {
-    name: "ALPACA_SECRET",
-    description: "API secret key",
-    secret: true,
-    required: true,
-    aliases: ["APCA_API_SECRET_KEY"],
-  },
-];
 /** Our name first: when both are set, ALPACA_BASE_URL wins, like ALPACA_KEY over APCA_API_KEY_ID. */
 const _BASE_URL_VARS = ["ALPACA_BASE_URL", "APCA_API_DATA_URL"] as const;
 
@@ -86,7 +63,20 @@ export const alpacaInfo: ProviderInfo = {
   description: "Alpaca Market Data v2 stock bars: several symbols per request, 10,000 bars a page",
   status: "active",
   env: [
-    ...ALPACA_CREDENTIAL_ENV,
+    {
+      name: "ALPACA_KEY",
+      description: "API key id",
+      secret: true,
+      required: true,
+      aliases: ["APCA_API_KEY_ID"],
+    },
+    {
+      name: "ALPACA_SECRET",
+      description: "API secret key",
+      secret: true,
+      required: true,
+      aliases: ["APCA_API_SECRET_KEY"],
+    },
     {
       name: "ALPACA_BASE_URL",
       description:
@@ -176,11 +166,11 @@ export function alpaca(options: AlpacaOptions): Provider {
         }
         const bars = body.bars;
         if (bars !== null && !isObject(bars)) {
-          throw new TypeError(`"bars" is ${_kind(bars)}, expected an object keyed by symbol`);
+          throw new TypeError(`"bars" is ${jsonKind(bars)}, expected an object keyed by symbol`);
         }
         for (const [symbol, rows] of Object.entries(bars ?? {})) {
           if (!Array.isArray(rows)) {
-            throw new TypeError(`bars of "${symbol}" are ${_kind(rows)}, expected an array`);
+            throw new TypeError(`bars of "${symbol}" are ${jsonKind(rows)}, expected an array`);
           }
           if (!wanted.has(symbol)) continue;
           for (const row of rows) {
@@ -190,21 +180,13 @@ export function alpaca(options: AlpacaOptions): Provider {
             }
             const ts = parseRfc3339(row.t);
             if (Number.isNaN(ts)) throw new TypeError(`${what} has time ${JSON.stringify(row.t)}`);
-            collector.add(symbol, ts, {
-              open: numberField(row, "o", what),
-              high: numberField(row, "h", what),
-              low: numberField(row, "l", what),
-              close: numberField(row, "c", what),
-              volume: numberField(row, "v", what),
-              vwap: optionalNumberField(row, "vw", what),
-              tradeCount: optionalNumberField(row, "n", what),
-            });
+            collector.add(symbol, ts, ohlcvFields(row, what));
           }
         }
         return token;
       };
 
-      const sent = new Set<string>();
+      const checkToken = cursorGuard(http, "next_page_token");
       let token: string | null = null;
       for (;;) {
         token = await http.get("/v2/stocks/bars", {
@@ -214,16 +196,7 @@ export function alpaca(options: AlpacaOptions): Provider {
           parse,
         });
         if (token === null) break;
-        if (sent.has(token)) {
-          throw new ProviderError(
-            http.redact(
-              `Cannot fetch /v2/stocks/bars from "alpaca": the server repeated a ` +
-                `next_page_token, paging would never end`,
-            ),
-            { provider: "alpaca", status: 200 },
-          );
-        }
-        sent.add(token);
+        checkToken(token, "/v2/stocks/bars");
       }
       return collector.finish(request.timeframe);
     },
@@ -233,23 +206,16 @@ export function alpaca(options: AlpacaOptions): Provider {
 /** Registry entry: credentials from `ALPACA_KEY`/`ALPACA_SECRET` or the SDK's `APCA_*` names. */
 export const alpacaFactory: ProviderFactory = {
   info: alpacaInfo,
-  check: (settings: ProviderSettings, _request?: ProviderCheckRequest) => {
-    requireCredentials("alpaca", settings.env, ALPACA_CREDENTIAL_VARS);
-    httpOptionsFromSettings(settings, _baseUrlVar(settings.env), ALPACA_BASE_URL);
-  },
-  create: (settings: ProviderSettings) => {
-    const [key, secret] = requireCredentials("alpaca", settings.env, ALPACA_CREDENTIAL_VARS);
-    return alpaca({
-      key,
-      secret,
-      ...httpOptionsFromSettings(settings, _baseUrlVar(settings.env), ALPACA_BASE_URL),
-    });
-  },
+  check: (settings: ProviderSettings) => void _optionsOf(settings),
+  create: (settings: ProviderSettings) => alpaca(_optionsOf(settings)),
 };
 
-/** The base URL variable in effect, so that an invalid value is reported under its own name. */
-function _baseUrlVar(env: Record<string, string | undefined>): string {
-  return _BASE_URL_VARS.find((name) => (env[name] ?? "") !== "") ?? _BASE_URL_VARS[0];
+function _optionsOf(settings: ProviderSettings): AlpacaOptions {
+  const [key, secret] = requireCredentials("alpaca", settings.env, ALPACA_CREDENTIAL_VARS);
+  // The base URL variable in effect, so that an invalid value is reported under its own name.
+  const urlVar = _BASE_URL_VARS.find((name) => (settings.env[name] ?? "") !== "") ??
+    _BASE_URL_VARS[0];
+  return { key, secret, ...httpOptionsFromSettings(settings, urlVar, ALPACA_BASE_URL) };
 }
 
 function _explainError(status: number, message: string) {
@@ -270,8 +236,4 @@ function _explainError(status: number, message: string) {
 
 function _rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(".000Z", "Z");
-}
-
-function _kind(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }

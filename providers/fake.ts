@@ -180,8 +180,6 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
   const openIndex = (session.open - session.preOpen) / _MINUTE_MS;
   const closeIndex = (session.close - session.preOpen) / _MINUTE_MS;
   const regularMinutes = closeIndex - openIndex;
-  const provider = "fake";
-  const adjustment = "raw";
   const bars: Bar[] = [];
 
   // x is the log price relative to startLog; it follows a Brownian bridge pinned to endLog - startLog
@@ -246,9 +244,9 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
         tradeCount: trades < 1 ? 1 : trades > volume ? volume : trades,
         tradingDate: date,
         session: barSession,
-        provider,
+        provider: "fake",
         feed,
-        adjustment,
+        adjustment: "raw",
       });
     }
     open = close;
@@ -463,10 +461,7 @@ function _level(symbolHash: number, day: number): number {
 }
 
 function _dayNumber(date: string): number {
-  const year = Number(date.slice(0, 4));
-  const month = Number(date.slice(5, 7));
-  const day = Number(date.slice(8, 10));
-  return Date.UTC(year, month - 1, day) / _DAY_MS;
+  return Date.UTC(+date.slice(0, 4), +date.slice(5, 7) - 1, +date.slice(8, 10)) / _DAY_MS;
 }
 
 /** Cents, or 1/100 of a cent under $1, as exchanges quote. */

@@ -147,19 +147,17 @@ export function finnhub(options: FinnhubOptions): Provider {
 export const finnhubFactory: ProviderFactory = {
   info: finnhubInfo,
   check: (settings: ProviderSettings, request?: ProviderCheckRequest) => {
-    requireCredentials("finnhub", settings.env, [_TOKEN_VARS]);
-    httpOptionsFromSettings(settings, "FINNHUB_BASE_URL", FINNHUB_BASE_URL);
+    _optionsOf(settings);
     const refusal = request && _refusal(request.timeframe, request.adjustment);
     if (refusal) throw new UsageError(refusal);
   },
-  create: (settings: ProviderSettings) => {
-    const [token] = requireCredentials("finnhub", settings.env, [_TOKEN_VARS]);
-    return finnhub({
-      token,
-      ...httpOptionsFromSettings(settings, "FINNHUB_BASE_URL", FINNHUB_BASE_URL),
-    });
-  },
+  create: (settings: ProviderSettings) => finnhub(_optionsOf(settings)),
 };
+
+function _optionsOf(settings: ProviderSettings): FinnhubOptions {
+  const [token] = requireCredentials("finnhub", settings.env, [_TOKEN_VARS]);
+  return { token, ...httpOptionsFromSettings(settings, "FINNHUB_BASE_URL", FINNHUB_BASE_URL) };
+}
 
 /** Why Finnhub cannot serve this adjustment: daily candles are split-adjusted, intraday raw. */
 function _refusal(timeframe: Timeframe, adjustment: string): string | undefined {

@@ -138,14 +138,8 @@ export function injectedClientOptions(
   HttpClientOptions,
   "metrics" | "fetch" | "now" | "baseDelayMs" | "random" | "timeoutMs" | "attempts"
 > {
-  return {
-    metrics: options.metrics,
-    fetch: options.fetch,
-    now: options.now,
-    baseDelayMs: options.baseDelayMs,
-    random: options.random,
-    ...httpSettingsFromEnv(options.env),
-  };
+  const { metrics, fetch, now, baseDelayMs, random } = options;
+  return { metrics, fetch, now, baseDelayMs, random, ...httpSettingsFromEnv(options.env) };
 }
 
 /**
@@ -207,13 +201,8 @@ export function baseUrlFromEnv(
   const value = env[name];
   const text = value === undefined || value === "" ? fallback : value;
   if (text === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(`Invalid ${name} "${redact(text, [])}": expected an http(s) URL`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
+  const protocol = URL.parse(text)?.protocol;
+  if (protocol !== "http:" && protocol !== "https:") {
     throw new UsageError(`Invalid ${name} "${redact(text, [])}": expected an http(s) URL`);
   }
   return text.replace(/\/+$/, "");
@@ -224,11 +213,30 @@ export function firstEnv(
   env: Record<string, string | undefined>,
   names: readonly string[],
 ): string | undefined {
-  for (const name of names) {
-    const value = env[name];
-    if (value !== undefined && value !== "") return value;
-  }
-  return undefined;
+  return names.map((name) => env[name]).find((value) => value !== undefined && value !== "");
+}
+
+/**
+ * A check that each paging cursor (`next_page_token`, `next_url`) of one paged fetch is new: a
+ * repeated one is a `ProviderError` naming `path`, since paging would never end.
+ */
+export function cursorGuard(
+  http: HttpClient,
+  name: string,
+): (cursor: string, path: string) => void {
+  const seen = new Set<string>();
+  return (cursor, path) => {
+    if (seen.has(cursor)) {
+      throw new ProviderError(
+        http.redact(
+          `Cannot fetch ${path} from "${http.provider}": the server repeated a ${name}, ` +
+            "paging would never end",
+        ),
+        { provider: http.provider, status: 200 },
+      );
+    }
+    seen.add(cursor);
+  };
 }
 
 /** Whether an error means the request was cancelled through its signal. */
@@ -275,11 +283,10 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   const now = options.now ?? (() => Date.now());
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const attempts = options.attempts ?? DEFAULT_ATTEMPTS;
-  const random = options.random ?? Math.random;
   const retryOptions = {
     baseDelayMs: options.baseDelayMs ?? 500,
     maxDelayMs: options.maxDelayMs ?? 30_000,
-    random,
+    random: options.random ?? Math.random,
   };
   const rateLimiter = options.rateLimiter ?? createRateLimiter({
     perMinute: options.perMinute ?? 60,

@@ -191,25 +191,17 @@ export function checkRequest(
 ): { feed: string; adjustment: string } {
   const feed = request.feed ?? info.feeds[0];
   const adjustment = request.adjustment ?? info.adjustments[0];
-  const list = (values: readonly string[]) => values.join(", ");
-  if (!info.timeframes.includes(request.timeframe)) {
-    throw new RangeError(
-      `Invalid timeframe "${request.timeframe}" for "${info.name}": expected one of ${
-        list(info.timeframes)
-      }`,
-    );
-  }
-  if (!info.feeds.includes(feed)) {
-    throw new RangeError(
-      `Invalid feed "${feed}" for "${info.name}": expected one of ${list(info.feeds)}`,
-    );
-  }
-  if (!info.adjustments.includes(adjustment)) {
-    throw new RangeError(
-      `Invalid adjustment "${adjustment}" for "${info.name}": expected one of ${
-        list(info.adjustments)
-      }`,
-    );
+  const served = [
+    ["timeframe", request.timeframe, info.timeframes],
+    ["feed", feed, info.feeds],
+    ["adjustment", adjustment, info.adjustments],
+  ] as const;
+  for (const [what, value, allowed] of served) {
+    if (!allowed.includes(value)) {
+      throw new RangeError(
+        `Invalid ${what} "${value}" for "${info.name}": expected one of ${allowed.join(", ")}`,
+      );
+    }
   }
   if (request.start > request.end) {
     throw new RangeError(
@@ -242,9 +234,27 @@ export function optionalNumberField(
   return value;
 }
 
+/** The row's `o h l c v` numbers and optional `vw n` (Alpaca's and Polygon's bar fields). */
+export function ohlcvFields(row: Record<string, unknown>, what: string): RawBar {
+  return {
+    open: numberField(row, "o", what),
+    high: numberField(row, "h", what),
+    low: numberField(row, "l", what),
+    close: numberField(row, "c", what),
+    volume: numberField(row, "v", what),
+    vwap: optionalNumberField(row, "vw", what),
+    tradeCount: optionalNumberField(row, "n", what),
+  };
+}
+
 /** Whether `value` is a plain JSON object. */
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** What a JSON value is, for messages: `null`, `an array`, or its `typeof`. */
+export function jsonKind(value: unknown): string {
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }
 
 /**

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { isValidDate, tradingDays, weekday } from "../core/calendar.ts";
+import { tradingDays, weekday } from "../core/calendar.ts";
 import {
   type Clock,
   includesExtendedHours,
@@ -109,14 +109,12 @@ export async function buildIngestRequest(
   }
   const info = factory.info;
   const workers = parseIntOption(input.workers ?? "4", label("workers"), 1, 64);
-  const batchText = input["batch-size"];
-  const batchSize = batchText === undefined
-    ? undefined
-    : parseIntOption(batchText, label("batch-size"), 1, 50_000);
-  const rateText = input["rate-limit"];
-  const rateLimit = rateText === undefined
-    ? undefined
-    : parseIntOption(rateText, label("rate-limit"), 1, 1_000_000);
+  const optionalInt = (name: "batch-size" | "rate-limit", max: number) => {
+    const text = input[name];
+    return text === undefined ? undefined : parseIntOption(text, label(name), 1, max);
+  };
+  const batchSize = optionalInt("batch-size", 50_000);
+  const rateLimit = optionalInt("rate-limit", 1_000_000);
   const resume = input.resume;
   const params: Record<string, number> = {};
   if (providerName === "fake") {
@@ -189,8 +187,6 @@ export async function buildIngestRequest(
       `Invalid range: ${label("start")} ${start} is after ${label("end")} ${end}`,
     );
   }
-  _checkCalendarYear(start, label("start"));
-  _checkCalendarYear(end, label("end"));
   const days = tradingDays(start, end);
   if (days.length === 0) {
     const what = start === end
@@ -284,11 +280,4 @@ function _closedRange(
     notice: `${label("end")} ${end} is after the last closed ${timeframe} session ${last}: ` +
       `ingesting up to ${last}`,
   };
-}
-
-function _checkCalendarYear(date: string, name: string): void {
-  const year = Number(date.slice(0, 4));
-  if (!isValidDate(date) || year < 1990 || year > 2100) {
-    throw new UsageError(`Invalid ${name} ${date}: expected a date from 1990-01-01 to 2100-12-31`);
-  }
 }

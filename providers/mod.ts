@@ -24,13 +24,7 @@ export {
 } from "./http.ts";
 export { iex, iexInfo, type IexOptions } from "./iex.ts";
 export { polygon, polygonInfo, type PolygonOptions } from "./polygon.ts";
-export {
-  checkReferenceSource,
-  fetchReference,
-  REFERENCE_SOURCE_INFO,
-  type ReferenceFetchOptions,
-  type ReferenceSourceInfo,
-} from "./reference.ts";
+export { checkReferenceSource, fetchReference, type ReferenceFetchOptions } from "./reference.ts";
 export { FAKE_REFERENCE_DATES, fakeReferenceSnapshots } from "./reference_fake.ts";
 export {
   assetClassFromName,

@@ -5,11 +5,11 @@
  * @module
  */
 import type { FetchOptions, FetchRequest, Provider, ProviderInfo } from "../core/provider.ts";
-import { ProviderError } from "../core/provider.ts";
 import { redactUrl } from "../core/secrets.ts";
 import { TIMEFRAMES } from "../core/types.ts";
 import {
   createHttpClient,
+  cursorGuard,
   httpOptionsFromSettings,
   type HttpProviderOptions,
   requireCredentials,
@@ -19,7 +19,7 @@ import {
   createBarCollector,
   isObject,
   numberField,
-  optionalNumberField,
+  ohlcvFields,
   requestWindow,
   type SourceTimeframe,
   sourceTimeframe,
@@ -131,7 +131,7 @@ export function polygon(options: PolygonOptions): Provider {
           limit,
           apiKey,
         };
-        const seen = new Set<string>();
+        const checkNext = cursorGuard(http, "next_url");
         while (path !== undefined) {
           const next: string | undefined = await http.get(path, {
             query,
@@ -140,17 +140,7 @@ export function polygon(options: PolygonOptions): Provider {
             parse,
           });
           if (next === undefined) break;
-          if (seen.has(next)) {
-            throw new ProviderError(
-              http.redact(
-                `Cannot fetch ${
-                  next.split("?")[0]
-                } from "polygon": the server repeated a next_url, paging would never end`,
-              ),
-              { provider: "polygon", status: 200 },
-            );
-          }
-          seen.add(next);
+          checkNext(next, next.split("?")[0]);
           path = next;
           // next_url carries the other parameters in its cursor, but never the key.
           query = { apiKey };
@@ -164,18 +154,14 @@ export function polygon(options: PolygonOptions): Provider {
 /** Registry entry: the key from `POLYGON_API_KEY`. */
 export const polygonFactory: ProviderFactory = {
   info: polygonInfo,
-  check: (settings: ProviderSettings) => {
-    requireCredentials("polygon", settings.env, [_KEY_VARS]);
-    httpOptionsFromSettings(settings, "POLYGON_BASE_URL", POLYGON_BASE_URL);
-  },
-  create: (settings: ProviderSettings) => {
-    const [apiKey] = requireCredentials("polygon", settings.env, [_KEY_VARS]);
-    return polygon({
-      apiKey,
-      ...httpOptionsFromSettings(settings, "POLYGON_BASE_URL", POLYGON_BASE_URL),
-    });
-  },
+  check: (settings: ProviderSettings) => void _optionsOf(settings),
+  create: (settings: ProviderSettings) => polygon(_optionsOf(settings)),
 };
+
+function _optionsOf(settings: ProviderSettings): PolygonOptions {
+  const [apiKey] = requireCredentials("polygon", settings.env, [_KEY_VARS]);
+  return { apiKey, ...httpOptionsFromSettings(settings, "POLYGON_BASE_URL", POLYGON_BASE_URL) };
+}
 
 /** What a Polygon answer that is not OK says about it: its `error`, else its `message`, else "". */
 export function polygonErrorText(body: Record<string, unknown>): string {
@@ -206,15 +192,7 @@ function _parsePage(
   const what = `bar of "${symbol}"`;
   for (const row of results) {
     if (!isObject(row)) throw new TypeError(`${what} is ${JSON.stringify(row)}`);
-    collector.add(symbol, numberField(row, "t", what), {
-      open: numberField(row, "o", what),
-      high: numberField(row, "h", what),
-      low: numberField(row, "l", what),
-      close: numberField(row, "c", what),
-      volume: numberField(row, "v", what),
-      vwap: optionalNumberField(row, "vw", what),
-      tradeCount: optionalNumberField(row, "n", what),
-    });
+    collector.add(symbol, numberField(row, "t", what), ohlcvFields(row, what));
   }
   const next = body.next_url;
   if (next === undefined || next === null || next === "") return undefined;
@@ -228,10 +206,8 @@ function _parsePage(
  * proxy or test server.
  */
 export function polygonNextPath(next: string, from: string): string {
-  let url: URL;
-  try {
-    url = new URL(next, POLYGON_BASE_URL);
-  } catch {
+  const url = URL.parse(next, POLYGON_BASE_URL);
+  if (url === null) {
     throw new TypeError(`next_url ${JSON.stringify(redactUrl(next))} is not a URL`);
   }
   const at = url.pathname.indexOf(from);

@@ -8,24 +8,15 @@
 import { isValidDate } from "../core/calendar.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import type { Metrics } from "../core/metrics.ts";
-import type { ProviderEnvVar } from "../core/provider.ts";
 import {
   REFERENCE_SOURCES,
   type ReferenceSnapshot,
   type ReferenceSource,
 } from "../core/reference.ts";
-import {
-  alpacaReferenceEnv,
-  checkAlpacaReference,
-  fetchAlpacaReference,
-} from "./reference_alpaca.ts";
+import { checkAlpacaReference, fetchAlpacaReference } from "./reference_alpaca.ts";
 import { fakeReferenceSnapshots } from "./reference_fake.ts";
-import { fetchNasdaqReference, NASDAQ_DIRECTORY_URLS } from "./reference_nasdaq.ts";
-import {
-  checkPolygonReference,
-  fetchPolygonReference,
-  polygonReferenceEnv,
-} from "./reference_polygon.ts";
+import { fetchNasdaqReference } from "./reference_nasdaq.ts";
+import { checkPolygonReference, fetchPolygonReference } from "./reference_polygon.ts";
 
 export { servesHistoricalTickers, withTickerHistory } from "./ticker_history.ts";
 
@@ -49,46 +40,6 @@ export interface ReferenceFetchOptions {
   baseDelayMs?: number;
   random?: () => number;
 }
-
-/** What `marketpipe symbols update --help` says about a source. */
-export interface ReferenceSourceInfo {
-  name: ReferenceSource;
-  description: string;
-  env: ProviderEnvVar[];
-  /** Whether one run gives a complete snapshot (absent instruments are delisted). */
-  complete: string;
-}
-
-/** The sources, by name. */
-export const REFERENCE_SOURCE_INFO: Readonly<Record<ReferenceSource, ReferenceSourceInfo>> = {
-  alpaca: {
-    name: "alpaca",
-    description: "Alpaca trading API /v2/assets (us_equity, active and inactive)",
-    env: alpacaReferenceEnv,
-    complete: "yes",
-  },
-  polygon: {
-    name: "polygon",
-    description: "Polygon.io /v3/reference/tickers on the --as-of date (active and inactive)",
-    env: polygonReferenceEnv,
-    complete: "yes",
-  },
-  nasdaq: {
-    name: "nasdaq",
-    description:
-      "Nasdaq Trader symbol directory: nasdaqlisted.txt and otherlisted.txt (--file or --url; " +
-      `default ${NASDAQ_DIRECTORY_URLS.join(" and ")})`,
-    env: [],
-    complete: "with both files; one file gives a partial snapshot",
-  },
-  fake: {
-    name: "fake",
-    description: "offline, deterministic: snapshots 2020-01-02 to 2024-09-16 with FB -> META, " +
-      "a delisting and a listing",
-    env: [],
-    complete: "yes",
-  },
-};
 
 /**
  * Throw a {@link UsageError} when `source` is unknown or cannot run with these settings

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import type { ProviderEnvVar } from "../core/provider.ts";
 import type { ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
 import { isValidSymbol } from "../core/symbols.ts";
 import {
@@ -15,8 +14,8 @@ import {
   injectedClientOptions,
   requireCredentials,
 } from "./http.ts";
-import { isObject } from "./http_normalize.ts";
-import { ALPACA_CREDENTIAL_ENV, ALPACA_CREDENTIAL_VARS, ALPACA_RATE_LIMIT } from "./alpaca.ts";
+import { isObject, jsonKind } from "./http_normalize.ts";
+import { ALPACA_CREDENTIAL_VARS, ALPACA_RATE_LIMIT } from "./alpaca.ts";
 import type { ReferenceFetchOptions } from "./reference.ts";
 import { assetClassFromName } from "./reference_nasdaq.ts";
 
@@ -37,19 +36,6 @@ export const ALPACA_EXCHANGES: Readonly<Record<string, string>> = {
   BATS: "BATS",
   OTC: "OTCM",
 };
-
-/** Environment variables the alpaca reference source reads. */
-export const alpacaReferenceEnv: ProviderEnvVar[] = [
-  ...ALPACA_CREDENTIAL_ENV,
-  {
-    name: "ALPACA_TRADING_BASE_URL",
-    description: `trading API base URL (default ${ALPACA_PAPER_TRADING_URL}; live keys need ` +
-      ALPACA_LIVE_TRADING_URL + ")",
-    secret: false,
-    required: false,
-    aliases: ["APCA_API_BASE_URL"],
-  },
-];
 
 /** Throw a `UsageError` when a credential is missing or the trading base URL is bad. */
 export function checkAlpacaReference(env: Record<string, string | undefined>): void {
@@ -106,7 +92,7 @@ function _parseAssets(body: unknown): { records: SymbolRecord[]; skipped: number
   let skipped = 0;
   body.forEach((asset: unknown, i: number) => {
     const at = `assets[${i}]`;
-    if (!isObject(asset)) throw new TypeError(`${at} is ${_kind(asset)}, expected an object`);
+    if (!isObject(asset)) throw new TypeError(`${at} is ${jsonKind(asset)}, expected an object`);
     const text = (key: string, required: boolean): string | null => {
       const value = asset[key];
       if ((value === undefined || value === null || value === "") && !required) return null;
@@ -156,8 +142,4 @@ function _parseAssets(body: unknown): { records: SymbolRecord[]; skipped: number
     return true;
   });
   return { records: kept, skipped: skipped + records.length - kept.length };
-}
-
-function _kind(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }

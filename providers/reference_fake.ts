@@ -15,9 +15,6 @@ export const FAKE_REFERENCE_DATES = [
   "2024-09-16",
 ] as const;
 
-/** The date the fake source renames FB to META (one instrument, one FIGI). */
-export const FAKE_TICKER_CHANGE_DATE = "2022-06-09";
-
 type _Row = Omit<SymbolRecord, "instrumentId" | "status" | "delistDate" | "providerId">;
 
 // Identifiers are the real ones for the real names; OLDCO and NEWCO are made up.
@@ -178,16 +175,13 @@ const _NEWCO: _Row = _row(
  * TSLA SPY QQQ BRK.B) are active on every date. Deterministic: the same on every machine.
  */
 export function fakeReferenceSnapshots(asOf: string): ReferenceSnapshot[] {
+  const renamed = _BASE.map((row) => row.ticker === "FB" ? _META : row);
+  const withoutOldco = renamed.filter((row) => row.ticker !== "OLDCO");
   const sets: Record<(typeof FAKE_REFERENCE_DATES)[number], readonly _Row[]> = {
     "2020-01-02": _BASE,
-    "2022-06-09": _BASE.map((row) => row.ticker === "FB" ? _META : row),
-    "2024-03-15": _BASE.filter((row) => row.ticker !== "OLDCO")
-      .map((row) => row.ticker === "FB" ? _META : row),
-    "2024-09-16": [
-      ..._BASE.filter((row) => row.ticker !== "OLDCO")
-        .map((row) => row.ticker === "FB" ? _META : row),
-      _NEWCO,
-    ],
+    "2022-06-09": renamed,
+    "2024-03-15": withoutOldco,
+    "2024-09-16": [...withoutOldco, _NEWCO],
   };
   return FAKE_REFERENCE_DATES.filter((date) => date <= asOf).map((date) => ({
     source: "fake",

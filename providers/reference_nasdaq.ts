@@ -70,15 +70,13 @@ export function parseNasdaqDirectory(text: string, name: string): NasdaqDirector
         `("${OTHER_LISTED_HEADER}"), found ${JSON.stringify(_excerpt(header))}`,
     );
   }
-  const footerLine = lines.length;
-  const footer = /^File Creation Time: (\d{2})(\d{2})(\d{4})(\d{2}):(\d{2})\|*\s*$/.exec(
-    lines.length > 1 ? lines[lines.length - 1] : "",
-  );
+  const last = lines.length > 1 ? lines[lines.length - 1] : "";
+  const footer = /^File Creation Time: (\d{2})(\d{2})(\d{4})(\d{2}):(\d{2})\|*\s*$/.exec(last);
   if (!footer) {
     throw fail(
-      footerLine,
+      lines.length,
       `expected the footer "File Creation Time: MMDDYYYYHH:MM", found ${
-        JSON.stringify(_excerpt(lines.length > 1 ? lines[lines.length - 1] : ""))
+        JSON.stringify(_excerpt(last))
       } (is the file cut short?)`,
     );
   }
@@ -94,25 +92,16 @@ export function parseNasdaqDirectory(text: string, name: string): NasdaqDirector
     if (fields.length !== 8) {
       throw fail(lineNo, `expected 8 fields separated by "|", found ${fields.length}`);
     }
-    const row = kind === "nasdaqlisted"
-      ? {
-        symbol: fields[0],
-        name: fields[1],
-        exchangeCode: fields[2],
-        exchangeField: "Market Category",
-        exchanges: _MARKET_CATEGORIES,
-        test: fields[3],
-        etf: fields[6],
-      }
-      : {
-        symbol: fields[0],
-        name: fields[1],
-        exchangeCode: fields[2],
-        exchangeField: "Exchange",
-        exchanges: _EXCHANGES,
-        test: fields[6],
-        etf: fields[4],
-      };
+    const nasdaq = kind === "nasdaqlisted";
+    const row = {
+      symbol: fields[0],
+      name: fields[1],
+      exchangeCode: fields[2],
+      exchangeField: nasdaq ? "Market Category" : "Exchange",
+      exchanges: nasdaq ? _MARKET_CATEGORIES : _EXCHANGES,
+      test: fields[nasdaq ? 3 : 6],
+      etf: fields[nasdaq ? 6 : 4],
+    };
     if (row.symbol === "") throw fail(lineNo, "empty symbol");
     for (const [field, value] of [["Test Issue", row.test], ["ETF", row.etf]]) {
       if (value !== "Y" && value !== "N") {
@@ -236,13 +225,8 @@ export async function fetchNasdaqReference(
 }
 
 async function _fetchText(text: string, options: ReferenceFetchOptions): Promise<string> {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(`Invalid --url "${redactUrl(text)}": expected an http(s) URL`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
+  const url = URL.parse(text);
+  if (url?.protocol !== "http:" && url?.protocol !== "https:") {
     throw new UsageError(`Invalid --url "${redactUrl(text)}": expected an http(s) URL`);
   }
   const http = createHttpClient({

@@ -5,17 +5,16 @@
  * @module
  */
 import { isValidDate } from "../core/calendar.ts";
-import type { ProviderEnvVar } from "../core/provider.ts";
-import { ProviderError } from "../core/provider.ts";
 import type { AssetClass, ReferenceSnapshot, SymbolRecord } from "../core/reference.ts";
 import { isValidSymbol } from "../core/symbols.ts";
 import {
   baseUrlFromEnv,
   createHttpClient,
+  cursorGuard,
   injectedClientOptions,
   requireCredentials,
 } from "./http.ts";
-import { isObject } from "./http_normalize.ts";
+import { isObject, jsonKind } from "./http_normalize.ts";
 import {
   POLYGON_BASE_URL,
   POLYGON_RATE_LIMIT,
@@ -29,17 +28,6 @@ export const POLYGON_TICKERS_LIMIT = 1000;
 
 const _KEY_VARS = ["POLYGON_API_KEY"] as const;
 const _PATH = "/v3/reference/tickers";
-
-/** Environment variables the polygon reference source reads (the bar provider's). */
-export const polygonReferenceEnv: ProviderEnvVar[] = [
-  { name: "POLYGON_API_KEY", description: "API key", secret: true, required: true },
-  {
-    name: "POLYGON_BASE_URL",
-    description: `API base URL (default ${POLYGON_BASE_URL})`,
-    secret: false,
-    required: false,
-  },
-];
 
 /** Polygon `type` codes to asset classes; any other code (or none) is `other`. */
 export const POLYGON_TYPES: Readonly<Record<string, AssetClass>> = {
@@ -104,7 +92,7 @@ export async function fetchPolygonReference(
       limit: POLYGON_TICKERS_LIMIT,
       apiKey,
     };
-    const seen = new Set<string>();
+    const checkNext = cursorGuard(http, "next_url");
     for (;;) {
       const page = await http.get(path, {
         query,
@@ -114,16 +102,7 @@ export async function fetchPolygonReference(
       skipped += page.skipped;
       for (const record of page.records) fetched.push(record);
       if (page.next === undefined) break;
-      if (seen.has(page.next)) {
-        throw new ProviderError(
-          http.redact(
-            `Cannot fetch ${_PATH} from "polygon": the server repeated a next_url, paging would ` +
-              `never end`,
-          ),
-          { provider: "polygon", status: 200 },
-        );
-      }
-      seen.add(page.next);
+      checkNext(page.next, _PATH);
       path = page.next;
       // next_url carries the other parameters in its cursor, but never the key.
       query = { apiKey };
@@ -238,11 +217,5 @@ function _optionalString(row: Record<string, unknown>, key: string, at: string):
 }
 
 function _kind(value: unknown): string {
-  return value === undefined
-    ? "missing"
-    : value === null
-    ? "null"
-    : Array.isArray(value)
-    ? "an array"
-    : typeof value;
+  return value === undefined ? "missing" : jsonKind(value);
 }
