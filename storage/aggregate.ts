@@ -37,6 +37,7 @@ import {
 } from "./partitions.ts";
 import { ownedDirName, removeDeadOwnedDirs } from "./owned_dirs.ts";
 import { corruptFileError } from "./corrupt.ts";
+import { pathExists } from "./fs.ts";
 
 /** Timeframes aggregation produces from 1m bars. */
 export const AGGREGATE_TIMEFRAMES: readonly Timeframe[] = TIMEFRAMES.filter((tf) => tf !== "1m");
@@ -145,9 +146,13 @@ export async function aggregatePartitions(
   const timeframes = options.timeframes ?? AGGREGATE_TIMEFRAMES;
   _checkOptions(timeframes, options.session);
   const runId = `${AGGREGATE_ID_PREFIX}${newJobId(now())}`;
-  // What a killed run staged is removed at the next start, whatever this run has to do.
+  // What a killed run staged is removed at the next start, whatever this run has to do: at once
+  // when its process is gone, else by age.
   const stagingParent = join(store.dataDir, STAGING_DIR);
-  await _removeStaleStaging(stagingParent, now());
+  await removeDeadOwnedDirs(stagingParent, AGGREGATE_ID_PREFIX, {
+    uncheckedMaxAgeMs: _STALE_STAGING_MS,
+    now: now(),
+  });
   const db = store.meta.db;
   const { symbols, sources, targets } = _targetsInScope(db, timeframes, options);
 
@@ -493,31 +498,18 @@ export const STAGING_DIR = ".staging";
  */
 const _STALE_STAGING_MS = 6 * 3_600_000;
 
-/** Removes staging folders of dead runs: at once when their process is gone, else by age. */
-async function _removeStaleStaging(parent: string, now: number): Promise<void> {
-  await removeDeadOwnedDirs(parent, AGGREGATE_ID_PREFIX, {
-    uncheckedMaxAgeMs: _STALE_STAGING_MS,
-    now,
-  });
-}
-
 /** Live 1m files by symbol, then year, from the manifest (of `symbols` only when given). */
 function _minutePartitions(
   db: DatabaseSync,
   symbols: readonly string[] | undefined,
 ): Map<string, Map<number, BarFile[]>> {
-  const out = new Map<string, Map<number, BarFile[]>>();
   const files = symbols === undefined
     ? listFiles(db, { tree: "bars", timeframe: "1m" })
     : symbols.flatMap((symbol) => listFiles(db, { tree: "bars", timeframe: "1m", symbol }));
-  for (const file of files) {
-    let years = out.get(file.symbol);
-    if (!years) out.set(file.symbol, years = new Map());
-    let list = years.get(file.year);
-    if (!list) years.set(file.year, list = []);
-    list.push(file);
-  }
-  return out;
+  return new Map(
+    [...Map.groupBy(files, (file) => file.symbol)]
+      .map(([symbol, list]) => [symbol, Map.groupBy(list, (file) => file.year)]),
+  );
 }
 
 function _dirOf(key: PartitionKey): string {
@@ -558,14 +550,7 @@ async function _allExist(paths: readonly string[]): Promise<boolean> {
 }
 
 async function _firstMissing(paths: readonly string[]): Promise<string | undefined> {
-  for (const path of paths) {
-    try {
-      await Deno.stat(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return path;
-      throw error;
-    }
-  }
+  for (const path of paths) if (!(await pathExists(path))) return path;
   return undefined;
 }
 
@@ -580,16 +565,10 @@ function _levelOf(tables: Map<string, string>, plan: _Plan): string {
 
 /** Plans grouped into batches of whole symbols, about {@link _BATCH_ROWS} 1m bars each. */
 function _batches(plans: readonly _Plan[]): _Plan[][] {
-  const bySymbol = new Map<string, _Plan[]>();
-  for (const plan of plans) {
-    let list = bySymbol.get(plan.target.key.symbol);
-    if (!list) bySymbol.set(plan.target.key.symbol, list = []);
-    list.push(plan);
-  }
   const batches: _Plan[][] = [];
   let current: _Plan[] = [];
   let rows = 0;
-  for (const list of bySymbol.values()) {
+  for (const list of Map.groupBy(plans, (plan) => plan.target.key.symbol).values()) {
     current.push(...list);
     rows += _sourceFiles(list).reduce((n, file) => n + file.rows, 0);
     if (rows >= _BATCH_ROWS) {
@@ -645,16 +624,11 @@ async function _buildBatchLevels(
       });
     } catch (error) {
       if (attempt < _SOURCE_RETRIES && !(await _allExist(files))) {
-        const relisted = new Map<string, BarFile[]>();
+        const relisted = _minutePartitions(db, [...new Set(plans.map((p) => p.target.key.symbol))]);
         for (const plan of plans) {
           const { symbol, year } = plan.target.key;
-          const id = `${symbol}\0${year}`;
-          let list = relisted.get(id);
-          if (!list) {
-            relisted.set(id, list = listFiles(db, { tree: "bars", timeframe: "1m", symbol, year }));
-          }
-          plan.target.sources = list;
-          plan.sourceKey = _filesKey(list);
+          plan.target.sources = relisted.get(symbol)?.get(year) ?? [];
+          plan.sourceKey = _filesKey(plan.target.sources);
         }
         // Listed again as they were: a file removed by hand, not replaced by a writer.
         const again = _sourceFiles(plans).map(pathOf);
@@ -772,7 +746,7 @@ async function _mergeTarget(
   const present: string[] = [];
   if (readNative) {
     for (const file of files.live) {
-      if (await _allExist([files.pathOf(file)])) present.push(files.pathOf(file));
+      if (await pathExists(files.pathOf(file))) present.push(files.pathOf(file));
     }
   }
   if (present.length > 0) {
@@ -849,7 +823,6 @@ async function _buildLevels(
       adjustment: constant.get("adjustment")!,
     }
     : undefined;
-  const tables = new Map<string, string>();
   // A target's roll-up path must not depend on what else its batch builds: sums of doubles
   // depend on their grouping, so a 1d target rolled up from 5m buckets (when rebuilt alone,
   // e.g. the last one a killed run left) differs in vwap's last bits from one rolled up from 4h.
@@ -858,34 +831,25 @@ async function _buildLevels(
     ? _CHAIN.at(-1)
     : _CHAIN.filter((tf) => options.timeframes.has(tf)).at(-1);
   const chain = _CHAIN.slice(0, Math.max(1, longest ? _CHAIN.indexOf(longest) + 1 : 1));
+  const tables = new Map<string, string>();
   let input = `(${minuteLevelSql(from, { withSource: source === undefined })})`;
-  for (const tf of chain) {
-    const table = `${options.prefix}_${tf}`;
+  const create = async (name: string, table: string, tf: Timeframe, session?: DailySession) => {
     await connection.run(
       `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS SELECT * FROM (${
         levelSql(input, {
           timeframe: tf,
           sessionsTable: options.sessionsTable,
+          session,
           withSource: source === undefined,
         })
       }) ORDER BY symbol, t`,
     );
-    tables.set(tf, table);
-    input = sqlIdent(table);
-  }
+    tables.set(name, table);
+    return table;
+  };
+  for (const tf of chain) input = sqlIdent(await create(tf, `${options.prefix}_${tf}`, tf));
   for (const session of options.sessions) {
-    const table = `${options.prefix}_1d_${session}`;
-    await connection.run(
-      `CREATE OR REPLACE TABLE ${sqlIdent(table)} AS SELECT * FROM (${
-        levelSql(input, {
-          timeframe: "1d",
-          sessionsTable: options.sessionsTable,
-          session: session as DailySession,
-          withSource: source === undefined,
-        })
-      }) ORDER BY symbol, t`,
-    );
-    tables.set(`1d-${session}`, table);
+    await create(`1d-${session}`, `${options.prefix}_1d_${session}`, "1d", session as DailySession);
   }
   return { tables, source };
 }

@@ -6,7 +6,7 @@
  */
 import type { Metrics } from "../core/metrics.ts";
 import type { Timeframe } from "../core/types.ts";
-import { AGGREGATE_TIMEFRAMES, aggregatePartitions, type AggregationSummary } from "./aggregate.ts";
+import { aggregatePartitions, type AggregationSummary } from "./aggregate.ts";
 import type { Store } from "./store.ts";
 
 /** The range an ingest wrote: its timeframe, symbols and trading dates. */
@@ -47,14 +47,7 @@ export async function aggregateIngested(
   }
   return await aggregatePartitions(
     { dataDir: store.dataDir, duckdb: await store.duckdb(), meta: store.meta },
-    {
-      timeframes: AGGREGATE_TIMEFRAMES,
-      symbols: range.symbols,
-      start: range.start,
-      end: range.end,
-      metrics: options.metrics,
-      signal: options.signal,
-      onProgress: options.onProgress,
-    },
+    // Every timeframe of AGGREGATE_TIMEFRAMES, the default.
+    { ...options, symbols: range.symbols, start: range.start, end: range.end },
   );
 }

@@ -8,6 +8,7 @@
  */
 import { type DuckDBConnection, VARCHAR } from "@duckdb/node-api";
 import { CorruptFileError, errorMessage } from "../core/errors.ts";
+import { ifFound } from "./fs.ts";
 
 /** A stored file that cannot be read, with what the reader said. */
 export interface CorruptFile {
@@ -36,12 +37,7 @@ export async function checkParquetFile(
       prepared.bind({ path }, { path: VARCHAR });
       await prepared.run();
     } catch (error) {
-      try {
-        await Deno.lstat(path);
-      } catch (statError) {
-        if (statError instanceof Deno.errors.NotFound) return undefined;
-        throw statError;
-      }
+      if (await ifFound(Deno.lstat(path)) === undefined) return undefined;
       const reason = readerReason(error);
       // Not the file's fault: try again later rather than call it corrupt.
       if (/^(Interrupt|Out of Memory)/i.test(reason)) throw error;

@@ -7,6 +7,7 @@
  */
 import { dirname, join } from "node:path";
 import { errorMessage, StorageError } from "../core/errors.ts";
+import { ifFound } from "./fs.ts";
 
 const _SQLITE_FULL = 13;
 const _NO_SPACE = /No space left on device|database or disk is full|\bENOSPC\b/i;
@@ -20,10 +21,7 @@ const _READ_ONLY = /Read-only file system|\bEROFS\b/i;
 export function storageErrorOf(error: unknown, path: string): StorageError | undefined {
   for (let e = error, depth = 0; e !== undefined && depth < 20; depth++) {
     if (e instanceof StorageError) return e;
-    const { code, errcode } = (typeof e === "object" && e !== null ? e : {}) as {
-      code?: unknown;
-      errcode?: unknown;
-    };
+    const { code, errcode } = (e ?? {}) as { code?: unknown; errcode?: unknown };
     const text = errorMessage(e);
     if (code === "ENOSPC" || errcode === _SQLITE_FULL || _NO_SPACE.test(text)) {
       return new StorageError(`No space left on device while writing ${path}`, {
@@ -50,12 +48,12 @@ export interface Unwritable {
 }
 
 /**
- * Why files cannot be created in `dir`, or undefined when they can. Creates and removes a probe
- * file; callers ask only after a failure, since SQLite says just "unable to open database file"
- * either way.
+ * Why files cannot be created in the directory holding `file`, or undefined when they can.
+ * Creates and removes a probe file; callers ask only after a failure, since SQLite says just
+ * "unable to open database file" either way.
  */
-export function unwritable(dir: string): Unwritable | undefined {
-  const probe = join(dir, `.marketpipe-probe-${crypto.randomUUID()}`);
+export function unwritableDirOf(file: string): Unwritable | undefined {
+  const probe = join(dirname(file), `.marketpipe-probe-${crypto.randomUUID()}`);
   try {
     Deno.openSync(probe, { write: true, createNew: true }).close();
   } catch (error) {
@@ -81,11 +79,6 @@ export function unwritableBy(error: unknown): Unwritable | undefined {
   return undefined;
 }
 
-/** {@link unwritable} for the directory holding `file`. */
-export function unwritableDirOf(file: string): Unwritable | undefined {
-  return unwritable(dirname(file));
-}
-
 /** Name of the file that keeps a little space free in the data directory (see {@link ensureReserve}). */
 export const RESERVE_FILE = ".reserve";
 const _RESERVE_BYTES = 256 * 1024;
@@ -97,11 +90,7 @@ const _RESERVE_BYTES = 256 * 1024;
  */
 export async function ensureReserve(dataDir: string): Promise<void> {
   const path = join(dataDir, RESERVE_FILE);
-  try {
-    if ((await Deno.stat(path)).size === _RESERVE_BYTES) return;
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
+  if ((await ifFound(Deno.stat(path)))?.size === _RESERVE_BYTES) return;
   try {
     await Deno.writeFile(path, new Uint8Array(_RESERVE_BYTES));
   } catch (error) {

@@ -37,20 +37,15 @@ export const BAR_COLUMNS: readonly { readonly name: string; readonly type: strin
   { name: "schema_version", type: "INTEGER" },
 ];
 
-/** The folder under the system temp directory that holds this user's DuckDB spill folders. */
-export function spillRoot(): string {
-  return join(tmpdir(), `marketpipe-spill-${Deno.uid() ?? "user"}`);
-}
-
 /**
  * A fresh spill folder for one DuckDB instance, not yet created: DuckDB creates it at the first
  * spill and removes it when the instance closes. It sits in a folder only this user can enter
- * ({@link spillRoot}), holds nothing but that instance's spill files, and its name carries the
- * owner's pid and start time, so folders left by a killed process are removed here, by the next
- * instance any MarketPipe process opens.
+ * (`marketpipe-spill-<uid>` in the system temp directory), holds nothing but that instance's
+ * spill files, and its name carries the owner's pid and start time, so folders left by a killed
+ * process are removed here, by the next instance any MarketPipe process opens.
  */
 export async function privateSpillDir(): Promise<string> {
-  let root = spillRoot();
+  let root = join(tmpdir(), `marketpipe-spill-${Deno.uid() ?? "user"}`);
   await Deno.mkdir(root, { recursive: true, mode: 0o700 });
   const info = await Deno.lstat(root);
   if (!info.isDirectory || (info.uid !== null && info.uid !== Deno.uid())) {
@@ -91,6 +86,14 @@ export function sqlString(value: string): string {
 export function sqlIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+/** The bar columns as a SQL select list, in file order. */
+export const BAR_COLUMNS_SQL = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
+
+/** An empty relation with the bar columns and their types, for reads that have no file. */
+export const NO_BARS_SQL = `SELECT ${
+  BAR_COLUMNS.map((column) => `NULL::${column.type} AS ${sqlIdent(column.name)}`).join(", ")
+} WHERE false`;
 
 /** Name of the view over one timeframe's bars, e.g. `bars_5m`. */
 export function barViewName(timeframe: Timeframe): string {
@@ -153,65 +156,52 @@ export async function createBarViews(
   files: readonly { timeframe: Timeframe; path: string }[],
   listed?: Map<Timeframe, readonly string[]>,
 ): Promise<Timeframe[]> {
-  const byTimeframe = new Map<Timeframe, string[]>();
-  for (const file of files) {
-    let list = byTimeframe.get(file.timeframe);
-    if (!list) byTimeframe.set(file.timeframe, list = []);
-    list.push(file.path);
-  }
-  const present = TIMEFRAMES.filter((timeframe) => byTimeframe.has(timeframe));
-  const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
+  const byTimeframe = Map.groupBy(files, (file) => file.timeframe);
+  const present: Timeframe[] = [];
   for (const timeframe of TIMEFRAMES) {
     const view = sqlIdent(barViewName(timeframe));
-    const paths = byTimeframe.get(timeframe);
-    if (paths === undefined) {
+    const paths = byTimeframe.get(timeframe)?.map((file) => file.path) ?? [];
+    const viewed = paths.length === 0 ? [] : await _createView(connection, view, paths);
+    if (viewed.length === 0) {
       await connection.run(`DROP VIEW IF EXISTS ${view}`);
-      continue;
-    }
-    // An explicit column list fixes the order and leaves out the path-only key year. Hive keys
-    // stay VARCHAR (no autocast), so symbol "1234" is not turned into a number.
-    try {
-      await connection.run(
-        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM ${readFilesSql(paths)}`,
-      );
-      listed?.set(timeframe, paths);
-    } catch (error) {
-      // Binding reads the first file's footer: when that one cannot be read, the view lists the
-      // files whose footers read instead (a snapshot: the caller reopens while files are bad),
-      // so one corrupt file does not take every query of the timeframe down with it.
-      const readable = await _filesWithFooters(connection, paths);
-      if (readable.skipped === 0) throw error;
-      if (readable.files.length === 0) {
-        await connection.run(`DROP VIEW IF EXISTS ${view}`);
-        present.splice(present.indexOf(timeframe), 1);
-        continue;
-      }
-      await connection.run(
-        `CREATE OR REPLACE VIEW ${view} AS SELECT ${columns} FROM ${readFilesSql(readable.files)}`,
-      );
-      listed?.set(timeframe, readable.files);
+    } else {
+      present.push(timeframe);
+      listed?.set(timeframe, viewed);
     }
   }
-  const union = present.length > 0
-    ? present.map((tf) => `SELECT * FROM ${sqlIdent(barViewName(tf))}`).join(
-      " UNION ALL BY NAME ",
-    )
-    : `SELECT ${
-      BAR_COLUMNS.map((column) => `NULL::${column.type} AS ${sqlIdent(column.name)}`).join(", ")
-    } WHERE false`;
+  const union = present.map((tf) => `SELECT * FROM ${sqlIdent(barViewName(tf))}`)
+    .join(" UNION ALL BY NAME ") || NO_BARS_SQL;
   await connection.run(`CREATE OR REPLACE VIEW bars AS ${union}`);
   return present;
 }
 
-async function _filesWithFooters(
+/** Creates `view` over `paths`; returns the files it lists (none when it could not be created). */
+async function _createView(
   connection: DuckDBConnection,
-  all: readonly string[],
-): Promise<{ files: string[]; skipped: number }> {
-  const files: string[] = [];
-  for (const file of all) {
-    if (await checkParquetFile(connection, file, { footerOnly: true }) === undefined) {
-      files.push(file);
+  view: string,
+  paths: readonly string[],
+): Promise<readonly string[]> {
+  // An explicit column list fixes the order and leaves out the path-only key year. Hive keys
+  // stay VARCHAR (no autocast), so symbol "1234" is not turned into a number.
+  const create = (files: readonly string[]) =>
+    connection.run(
+      `CREATE OR REPLACE VIEW ${view} AS SELECT ${BAR_COLUMNS_SQL} FROM ${readFilesSql(files)}`,
+    );
+  try {
+    await create(paths);
+    return paths;
+  } catch (error) {
+    // Binding reads the first file's footer: when that one cannot be read, the view lists the
+    // files whose footers read instead (a snapshot: the caller reopens while files are bad),
+    // so one corrupt file does not take every query of the timeframe down with it.
+    const readable: string[] = [];
+    for (const file of paths) {
+      if (await checkParquetFile(connection, file, { footerOnly: true }) === undefined) {
+        readable.push(file);
+      }
     }
+    if (readable.length === paths.length) throw error;
+    if (readable.length > 0) await create(readable);
+    return readable;
   }
-  return { files, skipped: all.length - files.length };
 }

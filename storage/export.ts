@@ -15,7 +15,7 @@ import { didYouMean, UsageError } from "../core/errors.ts";
 import { isValidSymbol } from "../core/symbols.ts";
 import type { Timeframe } from "../core/types.ts";
 import { BAR_COLUMNS, sqlIdent, sqlString } from "./duckdb.ts";
-import { fsyncDir, fsyncFile } from "./fs.ts";
+import { fsyncDir, fsyncFile, ifFound } from "./fs.ts";
 import { checkOutputPath, tempPathBeside } from "./output.ts";
 import {
   openQueryEngine,
@@ -136,34 +136,27 @@ export async function exportBars(
   } else {
     // A folder may be named with its trailing slash.
     if (/[^/\\][/\\]+$/.test(out)) out = out.replace(/[/\\]+$/, "");
-    const info = await Deno.stat(out).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    });
+    const info = await ifFound(Deno.stat(out));
     if (info !== undefined && !info.isDirectory) {
       throw new UsageError(
         `Cannot write --out "${out}": it is a file; --per-symbol writes one file per symbol into a folder`,
       );
     }
     const names = request.symbols.map((symbol) => `${symbol}.${ext}`);
+    const paths: string[] = [];
     if (info === undefined) {
       intoFreshDir = await check(out);
       stage = tempPathBeside(intoFreshDir);
-      targets = request.symbols.map((symbol, i) => ({
-        symbols: [symbol],
-        name: names[i],
-        path: join(intoFreshDir!, names[i]),
-      }));
+      for (const name of names) paths.push(join(intoFreshDir, name));
     } else {
-      const paths: string[] = [];
       for (const name of names) paths.push(await check(join(out, name)));
       stage = tempPathBeside(join(dirname(paths[0]), "export"));
-      targets = request.symbols.map((symbol, i) => ({
-        symbols: [symbol],
-        name: names[i],
-        path: paths[i],
-      }));
     }
+    targets = request.symbols.map((symbol, i) => ({
+      symbols: [symbol],
+      name: names[i],
+      path: paths[i],
+    }));
   }
   using engine = await openQueryEngine(dataDir, {
     exportDir: stage,
@@ -269,17 +262,13 @@ async function _countRows(
     () =>
       withConnection(engine, undefined, signal, async (connection) => {
         const { files } = _files(engine, request, request.symbols);
-        const counts = new Map<string, number>();
-        if (files.length === 0) return counts;
+        if (files.length === 0) return new Map<string, number>();
         const prepared = await connection.prepare(
           `SELECT symbol, count(*)::DOUBLE FROM ${_SOURCE} GROUP BY symbol`,
         );
         try {
           _bind(prepared, request, files);
-          for (const [symbol, n] of (await prepared.runAndReadAll()).getRows()) {
-            counts.set(symbol as string, n as number);
-          }
-          return counts;
+          return new Map((await prepared.runAndReadAll()).getRows() as [string, number][]);
         } finally {
           prepared.destroySync();
         }

@@ -129,13 +129,9 @@ function _arrowColumn(type: string): _ColumnEncoder {
       });
     };
   }
-  const wide = type === "TIMESTAMPTZ" || type === "BIGINT";
   return (vector, n) => {
-    const data = wide
-      ? new BigInt64Array(n)
-      : type === "DOUBLE"
-      ? new Float64Array(n)
-      : new Int32Array(n);
+    // The Arrow type's own buffer: BigInt64Array for times and BIGINT, Int32Array for DATE.
+    const data: BigInt64Array | Float64Array | Int32Array = new arrowType.ArrayType(n);
     for (let i = 0; i < n; i++) {
       const value = vector.getItem(i);
       if (value !== null) (data as unknown as (number | bigint)[])[i] = value as number | bigint;

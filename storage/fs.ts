@@ -1,25 +1,35 @@
 import { UsageError } from "../core/errors.ts";
 import { formatBytes } from "../core/format.ts";
 
-/** Whether something exists at `path` (false only when it is not found; other errors throw). */
-export async function pathExists(path: string): Promise<boolean> {
+/** What `promise` (a file system call) gives, or undefined when it fails with `NotFound`. */
+export async function ifFound<T>(promise: Promise<T>): Promise<T | undefined> {
   try {
-    await Deno.stat(path);
-    return true;
+    return await promise;
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
+    if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
 }
 
+/** Whether something exists at `path` (false only when it is not found; other errors throw). */
+export async function pathExists(path: string): Promise<boolean> {
+  return await ifFound(Deno.stat(path)) !== undefined;
+}
+
 /** Whether `path` is a regular file (false when it is not found; other errors throw). */
 export async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
+  return (await ifFound(Deno.stat(path)))?.isFile ?? false;
+}
+
+/** The entries of folder `dir`, none when it is missing. */
+export async function readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
+  return await ifFound(Array.fromAsync(Deno.readDir(dir))) ?? [];
+}
+
+/** Names of the subfolders of `dir`, sorted; none when it is missing. */
+export async function subdirs(dir: string): Promise<string[]> {
+  return (await readDirOrEmpty(dir)).filter((entry) => entry.isDirectory).map((entry) => entry.name)
+    .sort();
 }
 
 /** Flushes a file's contents to disk. */

@@ -15,6 +15,7 @@
  */
 import { join } from "node:path";
 import { isTimeframe, type Timeframe } from "../core/types.ts";
+import { readDirOrEmpty } from "./fs.ts";
 
 /** The trees partition files live in: stored bars and the quarantine. */
 export type PartitionTree = "bars" | "quarantine";
@@ -30,9 +31,6 @@ export const LAYOUT_VERSION = 2;
 
 /** The file in the data directory that records its layout version. */
 export const LAYOUT_FILE = "layout.json";
-
-/** Name of the one file of a partition in layout 1 (before storage v2). */
-export const PARTITION_FILE = "data.parquet";
 
 /** Prefix of temporary files in partition directories; they never end in `.parquet`. */
 export const TEMP_PREFIX = ".tmp-";
@@ -87,15 +85,9 @@ export interface PartitionPath {
  */
 export function parsePartitionPath(path: string): PartitionPath | undefined {
   const parts = path.split(/[\\/]/);
-  let at = -1;
-  for (let i = parts.length - 2; i >= 0 && at < 0; i--) {
-    if (
-      (parts[i] === BARS_DIR || parts[i] === QUARANTINE_DIR) &&
-      parts[i + 1].startsWith("timeframe=")
-    ) {
-      at = i;
-    }
-  }
+  const at = parts.findLastIndex((part, i) =>
+    (part === BARS_DIR || part === QUARANTINE_DIR) && parts[i + 1]?.startsWith("timeframe=")
+  );
   if (at < 0) return undefined;
   const [tree, tf, sym, yearPart] = parts.slice(at) as [
     PartitionTree,
@@ -132,7 +124,7 @@ export interface ParquetFileEntry {
 export async function walkParquetFiles(dir: string): Promise<ParquetFileEntry[]> {
   const out: ParquetFileEntry[] = [];
   const walk = async (path: string): Promise<void> => {
-    for (const entry of await _readDirOrEmpty(path)) {
+    for (const entry of await readDirOrEmpty(path)) {
       const child = join(path, entry.name);
       if (entry.isDirectory) await walk(child);
       else if (entry.isFile && entry.name.endsWith(".parquet")) {
@@ -146,18 +138,9 @@ export async function walkParquetFiles(dir: string): Promise<ParquetFileEntry[]>
 
 /** Whether any `.parquet` file is under `dir`; stops at the first one. */
 export async function hasParquetFile(dir: string): Promise<boolean> {
-  for (const entry of await _readDirOrEmpty(dir)) {
+  for (const entry of await readDirOrEmpty(dir)) {
     if (entry.isFile && entry.name.endsWith(".parquet")) return true;
     if (entry.isDirectory && await hasParquetFile(join(dir, entry.name))) return true;
   }
   return false;
-}
-
-async function _readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
-  try {
-    return await Array.fromAsync(Deno.readDir(dir));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
 }

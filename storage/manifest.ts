@@ -63,19 +63,12 @@ export function listFiles(db: DatabaseSync, filter: FileFilter = {}): BarFile[] 
   add("year = ?", filter.year);
   add("last_date >= ?", filter.start);
   add("first_date <= ?", filter.end);
-  if (filter.start !== undefined) {
-    where.push("year >= ?");
-    values.push(Number(filter.start.slice(0, 4)));
-  }
-  if (filter.end !== undefined) {
-    where.push("year <= ?");
-    values.push(Number(filter.end.slice(0, 4)));
-  }
-  const rows = db.prepare(
+  add("year >= ?", filter.start === undefined ? undefined : Number(filter.start.slice(0, 4)));
+  add("year <= ?", filter.end === undefined ? undefined : Number(filter.end.slice(0, 4)));
+  return db.prepare(
     `SELECT * FROM bar_files ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
      ORDER BY tree, timeframe, symbol, first_date, path`,
-  ).all(...values);
-  return rows.map(_fileFrom);
+  ).all(...values).map(_fileFrom);
 }
 
 /** Absolute paths of the live files matching `filter`. */

@@ -13,7 +13,7 @@ import type {
   TaskResult,
 } from "../core/jobs.ts";
 import { parseTimeframe, type Timeframe } from "../core/types.ts";
-import { unwritableBy, unwritableDirOf } from "./disk.ts";
+import { type Unwritable, unwritableBy, unwritableDirOf } from "./disk.ts";
 import { pathExists } from "./fs.ts";
 import { type Migration, MIGRATIONS } from "./migrations.ts";
 import { sqliteWrite, transaction } from "./sqlite.ts";
@@ -49,12 +49,7 @@ export function openDatabase(path: string): DatabaseSync {
     return db;
   } catch (error) {
     db?.close();
-    const denied = unwritableDirOf(path);
-    if (denied === undefined) throw error;
-    throw new StorageError(`Cannot open ${path} for writing: ${denied.reason}`, {
-      path,
-      code: denied.code,
-    }, { cause: error });
+    throw _cannotWrite(path, unwritableDirOf(path), error);
   }
 }
 
@@ -64,13 +59,17 @@ function _checkWritable(path: string): void {
     Deno.openSync(path, { write: true }).close();
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return;
-    const denied = unwritableBy(error);
-    if (!denied) throw error;
-    throw new StorageError(`Cannot open ${path} for writing: ${denied.reason}`, {
-      path,
-      code: denied.code,
-    }, { cause: error });
+    throw _cannotWrite(path, unwritableBy(error), error);
   }
+}
+
+/** `Cannot open <path> for writing: <reason>` when `denied` says why, else `error` itself. */
+function _cannotWrite(path: string, denied: Unwritable | undefined, error: unknown): unknown {
+  if (denied === undefined) return error;
+  return new StorageError(`Cannot open ${path} for writing: ${denied.reason}`, {
+    path,
+    code: denied.code,
+  }, { cause: error });
 }
 
 /**
@@ -170,12 +169,10 @@ export function migrationStatus(
   db: DatabaseSync | null,
   migrations = MIGRATIONS,
 ): MigrationStatus[] {
-  const applied = new Map<number, number>();
-  if (db && _tableExists(db, "schema_migrations")) {
-    for (const row of db.prepare("SELECT version, applied_at FROM schema_migrations").all()) {
-      applied.set(Number(row.version), Number(row.applied_at));
-    }
-  }
+  const rows = db && tableExists(db, "schema_migrations")
+    ? db.prepare("SELECT version, applied_at FROM schema_migrations").all()
+    : [];
+  const applied = new Map(rows.map((row) => [Number(row.version), Number(row.applied_at)]));
   return migrations.map((m) => ({
     version: m.version,
     name: m.name,
@@ -292,7 +289,7 @@ export class MetaStore {
         at,
         at,
       ));
-    const timer = setInterval(() => {
+    this.#heartbeat = setInterval(() => {
       try {
         this.heartbeat();
       } catch {
@@ -300,8 +297,7 @@ export class MetaStore {
         // this host liveness is checked by pid, elsewhere the next beat catches up.
       }
     }, HEARTBEAT_EVERY_MS);
-    Deno.unrefTimer(timer);
-    this.#heartbeat = timer;
+    Deno.unrefTimer(this.#heartbeat);
   }
 
   /** Record that this process is alive. */
@@ -343,7 +339,7 @@ export class MetaStore {
     for (const row of rows) {
       const owner = row.process_id as string | null;
       if (owner === null || this.isAlive(owner)) continue;
-      this.#transaction(() => {
+      transaction(this.db, () => {
         this.db.prepare(
           "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, process_id = NULL WHERE id = ? AND process_id = ?",
         ).run(
@@ -371,19 +367,18 @@ export class MetaStore {
     start: string,
     end: string,
   ): Map<string, Set<string>> {
-    const out = new Map<string, Set<string>>();
     const statement = this.db.prepare(
       "SELECT trading_date FROM ingested_days WHERE source = ? AND timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?",
     );
     const key = sourceLabel(source);
-    for (const symbol of symbols) {
-      const days = new Set<string>();
-      for (const row of statement.all(key, source.timeframe, symbol, start, end)) {
-        days.add(row.trading_date as string);
-      }
-      out.set(symbol, days);
-    }
-    return out;
+    return new Map(symbols.map((symbol) => [
+      symbol,
+      new Set(
+        statement.all(key, source.timeframe, symbol, start, end).map((row) =>
+          row.trading_date as string
+        ),
+      ),
+    ]));
   }
 
   /**
@@ -416,11 +411,10 @@ export class MetaStore {
     const rows = this.db.prepare(
       "SELECT * FROM jobs WHERE request_key = ? AND status IN ('pending', 'running', 'failed', 'partial', 'cancelled') ORDER BY created_at DESC",
     ).all(requestKey);
-    for (const row of rows) {
-      if (row.process_id !== null && this.isAlive(row.process_id as string)) continue;
-      return _jobFrom(row);
-    }
-    return undefined;
+    const row = rows.find((row) =>
+      row.process_id === null || !this.isAlive(row.process_id as string)
+    );
+    return row && _jobFrom(row);
   }
 
   /** A job by id, or by a unique id prefix. */
@@ -451,7 +445,7 @@ export class MetaStore {
   createJob(spec: JobSpec, requestKey: string, tasks: NewTask[]): JobRecord {
     const id = newJobId(this.#now());
     const at = this.#now();
-    this.#transaction(() => {
+    transaction(this.db, () => {
       this.db.prepare(
         `INSERT INTO jobs (id, request_key, status, provider, feed, adjustment, timeframe, symbols, start_date, end_date, params, process_id, pid, created_at, updated_at)
          VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -529,7 +523,7 @@ export class MetaStore {
 
   /** Own a job and mark it running; throws when another live process runs it. */
   claimJob(jobId: string): JobRecord {
-    this.#transaction(() => {
+    transaction(this.db, () => {
       const row = this.db.prepare("SELECT process_id, status FROM jobs WHERE id = ?").get(jobId);
       if (!row) throw new Error(`Cannot run job "${jobId}": no such job`);
       const owner = row.process_id as string | null;
@@ -558,7 +552,7 @@ export class MetaStore {
   /** Mark a task done and record its days as ingested, in one transaction: the checkpoint. */
   completeTask(jobId: string, seq: number, source: SourceKey, result: TaskResult): void {
     const at = this.#now();
-    this.#transaction(() => {
+    transaction(this.db, () => {
       this.db.prepare(
         "UPDATE tasks SET status = 'done', bars_fetched = ?, bars_written = ?, bars_replaced = ?, quarantined = ?, findings = ?, finished_at = ?, error = NULL WHERE job_id = ? AND seq = ?",
       ).run(
@@ -609,7 +603,7 @@ export class MetaStore {
 
   /** Set a job's final status and release it. */
   finishJob(jobId: string, status: JobStatus, error?: string): JobRecord {
-    this.#transaction(() => {
+    transaction(this.db, () => {
       this.db.prepare("UPDATE tasks SET status = 'pending' WHERE job_id = ? AND status = 'running'")
         .run(jobId);
       this.db.prepare(
@@ -625,7 +619,7 @@ export class MetaStore {
       "SELECT * FROM jobs WHERE created_at < ? AND status IN ('succeeded', 'partial', 'failed', 'cancelled') ORDER BY created_at",
     ).all(before).map(_jobFrom);
     if (!options.dryRun && rows.length > 0) {
-      this.#transaction(() => {
+      transaction(this.db, () => {
         const del = this.db.prepare("DELETE FROM jobs WHERE id = ?");
         for (const job of rows) del.run(job.id);
       });
@@ -646,7 +640,7 @@ export class MetaStore {
     for (;;) {
       options.signal?.throwIfAborted();
       let acquired = false;
-      this.#transaction(() => {
+      transaction(this.db, () => {
         const row = this.db.prepare("SELECT process_id FROM partition_locks WHERE partition = ?")
           .get(partition);
         if (row && row.process_id !== this.process.id && this.isAlive(row.process_id as string)) {
@@ -709,10 +703,6 @@ export class MetaStore {
       this.db.close();
     }
   }
-
-  #transaction(fn: () => void): void {
-    transaction(this.db, fn);
-  }
 }
 
 /** The text stored as the coverage source: provider, feed, adjustment and data-changing params. */
@@ -751,12 +741,8 @@ export function parseSourceLabel(label: string): Omit<SourceKey, "timeframe"> {
 export function newJobId(now: number): string {
   const iso = new Date(now).toISOString();
   const stamp = iso.slice(0, 10).replaceAll("-", "") + "-" + iso.slice(11, 19).replaceAll(":", "");
-  const random = Array.from(
-    crypto.getRandomValues(new Uint8Array(2)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
-  return `${stamp}-${random}`;
+  const [random] = crypto.getRandomValues(new Uint16Array(1));
+  return `${stamp}-${random.toString(16).padStart(4, "0")}`;
 }
 
 /** Kernel start time of a process on Linux (detects pid reuse), or null where unavailable. */
@@ -769,7 +755,8 @@ export function processStartMarker(pid: number): string | null {
   }
 }
 
-function _tableExists(db: DatabaseSync, name: string): boolean {
+/** Whether the database has a table `name`. */
+export function tableExists(db: DatabaseSync, name: string): boolean {
   return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !==
     undefined;
 }

@@ -27,8 +27,9 @@ import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { checkParquetFile, readerReason } from "./corrupt.ts";
 import { storageErrorOf } from "./disk.ts";
 import { sqlString } from "./duckdb.ts";
-import { fsyncDir, fsyncFile, pathExists } from "./fs.ts";
+import { fsyncDir, fsyncFile, ifFound, pathExists, subdirs } from "./fs.ts";
 import {
+  hasParquetFile,
   LAYOUT_FILE,
   LAYOUT_VERSION,
   newFileName,
@@ -104,13 +105,10 @@ const _V2_SCHEMA_VERSION = 2;
  */
 export async function detectLayout(dataDir: string): Promise<DataLayout> {
   const path = join(dataDir, LAYOUT_FILE);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  const text = await ifFound(Deno.readTextFile(path));
+  if (text === undefined) {
     for (const tree of _TREES) {
-      if (await _hasParquetFile(join(dataDir, tree))) return 1;
+      if (await hasParquetFile(join(dataDir, tree))) return 1;
     }
     return "empty";
   }
@@ -168,7 +166,7 @@ export async function listLayout1Files(dataDir: string): Promise<Layout1File[]> 
   const out: Layout1File[] = [];
   for (const tree of _TREES) {
     const byTimeframe = new Map<string, string>();
-    for (const name of await _subdirs(join(dataDir, tree))) {
+    for (const name of await subdirs(join(dataDir, tree))) {
       const timeframe = name.slice("timeframe=".length);
       if (name.startsWith("timeframe=") && isTimeframe(timeframe)) {
         byTimeframe.set(timeframe, name);
@@ -177,10 +175,10 @@ export async function listLayout1Files(dataDir: string): Promise<Layout1File[]> 
     for (const timeframe of TIMEFRAMES) {
       const tfName = byTimeframe.get(timeframe);
       if (tfName === undefined) continue;
-      for (const symbolName of await _subdirs(join(dataDir, tree, tfName))) {
+      for (const symbolName of await subdirs(join(dataDir, tree, tfName))) {
         if (!symbolName.startsWith("symbol=") || symbolName === "symbol=") continue;
         const symbol = symbolName.slice("symbol=".length);
-        for (const yearName of await _subdirs(join(dataDir, tree, tfName, symbolName))) {
+        for (const yearName of await subdirs(join(dataDir, tree, tfName, symbolName))) {
           const year = /^year=(\d{4})$/.exec(yearName)?.[1];
           if (year === undefined) continue;
           const yearDir = join(tree, tfName, symbolName, yearName);
@@ -198,7 +196,7 @@ export async function listLayout1Files(dataDir: string): Promise<Layout1File[]> 
             });
             continue;
           }
-          for (const monthName of await _subdirs(join(dataDir, yearDir))) {
+          for (const monthName of await subdirs(join(dataDir, yearDir))) {
             const month = /^month=(\d{2})$/.exec(monthName)?.[1];
             if (month === undefined || Number(month) < 1 || Number(month) > 12) continue;
             const path = join(yearDir, monthName, _V1_FILE);
@@ -418,9 +416,7 @@ async function _convertFile(
   const { dataDir, meta } = store;
   // For 1d the old folder is the new partition; for intraday an older build's writer of the
   // month locks the month folder.
-  const locks = [file.partition, dirname(file.path)].filter((key, i, all) =>
-    all.indexOf(key) === i
-  );
+  const locks = new Set([file.partition, dirname(file.path)]);
   const held: string[] = [];
   try {
     for (const key of locks) {
@@ -694,12 +690,12 @@ async function _removeEmptyMonthFolders(
 ): Promise<string[]> {
   const kept: string[] = [];
   for (const tree of _TREES) {
-    for (const tfName of await _subdirs(join(store.dataDir, tree))) {
+    for (const tfName of await subdirs(join(store.dataDir, tree))) {
       if (tfName === "timeframe=1d") continue;
-      for (const symbolName of await _subdirs(join(store.dataDir, tree, tfName))) {
-        for (const yearName of await _subdirs(join(store.dataDir, tree, tfName, symbolName))) {
+      for (const symbolName of await subdirs(join(store.dataDir, tree, tfName))) {
+        for (const yearName of await subdirs(join(store.dataDir, tree, tfName, symbolName))) {
           const yearDir = join(tree, tfName, symbolName, yearName);
-          for (const monthName of await _subdirs(join(store.dataDir, yearDir))) {
+          for (const monthName of await subdirs(join(store.dataDir, yearDir))) {
             if (!/^month=\d{2}$/.test(monthName)) continue;
             const dir = join(yearDir, monthName);
             await store.meta.lockPartition(dir);
@@ -716,37 +712,7 @@ async function _removeEmptyMonthFolders(
   return kept;
 }
 
-/** Whether any `.parquet` file is under `dir`; stops at the first one. */
-async function _hasParquetFile(dir: string): Promise<boolean> {
-  for (const entry of await _readDirOrEmpty(dir)) {
-    if (entry.isFile && entry.name.endsWith(".parquet")) return true;
-    if (entry.isDirectory && await _hasParquetFile(join(dir, entry.name))) return true;
-  }
-  return false;
-}
-
-/** Names of the subfolders of `dir`, sorted; none when it is missing. */
-async function _subdirs(dir: string): Promise<string[]> {
-  return (await _readDirOrEmpty(dir)).filter((entry) => entry.isDirectory).map((entry) =>
-    entry.name
-  ).sort();
-}
-
 async function _fileSize(path: string): Promise<number | undefined> {
-  try {
-    const info = await Deno.stat(path);
-    return info.isFile ? info.size : undefined;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-}
-
-async function _readDirOrEmpty(dir: string): Promise<Deno.DirEntry[]> {
-  try {
-    return await Array.fromAsync(Deno.readDir(dir));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
+  const info = await ifFound(Deno.stat(path));
+  return info?.isFile ? info.size : undefined;
 }

@@ -8,7 +8,6 @@ export { readTextFileCapped } from "./fs.ts";
 export {
   BARS_DIR,
   LAYOUT_VERSION,
-  PARTITION_FILE,
   partitionDir,
   type PartitionTree,
   QUARANTINE_DIR,

@@ -6,7 +6,7 @@
  */
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { UsageError } from "../core/errors.ts";
-import { fsyncDir, fsyncFile } from "./fs.ts";
+import { fsyncDir, fsyncFile, ifFound } from "./fs.ts";
 
 /**
  * The one folder inside a data directory that user output may be written to; everything else in
@@ -57,10 +57,7 @@ export async function checkOutputPath(
   }
   const target = join(folder, basename(absolute));
   const candidates = [absolute, target];
-  const info = await Deno.lstat(target).catch((error) => {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  });
+  const info = await ifFound(Deno.lstat(target));
   if (info?.isDirectory) refuse("it is a directory");
   if (info?.isSymlink) {
     // The rename replaces the link itself, but a link into the data directory is refused anyway:

@@ -8,6 +8,7 @@
  */
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
+import { ifFound } from "./fs.ts";
 import { processStartMarker } from "./meta.ts";
 
 /** The owner recorded in a folder name by {@link ownedDirName}. */
@@ -73,25 +74,14 @@ export async function removeDeadOwnedDirs(
   options: RemoveDeadOwnedDirsOptions = {},
 ): Promise<string[]> {
   const removed: string[] = [];
-  let entries: Deno.DirEntry[];
-  try {
-    entries = await Array.fromAsync(Deno.readDir(parent));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return removed;
-    throw error;
-  }
+  const entries = await ifFound(Array.fromAsync(Deno.readDir(parent)));
+  if (entries === undefined) return removed;
   const uid = Deno.uid();
   for (const entry of entries) {
     if (!entry.isDirectory || !entry.name.startsWith(prefix)) continue;
     const path = join(parent, entry.name);
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.lstat(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) continue; // another process cleaned it
-      throw error;
-    }
-    if (!info.isDirectory || (uid !== null && info.uid !== null && info.uid !== uid)) continue;
+    const info = await ifFound(Deno.lstat(path)); // undefined: another process cleaned it
+    if (!info?.isDirectory || (uid !== null && info.uid !== null && info.uid !== uid)) continue;
     const owner = dirOwner(entry.name);
     const status = owner ? ownerStatus(owner) : "unknown";
     if (status === "alive") continue;

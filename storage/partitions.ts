@@ -245,28 +245,20 @@ export async function compactPartitions(
   options: CompactPartitionsOptions = {},
 ): Promise<CompactSummary> {
   const minFiles = Math.max(2, options.minFiles ?? 2);
-  const groups = new Map<string, { key: PartitionKey; files: BarFile[] }>();
-  for (
-    const file of listFiles(writer.meta.db, { tree: options.tree, timeframe: options.timeframe })
-  ) {
-    if (options.symbols !== undefined && !options.symbols.includes(file.symbol)) continue;
-    const id = `${file.tree}|${file.timeframe}|${file.symbol}|${file.year}`;
-    let group = groups.get(id);
-    if (!group) {
-      const key = {
-        tree: file.tree,
-        timeframe: file.timeframe,
-        symbol: file.symbol,
-        year: file.year,
-      };
-      groups.set(id, group = { key, files: [] });
-    }
-    group.files.push(file);
-  }
-  const due = [...groups.values()].filter((group) => group.files.length >= minFiles);
+  const groups = [
+    ...Map.groupBy(
+      listFiles(writer.meta.db, { tree: options.tree, timeframe: options.timeframe })
+        .filter((file) => options.symbols === undefined || options.symbols.includes(file.symbol)),
+      (file) => `${file.tree}|${file.timeframe}|${file.symbol}|${file.year}`,
+    ).values(),
+  ].map((files) => {
+    const { tree, timeframe, symbol, year } = files[0];
+    return { key: { tree, timeframe, symbol, year }, files };
+  });
+  const due = groups.filter((group) => group.files.length >= minFiles);
   if (!options.dryRun) {
     // A partition left with one file can still hold what a killed writer left: clear that too.
-    for (const { key, files } of groups.values()) {
+    for (const { key, files } of groups) {
       if (files.length >= minFiles) continue;
       const dir = join(
         writer.dataDir,

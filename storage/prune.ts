@@ -15,6 +15,7 @@ import { join } from "node:path";
 import type { Timeframe } from "../core/types.ts";
 import { keepAggregationState } from "./aggregate.ts";
 import { sqlString } from "./duckdb.ts";
+import { subdirs } from "./fs.ts";
 import {
   BARS_DIR,
   parsePartitionPath,
@@ -100,15 +101,14 @@ export async function pruneBars(
   const db = writer.meta.db;
   const symbols = selection.symbols ? new Set(selection.symbols) : undefined;
   // The partitions with a file that holds bars that go.
-  const groups = new Map<string, { key: PartitionKey }>();
+  const groups = new Map<string, PartitionKey>();
   for (const [timeframe, before] of selection.cutoffs) {
     for (const file of listFiles(db, { timeframe })) {
       if (symbols && !symbols.has(file.symbol)) continue;
       if (before !== undefined && file.firstDate >= before) continue;
       const dir = partitionDir(file.timeframe, file.symbol, `${file.year}`, file.tree);
       if (!groups.has(dir)) {
-        const key = { tree: file.tree, timeframe, symbol: file.symbol, year: file.year };
-        groups.set(dir, { key });
+        groups.set(dir, { tree: file.tree, timeframe, symbol: file.symbol, year: file.year });
       }
     }
   }
@@ -123,7 +123,7 @@ export async function pruneBars(
   if (options.dryRun) {
     const connection = await writer.duckdb.connect();
     try {
-      for (const { key } of due) {
+      for (const key of due) {
         options.signal?.throwIfAborted();
         // Every live file of the partition, as the real run sees it, so the bars kept agree.
         add(await _plan(connection, listFiles(db, key), _criteria(selection, key, writer.dataDir)));
@@ -135,7 +135,7 @@ export async function pruneBars(
     summary.days = _forgetDays(db, selection, { dryRun: true });
     return summary;
   }
-  for (const { key } of due) {
+  for (const key of due) {
     options.signal?.throwIfAborted();
     const criteria = _criteria(selection, key, writer.dataDir);
     add(
@@ -212,21 +212,16 @@ async function _plan(
   criteria: _Criteria,
 ): Promise<_Plan> {
   const { key, before, predicate } = criteria;
-  const plan: _Plan = {
-    partition: {
-      ...key,
-      rows: 0,
-      firstDate: "",
-      lastDate: "",
-      removed: 0,
-      rewritten: 0,
-      kept: 0,
-    },
+  const partition = {
+    ...key,
     rows: 0,
-    whole: [],
-    cut: [],
+    firstDate: "",
+    lastDate: "",
+    removed: 0,
+    rewritten: 0,
+    kept: 0,
   };
-  const { partition } = plan;
+  const plan: _Plan = { partition, rows: 0, whole: [], cut: [] };
   const take = (rows: number, first: string, last: string) => {
     plan.rows += rows;
     if (partition.firstDate === "" || first < partition.firstDate) partition.firstDate = first;
@@ -336,8 +331,8 @@ async function _removeLeftovers(
   for (const [timeframe, before] of selection.cutoffs) {
     for (const tree of [BARS_DIR, QUARANTINE_DIR] as const) {
       const root = timeframeDir(writer.dataDir, timeframe, tree);
-      for (const symbolDir of await _subdirs(root)) {
-        for (const yearDir of await _subdirs(join(root, symbolDir))) {
+      for (const symbolDir of await subdirs(root)) {
+        for (const yearDir of await subdirs(join(root, symbolDir))) {
           const relative = join(tree, `timeframe=${timeframe}`, symbolDir, yearDir);
           const at = parsePartitionPath(relative);
           if (at === undefined || (symbols && !symbols.has(at.symbol))) continue;
@@ -369,15 +364,4 @@ async function _hasLeftovers(dir: string, live: readonly BarFile[]): Promise<boo
     if (entry.isFile && entry.name.endsWith(".parquet") && !keep.has(entry.name)) return true;
   }
   return false;
-}
-
-async function _subdirs(dir: string): Promise<string[]> {
-  try {
-    const out: string[] = [];
-    for await (const entry of Deno.readDir(dir)) if (entry.isDirectory) out.push(entry.name);
-    return out.sort();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
 }

@@ -103,19 +103,10 @@ async function _load(connection: DuckDBConnection, items: readonly RejectedBar[]
     for (const { bar, rule, detail } of items) {
       appender.appendVarchar(bar.symbol);
       appender.appendDouble(bar.ts);
-      for (const value of [bar.open, bar.high, bar.low, bar.close, bar.volume]) {
-        _appendNumber(appender, value);
-      }
-      _appendNumber(appender, bar.vwap);
-      _appendNumber(appender, bar.tradeCount);
-      appender.appendVarchar(bar.timeframe);
-      appender.appendVarchar(bar.tradingDate);
-      appender.appendVarchar(bar.session);
-      appender.appendVarchar(bar.provider);
-      appender.appendVarchar(bar.feed);
-      appender.appendVarchar(bar.adjustment);
-      appender.appendVarchar(rule);
-      appender.appendVarchar(detail);
+      const ohlcv = [bar.open, bar.high, bar.low, bar.close, bar.volume];
+      for (const value of [...ohlcv, bar.vwap, bar.tradeCount]) _appendNumber(appender, value);
+      const texts = [bar.timeframe, bar.tradingDate, bar.session, bar.provider, bar.feed];
+      for (const text of [...texts, bar.adjustment, rule, detail]) appender.appendVarchar(text);
       appender.endRow();
     }
     appender.flushSync();

@@ -15,9 +15,9 @@ import {
 import { join } from "node:path";
 import type { CorruptFileError } from "../core/errors.ts";
 import { isValidSymbol } from "../core/symbols.ts";
-import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { corruptFileError } from "./corrupt.ts";
-import { BAR_COLUMNS, sqlIdent, sqlString } from "./duckdb.ts";
+import { BAR_COLUMNS_SQL, NO_BARS_SQL, sqlString } from "./duckdb.ts";
 import {
   DEFAULT_QUERY_TIMEOUT_MS,
   type QueryEngine,
@@ -113,28 +113,6 @@ export async function readBars(
   options: ReadBarsOptions = {},
 ): Promise<number> {
   let delivered = false;
-  const deliver = (chunk: BarColumns) => {
-    delivered = true;
-    return onChunk(chunk);
-  };
-  // Once bars were handed on, a retry would hand them on twice: only an early failure retries.
-  return await retryReplaced(
-    engine,
-    () => _readBarsOnce(engine, request, deliver, options),
-    () => !delivered,
-  );
-}
-
-async function _readBarsOnce(
-  engine: QueryEngine,
-  request: BarsRequest,
-  onChunk: (chunk: BarColumns) => void | Promise<void>,
-  options: ReadBarsOptions = {},
-): Promise<number> {
-  _checkBarsRequest(request);
-  const files = _barFiles(engine, request);
-  if (files.length === 0 || request.limit === 0) return 0;
-  const order = request.descending ? "DESC" : "ASC";
   // Lineage costs a string decode per row and column (ingest_id is read through a native call),
   // so only the formats that carry it ask for it.
   const lineage = options.lineage
@@ -142,26 +120,26 @@ async function _readBarsOnce(
     : "";
   const sql = `SELECT epoch_us(ts), open, high, low, close, volume, vwap,
       trade_count::DOUBLE, strftime(trading_date, '%Y-%m-%d'), session${lineage}
-    FROM ${_BARS_FILTER} ORDER BY ts ${order} LIMIT $limit::BIGINT`;
-  return await _namingCorrupt(
-    engine,
-    files,
-    request,
-    options.signal,
-    () =>
-      _withStatement(engine, sql, options, async (prepared) => {
-        _bindBars(prepared, files, request, { limit: request.limit });
-        const result = await prepared.stream();
-        let total = 0;
-        while (true) {
-          const chunk = await result.fetchChunk();
-          if (chunk === null || chunk.rowCount === 0) break;
-          total += chunk.rowCount;
-          await onChunk(_barColumns(chunk));
-        }
-        return total;
-      }),
-  );
+    FROM ${_barsSource(request)} LIMIT $limit::BIGINT`;
+  // Once bars were handed on, a retry would hand them on twice: only an early failure retries.
+  return await retryReplaced(engine, async () => {
+    _checkBarsRequest(request);
+    const files = _barFiles(engine, request);
+    if (files.length === 0 || request.limit === 0) return 0;
+    return await _namingCorrupt(engine, files, request, sql, options, async (prepared) => {
+      _bindBars(prepared, files, request, { limit: request.limit });
+      const result = await prepared.stream();
+      let total = 0;
+      while (true) {
+        const chunk = await result.fetchChunk();
+        if (chunk === null || chunk.rowCount === 0) break;
+        total += chunk.rowCount;
+        delivered = true;
+        await onChunk(_barColumns(chunk));
+      }
+      return total;
+    });
+  }, () => !delivered);
 }
 
 /**
@@ -173,31 +151,17 @@ export async function barsPageEnd(
   request: BarsRequest,
   options: ReadBarsOptions = {},
 ): Promise<bigint | undefined> {
-  return await retryReplaced(engine, () => _barsPageEndOnce(engine, request, options));
-}
-
-async function _barsPageEndOnce(
-  engine: QueryEngine,
-  request: BarsRequest,
-  options: ReadBarsOptions = {},
-): Promise<bigint | undefined> {
-  _checkBarsRequest(request);
-  const files = _barFiles(engine, request);
-  if (files.length === 0 || request.limit === 0) return undefined;
-  const sql = `SELECT epoch_us(ts) FROM ${_BARS_FILTER}
-    ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT 2 OFFSET $offset::BIGINT`;
-  return await _namingCorrupt(
-    engine,
-    files,
-    request,
-    options.signal,
-    () =>
-      _withStatement(engine, sql, options, async (prepared) => {
-        _bindBars(prepared, files, request, { offset: request.limit - 1 });
-        const rows = (await prepared.runAndReadAll()).getRows();
-        return rows.length === 2 ? rows[0][0] as bigint : undefined;
-      }),
-  );
+  const sql = `SELECT epoch_us(ts) FROM ${_barsSource(request)} LIMIT 2 OFFSET $offset::BIGINT`;
+  return await retryReplaced(engine, async () => {
+    _checkBarsRequest(request);
+    const files = _barFiles(engine, request);
+    if (files.length === 0 || request.limit === 0) return undefined;
+    return await _namingCorrupt(engine, files, request, sql, options, async (prepared) => {
+      _bindBars(prepared, files, request, { offset: request.limit - 1 });
+      const rows = (await prepared.runAndReadAll()).getRows();
+      return rows.length === 2 ? rows[0][0] as bigint : undefined;
+    });
+  });
 }
 
 /** Runs `use` on `sql` prepared on a connection of its own, within the read's timeout and signal. */
@@ -225,20 +189,22 @@ async function _withStatement<T>(
 }
 
 /**
- * `read()` of `files`; when it fails on a file that cannot be read, a `CorruptFileError` naming
- * that file replaces DuckDB's error, so one bad partition shows up as itself.
+ * {@link _withStatement} reading `files`; when it fails on a file that cannot be read, a
+ * `CorruptFileError` naming that file replaces DuckDB's error, so one bad partition shows up as
+ * itself.
  */
 async function _namingCorrupt<T>(
   engine: QueryEngine,
   files: readonly string[],
   request: BarsRequest,
-  signal: AbortSignal | undefined,
-  read: () => Promise<T>,
+  sql: string,
+  options: ReadBarsOptions,
+  use: (prepared: DuckDBPreparedStatement) => Promise<T>,
 ): Promise<T> {
   try {
-    return await read();
+    return await _withStatement(engine, sql, options, use);
   } catch (error) {
-    if (error instanceof QueryTimeoutError || signal?.aborted) throw error;
+    if (error instanceof QueryTimeoutError || options.signal?.aborted) throw error;
     let corrupt: CorruptFileError | undefined;
     const connection = await engine._connect().catch(() => undefined);
     if (connection) {
@@ -266,51 +232,41 @@ export async function exportBarsParquet(
   request: BarsRequest,
   options: ReadBarsOptions = {},
 ): Promise<{ rows: number; size: number; stream: ReadableStream<Uint8Array> }> {
-  return await retryReplaced(engine, () => _exportBarsParquetOnce(engine, request, options));
-}
-
-async function _exportBarsParquetOnce(
-  engine: QueryEngine,
-  request: BarsRequest,
-  options: ReadBarsOptions = {},
-): Promise<{ rows: number; size: number; stream: ReadableStream<Uint8Array> }> {
-  _checkBarsRequest(request);
-  if (engine.exportDir === undefined) {
-    throw new TypeError("Cannot export Parquet: the query engine was opened without an exportDir");
-  }
-  const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
-  const files = _barFiles(engine, request);
-  const source = files.length > 0
-    ? `${_BARS_FILTER} ORDER BY ts ${request.descending ? "DESC" : "ASC"} LIMIT $limit::BIGINT`
-    : null;
-  const path = join(engine.exportDir, `bars-${crypto.randomUUID()}.parquet`);
-  // The path is ours (a UUID); every request value travels as a bound parameter.
-  const inner = source === null
-    ? `SELECT ${
-      BAR_COLUMNS.map((column) => `NULL::${column.type} AS ${sqlIdent(column.name)}`).join(", ")
-    } WHERE false`
-    : `SELECT ${columns} FROM ${source}`;
-  const copy = `COPY (${inner}) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`;
-  try {
-    const rows = await _withStatement(engine, copy, options, async (prepared) => {
-      if (source !== null) _bindBars(prepared, files, request, { limit: request.limit });
-      return Number((await prepared.run()).rowsChanged);
-    }, { exporter: true });
-    const file = await Deno.open(path, { read: true });
-    const size = (await file.stat()).size;
-    await Deno.remove(path);
-    return { rows, size, stream: file.readable };
-  } catch (error) {
-    await Deno.remove(path).catch(() => {});
-    throw error;
-  }
+  return await retryReplaced(engine, async () => {
+    _checkBarsRequest(request);
+    if (engine.exportDir === undefined) {
+      throw new TypeError(
+        "Cannot export Parquet: the query engine was opened without an exportDir",
+      );
+    }
+    const files = _barFiles(engine, request);
+    const path = join(engine.exportDir, `bars-${crypto.randomUUID()}.parquet`);
+    // The path is ours (a UUID); every request value travels as a bound parameter.
+    const inner = files.length === 0
+      ? NO_BARS_SQL
+      : `SELECT ${BAR_COLUMNS_SQL} FROM ${_barsSource(request)} LIMIT $limit::BIGINT`;
+    const copy = `COPY (${inner}) TO ${sqlString(path)} (FORMAT parquet, COMPRESSION zstd)`;
+    try {
+      const rows = await _withStatement(engine, copy, options, async (prepared) => {
+        if (files.length > 0) _bindBars(prepared, files, request, { limit: request.limit });
+        return Number((await prepared.run()).rowsChanged);
+      }, { exporter: true });
+      const file = await Deno.open(path, { read: true });
+      const size = (await file.stat()).size;
+      await Deno.remove(path);
+      return { rows, size, stream: file.readable };
+    } catch (error) {
+      await Deno.remove(path).catch(() => {});
+      throw error;
+    }
+  });
 }
 
 function _checkBarsRequest(request: BarsRequest): void {
   if (!isValidSymbol(request.symbol)) {
     throw new RangeError(`Invalid symbol "${request.symbol}": expected a ticker like AAPL`);
   }
-  if (!(TIMEFRAMES as readonly string[]).includes(request.timeframe)) {
+  if (!isTimeframe(request.timeframe)) {
     throw new RangeError(`Invalid timeframe "${request.timeframe}": expected one of ${TIMEFRAMES}`);
   }
   if (!Number.isSafeInteger(request.limit) || request.limit < 0) {
@@ -329,18 +285,21 @@ function _checkBarsRequest(request: BarsRequest): void {
 }
 
 /**
- * `FROM`/`WHERE` of a bars read. The files come from {@link _barFiles} as a bound list; every
- * request value is a parameter.
+ * `FROM`/`WHERE`/`ORDER BY` of a bars read. The files come from {@link _barFiles} as a bound list;
+ * every request value is a parameter.
  */
-const _BARS_FILTER = `read_parquet($files, hive_partitioning = true, hive_types_autocast = false)
+function _barsSource(request: BarsRequest): string {
+  return `read_parquet($files, hive_partitioning = true, hive_types_autocast = false)
     WHERE symbol = $symbol AND trading_date BETWEEN $start::DATE AND $end::DATE
-      AND ts > make_timestamptz($after::BIGINT) AND ts < make_timestamptz($before::BIGINT)`;
+      AND ts > make_timestamptz($after::BIGINT) AND ts < make_timestamptz($before::BIGINT)
+    ORDER BY ts ${request.descending ? "DESC" : "ASC"}`;
+}
 
 function _bindBars(
   prepared: DuckDBPreparedStatement,
   files: string[],
   request: BarsRequest,
-  extra: { limit?: number; offset?: number },
+  extra: { limit: number } | { offset: number },
 ): void {
   const values: Record<string, DuckDBValue> = {
     files: listValue(files),
@@ -350,8 +309,7 @@ function _bindBars(
     after: request.after ?? _MIN_MICROS,
     before: request.before ?? _MAX_MICROS,
   };
-  if (extra.limit !== undefined) values.limit = BigInt(extra.limit);
-  if (extra.offset !== undefined) values.offset = BigInt(extra.offset);
+  for (const [name, value] of Object.entries(extra)) values[name] = BigInt(value);
   prepared.bind(values, { files: LIST(VARCHAR) });
 }
 

@@ -94,10 +94,9 @@ export class QueryEngine {
   readonly dataDir: string;
   /** Timeframes that have bars (and therefore a `bars_<tf>` view) in the engine's snapshot. */
   get timeframes(): readonly Timeframe[] {
-    return this.#timeframes;
+    return this.#views.timeframes;
   }
-  #timeframes: readonly Timeframe[];
-  #viewFiles: ReadonlyMap<Timeframe, readonly ViewFile[]>;
+  #views: BarViews;
   /** Absolute path `writeQueryParquet` may write, if one was given. */
   readonly outputFile: string | undefined;
   /** Absolute directory `exportBarsParquet` writes to, if one was given. */
@@ -125,8 +124,7 @@ export class QueryEngine {
     this.#limits = init.limits;
     this.#instance = instance;
     this.dataDir = init.dataDir;
-    this.#timeframes = init.views.timeframes;
-    this.#viewFiles = init.views.files;
+    this.#views = init.views;
     this.outputFile = init.outputFile;
     this.#tempOutputFile = init.tempOutputFile;
     this.exportDir = init.exportDir;
@@ -137,7 +135,7 @@ export class QueryEngine {
    * says they hold.
    */
   _viewFiles(): ReadonlyMap<Timeframe, readonly ViewFile[]> {
-    return this.#viewFiles;
+    return this.#views.files;
   }
 
   /**
@@ -172,9 +170,7 @@ export class QueryEngine {
   async _refreshViews(): Promise<void> {
     const connection = await this._connect();
     try {
-      const views = await _viewsFromManifest(connection, this.dataDir, this);
-      this.#timeframes = views.timeframes;
-      this.#viewFiles = views.files;
+      this.#views = await _viewsFromManifest(connection, this.dataDir, this);
     } finally {
       connection.closeSync();
     }
@@ -262,11 +258,8 @@ export async function openQueryEngine(
   const readable = [join(absDataDir, "bars") + sep, join(absDataDir, "quarantine") + sep];
   const exportDir = options.exportDir === undefined ? undefined : resolve(options.exportDir);
   // Queries cannot read exportDir anyway; inside the data directory only exports/ may hold it.
-  const exportInside = exportDir === undefined ? "" : relative(absDataDir, exportDir);
-  if (
-    exportDir !== undefined && !exportInside.startsWith("..") &&
-    !exportInside.startsWith(EXPORTS_DIR + sep)
-  ) {
+  const exportInside = exportDir === undefined ? ".." : relative(absDataDir, exportDir);
+  if (!exportInside.startsWith("..") && !exportInside.startsWith(EXPORTS_DIR + sep)) {
     throw new RangeError(`Invalid exportDir "${options.exportDir}": it is inside ${dataDir}`);
   }
   let outputFile: string | undefined;
@@ -417,16 +410,13 @@ const _MAX_ATTEMPTS = 20;
 /** Whether `error` (or a cause of it) is DuckDB not finding a file of the data directory. */
 function _isMissingFileError(dataDir: string, error: unknown): boolean {
   for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (
-      /No files found that match the pattern|No such file or directory|Cannot open file/.test(
-        e.message,
-      ) && e.message.includes(dataDir)
-    ) {
-      return true;
-    }
+    if (_MISSING_FILE.test(e.message) && e.message.includes(dataDir)) return true;
   }
   return false;
 }
+
+const _MISSING_FILE =
+  /No files found that match the pattern|No such file or directory|Cannot open file/;
 
 /** Options for {@link withConnection}. */
 export interface WithConnectionOptions {

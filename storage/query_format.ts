@@ -31,8 +31,7 @@ export function formatTable(result: QueryResult, options: FormatOptions = {}): s
   result.columns.forEach((column, index) => {
     if (_isFractionalType(column.type)) {
       const values = result.rows.map((row) => row[index]);
-      const finite = values.filter((v): v is number => typeof v === "number");
-      const texts = formatPrices(finite);
+      const texts = formatPrices(values.filter((v): v is number => typeof v === "number"));
       let next = 0;
       values.forEach((value, r) => {
         if (typeof value === "number") cells[r][index] = texts[next++];
@@ -50,16 +49,13 @@ export function formatTable(result: QueryResult, options: FormatOptions = {}): s
     values.map((value, index) =>
       numeric[index] ? value.padStart(widths[index]) : value.padEnd(widths[index])
     ).join("  ").trimEnd();
-  const lines = [
+  const count = result.rowCount === 1 ? "1 row" : `${result.rowCount} rows`;
+  return [
     line(result.columns.map((column) => column.name)),
     widths.map((width) => "-".repeat(width)).join("  "),
     ...cells.map(line),
-  ];
-  const count = result.rowCount === 1 ? "1 row" : `${result.rowCount} rows`;
-  lines.push(
     result.truncated ? `(${count} shown, more available: raise --limit)` : `(${count})`,
-  );
-  return lines.join("\n") + "\n";
+  ].join("\n") + "\n";
 }
 
 /**
@@ -108,21 +104,17 @@ function _isTimestampTz(type: string): boolean {
 
 function _tableCell(value: unknown): string {
   if (value === null || value === undefined) return "NULL";
-  const text = typeof value === "string"
-    ? value
-    : typeof value === "object"
-    ? JSON.stringify(value)
-    : String(value);
   // Keep one row per line.
-  return text.replaceAll("\r", "\\r").replaceAll("\n", "\\n").replaceAll("\t", "\\t");
+  return _text(value).replaceAll("\r", "\\r").replaceAll("\n", "\\n").replaceAll("\t", "\\t");
 }
 
 function _csvField(value: unknown): string {
   if (value === null || value === undefined) return "";
-  const text = typeof value === "string"
-    ? value
-    : typeof value === "object"
-    ? JSON.stringify(value)
-    : String(value);
+  const text = _text(value);
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function _text(value: unknown): string {
+  if (typeof value === "string") return value;
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
 }

@@ -9,7 +9,7 @@ import {
   type DuckDBPreparedStatement,
   StatementType,
 } from "@duckdb/node-api";
-import { TIMEFRAMES } from "../core/types.ts";
+import { isTimeframe, TIMEFRAMES } from "../core/types.ts";
 import { barViewName } from "./duckdb.ts";
 import type { QueryEngine } from "./query_engine.ts";
 import { REFERENCE_TABLES } from "./query_reference.ts";
@@ -34,11 +34,6 @@ export class QuerySqlError extends Error {
     this.name = "QuerySqlError";
   }
 }
-
-const _READ_ONLY_TYPES: ReadonlySet<StatementType> = new Set([
-  StatementType.SELECT,
-  StatementType.EXPLAIN,
-]);
 
 /** Statement keywords that never start a read-only statement (used when binding fails first). */
 const _WRITE_KEYWORDS: ReadonlySet<string> = new Set([
@@ -109,7 +104,7 @@ export async function prepareReadOnly(
   if (type === StatementType.EXPLAIN && options.allowExplain) {
     return await _prepareExplain(connection, engine, sql);
   }
-  const what = _READ_ONLY_TYPES.has(type) ? "EXPLAIN" : _statementLabel(sql, type);
+  const what = type === StatementType.EXPLAIN ? "EXPLAIN" : _statementLabel(sql, type);
   throw new QueryRejectedError(
     options.allowExplain
       ? `Only read-only statements are allowed: got ${what}`
@@ -122,12 +117,9 @@ async function _prepareOne(
   engine: _EngineViews,
   sql: string,
 ): Promise<DuckDBPreparedStatement> {
-  let extracted;
-  try {
-    extracted = await connection.extractStatements(sql);
-  } catch (error) {
+  const extracted = await connection.extractStatements(sql).catch(async (error) => {
     throw await toQueryError(connection, engine, sql, error);
-  }
+  });
   if (extracted.count !== 1) {
     const pivot = /^(UN)?PIVOT$/i.test(_leadingWords(sql, 1)[0]?.word ?? "")
       ? " (a PIVOT without an IN list runs a helper statement: list the values with ON col IN (...))"
@@ -166,17 +158,10 @@ async function _prepareExplain(
   sql: string,
 ): Promise<DuckDBPreparedStatement> {
   const words = _leadingWords(sql, 2);
-  if (words[0]?.word.toUpperCase() !== "EXPLAIN") {
-    throw new QueryRejectedError(
-      "Only EXPLAIN [ANALYZE] followed by a SELECT statement is allowed",
-    );
-  }
+  if (words[0]?.word.toUpperCase() !== "EXPLAIN") throw new QueryRejectedError(_EXPLAIN_ONLY);
   const analyze = /^ANALY[SZ]E$/i.test(words[1]?.word ?? "");
   const inner = sql.slice(analyze ? words[1].end : words[0].end);
-  let innerPrepared;
-  try {
-    innerPrepared = await _prepareOne(connection, engine, inner);
-  } catch (error) {
+  const innerPrepared = await _prepareOne(connection, engine, inner).catch((error) => {
     if (error instanceof QueryRejectedError) {
       throw new QueryRejectedError(error.message.replace(/got /, "got EXPLAIN "), { cause: error });
     }
@@ -185,7 +170,7 @@ async function _prepareExplain(
       "Only EXPLAIN or EXPLAIN ANALYZE followed by a SELECT statement is allowed (no options)",
       { cause: error },
     );
-  }
+  });
   const innerType = innerPrepared.statementType;
   innerPrepared.destroySync();
   if (innerType !== StatementType.SELECT) {
@@ -200,12 +185,12 @@ async function _prepareExplain(
   );
   if (rebuilt.statementType !== StatementType.EXPLAIN) {
     rebuilt.destroySync();
-    throw new QueryRejectedError(
-      "Only EXPLAIN [ANALYZE] followed by a SELECT statement is allowed",
-    );
+    throw new QueryRejectedError(_EXPLAIN_ONLY);
   }
   return rebuilt;
 }
+
+const _EXPLAIN_ONLY = "Only EXPLAIN [ANALYZE] followed by a SELECT statement is allowed";
 
 function _statementLabel(sql: string, type: StatementType): string {
   const keyword = _leadingWords(sql, 1)[0]?.word.toUpperCase();
@@ -288,7 +273,7 @@ function _missingViewHint(engine: _EngineViews, view: string): string {
   }; reference tables: ${REFERENCE_TABLES.join(", ")}`;
   if (!view.startsWith("bars_")) return `Hint: ${available}`;
   const timeframe = view.slice("bars_".length);
-  const what = (TIMEFRAMES as readonly string[]).includes(timeframe)
+  const what = isTimeframe(timeframe)
     ? `no ${timeframe} bars are stored`
     : `"${timeframe}" is not a timeframe (${TIMEFRAMES.join(", ")})`;
   return `Hint: ${what}; ${available}`;
@@ -324,8 +309,7 @@ function _caretLine(sql: string, byteOffset: number): string {
   const index = new TextDecoder().decode(new TextEncoder().encode(sql).slice(0, byteOffset)).length;
   const lineStart = sql.lastIndexOf("\n", index - 1) + 1;
   const lineEnd = sql.indexOf("\n", index);
-  const lineNumber = sql.slice(0, lineStart).split("\n").length;
-  const label = `LINE ${lineNumber}: `;
+  const label = `LINE ${sql.slice(0, lineStart).split("\n").length}: `;
   const line = sql.slice(lineStart, lineEnd === -1 ? undefined : lineEnd);
   return `${label}${line}\n${" ".repeat(label.length + index - lineStart)}^`;
 }
@@ -339,34 +323,26 @@ export function checkNotEmpty(sql: string): void {
   // Empty text or only comments and semicolons: DuckDB's extractStatements fails with a bare
   // "Error in native callback" on those. Refused like other statements that cannot run, so the
   // CLI and the API answer a usage error (an unterminated comment is empty too).
-  let index = 0;
-  while (true) {
-    index = _skipTrivia(sql, index);
-    if (sql[index] !== ";") break;
-    index++;
-  }
+  let index = _skipTrivia(sql, 0);
+  while (sql[index] === ";") index = _skipTrivia(sql, index + 1);
   if (index >= sql.length) throw new QueryRejectedError("Cannot run an empty query");
 }
 
 /** The first `count` words of a statement after whitespace and comments, with their end offsets. */
 function _leadingWords(sql: string, count: number): { word: string; end: number }[] {
   const words: { word: string; end: number }[] = [];
-  let index = 0;
+  const pattern = /[A-Za-z_][A-Za-z0-9_]*/y;
   while (words.length < count) {
-    index = _skipTrivia(sql, index);
-    const match = /[A-Za-z_][A-Za-z0-9_]*/y;
-    match.lastIndex = index;
-    const found = match.exec(sql);
+    pattern.lastIndex = _skipTrivia(sql, words.at(-1)?.end ?? 0);
+    const found = pattern.exec(sql);
     if (found === null) break;
-    index = match.lastIndex;
-    words.push({ word: found[0], end: index });
+    words.push({ word: found[0], end: pattern.lastIndex });
   }
   return words;
 }
 
 /** Skips whitespace, `-- line` comments and (nested) `/* block *\/` comments. */
-function _skipTrivia(sql: string, start: number): number {
-  let index = start;
+function _skipTrivia(sql: string, index: number): number {
   while (index < sql.length) {
     if (/\s/.test(sql[index])) {
       index++;
@@ -376,15 +352,9 @@ function _skipTrivia(sql: string, start: number): number {
     } else if (sql.startsWith("/*", index)) {
       let depth = 0;
       do {
-        if (sql.startsWith("/*", index)) {
-          depth++;
-          index += 2;
-        } else if (sql.startsWith("*/", index)) {
-          depth--;
-          index += 2;
-        } else {
-          index++;
-        }
+        const step = sql.startsWith("/*", index) ? 1 : sql.startsWith("*/", index) ? -1 : 0;
+        depth += step;
+        index += step === 0 ? 1 : 2;
       } while (depth > 0 && index < sql.length);
     } else {
       break;

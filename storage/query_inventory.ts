@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { type DuckDBValue, LIST, listValue, VARCHAR } from "@duckdb/node-api";
+import {
+  type DuckDBConnection,
+  type DuckDBValue,
+  LIST,
+  listValue,
+  VARCHAR,
+} from "@duckdb/node-api";
 import { join } from "node:path";
 import { CorruptFileError, errorMessage } from "../core/errors.ts";
 import { parseTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
@@ -72,73 +78,60 @@ export async function storedInventory(
   engine: QueryEngine,
   options: ReadBarsOptions = {},
 ): Promise<StoredInventory> {
-  return await retryReplaced(engine, () => _storedInventoryOnce(engine, options));
+  return await retryReplaced(engine, async () => {
+    const groups = new Map<string, _SeriesFiles>();
+    // Every live file of the manifest now, not the views: those are fixed when the engine opens
+    // and may leave out a file whose footer does not read, which must show up here as corrupt.
+    for (const file of engine._liveFiles({ tree: "bars" })) {
+      const id = `${file.timeframe}|${file.symbol}`;
+      let group = groups.get(id);
+      if (!group) {
+        group = { symbol: file.symbol, timeframe: file.timeframe, bytes: 0, paths: [] };
+        groups.set(id, group);
+      }
+      group.bytes += file.bytes;
+      group.paths.push(join(engine.dataDir, file.path));
+    }
+    const files = [...groups.values()].flatMap((group) => group.paths);
+    if (files.length === 0) return { series: [], corrupt: [] };
+    const order = TIMEFRAMES.map((tf, index) => `WHEN ${sqlString(tf)} THEN ${index}`).join(" ");
+    const timeoutMs = options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+    let rows: DuckDBValue[][];
+    try {
+      rows = await withConnection(engine, timeoutMs, options.signal, (connection) =>
+        _readFiles(
+          connection,
+          `SELECT symbol, timeframe, count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE,
+             epoch_ms(max(ts))::DOUBLE FROM ${_FILES}
+           GROUP BY symbol, timeframe ORDER BY symbol, CASE timeframe ${order} END`,
+          files,
+        ));
+    } catch (error) {
+      if (error instanceof QueryTimeoutError || options.signal?.aborted) throw error;
+      return await _inventoryBySeries(engine, groups, error, { timeoutMs, signal: options.signal });
+    }
+    const series = rows.map(([symbol, timeframe, count, first, last]) => {
+      const group = groups.get(`${timeframe}|${symbol}`);
+      return {
+        symbol: String(symbol),
+        timeframe: parseTimeframe(timeframe),
+        rows: Number(count),
+        firstTs: Number(first),
+        lastTs: Number(last),
+        files: group?.paths.length ?? 0,
+        bytes: group?.bytes ?? 0,
+      };
+    });
+    return { series, corrupt: [] };
+  });
 }
 
 /** The live files of one series and their bytes. */
 interface _SeriesFiles {
   symbol: string;
   timeframe: Timeframe;
-  files: number;
   bytes: number;
   paths: string[];
-}
-
-async function _storedInventoryOnce(
-  engine: QueryEngine,
-  options: ReadBarsOptions = {},
-): Promise<StoredInventory> {
-  const groups = new Map<string, _SeriesFiles>();
-  // Every live file of the manifest now, not the views: those are fixed when the engine opens and
-  // may leave out a file whose footer does not read, which must show up here as corrupt.
-  const live = engine._liveFiles({ tree: "bars" });
-  for (const file of live) {
-    const id = `${file.timeframe}|${file.symbol}`;
-    let group = groups.get(id);
-    if (!group) {
-      group = { symbol: file.symbol, timeframe: file.timeframe, files: 0, bytes: 0, paths: [] };
-      groups.set(id, group);
-    }
-    group.files++;
-    group.bytes += file.bytes;
-    group.paths.push(join(engine.dataDir, file.path));
-  }
-  const files = [...groups.values()].flatMap((group) => group.paths);
-  if (files.length === 0) return { series: [], corrupt: [] };
-  const order = TIMEFRAMES.map((tf, index) => `WHEN ${sqlString(tf)} THEN ${index}`).join(" ");
-  const timeoutMs = options.timeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
-  let rows: DuckDBValue[][];
-  try {
-    rows = await withConnection(engine, timeoutMs, options.signal, async (connection) => {
-      const prepared = await connection.prepare(
-        `SELECT symbol, timeframe, count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE,
-           epoch_ms(max(ts))::DOUBLE FROM read_parquet($files, hive_partitioning = true, hive_types_autocast = false)
-         GROUP BY symbol, timeframe ORDER BY symbol, CASE timeframe ${order} END`,
-      );
-      try {
-        prepared.bind({ files: listValue(files) }, { files: LIST(VARCHAR) });
-        return (await prepared.runAndReadAll()).getRows();
-      } finally {
-        prepared.destroySync();
-      }
-    });
-  } catch (error) {
-    if (error instanceof QueryTimeoutError || options.signal?.aborted) throw error;
-    return await _inventoryBySeries(engine, groups, error, { timeoutMs, signal: options.signal });
-  }
-  const series = rows.map(([symbol, timeframe, count, first, last]) => {
-    const size = groups.get(`${timeframe}|${symbol}`) ?? { files: 0, bytes: 0 };
-    return {
-      symbol: String(symbol),
-      timeframe: parseTimeframe(timeframe),
-      rows: Number(count),
-      firstTs: Number(first),
-      lastTs: Number(last),
-      files: size.files,
-      bytes: size.bytes,
-    };
-  });
-  return { series, corrupt: [] };
 }
 
 /** The slow path of {@link storedInventory}: series by series, file by file where one fails. */
@@ -159,20 +152,15 @@ async function _inventoryBySeries(
   const corrupt: CorruptSeriesFile[] = [];
   await withConnection(engine, options.timeoutMs, options.signal, async (connection) => {
     const summarize = async (paths: string[]) => {
-      const prepared = await connection.prepare(
+      const [[count, first, last]] = await _readFiles(
+        connection,
         `SELECT count(*)::DOUBLE, epoch_ms(min(ts))::DOUBLE, epoch_ms(max(ts))::DOUBLE
-         FROM read_parquet($files, hive_partitioning = true, hive_types_autocast = false)`,
+         FROM ${_FILES}`,
+        paths,
       );
-      try {
-        prepared.bind({ files: listValue(paths) }, { files: LIST(VARCHAR) });
-        const [[count, first, last]] = (await prepared.runAndReadAll()).getRows();
-        return { rows: Number(count), firstTs: Number(first), lastTs: Number(last) };
-      } finally {
-        prepared.destroySync();
-      }
+      return { rows: Number(count), firstTs: Number(first), lastTs: Number(last) };
     };
     for (const group of sorted) {
-      if (group.paths.length === 0) continue;
       let summary: { rows: number; firstTs: number; lastTs: number };
       let readable = group.paths;
       try {
@@ -187,8 +175,7 @@ async function _inventoryBySeries(
             const reason = await checkParquetFile(connection, path);
             // Every file reads: the scan failed for another reason, which is not ours to hide.
             if (reason === undefined) throw new Error(errorMessage(scanError), { cause: error });
-            const { symbol, timeframe } = group;
-            corrupt.push({ path, reason, symbol, timeframe });
+            corrupt.push({ path, reason, symbol: group.symbol, timeframe: group.timeframe });
           }
         }
         if (readable.length === 0) continue;
@@ -207,4 +194,22 @@ async function _inventoryBySeries(
     }
   });
   return { series, corrupt };
+}
+
+/** The bars of the files bound as `$files`. */
+const _FILES = "read_parquet($files, hive_partitioning = true, hive_types_autocast = false)";
+
+/** The rows of `sql`, run with `files` bound as `$files`. */
+async function _readFiles(
+  connection: DuckDBConnection,
+  sql: string,
+  files: string[],
+): Promise<DuckDBValue[][]> {
+  const prepared = await connection.prepare(sql);
+  try {
+    prepared.bind({ files: listValue(files) }, { files: LIST(VARCHAR) });
+    return (await prepared.runAndReadAll()).getRows();
+  } finally {
+    prepared.destroySync();
+  }
 }

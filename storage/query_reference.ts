@@ -87,22 +87,19 @@ export function readReferenceData(db: DatabaseSync, today: string): ReferenceDat
     `SELECT ${columns} FROM symbol_history ORDER BY ticker, source, instrument_id, valid_from`,
   ).all().map((row) => _SYMBOL_COLUMNS.map(([name]) => row[name] as _Value));
   const store = new ReferenceStore(db);
-  const universes: _Value[][] = [];
-  const members: _Value[][] = [];
-  for (const universe of store.listUniverses({ asOf: today })) {
-    universes.push([
-      universe.name,
-      universe.kind,
-      universe.filter,
-      universe.description,
-      universe.members,
-      universe.createdAt,
-      universe.updatedAt,
-    ]);
-    for (const member of store.memberIntervals(universe.name)) {
-      members.push([universe.name, member.symbol, member.validFrom, member.validTo]);
-    }
-  }
+  const listed = store.listUniverses({ asOf: today });
+  const universes = listed.map((universe) => [
+    universe.name,
+    universe.kind,
+    universe.filter,
+    universe.description,
+    universe.members,
+    universe.createdAt,
+    universe.updatedAt,
+  ]);
+  const members = listed.flatMap(({ name }) =>
+    store.memberIntervals(name).map((m) => [name, m.symbol, m.validFrom, m.validTo])
+  );
   return { history, universes, members };
 }
 

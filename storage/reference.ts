@@ -59,6 +59,13 @@ export const UNIVERSE_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
 
 const _COLUMNS =
   "source, instrument_id, ticker, name, exchange, asset_class, status, list_date, delist_date, figi, cusip, cik, provider_id, as_of, valid_from, valid_to";
+/** The {@link SymbolVersion} field of each of {@link _COLUMNS}, in order (`as_of` is `asOf`). */
+const _FIELDS = _COLUMNS.split(", ").map((column) =>
+  column.replace(/_(\w)/g, (_, letter: string) => letter.toUpperCase())
+) as (keyof SymbolVersion)[];
+
+/** The counts of a merge, in the order of their `reference_updates` columns. */
+const _COUNT_KEYS = ["inserted", "changed", "delisted", "unchanged", "skipped"] as const;
 
 type _Row = Record<string, SQLOutputValue>;
 
@@ -129,23 +136,16 @@ export class ReferenceStore {
       toMerge.push(snapshot);
     }
     const run = () => {
-      const db = this.#db;
-      const write = options.dryRun !== true;
-      const close = write
-        ? db.prepare(
-          "UPDATE symbol_history SET valid_to = ? WHERE source = ? AND instrument_id = ? AND valid_to IS NULL",
-        )
-        : undefined;
-      const insert = write
-        ? db.prepare(
-          `INSERT INTO symbol_history (${_COLUMNS}, recorded_at) VALUES (${"?, ".repeat(16)}?)`,
-        )
-        : undefined;
-      const log = write
-        ? db.prepare(
-          "INSERT INTO reference_updates (source, as_of, applied_at, inserted, changed, delisted, unchanged, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        : undefined;
+      const prepare = (sql: string) => options.dryRun ? undefined : this.#db.prepare(sql);
+      const close = prepare(
+        "UPDATE symbol_history SET valid_to = ? WHERE source = ? AND instrument_id = ? AND valid_to IS NULL",
+      );
+      const insert = prepare(
+        `INSERT INTO symbol_history (${_COLUMNS}, recorded_at) VALUES (${"?, ".repeat(16)}?)`,
+      );
+      const log = prepare(
+        "INSERT INTO reference_updates (source, as_of, applied_at, inserted, changed, delisted, unchanged, skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      );
       const currents = new Map<ReferenceSource, Map<string, SymbolVersion>>();
       for (const snapshot of toMerge) {
         let current = currents.get(snapshot.source);
@@ -165,39 +165,12 @@ export class ReferenceStore {
           current.delete(id);
         }
         for (const row of plan.open) {
-          insert?.run(
-            row.source,
-            row.instrumentId,
-            row.ticker,
-            row.name,
-            row.exchange,
-            row.assetClass,
-            row.status,
-            row.listDate,
-            row.delistDate,
-            row.figi,
-            row.cusip,
-            row.cik,
-            row.providerId,
-            row.asOf,
-            row.validFrom,
-            row.validTo,
-            at,
-          );
+          insert?.run(..._FIELDS.map((field) => row[field]), at);
           current.set(row.instrumentId, row);
         }
         const c = plan.counts;
-        log?.run(
-          snapshot.source,
-          snapshot.asOf,
-          at,
-          c.inserted,
-          c.changed,
-          c.delisted,
-          c.unchanged,
-          c.skipped,
-        );
-        for (const key of Object.keys(total) as (keyof MergeCounts)[]) total[key] += c[key];
+        log?.run(snapshot.source, snapshot.asOf, at, ..._COUNT_KEYS.map((key) => c[key]));
+        for (const key of _COUNT_KEYS) total[key] += c[key];
       }
     };
     if (options.dryRun) run();
@@ -307,11 +280,10 @@ export class ReferenceStore {
   listingWindows(
     symbols: readonly string[],
   ): Map<string, { start: string | null; end: string | null }> {
-    const windows = new Map<string, { start: string | null; end: string | null }>();
-    for (const [symbol, row] of this.#lookupMany(symbols.map((s) => s.toUpperCase()))) {
-      windows.set(symbol, { start: row.listDate, end: row.delistDate });
-    }
-    return windows;
+    const rows = this.#lookupMany(symbols.map((s) => s.toUpperCase()));
+    return new Map(
+      [...rows].map(([symbol, row]) => [symbol, { start: row.listDate, end: row.delistDate }]),
+    );
   }
 
   /**
@@ -338,10 +310,8 @@ export class ReferenceStore {
     // Where each ticker starts; the first one reaches back before the master knew the instrument.
     const starts: { from: string | null; ticker: string }[] = [];
     for (const r of rows) {
-      if (starts.length === 0) starts.push({ from: null, ticker: r.ticker });
-      else if (starts.at(-1)!.ticker !== r.ticker) {
-        starts.push({ from: r.validFrom, ticker: r.ticker });
-      }
+      if (starts.at(-1)?.ticker === r.ticker) continue;
+      starts.push({ from: starts.length === 0 ? null : r.validFrom, ticker: r.ticker });
     }
     const segments: TickerSegment[] = [];
     for (let i = 0; i < starts.length; i++) {
@@ -566,22 +536,17 @@ export class ReferenceStore {
   }
 
   #info(row: _Row, asOf: string, history?: SymbolVersion[]): UniverseInfo {
-    let members: number;
-    if (row.kind === "list") {
-      members = Number(
+    const members = row.kind === "list"
+      ? Number(
         this.#db.prepare(
           "SELECT count(DISTINCT symbol) AS n FROM universe_members WHERE universe = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)",
         ).get(String(row.name), asOf, asOf)!.n,
-      );
-    } else {
-      const on = new Set<string>();
-      for (const interval of this.#intervals(row, history)) {
-        if (interval.validFrom <= asOf && (interval.validTo === null || interval.validTo > asOf)) {
-          on.add(interval.symbol);
-        }
-      }
-      members = on.size;
-    }
+      )
+      : new Set(
+        this.#intervals(row, history)
+          .filter((i) => i.validFrom <= asOf && (i.validTo === null || i.validTo > asOf))
+          .map((i) => i.symbol),
+      ).size;
     return {
       name: String(row.name),
       kind: row.kind === "filter" ? "filter" : "list",
@@ -665,17 +630,15 @@ function _toVersion(row: _Row): SymbolVersion {
 
 /** Intervals of the rows satisfying `filter`, merged per ticker, by ticker then start. */
 function _filterIntervals(filter: Filter, rows: readonly SymbolVersion[]): MemberInterval[] {
-  const byTicker = new Map<string, { from: string; to: string | null }[]>();
-  for (const row of rows) {
-    if (row.validTo === row.validFrom || !matchesFilter(filter, row)) continue;
-    let list = byTicker.get(row.ticker);
-    if (list === undefined) byTicker.set(row.ticker, list = []);
-    list.push({ from: row.validFrom, to: row.validTo });
-  }
+  const byTicker = Map.groupBy(
+    rows.filter((row) => row.validTo !== row.validFrom && matchesFilter(filter, row)),
+    (row) => row.ticker,
+  );
   const intervals: MemberInterval[] = [];
   for (const ticker of [...byTicker.keys()].sort(_cmp)) {
-    const list = byTicker.get(ticker)!.sort((a, b) => _cmp(a.from, b.from));
-    let current: { from: string; to: string | null } | undefined;
+    const list = byTicker.get(ticker)!.map((row) => ({ from: row.validFrom, to: row.validTo }))
+      .sort((a, b) => _cmp(a.from, b.from));
+    let current: _Interval | undefined;
     for (const next of list) {
       if (current !== undefined && (current.to === null || next.from <= current.to)) {
         if (current.to !== null && (next.to === null || next.to > current.to)) current.to = next.to;

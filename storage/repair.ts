@@ -120,20 +120,13 @@ export async function moveCorruptFiles(
     for (const file of files) {
       options.signal?.throwIfAborted();
       const source = join(dataDir, file.path);
-      if (options.dryRun && !(await pathExists(source))) {
-        const days = file.tree === "bars" && file.partition ? _countDays(meta, file.partition) : 0;
-        out.push({ file, outcome: "gone", daysForgotten: days });
-        continue;
-      }
       if (options.dryRun) {
-        out.push({
-          file,
-          outcome: "moved",
-          movedTo: relative(dataDir, await _freeTarget(join(dataDir, CORRUPT_DIR, file.path))),
-          daysForgotten: file.tree === "bars" && file.partition
-            ? _countDays(meta, file.partition)
-            : 0,
-        });
+        const daysForgotten = _days(meta, file, "count");
+        if (!(await pathExists(source))) out.push({ file, outcome: "gone", daysForgotten });
+        else {
+          const target = await _freeTarget(join(dataDir, CORRUPT_DIR, file.path));
+          out.push({ file, outcome: "moved", movedTo: relative(dataDir, target), daysForgotten });
+        }
         continue;
       }
       const lock = dirname(file.path);
@@ -145,9 +138,7 @@ export async function moveCorruptFiles(
           const listed = meta.db.prepare("SELECT 1 FROM bar_files WHERE path = ?").get(file.path);
           let daysForgotten = 0;
           if (listed !== undefined) {
-            daysForgotten = file.tree === "bars" && file.partition
-              ? _forgetDays(meta, file.partition)
-              : 0;
+            daysForgotten = _days(meta, file, "forget");
             commitFiles(meta.db, [], [file.path]);
           }
           out.push({ file, outcome: "gone", daysForgotten });
@@ -157,9 +148,7 @@ export async function moveCorruptFiles(
           out.push({ file, outcome: "readable", daysForgotten: 0 });
           continue;
         }
-        const daysForgotten = file.tree === "bars" && file.partition
-          ? _forgetDays(meta, file.partition)
-          : 0;
+        const daysForgotten = _days(meta, file, "forget");
         // Out of the manifest before it moves: readers stop listing it, and a crash after this
         // leaves an orphan that the next writer of the partition (or repair) deals with.
         commitFiles(meta.db, [], [file.path]);
@@ -179,24 +168,16 @@ export async function moveCorruptFiles(
   }
 }
 
-function _forgetDays(
-  meta: Pick<MetaStore, "db">,
-  partition: NonNullable<CorruptStoredFile["partition"]>,
-): number {
-  const result = meta.db.prepare(
-    "DELETE FROM ingested_days WHERE timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?",
-  ).run(partition.timeframe, partition.symbol, partition.start, partition.end);
-  return Number(result.changes);
-}
-
-function _countDays(
-  meta: Pick<MetaStore, "db">,
-  partition: NonNullable<CorruptStoredFile["partition"]>,
-): number {
-  const row = meta.db.prepare(
-    "SELECT count(*) AS n FROM ingested_days WHERE timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?",
-  ).get(partition.timeframe, partition.symbol, partition.start, partition.end);
-  return Number(row?.n ?? 0);
+/** The ingested-day records of the dates a `bars/` file holds: counted, or forgotten (deleted). */
+function _days(meta: Pick<MetaStore, "db">, file: CorruptStoredFile, what: "count" | "forget") {
+  const { partition } = file;
+  if (file.tree !== "bars" || !partition) return 0;
+  const where =
+    "FROM ingested_days WHERE timeframe = ? AND symbol = ? AND trading_date BETWEEN ? AND ?";
+  const params = [partition.timeframe, partition.symbol, partition.start, partition.end];
+  return what === "forget"
+    ? Number(meta.db.prepare(`DELETE ${where}`).run(...params).changes)
+    : Number(meta.db.prepare(`SELECT count(*) AS n ${where}`).get(...params)?.n ?? 0);
 }
 
 /** `path`, or `name.1.parquet`, `name.2.parquet` ... when taken: a move never replaces a file. */

@@ -8,6 +8,7 @@ import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { join } from "node:path";
 import { parseTimeframe, type Timeframe } from "../core/types.ts";
 import type { Finding, Severity } from "../core/validate.ts";
+import { fsyncFile } from "./fs.ts";
 import { newJobId } from "./meta.ts";
 
 /** Directory of validation reports inside the data directory. */
@@ -66,12 +67,10 @@ export async function saveValidationReport(
   await Deno.mkdir(temp);
   try {
     for (const [symbol, findings] of report.findings) {
-      const lines = [REPORT_CSV_HEADER];
-      for (const f of findings) lines.push(reportCsvLine(f));
+      const lines = [REPORT_CSV_HEADER, ...findings.map(reportCsvLine)];
       const file = join(temp, `${symbol}.csv`);
       await Deno.writeTextFile(file, lines.join("\n") + "\n");
-      using handle = await Deno.open(file, { read: true, write: true });
-      await handle.sync();
+      await fsyncFile(file);
     }
     await Deno.rename(temp, final);
   } catch (error) {
@@ -166,11 +165,9 @@ export async function readValidationReport(
   record: ValidationReportRecord,
 ): Promise<ReportRow[]> {
   const dir = join(dataDir, record.path);
-  const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && entry.name.endsWith(".csv")) names.push(entry.name);
-  }
-  names.sort();
+  const names = (await Array.fromAsync(Deno.readDir(dir)))
+    .filter((entry) => entry.isFile && entry.name.endsWith(".csv")).map((entry) => entry.name)
+    .sort();
   const rows: ReportRow[] = [];
   for (const name of names) {
     const lines = parseCsv(await Deno.readTextFile(join(dir, name)));

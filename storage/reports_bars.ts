@@ -96,8 +96,6 @@ export async function readBarsFrom(
         dates.set(day, date);
       }
       const source = sources[v[10].getItem(k) as number];
-      const values: (string | null)[] = [];
-      for (let e = 0; e < extra.length; e++) values.push(v[11 + e].getItem(k) as string | null);
       rows.push({
         bar: {
           symbol: source[0],
@@ -116,7 +114,7 @@ export async function readBarsFrom(
           feed: source[3],
           adjustment: source[4],
         },
-        extra: values,
+        extra: extra.map((_, e) => v[11 + e].getItem(k) as string | null),
       });
     }
   }

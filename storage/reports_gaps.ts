@@ -238,17 +238,12 @@ export function readKnownEmptyDays(
   start: string,
   end: string,
 ): Map<string, Set<string>> {
-  const out = new Map<string, Set<string>>();
   const statement = db.prepare(
     `SELECT trading_date FROM ingested_days WHERE timeframe = ? AND symbol = ?
        AND trading_date BETWEEN ? AND ? GROUP BY trading_date HAVING max(bars) = 0`,
   );
-  for (const symbol of symbols) {
-    const days = new Set<string>();
-    for (const row of statement.all(timeframe, symbol, start, end)) {
-      days.add(row.trading_date as string);
-    }
-    out.set(symbol, days);
-  }
-  return out;
+  return new Map(symbols.map((symbol) => [
+    symbol,
+    new Set(statement.all(timeframe, symbol, start, end).map((row) => row.trading_date as string)),
+  ]));
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import type { RunStatus } from "../core/jobs.ts";
-import type { MetaStore } from "./meta.ts";
+import { type MetaStore, tableExists } from "./meta.ts";
 import { sqliteWrite, transaction } from "./sqlite.ts";
 
 export { RUN_STATUSES, type RunStatus } from "../core/jobs.ts";
@@ -141,7 +141,7 @@ export function createScheduleStore(
       alive: meta.isAlive(row.process_id as string),
     };
   };
-  const store: ScheduleStore = {
+  return {
     startRun: (run) => insert(run, "running", null),
     finishRun(id, result) {
       sqliteWrite(db, () =>
@@ -236,14 +236,11 @@ export function createScheduleStore(
     },
     leaseHolder: holder,
   };
-  return store;
 }
 
 /** Whether the database has the schedule tables (migration 9 applied). */
 export function hasScheduleTables(meta: MetaStore): boolean {
-  return meta.db.prepare(
-    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schedule_runs'",
-  ).get() !== undefined;
+  return tableExists(meta.db, "schedule_runs");
 }
 
 function _runFrom(row: Record<string, unknown>): ScheduleRun {

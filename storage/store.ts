@@ -63,7 +63,8 @@ export async function openStore(
     throw error;
   }
   let duckdb: Promise<DuckDBInstance> | undefined;
-  const store: Store = {
+  const engine = () => duckdb ??= openDuckDB({ threads: options.threads });
+  return {
     dataDir,
     meta,
     applied,
@@ -83,19 +84,14 @@ export async function openStore(
     // Called once the job's writes have ended: if the disk filled up, the reserve makes room
     // to record that the job failed and why.
     finishJob: (id, status, error) => withReserve(dataDir, () => meta.finishJob(id, status, error)),
-    duckdb() {
-      duckdb ??= openDuckDB({ threads: options.threads });
-      return duckdb;
-    },
+    duckdb: engine,
     async writeQuarantine(rejected, writeOptions) {
       if (rejected.length === 0) return;
-      duckdb ??= openDuckDB({ threads: options.threads });
-      await writeQuarantine({ dataDir, duckdb: await duckdb, meta }, rejected, writeOptions);
+      await writeQuarantine({ dataDir, duckdb: await engine(), meta }, rejected, writeOptions);
     },
     async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
-      duckdb ??= openDuckDB({ threads: options.threads });
       const result = await writeBars(
-        { dataDir, duckdb: await duckdb, meta, compactThreshold: options.compactThreshold },
+        { dataDir, duckdb: await engine(), meta, compactThreshold: options.compactThreshold },
         bars,
         writeOptions,
       );
@@ -121,5 +117,4 @@ export async function openStore(
       }
     },
   };
-  return store;
 }

@@ -179,13 +179,9 @@ export function createTelemetry(
     async scrape(scrapeOptions: ScrapeOptions = {}): Promise<string> {
       await flush();
       families ??= await familiesOf(metrics.registry);
-      const totals: SeriesValue[] = readMetricTotals(historyDb).map((s) => ({
-        name: s.name,
-        family: s.family,
-        kind: s.kind,
-        labels: s.labels,
-        value: s.value,
-      }));
+      // The series values alone, without the stored id and update time.
+      const totals: SeriesValue[] = readMetricTotals(historyDb)
+        .map(({ name, family, kind, labels, value }) => ({ name, family, kind, labels, value }));
       const known = new Set(families.map((f) => f.name));
       const gauges = liveGauges(db, {
         freshnessCap,
@@ -226,23 +222,15 @@ export function createTelemetry(
 export function legacySeries(
   totals: readonly SeriesValue[],
 ): { families: FamilyInfo[]; samples: SeriesValue[] } {
-  const families: FamilyInfo[] = [
-    {
-      name: "mp_requests_legacy_total",
-      help: "Deprecated: provider requests by source",
-      type: "counter",
-    },
-    {
-      name: "mp_errors_legacy_total",
-      help: "Deprecated: provider errors by source and code",
-      type: "counter",
-    },
-    {
-      name: "mp_request_legacy_latency_seconds",
-      help: "Deprecated: provider request latency by source",
-      type: "histogram",
-    },
-  ];
+  const families = ([
+    ["mp_requests_legacy_total", "Deprecated: provider requests by source", "counter"],
+    ["mp_errors_legacy_total", "Deprecated: provider errors by source and code", "counter"],
+    [
+      "mp_request_legacy_latency_seconds",
+      "Deprecated: provider request latency by source",
+      "histogram",
+    ],
+  ] as const).map(([name, help, type]): FamilyInfo => ({ name, help, type }));
   const sums = new Map<string, SeriesValue>();
   const add = (
     name: string,
@@ -314,12 +302,8 @@ export function liveGauges(
     "mp_data_last_bar_timestamp_seconds",
     `Start of the newest stored bar per symbol and timeframe (Unix seconds); the ${options.freshnessCap} most recently updated (${METRICS_MAX_SERIES_ENV})`,
   );
-  for (const f of fresh) {
-    sample(
-      "mp_data_last_bar_timestamp_seconds",
-      { symbol: f.symbol, timeframe: f.timeframe },
-      f.lastTs / 1000,
-    );
+  for (const { symbol, timeframe, lastTs } of fresh) {
+    sample("mp_data_last_bar_timestamp_seconds", { symbol, timeframe }, lastTs / 1000);
   }
   family(
     "mp_data_last_bar_series_dropped",
