@@ -66,8 +66,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
     options.signal?.addEventListener("abort", () => controller.abort(options.signal!.reason));
     let interrupts = 0;
     const onSignal = () => {
-      interrupts++;
-      if (interrupts === 1) {
+      if (++interrupts === 1) {
         writeErr("Stopping: finishing the work in flight (press Ctrl-C again to quit at once)");
         controller.abort(new DOMException("Interrupted", "AbortError"));
       } else {

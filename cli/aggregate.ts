@@ -1,16 +1,14 @@
 import { join } from "node:path";
 import { didYouMean, UsageError } from "../core/errors.ts";
-import type { Metrics } from "../core/metrics.ts";
 import { isTimeframe, type Timeframe } from "../core/types.ts";
 import {
   AGGREGATE_TIMEFRAMES,
   aggregatePartitions,
   type AggregationSummary,
-  type DailySession,
   META_FILE,
   openStore,
   openTelemetry,
-  type Store,
+  pathExists,
   timeframeDir,
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
@@ -19,8 +17,9 @@ import {
   dataDirArgs,
   formatCount,
   formatDuration,
+  printJson,
+  printTable,
   progressReporter,
-  renderTable,
   shellCommand,
 } from "./format.ts";
 import {
@@ -62,36 +61,6 @@ export function timeframesOption(text: string | undefined): Timeframe[] {
   return AGGREGATE_TIMEFRAMES.filter((tf) => out.includes(tf));
 }
 
-/** Options of {@link runAggregation}. */
-export interface RunAggregationOptions {
-  timeframes: Timeframe[];
-  symbols?: string[];
-  start?: string;
-  end?: string;
-  session?: DailySession;
-  force?: boolean;
-  metrics?: Metrics;
-}
-
-/** Aggregate with a progress line on stderr; shared by `aggregate` and `ingest --aggregate`. */
-export async function runAggregation(
-  store: Store,
-  options: RunAggregationOptions,
-  context: CommandContext,
-): Promise<AggregationSummary> {
-  const report = progressReporter({ status: context.status, err: context.err });
-  const started = Date.now();
-  return await aggregatePartitions(
-    { dataDir: store.dataDir, duckdb: await store.duckdb(), meta: store.meta },
-    {
-      ...options,
-      signal: context.signal,
-      onProgress: (done, total) =>
-        report(done, total, `${done}/${total} partition(s) checked`, Date.now() - started),
-    },
-  );
-}
-
 /** The aggregation summary as JSON. */
 export function aggregationJson(summary: AggregationSummary) {
   return {
@@ -107,19 +76,18 @@ export function aggregationJson(summary: AggregationSummary) {
 
 /** Print the per-timeframe table of an aggregation. */
 export function printAggregation(summary: AggregationSummary, context: CommandContext): void {
-  for (
-    const line of renderTable(
-      ["timeframe", "rebuilt", "up to date", "bars written", "provider bars kept"],
-      summary.timeframes.map((t) => [
-        t.timeframe,
-        formatCount(t.rebuilt),
-        formatCount(t.upToDate),
-        formatCount(t.bars),
-        formatCount(t.providerBars),
-      ]),
-      { right: [1, 2, 3, 4] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["timeframe", "rebuilt", "up to date", "bars written", "provider bars kept"],
+    summary.timeframes.map((t) => [
+      t.timeframe,
+      formatCount(t.rebuilt),
+      formatCount(t.upToDate),
+      formatCount(t.bars),
+      formatCount(t.providerBars),
+    ]),
+    { right: [1, 2, 3, 4] },
+  );
 }
 
 /** `marketpipe aggregate`. */
@@ -133,10 +101,7 @@ export async function runAggregate(
   const range = rangeOption(invocation);
   const symbols = await symbolsOption(invocation, { range, today: todayOf(context) });
   const session = sessionOption(invocation);
-  try {
-    await Deno.stat(join(dataDir, META_FILE));
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  if (!(await pathExists(join(dataDir, META_FILE)))) {
     throw new UsageError(
       `Nothing to aggregate: ${dataDir} holds no MarketPipe data (ingest first)`,
     );
@@ -146,17 +111,25 @@ export async function runAggregate(
   try {
     const telemetry = await openTelemetry(dataDir, { historyDir: historyDirOf(context) });
     closeTelemetry = () => telemetry.close();
-    const summary = await runAggregation(store, {
-      timeframes,
-      symbols,
-      start: range?.start,
-      end: range?.end,
-      session,
-      force: invocation.flag("force"),
-      metrics: telemetry.metrics,
-    }, context);
+    const report = progressReporter({ status: context.status, err: context.err });
+    const started = Date.now();
+    const summary = await aggregatePartitions(
+      { dataDir: store.dataDir, duckdb: await store.duckdb(), meta: store.meta },
+      {
+        timeframes,
+        symbols,
+        start: range?.start,
+        end: range?.end,
+        session,
+        force: invocation.flag("force"),
+        metrics: telemetry.metrics,
+        signal: context.signal,
+        onProgress: (done, total) =>
+          report(done, total, `${done}/${total} partition(s) checked`, Date.now() - started),
+      },
+    );
     if (context.json) {
-      context.out(JSON.stringify({ dataDir, ...aggregationJson(summary) }, null, 2));
+      printJson(context, { dataDir, ...aggregationJson(summary) });
       return EXIT.ok;
     }
     if (summary.sources === 0) {

@@ -307,23 +307,15 @@ export function helpColumns(
   rows: readonly (readonly [name: string, text: string])[],
   nameWidth: number,
 ): string[] {
-  const indent = 2;
-  const textColumn = indent + nameWidth;
-  const textWidth = Math.max(20, HELP_WIDTH - textColumn);
+  const indent = "  ";
+  const pad = " ".repeat(indent.length + nameWidth);
+  const textWidth = Math.max(20, HELP_WIDTH - pad.length);
   const lines: string[] = [];
   for (const [name, text] of rows) {
-    const wrapped = _wrap(text, textWidth);
-    const pad = " ".repeat(textColumn);
-    if (name.length > nameWidth - 2) {
-      lines.push(`${" ".repeat(indent)}${name}`);
-      for (const line of wrapped) lines.push(`${pad}${line}`);
-      continue;
-    }
-    wrapped.forEach((line, i) =>
-      lines.push(
-        i === 0 ? `${" ".repeat(indent)}${name.padEnd(nameWidth)}${line}` : `${pad}${line}`,
-      )
-    );
+    const [first, ...rest] = _wrap(text, textWidth);
+    if (name.length > nameWidth - 2) lines.push(`${indent}${name}`, `${pad}${first}`);
+    else lines.push(`${indent}${name.padEnd(nameWidth)}${first}`);
+    for (const line of rest) lines.push(`${pad}${line}`);
   }
   return lines;
 }
@@ -347,7 +339,7 @@ function _wrap(text: string, width: number): string[] {
 /** Help for `marketpipe --help`. */
 export function renderRootHelp(commands: readonly CommandSpec[]): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
-  const lines = [
+  return [
     "MarketPipe: ingest, store and query OHLCV market data",
     "",
     "Usage: marketpipe <command> [options]",
@@ -360,8 +352,7 @@ export function renderRootHelp(commands: readonly CommandSpec[]): string {
     ...helpColumns([["-V, --version", "Print the version"]], _OPTION_WIDTH),
     "",
     "Run `marketpipe <command> --help` for a command's options and examples.",
-  ];
-  return lines.join("\n");
+  ].join("\n");
 }
 
 /** Help for one command, generated from its table entry. */

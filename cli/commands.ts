@@ -7,12 +7,15 @@ import {
   chosenSymbolsSpecs,
   dryRunSpec,
   END_OPTION,
+  perRunSpec,
   QUERY_ENGINE_OPTIONS,
   SELECTION_RANGE_OPTIONS,
   sessionSpec,
   START_OPTION,
+  switchSpec,
   SYMBOLS_FILE_OPTION,
   SYMBOLS_OPTION,
+  symbolSelectionSpecs,
   timeframeSpec,
   TZ_OPTION,
   UNIVERSE_AS_OF_OPTION,
@@ -20,31 +23,31 @@ import {
   VALIDATION_OPTION,
 } from "./options.ts";
 
+/** `--yes`: no confirmation asked (`prune`, `delete`, `universe delete`). */
+const YES_OPTION: OptionSpec = {
+  name: "yes",
+  short: "y",
+  type: "boolean",
+  description: "Do not ask for confirmation (needed when stdin is not a terminal)",
+  default: false,
+  configurable: false,
+};
+
+/** `--timeframe TF` without a default: only this timeframe, else `all` of them. */
+function onlyTimeframeSpec(all: string): OptionSpec {
+  return {
+    ...timeframeSpec("Only this timeframe"),
+    description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: ${all})`,
+    default: undefined,
+  };
+}
+
 /** The options `prune` and `delete` share: which bars go, and the confirmation. */
 const REMOVE_OPTIONS: OptionSpec[] = [
   ...chosenSymbolsSpecs("Only these symbols (default: all)"),
-  {
-    ...timeframeSpec("Only this timeframe"),
-    description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all)`,
-    default: undefined,
-    configurable: false,
-  },
-  {
-    name: "provider",
-    short: "p",
-    type: "string",
-    placeholder: "NAME",
-    description: "Only bars from this provider (default: any)",
-    configurable: false,
-  },
-  {
-    name: "yes",
-    short: "y",
-    type: "boolean",
-    description: "Do not ask for confirmation (needed when stdin is not a terminal)",
-    default: false,
-    configurable: false,
-  },
+  { ...onlyTimeframeSpec("all"), configurable: false },
+  { ...perRunSpec("provider", "NAME", "Only bars from this provider (default: any)"), short: "p" },
+  YES_OPTION,
 ];
 
 /** Concurrent tasks of an ingest job (`ingest`, `update`, `backfill`, `gaps --fill`). */
@@ -94,13 +97,7 @@ const JOB_RUN_OPTIONS: OptionSpec[] = [WORKERS_OPTION, ...STORE_WRITE_OPTIONS, V
 
 /** `--as-of DATE` of the `symbols` and `universe` subcommands; give the `description`. */
 function asOfSpec(description: string): OptionSpec {
-  return {
-    name: "as-of",
-    type: "string",
-    placeholder: "DATE",
-    description,
-    configurable: false,
-  };
+  return perRunSpec("as-of", "DATE", description);
 }
 
 /** `symbols` and `universe`: the symbol master and named universes. */
@@ -129,13 +126,7 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
           "nothing is written. Snapshots of a source apply oldest first (providers/REFERENCE.md).",
         ].join("\n"),
         options: [
-          {
-            name: "source",
-            type: "string",
-            placeholder: "S",
-            description: "alpaca, polygon, nasdaq or fake",
-            configurable: false,
-          },
+          perRunSpec("source", "S", "alpaca, polygon, nasdaq or fake"),
           {
             name: "file",
             type: "string",
@@ -153,14 +144,11 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
             configurable: false,
           },
           asOfSpec("The date the data describes, YYYY-MM-DD (default: today in New York)"),
-          {
-            name: "rate-limit",
-            type: "string",
-            placeholder: "N",
-            description:
-              "alpaca, polygon, nasdaq --url: requests per minute (default: the source's; polygon 5 for free keys)",
-            configurable: false,
-          },
+          perRunSpec(
+            "rate-limit",
+            "N",
+            "alpaca, polygon, nasdaq --url: requests per minute (default: the source's; polygon 5 for free keys)",
+          ),
           dryRunSpec("Only count what would change; write nothing"),
         ],
         examples: [
@@ -175,22 +163,13 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
         name: "list",
         summary: "List the master's symbols (current, or as of a date)",
         options: [
-          {
-            name: "filter",
-            type: "string",
-            placeholder: "EXPR",
-            description:
-              "Only rows matching, e.g. \"exchange in ('XNAS','XNYS') and asset_class = 'etf'\"",
-            configurable: false,
-          },
+          perRunSpec(
+            "filter",
+            "EXPR",
+            "Only rows matching, e.g. \"exchange in ('XNAS','XNYS') and asset_class = 'etf'\"",
+          ),
           asOfSpec("The rows valid on this date, YYYY-MM-DD (default: the current ones)"),
-          {
-            name: "source",
-            type: "string",
-            placeholder: "S",
-            description: "Only rows of this source",
-            configurable: false,
-          },
+          perRunSpec("source", "S", "Only rows of this source"),
         ],
         examples: [
           "marketpipe symbols list",
@@ -233,20 +212,12 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
         args: "NAME",
         options: [
           ...chosenSymbolsSpecs("Comma-separated member symbols", "File with the member symbols"),
-          {
-            name: "filter",
-            type: "string",
-            placeholder: "EXPR",
-            description: "Members are the master's symbols matching, e.g. \"status = 'active'\"",
-            configurable: false,
-          },
-          {
-            name: "description",
-            type: "string",
-            placeholder: "TEXT",
-            description: "What the universe is for",
-            configurable: false,
-          },
+          perRunSpec(
+            "filter",
+            "EXPR",
+            "Members are the master's symbols matching, e.g. \"status = 'active'\"",
+          ),
+          perRunSpec("description", "TEXT", "What the universe is for"),
           asOfSpec("Members from this date, YYYY-MM-DD (list; default: today in New York)"),
         ],
         examples: [
@@ -302,16 +273,7 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
         name: "delete",
         summary: "Delete a universe and its membership history",
         args: "NAME",
-        options: [
-          {
-            name: "yes",
-            short: "y",
-            type: "boolean",
-            description: "Do not ask for confirmation (needed when stdin is not a terminal)",
-            default: false,
-            configurable: false,
-          },
-        ],
+        options: [YES_OPTION],
         examples: ["marketpipe universe delete tech --yes"],
         run: () => import("./universe.ts").then((m) => m.runUniverseDelete),
       },
@@ -344,10 +306,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Data provider (see `marketpipe providers`)",
         default: "fake",
       },
-      { ...SYMBOLS_OPTION, description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B" },
-      SYMBOLS_FILE_OPTION,
-      UNIVERSE_OPTION,
-      UNIVERSE_AS_OF_OPTION,
+      ...symbolSelectionSpecs("Comma-separated symbols, e.g. AAPL,MSFT,BRK.B"),
       START_OPTION,
       END_OPTION,
       timeframeSpec("Bar timeframe"),
@@ -382,13 +341,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Fetch again days that are already stored",
         default: false,
       },
-      {
-        name: "resume",
-        type: "string",
-        placeholder: "JOB_ID",
-        description: "Resume an interrupted or partial job by id",
-        configurable: false,
-      },
+      perRunSpec("resume", "JOB_ID", "Resume an interrupted or partial job by id"),
       {
         name: "fake-seed",
         type: "string",
@@ -413,13 +366,7 @@ export const COMMANDS: CommandSpec[] = [
       },
       ...STORE_WRITE_OPTIONS,
       VALIDATION_OPTION,
-      {
-        name: "output",
-        type: "string",
-        placeholder: "DIR",
-        description: "Alias of --data-dir (kept from the original)",
-        configurable: false,
-      },
+      perRunSpec("output", "DIR", "Alias of --data-dir (kept from the original)"),
     ],
     examples: [
       "marketpipe ingest --provider fake --symbols AAPL,MSFT,SPY --start 2024-03-04 --end 2024-03-15",
@@ -453,12 +400,8 @@ export const COMMANDS: CommandSpec[] = [
       },
       TZ_OPTION,
       {
-        name: "output",
+        ...perRunSpec("output", "FILE", "Write the result to FILE (required for parquet)"),
         short: "o",
-        type: "string",
-        placeholder: "FILE",
-        description: "Write the result to FILE (required for parquet)",
-        configurable: false,
       },
       {
         name: "limit",
@@ -497,36 +440,20 @@ export const COMMANDS: CommandSpec[] = [
       "CSV writes ISO 8601 times, in UTC or with --tz as local time with offset (column ts_<zone>).",
     ].join("\n"),
     options: [
-      { ...SYMBOLS_OPTION, description: "Comma-separated symbols, e.g. AAPL,MSFT,BRK.B" },
-      SYMBOLS_FILE_OPTION,
-      UNIVERSE_OPTION,
-      UNIVERSE_AS_OF_OPTION,
+      ...symbolSelectionSpecs("Comma-separated symbols, e.g. AAPL,MSFT,BRK.B"),
       START_OPTION,
       END_OPTION,
       timeframeSpec("Bar timeframe"),
+      { ...perRunSpec("format", "FMT", "parquet, csv or arrow"), short: "f" },
       {
-        name: "format",
-        short: "f",
-        type: "string",
-        placeholder: "FMT",
-        description: "parquet, csv or arrow",
-        configurable: false,
-      },
-      {
-        name: "out",
+        ...perRunSpec(
+          "out",
+          "PATH",
+          "File to write, or with --per-symbol the folder (created when missing)",
+        ),
         short: "o",
-        type: "string",
-        placeholder: "PATH",
-        description: "File to write, or with --per-symbol the folder (created when missing)",
-        configurable: false,
       },
-      {
-        name: "per-symbol",
-        type: "boolean",
-        description: "One file per symbol, <out>/<SYMBOL>.<format>",
-        default: false,
-        configurable: false,
-      },
+      switchSpec("per-symbol", "One file per symbol, <out>/<SYMBOL>.<format>"),
       {
         name: "tz",
         type: "string",
@@ -569,37 +496,20 @@ export const COMMANDS: CommandSpec[] = [
         placeholder: "LEVEL",
         description: "Exit 1 when there are findings of this severity or worse: warn or error",
       },
-      {
-        name: "cross-check",
-        type: "boolean",
-        description: "Compare the provider's bars of --timeframe with our aggregation of 1m bars",
-        default: false,
-        configurable: false,
-      },
+      switchSpec(
+        "cross-check",
+        "Compare the provider's bars of --timeframe with our aggregation of 1m bars",
+      ),
       sessionSpec("Daily bars of the cross-check: regular or extended (default regular)"),
       VALIDATION_OPTION,
       TZ_OPTION,
-      {
-        name: "list",
-        type: "boolean",
-        description: "List the reports, newest first",
-        default: false,
-        configurable: false,
-      },
-      {
-        name: "show",
-        type: "string",
-        placeholder: "REPORT",
-        description: "Print a report (id, unique id prefix, or the job it validated)",
-        configurable: false,
-      },
-      {
-        name: "rules",
-        type: "boolean",
-        description: "List the rules with their severity, threshold and whether they are on",
-        default: false,
-        configurable: false,
-      },
+      switchSpec("list", "List the reports, newest first"),
+      perRunSpec(
+        "show",
+        "REPORT",
+        "Print a report (id, unique id prefix, or the job it validated)",
+      ),
+      switchSpec("rules", "List the rules with their severity, threshold and whether they are on"),
       {
         name: "limit",
         short: "l",
@@ -633,10 +543,7 @@ export const COMMANDS: CommandSpec[] = [
       "first (as marketpipe backfill); --fail-on missing|partial exits 1 when gaps remain.",
     ].join("\n"),
     options: [
-      { ...SYMBOLS_OPTION, description: "Comma-separated symbols (default: all stored)" },
-      SYMBOLS_FILE_OPTION,
-      UNIVERSE_OPTION,
-      UNIVERSE_AS_OF_OPTION,
+      ...symbolSelectionSpecs("Comma-separated symbols (default: all stored)"),
       { ...START_OPTION, description: "First trading date (default: each symbol's first stored)" },
       END_OPTION,
       timeframeSpec("Timeframe whose bars are compared"),
@@ -648,13 +555,7 @@ export const COMMANDS: CommandSpec[] = [
         description:
           "Exit 1 when there are gaps: missing (days) or partial (missing or partial days)",
       },
-      {
-        name: "fill",
-        type: "boolean",
-        description: "Fetch the missing and partial days first (marketpipe backfill)",
-        default: false,
-        configurable: false,
-      },
+      switchSpec("fill", "Fetch the missing and partial days first (marketpipe backfill)"),
       ...JOB_RUN_OPTIONS,
     ],
     examples: [
@@ -679,12 +580,7 @@ export const COMMANDS: CommandSpec[] = [
       ...chosenSymbolsSpecs("Only these symbols (default: all stored)"),
       { ...UNIVERSE_OPTION, description: "Only the members of this universe today" },
       UNIVERSE_AS_OF_OPTION,
-      {
-        ...timeframeSpec("Only this timeframe"),
-        description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all stored)`,
-        default: undefined,
-        configurable: false,
-      },
+      { ...onlyTimeframeSpec("all stored"), configurable: false },
       ...JOB_RUN_OPTIONS,
     ],
     examples: [
@@ -715,13 +611,11 @@ export const COMMANDS: CommandSpec[] = [
       },
       { ...END_OPTION, configurable: false },
       { ...timeframeSpec("Timeframe whose gaps are filled"), configurable: false },
-      {
-        name: "before",
-        type: "string",
-        placeholder: "DATE",
-        description: "Extend history back to this date, YYYY-MM-DD (not after the last session)",
-        configurable: false,
-      },
+      perRunSpec(
+        "before",
+        "DATE",
+        "Extend history back to this date, YYYY-MM-DD (not after the last session)",
+      ),
       MIN_COVERAGE_OPTION,
       ...JOB_RUN_OPTIONS,
     ],
@@ -745,11 +639,7 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       { ...SYMBOLS_OPTION, description: "Only these symbols (default: all)" },
       { ...SYMBOLS_FILE_OPTION, description: "Only the symbols in FILE" },
-      {
-        ...timeframeSpec("Only this timeframe"),
-        description: `Only this timeframe (${TIMEFRAMES.join(" ")}; default: all)`,
-        default: undefined,
-      },
+      onlyTimeframeSpec("all"),
       {
         name: "quarantine",
         type: "boolean",
@@ -775,13 +665,10 @@ export const COMMANDS: CommandSpec[] = [
       "ingest again fetches them.",
     ].join("\n"),
     options: [
-      {
-        name: "move",
-        type: "boolean",
-        description: "Move the unreadable files to <data>/corrupt/ and mark their days missing",
-        default: false,
-        configurable: false,
-      },
+      switchSpec(
+        "move",
+        "Move the unreadable files to <data>/corrupt/ and mark their days missing",
+      ),
       dryRunSpec("With --move: only show what would be moved"),
     ],
     examples: [
@@ -802,20 +689,12 @@ export const COMMANDS: CommandSpec[] = [
       "gaps lists them and ingest fetches them again. Asks first on a terminal; scripts pass --yes.",
     ].join("\n"),
     options: [
-      {
-        name: "before",
-        type: "string",
-        placeholder: "DATE",
-        description: "Remove bars of trading dates before this one, YYYY-MM-DD (not after today)",
-        configurable: false,
-      },
-      {
-        name: "policy",
-        type: "boolean",
-        description: "Apply the retention policy instead of --before",
-        default: false,
-        configurable: false,
-      },
+      perRunSpec(
+        "before",
+        "DATE",
+        "Remove bars of trading dates before this one, YYYY-MM-DD (not after today)",
+      ),
+      switchSpec("policy", "Apply the retention policy instead of --before"),
       {
         name: "retention-policy",
         type: "string",
@@ -870,10 +749,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "Timeframes to build, comma separated",
         default: TIMEFRAMES.slice(1).join(","),
       },
-      { ...SYMBOLS_OPTION, description: "Comma-separated symbols (default: all with 1m bars)" },
-      SYMBOLS_FILE_OPTION,
-      UNIVERSE_OPTION,
-      UNIVERSE_AS_OF_OPTION,
+      ...symbolSelectionSpecs("Comma-separated symbols (default: all with 1m bars)"),
       {
         ...START_OPTION,
         description: "First trading date whose 1m partitions are aggregated (default: all)",
@@ -882,13 +758,7 @@ export const COMMANDS: CommandSpec[] = [
       sessionSpec(
         "Sessions of daily bars: regular or extended (default: as last built, else regular)",
       ),
-      {
-        name: "force",
-        type: "boolean",
-        description: "Rebuild every partition in scope, changed or not",
-        default: false,
-        configurable: false,
-      },
+      switchSpec("force", "Rebuild every partition in scope, changed or not"),
     ],
     examples: [
       "marketpipe aggregate",
@@ -1088,14 +958,7 @@ export const COMMANDS: CommandSpec[] = [
         description: "List metrics with their last value and samples",
         configurable: false,
       },
-      {
-        name: "metric",
-        short: "m",
-        type: "string",
-        placeholder: "NAME",
-        description: "Show the history of one metric",
-        configurable: false,
-      },
+      { ...perRunSpec("metric", "NAME", "Show the history of one metric"), short: "m" },
       {
         name: "since",
         type: "string",
@@ -1104,20 +967,12 @@ export const COMMANDS: CommandSpec[] = [
         default: "24h",
         configurable: false,
       },
-      {
-        name: "labels",
-        type: "string",
-        placeholder: "K=V,..",
-        description: "Only series with these labels, e.g. provider=fake",
-        configurable: false,
-      },
-      {
-        name: "avg",
-        type: "string",
-        placeholder: "WINDOW",
-        description: "Per-window values: increase for counters, mean for latencies (15m, 1h, 1d)",
-        configurable: false,
-      },
+      perRunSpec("labels", "K=V,..", "Only series with these labels, e.g. provider=fake"),
+      perRunSpec(
+        "avg",
+        "WINDOW",
+        "Per-window values: increase for counters, mean for latencies (15m, 1h, 1d)",
+      ),
       {
         name: "plot",
         type: "boolean",
@@ -1158,13 +1013,7 @@ export const COMMANDS: CommandSpec[] = [
       "commands refuse a layout-1 directory until it is converted.",
     ].join("\n"),
     options: [
-      {
-        name: "status",
-        type: "boolean",
-        description: "Only show applied and pending migrations and the storage layout",
-        default: false,
-        configurable: false,
-      },
+      switchSpec("status", "Only show applied and pending migrations and the storage layout"),
       dryRunSpec("Only show what would be migrated and converted"),
     ],
     examples: ["marketpipe migrate", "marketpipe migrate --status", "marketpipe migrate --dry-run"],

@@ -1,7 +1,7 @@
 import { compactPartitions, openStore, type PartitionTree } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount } from "./format.ts";
+import { formatCount, printJson } from "./format.ts";
 import { dataDirOf, positionals, symbolsOption, timeframeOption } from "./options.ts";
 import { formatBytes } from "../core/format.ts";
 
@@ -41,7 +41,7 @@ export async function runCompact(invocation: Invocation, context: CommandContext
       },
     );
     if (context.json) {
-      context.out(JSON.stringify({ dataDir, dryRun, ...summary }, null, 2));
+      printJson(context, { dataDir, dryRun, ...summary });
     } else if (summary.partitions === 0) {
       context.out("Nothing to compact: every partition holds one file.");
     } else {

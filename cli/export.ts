@@ -3,7 +3,7 @@ import { UsageError } from "../core/errors.ts";
 import { exportBars, type ExportFormat, METRICS_HISTORY_FILE } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatBytes, formatCount, progressReporter } from "./format.ts";
+import { formatBytes, formatCount, printJson, progressReporter } from "./format.ts";
 import {
   dataDirOf,
   historyDirOf,
@@ -65,7 +65,7 @@ export async function runExport(invocation: Invocation, context: CommandContext)
     },
   ).finally(() => progress.finish()); // the bar ends with a newline, also after Ctrl-C
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, format, ...summary }, null, 2));
+    printJson(context, { dataDir, format, ...summary });
     return EXIT.ok;
   }
   const bytes = summary.files.reduce((n, file) => n + file.bytes, 0);

@@ -31,6 +31,19 @@ export function renderTable(
   return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...cells.map(line)];
 }
 
+/** Write {@link renderTable}'s lines to `context.out`, one call per line. */
+export function printTable(
+  context: { out: (line: string) => void },
+  ...table: Parameters<typeof renderTable>
+): void {
+  for (const line of renderTable(...table)) context.out(line);
+}
+
+/** Write `value` as JSON indented by two spaces: the `--json` output of most commands. */
+export function printJson(context: { out: (line: string) => void }, value: unknown): void {
+  context.out(JSON.stringify(value, null, 2));
+}
+
 /** A progress callback; `finish()` leaves the last state as a line of its own. */
 export interface ProgressReporter {
   (done: number, total: number, detail: string, elapsedMs: number): void;
@@ -53,33 +66,30 @@ export function progressReporter(options: {
   let last: { done: number; total: number; detail: string } | undefined;
   let lastWrittenDone = -1;
   const now = options.now ?? Date.now;
-  const eta = (done: number, total: number, elapsedMs: number) =>
-    done > 0 && done < total ? ` ETA ${formatDuration((elapsedMs / done) * (total - done))}` : "";
-  const bar = (done: number, total: number, detail: string, elapsedMs?: number) => {
-    const fraction = total === 0 ? 1 : Math.min(1, done / total);
-    const width = 24;
-    const filled = Math.round(fraction * width);
-    return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${detail}${
-      elapsedMs === undefined ? "" : eta(done, total, elapsedMs)
-    }`;
-  };
   // `elapsedMs` undefined: the last line of a run, without an ETA.
-  const logLine = (done: number, total: number, detail: string, elapsedMs?: number) => {
-    const fraction = total === 0 ? 1 : done / total;
-    return `${String(Math.round(fraction * 100)).padStart(3)}% ${detail}${
-      elapsedMs === undefined ? "" : eta(done, total, elapsedMs)
+  const eta = (done: number, total: number, elapsedMs?: number) =>
+    elapsedMs !== undefined && done > 0 && done < total
+      ? ` ETA ${formatDuration((elapsedMs / done) * (total - done))}`
+      : "";
+  const bar = (done: number, total: number, detail: string, elapsedMs?: number) => {
+    const filled = Math.round((total === 0 ? 1 : Math.min(1, done / total)) * 24);
+    return `[${"#".repeat(filled)}${".".repeat(24 - filled)}] ${detail}${
+      eta(done, total, elapsedMs)
     }`;
   };
+  const logLine = (done: number, total: number, detail: string, elapsedMs?: number) =>
+    `${String(Math.round((total === 0 ? 1 : done / total) * 100)).padStart(3)}% ${detail}${
+      eta(done, total, elapsedMs)
+    }`;
   const report = (done: number, total: number, detail: string, elapsedMs: number) => {
     last = { done, total, detail };
-    const fraction = total === 0 ? 1 : done / total;
     if (options.status) {
       if (now() - lastDraw < 100 && done < total) return;
       lastDraw = now();
       options.status(bar(done, total, detail, elapsedMs));
       return;
     }
-    const decile = Math.floor(fraction * 10);
+    const decile = Math.floor((total === 0 ? 1 : done / total) * 10);
     if (decile > lastDecile) {
       lastDecile = decile;
       lastWrittenDone = done;

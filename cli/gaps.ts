@@ -1,11 +1,12 @@
 import { clockFromEnv, includesExtendedHours, lastCompletedSession } from "../core/clock.ts";
-import { didYouMean, UsageError } from "../core/errors.ts";
+import { UsageError } from "../core/errors.ts";
 import { tradingDayRuns } from "../core/validate_gaps.ts";
 import { findStoredGaps, type StoredGaps } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount, renderTable } from "./format.ts";
+import { formatCount, printJson, printTable, renderTable } from "./format.ts";
 import {
+  choiceOption,
   dataDirOf,
   minCoverageOption,
   positionals,
@@ -15,8 +16,6 @@ import {
   todayOf,
 } from "./options.ts";
 import { jobRunSettings, planBackfillOf, runPlannedJobs } from "./update.ts";
-
-const _FAIL_ON = ["missing", "partial"];
 
 /**
  * `marketpipe gaps`: trading days without bars, or with too little of their regular session,
@@ -29,12 +28,10 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   const range = rangeOption(invocation);
   const timeframe = timeframeOption(invocation.string("timeframe") ?? "1m");
   const minCoverage = minCoverageOption(invocation);
-  const failOn = invocation.string("fail-on");
-  if (failOn !== undefined && !_FAIL_ON.includes(failOn)) {
-    throw new UsageError(
-      `Invalid --fail-on "${failOn}"${didYouMean(failOn, _FAIL_ON)}: expected missing or partial`,
-    );
-  }
+  const failOnText = invocation.string("fail-on");
+  const failOn = failOnText === undefined
+    ? undefined
+    : choiceOption(failOnText, "--fail-on", ["missing", "partial"], "missing or partial");
   // The fill is `backfill` with the same selection; its options are checked with the others,
   // with or without --fill, so a bad value is refused before anything is read.
   const settings = jobRunSettings(invocation);
@@ -80,44 +77,39 @@ export async function runGaps(invocation: Invocation, context: CommandContext): 
   if (failed) code = EXIT.failure;
 
   if (context.json) {
-    context.out(JSON.stringify(
-      {
-        dataDir,
-        timeframe,
-        start: range?.start ?? null,
-        end: range?.end ?? null,
-        minCoverage,
-        symbols: results.map(_symbolJson),
-      },
-      null,
-      2,
-    ));
+    printJson(context, {
+      dataDir,
+      timeframe,
+      start: range?.start ?? null,
+      end: range?.end ?? null,
+      minCoverage,
+      symbols: results.map(_symbolJson),
+    });
     return code;
   }
   const intraday = timeframe !== "1d";
-  for (
-    const line of renderTable(
-      [
-        "symbol",
-        ...(range ? [] : ["judged"]),
-        "trading days",
-        "with data",
-        "missing",
-        ...(intraday ? [`< ${_percent(minCoverage)} regular`] : []),
-        "known empty",
-      ],
-      results.map((r) => [
-        r.symbol,
-        ...(range ? [] : [r.start === undefined ? "nothing stored" : `${r.start}..${r.end}`]),
-        formatCount(r.tradingDays),
-        formatCount(r.daysWithData),
-        formatCount(r.missing.length),
-        ...(intraday ? [formatCount(r.lowCoverage.length)] : []),
-        formatCount(r.knownEmpty.length),
-      ]),
-      { right: (intraday ? [1, 2, 3, 4, 5] : [1, 2, 3, 4]).map((i) => range ? i : i + 1) },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    [
+      "symbol",
+      ...(range ? [] : ["judged"]),
+      "trading days",
+      "with data",
+      "missing",
+      ...(intraday ? [`< ${_percent(minCoverage)} regular`] : []),
+      "known empty",
+    ],
+    results.map((r) => [
+      r.symbol,
+      ...(range ? [] : [r.start === undefined ? "nothing stored" : `${r.start}..${r.end}`]),
+      formatCount(r.tradingDays),
+      formatCount(r.daysWithData),
+      formatCount(r.missing.length),
+      ...(intraday ? [formatCount(r.lowCoverage.length)] : []),
+      formatCount(r.knownEmpty.length),
+    ]),
+    { right: (intraday ? [1, 2, 3, 4, 5] : [1, 2, 3, 4]).map((i) => range ? i : i + 1) },
+  );
   const listed = results.filter((r) => r.listing !== undefined);
   if (listed.length > 0) {
     context.out("");

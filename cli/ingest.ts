@@ -29,8 +29,9 @@ import {
   dataDirArgs,
   formatCount,
   formatDuration,
+  printJson,
+  printTable,
   progressReporter,
-  renderTable,
   shellCommand,
 } from "./format.ts";
 import {
@@ -97,12 +98,7 @@ export async function prepareIngest(
       `Cannot --aggregate a ${built.request.timeframe} ingest: aggregation rolls up 1m bars`,
     );
   }
-  const compactThreshold = !invocation.flag("compact") ? 0 : parseIntOption(
-    invocation.string("compact-threshold") ?? String(DEFAULT_COMPACT_THRESHOLD),
-    "--compact-threshold",
-    0,
-    100_000,
-  );
+  const compactThreshold = compactThresholdOption(invocation);
   return {
     dataDir,
     ...built,
@@ -111,6 +107,16 @@ export async function prepareIngest(
     compactThreshold,
     clock,
   };
+}
+
+/** `--compact-threshold N` (0: never), or 0 with `--no-compact`. */
+export function compactThresholdOption(invocation: Invocation): number {
+  return !invocation.flag("compact") ? 0 : parseIntOption(
+    invocation.string("compact-threshold") ?? String(DEFAULT_COMPACT_THRESHOLD),
+    "--compact-threshold",
+    0,
+    100_000,
+  );
 }
 
 /** Refuse `--resume` of a job that does not exist before anything is created or migrated. */
@@ -123,9 +129,7 @@ async function _checkResumable(dataDir: string, jobId: string): Promise<void> {
   try {
     if (!meta.getJob(jobId)) {
       const ids = meta.listJobs({ limit: 1_000_000 }).map((j) => j.id);
-      const ambiguous = ambiguousJobError(jobId, ids);
-      if (ambiguous) throw ambiguous;
-      throw new UsageError(
+      throw ambiguousJobError(jobId, ids) ?? new UsageError(
         `Cannot resume job "${jobId}": no such job in ${dataDir}; see marketpipe jobs list`,
       );
     }
@@ -142,8 +146,7 @@ export async function runIngest(invocation: Invocation, context: CommandContext)
     { env: context.env, params: prepared.request.params, rateLimit: prepared.rateLimit },
     prepared.request.resumeJobId === undefined ? prepared.request : undefined,
   );
-  const summary = await runPreparedIngest(prepared, context);
-  return exitCodeOf(summary, context);
+  return exitCodeOf(await runPreparedIngest(prepared, context), context);
 }
 
 /** Exit code of an ingest: 0 done, 3 partial, 1 failed, 130 interrupted. */
@@ -284,28 +287,24 @@ function printSummary(
     }
   }
   if (context.json) {
-    context.out(JSON.stringify(
-      {
-        status: summary.status,
-        job: summary.job
-          ? { id: summary.job.id, status: summary.job.status, error: summary.job.error }
-          : null,
-        resumed: summary.resumed,
-        tasks: summary.tasksTotal,
-        barsFetched: summary.barsFetched,
-        barsWritten: summary.barsWritten,
-        barsReplaced: summary.barsReplaced,
-        elapsedMs: Math.round(summary.elapsedMs),
-        dataDir,
-        barsQuarantined: summary.symbols.reduce((n, s) => n + s.barsQuarantined, 0),
-        quarantined,
-        findings,
-        aggregation: aggregation ? aggregationJson(aggregation) : null,
-        symbols: summary.symbols,
-      },
-      null,
-      2,
-    ));
+    printJson(context, {
+      status: summary.status,
+      job: summary.job
+        ? { id: summary.job.id, status: summary.job.status, error: summary.job.error }
+        : null,
+      resumed: summary.resumed,
+      tasks: summary.tasksTotal,
+      barsFetched: summary.barsFetched,
+      barsWritten: summary.barsWritten,
+      barsReplaced: summary.barsReplaced,
+      elapsedMs: Math.round(summary.elapsedMs),
+      dataDir,
+      barsQuarantined: summary.symbols.reduce((n, s) => n + s.barsQuarantined, 0),
+      quarantined,
+      findings,
+      aggregation: aggregation ? aggregationJson(aggregation) : null,
+      symbols: summary.symbols,
+    });
     return;
   }
   const printAfter = () => {
@@ -373,15 +372,9 @@ function printSummary(
       ? `not finished: ${s.tasksPending} task(s) left`
       : `${s.status === "partial" ? "PARTIAL" : "FAILED"}: ${s.errors.join("; ")}`,
   ]);
-  for (
-    const line of renderTable(
-      ["symbol", "new bars", "updated", "days", "days skipped", "status"],
-      rows,
-      {
-        right: [1, 2, 3, 4],
-      },
-    )
-  ) context.out(line);
+  printTable(context, ["symbol", "new bars", "updated", "days", "days skipped", "status"], rows, {
+    right: [1, 2, 3, 4],
+  });
   printUnlisted();
   const job = summary.job!;
   const failedSymbols = summary.symbols.filter((s) => s.tasksFailed > 0).length;

@@ -1,13 +1,13 @@
 import { join } from "node:path";
 import { parseDuration, parseIntOption } from "../core/config.ts";
-import { didYouMean, UsageError } from "../core/errors.ts";
+import { UsageError } from "../core/errors.ts";
 import { jobJson, taskJson } from "../app/mod.ts";
-import { JOB_STATUSES, type JobStatus } from "../core/jobs.ts";
+import { JOB_STATUSES } from "../core/jobs.ts";
 import { META_FILE, MetaStore, openExistingMigrated } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount, formatDuration, formatTime, renderTable } from "./format.ts";
-import { dataDirOf, positionals, tzOption, unknownJobError } from "./options.ts";
+import { formatCount, formatDuration, formatTime, printJson, printTable } from "./format.ts";
+import { choiceOption, dataDirOf, positionals, tzOption, unknownJobError } from "./options.ts";
 
 /** Open the metadata store if the data directory has one (reaping dead jobs), else undefined. */
 async function _openExisting(dataDir: string, command: string): Promise<MetaStore | undefined> {
@@ -38,21 +38,17 @@ export async function runJobsList(
 ): Promise<number> {
   positionals(invocation, []);
   const statusText = invocation.string("status");
-  if (statusText !== undefined && !(JOB_STATUSES as readonly string[]).includes(statusText)) {
-    throw new UsageError(
-      `Invalid --status "${statusText}"${didYouMean(statusText, JOB_STATUSES)}: expected one of ${
-        JOB_STATUSES.join(" ")
-      }`,
-    );
-  }
+  const status = statusText === undefined
+    ? undefined
+    : choiceOption(statusText, "--status", JOB_STATUSES, `one of ${JOB_STATUSES.join(" ")}`);
   const limit = parseIntOption(invocation.string("limit") ?? "20", "--limit", 1, 100_000);
   const tz = tzOption(invocation);
   const dataDir = dataDirOf(invocation);
   const meta = await _openExisting(dataDir, "jobs list");
-  const jobs = meta ? meta.listJobs({ status: statusText as JobStatus | undefined, limit }) : [];
+  const jobs = meta ? meta.listJobs({ status, limit }) : [];
   meta?.close();
   if (context.json) {
-    context.out(JSON.stringify(jobs.map(jobJson), null, 2));
+    printJson(context, jobs.map(jobJson));
     return EXIT.ok;
   }
   if (jobs.length === 0) {
@@ -70,13 +66,12 @@ export async function runJobsList(
     formatTime(job.createdAt, tz),
     job.startedAt && job.finishedAt ? formatDuration(job.finishedAt - job.startedAt) : "-",
   ]);
-  for (
-    const line of renderTable(
-      ["id", "status", "provider", "tf", "symbols", "dates", "bars", "created", "took"],
-      rows,
-      { right: [6] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["id", "status", "provider", "tf", "symbols", "dates", "bars", "created", "took"],
+    rows,
+    { right: [6] },
+  );
   return EXIT.ok;
 }
 
@@ -97,11 +92,7 @@ export async function runJobsShow(
     }
     const tasks = meta.listTasks(job.id);
     if (context.json) {
-      context.out(JSON.stringify(
-        { ...jobJson(job), tasks: tasks.map(taskJson) },
-        null,
-        2,
-      ));
+      printJson(context, { ...jobJson(job), tasks: tasks.map(taskJson) });
       return EXIT.ok;
     }
     const count = (status: string) => tasks.filter((t) => t.status === status).length;
@@ -130,38 +121,37 @@ export async function runJobsShow(
     );
     if (job.error) context.out(`  error:      ${job.error}`);
     context.out("");
-    for (
-      const line of renderTable(
-        [
-          "#",
-          "symbol",
-          "dates",
-          "days",
-          "status",
-          "tries",
-          "fetched",
-          "new",
-          "updated",
-          "took",
-          "error",
-        ],
-        // Numbered from 1 like the progress log (seq is 0-based).
-        tasks.map((t) => [
-          t.seq + 1,
-          t.symbol,
-          `${t.start}..${t.end}`,
-          t.days,
-          t.status,
-          t.attempts,
-          formatCount(t.barsFetched),
-          formatCount(t.barsWritten),
-          formatCount(t.barsReplaced),
-          t.startedAt && t.finishedAt ? formatDuration(t.finishedAt - t.startedAt) : "-",
-          t.error ?? "",
-        ]),
-        { right: [0, 3, 5, 6, 7, 8] },
-      )
-    ) context.out(line);
+    printTable(
+      context,
+      [
+        "#",
+        "symbol",
+        "dates",
+        "days",
+        "status",
+        "tries",
+        "fetched",
+        "new",
+        "updated",
+        "took",
+        "error",
+      ],
+      // Numbered from 1 like the progress log (seq is 0-based).
+      tasks.map((t) => [
+        t.seq + 1,
+        t.symbol,
+        `${t.start}..${t.end}`,
+        t.days,
+        t.status,
+        t.attempts,
+        formatCount(t.barsFetched),
+        formatCount(t.barsWritten),
+        formatCount(t.barsReplaced),
+        t.startedAt && t.finishedAt ? formatDuration(t.finishedAt - t.startedAt) : "-",
+        t.error ?? "",
+      ]),
+      { right: [0, 3, 5, 6, 7, 8] },
+    );
     return EXIT.ok;
   } finally {
     meta.close();

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { clockFromEnv } from "../core/clock.ts";
 import type { TimeZoneSetting } from "../core/format.ts";
 import { parseDuration, parseIntOption } from "../core/config.ts";
-import { UsageError } from "../core/errors.ts";
+import { didYouMean, UsageError } from "../core/errors.ts";
 import { createMetrics, familiesOf } from "../core/metrics.ts";
 import { PLOT_MARKERS, plotLines, type PlotPoint } from "../core/plot.ts";
 import {
@@ -27,7 +27,7 @@ import {
 } from "../web/metrics_server.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount, formatTime, renderTable } from "./format.ts";
+import { formatCount, formatTime, printTable } from "./format.ts";
 import { dataDirOf, historyDirOf, positionals, tzOption } from "./options.ts";
 
 const _HISTORY_OPTIONS = ["list", "metric", "since", "labels", "avg", "plot"];
@@ -55,7 +55,7 @@ export async function runMetrics(invocation: Invocation, context: CommandContext
     return await _serveMetrics(invocation, context, dataDir);
   }
   for (const name of ["host", "legacy-metrics"]) {
-    if (invocation.options.sources[name] === "flag") {
+    if (sources[name] === "flag") {
       throw new UsageError(`--${name} needs --port: it configures the metrics server`);
     }
   }
@@ -173,7 +173,6 @@ async function _history(
   const metricName = invocation.string("metric");
   const families = await familiesOf(createMetrics().registry);
   if (metricName !== undefined && !families.some((f) => f.name === metricName)) {
-    const { didYouMean } = await import("../core/errors.ts");
     throw new UsageError(
       `Unknown --metric "${metricName}"${
         didYouMean(metricName, families.map((f) => f.name))
@@ -201,10 +200,13 @@ async function _history(
     const valueSeries = matching.filter((s) =>
       isHistogram ? s.name.endsWith("_sum") || s.name.endsWith("_count") : true
     );
-    const timeline = _timeline(db, valueSeries, since);
-    const points = bucketMs === undefined
-      ? _totals(timeline, isHistogram)
-      : _buckets(timeline, isHistogram, bucketMs, since, now);
+    const pointsOf = (series: StoredSeries[]) => {
+      const timeline = _timeline(db, series, since);
+      return bucketMs === undefined
+        ? _totals(timeline, isHistogram)
+        : _buckets(timeline, isHistogram, bucketMs, since, now);
+    };
+    const points = pointsOf(valueSeries);
     const shownSeries = isHistogram ? matching.filter((s) => s.name.endsWith("_count")) : matching;
     if (context.json) {
       context.out(JSON.stringify({
@@ -243,19 +245,13 @@ async function _history(
         group.series.push(s);
         groups.set(key, group);
       }
-      const lines = [...groups.values()].map(({ labels: own, series }) => {
-        const ownTimeline = _timeline(db, series, since);
-        const ownPoints = bucketMs === undefined
-          ? _totals(ownTimeline, isHistogram)
-          : _buckets(ownTimeline, isHistogram, bucketMs, since, now);
-        return {
-          labels: own,
-          label: Object.keys(own).length === 0 ? metricName : _labelText(own),
-          points: ownPoints.filter((p): p is PlotPoint => p.y !== null),
-        };
-        // Nothing to draw for a label set that never counted (series start at 0), or an
-        // operation that never ran (a histogram without observations).
-      }).filter((line) => line.points.some((p) => p.y !== 0));
+      // Nothing to draw for a label set that never counted (series start at 0), or an
+      // operation that never ran (a histogram without observations).
+      const lines = [...groups.values()].map(({ labels: own, series }) => ({
+        labels: own,
+        label: Object.keys(own).length === 0 ? metricName : _labelText(own),
+        points: pointsOf(series).filter((p): p is PlotPoint => p.y !== null),
+      })).filter((line) => line.points.some((p) => p.y !== 0));
       if (lines.length > PLOT_MARKERS.length) {
         const example = Object.entries(lines[0].labels).map(([k, v]) => `${k}=${v}`).join(",");
         throw new UsageError(
@@ -278,13 +274,9 @@ async function _history(
     const rows = points.slice(-50).map((
       p,
     ) => [formatTime(p.x, tz), p.y === null ? "-" : _number(p.y)]);
-    for (
-      const line of renderTable([bucketMs === undefined ? "time" : "bucket start", what], rows, {
-        right: [1],
-      })
-    ) {
-      context.out(line);
-    }
+    printTable(context, [bucketMs === undefined ? "time" : "bucket start", what], rows, {
+      right: [1],
+    });
     if (points.length > 50) {
       context.out(
         `(${points.length - 50} earlier point(s) not shown; narrow --since or use --avg)`,
@@ -317,22 +309,19 @@ function _list(
     context.out(JSON.stringify(rows));
     return EXIT.ok;
   }
-  for (
-    const line of renderTable(
-      ["name", "type", "last value", "samples", "updated", "help"],
-      rows.map((
-        r,
-      ) => [
-        r.name,
-        r.type,
-        _number(r.last),
-        formatCount(r.samples),
-        formatTime(r.updated, tz),
-        r.help,
-      ]),
-      { right: [2, 3] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["name", "type", "last value", "samples", "updated", "help"],
+    rows.map((r) => [
+      r.name,
+      r.type,
+      _number(r.last),
+      formatCount(r.samples),
+      formatTime(r.updated, tz),
+      r.help,
+    ]),
+    { right: [2, 3] },
+  );
   return EXIT.ok;
 }
 

@@ -22,8 +22,9 @@ import {
   formatBytes,
   formatCount,
   formatTime,
+  printJson,
+  printTable,
   progressReporter,
-  renderTable,
   shellCommand,
 } from "./format.ts";
 import { dataDirOf, positionals } from "./options.ts";
@@ -150,23 +151,15 @@ async function _report(
 
   if (dryRun) {
     if (context.json) {
-      context.out(JSON.stringify(
-        {
-          database: path,
-          pending: pending.map((m) => ({ version: m.version, name: m.name })),
-          layout: {
-            ...layoutJson,
-            files: layout.files.map((f) => ({
-              path: f.path,
-              partition: f.partition,
-              bytes: f.bytes,
-            })),
-            aggregationStatesToClear: layout.layout === 1 ? aggregationStates : 0,
-          },
+      printJson(context, {
+        database: path,
+        pending: pending.map((m) => ({ version: m.version, name: m.name })),
+        layout: {
+          ...layoutJson,
+          files: layout.files.map(({ path, partition, bytes }) => ({ path, partition, bytes })),
+          aggregationStatesToClear: layout.layout === 1 ? aggregationStates : 0,
         },
-        null,
-        2,
-      ));
+      });
       return EXIT.ok;
     }
     for (const m of pending) context.out(`Would apply migration ${m.version}: ${m.name}`);
@@ -197,21 +190,18 @@ async function _report(
   }
 
   if (context.json) {
-    context.out(
-      JSON.stringify({ database: path, exists, migrations, layout: layoutJson }, null, 2),
-    );
+    printJson(context, { database: path, exists, migrations, layout: layoutJson });
     return EXIT.ok;
   }
   if (!exists) context.out(`${path} does not exist yet; every migration is pending.`);
-  for (
-    const line of renderTable(
-      ["version", "name", "applied"],
-      migrations.map((
-        m,
-      ) => [m.version, m.name, m.appliedAt === null ? "pending" : formatTime(m.appliedAt)]),
-      { right: [0] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["version", "name", "applied"],
+    migrations.map((
+      m,
+    ) => [m.version, m.name, m.appliedAt === null ? "pending" : formatTime(m.appliedAt)]),
+    { right: [0] },
+  );
   context.out(_layoutLine(layout.layout, layout.files.length, layout.bytes, dataDir));
   return EXIT.ok;
 }

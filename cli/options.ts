@@ -16,7 +16,7 @@ import { clockFromEnv } from "../core/clock.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { TIME_ZONE_SETTINGS, type TimeZoneSetting } from "../core/format.ts";
 import { MAX_SYMBOLS_FILE_BYTES, parseSymbols, parseSymbolsFile } from "../core/symbols.ts";
-import { isTimeframe, type Timeframe, TIMEFRAMES } from "../core/types.ts";
+import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
 import { parseValidationSettings, type ValidationSettings } from "../core/validate.ts";
 import type { Invocation } from "./args.ts";
 import type { CommandContext } from "./context.ts";
@@ -82,9 +82,19 @@ export const VALIDATION_OPTION: OptionSpec = {
     "Rule settings, e.g. extreme_move.threshold=0.3,stale_price.enabled=false (config: validation.rules)",
 };
 
+/** A boolean `--NAME` for one run: off by default, not read from a config file. */
+export function switchSpec(name: string, description: string): OptionSpec {
+  return { name, type: "boolean", description, default: false, configurable: false };
+}
+
+/** A `--NAME PLACEHOLDER` for one run: no default, not read from a config file. */
+export function perRunSpec(name: string, placeholder: string, description: string): OptionSpec {
+  return { name, type: "string", placeholder, description, configurable: false };
+}
+
 /** `--dry-run` (per run, not configurable); give the `description`. */
 export function dryRunSpec(description: string): OptionSpec {
-  return { name: "dry-run", type: "boolean", description, default: false, configurable: false };
+  return switchSpec("dry-run", description);
 }
 
 /** `--memory-limit` and `--temp-limit` of the query engine, shared by `query` and `serve`. */
@@ -116,23 +126,17 @@ export function historyDirOf(context: CommandContext): string | undefined {
 /** The data directory: `--output` (ingest's alias) when given as a flag, else `--data-dir`. */
 export function dataDirOf(invocation: Invocation): string {
   // `--output` is ingest's alias of the data directory (`query --output` is a result file).
-  const isIngest = invocation.path[0] === "ingest";
+  const output = invocation.path[0] === "ingest" ? invocation.string("output") : undefined;
+  if (output !== undefined && invocation.options.sources["data-dir"] !== "flag") return output;
   if (
-    isIngest && invocation.options.sources["data-dir"] === "flag" &&
-    invocation.options.sources.output === "flag" &&
-    invocation.string("output") !== invocation.string("data-dir")
+    output !== undefined && invocation.options.sources.output === "flag" &&
+    output !== invocation.string("data-dir")
   ) {
     throw new UsageError(
-      `Conflicting --output "${invocation.string("output")}" and --data-dir "${
+      `Conflicting --output "${output}" and --data-dir "${
         invocation.string("data-dir")
       }": --output is an alias of --data-dir, give one`,
     );
-  }
-  if (
-    isIngest && invocation.options.sources["data-dir"] !== "flag" &&
-    invocation.string("output") !== undefined
-  ) {
-    return invocation.string("output")!;
   }
   const dir = invocation.string("data-dir") ?? "./data";
   if (dir.trim() === "") throw new UsageError(`Invalid --data-dir "": expected a directory path`);
@@ -201,14 +205,11 @@ export const UNIVERSE_AS_OF_OPTION: OptionSpec = {
   configurable: false,
 };
 
-/** `--symbols`, `--symbols-file`, `--universe` and its `--as-of`, for commands that take all. */
-export function symbolSelectionSpecs(
-  symbols: Partial<OptionSpec> = {},
-  file: Partial<OptionSpec> = {},
-): OptionSpec[] {
+/** `--symbols` (described as `symbols`), `--symbols-file`, `--universe` and its `--as-of`. */
+export function symbolSelectionSpecs(symbols = SYMBOLS_OPTION.description): OptionSpec[] {
   return [
-    { ...SYMBOLS_OPTION, ...symbols },
-    { ...SYMBOLS_FILE_OPTION, ...file },
+    { ...SYMBOLS_OPTION, description: symbols },
+    SYMBOLS_FILE_OPTION,
     UNIVERSE_OPTION,
     UNIVERSE_AS_OF_OPTION,
   ];
@@ -287,19 +288,32 @@ export async function symbolsOption(
   }
   if (chosen === "symbols-file") {
     const file = invocation.string("symbols-file")!;
-    const { readTextFileCapped } = await import("../storage/mod.ts");
-    let content: string;
-    try {
-      content = await readTextFileCapped(file, MAX_SYMBOLS_FILE_BYTES, "--symbols-file");
-    } catch (error) {
-      if (error instanceof UsageError) throw error;
-      throw new UsageError(`Cannot read --symbols-file ${file}: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
-    return parseSymbolsFile(content, file);
+    return parseSymbolsFile(
+      await readCappedFile(file, MAX_SYMBOLS_FILE_BYTES, "--symbols-file"),
+      file,
+    );
   }
   return chosen === "symbols" ? parseSymbols(invocation.string("symbols")!) : undefined;
+}
+
+/**
+ * The text of a file named by an option (`what`, e.g. `--symbols-file`), at most `maxBytes`; a
+ * file that cannot be read is a usage error naming it. Loads storage only when called.
+ */
+export async function readCappedFile(
+  path: string,
+  maxBytes: number,
+  what: string,
+): Promise<string> {
+  const { readTextFileCapped } = await import("../storage/mod.ts");
+  try {
+    return await readTextFileCapped(path, maxBytes, what);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`Cannot read ${what} ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
 }
 
 /** Today's date in New York by the command's clock (`MARKETPIPE_NOW` in tests). */
@@ -335,30 +349,35 @@ export function minCoverageOption(invocation: Invocation): number {
     : parseNumberOption(text, "--min-coverage", 0, 1);
 }
 
-/** A timeframe option checked against {@link TIMEFRAMES}. */
-export function timeframeOption(text: string, name = "--timeframe"): Timeframe {
-  if (!isTimeframe(text)) {
+/**
+ * `text` of option `name` when it is one of `choices`, else a usage error with the closest
+ * choice: `Invalid --session "regula" (did you mean "regular"?): expected regular or extended`.
+ */
+export function choiceOption<const T extends string>(
+  text: string,
+  name: string,
+  choices: readonly T[],
+  expected: string,
+): T {
+  if (!(choices as readonly string[]).includes(text)) {
     throw new UsageError(
-      `Invalid ${name} "${text}"${didYouMean(text, TIMEFRAMES)}: expected one of ${
-        TIMEFRAMES.join(" ")
-      }`,
+      `Invalid ${name} "${text}"${didYouMean(text, choices)}: expected ${expected}`,
     );
   }
-  return text;
+  return text as T;
+}
+
+/** A timeframe option checked against {@link TIMEFRAMES}. */
+export function timeframeOption(text: string, name = "--timeframe"): Timeframe {
+  return choiceOption(text, name, TIMEFRAMES, `one of ${TIMEFRAMES.join(" ")}`);
 }
 
 /** `--session regular|extended`. */
 export function sessionOption(invocation: Invocation): "regular" | "extended" | undefined {
   const text = invocation.string("session");
-  if (text === undefined) return undefined;
-  if (text !== "regular" && text !== "extended") {
-    throw new UsageError(
-      `Invalid --session "${text}"${
-        didYouMean(text, ["regular", "extended"])
-      }: expected regular or extended`,
-    );
-  }
-  return text;
+  return text === undefined
+    ? undefined
+    : choiceOption(text, "--session", ["regular", "extended"], "regular or extended");
 }
 
 /** Rule settings from `--validation` (or the config file's `validation:` mapping). */

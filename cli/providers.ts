@@ -3,6 +3,7 @@ import type { ProviderEnvVar } from "../core/provider.ts";
 import type { ProviderFactory } from "../providers/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
+import { printJson } from "./format.ts";
 import { positionals } from "./options.ts";
 
 /** `marketpipe providers`: what each provider needs and serves. Never prints secret values. */
@@ -28,7 +29,7 @@ export function runProviders(invocation: Invocation, context: CommandContext): P
     notes: info.notes ?? null,
   }));
   if (context.json) {
-    context.out(JSON.stringify(list, null, 2));
+    printJson(context, list);
     return Promise.resolve(EXIT.ok);
   }
   for (const p of list) {

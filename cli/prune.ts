@@ -14,7 +14,7 @@ import {
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { formatCount } from "./format.ts";
+import { formatCount, printJson } from "./format.ts";
 import {
   dataDirOf,
   parseDateOption,
@@ -162,7 +162,7 @@ function _report(
   dryRun: boolean,
 ): number {
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, dryRun, ...summary }, null, 2));
+    printJson(context, { dataDir, dryRun, ...summary });
     return EXIT.ok;
   }
   if (summary.partitions.length === 0 && summary.days === 0) {

@@ -1,7 +1,7 @@
 import { exchangeDate } from "../core/calendar.ts";
 import { clockFromEnv } from "../core/clock.ts";
 import { parseIntOption } from "../core/config.ts";
-import { didYouMean, UsageError } from "../core/errors.ts";
+import { UsageError } from "../core/errors.ts";
 import { join } from "node:path";
 import {
   checkOutputPath,
@@ -20,7 +20,14 @@ import {
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { formatCount } from "./format.ts";
-import { dataDirOf, historyDirOf, positionals, queryEngineLimits, tzOption } from "./options.ts";
+import {
+  choiceOption,
+  dataDirOf,
+  historyDirOf,
+  positionals,
+  queryEngineLimits,
+  tzOption,
+} from "./options.ts";
 
 const FORMATS = ["table", "csv", "json", "parquet"] as const;
 
@@ -34,14 +41,8 @@ export async function runQueryCommand(
   const dataDir = dataDirOf(invocation);
   // Checked even when --json decides the format: a bad value is never silently ignored.
   const given = (invocation.string("format") ?? "table").toLowerCase();
-  if (!(FORMATS as readonly string[]).includes(given)) {
-    throw new UsageError(
-      `Invalid --format "${given}"${didYouMean(given, FORMATS)}: expected one of ${
-        FORMATS.join(", ")
-      }`,
-    );
-  }
-  const format = context.json ? "json" : given;
+  const checked = choiceOption(given, "--format", FORMATS, `one of ${FORMATS.join(", ")}`);
+  const format = context.json ? "json" : checked;
   const tz = tzOption(invocation);
   // CSV is for programs: ISO UTC as stored unless a zone is asked for.
   const csvTz = invocation.options.sources.tz === "default" ? undefined : tz;

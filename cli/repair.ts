@@ -11,7 +11,7 @@ import {
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { dataDirArgs, formatCount, shellCommand } from "./format.ts";
+import { dataDirArgs, formatCount, printJson, shellCommand } from "./format.ts";
 import { dataDirOf, positionals } from "./options.ts";
 
 /**
@@ -62,22 +62,18 @@ export async function runRepair(invocation: Invocation, context: CommandContext)
   }
 
   if (context.json) {
-    context.out(JSON.stringify(
-      {
-        dataDir,
-        checked,
-        move,
-        dryRun,
-        corrupt: corrupt.map((file, i) => ({
-          ...file,
-          outcome: moved?.[i].outcome ?? null,
-          movedTo: moved?.[i].movedTo ?? null,
-          daysForgotten: moved?.[i].daysForgotten ?? 0,
-        })),
-      },
-      null,
-      2,
-    ));
+    printJson(context, {
+      dataDir,
+      checked,
+      move,
+      dryRun,
+      corrupt: corrupt.map((file, i) => ({
+        ...file,
+        outcome: moved?.[i].outcome ?? null,
+        movedTo: moved?.[i].movedTo ?? null,
+        daysForgotten: moved?.[i].daysForgotten ?? 0,
+      })),
+    });
   } else if (corrupt.length === 0) {
     context.out(
       `All ${formatCount(checked)} Parquet file(s) under ${join(dataDir, "bars")} and ${

@@ -26,8 +26,8 @@ import {
 } from "../storage/schedule_store.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { renderTable } from "./format.ts";
-import { dataDirOf } from "./options.ts";
+import { printJson, printTable } from "./format.ts";
+import { dataDirOf, positionals } from "./options.ts";
 import {
   checkScheduleCommands,
   configPathOf,
@@ -40,12 +40,13 @@ export async function runScheduleList(
   invocation: Invocation,
   context: CommandContext,
 ): Promise<number> {
-  _noPositionals(invocation);
+  positionals(invocation, []);
   const { schedules } = await _configured(invocation);
   const now = clockFromEnv(context.env)();
   const latest = await _withRuns(dataDirOf(invocation), (runs) => runs.latestRuns());
   if (context.json) {
-    context.out(JSON.stringify(
+    printJson(
+      context,
       schedules.map((s) => ({
         name: s.name,
         command: [s.command, ...s.args].join(" "),
@@ -57,9 +58,7 @@ export async function runScheduleList(
         next: _iso(nextRuns(s, now, 1)[0]),
         last_run: latest?.get(s.name) ? scheduleRunJson(latest.get(s.name)!) : null,
       })),
-      null,
-      2,
-    ));
+    );
     return EXIT.ok;
   }
   const rows = schedules.map((s) => {
@@ -74,9 +73,7 @@ export async function runScheduleList(
       last ? `${last.status} (${formatZoned(last.plannedAt)})` : "never",
     ];
   });
-  for (const line of renderTable(["name", "command", "when", "policy", "next", "last"], rows)) {
-    context.out(line);
-  }
+  printTable(context, ["name", "command", "when", "policy", "next", "last"], rows);
   return EXIT.ok;
 }
 
@@ -92,17 +89,16 @@ export async function runScheduleNext(
   const now = clockFromEnv(context.env)();
   const times = selected.map((s) => ({ schedule: s, next: nextRuns(s, now, count) }));
   if (context.json) {
-    context.out(JSON.stringify(
+    printJson(
+      context,
       times.map(({ schedule, next }) => ({ name: schedule.name, next: next.map(_iso) })),
-      null,
-      2,
-    ));
+    );
     return EXIT.ok;
   }
   const rows = times.flatMap(({ schedule, next }) =>
     next.map((at) => [schedule.name, formatZoned(at), _weekday(at), new Date(at).toISOString()])
   );
-  for (const line of renderTable(["name", "new york", "day", "utc"], rows)) context.out(line);
+  printTable(context, ["name", "new york", "day", "utc"], rows);
   return EXIT.ok;
 }
 
@@ -157,7 +153,7 @@ export async function runScheduleRun(
     } finally {
       context.signal.removeEventListener("abort", onAbort);
     }
-    if (context.json) context.out(JSON.stringify(scheduleRunJson(finished), null, 2));
+    if (context.json) printJson(context, scheduleRunJson(finished));
     else context.out(`Run ${finished.id} of ${name}: ${finished.status}`);
     const codes: Record<string, number> = {
       succeeded: EXIT.ok,
@@ -181,7 +177,7 @@ export async function runScheduleHistory(
     await _withRuns(dataDirOf(invocation), (r) => r.listRuns({ schedule: name, limit })) ??
       [];
   if (context.json) {
-    context.out(JSON.stringify(runs.map(scheduleRunJson), null, 2));
+    printJson(context, runs.map(scheduleRunJson));
     return EXIT.ok;
   }
   if (runs.length === 0) {
@@ -201,13 +197,12 @@ export async function runScheduleHistory(
     run.jobIds.join(",") || "-",
     run.error ?? "",
   ]);
-  for (
-    const line of renderTable(
-      ["id", "schedule", "status", "trigger", "try", "planned (ET)", "took", "jobs", "error"],
-      rows,
-      { right: [0, 4] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["id", "schedule", "status", "trigger", "try", "planned (ET)", "took", "jobs", "error"],
+    rows,
+    { right: [0, 4] },
+  );
   return EXIT.ok;
 }
 
@@ -257,16 +252,6 @@ function _optionalName(invocation: Invocation): string | undefined {
     );
   }
   return name;
-}
-
-function _noPositionals(invocation: Invocation): void {
-  if (invocation.positionals.length > 0) {
-    throw new UsageError(
-      `Unexpected argument "${invocation.positionals[0]}" for "marketpipe ${
-        invocation.path.join(" ")
-      }"`,
-    );
-  }
 }
 
 function _iso(ms: number | undefined): string | null {

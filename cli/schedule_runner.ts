@@ -10,8 +10,10 @@ import { errorChain, UsageError } from "../core/errors.ts";
 import { readSchedulesConfig, type Schedule, type SchedulesConfig } from "../core/schedule.ts";
 import type { RunCommand, RunResult } from "../app/scheduler.ts";
 import { type MetaStore, readTextFileCapped } from "../storage/mod.ts";
-import type { Invocation } from "./args.ts";
+import { type Invocation, parseInvocation } from "./args.ts";
+import { COMMANDS } from "./commands.ts";
 import { type CommandContext, EXIT } from "./context.ts";
+import { readCappedFile } from "./options.ts";
 
 /** The config file a command was given (`--config` or `MARKETPIPE_CONFIG`), if any. */
 export function configPathOf(invocation: Invocation): string | undefined {
@@ -25,16 +27,7 @@ export function configPathOf(invocation: Invocation): string | undefined {
  */
 export async function loadSchedulesConfig(path: string | undefined): Promise<SchedulesConfig> {
   if (path === undefined) return { schedules: [] };
-  let text: string;
-  try {
-    text = await readTextFileCapped(path, MAX_CONFIG_BYTES, "config file");
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new UsageError(`Cannot read config file ${path}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  return readSchedulesConfig(text, path);
+  return readSchedulesConfig(await readCappedFile(path, MAX_CONFIG_BYTES, "config file"), path);
 }
 
 /**
@@ -46,10 +39,6 @@ export async function checkScheduleCommands(
   schedules: readonly Schedule[],
   env: Record<string, string | undefined>,
 ): Promise<void> {
-  const [{ parseInvocation }, { COMMANDS }] = await Promise.all([
-    import("./args.ts"),
-    import("./commands.ts"),
-  ]);
   for (const [i, schedule] of schedules.entries()) {
     try {
       // Without --config: the file is read when the run starts, and this checks only the args.
@@ -95,10 +84,6 @@ export interface CommandRunnerOptions {
 export function createCommandRunner(options: CommandRunnerOptions): RunCommand {
   const now = options.now ?? Date.now;
   return async (schedule, { signal }): Promise<RunResult> => {
-    const [{ parseInvocation }, { COMMANDS }] = await Promise.all([
-      import("./args.ts"),
-      import("./commands.ts"),
-    ]);
     const argv = [...schedule.command.split(" "), ...schedule.args];
     if (!schedule.args.some((a) => a === "--data-dir" || a.startsWith("--data-dir="))) {
       argv.push("--data-dir", options.dataDir);

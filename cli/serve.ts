@@ -34,8 +34,7 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     1,
     3_600,
   );
-  const tokenText = context.env.MARKETPIPE_API_TOKEN?.trim();
-  const token = tokenText === undefined || tokenText === "" ? undefined : tokenText;
+  const token = context.env.MARKETPIPE_API_TOKEN?.trim() || undefined;
   const loopback = isLoopback(host);
   if (!loopback && token === undefined) {
     throw new UsageError(
@@ -67,7 +66,6 @@ export async function runServe(invocation: Invocation, context: CommandContext):
     legacyMetrics: invocation.flag("legacy-metrics"),
     ingestDefaults: { aggregate: invocation.flag("aggregate") },
     log: context.err,
-    // One line per request on stderr unless --quiet.
     accessLog: invocation.flag("quiet") ? undefined : context.err,
     ...queryEngineLimits(invocation),
   });

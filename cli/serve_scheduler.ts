@@ -79,16 +79,8 @@ export interface ServeScheduler {
 /**
  * The scheduler of `config` for `serve`: started now when the config has schedules or a webhook,
  * else at the first {@link ServeScheduler.reload} (SIGHUP) that adds one. `onScheduler` hears
- * when it starts, so the web pages can show it.
- *
- * @example
- * ```ts
- * const config = await prepareServeSchedules(configPath, context.env); // before openWebServer
- * const server = await openWebServer(dataDir, options);
- * const schedules = startServeScheduler(config, { dataDir, configPath, env, version, meta: server.deps.store.meta, clock, log: context.err, onScheduler: (s) => server.deps.scheduler = s });
- * // ... on shutdown, before server.close():
- * await schedules.stop();
- * ```
+ * when it starts, so the web pages can show it. `config` is read by {@link prepareServeSchedules}
+ * before the web server opens (see `cli/serve.ts`); `stop()` comes before the server closes.
  */
 export function startServeScheduler(
   config: SchedulesConfig,

@@ -14,7 +14,7 @@ import { readStatus, statusJson } from "../app/status.ts";
 import { META_FILE, MetaStore, openExistingMigrated } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { renderTable } from "./format.ts";
+import { printJson, renderTable } from "./format.ts";
 import { dataDirOf, positionals } from "./options.ts";
 import { configPathOf, loadSchedulesConfig } from "./schedule_runner.ts";
 
@@ -23,17 +23,13 @@ const _FAIL_ON = ["stale", "failed"] as const;
 /** `marketpipe status`. */
 export async function runStatus(invocation: Invocation, context: CommandContext): Promise<number> {
   positionals(invocation, []);
-  const failOn = new Set<string>();
-  for (const part of (invocation.string("fail-on") ?? "").split(",").map((p) => p.trim())) {
-    if (part === "") continue;
-    if (!(_FAIL_ON as readonly string[]).includes(part)) {
-      throw new UsageError(
-        `Invalid --fail-on "${
-          invocation.string("fail-on")
-        }": expected stale, failed or stale,failed`,
-      );
-    }
-    failOn.add(part);
+  const failOn = new Set(
+    (invocation.string("fail-on") ?? "").split(",").map((p) => p.trim()).filter((p) => p !== ""),
+  );
+  if ([...failOn].some((part) => !(_FAIL_ON as readonly string[]).includes(part))) {
+    throw new UsageError(
+      `Invalid --fail-on "${invocation.string("fail-on")}": expected stale, failed or stale,failed`,
+    );
   }
   const graceMs = parseDuration(invocation.string("grace") ?? "0m", "--grace");
   const { schedules } = await loadSchedulesConfig(configPathOf(invocation));
@@ -56,7 +52,7 @@ export async function runStatus(invocation: Invocation, context: CommandContext)
   }
   const failing = report.schedules.filter((s) => s.failing);
   if (context.json) {
-    context.out(JSON.stringify(statusJson(report), null, 2));
+    printJson(context, statusJson(report));
   } else {
     context.out(
       `Series: ${report.series.length}, ${report.stale.length} stale (as of ${formatZoned(now)})`,

@@ -15,11 +15,11 @@ import {
 import { matchesFilter, parseFilter } from "../core/universe_filter.ts";
 import { parseDateOption, parseIntOption } from "../core/config.ts";
 import { checkReferenceSource, fetchReference } from "../providers/mod.ts";
-import { migrate, openDatabase, readTextFileCapped, ReferenceStore } from "../storage/mod.ts";
+import { migrate, openDatabase, ReferenceStore } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { dataDirArgs, formatCount, renderTable, shellCommand } from "./format.ts";
-import { dataDirOf, positionals, todayOf } from "./options.ts";
+import { dataDirArgs, formatCount, printJson, printTable, shellCommand } from "./format.ts";
+import { dataDirOf, positionals, readCappedFile, todayOf } from "./options.ts";
 import { withReferenceReader, withReferenceWriter } from "./universe.ts";
 
 /** Largest symbol directory file read (nasdaqlisted.txt is about 0.4 MB). */
@@ -76,18 +76,8 @@ export async function runSymbolsUpdate(
     urls,
   });
   const texts: { name: string; text: string }[] = [];
-  for (const file of files) {
-    try {
-      texts.push({
-        name: file,
-        text: await readTextFileCapped(file, _MAX_REFERENCE_FILE_BYTES, "--file"),
-      });
-    } catch (error) {
-      if (error instanceof UsageError) throw error;
-      throw new UsageError(`Cannot read --file ${file}: ${(error as Error).message}`, {
-        cause: error,
-      });
-    }
+  for (const name of files) {
+    texts.push({ name, text: await readCappedFile(name, _MAX_REFERENCE_FILE_BYTES, "--file") });
   }
   const snapshots = await fetchReference(source, {
     asOf,
@@ -106,11 +96,7 @@ export async function runSymbolsUpdate(
   const counts = dryRun ? await _dryRun(dataDir, apply) : await withReferenceWriter(dataDir, apply);
   const dates = [...new Set(applied.map((s) => s.asOf))].sort();
   if (context.json) {
-    context.out(JSON.stringify(
-      { dataDir, source, asOf, snapshots: dates, dryRun, ...counts },
-      null,
-      2,
-    ));
+    printJson(context, { dataDir, source, asOf, snapshots: dates, dryRun, ...counts });
     return EXIT.ok;
   }
   const described = dates.length === 0
@@ -145,13 +131,8 @@ export function unappliedSnapshots(
 }
 
 function _countsText(counts: MergeCounts): string {
-  return [
-    `${formatCount(counts.inserted)} inserted`,
-    `${formatCount(counts.changed)} changed`,
-    `${formatCount(counts.delisted)} delisted`,
-    `${formatCount(counts.unchanged)} unchanged`,
-    `${formatCount(counts.skipped)} skipped`,
-  ].join(", ");
+  return (["inserted", "changed", "delisted", "unchanged", "skipped"] as const)
+    .map((count) => `${formatCount(counts[count])} ${count}`).join(", ");
 }
 
 /**
@@ -191,11 +172,12 @@ export async function runSymbolsList(
   );
   const shown = filter === undefined ? rows : rows.filter((row) => matchesFilter(filter, row));
   if (context.json) {
-    context.out(JSON.stringify(
-      { dataDir, asOf: asOf ?? null, source: source ?? null, symbols: shown.map(symbolJson) },
-      null,
-      2,
-    ));
+    printJson(context, {
+      dataDir,
+      asOf: asOf ?? null,
+      source: source ?? null,
+      symbols: shown.map(symbolJson),
+    });
     return EXIT.ok;
   }
   if (rows.length === 0) {
@@ -213,21 +195,20 @@ export async function runSymbolsList(
     );
     return EXIT.ok;
   }
-  for (
-    const line of renderTable(
-      ["ticker", "name", "exchange", "class", "status", "listed", "delisted", "source"],
-      shown.map((row) => [
-        row.ticker,
-        row.name ?? "",
-        row.exchange ?? "",
-        row.assetClass,
-        row.status,
-        row.listDate ?? "",
-        row.delistDate ?? "",
-        row.source,
-      ]),
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["ticker", "name", "exchange", "class", "status", "listed", "delisted", "source"],
+    shown.map((row) => [
+      row.ticker,
+      row.name ?? "",
+      row.exchange ?? "",
+      row.assetClass,
+      row.status,
+      row.listDate ?? "",
+      row.delistDate ?? "",
+      row.source,
+    ]),
+  );
   context.out("");
   context.out(
     `${formatCount(shown.length)} of ${formatCount(rows.length)} symbol row(s)${
@@ -268,7 +249,7 @@ export async function runSymbolsShow(
   }
   const row = found.row;
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, ticker, symbol: symbolJson(row) }, null, 2));
+    printJson(context, { dataDir, ticker, symbol: symbolJson(row) });
     return EXIT.ok;
   }
   if (found.renamed) context.out(`${ticker} is now ${found.renamed}:`);
@@ -312,22 +293,21 @@ export async function runSymbolsHistory(
     throw _unknownSymbol(ticker, dataDir);
   }
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, ticker, history: rows.map(symbolJson) }, null, 2));
+    printJson(context, { dataDir, ticker, history: rows.map(symbolJson) });
     return EXIT.ok;
   }
-  for (
-    const line of renderTable(
-      ["valid_from", "valid_to", "ticker", "name", "exchange", "status", "source"],
-      rows.map((row) => [
-        row.validFrom,
-        row.validTo ?? "(current)",
-        row.ticker,
-        row.name ?? "",
-        row.exchange ?? "",
-        row.status,
-        row.source,
-      ]),
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["valid_from", "valid_to", "ticker", "name", "exchange", "status", "source"],
+    rows.map((row) => [
+      row.validFrom,
+      row.validTo ?? "(current)",
+      row.ticker,
+      row.name ?? "",
+      row.exchange ?? "",
+      row.status,
+      row.source,
+    ]),
+  );
   return EXIT.ok;
 }

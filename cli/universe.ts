@@ -22,7 +22,7 @@ import {
 } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { dataDirArgs, formatCount, renderTable, shellCommand } from "./format.ts";
+import { dataDirArgs, formatCount, printJson, printTable, shellCommand } from "./format.ts";
 import { dataDirOf, positionals, symbolsOption, todayOf } from "./options.ts";
 
 /** The metadata migration that creates the symbol master and universe tables. */
@@ -81,19 +81,12 @@ export async function universeMembers(
   options: { asOf?: string; range?: { start: string; end: string }; today: string },
 ): Promise<string[]> {
   const universe = universeName(name);
-  const members = await withReferenceReader(dataDir, (reference) => {
-    if (!reference) {
-      throw _noUniverses(universe, dataDir);
-    }
+  const members = await _readUniverse(dataDir, universe, (reference) => {
+    const when = options.asOf !== undefined
+      ? { asOf: options.asOf }
+      : options.range ?? { asOf: options.today };
     // Named by the ticker their bars are stored under: FB of a 2021 member list is META now.
-    const all = reference.members(
-      universe,
-      options.asOf !== undefined
-        ? { asOf: options.asOf, today: options.today, stored: true }
-        : options.range !== undefined
-        ? { start: options.range.start, end: options.range.end, today: options.today, stored: true }
-        : { asOf: options.today, today: options.today, stored: true },
-    );
+    const all = reference.members(universe, { ...when, today: options.today, stored: true });
     const span = options.asOf !== undefined
       ? { start: options.asOf, end: options.asOf }
       : options.range ?? { start: options.today, end: options.today };
@@ -181,7 +174,7 @@ export async function runUniverseCreate(
       }),
   );
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, asOf, universe: universeJson(info) }, null, 2));
+    printJson(context, { dataDir, asOf, universe: universeJson(info) });
     return EXIT.ok;
   }
   context.out(
@@ -237,13 +230,12 @@ async function _changeMembers(
     return { changed: removed, unchanged: notMembers };
   });
   if (context.json) {
-    context.out(JSON.stringify(
+    printJson(
+      context,
       action === "add"
         ? { universe: name, asOf, added: result.changed, already: result.unchanged }
         : { universe: name, asOf, removed: result.changed, not_members: result.unchanged },
-      null,
-      2,
-    ));
+    );
     return EXIT.ok;
   }
   const done = action === "add" ? "Added" : "Removed";
@@ -265,18 +257,25 @@ async function _changeMembers(
   return EXIT.ok;
 }
 
-function _noUniverses(name: string, dataDir: string): UsageError {
-  return new UsageError(
-    `Unknown universe "${name}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
-  );
+/** {@link withReferenceReader} for universe `name`: a directory without universes has no such one. */
+function _readUniverse<T>(
+  dataDir: string,
+  name: string,
+  fn: (reference: ReferenceStore) => T,
+): Promise<T> {
+  return withReferenceReader(dataDir, (reference) => {
+    if (!reference) {
+      throw new UsageError(
+        `Unknown universe "${name}": ${dataDir} has no universes yet; create one with marketpipe universe create`,
+      );
+    }
+    return fn(reference);
+  });
 }
 
 /** Refuse a universe that does not exist before anything is created or migrated. */
 async function _requireUniverse(dataDir: string, name: string): Promise<void> {
-  await withReferenceReader(dataDir, (reference) => {
-    if (!reference) {
-      throw _noUniverses(name, dataDir);
-    }
+  await _readUniverse(dataDir, name, (reference) => {
     if (reference.getUniverse(name) === undefined) {
       // The store's did-you-mean message.
       reference.members(name, { asOf: "2000-01-03", today: "2000-01-03" });
@@ -298,7 +297,7 @@ export async function runUniverseList(
     (reference) => reference?.listUniverses({ asOf }) ?? [],
   );
   if (context.json) {
-    context.out(JSON.stringify({ dataDir, asOf, universes: list.map(universeJson) }, null, 2));
+    printJson(context, { dataDir, asOf, universes: list.map(universeJson) });
     return EXIT.ok;
   }
   if (list.length === 0) {
@@ -307,18 +306,17 @@ export async function runUniverseList(
     );
     return EXIT.ok;
   }
-  for (
-    const line of renderTable(
-      ["name", "kind", `members ${asOf}`, "definition"],
-      list.map((u) => [
-        u.name,
-        u.kind,
-        formatCount(u.members),
-        [u.kind === "filter" ? u.filter : "", u.description ?? ""].filter((t) => t).join(" - "),
-      ]),
-      { right: [2] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["name", "kind", `members ${asOf}`, "definition"],
+    list.map((u) => [
+      u.name,
+      u.kind,
+      formatCount(u.members),
+      [u.kind === "filter" ? u.filter : "", u.description ?? ""].filter((t) => t).join(" - "),
+    ]),
+    { right: [2] },
+  );
   return EXIT.ok;
 }
 
@@ -328,10 +326,7 @@ export async function runUniverseShow(
   context: CommandContext,
 ): Promise<number> {
   const { name, dataDir, asOf } = _universeArgs(invocation, context);
-  const shown = await withReferenceReader(dataDir, (reference) => {
-    if (!reference) {
-      throw _noUniverses(name, dataDir);
-    }
+  const shown = await _readUniverse(dataDir, name, (reference) => {
     const info = reference.getUniverse(name);
     // members() names the closest universe when there is no such one.
     const symbols = reference.members(name, { asOf, today: asOf });
@@ -350,11 +345,12 @@ export async function runUniverseShow(
     return { info: info!, members };
   });
   if (context.json) {
-    context.out(JSON.stringify(
-      { dataDir, asOf, universe: universeJson(shown.info), members: shown.members },
-      null,
-      2,
-    ));
+    printJson(context, {
+      dataDir,
+      asOf,
+      universe: universeJson(shown.info),
+      members: shown.members,
+    });
     return EXIT.ok;
   }
   const { info, members } = shown;
@@ -366,21 +362,20 @@ export async function runUniverseShow(
   context.out(`${formatCount(members.length)} member(s) on ${asOf}`);
   if (members.length === 0) return EXIT.ok;
   context.out("");
-  for (
-    const line of renderTable(
-      ["symbol", "member since", "until", "name", "exchange", "status", "listed", "delisted"],
-      members.map((m) => [
-        m.symbol,
-        m.member_from ?? "",
-        m.member_to ?? "",
-        m.name ?? "",
-        m.exchange ?? "",
-        m.status ?? "",
-        m.list_date ?? "",
-        m.delist_date ?? "",
-      ]),
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["symbol", "member since", "until", "name", "exchange", "status", "listed", "delisted"],
+    members.map((m) => [
+      m.symbol,
+      m.member_from ?? "",
+      m.member_to ?? "",
+      m.name ?? "",
+      m.exchange ?? "",
+      m.status ?? "",
+      m.list_date ?? "",
+      m.delist_date ?? "",
+    ]),
+  );
   return EXIT.ok;
 }
 
@@ -393,9 +388,9 @@ function _masterRow(
   const rows = reference.history(ticker).filter((row) =>
     row.ticker === ticker && row.validFrom <= asOf && (row.validTo === null || row.validTo > asOf)
   );
-  if (rows.length === 0) return reference.lookup(ticker);
   const current = reference.lookup(ticker);
-  return rows.find((row) => current !== undefined && row.source === current.source) ?? rows[0];
+  return rows.find((row) => current !== undefined && row.source === current.source) ?? rows[0] ??
+    current;
 }
 
 /** `marketpipe universe delete NAME [--yes]`. */
@@ -420,7 +415,7 @@ export async function runUniverseDelete(
   }
   const deleted = await withReferenceWriter(dataDir, (reference) => reference.deleteUniverse(name));
   if (context.json) {
-    context.out(JSON.stringify({ universe: name, deleted }, null, 2));
+    printJson(context, { universe: name, deleted });
     return EXIT.ok;
   }
   context.out(

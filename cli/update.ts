@@ -4,16 +4,11 @@ import { tradingDays } from "../core/calendar.ts";
 import { clockFromEnv } from "../core/clock.ts";
 import { parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
-import {
-  DEFAULT_COMPACT_THRESHOLD,
-  META_FILE,
-  MetaStore,
-  openReadOnlyDatabase,
-  pathExists,
-} from "../storage/mod.ts";
+import { META_FILE, MetaStore, openReadOnlyDatabase, pathExists } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
-import { exitCodeOf, runPreparedIngest } from "./ingest.ts";
+import { printJson } from "./format.ts";
+import { compactThresholdOption, exitCodeOf, runPreparedIngest } from "./ingest.ts";
 import {
   dataDirOf,
   minCoverageOption,
@@ -37,12 +32,7 @@ export function jobRunSettings(invocation: Invocation): JobRunSettings {
     workers: parseIntOption(invocation.string("workers") ?? "4", "--workers", 1, 64),
     aggregate: invocation.flag("aggregate"),
     validation: validationOption(invocation),
-    compactThreshold: !invocation.flag("compact") ? 0 : parseIntOption(
-      invocation.string("compact-threshold") ?? String(DEFAULT_COMPACT_THRESHOLD),
-      "--compact-threshold",
-      0,
-      100_000,
-    ),
+    compactThreshold: compactThresholdOption(invocation),
   };
 }
 
@@ -167,23 +157,19 @@ export async function runPlannedJobs(
     code = _worse(code, exitCodeOf(summary, context));
   }
   if (context.json) {
-    context.out(JSON.stringify(
-      {
-        status: plan.jobs.length === 0 ? "up-to-date" : _STATUS[code] ?? "failed",
-        dataDir,
-        series: plan.series.length,
-        upToDate: plan.upToDate.map((s) => ({
-          symbol: s.symbol,
-          timeframe: s.source.timeframe,
-          provider: s.source.provider,
-          feed: s.source.feed,
-          last: s.last,
-        })),
-        jobs: summaries,
-      },
-      null,
-      2,
-    ));
+    printJson(context, {
+      status: plan.jobs.length === 0 ? "up-to-date" : _STATUS[code] ?? "failed",
+      dataDir,
+      series: plan.series.length,
+      upToDate: plan.upToDate.map((s) => ({
+        symbol: s.symbol,
+        timeframe: s.source.timeframe,
+        provider: s.source.provider,
+        feed: s.source.feed,
+        last: s.last,
+      })),
+      jobs: summaries,
+    });
   }
   return code;
 }

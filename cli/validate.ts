@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { reportJson } from "../app/mod.ts";
 import { tradingDays } from "../core/calendar.ts";
 import { parseIntOption } from "../core/config.ts";
-import { didYouMean, UsageError } from "../core/errors.ts";
+import { UsageError } from "../core/errors.ts";
 import type { JobRecord } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import {
@@ -45,12 +45,14 @@ import {
   formatDuration,
   formatIsoTime,
   formatTime,
+  printJson,
+  printTable,
   progressReporter,
-  renderTable,
   shellCommand,
   type TimeZoneSetting,
 } from "./format.ts";
 import {
+  choiceOption,
   dataDirOf,
   historyDirOf,
   positionals,
@@ -84,26 +86,19 @@ export async function runValidate(
         throw new UsageError(`Cannot combine --${mode} with --${name}`);
       }
     }
-  }
-  if (mode === "rules") {
     positionals(invocation, []);
-    return _printRules(validationOption(invocation), context);
   }
-  if (mode === "list") {
-    positionals(invocation, []);
-    return await _listReports(invocation, context);
-  }
-  if (mode === "show") {
-    positionals(invocation, []);
-    return await _showReport(invocation, context);
-  }
+  if (mode === "rules") return _printRules(validationOption(invocation), context);
+  if (mode === "list") return await _listReports(invocation, context);
+  if (mode === "show") return await _showReport(invocation, context);
   return await _validate(invocation, context);
 }
 
 function _printRules(settings: ValidationSettings, context: CommandContext): number {
   const rules = effectiveRules(settings);
   if (context.json) {
-    context.out(JSON.stringify(
+    printJson(
+      context,
       rules.map((r) => ({
         id: r.id,
         severity: r.severity,
@@ -112,23 +107,20 @@ function _printRules(settings: ValidationSettings, context: CommandContext): num
         thresholdMeaning: r.thresholdMeaning ?? null,
         description: r.description,
       })),
-      null,
-      2,
-    ));
+    );
     return EXIT.ok;
   }
-  for (
-    const line of renderTable(
-      ["rule", "severity", "on", "threshold", "checks that"],
-      rules.map((r) => [
-        r.id,
-        r.severity,
-        r.enabled ? "yes" : "no",
-        r.threshold === undefined ? "-" : String(r.threshold),
-        r.threshold === undefined ? r.description : `${r.description} [${r.thresholdMeaning}]`,
-      ]),
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["rule", "severity", "on", "threshold", "checks that"],
+    rules.map((r) => [
+      r.id,
+      r.severity,
+      r.enabled ? "yes" : "no",
+      r.threshold === undefined ? "-" : String(r.threshold),
+      r.threshold === undefined ? r.description : `${r.description} [${r.thresholdMeaning}]`,
+    ]),
+  );
   context.out("");
   context.out(
     "Errors are quarantined during ingest (<data>/quarantine/), warnings and info only reported.",
@@ -148,33 +140,32 @@ async function _listReports(invocation: Invocation, context: CommandContext): Pr
   const reports = db ? listValidationReports(db, { limit }) : [];
   db?.close();
   if (context.json) {
-    context.out(JSON.stringify(reports.map((r) => reportJson(r, dataDir)), null, 2));
+    printJson(context, reports.map((r) => reportJson(r, dataDir)));
     return EXIT.ok;
   }
   if (reports.length === 0) {
     context.out(`No validation reports in ${dataDir}; create one with marketpipe validate`);
     return EXIT.ok;
   }
-  for (
-    const line of renderTable(
-      ["report", "created", "job", "tf", "symbols", "dates", "bars", "errors", "warn", "info"],
-      reports.map((r) => [
-        r.id,
-        formatTime(r.createdAt, tz),
-        r.jobId ?? "-",
-        r.timeframe,
-        r.symbols.length <= 3
-          ? r.symbols.join(",")
-          : `${r.symbols.slice(0, 2).join(",")},+${r.symbols.length - 2}`,
-        `${r.start}..${r.end}`,
-        formatCount(r.bars),
-        formatCount(r.errors),
-        formatCount(r.warnings),
-        formatCount(r.infos),
-      ]),
-      { right: [6, 7, 8, 9] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["report", "created", "job", "tf", "symbols", "dates", "bars", "errors", "warn", "info"],
+    reports.map((r) => [
+      r.id,
+      formatTime(r.createdAt, tz),
+      r.jobId ?? "-",
+      r.timeframe,
+      r.symbols.length <= 3
+        ? r.symbols.join(",")
+        : `${r.symbols.slice(0, 2).join(",")},+${r.symbols.length - 2}`,
+      `${r.start}..${r.end}`,
+      formatCount(r.bars),
+      formatCount(r.errors),
+      formatCount(r.warnings),
+      formatCount(r.infos),
+    ]),
+    { right: [6, 7, 8, 9] },
+  );
   return EXIT.ok;
 }
 
@@ -207,16 +198,12 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
   }
   const rows = await readValidationReport(dataDir, record);
   if (context.json) {
-    context.out(JSON.stringify(
-      {
-        ...reportJson(record, dataDir),
-        fail_on: failOn ?? null,
-        failed: _fails(record, failOn),
-        rows,
-      },
-      null,
-      2,
-    ));
+    printJson(context, {
+      ...reportJson(record, dataDir),
+      fail_on: failOn ?? null,
+      failed: _fails(record, failOn),
+      rows,
+    });
     return _failExit(record, failOn, context);
   }
   _printReportHeader(record, { dataDir, tz }, context);
@@ -226,18 +213,17 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
     context.out(
       rows.length > limit ? `First ${limit} of ${formatCount(rows.length)} findings:` : "Findings:",
     );
-    for (
-      const line of renderTable(
-        ["symbol", "ts", "rule", "severity", "detail"],
-        rows.slice(0, limit).map((r) => [
-          r.symbol,
-          formatIsoTime(r.ts, tz),
-          r.rule,
-          r.severity,
-          r.detail,
-        ]),
-      )
-    ) context.out(line);
+    printTable(
+      context,
+      ["symbol", "ts", "rule", "severity", "detail"],
+      rows.slice(0, limit).map((r) => [
+        r.symbol,
+        formatIsoTime(r.ts, tz),
+        r.rule,
+        r.severity,
+        r.detail,
+      ]),
+    );
     if (rows.length > limit) {
       context.out(`... ${formatCount(rows.length - limit)} more (--limit N)`);
     }
@@ -248,12 +234,9 @@ async function _showReport(invocation: Invocation, context: CommandContext): Pro
 /** `--fail-on warn|error`, checked; undefined when unset. */
 function _failOnOption(invocation: Invocation): "warn" | "error" | undefined {
   const text = invocation.string("fail-on");
-  if (text !== undefined && text !== "warn" && text !== "error") {
-    throw new UsageError(
-      `Invalid --fail-on "${text}"${didYouMean(text, ["warn", "error"])}: expected warn or error`,
-    );
-  }
-  return text;
+  return text === undefined
+    ? undefined
+    : choiceOption(text, "--fail-on", ["warn", "error"], "warn or error");
 }
 
 /** Whether `record` has findings at or above `failOn`. */
@@ -324,15 +307,13 @@ function _printRuleSummary(
     return i < 0 ? RULE_IDS.length : i;
   };
   context.out("");
-  for (
-    const line of renderTable(
-      ["rule", "severity", "findings"],
-      [...counts].sort(([a], [b]) => order(a) - order(b)).map((
-        [rule, { severity, n }],
-      ) => [rule, severity, formatCount(n)]),
-      { right: [2] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["rule", "severity", "findings"],
+    [...counts].sort(([a], [b]) => order(a) - order(b))
+      .map(([rule, { severity, n }]) => [rule, severity, formatCount(n)]),
+    { right: [2] },
+  );
 }
 
 /** What a validation run was asked for, checked before anything is opened. */
@@ -424,25 +405,22 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
       ? progressReporter({ status: context.status, err: context.err })
       : undefined;
     let bars = 0;
+    const progress = (done: number, current = "") =>
+      report?.(
+        done,
+        symbols.length,
+        `${done}/${symbols.length} symbols, ${formatCount(bars)} bars checked${current}`,
+        performance.now() - started,
+      );
     try {
       for (const [index, symbol] of symbols.entries()) {
         context.signal.throwIfAborted();
-        report?.(
-          index,
-          symbols.length,
-          `${index}/${symbols.length} symbols, ${formatCount(bars)} bars checked (${symbol})`,
-          performance.now() - started,
-        );
+        progress(index, ` (${symbol})`);
         const result = await _checkSymbol(connection, dataDir, symbol, check);
         results.push(result);
         bars += result.bars;
       }
-      report?.(
-        symbols.length,
-        symbols.length,
-        `${symbols.length}/${symbols.length} symbols, ${formatCount(bars)} bars checked`,
-        performance.now() - started,
-      );
+      progress(symbols.length);
     } finally {
       report?.finish();
       connection.closeSync();
@@ -450,24 +428,20 @@ async function _validate(invocation: Invocation, context: CommandContext): Promi
     const record = await _saveReport(store, dataDir, { request, scope, results });
     const elapsedMs = performance.now() - started;
     if (context.json) {
-      context.out(JSON.stringify(
-        {
-          ...reportJson(record, dataDir),
-          elapsed_ms: Math.round(elapsedMs),
-          fail_on: request.failOn ?? null,
-          failed: _fails(record, request.failOn),
-          per_symbol: results.map((r) => ({
-            symbol: r.symbol,
-            bars: r.bars,
-            errors: r.counts.error,
-            warnings: r.counts.warn,
-            infos: r.counts.info,
-            quarantined: r.quarantined,
-          })),
-        },
-        null,
-        2,
-      ));
+      printJson(context, {
+        ...reportJson(record, dataDir),
+        elapsed_ms: Math.round(elapsedMs),
+        fail_on: request.failOn ?? null,
+        failed: _fails(record, request.failOn),
+        per_symbol: results.map((r) => ({
+          symbol: r.symbol,
+          bars: r.bars,
+          errors: r.counts.error,
+          warnings: r.counts.warn,
+          infos: r.counts.info,
+          quarantined: r.quarantined,
+        })),
+      });
     } else {
       _printRun(
         results,
@@ -649,32 +623,30 @@ function _printRun(
   options: { dataDir: string; elapsedMs: number; limit: number; tz: TimeZoneSetting },
   context: CommandContext,
 ): void {
-  for (
-    const line of renderTable(
-      ["symbol", "bars", "errors", "quarantined", "warnings", "info"],
-      results.map((r) => [
-        r.symbol,
-        formatCount(r.bars),
-        formatCount(r.counts.error),
-        formatCount(r.quarantined),
-        formatCount(r.counts.warn),
-        formatCount(r.counts.info),
-      ]),
-      { right: [1, 2, 3, 4, 5] },
-    )
-  ) context.out(line);
+  printTable(
+    context,
+    ["symbol", "bars", "errors", "quarantined", "warnings", "info"],
+    results.map((r) => [
+      r.symbol,
+      formatCount(r.bars),
+      formatCount(r.counts.error),
+      formatCount(r.quarantined),
+      formatCount(r.counts.warn),
+      formatCount(r.counts.info),
+    ]),
+    { right: [1, 2, 3, 4, 5] },
+  );
   const all = results.flatMap((r) => r.findings);
   _printRuleSummary(all, context);
   const shown = all.filter((f) => f.severity !== "info").slice(0, options.limit);
   if (shown.length > 0) {
     context.out("");
     context.out(`First ${shown.length} error(s) and warning(s):`);
-    for (
-      const line of renderTable(
-        ["symbol", "ts", "rule", "detail"],
-        shown.map((f) => [f.symbol, formatTime(f.ts, options.tz), f.rule, f.detail]),
-      )
-    ) context.out(line);
+    printTable(
+      context,
+      ["symbol", "ts", "rule", "detail"],
+      shown.map((f) => [f.symbol, formatTime(f.ts, options.tz), f.rule, f.detail]),
+    );
   }
   const { dataDir } = options;
   context.out("");
@@ -698,7 +670,7 @@ function _printRun(
  * with `every` each one) without stored or quarantined bars of `timeframe` in `range`.
  */
 async function _checkSomethingStored(
-  duckdb: Awaited<ReturnType<Store["duckdb"]>>,
+  duckdb: _DuckDB,
   dataDir: string,
   scope: {
     symbols: readonly string[];
