@@ -54,6 +54,7 @@ import {
   runMeasured,
   treeStats,
   wholeNumberFlags,
+  withDuckDB,
   withTempDir,
   writeFakeBars,
   writeReport,
@@ -130,15 +131,13 @@ async function _bench(
       options.extended ? "all sessions" : "regular session"
     }) to ${dataDir} ...`,
   );
-  await Deno.mkdir(dataDir, { recursive: true });
   const duckdb = await openDuckDB();
   const bars = await writeFakeBars(dataDir, symbols, days, { duckdb, keep });
   const files1m = await treeStats(join(dataDir, "bars", "timeframe=1m"));
 
   // Ours and the baselines, alternating so that load from elsewhere hits them alike.
   const ours: ChildRun[] = [];
-  const direct: ChildRun[] = [];
-  const cascade: ChildRun[] = [];
+  const baselines: Record<"direct" | "cascade", ChildRun[]> = { direct: [], cascade: [] };
   const inside: Record<"direct" | "cascade", number[]> = { direct: [], cascade: [] };
   let summary: { rebuilt: number } | undefined;
   for (let run = 1; run <= options.runs; run++) {
@@ -161,7 +160,7 @@ async function _bench(
       checkChild(baselineRun, `baseline ${variant}`);
       const result = JSON.parse(baselineRun.stdout) as { statementMs: number; rows: number };
       inside[variant].push(result.statementMs);
-      (variant === "direct" ? direct : cascade).push(baselineRun);
+      baselines[variant].push(baselineRun);
     }
   }
   const aggregatedRows = await _countAggregated(dataDir);
@@ -170,18 +169,15 @@ async function _bench(
   console.error("Incremental: marketpipe aggregate with nothing changed ...");
   const idle = await cli(["aggregate", "--json", `--data-dir=${dataDir}`], "marketpipe aggregate");
   const extraDay = tradingDays(days.at(-1)!, "2026-12-31")[1];
-  {
-    const db2 = openDatabase(join(dataDir, META_FILE));
-    const meta2 = new MetaStore(db2, { command: "bench" });
-    try {
-      await writeBars(
-        { dataDir, duckdb, meta: meta2 },
-        generateFakeDay(symbols[0], extraDay).filter(keep),
-        { jobId: "bench-2" },
-      );
-    } finally {
-      meta2.close();
-    }
+  const meta = new MetaStore(openDatabase(join(dataDir, META_FILE)), { command: "bench" });
+  try {
+    await writeBars(
+      { dataDir, duckdb, meta },
+      generateFakeDay(symbols[0], extraDay).filter(keep),
+      { jobId: "bench-2" },
+    );
+  } finally {
+    meta.close();
   }
   console.error(`Incremental: marketpipe aggregate after one new day of ${symbols[0]} ...`);
   const oneDay = await cli(
@@ -224,8 +220,8 @@ async function _bench(
   ], "marketpipe validate");
 
   const oursMs = median(ours.map((r) => r.wallMs));
-  const directMs = median(direct.map((r) => r.wallMs));
-  const cascadeMs = median(cascade.map((r) => r.wallMs));
+  const directMs = median(baselines.direct.map((r) => r.wallMs));
+  const cascadeMs = median(baselines.cascade.map((r) => r.wallMs));
   const limitMs = Math.min(directMs, cascadeMs);
   const peak = (list: ChildRun[]) => Math.max(...list.map((r) => r.peakRssBytes ?? 0)) || null;
   const validateRate = validated / (validateMs / 1000);
@@ -253,12 +249,12 @@ async function _bench(
       baselineDirect: {
         wallMs: directMs,
         statementMs: median(inside.direct),
-        peakRssBytes: peak(direct),
+        peakRssBytes: peak(baselines.direct),
       },
       baselineCascade: {
         wallMs: cascadeMs,
         statementMs: median(inside.cascade),
-        peakRssBytes: peak(cascade),
+        peakRssBytes: peak(baselines.cascade),
       },
       ratio: oursMs / limitMs,
       ratioToDirect: oursMs / directMs,
@@ -319,24 +315,16 @@ Validation of ${formatCount(validated)} stored 1m bars:
 
 /** Rows of every aggregated frame, counted natively. */
 async function _countAggregated(dataDir: string): Promise<number> {
-  const duckdb = await openDuckDB();
-  try {
-    const connection = await duckdb.connect();
-    try {
-      const reader = await connection.runAndReadAll(
-        `SELECT count(*) FROM read_parquet([${
-          ["5m", "15m", "30m", "1h", "4h", "1d"].map((tf) =>
-            sqlString(join(dataDir, "bars", `timeframe=${tf}`, "**", "*.parquet"))
-          ).join(", ")
-        }], hive_partitioning = false)`,
-      );
-      return Number(reader.getRows()[0][0]);
-    } finally {
-      connection.closeSync();
-    }
-  } finally {
-    duckdb.closeSync();
-  }
+  return await withDuckDB(async (connection) => {
+    const reader = await connection.runAndReadAll(
+      `SELECT count(*) FROM read_parquet([${
+        ["5m", "15m", "30m", "1h", "4h", "1d"].map((tf) =>
+          sqlString(join(dataDir, "bars", `timeframe=${tf}`, "**", "*.parquet"))
+        ).join(", ")
+      }], hive_partitioning = false)`,
+    );
+    return Number(reader.getRows()[0][0]);
+  });
 }
 
 /**
@@ -345,9 +333,7 @@ async function _countAggregated(dataDir: string): Promise<number> {
  * as JSON.
  */
 async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promise<number> {
-  const duckdb = await openDuckDB();
-  const connection = await duckdb.connect();
-  try {
+  return await withDuckDB(async (connection) => {
     const years = new Set<number>();
     for await (const entry of Deno.readDir(join(dataDir, "bars", "timeframe=1m"))) {
       for await (const year of Deno.readDir(join(dataDir, "bars", "timeframe=1m", entry.name))) {
@@ -384,10 +370,7 @@ async function _baseline(dataDir: string, variant: "direct" | "cascade"): Promis
       statementMs: performance.now() - started,
     }));
     return 0;
-  } finally {
-    connection.closeSync();
-    duckdb.closeSync();
-  }
+  });
 }
 
 /**

@@ -31,7 +31,6 @@ import {
   openDuckDB,
   sqlIdent,
   sqlString,
-  writeLayoutFile,
 } from "../storage/mod.ts";
 import {
   benchSymbols,
@@ -45,7 +44,9 @@ import {
   median,
   reportHead,
   ROOT,
+  rotate,
   runMeasured,
+  runSample,
   wholeNumberFlags,
   withTempDir,
   writeFakeBars,
@@ -124,8 +125,6 @@ async function _bench(
   console.error(
     `Writing ${symbols.length} symbols x ${days.length} days of fake 1m bars to ${dataDir} ...`,
   );
-  await Deno.mkdir(dataDir, { recursive: true });
-  await writeLayoutFile(dataDir);
   const duckdb = await openDuckDB();
   let bars: number;
   try {
@@ -142,41 +141,34 @@ async function _bench(
   await Deno.writeTextFile(symbolsFile, symbols.join("\n") + "\n");
   for (let run = 1; run <= options.runs; run++) {
     // Alternating, and each pair in a different order, so that load from elsewhere hits both.
-    const pair: Record<"ours" | "baseline", ChildRun | undefined> = {
-      ours: undefined,
-      baseline: undefined,
-    };
-    const order = run % 2 === 1 ? ["ours", "baseline"] as const : ["baseline", "ours"] as const;
-    for (const who of order) {
+    const pair = {} as Record<"ours" | "baseline", ChildRun>;
+    for (const who of rotate(["ours", "baseline"] as const, run - 1)) {
       const out = join(temp, `${who}.${options.format}`);
       await Deno.remove(out).catch(() => {});
       console.error(`Run ${run} of ${options.runs}: ${who} ...`);
-      const child = who === "ours"
-        ? await runMeasured(
-          Deno.execPath(),
-          denoRun(MAIN, [
-            "export",
-            `--data-dir=${dataDir}`,
-            `--symbols-file=${symbolsFile}`,
-            `--start=${start}`,
-            `--end=${end}`,
-            `--format=${options.format}`,
-            `--out=${out}`,
-            "--json",
-          ]),
-          { cwd: temp, env: childEnv({ TZ: "UTC" }), scratchDir: temp },
-        )
-        : await runMeasured(
-          Deno.execPath(),
-          denoRun(SELF, [
-            `--baseline=${dataDir}`,
-            `--start=${start}`,
-            `--end=${end}`,
-            `--out=${out}`,
-            `--format=${options.format}`,
-          ]),
-          { cwd: ROOT, env: childEnv({ TZ: "UTC" }), scratchDir: temp },
-        );
+      const args = who === "ours"
+        ? denoRun(MAIN, [
+          "export",
+          `--data-dir=${dataDir}`,
+          `--symbols-file=${symbolsFile}`,
+          `--start=${start}`,
+          `--end=${end}`,
+          `--format=${options.format}`,
+          `--out=${out}`,
+          "--json",
+        ])
+        : denoRun(SELF, [
+          `--baseline=${dataDir}`,
+          `--start=${start}`,
+          `--end=${end}`,
+          `--out=${out}`,
+          `--format=${options.format}`,
+        ]);
+      const child = await runMeasured(Deno.execPath(), args, {
+        cwd: who === "ours" ? temp : ROOT,
+        env: childEnv({ TZ: "UTC" }),
+        scratchDir: temp,
+      });
       if (child.code !== 0) {
         throw new Error(`${who} failed with exit code ${child.code}: ${child.stderr.trim()}`);
       }
@@ -186,7 +178,7 @@ async function _bench(
       pair[who] = child;
       (who === "ours" ? ours : baseline).push(child);
     }
-    ratios.push(pair.ours!.wallMs / pair.baseline!.wallMs);
+    ratios.push(pair.ours.wallMs / pair.baseline.wallMs);
   }
 
   const oursMs = median(ours.map((r) => r.wallMs));
@@ -223,17 +215,13 @@ async function _bench(
     ...await reportHead(startedAt),
     workload: { symbols: symbols.length, days: days.length, bars, format: options.format },
     targets: TARGETS,
-    ours: ours.map(_summary),
-    baseline: baseline.map(_summary),
+    ours: ours.map(runSample),
+    baseline: baseline.map(runSample),
     ratios,
     medians: { oursMs, baselineMs: baseMs, ratio },
     peakRssBytes: { ours: rss, baseline: baseRss },
     fileBytes: sizes,
   };
-}
-
-function _summary(run: ChildRun) {
-  return { wallMs: run.wallMs, peakRssBytes: run.peakRssBytes, cpuSeconds: run.cpuSeconds };
 }
 
 /**

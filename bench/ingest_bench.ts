@@ -27,22 +27,27 @@ import {
 } from "../storage/mod.ts";
 import type { LimitWriteResult } from "./limit_write.ts";
 import {
+  bytesOrNa,
   checkChild,
   childEnv,
   type ChildRun,
   denoRun,
+  FAKE_GAP_RATE,
+  FAKE_SEED,
   formatBytes,
   formatCount,
   formatMs,
-  gitRevision,
-  machineInfo,
+  ignoreNotFound,
   MAIN,
+  maxOrNull,
   median,
   parseFlagsOr,
   positiveInt,
   printAndWriteReport,
+  reportHead,
   ROOT,
   runMeasured,
+  runSample,
   treeStats,
 } from "./measure.ts";
 
@@ -50,8 +55,6 @@ const LIMIT_SCRIPT = fileURLToPath(new URL("./limit_write.ts", import.meta.url))
 
 /** First trading date of the workload; 20 trading days run to 2024-03-28. */
 const FIRST_DAY = "2024-03-01";
-const FAKE_SEED = 0;
-const FAKE_GAP_RATE = 0.01;
 /** The CLI's default worker count, so the benchmark measures what a user gets. */
 const WORKERS = 4;
 const POINT_SYMBOL = "AAPL";
@@ -141,7 +144,7 @@ async function _bench(
   signal: AbortSignal,
 ) {
   const { runs, queryRuns } = options;
-  const startedAt = new Date().toISOString();
+  const head = await reportHead(new Date().toISOString());
   const dataDir = join(temp, "data");
   const limitFile = join(temp, "limit", "bars.parquet");
   await Deno.mkdir(join(temp, "limit"));
@@ -149,8 +152,6 @@ async function _bench(
   await Deno.writeTextFile(symbolsFile, workload.symbols.join("\n") + "\n");
   const first = workload.days[0];
   const last = workload.days.at(-1)!;
-  const machine = await machineInfo();
-  const revision = await gitRevision();
 
   // 1 and 2, alternating `runs` times so that load from elsewhere hits both alike: ours, the
   // real CLI end to end on a fresh data dir; then the limit, one COPY of as many generated rows,
@@ -161,8 +162,8 @@ async function _bench(
   const limitInsides: LimitWriteResult[] = [];
   let bars = 0;
   for (let run = 1; run <= runs; run++) {
-    await Deno.remove(dataDir, { recursive: true }).catch(_ignoreNotFound);
-    await Deno.remove(limitFile).catch(_ignoreNotFound);
+    await Deno.remove(dataDir, { recursive: true }).catch(ignoreNotFound);
+    await Deno.remove(limitFile).catch(ignoreNotFound);
     const of = runs > 1 ? ` (run ${run} of ${runs})` : "";
     console.error(
       `Ingesting ${workload.symbols.length} symbols x ${workload.days.length} trading days ` +
@@ -219,8 +220,8 @@ async function _bench(
   const limitStats = await treeStats(join(temp, "limit"));
   const ingestWallMs = median(ingestRuns.map((r) => r.wallMs));
   const limitWallMs = median(limitRuns.map((r) => r.wallMs));
-  const ingestRss = _maxOrNull(ingestRuns.map((r) => r.peakRssBytes));
-  const limitRss = _maxOrNull(limitRuns.map((r) => r.peakRssBytes));
+  const ingestRss = maxOrNull(ingestRuns.map((r) => r.peakRssBytes));
+  const limitRss = maxOrNull(limitRuns.map((r) => r.peakRssBytes));
 
   // 3. Queries: ours through openQueryEngine/runQuery over the tree, the limit over one file.
   const pointDay = workload.days.includes(POINT_DAY)
@@ -288,9 +289,7 @@ async function _bench(
   ];
 
   return {
-    startedAt,
-    revision,
-    machine,
+    ...head,
     workload: {
       symbols: workload.symbols.length,
       days: workload.days.length,
@@ -316,11 +315,7 @@ async function _bench(
       engineReportedMs: median(
         ingestRuns.map((r) => (JSON.parse(r.stdout) as { elapsedMs: number }).elapsedMs),
       ),
-      samples: ingestRuns.map((r) => ({
-        wallMs: r.wallMs,
-        peakRssBytes: r.peakRssBytes,
-        cpuSeconds: r.cpuSeconds,
-      })),
+      samples: ingestRuns.map(runSample),
     },
     limit: {
       wallMs: limitWallMs,
@@ -331,12 +326,7 @@ async function _bench(
       copyMs: median(limitInsides.map((r) => r.copyMs)),
       fileBytes: limitStats.bytes,
       duckdbVersion: limitInsides[0].duckdbVersion,
-      samples: limitRuns.map((r, i) => ({
-        wallMs: r.wallMs,
-        peakRssBytes: r.peakRssBytes,
-        cpuSeconds: r.cpuSeconds,
-        copyMs: limitInsides[i].copyMs,
-      })),
+      samples: limitRuns.map((r, i) => ({ ...runSample(r), copyMs: limitInsides[i].copyMs })),
     },
     queries: {
       engineOpenMs,
@@ -357,28 +347,24 @@ async function _timeRounds<R extends string, Q extends string>(
   sqls: Record<Q, string>,
   runners: Record<R, (sql: string) => Promise<number>>,
 ): Promise<Record<R, Record<Q, QueryFigure>>> {
-  const samples = new Map<string, { rows: number; ms: number[] }>();
+  const result = {} as Record<R, Record<Q, QueryFigure>>;
   for (let round = 0; round <= rounds; round++) {
     for (
       const [runner, run] of Object.entries(runners) as [R, (sql: string) => Promise<number>][]
     ) {
+      const figures = result[runner] ??= {} as Record<Q, QueryFigure>;
       for (const [query, sql] of Object.entries(sqls) as [Q, string][]) {
         const started = performance.now();
         const rows = await run(sql);
         const ms = performance.now() - started;
-        const key = `${runner}\0${query}`;
-        const entry = samples.get(key) ?? { rows, ms: [] };
-        if (round > 0) entry.ms.push(ms);
-        samples.set(key, entry);
+        figures[query] ??= { sql, rows, samplesMs: [], medianMs: NaN };
+        if (round > 0) figures[query].samplesMs.push(ms);
       }
     }
   }
-  const result = {} as Record<R, Record<Q, QueryFigure>>;
-  for (const runner of Object.keys(runners) as R[]) {
-    result[runner] = {} as Record<Q, QueryFigure>;
-    for (const [query, sql] of Object.entries(sqls) as [Q, string][]) {
-      const { rows, ms } = samples.get(`${runner}\0${query}`)!;
-      result[runner][query] = { sql, rows, samplesMs: ms, medianMs: median(ms) };
+  for (const figures of Object.values<Record<Q, QueryFigure>>(result)) {
+    for (const figure of Object.values<QueryFigure>(figures)) {
+      figure.medianMs = median(figure.samplesMs);
     }
   }
   return result;
@@ -429,16 +415,8 @@ async function _nativeOver(
   };
 }
 
-function _maxOrNull(values: (number | null)[]): number | null {
-  return values.some((v) => v === null) ? null : Math.max(...(values as number[]));
-}
-
 function _medianOrNull(values: (number | null)[]): number | null {
   return values.some((v) => v === null) ? null : median(values as number[]);
-}
-
-function _ignoreNotFound(error: unknown): void {
-  if (!(error instanceof Deno.errors.NotFound)) throw error;
 }
 
 function _ratioCheck(name: string, ours: number, limit: number, max: number): TargetCheck {
@@ -449,14 +427,13 @@ function _ratioCheck(name: string, ours: number, limit: number, max: number): Ta
 function _render(report: Report): string {
   const { machine, workload, ingest, limit, queries } = report;
   const x = (ratio: number | null) => ratio === null ? "-" : `${ratio.toFixed(2)}x`;
-  const rss = (bytes: number | null) => bytes === null ? "n/a" : formatBytes(bytes);
   const rows: string[][] = [
     ["", "ours", "limit", "ours/limit", "target", "result"],
   ];
   for (const check of report.targets) {
     const isRss = check.name.endsWith("RSS");
     const show = (v: number | null) =>
-      v === null || Number.isNaN(v) ? "n/a" : isRss ? rss(v) : formatMs(v);
+      v === null || Number.isNaN(v) ? "n/a" : isRss ? bytesOrNa(v) : formatMs(v);
     rows.push([
       check.name,
       show(check.ours),
@@ -494,7 +471,7 @@ function _render(report: Report): string {
       ]
       : []),
     `ours      marketpipe ingest (CLI child): ${formatMs(ingest.wallMs)} wall, ` +
-    `${formatCount(ingest.barsPerSecond)} bars/s, peak RSS ${rss(ingest.peakRssBytes)}` +
+    `${formatCount(ingest.barsPerSecond)} bars/s, peak RSS ${bytesOrNa(ingest.peakRssBytes)}` +
     `${cpu(ingest.cpuSeconds, ingest.wallMs)}; engine-reported ${
       formatMs(ingest.engineReportedMs)
     }`,
@@ -504,7 +481,7 @@ function _render(report: Report): string {
     (ingest.allocatedBytes === null ? "" : ` (${formatBytes(ingest.allocatedBytes)} allocated)`),
     `limit     one DuckDB COPY of ${formatCount(limit.rows)} generated rows to one zstd Parquet ` +
     `file (fresh child): ${formatMs(limit.wallMs)} wall (COPY ${formatMs(limit.copyMs)}), ` +
-    `${formatCount(limit.rowsPerSecond)} rows/s, peak RSS ${rss(limit.peakRssBytes)}` +
+    `${formatCount(limit.rowsPerSecond)} rows/s, peak RSS ${bytesOrNa(limit.peakRssBytes)}` +
     `${cpu(limit.cpuSeconds, limit.wallMs)}, ${formatBytes(limit.fileBytes)}`,
     `queries   ours: openQueryEngine + runQuery over the tree (engine open ` +
     `${formatMs(queries.engineOpenMs)}); limit: native DuckDB over the one file; median of ` +

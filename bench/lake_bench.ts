@@ -65,19 +65,24 @@ import {
 } from "../storage/mod.ts";
 import { fsyncDir, fsyncFile } from "../storage/fs.ts";
 import {
-  type BenchContext,
+  type BenchContext as Context,
   benchSymbols,
+  bytesOrNa,
   checkUnchanged,
   childEnv,
   denoRun,
+  FAKE_GAP_RATE,
+  FAKE_SEED,
   formatBytes,
   formatCount,
   formatMs,
+  ignoreNotFound,
   linkCopy,
   type Listing,
   listTree,
   machineLine,
   MAIN,
+  maxOrNull,
   median,
   pairRatios,
   parquetFiles,
@@ -88,11 +93,15 @@ import {
   ratioVerdict,
   reportHead,
   ROOT,
+  rotate,
   runCli,
   runDenoChild,
   runFakeIngest,
+  runSample,
+  sumOrNull,
   treeStats,
   withBenchDirs,
+  withDuckDB,
   type WritesRun as Measured,
 } from "./measure.ts";
 
@@ -102,8 +111,6 @@ const SELF = fileURLToPath(import.meta.url);
 const UPDATE_DAY = "2024-12-31";
 /** The history is the `--days` trading days before {@link UPDATE_DAY}, within 2024. */
 const HISTORY_DAYS = tradingDays("2024-01-01", "2024-12-30");
-const FAKE_SEED = 0;
-const FAKE_GAP_RATE = 0.01;
 const LAYOUT_VERSION = 2;
 
 /** Targets of issue 10: ours/baseline at most this much, and the absolute peak RSS. */
@@ -163,8 +170,6 @@ interface Figure {
   target: number | null;
 }
 
-type Context = BenchContext;
-
 async function main(args: string[]): Promise<number> {
   const flags = parseFlagsOr(() => _parseFlags(args), USAGE);
   if (typeof flags === "number") return flags;
@@ -204,7 +209,7 @@ async function _bench(workload: Workload, context: Context) {
           `History: ingest --no-compact ${timeframe} ${month.first}..${month.last} ` +
             `(${symbols.length} symbols)...`,
         );
-        const run = await _ingest(context, storeA, {
+        const run = await runFakeIngest(context, storeA, {
           start: month.first,
           end: month.last,
           timeframe,
@@ -246,12 +251,11 @@ async function _bench(workload: Workload, context: Context) {
         `History: ingest 1m ${month.first}..${month.last} (${symbols.length} symbols, ` +
           "default merging)...",
       );
-      await _ingest(context, storeC, {
+      await runFakeIngest(context, storeC, {
         start: month.first,
         end: month.last,
         timeframe: "1m",
         workers: workload.workers,
-        extra: [],
       });
     }
     filesC = _countParquet(await listTree(storeC), "1m");
@@ -270,8 +274,7 @@ async function _bench(workload: Workload, context: Context) {
     daily = { empty: [], a: [], b: [] };
     const masters = { a: storeA, b: storeB };
     for (let run = 0; run < runs; run++) {
-      const order = _rotate(["empty", "a", "b"] as const, run);
-      for (const kind of order) {
+      for (const kind of rotate(["empty", "a", "b"] as const, run)) {
         console.error(
           `Daily update ${UPDATE_DAY} (1m, 1d) into ${_storeName(kind)} (run ${
             run + 1
@@ -288,37 +291,30 @@ async function _bench(workload: Workload, context: Context) {
       await checkUnchanged(storeB, listingB);
     }
     for (const kind of ["a", "b"] as const) {
-      const label = names[kind];
+      const [ours, empty] = [daily[kind], daily.empty];
+      const pair = (
+        what: string,
+        unit: Figure["unit"],
+        of: (sample: DailySample) => number | null,
+        target: number | null,
+      ) =>
+        _paired(
+          `daily update into ${names[kind]}, ${what} (1m + 1d)`,
+          unit,
+          ours.map(of) as number[],
+          empty.map(of) as number[],
+          "empty store",
+          target,
+        );
       figures.push(
-        _paired(
-          `daily update into ${label}, Parquet bytes written (1m + 1d)`,
-          "bytes",
-          daily[kind].map((s) => s.parquetBytes),
-          daily.empty.map((s) => s.parquetBytes),
-          "empty store",
-          TARGETS.updateBytes,
-        ),
-        _paired(
-          `daily update into ${label}, wall time (1m + 1d)`,
-          "ms",
-          daily[kind].map((s) => s.wallMs),
-          daily.empty.map((s) => s.wallMs),
-          "empty store",
-          TARGETS.updateWall,
-        ),
+        pair("Parquet bytes written", "bytes", (s) => s.parquetBytes, TARGETS.updateBytes),
+        pair("wall time", "ms", (s) => s.wallMs, TARGETS.updateWall),
       );
-      const kernel = daily[kind].map((s) => s.kernelWriteBytes);
-      const kernelEmpty = daily.empty.map((s) => s.kernelWriteBytes);
+      const kernel = ours.map((s) => s.kernelWriteBytes);
+      const kernelEmpty = empty.map((s) => s.kernelWriteBytes);
       if (kernel.every((v) => v !== null) && kernelEmpty.every((v) => v !== null && v > 0)) {
         figures.push(
-          _paired(
-            `daily update into ${label}, kernel write_bytes, all files (1m + 1d)`,
-            "bytes",
-            kernel as number[],
-            kernelEmpty as number[],
-            "empty store",
-            null,
-          ),
+          pair("kernel write_bytes, all files", "bytes", (s) => s.kernelWriteBytes, null),
         );
       }
     }
@@ -344,12 +340,11 @@ async function _bench(workload: Workload, context: Context) {
     const perMillion = (bytes: number) => bytes / (referenceRows / 1e6);
     const refPerMillion = perMillion(referenceBytes);
     for (const [label, listing] of [[names.a, listingA], [names.b, listingB]] as const) {
-      const bytes = _parquetBytes(listing, "1m");
       figures.push(
         _single(
           `bytes per million 1m bars, ${label}`,
           "bytes/M bars",
-          perMillion(bytes),
+          perMillion(_parquetBytes(listing, "1m")),
           refPerMillion,
           "one zstd file",
           TARGETS.bytesPerMillion,
@@ -472,16 +467,15 @@ async function _dailyUpdate(context: Context, dir: string, workers: number): Pro
   };
   for (const timeframe of ["1m", "1d"] as const) {
     const before = await listTree(dir);
-    const run = await _ingest(context, dir, {
+    const run = await runFakeIngest(context, dir, {
       start: UPDATE_DAY,
       end: UPDATE_DAY,
       timeframe,
       workers,
     });
-    const written = parquetWritten(before, await listTree(dir));
     const part = {
       wallMs: run.wallMs,
-      ...written,
+      ...parquetWritten(before, await listTree(dir)),
       kernelWriteBytes: run.kernelWriteBytes,
     };
     total.perTimeframe[timeframe] = part;
@@ -489,9 +483,7 @@ async function _dailyUpdate(context: Context, dir: string, workers: number): Pro
     total.parquetBytes += part.parquetBytes;
     total.parquetFiles += part.parquetFiles;
     total.parquetReplaced += part.parquetReplaced;
-    total.kernelWriteBytes = total.kernelWriteBytes === null || part.kernelWriteBytes === null
-      ? null
-      : total.kernelWriteBytes + part.kernelWriteBytes;
+    total.kernelWriteBytes = sumOrNull(total.kernelWriteBytes, part.kernelWriteBytes);
   }
   return total;
 }
@@ -552,7 +544,7 @@ async function _timeQueries(
     const results: Record<string, string> = {};
     for (let round = 0; round <= options.rounds; round++) {
       signal.throwIfAborted();
-      for (const runner of _rotate(["a", "b", "c", "raw"] as const, round)) {
+      for (const runner of rotate(["a", "b", "c", "raw"] as const, round)) {
         for (const query of QUERIES) {
           const started = performance.now();
           const rows = await runners[runner](sqls[query]);
@@ -628,17 +620,17 @@ async function _benchIngest(context: Context, workload: Workload) {
   let oursFiles = 0;
   let oursBytes = 0;
   for (let run = 0; run < workload.runs; run++) {
-    for (const kind of _rotate(["ours", ...limits] as const, run)) {
+    for (const kind of rotate(["ours", ...limits] as const, run)) {
       const of = `(run ${run + 1} of ${workload.runs})`;
       const out = join(temp, `ingest-${kind}`);
-      await Deno.remove(out, { recursive: true }).catch(_ignoreNotFound);
+      await Deno.remove(out, { recursive: true }).catch(ignoreNotFound);
       signal.throwIfAborted();
       if (kind === "ours") {
         console.error(
           `Ingest: ${workload.symbols.length} symbols x ${workload.history.length} days of 1m ` +
             `with ${workload.workers} workers ${of}...`,
         );
-        const measured = await _ingest(context, out, {
+        const measured = await runFakeIngest(context, out, {
           start: first,
           end: last,
           timeframe: "1m",
@@ -696,14 +688,14 @@ async function _benchIngest(context: Context, workload: Workload) {
     bars,
     oursFiles,
     oursBytes,
-    peakRssBytes: _maxOrNull(ours.map((r) => r.peakRssBytes)),
+    peakRssBytes: maxOrNull(ours.map((r) => r.peakRssBytes)),
     rssMethod: ours[0].rssMethod,
     samples: { ours: ours.map(_sampleOf) },
     limits: Object.fromEntries(
       [...samples].map(([kind, runs]) => [kind, {
         name: LIMIT_NAMES[kind],
         output: outputs.get(kind)!,
-        peakRssBytes: _maxOrNull(runs.map((r) => r.run.peakRssBytes)),
+        peakRssBytes: maxOrNull(runs.map((r) => r.run.peakRssBytes)),
         phases: _phaseMedians(runs.map((r) => r.inside)),
         samples: runs.map((r) => ({ ..._sampleOf(r.run), inside: r.inside })),
       }]),
@@ -771,123 +763,115 @@ async function _limit(flags: {
   const started = performance.now();
   const symbols = (await Deno.readTextFile(flags.symbolsFile)).split(/\s+/).filter(Boolean);
   const days = tradingDays(flags.start, flags.end);
-  const instance = await openDuckDB();
-  try {
-    const connection = await instance.connect();
+  await withDuckDB(async (connection) => {
+    const version = String((await connection.runAndReadAll("SELECT version()")).getRows()[0][0]);
+    const opened = performance.now();
+    await connection.run(
+      "CREATE TABLE incoming (si USMALLINT, ts DOUBLE, open DOUBLE, high DOUBLE, low DOUBLE, " +
+        "close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE, session UTINYINT, " +
+        "day INTEGER)",
+    );
+    const appender = await connection.createAppender("incoming");
+    let generateMs = 0;
+    let rows = 0;
     try {
-      const version = String((await connection.runAndReadAll("SELECT version()")).getRows()[0][0]);
-      const opened = performance.now();
-      await connection.run(
-        "CREATE TABLE incoming (si USMALLINT, ts DOUBLE, open DOUBLE, high DOUBLE, low DOUBLE, " +
-          "close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE, session UTINYINT, " +
-          "day INTEGER)",
-      );
-      const appender = await connection.createAppender("incoming");
-      let generateMs = 0;
-      let rows = 0;
-      try {
-        let chunk = DuckDBDataChunk.create(_LIMIT_TYPES, _CHUNK_ROWS);
-        let v = _LIMIT_TYPES.map((_, i) => chunk.getColumnVector(i));
-        let n = 0;
-        const flush = () => {
-          for (const vector of v) vector.flush();
-          if (n < _CHUNK_ROWS) chunk.rowCount = n;
-          appender.appendDataChunk(chunk);
-          rows += n;
-          n = 0;
-          chunk = DuckDBDataChunk.create(_LIMIT_TYPES, _CHUNK_ROWS);
-          v = _LIMIT_TYPES.map((_, i) => chunk.getColumnVector(i));
-        };
-        for (let si = 0; si < symbols.length; si++) {
-          for (const date of days) {
-            const t = performance.now();
-            const bars = generateFakeDay(symbols[si], date, {
-              seed: FAKE_SEED,
-              gapRate: FAKE_GAP_RATE,
-            });
-            generateMs += performance.now() - t;
-            const day = Date.parse(`${date}T00:00:00Z`) / 86_400_000;
-            for (const bar of bars) {
-              v[0].setItem(n, si);
-              v[1].setItem(n, bar.ts);
-              v[2].setItem(n, bar.open);
-              v[3].setItem(n, bar.high);
-              v[4].setItem(n, bar.low);
-              v[5].setItem(n, bar.close);
-              v[6].setItem(n, bar.volume);
-              v[7].setItem(n, bar.vwap);
-              v[8].setItem(n, bar.tradeCount);
-              v[9].setItem(n, _SESSION_CODES[bar.session]);
-              v[10].setItem(n, day);
-              if (++n === _CHUNK_ROWS) flush();
-            }
-          }
-        }
-        if (n > 0) flush();
-        appender.flushSync();
-      } finally {
-        appender.closeSync();
-      }
-      const loaded = performance.now();
-      const columns = `to_timestamp(ts / 1000) AS ts, open, high, low, close, volume, vwap,
-        CAST(trade_count AS BIGINT) AS trade_count,
-        CAST(DATE '1970-01-01' + day AS DATE) AS trading_date,
-        CASE session WHEN 0 THEN 'pre' WHEN 1 THEN 'regular' ELSE 'post' END AS session,
-        'fake' AS provider, 'sip' AS feed, 'raw' AS adjustment,
-        ${sqlString(crypto.randomUUID())} AS ingest_id,
-        CAST(${sqlString(new Date().toISOString())} AS TIMESTAMPTZ) AS ingested_at,
-        CAST(${SCHEMA_VERSION} AS INTEGER) AS schema_version`;
-      const symbol = `[${symbols.map(sqlString).join(", ")}][si + 1]`;
-      const root = join(flags.out, "bars", "timeframe=1m");
-      if (flags.limit === "layout") {
-        const years = [...new Set(days.map((day) => day.slice(0, 4)))];
-        for (let si = 0; si < symbols.length; si++) {
-          for (const year of years) {
-            const from = Date.parse(`${year}-01-01T00:00:00Z`) / 86_400_000;
-            const to = Date.parse(`${Number(year) + 1}-01-01T00:00:00Z`) / 86_400_000;
-            const dir = join(root, `symbol=${symbols[si]}`, `year=${Number(year)}`);
-            await Deno.mkdir(dir, { recursive: true });
-            await connection.run(
-              `COPY (SELECT ${columns} FROM incoming WHERE si = ${si} AND day >= ${from}
-                 AND day < ${to}) TO ${sqlString(join(dir, "data_0.parquet"))}
-               (FORMAT parquet, COMPRESSION zstd)`,
-            );
-          }
-        }
-      } else if (flags.limit === "partition-by") {
-        await Deno.mkdir(root, { recursive: true });
-        await connection.run(
-          `COPY (SELECT ${symbol} AS symbol, CAST(year(DATE '1970-01-01' + day) AS INTEGER) AS year,
-             ${columns} FROM incoming ORDER BY symbol, ts)
-           TO ${sqlString(root)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (symbol, year))`,
-        );
-      } else {
-        await connection.run(
-          `COPY (SELECT ${symbol} AS symbol, ${columns} FROM incoming)
-           TO ${sqlString(flags.out)} (FORMAT parquet, COMPRESSION zstd)`,
-        );
-      }
-      const copied = performance.now();
-      await _fsyncTree(flags.out);
-      const end = performance.now();
-      const result: LimitResult = {
-        kind: flags.limit,
-        rows,
-        openMs: opened - started,
-        generateMs,
-        loadMs: loaded - opened,
-        copyMs: copied - loaded,
-        fsyncMs: end - copied,
-        totalMs: end - started,
-        duckdbVersion: version,
+      let chunk = DuckDBDataChunk.create(_LIMIT_TYPES, _CHUNK_ROWS);
+      let v = _LIMIT_TYPES.map((_, i) => chunk.getColumnVector(i));
+      let n = 0;
+      const flush = () => {
+        for (const vector of v) vector.flush();
+        if (n < _CHUNK_ROWS) chunk.rowCount = n;
+        appender.appendDataChunk(chunk);
+        rows += n;
+        n = 0;
+        chunk = DuckDBDataChunk.create(_LIMIT_TYPES, _CHUNK_ROWS);
+        v = _LIMIT_TYPES.map((_, i) => chunk.getColumnVector(i));
       };
-      console.log(JSON.stringify(result));
+      for (let si = 0; si < symbols.length; si++) {
+        for (const date of days) {
+          const t = performance.now();
+          const bars = generateFakeDay(symbols[si], date, {
+            seed: FAKE_SEED,
+            gapRate: FAKE_GAP_RATE,
+          });
+          generateMs += performance.now() - t;
+          const day = Date.parse(`${date}T00:00:00Z`) / 86_400_000;
+          for (const bar of bars) {
+            v[0].setItem(n, si);
+            v[1].setItem(n, bar.ts);
+            v[2].setItem(n, bar.open);
+            v[3].setItem(n, bar.high);
+            v[4].setItem(n, bar.low);
+            v[5].setItem(n, bar.close);
+            v[6].setItem(n, bar.volume);
+            v[7].setItem(n, bar.vwap);
+            v[8].setItem(n, bar.tradeCount);
+            v[9].setItem(n, _SESSION_CODES[bar.session]);
+            v[10].setItem(n, day);
+            if (++n === _CHUNK_ROWS) flush();
+          }
+        }
+      }
+      if (n > 0) flush();
+      appender.flushSync();
     } finally {
-      connection.closeSync();
+      appender.closeSync();
     }
-  } finally {
-    instance.closeSync();
-  }
+    const loaded = performance.now();
+    const columns = `to_timestamp(ts / 1000) AS ts, open, high, low, close, volume, vwap,
+      CAST(trade_count AS BIGINT) AS trade_count,
+      CAST(DATE '1970-01-01' + day AS DATE) AS trading_date,
+      CASE session WHEN 0 THEN 'pre' WHEN 1 THEN 'regular' ELSE 'post' END AS session,
+      'fake' AS provider, 'sip' AS feed, 'raw' AS adjustment,
+      ${sqlString(crypto.randomUUID())} AS ingest_id,
+      CAST(${sqlString(new Date().toISOString())} AS TIMESTAMPTZ) AS ingested_at,
+      CAST(${SCHEMA_VERSION} AS INTEGER) AS schema_version`;
+    const symbol = `[${symbols.map(sqlString).join(", ")}][si + 1]`;
+    const root = join(flags.out, "bars", "timeframe=1m");
+    if (flags.limit === "layout") {
+      const years = [...new Set(days.map((day) => day.slice(0, 4)))];
+      for (let si = 0; si < symbols.length; si++) {
+        for (const year of years) {
+          const from = Date.parse(`${year}-01-01T00:00:00Z`) / 86_400_000;
+          const to = Date.parse(`${Number(year) + 1}-01-01T00:00:00Z`) / 86_400_000;
+          const dir = join(root, `symbol=${symbols[si]}`, `year=${Number(year)}`);
+          await Deno.mkdir(dir, { recursive: true });
+          await connection.run(
+            `COPY (SELECT ${columns} FROM incoming WHERE si = ${si} AND day >= ${from}
+               AND day < ${to}) TO ${sqlString(join(dir, "data_0.parquet"))}
+             (FORMAT parquet, COMPRESSION zstd)`,
+          );
+        }
+      }
+    } else if (flags.limit === "partition-by") {
+      await Deno.mkdir(root, { recursive: true });
+      await connection.run(
+        `COPY (SELECT ${symbol} AS symbol, CAST(year(DATE '1970-01-01' + day) AS INTEGER) AS year,
+           ${columns} FROM incoming ORDER BY symbol, ts)
+         TO ${sqlString(root)} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (symbol, year))`,
+      );
+    } else {
+      await connection.run(
+        `COPY (SELECT ${symbol} AS symbol, ${columns} FROM incoming)
+         TO ${sqlString(flags.out)} (FORMAT parquet, COMPRESSION zstd)`,
+      );
+    }
+    const copied = performance.now();
+    await _fsyncTree(flags.out);
+    const end = performance.now();
+    const result: LimitResult = {
+      kind: flags.limit,
+      rows,
+      openMs: opened - started,
+      generateMs,
+      loadMs: loaded - opened,
+      copyMs: copied - loaded,
+      fsyncMs: end - copied,
+      totalMs: end - started,
+      duckdbVersion: version,
+    };
+    console.log(JSON.stringify(result));
+  });
   return 0;
 }
 
@@ -915,9 +899,7 @@ async function _checkLimitOutput(out: string, kind: LimitKind): Promise<LimitOut
   const stats = single
     ? { files: 1, bytes: (await Deno.stat(out)).size }
     : await treeStats(out, (name) => name.endsWith(".parquet"));
-  const instance = await openDuckDB();
-  const connection = await instance.connect();
-  try {
+  return await withDuckDB(async (connection) => {
     const glob = single ? out : join(out, "bars", "timeframe=1m", "**", "*.parquet");
     const reader = `read_parquet(${sqlString(glob)}, filename = true, file_row_number = true, ` +
       "hive_partitioning = false)";
@@ -933,10 +915,7 @@ async function _checkLimitOutput(out: string, kind: LimitKind): Promise<LimitOut
       partitions: Number(partitions),
       outOfOrder: Number(outOfOrder),
     };
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
+  });
 }
 
 /**
@@ -944,9 +923,7 @@ async function _checkLimitOutput(out: string, kind: LimitKind): Promise<LimitOut
  * (symbol, ts): the columns of the files plus the symbol from the hive path. Returns its rows.
  */
 async function _writeReference(store: string, file: string): Promise<number> {
-  const instance = await openDuckDB();
-  const connection = await instance.connect();
-  try {
+  return await withDuckDB(async (connection) => {
     const glob = join(store, "bars", "timeframe=1m", "**", "*.parquet");
     const copied = await connection.run(
       `COPY (SELECT symbol, COLUMNS(c -> c NOT IN ('symbol', 'timeframe', 'year', 'month'))
@@ -954,28 +931,6 @@ async function _writeReference(store: string, file: string): Promise<number> {
        TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`,
     );
     return Number(copied.rowsChanged);
-  } finally {
-    connection.closeSync();
-    instance.closeSync();
-  }
-}
-
-/** Run `marketpipe ingest` of the fake provider and check that it succeeded. */
-async function _ingest(
-  context: Context,
-  dataDir: string,
-  request: {
-    start: string;
-    end: string;
-    timeframe: "1m" | "1d";
-    workers: number;
-    extra?: string[];
-  },
-): Promise<Measured & { barsWritten: number }> {
-  return await runFakeIngest(context, dataDir, {
-    ...request,
-    seed: FAKE_SEED,
-    gapRate: FAKE_GAP_RATE,
   });
 }
 
@@ -985,7 +940,7 @@ async function _ingest(
  */
 async function _preflight(context: Context): Promise<void> {
   const dataDir = join(context.temp, "preflight");
-  const run = async (args: string[]) => {
+  const run = async (name: string, args: string[]) => {
     const output = await new Deno.Command(Deno.execPath(), {
       args: denoRun(MAIN, [...args, `--data-dir=${dataDir}`]),
       cwd: ROOT,
@@ -996,29 +951,22 @@ async function _preflight(context: Context): Promise<void> {
       stderr: "piped",
       signal: context.signal,
     }).output();
-    return { ok: output.success, error: new TextDecoder().decode(output.stderr).trim() };
+    if (!output.success) {
+      const error = new TextDecoder().decode(output.stderr).trim();
+      throw new Error(
+        `Cannot benchmark: \`marketpipe ${name}\` failed on this build ` +
+          `(${error.split("\n").at(-1)}); bench:lake needs the storage v2 writer of issue 10`,
+      );
+    }
   };
-  const needs = "bench:lake needs the storage v2 writer of issue 10";
-  const ingest = await run([
+  await run("ingest --no-compact", [
     "ingest",
     "--no-compact",
     "--provider=fake",
     "--symbols=S000",
     `--start=${UPDATE_DAY}`,
   ]);
-  if (!ingest.ok) {
-    throw new Error(
-      `Cannot benchmark: \`marketpipe ingest --no-compact\` failed on this build ` +
-        `(${ingest.error.split("\n").at(-1)}); ${needs}`,
-    );
-  }
-  const compact = await run(["compact", "--timeframe=1m"]);
-  if (!compact.ok) {
-    throw new Error(
-      `Cannot benchmark: \`marketpipe compact\` failed on this build ` +
-        `(${compact.error.split("\n").at(-1)}); ${needs}`,
-    );
-  }
+  await run("compact", ["compact", "--timeframe=1m"]);
   await Deno.remove(dataDir, { recursive: true });
 }
 
@@ -1068,15 +1016,13 @@ function _paired(
   baselineName: string,
   target: number | null,
 ): Figure {
-  const { ratio, ratios } = pairRatios(ours, baseline);
   return {
     name,
     unit,
     ours: median(ours),
     baselineName,
     baseline: median(baseline),
-    ratio,
-    ratios,
+    ...pairRatios(ours, baseline),
     target,
   };
 }
@@ -1128,9 +1074,8 @@ function _render(report: Report): string {
       const part = (tf: string) => {
         const { parquetFiles, parquetReplaced, parquetBytes, wallMs, kernelWriteBytes } = first[tf];
         return `${tf} ${parquetFiles} files written, ${parquetReplaced} replaced, ` +
-          `${formatBytes(parquetBytes)} (kernel ${
-            kernelWriteBytes === null ? "n/a" : formatBytes(kernelWriteBytes)
-          }) in ${formatMs(wallMs)}`;
+          `${formatBytes(parquetBytes)} (kernel ${bytesOrNa(kernelWriteBytes)}) ` +
+          `in ${formatMs(wallMs)}`;
       };
       const store = kind === "empty" ? "empty store" : `store ${kind.toUpperCase()}`;
       lines.push(`          run 1, ${store}: ${part("1m")}; ${part("1d")}`);
@@ -1158,9 +1103,8 @@ function _render(report: Report): string {
       const { output } = limit!;
       lines.push(
         `          ${limit!.name}: ${phases(limit!.phases)}; ${formatCount(output.files)} ` +
-          `file${output.files === 1 ? "" : "s"} (${formatBytes(output.bytes)}), peak RSS ${
-            limit!.peakRssBytes === null ? "n/a" : formatBytes(limit!.peakRssBytes)
-          }`,
+          `file${output.files === 1 ? "" : "s"} (${formatBytes(output.bytes)}), ` +
+          `peak RSS ${bytesOrNa(limit!.peakRssBytes)}`,
       );
     }
   }
@@ -1174,10 +1118,9 @@ function _render(report: Report): string {
     );
   }
   if (ingest) {
-    const rss = (bytes: number | null) => bytes === null ? "n/a" : formatBytes(bytes);
     const pass = ingest.peakRssBytes !== null && ingest.peakRssBytes < TARGETS.peakRssBytes;
     lines.push(
-      `ingest peak RSS, ${workload.workers} workers: ours ${rss(ingest.peakRssBytes)} ` +
+      `ingest peak RSS, ${workload.workers} workers: ours ${bytesOrNa(ingest.peakRssBytes)} ` +
         `(target < ${formatBytes(TARGETS.peakRssBytes)}, ${pass ? "PASS" : "MISS"})`,
     );
   }
@@ -1192,44 +1135,17 @@ function _phaseMedians(results: LimitResult[]): Record<string, number> {
 }
 
 function _sampleOf(run: Measured) {
-  return {
-    wallMs: run.wallMs,
-    peakRssBytes: run.peakRssBytes,
-    cpuSeconds: run.cpuSeconds,
-    kernelWriteBytes: run.kernelWriteBytes,
-  };
+  return { ...runSample(run), kernelWriteBytes: run.kernelWriteBytes };
 }
 
 function _storeName(kind: "empty" | "a" | "b"): string {
   return kind === "empty" ? "an empty store" : kind === "a" ? "a copy of A" : "a copy of B";
 }
 
-/** `items` rotated left by `by`: each run starts with another contender. */
-function _rotate<T>(items: readonly T[], by: number): T[] {
-  const shift = by % items.length;
-  return [...items.slice(shift), ...items.slice(0, shift)];
-}
-
-function _maxOrNull(values: (number | null)[]): number | null {
-  return values.some((v) => v === null) ? null : Math.max(...(values as number[]));
-}
-
-function _ignoreNotFound(error: unknown): void {
-  if (!(error instanceof Deno.errors.NotFound)) throw error;
-}
-
 function _parseFlags(args: string[]):
   | "help"
   | { kind: "bench"; workload: Workload; keep: boolean }
-  | {
-    kind: "limit";
-    limit: LimitKind;
-    out: string;
-    symbolsFile: string;
-    start: string;
-    end: string;
-    keep: false;
-  } {
+  | { kind: "limit" } & Parameters<typeof _limit>[0] {
   const { values } = parseArgs({
     args,
     options: {
@@ -1269,7 +1185,6 @@ function _parseFlags(args: string[]):
       symbolsFile: values["symbols-file"],
       start: values.start,
       end: values.end,
-      keep: false,
     };
   }
   const sections = new Set<Section>();

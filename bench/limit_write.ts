@@ -115,34 +115,31 @@ async function main(args: string[]): Promise<number> {
   }
 
   const instance = await openDuckDB();
+  const connection = await instance.connect();
   try {
-    const connection = await instance.connect();
-    try {
-      const version = String((await connection.runAndReadAll("SELECT version()")).getRows()[0][0]);
-      const opened = performance.now();
-      const copied = await connection.run(
-        `COPY (${limitSelect(rows, symbols, days)}) TO ${sqlString(values.out)} ` +
-          "(FORMAT parquet, COMPRESSION zstd)",
-      );
-      const copyEnd = performance.now();
-      {
-        using file = await Deno.open(values.out, { read: true, write: true });
-        await file.sync();
-      }
-      const end = performance.now();
-      const result: LimitWriteResult = {
-        rows: Number(copied.rowsChanged),
-        openMs: opened - started,
-        copyMs: copyEnd - opened,
-        fsyncMs: end - copyEnd,
-        totalMs: end - started,
-        duckdbVersion: version,
-      };
-      console.log(JSON.stringify(result));
-    } finally {
-      connection.closeSync();
+    const version = String((await connection.runAndReadAll("SELECT version()")).getRows()[0][0]);
+    const opened = performance.now();
+    const copied = await connection.run(
+      `COPY (${limitSelect(rows, symbols, days)}) TO ${sqlString(values.out)} ` +
+        "(FORMAT parquet, COMPRESSION zstd)",
+    );
+    const copyEnd = performance.now();
+    {
+      using file = await Deno.open(values.out, { read: true, write: true });
+      await file.sync();
     }
+    const end = performance.now();
+    const result: LimitWriteResult = {
+      rows: Number(copied.rowsChanged),
+      openMs: opened - started,
+      copyMs: copyEnd - opened,
+      fsyncMs: end - copyEnd,
+      totalMs: end - started,
+      duckdbVersion: version,
+    };
+    console.log(JSON.stringify(result));
   } finally {
+    connection.closeSync();
     instance.closeSync();
   }
   return 0;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { DuckDBInstance } from "@duckdb/node-api";
+import type { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import { formatBytes, formatCount } from "../core/format.ts";
 import type { Bar } from "../core/mod.ts";
 import { generateFakeDay } from "../providers/mod.ts";
@@ -15,17 +15,21 @@ import {
   MetaStore,
   migrate,
   openDatabase,
+  openDuckDB,
   writeBars,
   writeLayoutFile,
 } from "../storage/mod.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const _ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** The repository root, where the benchmarks run their children. */
-export const ROOT = _ROOT;
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** The CLI's entry point. */
-export const MAIN = join(_ROOT, "main.ts");
+export const MAIN = join(ROOT, "main.ts");
+/** The fake provider's seed in the benches that ingest through the CLI. */
+export const FAKE_SEED = 0;
+/** The fake provider's gap rate in the benches that ingest through the CLI. */
+export const FAKE_GAP_RATE = 0.01;
 const _OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
 /** What {@link runMeasured} saw of one child process. */
@@ -163,19 +167,63 @@ export async function treeStats(
       const inner = await treeStats(path, filter);
       stats.files += inner.files;
       stats.bytes += inner.bytes;
-      stats.allocatedBytes = stats.allocatedBytes === null || inner.allocatedBytes === null
-        ? null
-        : stats.allocatedBytes + inner.allocatedBytes;
+      stats.allocatedBytes = sumOrNull(stats.allocatedBytes, inner.allocatedBytes);
     } else if (entry.isFile && filter(entry.name)) {
       const info = await Deno.stat(path);
       stats.files++;
       stats.bytes += info.size;
-      stats.allocatedBytes = stats.allocatedBytes === null || info.blocks === null
-        ? null
-        : stats.allocatedBytes + info.blocks * 512;
+      stats.allocatedBytes = sumOrNull(stats.allocatedBytes, info.blocks && info.blocks * 512);
     }
   }
   return stats;
+}
+
+/** `a + b`, or null when either is null (a figure the OS does not give everywhere). */
+export function sumOrNull(a: number | null, b: number | null): number | null {
+  return a === null || b === null ? null : a + b;
+}
+
+/** The highest value, or null when any is null. */
+export function maxOrNull(values: readonly (number | null)[]): number | null {
+  return values.some((v) => v === null) ? null : Math.max(...(values as number[]));
+}
+
+/** For `.catch()` of a removal: a missing path is fine, any other error is thrown. */
+export function ignoreNotFound(error: unknown): void {
+  if (!(error instanceof Deno.errors.NotFound)) throw error;
+}
+
+/** `items` rotated left by `by`: each run starts with another contender. */
+export function rotate<T>(items: readonly T[], by: number): T[] {
+  const shift = by % items.length;
+  return [...items.slice(shift), ...items.slice(0, shift)];
+}
+
+/** The figures of one child run that a report keeps per sample. */
+export function runSample(run: ChildRun) {
+  return { wallMs: run.wallMs, peakRssBytes: run.peakRssBytes, cpuSeconds: run.cpuSeconds };
+}
+
+/** Run `body` on a connection of a fresh DuckDB instance (`openDuckDB`), both closed after. */
+export async function withDuckDB<T>(
+  body: (connection: DuckDBConnection) => Promise<T>,
+): Promise<T> {
+  const instance = await openDuckDB();
+  const connection = await instance.connect();
+  try {
+    return await body(connection);
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+}
+
+/** A port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
 }
 
 /** Median of a non-empty list. */
@@ -194,12 +242,17 @@ export function formatMs(ms: number): string {
 
 export { formatBytes, formatCount };
 
+/** {@link formatBytes}, or `n/a` for a figure that could not be measured. */
+export function bytesOrNa(bytes: number | null): string {
+  return bytes === null ? "n/a" : formatBytes(bytes);
+}
+
 /** `git describe --always --dirty` of the tree under test, or null without git. */
 export async function gitRevision(): Promise<string | null> {
   try {
     const output = await new Deno.Command("git", {
       args: ["describe", "--always", "--dirty"],
-      cwd: _ROOT,
+      cwd: ROOT,
       stdin: "null",
       stdout: "piped",
       stderr: "null",
@@ -233,30 +286,10 @@ export async function machineInfo() {
   };
 }
 
-/** A child run of {@link runCountingWrites}: with the bytes the kernel says it wrote. */
+/** A child run of {@link runDenoChild}: with the bytes the kernel says it wrote. */
 export interface WritesRun extends ChildRun {
   /** `write_bytes` of the child (Linux; counted when pages are dirtied), or null. */
   kernelWriteBytes: number | null;
-}
-
-/**
- * {@link runMeasured} of a child that must exit 0 (else it throws, naming it `what`), with the
- * bytes it wrote from the kernel: Linux adds a reaped child's I/O counters to its parent's, so
- * `/proc/self/io` before and after (this process must write nothing meanwhile: give a tmpfs
- * `scratchDir`, see {@link scratchDir}).
- */
-export async function runCountingWrites(
-  command: string,
-  args: string[],
-  options: RunMeasuredOptions,
-  what: string,
-): Promise<WritesRun> {
-  const before = await _kernelWriteBytes();
-  const run = await runMeasured(command, args, options);
-  const after = await _kernelWriteBytes();
-  options.signal?.throwIfAborted();
-  checkChild(run, what);
-  return { ...run, kernelWriteBytes: before === null || after === null ? null : after - before };
 }
 
 async function _kernelWriteBytes(): Promise<number | null> {
@@ -504,18 +537,28 @@ export function benchSymbols(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `S${String(i).padStart(3, "0")}`);
 }
 
-/** {@link runCountingWrites} of a Deno child (`deno args...`) in {@link ROOT} with `context`. */
+/**
+ * {@link runMeasured} of a Deno child (`deno args...`) in {@link ROOT} with `context` that must
+ * exit 0 (else it throws, naming it `what`), with the bytes it wrote from the kernel: Linux adds a
+ * reaped child's I/O counters to its parent's, so `/proc/self/io` before and after (this process
+ * must write nothing meanwhile, hence the tmpfs `context.scratch`, see {@link scratchDir}).
+ */
 export async function runDenoChild(
   context: BenchContext,
   args: string[],
   what: string,
 ): Promise<WritesRun> {
-  return await runCountingWrites(Deno.execPath(), args, {
-    cwd: _ROOT,
+  const before = await _kernelWriteBytes();
+  const run = await runMeasured(Deno.execPath(), args, {
+    cwd: ROOT,
     env: context.env,
     signal: context.signal,
     scratchDir: context.scratch,
-  }, what);
+  });
+  const after = await _kernelWriteBytes();
+  context.signal.throwIfAborted();
+  checkChild(run, what);
+  return { ...run, kernelWriteBytes: before === null || after === null ? null : after - before };
 }
 
 /** `marketpipe args...` (the real CLI, a Deno child) under {@link runDenoChild}. */
@@ -533,15 +576,14 @@ export interface FakeIngest {
   end: string;
   timeframe: "1m" | "1d";
   workers: number;
-  seed: number;
-  gapRate: number;
   /** More flags of `ingest`. */
   extra?: string[];
 }
 
 /**
- * Run `marketpipe ingest` of the fake provider (the symbols of `context.symbolsFile`) into
- * `dataDir` and check that it succeeded; returns the run with the bars it wrote.
+ * Run `marketpipe ingest` of the fake provider ({@link FAKE_SEED}, {@link FAKE_GAP_RATE}, the
+ * symbols of `context.symbolsFile`) into `dataDir` and check that it succeeded; returns the run
+ * with the bars it wrote.
  */
 export async function runFakeIngest(
   context: BenchContext,
@@ -555,8 +597,8 @@ export async function runFakeIngest(
     `--start=${request.start}`,
     `--end=${request.end}`,
     `--timeframe=${request.timeframe}`,
-    `--fake-seed=${request.seed}`,
-    `--fake-gap-rate=${request.gapRate}`,
+    `--fake-seed=${FAKE_SEED}`,
+    `--fake-gap-rate=${FAKE_GAP_RATE}`,
     `--workers=${request.workers}`,
     `--data-dir=${dataDir}`,
     "--json",

@@ -30,7 +30,6 @@
  * @module
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { cpuUsage } from "node:process";
 import { parseArgs } from "node:util";
 import { collectDefaultMetrics, type Counter, Gauge, type Histogram } from "prom-client";
@@ -50,17 +49,19 @@ import {
 } from "../storage/mod.ts";
 import {
   childEnv,
+  denoRun,
   formatCount,
   formatMs,
-  gitRevision,
-  machineInfo,
+  freePort,
+  type machineInfo,
+  MAIN,
   median,
   parseFlagsOr,
-  writeReport,
+  printAndWriteReport,
+  reportHead,
+  ROOT,
+  rotate,
 } from "./measure.ts";
-
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 
 /** Targets of the issue. */
 const TARGETS = { scrapeRatio: 3, overhead: 0.05 } as const;
@@ -142,10 +143,9 @@ interface Check {
 async function main(args: string[]): Promise<number> {
   const flags = parseFlagsOr(() => _parseFlags(args), USAGE);
   if (typeof flags === "number") return flags;
-  const startedAt = new Date().toISOString();
+  const head = await reportHead(new Date().toISOString());
   const temp = await Deno.makeTempDir({ prefix: "marketpipe-metrics-bench-" });
   try {
-    const machine = await machineInfo();
     console.error(`Scrape latency: ${flags.series} freshness series, ${flags.requests} requests`);
     const scrape = await _scrapeBench(flags, join(temp, "scrape"));
     console.error(
@@ -168,9 +168,7 @@ async function main(args: string[]): Promise<number> {
       },
     ];
     const report = {
-      startedAt,
-      revision: await gitRevision(),
-      machine,
+      ...head,
       /** 1, 5 and 15 minute load averages at the end: a busy machine makes every figure noisy. */
       loadAverageAtEnd: Deno.loadavg(),
       flags,
@@ -179,9 +177,7 @@ async function main(args: string[]): Promise<number> {
       targets: TARGETS,
       checks,
     };
-    console.log(_render(report));
-    await writeReport("metrics-", startedAt, report);
-    return 0;
+    return await printAndWriteReport("metrics-", report, _render);
   } finally {
     await Deno.remove(temp, { recursive: true });
   }
@@ -345,7 +341,7 @@ Deno.serve({ hostname: "127.0.0.1", port: Number(Deno.args[1]), onListen() {} },
   new Response(body, { headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" } }));
 `,
   );
-  const port = _freePort();
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -425,7 +421,7 @@ function _sampleValue(text: string, name: string): number {
 }
 
 async function _startServer(dataDir: string) {
-  const port = _freePort();
+  const port = freePort();
   const child = _spawnCli(["metrics", "--port", String(port), "--data-dir", dataDir]);
   await child.stdout.cancel();
   return await _waitUntilUp(`http://127.0.0.1:${port}/metrics`, child, "the metrics server");
@@ -462,32 +458,20 @@ async function _waitUntilUp(url: string, child: Deno.ChildProcess, what: string)
   };
 }
 
-function _freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 function _ingestArgs(dataDir: string, symbols: string[], days: string[]): string[] {
   return [
     "ingest",
-    "--provider",
-    "fake",
-    "--symbols",
-    symbols.join(","),
-    "--start",
-    days[0],
-    "--end",
-    days.at(-1)!,
-    "--data-dir",
-    dataDir,
+    "--provider=fake",
+    `--symbols=${symbols.join(",")}`,
+    `--start=${days[0]}`,
+    `--end=${days.at(-1)}`,
+    `--data-dir=${dataDir}`,
   ];
 }
 
 function _spawnCli(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
+    args: denoRun(MAIN, args),
     cwd: ROOT,
     env: childEnv({ TZ: "UTC" }),
     clearEnv: true,
@@ -560,12 +544,8 @@ async function _overheadBench(flags: Flags, root: string) {
   const on: { ms: number; cpu: number }[] = [];
   for (let i = 0; i < flags.runs; i++) {
     // Alternate which side goes first, so a drift in machine load hits both alike.
-    if (i % 2 === 0) {
-      off.push(await once(false));
-      on.push(await once(true));
-    } else {
-      on.push(await once(true));
-      off.push(await once(false));
+    for (const withMetrics of rotate([false, true], i)) {
+      (withMetrics ? on : off).push(await once(withMetrics));
     }
   }
   const side = (runs: { ms: number; cpu: number }[]): OverheadSide => {

@@ -13,12 +13,10 @@
  *
  * @module
  */
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { tradingDays } from "../core/calendar.ts";
 import { ALPACA_PAGE_LIMIT } from "../providers/alpaca.ts";
-import { formatBytes, runMeasured, writeReport } from "./measure.ts";
+import { benchSymbols, bytesOrNa, denoRun, MAIN, runMeasured, writeReport } from "./measure.ts";
 import {
   ALPACA_MOCK_KEY,
   ALPACA_MOCK_SECRET,
@@ -26,9 +24,6 @@ import {
   createMarket,
   startMockServer,
 } from "../tests/mocks/mod.ts";
-
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
-const MAIN = join(ROOT, "main.ts");
 
 const MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"];
 const TARGETS = { requestsRatio: 1.2, rateShare: 0.9 } as const;
@@ -67,7 +62,7 @@ async function main(args: string[]): Promise<number> {
   const feed = values.feed;
   if (!(windowMs > 0)) throw new RangeError(`Invalid --window ${values.window}`);
   const perMinute = (limit * 60_000) / windowMs;
-  const symbols = Array.from({ length: symbolCount }, (_, i) => `S${String(i).padStart(3, "0")}`);
+  const symbols = benchSymbols(symbolCount);
   const start = `${MONTHS[0]}-01`;
   const end = `${MONTHS[months - 1]}-${_lastDay(MONTHS[months - 1])}`;
 
@@ -82,28 +77,18 @@ async function main(args: string[]): Promise<number> {
   );
   try {
     const scratchDir = await Deno.makeTempDir({ prefix: "marketpipe-providers-bench-time-" });
-    const child = await runMeasured(Deno.execPath(), [
-      "run",
-      "-A",
-      "--quiet",
-      MAIN,
+    const args = denoRun(MAIN, [
       "ingest",
-      "--provider",
-      "alpaca",
-      "--symbols",
-      symbols.join(","),
-      "--start",
-      start,
-      "--end",
-      end,
-      "--feed",
-      feed,
-      "--rate-limit",
-      String(perMinute),
-      "--data-dir",
-      dataDir,
+      "--provider=alpaca",
+      `--symbols=${symbols.join(",")}`,
+      `--start=${start}`,
+      `--end=${end}`,
+      `--feed=${feed}`,
+      `--rate-limit=${perMinute}`,
+      `--data-dir=${dataDir}`,
       "--json",
-    ], {
+    ]);
+    const child = await runMeasured(Deno.execPath(), args, {
       scratchDir,
       env: {
         ..._inherited(),
@@ -175,7 +160,7 @@ async function main(args: string[]): Promise<number> {
       ["wall time", `${(wallMs / 1000).toFixed(1)} s`, ""],
       [
         "ingest peak RSS",
-        child.peakRssBytes === null ? "n/a" : formatBytes(child.peakRssBytes),
+        bytesOrNa(child.peakRssBytes),
         child.rssMethod,
       ],
     ];
@@ -193,17 +178,12 @@ async function main(args: string[]): Promise<number> {
 /** Rows and distinct keys stored, counted by the CLI's query command; -1 if they differ. */
 async function _storedCount(dataDir: string): Promise<number> {
   const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      MAIN,
+    args: denoRun(MAIN, [
       "query",
       "SELECT count(*) AS n, count(DISTINCT (symbol, ts)) AS k FROM bars_1m",
       "--json",
-      "--data-dir",
-      dataDir,
-    ],
+      `--data-dir=${dataDir}`,
+    ]),
     stdout: "piped",
     stderr: "inherit",
   }).output();

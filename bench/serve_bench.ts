@@ -17,8 +17,8 @@ import { fileURLToPath } from "node:url";
 import { parseTimeframe } from "../core/types.ts";
 import { openQueryEngine } from "../storage/mod.ts";
 import { type BarFormat, barsPage } from "../web/mod.ts";
+import { freePort, MAIN } from "./measure.ts";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 
@@ -89,13 +89,6 @@ async function wrk(
     non2xx: non2xx ? Number(non2xx[1]) : 0,
     errors: errors ? errors.slice(1).reduce((n, v) => n + Number(v), 0) : 0,
   } satisfies WrkResult;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 async function waitReady(url: string): Promise<void> {

@@ -28,10 +28,13 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { lastCompletedSession, nextTradingDay, NOW_ENV, tradingDays } from "../core/mod.ts";
 import {
-  type BenchContext,
+  type BenchContext as Context,
   benchSymbols,
+  bytesOrNa,
   checkUnchanged,
   childEnv,
+  FAKE_GAP_RATE,
+  FAKE_SEED,
   formatBytes,
   formatCount,
   formatMs,
@@ -47,6 +50,7 @@ import {
   printAndWriteReport,
   ratioVerdict,
   reportHead,
+  rotate,
   runCli,
   runFakeIngest,
   withBenchDirs,
@@ -60,8 +64,6 @@ const STORED_END = "2024-11-29";
 const NEW_SESSION = "2024-12-02";
 /** 07:00 ET on 2024-12-03: {@link NEW_SESSION} is the last 1m session that has closed. */
 const NOW = "2024-12-03T12:00:00Z";
-const FAKE_SEED = 0;
-const FAKE_GAP_RATE = 0.01;
 /** The issue's target: update/ingest at most this much, in wall time and in bytes written. */
 const TARGET = 1.3;
 
@@ -79,8 +81,6 @@ interface Workload {
   runs: number;
   workers: number;
 }
-
-type Context = BenchContext;
 
 /** What one update or ingest wrote and how long it took. */
 interface Sample {
@@ -144,9 +144,7 @@ async function _bench(workload: Workload, context: Context) {
 
   const samples = { update: [] as Sample[], ingest: [] as Sample[] };
   for (let run = 0; run < runs; run++) {
-    for (
-      const kind of run % 2 === 0 ? ["update", "ingest"] as const : ["ingest", "update"] as const
-    ) {
+    for (const kind of rotate(["update", "ingest"] as const, run)) {
       console.error(
         `${
           kind === "update" ? "update on a copy of the stored month" : `ingest ${NEW_SESSION} ` +
@@ -239,14 +237,7 @@ async function _ingest(
   end: string,
   workers: number,
 ): Promise<WritesRun & { barsWritten: number }> {
-  return await runFakeIngest(context, dataDir, {
-    start,
-    end,
-    timeframe: "1m",
-    workers,
-    seed: FAKE_SEED,
-    gapRate: FAKE_GAP_RATE,
-  });
+  return await runFakeIngest(context, dataDir, { start, end, timeframe: "1m", workers });
 }
 
 /** `marketpipe update`, which must run one job that fetches exactly {@link NEW_SESSION}. */
@@ -291,9 +282,8 @@ function _render(report: Report): string {
     unit === "ms" ? formatMs(value) : formatBytes(value);
   const part = (s: Sample) =>
     `${formatCount(s.barsWritten)} bars, ${s.parquetFiles} Parquet files written, ` +
-    `${s.parquetReplaced} replaced, ${formatBytes(s.parquetBytes)} (kernel ${
-      s.kernelWriteBytes === null ? "n/a" : formatBytes(s.kernelWriteBytes)
-    }) in ${formatMs(s.wallMs)}`;
+    `${s.parquetReplaced} replaced, ${formatBytes(s.parquetBytes)} ` +
+    `(kernel ${bytesOrNa(s.kernelWriteBytes)}) in ${formatMs(s.wallMs)}`;
   const lines = [
     "",
     `MarketPipe update benchmark, ${report.startedAt}, tree ${report.revision ?? "unknown"}`,
