@@ -26,12 +26,8 @@ export async function findChromium(): Promise<string> {
   for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
     if (dir === "") continue;
     const path = `${dir}/chromium`;
-    try {
-      const info = await Deno.stat(path);
-      if (info.isFile && (info.mode ?? 0) & 0o111) return path;
-    } catch {
-      // Not in this directory: try the next one.
-    }
+    const info = await Deno.stat(path).catch(() => undefined);
+    if (info?.isFile && (info.mode ?? 0) & 0o111) return path;
   }
   return "/usr/bin/chromium";
 }
@@ -52,31 +48,25 @@ export async function launchBrowser(
   options: { width: number; height: number; timezoneId?: string },
 ): Promise<LaunchedBrowser> {
   const executablePath = await findChromium();
-  try {
-    await Deno.stat(executablePath);
-  } catch {
+  await Deno.stat(executablePath).catch(() => {
     throw new Error(`${executablePath} is missing: apt-get install -y chromium`);
-  }
+  });
   await Deno.mkdir(OUTPUT, { recursive: true });
   const profile = await Deno.makeTempDir({ prefix: "mp-chromium-" });
   const removeProfile = () => Deno.remove(profile, { recursive: true }).catch(() => {});
-  let context: BrowserContext;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      viewport: { width: options.width, height: options.height },
-      ...(options.timezoneId === undefined ? {} : { timezoneId: options.timezoneId }),
-      args: CHROMIUM_ARGS,
-    });
-  } catch (error) {
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    viewport: { width: options.width, height: options.height },
+    timezoneId: options.timezoneId,
+    args: CHROMIUM_ARGS,
+  }).catch(async (error) => {
     await removeProfile();
     throw error;
-  }
-  const page = context.pages()[0] ?? await context.newPage();
+  });
   return {
     context,
-    page,
+    page: context.pages()[0] ?? await context.newPage(),
     close: async () => {
       await context.close();
       await removeProfile();

@@ -35,51 +35,26 @@ export function cliEnv(extra: Record<string, string> = {}): Record<string, strin
   return { ...env, ...extra };
 }
 
+/** Where and with which extra environment a spawned command runs. */
+type _RunOptions = { cwd?: string; env?: Record<string, string> };
+
 /** Run `marketpipe args...` to completion in `cwd`. */
-export async function runCli(
-  args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
-): Promise<CliResult> {
-  return await runCommand(Deno.execPath(), ["run", "-A", "--quiet", MAIN, ...args], options);
+export async function runCli(args: string[], options: _RunOptions = {}): Promise<CliResult> {
+  return await finish(spawnCli(args, options));
 }
 
 /** Run `command args...` to completion in `cwd`, with {@link cliEnv}'s environment. */
 export async function runCommand(
   command: string,
   args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
+  options: _RunOptions = {},
 ): Promise<CliResult> {
-  const output = await new Deno.Command(command, {
-    args,
-    cwd: options.cwd,
-    env: cliEnv(options.env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  return await finish(_spawn(command, args, options));
 }
 
 /** Start `marketpipe args...` without waiting. */
-export function spawnCli(
-  args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
-): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", MAIN, ...args],
-    cwd: options.cwd,
-    env: cliEnv(options.env),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+export function spawnCli(args: string[], options: _RunOptions = {}): Deno.ChildProcess {
+  return _spawn(Deno.execPath(), ["run", "-A", "--quiet", MAIN, ...args], options);
 }
 
 /** Collect a spawned child's result. */
@@ -91,6 +66,18 @@ export async function finish(child: Deno.ChildProcess): Promise<CliResult> {
     stdout: decoder.decode(output.stdout),
     stderr: decoder.decode(output.stderr),
   };
+}
+
+function _spawn(command: string, args: string[], options: _RunOptions): Deno.ChildProcess {
+  return new Deno.Command(command, {
+    args,
+    cwd: options.cwd,
+    env: cliEnv(options.env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
 }
 
 /** Every file and directory under `dir`, relative, sorted. */

@@ -33,8 +33,7 @@ export async function liveFile(
 
 /** Cuts the file to half its size, as an interrupted copy does: the Parquet footer is gone. */
 export async function truncateFile(path: string): Promise<void> {
-  const size = (await Deno.stat(path)).size;
-  await Deno.truncate(path, Math.floor(size / 2));
+  await Deno.truncate(path, Math.floor((await Deno.stat(path)).size / 2));
 }
 
 /**

@@ -2,7 +2,7 @@
 import type { DuckDBInstance } from "@duckdb/node-api";
 import { join } from "node:path";
 import { openDuckDB } from "../storage/duckdb.ts";
-import { META_FILE, MetaStore, migrate, openDatabase } from "../storage/meta.ts";
+import { META_FILE, MetaStore, openMigrated } from "../storage/meta.ts";
 
 /** What {@link withDataDir} gives a test. */
 export interface TestStore {
@@ -20,8 +20,7 @@ export async function withDataDir(
   fn: (store: TestStore) => Promise<void>,
 ): Promise<void> {
   const dataDir = await Deno.makeTempDir({ prefix: options.prefix });
-  const db = openDatabase(join(dataDir, META_FILE));
-  migrate(db);
+  const { db } = openMigrated(join(dataDir, META_FILE));
   const meta = new MetaStore(db, { command: "test" });
   const duckdb = await openDuckDB({ threads: options.threads });
   try {

@@ -87,17 +87,14 @@ export async function digestStored(
 /** Every file under `dir`, relative, sorted (folders left out). */
 export async function listFilesUnder(dir: string, prefix = ""): Promise<string[]> {
   const out: string[] = [];
-  let entries: Deno.DirEntry[];
   try {
-    entries = await Array.fromAsync(Deno.readDir(dir));
+    for await (const entry of Deno.readDir(dir)) {
+      const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+      if (entry.isDirectory) out.push(...await listFilesUnder(join(dir, entry.name), rel));
+      else out.push(rel);
+    }
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
-  for (const entry of entries) {
-    const rel = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
-    if (entry.isDirectory) out.push(...await listFilesUnder(join(dir, entry.name), rel));
-    else out.push(rel);
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   return out.sort();
 }

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { isValidDate } from "../../core/calendar.ts";
+import { exchangeDate, isValidDate } from "../../core/calendar.ts";
 import {
   type Adjustment,
   createWindowLimiter,
@@ -18,7 +18,7 @@ import {
   type MockBar,
   type Tape,
 } from "./market.ts";
-import type { MockRequest, MockResponse, MockRoute } from "./server.ts";
+import { jsonResponse, type MockRequest, type MockResponse, type MockRoute } from "./server.ts";
 
 /** Options of {@link createAlpacaMock}. */
 export interface AlpacaMockOptions {
@@ -145,8 +145,8 @@ export const ALPACA_MOCK_ASSETS: readonly AlpacaMockAsset[] = [
 export interface AlpacaMock extends MockRoute {
   /** Served bars by `symbol|timeframe|ts`. */
   served: Map<string, MockBar & { timeframe: string }>;
-  /** Pages answered (with bars or empty), bars in them, 429s sent, `/v2/assets` answers. */
-  stats: { pages: number; emptyPages: number; bars: number; tooMany: number; assets: number };
+  /** Pages answered (with bars or empty) and bars in them. */
+  stats: { pages: number; emptyPages: number; bars: number };
 }
 
 /** Default credentials of the mock. */
@@ -160,38 +160,35 @@ const _ADJUSTMENTS = ["raw", "split", "dividend", "all"];
 export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
   const keys = options.keys ??
     { [ALPACA_MOCK_KEY]: { secret: ALPACA_MOCK_SECRET, plan: "free" as const } };
-  const rate = options.rateLimit ?? { limit: 200, windowMs: 60_000 };
-  const limiter = createWindowLimiter([rate]);
+  const limiter = createWindowLimiter([options.rateLimit ?? { limit: 200, windowMs: 60_000 }]);
   const now = options.now ?? (() => Date.now());
   const served = new Map<string, MockBar & { timeframe: string }>();
   const pageNumbers = new Map<string, number>();
-  const stats = { pages: 0, emptyPages: 0, bars: 0, tooMany: 0, assets: 0 };
+  const stats = { pages: 0, emptyPages: 0, bars: 0 };
   const assets = options.assets ?? ALPACA_MOCK_ASSETS;
 
   function handle(request: MockRequest): MockResponse {
     if (request.path === "/v2/assets") return handleAssets(request);
     const single = /^\/v2\/stocks\/([^/]+)\/bars$/.exec(request.path);
     if (request.path !== "/v2/stocks/bars" && !single) {
-      return _json(404, { message: "Not Found" });
+      return jsonResponse(404, { message: "Not Found" });
     }
     const keyId = request.headers.get("APCA-API-KEY-ID");
     const secret = request.headers.get("APCA-API-SECRET-KEY");
     const account = keyId === null ? undefined : keys[keyId];
-    if (!account || account.secret !== secret) return _json(403, { message: "forbidden" });
+    if (!account || account.secret !== secret) return jsonResponse(403, { message: "forbidden" });
 
-    const arrival = request.at;
-    const taken = limiter.take(keyId!, arrival);
+    const taken = limiter.take(keyId!, request.at);
     const rateHeaders = _rateHeaders(taken);
     if (!taken.ok) {
-      stats.tooMany++;
-      const headers: Record<string, string> = { ...rateHeaders };
-      if (options.retryAfter) {
-        headers["Retry-After"] = String(Math.max(1, Math.ceil((taken.resetAt - arrival) / 1000)));
-      }
-      return _json(429, { code: 42910000, message: "too many requests" }, headers);
+      const retryAfter = String(Math.max(1, Math.ceil((taken.resetAt - request.at) / 1000)));
+      const headers = options.retryAfter
+        ? { ...rateHeaders, "Retry-After": retryAfter }
+        : rateHeaders;
+      return jsonResponse(429, { code: 42910000, message: "too many requests" }, headers);
     }
     const fail = (status: number, code: number, message: string) =>
-      _json(status, { code, message }, rateHeaders);
+      jsonResponse(status, { code, message }, rateHeaders);
 
     const q = request.query;
     const symbols = single
@@ -200,14 +197,13 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
     if (symbols.length === 0) return fail(400, 40010001, "missing symbols");
     const timeframe = _parseTimeframe(q.get("timeframe") ?? "");
     if (!timeframe) return fail(422, 42210000, "invalid timeframe");
-    const limitText = q.get("limit") ?? "1000";
-    const limit = Number(limitText);
+    const limit = Number(q.get("limit") ?? "1000");
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
       return fail(422, 42210000, "invalid limit: must be between 1 and 10000");
     }
     const feed = q.get("feed") ?? (account.plan === "free" ? "iex" : "sip");
     if (!_FEEDS.includes(feed)) return fail(400, 40010001, `invalid feed: ${feed}`);
-    const adjustment = q.get("adjustment") ?? "raw";
+    const adjustment = (q.get("adjustment") ?? "raw") as Adjustment;
     if (!_ADJUSTMENTS.includes(adjustment)) {
       return fail(400, 40010001, `invalid adjustment: ${adjustment}`);
     }
@@ -227,11 +223,8 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
     }
 
     const token = q.get("page_token");
-    let after: { symbol: string; ts: number } | undefined;
-    if (token !== null) {
-      after = _decodeToken(token);
-      if (!after) return fail(400, 40010001, "invalid page_token");
-    }
+    const after = token === null ? undefined : _decodeToken(token);
+    if (token !== null && !after) return fail(400, 40010001, "invalid page_token");
     const queryKey = [...q.entries()].filter(([k]) => k !== "page_token").sort().join("&");
     const pageNumber = pageNumbers.get(`${queryKey}|${token ?? ""}`) ?? 1;
     const short = options.shortPageEvery !== undefined &&
@@ -239,26 +232,19 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
     const size = short ? Math.max(1, Math.floor(limit / 2)) : limit;
 
     const tape: Tape = feed === "iex" ? "iex" : "sip";
+    const minutes = timeframe.unit === "Hour" ? timeframe.n * 60 : timeframe.n;
     const bySymbol = new Map<string, MockBar[]>();
     let count = 0;
     let last: MockBar | undefined;
     let more = false;
-    const sorted = [...new Set(symbols)].sort();
-    outer: for (const symbol of sorted) {
+    outer: for (const symbol of [...new Set(symbols)].sort()) {
       if (after && symbol < after.symbol) continue;
       for (const date of datesBetween(start, end)) {
         if (!isValidDate(date)) continue;
-        if (after && symbol === after.symbol && _dateOfTs(after.ts) > date) continue;
+        if (after && symbol === after.symbol && exchangeDate(after.ts) > date) continue;
         const day = timeframe.unit === "Day"
-          ? [options.market.daily(symbol, date, tape, adjustment as Adjustment)]
-            .filter((b): b is MockBar => b !== undefined)
-          : options.market.buckets(
-            symbol,
-            date,
-            tape,
-            timeframe.unit === "Hour" ? timeframe.n * 60 : timeframe.n,
-            adjustment as Adjustment,
-          );
+          ? [options.market.daily(symbol, date, tape, adjustment)].filter((b) => b !== undefined)
+          : options.market.buckets(symbol, date, tape, minutes, adjustment);
         for (const bar of day) {
           if (bar.ts < start || bar.ts > end) continue;
           if (after && symbol === after.symbol && bar.ts <= after.ts) continue;
@@ -285,13 +271,11 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
     stats.bars += count;
     if (count === 0) stats.emptyPages++;
     if (options.record !== false) {
-      for (const list of bySymbol.values()) {
-        for (const bar of list) {
-          served.set(`${bar.symbol}|${timeframe.text}|${bar.ts}`, {
-            ...bar,
-            timeframe: timeframe.text,
-          });
-        }
+      for (const bar of [...bySymbol.values()].flat()) {
+        served.set(`${bar.symbol}|${timeframe.text}|${bar.ts}`, {
+          ...bar,
+          timeframe: timeframe.text,
+        });
       }
     }
     const body = single
@@ -314,33 +298,29 @@ export function createAlpacaMock(options: AlpacaMockOptions): AlpacaMock {
     const secret = request.headers.get("APCA-API-SECRET-KEY");
     const account = keyId === null ? undefined : keys[keyId];
     if (!account || account.secret !== secret) {
-      return _json(401, { code: 40110000, message: "request is not authorized" });
+      return jsonResponse(401, { code: 40110000, message: "request is not authorized" });
     }
     const taken = limiter.take(keyId!, request.at);
     const rateHeaders = _rateHeaders(taken);
     if (!taken.ok) {
-      stats.tooMany++;
-      return _json(429, { code: 42910000, message: "too many requests" }, rateHeaders);
+      return jsonResponse(429, { code: 42910000, message: "too many requests" }, rateHeaders);
     }
+    const invalid = (message: string) =>
+      jsonResponse(422, { code: 42210000, message }, rateHeaders);
     const status = request.query.get("status");
     if (status !== null && status !== "active" && status !== "inactive") {
-      return _json(422, { code: 42210000, message: `invalid status: ${status}` }, rateHeaders);
+      return invalid(`invalid status: ${status}`);
     }
     const assetClass = request.query.get("asset_class") ?? "us_equity";
     if (assetClass !== "us_equity" && assetClass !== "us_option" && assetClass !== "crypto") {
-      return _json(
-        422,
-        { code: 42210000, message: `invalid asset_class: ${assetClass}` },
-        rateHeaders,
-      );
+      return invalid(`invalid asset_class: ${assetClass}`);
     }
     const list = assets
       .filter((a) => a.class === assetClass && (status === null || a.status === status))
       .sort((a, b) =>
         a.exchange < b.exchange ? -1 : a.exchange > b.exchange ? 1 : a.symbol < b.symbol ? -1 : 1
       );
-    stats.assets++;
-    return _json(200, list, rateHeaders);
+    return jsonResponse(200, list, rateHeaders);
   }
 
   return { handle, served, stats };
@@ -386,10 +366,6 @@ function _startOfUtcDay(ms: number): number {
   return Math.floor(ms / 86_400_000) * 86_400_000;
 }
 
-function _dateOfTs(ts: number): string {
-  return datesBetween(ts, ts)[0];
-}
-
 function _encodeToken(symbol: string, letter: string, ts: number): string {
   const time = new Date(ts).toISOString().replace(/\.(\d{3})Z$/, ".$1000000Z");
   return btoa(`${symbol}|${letter}|${time}`);
@@ -406,15 +382,12 @@ function _decodeToken(token: string): { symbol: string; ts: number } | undefined
 }
 
 function _barsJson(list: readonly MockBar[]): string {
-  const parts: string[] = [];
-  for (const b of list) {
-    parts.push(
-      `{"t":"${new Date(b.ts).toISOString().replace(".000Z", "Z")}","o":${b.open},"h":${b.high},` +
-        `"l":${b.low},"c":${b.close},"v":${b.volume}${
-          b.tradeCount === null ? "" : `,"n":${b.tradeCount}`
-        }${b.vwap === null ? "" : `,"vw":${b.vwap}`}}`,
-    );
-  }
+  const parts = list.map((b) =>
+    `{"t":"${new Date(b.ts).toISOString().replace(".000Z", "Z")}","o":${b.open},"h":${b.high},` +
+    `"l":${b.low},"c":${b.close},"v":${b.volume}${
+      b.tradeCount === null ? "" : `,"n":${b.tradeCount}`
+    }${b.vwap === null ? "" : `,"vw":${b.vwap}`}}`
+  );
   return `[${parts.join(",")}]`;
 }
 
@@ -426,17 +399,5 @@ function _rateHeaders(
     "X-Ratelimit-Limit": String(taken.limit),
     "X-Ratelimit-Remaining": String(taken.remaining),
     "X-Ratelimit-Reset": String(Math.ceil(taken.resetAt / 1000)),
-  };
-}
-
-function _json(
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): MockResponse {
-  return {
-    status,
-    headers: { "Content-Type": "application/json", ...headers },
-    body: JSON.stringify(body),
   };
 }

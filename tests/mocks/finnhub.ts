@@ -8,7 +8,7 @@
  */
 import { isValidDate } from "../../core/calendar.ts";
 import { createWindowLimiter, datesBetween, type Market, type MockBar } from "./market.ts";
-import type { MockRequest, MockResponse, MockRoute } from "./server.ts";
+import { jsonResponse, type MockRequest, type MockResponse, type MockRoute } from "./server.ts";
 
 /** Options of {@link createFinnhubMock}. */
 export interface FinnhubMockOptions {
@@ -26,7 +26,6 @@ export interface FinnhubMockOptions {
 export interface FinnhubMock extends MockRoute {
   /** Served bars by `symbol|resolution|ts` (daily ts: New York midnight). */
   served: Map<string, MockBar>;
-  stats: { candles: number; tooMany: number };
 }
 
 /** A premium key. */
@@ -45,31 +44,30 @@ export function createFinnhubMock(options: FinnhubMockOptions): FinnhubMock {
     options.rateLimits ?? [{ limit: 60, windowMs: 60_000 }, { limit: 30, windowMs: 1_000 }],
   );
   const served = new Map<string, MockBar>();
-  const stats = { candles: 0, tooMany: 0 };
 
   function handle(request: MockRequest): MockResponse {
-    if (request.path !== "/api/v1/stock/candle") return _json(404, { error: "Not found" });
+    const error = (status: number, error: string) => jsonResponse(status, { error });
+    if (request.path !== "/api/v1/stock/candle") return error(404, "Not found");
     const token = request.query.get("token") ?? request.headers.get("X-Finnhub-Token");
-    if (!token) return _json(401, { error: "Please use an API key." });
+    if (!token) return error(401, "Please use an API key.");
     const plan = keys[token];
-    if (!plan) return _json(401, { error: "Invalid API key." });
+    if (!plan) return error(401, "Invalid API key.");
     if (!limiter.take(token, request.at).ok) {
-      stats.tooMany++;
-      return _json(429, { error: "API limit reached. Please try again later. Remaining Limit: 0" });
+      return error(429, "API limit reached. Please try again later. Remaining Limit: 0");
     }
-    if (plan === "free") return _json(403, { error: "You don't have access to this resource." });
+    if (plan === "free") return error(403, "You don't have access to this resource.");
     const q = request.query;
     const symbol = q.get("symbol");
     const resolution = q.get("resolution") ?? "";
     const from = Number(q.get("from"));
     let to = Number(q.get("to"));
-    if (!symbol) return _json(422, { error: "Missing symbol" });
-    if (!_RESOLUTIONS.includes(resolution)) return _json(422, { error: "Wrong resolution" });
+    if (!symbol) return error(422, "Missing symbol");
+    if (!_RESOLUTIONS.includes(resolution)) return error(422, "Wrong resolution");
     if (!q.has("from") || !q.has("to") || !Number.isInteger(from) || !Number.isInteger(to)) {
-      return _json(422, { error: "Wrong from or to" });
+      return error(422, "Wrong from or to");
     }
     if (resolution === "W" || resolution === "M") {
-      return _json(422, { error: "the mock serves intraday and daily candles only" });
+      return error(422, "the mock serves intraday and daily candles only");
     }
     const daily = resolution === "D";
     // Only one month of intraday candles per call.
@@ -77,18 +75,13 @@ export function createFinnhubMock(options: FinnhubMockOptions): FinnhubMock {
     const bars: MockBar[] = [];
     for (const date of datesBetween(from * 1000, to * 1000)) {
       if (!isValidDate(date)) continue;
-      if (daily) {
-        // Daily candles are split-adjusted; intraday candles are not.
-        const bar = options.market.daily(symbol, date, "sip", "split");
-        if (bar && bar.ts >= from * 1000 && bar.ts <= to * 1000) bars.push(bar);
-      } else {
-        for (const bar of options.market.buckets(symbol, date, "sip", Number(resolution))) {
-          if (bar.ts >= from * 1000 && bar.ts <= to * 1000) bars.push(bar);
-        }
-      }
+      // Daily candles are split-adjusted; intraday candles are not.
+      const day = daily
+        ? [options.market.daily(symbol, date, "sip", "split")].filter((bar) => bar !== undefined)
+        : options.market.buckets(symbol, date, "sip", Number(resolution));
+      bars.push(...day.filter((bar) => bar.ts >= from * 1000 && bar.ts <= to * 1000));
     }
-    if (bars.length === 0) return _json(200, { s: "no_data" });
-    stats.candles += bars.length;
+    if (bars.length === 0) return jsonResponse(200, { s: "no_data" });
     if (options.record !== false) {
       for (const bar of bars) served.set(`${symbol}|${resolution}|${bar.ts}`, bar);
     }
@@ -96,7 +89,7 @@ export function createFinnhubMock(options: FinnhubMockOptions): FinnhubMock {
       daily && options.dailyAtUtcMidnight
         ? Date.parse(`${new Date(bar.ts).toISOString().slice(0, 10)}T00:00:00Z`) / 1000
         : bar.ts / 1000;
-    return _json(200, {
+    return jsonResponse(200, {
       c: bars.map((b) => b.close),
       h: bars.map((b) => b.high),
       l: bars.map((b) => b.low),
@@ -107,9 +100,5 @@ export function createFinnhubMock(options: FinnhubMockOptions): FinnhubMock {
     });
   }
 
-  return { handle, served, stats };
-}
-
-function _json(status: number, body: unknown): MockResponse {
-  return { status, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  return { handle, served };
 }

@@ -9,7 +9,7 @@
  */
 import { tradingSession } from "../../core/calendar.ts";
 import { createWindowLimiter, type Market, type MockBar } from "./market.ts";
-import type { MockRequest, MockResponse, MockRoute } from "./server.ts";
+import { jsonResponse, type MockRequest, type MockResponse, type MockRoute } from "./server.ts";
 
 /** Options of {@link createIexMock}. */
 export interface IexMockOptions {
@@ -117,11 +117,7 @@ export function createIexMock(options: IexMockOptions): IexMock {
       }
     }
     messages += Math.max(1, rows.length);
-    return {
-      status: 200,
-      headers: { "Content-Type": "application/json", "iexcloud-messages-used": String(messages) },
-      body: JSON.stringify(rows),
-    };
+    return jsonResponse(200, rows, { "iexcloud-messages-used": String(messages) });
   }
 
   return { handle, served };
@@ -129,8 +125,5 @@ export function createIexMock(options: IexMockOptions): IexMock {
 
 /** `HH:MM` New York wall-clock time of `ts`, knowing `open` is 09:30 that day. */
 function _wallClock(ts: number, open: number): string {
-  const minutes = 9 * 60 + 30 + (ts - open) / 60_000;
-  return `${String(Math.floor(minutes / 60)).padStart(2, "0")}:${
-    String(minutes % 60).padStart(2, "0")
-  }`;
+  return new Date((9 * 60 + 30) * 60_000 + ts - open).toISOString().slice(11, 16);
 }

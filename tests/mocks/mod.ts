@@ -56,9 +56,7 @@ export function startProviderMocks(options: ProviderMocksOptions = {}): Provider
   const polygon = createPolygonMock({ ...options.polygon, market });
   const finnhub = createFinnhubMock({ ...options.finnhub, market });
   const iex = createIexMock({ ...options.iex, market });
-  const server = startMockServer({ alpaca, polygon, finnhub, iex }, {
-    latencyMs: options.latencyMs,
-  });
+  const server = startMockServer({ alpaca, polygon, finnhub, iex }, options);
   return {
     server,
     market,

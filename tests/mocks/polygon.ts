@@ -16,7 +16,7 @@ import {
   type MockBar,
   nyMidnight,
 } from "./market.ts";
-import type { MockRequest, MockResponse, MockRoute } from "./server.ts";
+import { jsonResponse, type MockRequest, type MockResponse, type MockRoute } from "./server.ts";
 
 /** Options of {@link createPolygonMock}. */
 export interface PolygonMockOptions {
@@ -194,61 +194,48 @@ export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
 
   function handle(request: MockRequest): MockResponse {
     const id = `mock${(++requestId).toString(16).padStart(12, "0")}`;
-    const error = (status: number, body: Record<string, unknown>) =>
-      _json(status, { ...body, request_id: id });
+    const answer = (status: number, body: Record<string, unknown>) =>
+      jsonResponse(status, { ...body, request_id: id });
+    const error = (status: number, message: string) =>
+      answer(status, { status: "ERROR", error: message });
     const bearer = /^Bearer (.+)$/.exec(request.headers.get("Authorization") ?? "")?.[1];
     const key = request.query.get("apiKey") ?? bearer;
     const plan = key === undefined ? undefined : keys[key];
-    if (!plan) return error(401, { status: "ERROR", error: "Unknown API Key" });
+    if (!plan) return error(401, "Unknown API Key");
     if (!limiter.take(key!, request.at).ok) {
       stats.tooMany++;
-      return error(429, {
-        status: "ERROR",
-        error:
-          "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://polygon.io/pricing",
-      });
+      return error(
+        429,
+        "You've exceeded the maximum requests per minute, please wait or upgrade your subscription to continue. https://polygon.io/pricing",
+      );
     }
     if (request.path === "/v3/reference/tickers") return tickers(request, error);
     const match = /^\/v2\/aggs\/ticker\/([^/]+)\/range\/([^/]+)\/([^/]+)\/([^/]+)\/([^/]+)$/
       .exec(request.path);
-    if (!match) return error(404, { status: "NOT_FOUND", message: "Not found" });
+    if (!match) return answer(404, { status: "NOT_FOUND", message: "Not found" });
     const [, tickerText, multiplierText, timespan, fromText, toText] = match;
     const ticker = decodeURIComponent(tickerText);
     const multiplier = Number(multiplierText);
     if (!Number.isInteger(multiplier) || multiplier < 1) {
-      return error(400, { status: "ERROR", error: `invalid multiplier ${multiplierText}` });
+      return error(400, `invalid multiplier ${multiplierText}`);
     }
-    if (!_TIMESPANS.includes(timespan)) {
-      return error(400, { status: "ERROR", error: `invalid timespan ${timespan}` });
-    }
+    if (!_TIMESPANS.includes(timespan)) return error(400, `invalid timespan ${timespan}`);
     const from = _parseBound(fromText, false);
     const to = _parseBound(toText, true);
-    if (Number.isNaN(from) || Number.isNaN(to)) {
-      return error(400, { status: "ERROR", error: "invalid from or to" });
-    }
+    if (Number.isNaN(from) || Number.isNaN(to)) return error(400, "invalid from or to");
     if (plan === "free" && ["second", "minute", "hour"].includes(timespan)) {
-      return error(403, {
+      return answer(403, {
         status: "NOT_AUTHORIZED",
         message:
           "You are not entitled to this data. Please upgrade your plan at https://polygon.io/pricing",
       });
     }
     if (timespan !== "minute" && timespan !== "day") {
-      return error(400, {
-        status: "ERROR",
-        error: `the mock serves minute and day bars, not ${timespan}`,
-      });
+      return error(400, `the mock serves minute and day bars, not ${timespan}`);
     }
-    // A cursor carries the original parameters; they win over the query.
-    const params = new URLSearchParams(request.query);
-    const cursor = request.query.get("cursor");
-    if (cursor !== null) {
-      for (const [name, value] of new URLSearchParams(atob(cursor))) params.set(name, value);
-    }
+    const params = _withCursor(request.query);
     const limit = Math.min(Number(params.get("limit") ?? "5000"), 50_000);
-    if (!Number.isInteger(limit) || limit < 1) {
-      return error(400, { status: "ERROR", error: "invalid limit" });
-    }
+    if (!Number.isInteger(limit) || limit < 1) return error(400, "invalid limit");
     const adjusted = (params.get("adjusted") ?? "true") !== "false";
     const adjustment = adjusted ? "split" : "raw";
 
@@ -336,7 +323,7 @@ export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
           btoa(next.toString()).replaceAll("=", "")
         }`;
     }
-    return _json(200, body);
+    return jsonResponse(200, body);
   }
 
   /**
@@ -346,20 +333,14 @@ export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
    */
   function tickers(
     request: MockRequest,
-    error: (status: number, body: Record<string, unknown>) => MockResponse,
+    error: (status: number, message: string) => MockResponse,
   ): MockResponse {
-    const params = new URLSearchParams(request.query);
-    const cursor = request.query.get("cursor");
-    if (cursor !== null) {
-      for (const [name, value] of new URLSearchParams(atob(cursor))) params.set(name, value);
-    }
+    const params = _withCursor(request.query);
     const date = params.get("date") ?? new Date().toISOString().slice(0, 10);
-    if (!isValidDate(date)) {
-      return error(400, { status: "ERROR", error: `invalid date: ${date}` });
-    }
+    if (!isValidDate(date)) return error(400, `invalid date: ${date}`);
     const limit = Number(params.get("limit") ?? "100");
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-      return error(400, { status: "ERROR", error: "limit must be between 1 and 1000" });
+      return error(400, "limit must be between 1 and 1000");
     }
     const active = (params.get("active") ?? "true") !== "false";
     const market = params.get("market");
@@ -407,10 +388,20 @@ export function createPolygonMock(options: PolygonMockOptions): PolygonMock {
         btoa(next.toString()).replaceAll("=", "")
       }`;
     }
-    return _json(200, body);
+    return jsonResponse(200, body);
   }
 
   return { handle, served, stats };
+}
+
+/** The query with the parameters its `cursor` carries, which win over the query's own. */
+function _withCursor(query: URLSearchParams): URLSearchParams {
+  const params = new URLSearchParams(query);
+  const cursor = query.get("cursor");
+  if (cursor !== null) {
+    for (const [name, value] of new URLSearchParams(atob(cursor))) params.set(name, value);
+  }
+  return params;
 }
 
 function _parseBound(text: string, end: boolean): number {
@@ -438,8 +429,4 @@ function _groupDays(bars: MockBar[], n: number): MockBar[] {
     });
   }
   return out;
-}
-
-function _json(status: number, body: unknown): MockResponse {
-  return { status, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
 }

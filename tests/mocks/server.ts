@@ -29,6 +29,19 @@ export interface MockResponse {
   body: string;
 }
 
+/** A JSON answer of `body` with `headers` after its Content-Type. */
+export function jsonResponse(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): MockResponse {
+  return {
+    status,
+    headers: { "Content-Type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
 /** A provider mock mounted on the server. */
 export interface MockRoute {
   handle(request: MockRequest): MockResponse | Promise<MockResponse>;
@@ -132,8 +145,7 @@ export function startMockServer(
   options: MockServerOptions = {},
 ): MockServer {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
   const requests: RecordedRequest[] = [];
   const faults = new Map<string, Fault[]>();
   const connections = new Set<Deno.Conn>();
@@ -141,7 +153,7 @@ export function startMockServer(
   const closing = new AbortController();
   let seq = 0;
 
-  const serve = async () => {
+  const loop = (async () => {
     try {
       for await (const conn of listener) {
         connections.add(conn);
@@ -154,8 +166,7 @@ export function startMockServer(
     } catch (error) {
       if (!closing.signal.aborted) throw error;
     }
-  };
-  const loop = serve();
+  })();
 
   async function _handle(conn: Deno.Conn): Promise<void> {
     try {
@@ -204,15 +215,7 @@ export function startMockServer(
       } else if (!route) {
         response = { status: 404, body: `no mock mounted at /${provider}` };
       } else {
-        response = await route.handle({
-          seq: record.seq,
-          provider,
-          method,
-          path: record.path,
-          query: full.searchParams,
-          headers,
-          at: record.at,
-        });
+        response = await route.handle({ ...record, query: full.searchParams, headers });
       }
       record.status = response.status;
       await _write(conn, response, fault?.kind === "truncate");
