@@ -133,6 +133,18 @@ Deno.test("SQL console in a headless browser at 1280 and 390 px", async () => {
         await page.locator("#query-result .query-chart").getAttribute("data-first-time"),
         String(Date.parse("2024-03-04T04:00:00Z") / 1000),
       );
+      // Hovering names the time under the pointer (as the axis reads it) and the line's value.
+      const chartBox = (await page.locator("#query-result .query-chart").boundingBox())!;
+      await page.mouse.move(chartBox.x + chartBox.width / 2, chartBox.y + chartBox.height / 2);
+      const hover = page.locator("#query-result .query-chart-hover");
+      await page.waitForFunction(
+        "document.querySelector('#query-result .query-chart-hover').textContent !== ''",
+      );
+      assert.match(await hover.textContent() ?? "", /^2024-03-04 \d\d:\d\d · close [\d,.]+$/);
+      await page.mouse.move(0, 0);
+      await page.waitForFunction(
+        "document.querySelector('#query-result .query-chart-hover').textContent === ''",
+      );
       // The address bar now opens this query.
       assert.equal(new URL(page.url()).searchParams.get("sql"), CHART_SQL);
       await page.screenshot({ path: `${OUTPUT}console-chart-${width}.png` });

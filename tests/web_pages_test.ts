@@ -733,6 +733,13 @@ Deno.test("dashboard time zone switch, overview filter, job pace, resume and ret
         const running = await get(`/partials/jobs/${id}`, hx);
         assert.match(running, /data-pace="eta"/);
         assert.match(running, /elapsed <span data-pace="elapsed">/);
+        // The jobs table shows its pace too: elapsed, tasks ended of all, bars/s.
+        const pace = new RegExp(`data-pace="${id}">[^<]+ · [\\d,]+/[\\d,]+ tasks · [\\d,]+ bars/s`);
+        await waitUntil(
+          async () => pace.test(await get("/partials/jobs", hx)),
+          30_000,
+          "the pace in the jobs table",
+        );
         await post(`/partials/jobs/${id}/cancel`);
         await waitUntil(async () => await status(id) === "cancelled", 30_000, "the cancel");
         const cancelled = await get(`/jobs/${id}`);

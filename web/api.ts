@@ -29,7 +29,7 @@ import {
 import { BAR_MEDIA_TYPES, barsPage, formatFromAccept } from "./bars.ts";
 import type { WebContext } from "./context.ts";
 import { summarizeCoverage } from "./coverage.ts";
-import { HttpError, notFound } from "./errors.ts";
+import { conflict, notFound } from "./errors.ts";
 import { href } from "./html.ts";
 import {
   checkKnownParams,
@@ -59,11 +59,10 @@ import {
   startBackfill,
   startExport,
   startUpdate,
-  type UniverseCoverage,
   type UniverseView,
   universeView,
 } from "./services.ts";
-import { progressBySymbol } from "./views.ts";
+import { progressBySymbol, type UniverseCoverageView } from "./views.ts";
 
 /** Registers the `/api` routes. */
 export function registerApi(app: Hono, ctx: WebContext): void {
@@ -113,10 +112,7 @@ export function registerApi(app: Hono, ctx: WebContext): void {
 
   app.get("/api/universes", async (c) => {
     checkKnownParams(c.req.query(), []);
-    const views = await listUniverseViews(ctx);
-    return c.json({
-      universes: views.map(_universeJson),
-    });
+    return c.json({ universes: (await listUniverseViews(ctx)).map(_universeJson) });
   });
 
   app.get("/api/universes/:name", async (c) => {
@@ -187,15 +183,9 @@ export function registerApi(app: Hono, ctx: WebContext): void {
 
   app.get("/api/coverage", async (c) => {
     const { symbol, ...range } = parseQuery(c.req.query(), "GET /api/coverage");
-    const result = await coverageOf(ctx, symbol, range);
-    return c.json({
-      symbol,
-      timeframe: result.timeframe,
-      start: result.start,
-      end: result.end,
-      summary: summarizeCoverage(result.days),
-      days: result.days,
-    });
+    // Spread in its order: timeframe, start, end, then summary and days.
+    const { days, ...coverage } = await coverageOf(ctx, symbol, range);
+    return c.json({ symbol, ...coverage, summary: summarizeCoverage(days), days });
   });
 
   app.get("/api/jobs", (c) => {
@@ -242,14 +232,10 @@ export function registerApi(app: Hono, ctx: WebContext): void {
         message: "Already done",
       });
     }
-    const location = `/api/jobs/${result.job.id}`;
-    c.header("Location", location);
-    return c.json({
+    return _started(ctx, c, result.job, {
       status: result.resumed ? "resumed" : "started",
-      job: jobJson(ctx, result.job),
       tasks_left: result.tasksLeft,
-      links: { self: location, page: `/jobs/${result.job.id}` },
-    }, 202);
+    });
   });
 
   app.delete("/api/jobs/:id", (c) => {
@@ -296,7 +282,7 @@ export function registerApi(app: Hono, ctx: WebContext): void {
       const why = job.status === "running" || job.status === "pending"
         ? `it is still running; poll /api/jobs/${job.id}`
         : `it is ${job.status}${job.error ? `: ${job.error}` : ""}`;
-      throw new HttpError(409, "conflict", `Cannot download export ${job.id}: ${why}`);
+      throw conflict(`Cannot download export ${job.id}: ${why}`);
     }
     let opened: Deno.FsFile;
     try {
@@ -381,13 +367,19 @@ function _jobsStarted(ctx: WebContext, c: Context, { jobs }: { jobs: JobRecord[]
   return c.json({ status: "started", jobs: jobs.map((job) => jobJson(ctx, job)) }, 202);
 }
 
-/** 202 with the started job and where to poll it. */
-function _started(ctx: WebContext, c: Context, job: JobRecord) {
+/** 202 with the started job, `extra` (which may set another status) and where to poll it. */
+function _started(
+  ctx: WebContext,
+  c: Context,
+  job: JobRecord,
+  extra: Record<string, unknown> = {},
+) {
   const location = `/api/jobs/${job.id}`;
   c.header("Location", location);
   return c.json({
     status: "started",
     job: jobJson(ctx, job),
+    ...extra,
     links: { self: location, page: `/jobs/${job.id}` },
   }, 202);
 }
@@ -410,7 +402,7 @@ function _universeJson(view: UniverseView) {
   return { ...universeJson(view.info), coverage: _coverageJson(view.coverage) };
 }
 
-function _coverageJson(coverage: UniverseCoverage) {
+function _coverageJson(coverage: UniverseCoverageView) {
   return {
     members: coverage.members,
     with_bars: coverage.withBars,

@@ -83,9 +83,8 @@ export function formatFromAccept(accept: string | undefined): BarFormat | undefi
     return { type: type.trim(), q: q === undefined ? 1 : Number(q.slice(2)) };
   }).filter((entry) => entry.q > 0).sort((a, b) => b.q - a.q);
   for (const { type } of wanted) {
-    for (const format of BAR_FORMATS) {
-      if (BAR_MEDIA_TYPES[format] === type) return format;
-    }
+    const format = BAR_FORMATS.find((format) => BAR_MEDIA_TYPES[format] === type);
+    if (format !== undefined) return format;
     if (type === "application/x-parquet") return "parquet";
     if (type === "*/*" || type === "application/*") return "json";
     if (type === "text/*") return "csv";

@@ -39,6 +39,7 @@ import {
   masterPanel,
   masterSummary,
   nyOffsetMs,
+  tableHead,
   timeTag,
   type TimeZoneSetting,
 } from "./views.ts";
@@ -160,15 +161,14 @@ async function chartData(
   if (range !== undefined && (startParam !== undefined || endParam !== undefined)) {
     throw badRequest(`Invalid range ${range}: give range or start and end, not both`);
   }
-  const series = (await heavy(ctx, () => ctx.deps.data.series())).filter((s) =>
-    s.symbol === symbol
-  );
+  const stored = await heavy(ctx, () => ctx.deps.data.series());
+  const series = stored.filter((s) => s.symbol === symbol);
   if (series.length === 0) throw await noBarsError(ctx, symbol);
   const timeframes = series.map((s) => s.timeframe);
   const timeframe = requested ?? timeframes[0];
-  const stored = series.find((s) => s.timeframe === timeframe) ?? series[0];
-  const firstDay = exchangeDate(stored.firstTs);
-  const lastDay = exchangeDate(stored.lastTs);
+  const shown = series.find((s) => s.timeframe === timeframe) ?? series[0];
+  const firstDay = exchangeDate(shown.firstTs);
+  const lastDay = exchangeDate(shown.lastTs);
   const ranged = range === undefined ? undefined : rangeDates(range, firstDay, lastDay);
   const end = ranged?.[1] ?? endParam ?? lastDay;
   const start = ranged?.[0] ?? startParam ??
@@ -180,9 +180,7 @@ async function chartData(
   const { bars, truncated } = await _readChartBars(ctx, symbol, timeframe, start, end);
   let compare: ChartPanelData["compare"];
   if (query.compare !== undefined) {
-    const known = (await heavy(ctx, () => ctx.deps.data.series())).some((s) =>
-      s.symbol === query.compare && s.timeframe === timeframe
-    );
+    const known = stored.some((s) => s.symbol === query.compare && s.timeframe === timeframe);
     const read = known
       ? await _readChartBars(ctx, query.compare, timeframe, start, end)
       : { bars: [] };
@@ -212,8 +210,8 @@ async function chartData(
     range,
     tz,
     stylesheet: ctx.asset("chart.css"),
-    bars: bars.length === 0 ? [] : [bars[0]],
-    barCount: bars.length === 0 ? 0 : bars[0].length,
+    bars,
+    barCount: bars[0]?.length ?? 0,
     truncated,
     compare,
     markers: bars.length === 0 ? [] : await chartMarkers(ctx, symbol, timeframe, start, end),
@@ -367,37 +365,28 @@ function _cardTime(ms: number | null, timeframe: Timeframe, tz: TimeZoneSetting)
 /** Chunks read newest first, as one chunk oldest first, keeping the newest `keep` rows. */
 function _oldestFirst(chunks: readonly BarColumns[], keep: number): BarColumns[] {
   if (keep === 0) return [];
-  const out: BarColumns = {
-    length: keep,
-    ts: new Float64Array(keep),
-    tsMicros: new BigInt64Array(keep),
-    open: new Float64Array(keep),
-    high: new Float64Array(keep),
-    low: new Float64Array(keep),
-    close: new Float64Array(keep),
-    volume: new Float64Array(keep),
-    vwap: new Float64Array(keep),
-    tradeCount: new Float64Array(keep),
-    tradingDate: new Array<string>(keep),
-    session: new Array<string>(keep),
-  };
-  let target = keep - 1;
+  const rows: [BarColumns, number][] = [];
   for (const chunk of chunks) {
-    for (let i = 0; i < chunk.length && target >= 0; i++, target--) {
-      out.ts[target] = chunk.ts[i];
-      out.tsMicros[target] = chunk.tsMicros[i];
-      out.open[target] = chunk.open[i];
-      out.high[target] = chunk.high[i];
-      out.low[target] = chunk.low[i];
-      out.close[target] = chunk.close[i];
-      out.volume[target] = chunk.volume[i];
-      out.vwap[target] = chunk.vwap[i];
-      out.tradeCount[target] = chunk.tradeCount[i];
-      out.tradingDate[target] = chunk.tradingDate[i];
-      out.session[target] = chunk.session[i];
-    }
+    for (let i = 0; i < chunk.length && rows.length < keep; i++) rows.push([chunk, i]);
   }
-  return [out];
+  rows.reverse();
+  const floats = (
+    name: "ts" | "open" | "high" | "low" | "close" | "volume" | "vwap" | "tradeCount",
+  ) => Float64Array.from(rows, ([chunk, i]) => chunk[name][i]);
+  return [{
+    length: keep,
+    ts: floats("ts"),
+    tsMicros: BigInt64Array.from(rows, ([chunk, i]) => chunk.tsMicros[i]),
+    open: floats("open"),
+    high: floats("high"),
+    low: floats("low"),
+    close: floats("close"),
+    volume: floats("volume"),
+    vwap: floats("vwap"),
+    tradeCount: floats("tradeCount"),
+    tradingDate: rows.map(([chunk, i]) => chunk.tradingDate[i]),
+    session: rows.map(([chunk, i]) => chunk.session[i]),
+  }];
 }
 
 /** Everything the chart panel of a symbol page shows. */
@@ -508,32 +497,26 @@ export function chartPanel(data: ChartPanelData): Html {
   const pageUrl = (params: Record<string, string>) =>
     href(`/symbols/${encodeURIComponent(data.symbol)}`, { ...params, ...keep });
   const intraday = data.timeframe !== "1d";
-  const latest: Html[] = [];
-  const flat: { ts: number; chunk: BarColumns; index: number }[] = [];
+  // The newest 25 bars, newest first.
+  const flat: { chunk: BarColumns; i: number }[] = [];
   for (let c = data.bars.length - 1; c >= 0 && flat.length < 25; c--) {
     const chunk = data.bars[c];
-    for (let i = chunk.length - 1; i >= 0 && flat.length < 25; i--) {
-      flat.push({ ts: chunk.ts[i], chunk, index: i });
-    }
+    for (let i = chunk.length - 1; i >= 0 && flat.length < 25; i--) flat.push({ chunk, i });
   }
-  for (const { ts, chunk, index: i } of flat) {
-    latest.push(
-      html`
-        <tr>
-          <td>${intraday ? timeTag(ts, tz) : chunk.tradingDate[i]}</td>
-          <td class="num">${chunk.open[i]}</td>
-          <td class="num">${chunk.high[i]}</td>
-          <td class="num">${chunk.low[i]}</td>
-          <td class="num">${chunk.close[i]}</td>
-          <td class="num">${formatCount(chunk.volume[i])}</td>
-          <td class="num">${Number.isNaN(chunk.vwap[i])
-            ? ""
-            : Number(chunk.vwap[i].toFixed(4))}</td>
-          <td>${chunk.session[i]}</td>
-        </tr>
-      `,
-    );
-  }
+  const latest = flat.map(({ chunk, i }) =>
+    html`
+      <tr>
+        <td>${intraday ? timeTag(chunk.ts[i], tz) : chunk.tradingDate[i]}</td>
+        <td class="num">${chunk.open[i]}</td>
+        <td class="num">${chunk.high[i]}</td>
+        <td class="num">${chunk.low[i]}</td>
+        <td class="num">${chunk.close[i]}</td>
+        <td class="num">${formatCount(chunk.volume[i])}</td>
+        <td class="num">${Number.isNaN(chunk.vwap[i]) ? "" : Number(chunk.vwap[i].toFixed(4))}</td>
+        <td>${chunk.session[i]}</td>
+      </tr>
+    `
+  );
   const csv = href("/api/bars", {
     symbol: data.symbol,
     timeframe: data.timeframe,
@@ -637,18 +620,11 @@ export function chartPanel(data: ChartPanelData): Html {
     ${latest.length === 0 ? empty("No bars in this range.") : html`
       <div class="table-wrap">
         <table>
-          <thead>
-            <tr>
-              <th>${intraday ? "time" : "date"}</th>
-              <th class="num">open</th>
-              <th class="num">high</th>
-              <th class="num">low</th>
-              <th class="num">close</th>
-              <th class="num">volume</th>
-              <th class="num">vwap</th>
-              <th>session</th>
-            </tr>
-          </thead>
+          ${tableHead([
+            intraday ? "time" : "date",
+            ...["open", "high", "low", "close", "volume", "vwap"].map((num) => ({ num })),
+            "session",
+          ])}
           <tbody>${latest}</tbody>
         </table>
       </div>
@@ -670,7 +646,7 @@ function _legend(data: ChartPanelData): Html {
     html`<span class="item ${cls}" data-field="${name}"><b>${
       name === "time" ? "" : name.toUpperCase().slice(0, 1)
     }</b>${value}</span>`;
-  const price = (n: number) => n.toFixed(n >= 1000 ? 2 : n >= 1 ? 2 : 4);
+  const price = (n: number) => n.toFixed(n >= 1 ? 2 : 4);
   return html`
     <span
       class="item symbol">${data.symbol} · ${data.timeframe}</span>${item(
@@ -746,13 +722,7 @@ export function backfillAction(
 /** The coverage calendar as month grids with a legend. */
 export function coverageView(days: readonly CoverageDay[], summary: CoverageSummary): Html {
   if (days.length === 0) return empty("No dates in range.");
-  const months = new Map<string, CoverageDay[]>();
-  for (const day of days) {
-    const key = day.date.slice(0, 7);
-    let list = months.get(key);
-    if (!list) months.set(key, list = []);
-    list.push(day);
-  }
+  const months = Map.groupBy(days, (day) => day.date.slice(0, 7));
   const shown = [...months].slice(-12);
   const legend: [string, string, number][] = [
     ["full", "data", summary.full],

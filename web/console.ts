@@ -118,11 +118,9 @@ export function registerConsole(app: Hono, ctx: WebContext, layout: LayoutContex
       );
     } catch (error) {
       // DuckDB's message carries a caret under the offending character: keep its lines as they are.
-      if (error instanceof QuerySqlError || error instanceof QueryRejectedError) {
-        return fragment(c, queryErrorView(error.message), 400);
-      }
-      if (error instanceof QueryTimeoutError) {
-        return fragment(c, queryErrorView(error.message), 504);
+      const timeout = error instanceof QueryTimeoutError;
+      if (timeout || error instanceof QuerySqlError || error instanceof QueryRejectedError) {
+        return fragment(c, queryErrorView(error.message), timeout ? 504 : 400);
       }
       throw error;
     }
@@ -161,11 +159,9 @@ export async function readSchema(engine: QueryEngine): Promise<SchemaTable[]> {
   const tables = new Map<string, SchemaTable>();
   for (const [table, isView, column, type] of result.rows) {
     const name = String(table);
-    let entry = tables.get(name);
-    if (entry === undefined) {
-      entry = { name, kind: isView === true ? "view" : "table", columns: [] };
-      tables.set(name, entry);
-    }
+    const entry: SchemaTable = tables.get(name) ??
+      { name, kind: isView === true ? "view" : "table", columns: [] };
+    tables.set(name, entry);
     entry.columns.push({ name: String(column), type: String(type) });
   }
   return [...tables.values()].sort((a, b) =>
@@ -336,6 +332,7 @@ function _chartView(result: QueryResult, kinds: readonly _Kind[]): Html | string
     series: [...series].map(([name, points]) => ({ name, points })),
   };
   return html`<figure class="query-chart-box">
+    <div class="query-chart-hover small" aria-live="polite"></div>
     <div class="query-chart" data-chart="${JSON.stringify(data)}" role="img"
       aria-label="${data.value} by ${data.time}"></div>
     <figcaption class="small muted">${data.value} by ${data.time}${

@@ -76,11 +76,8 @@ export function coverageCalendar(
   const low = new Set(gaps.lowCoverage.map((day) => day.date));
   const knownEmpty = new Set(gaps.knownEmpty);
   const holidays = new Map<string, string>();
-  for (
-    let year = Number(options.start.slice(0, 4));
-    year <= Number(options.end.slice(0, 4));
-    year++
-  ) {
+  const lastYear = Number(options.end.slice(0, 4));
+  for (let year = Number(options.start.slice(0, 4)); year <= lastYear; year++) {
     for (const holiday of holidaysOf(year)) holidays.set(holiday.date, holiday.name);
   }
   const days: CoverageDay[] = [];

@@ -35,6 +35,11 @@ export function notFound(message: string): HttpError {
   return new HttpError(404, "not_found", message);
 }
 
+/** 409: the request conflicts with the job or schedule it names. */
+export function conflict(message: string, cause?: unknown): HttpError {
+  return new HttpError(409, "conflict", message, { cause });
+}
+
 /** 503 with `Retry-After`: the server is at a capacity limit. */
 export function busy(message: string, retryAfterSeconds = 1): HttpError {
   return new HttpError(503, "busy", message, {

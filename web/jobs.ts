@@ -23,7 +23,7 @@ import type { JobRecord, JobSpec } from "../core/jobs.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { PreparedIngest } from "../providers/ingest_request.ts";
 import type { Store } from "../storage/mod.ts";
-import { busy, HttpError, notFound } from "./errors.ts";
+import { busy, conflict, notFound } from "./errors.ts";
 
 /** What starting a job gave: a running job, or nothing to do. */
 export type StartResult =
@@ -137,19 +137,13 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
       checkRoom(1);
       const plan = _plan(options, prepared);
       if (plan.resumes && byId(plan.resumes.id)) {
-        throw new HttpError(
-          409,
-          "conflict",
-          `Job ${plan.resumes.id} is already running in this server`,
-        );
+        throw conflict(`Job ${plan.resumes.id} is already running in this server`);
       }
       const overlapping = [...entries].find((entry) =>
         entry.spec !== undefined && _sharesPartitions(entry.spec, plan.spec)
       );
       if (overlapping) {
-        throw new HttpError(
-          409,
-          "conflict",
+        throw conflict(
           `Job ${
             overlapping.jobId ?? "(starting)"
           } is writing the same symbols and months; wait for it to end or cancel it`,
@@ -267,7 +261,7 @@ export function createJobRunner(options: JobRunnerOptions): JobRunner {
         const why = job.status === "running" || job.status === "pending"
           ? `it runs in another process (pid ${job.pid ?? "?"}); stop that process to cancel it`
           : `it is ${job.status}`;
-        throw new HttpError(409, "conflict", `Cannot cancel job ${job.id}: ${why}`);
+        throw conflict(`Cannot cancel job ${job.id}: ${why}`);
       }
       entry.controller.abort(new DOMException("Cancelled from the web", "AbortError"));
       return job;
@@ -316,7 +310,7 @@ function _plan(options: JobRunnerOptions, prepared: PreparedIngest): JobPlan {
     const message = kind === undefined || kind === "ingest"
       ? error.message
       : `Cannot resume job ${error.jobId}: it is a ${kind} job, not an ingest`;
-    throw new HttpError(409, "conflict", message, { cause: error });
+    throw conflict(message, error);
   }
 }
 

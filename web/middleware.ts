@@ -83,9 +83,7 @@ export function sameOriginWrites(): MiddlewareHandler {
       let foreign = site === "cross-site" || site === "same-site";
       // A form POST under `Referrer-Policy: no-referrer` says `Origin: null`; the browser's
       // Sec-Fetch-Site still tells a same-origin one apart (a sandboxed frame says cross-site).
-      if (origin === "null" && site === "same-origin") {
-        // same-origin: allowed
-      } else if (origin !== undefined) {
+      if (origin !== undefined && !(origin === "null" && site === "same-origin")) {
         try {
           foreign ||= new URL(origin).host !== _host(c);
         } catch {
@@ -262,11 +260,10 @@ export function accessLog(target: AccessLogTarget): MiddlewareHandler {
 
 function _loggedPath(url: URL): string {
   if (url.search === "") return url.pathname;
-  const parts: string[] = [];
-  for (const [name, value] of url.searchParams) {
+  const parts = [...url.searchParams].map(([name, value]) => {
     const shown = _SECRET_PARAMS.test(name) ? "***" : value;
-    parts.push(`${encodeURIComponent(name)}=${encodeURIComponent(shown).replaceAll("%2C", ",")}`);
-  }
+    return `${encodeURIComponent(name)}=${encodeURIComponent(shown).replaceAll("%2C", ",")}`;
+  });
   const text = `${url.pathname}?${parts.join("&")}`;
   // A console query can be long: the log keeps its start.
   return text.length > 300 ? `${text.slice(0, 297)}...` : text;

@@ -18,9 +18,11 @@ import {
 
 type Json = Record<string, unknown>;
 
+const _ref = (schema: string): Json => ({ $ref: `#/components/schemas/${schema}` });
+
 const _error = (description: string): Json => ({
   description,
-  content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+  content: { "application/json": { schema: _ref("Error") } },
 });
 
 const _ERRORS: Json = {
@@ -54,23 +56,16 @@ const _MASTER_FIELDS: Record<string, Json> = {
   source: _nullable({ type: "string", enum: [...REFERENCE_SOURCES] }),
 };
 
-const _ref = (schema: string): Json => ({ $ref: `#/components/schemas/${schema}` });
-
-const _jsonBody = (schema: string): Json => ({
-  required: true,
-  content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } },
-});
-
 const _JOB_STARTED: Json = {
   type: "object",
-  properties: { status: { const: "started" }, job: { $ref: "#/components/schemas/Job" } },
+  properties: { status: { const: "started" }, job: _ref("Job") },
 };
 
 const _JOBS_STARTED: Json = {
   type: "object",
   properties: {
     status: { type: "string", enum: ["started", "up-to-date"] },
-    jobs: { type: "array", items: { $ref: "#/components/schemas/Job" } },
+    jobs: { type: "array", items: _ref("Job") },
   },
 };
 
@@ -91,6 +86,14 @@ const _listOf = (key: string, schema: Json): Json => ({
   properties: { [key]: { type: "array", items: schema } },
 });
 
+/** A request body of exactly these `properties`. */
+const _request = (properties: Record<string, Json>, required?: string[]): Json => ({
+  type: "object",
+  ...(required && { required }),
+  additionalProperties: false,
+  properties,
+});
+
 /** The 409 and 415 of a POST that starts ingest jobs. */
 const _INGEST_CONFLICTS: Json = {
   "409": _error("A running job writes the same partitions"),
@@ -100,10 +103,12 @@ const _INGEST_CONFLICTS: Json = {
 /** What a prune or delete answers without `confirm`. */
 const _DRY_RUN: Json = _json("Dry run: what would go; nothing changed", {
   type: "object",
-  properties: {
-    dry_run: { const: true },
-    plan: { $ref: "#/components/schemas/PrunePlan" },
-  },
+  properties: { dry_run: { const: true }, plan: _ref("PrunePlan") },
+});
+
+/** A GET tagged `tag` with its responses and path parameters. */
+const _get = (tag: string, summary: string, responses: Json, parameters: Json[] = []): Json => ({
+  get: { tags: [tag], summary, parameters, responses },
 });
 
 /** A read of the REST API: its `200` answer, the common errors, then `more` (a 409, a 504). */
@@ -111,9 +116,7 @@ const _apiGet = (
   summary: string,
   ok: Json,
   { parameters = [], more = {} }: { parameters?: Json[]; more?: Json } = {},
-): Json => ({
-  get: { tags: ["api"], summary, parameters, responses: { "200": ok, ..._ERRORS, ...more } },
-});
+): Json => _get("api", summary, { "200": ok, ..._ERRORS, ...more }, parameters);
 
 /**
  * A POST of the REST API with a JSON body of `schema`, behind the token: `ok` (its 2xx answers),
@@ -129,7 +132,7 @@ const _apiPost = (
     tags: ["api"],
     summary,
     security: [{ bearer: [] }],
-    requestBody: _jsonBody(schema),
+    requestBody: { required: true, content: { "application/json": { schema: _ref(schema) } } },
     responses: { ...ok, ..._ERRORS, ...more },
   },
 });
@@ -160,23 +163,23 @@ const _path = (name: string, description: string, schema: Json = { type: "string
 
 /** The OpenAPI document; `version` is the server's version. */
 export function openApiDocument(version: string): Json {
-  const page = (summary: string, parameters: Json[] = []): Json => ({
-    get: {
-      tags: ["dashboard"],
-      summary,
-      parameters,
-      responses: { "200": _html("The page"), "400": _html("Invalid parameter") },
-    },
-  });
-  const partial = (summary: string, parameters: Json[] = []): Json => ({
-    get: {
-      tags: ["partials"],
-      summary,
-      parameters,
-      responses: { "200": _html("An HTML fragment for htmx"), "400": _html("Invalid parameter") },
-    },
-  });
-  const formPost = (summary: string, schema: string): Json => ({
+  const page = (summary: string, parameters: Json[] = []): Json =>
+    _get("dashboard", summary, {
+      "200": _html("The page"),
+      "400": _html("Invalid parameter"),
+    }, parameters);
+  const partial = (summary: string, parameters: Json[] = []): Json =>
+    _get("partials", summary, {
+      "200": _html("An HTML fragment for htmx"),
+      "400": _html("Invalid parameter"),
+    }, parameters);
+  /** A form POST of a partial; `schema` names a component or is the schema itself. */
+  const formPost = (
+    summary: string,
+    schema: string | Json,
+    ok = "An HTML fragment for htmx",
+    invalid = "Invalid input",
+  ): Json => ({
     post: {
       tags: ["partials"],
       summary,
@@ -184,11 +187,11 @@ export function openApiDocument(version: string): Json {
       requestBody: {
         content: {
           "application/x-www-form-urlencoded": {
-            schema: { $ref: `#/components/schemas/${schema}` },
+            schema: typeof schema === "string" ? _ref(schema) : schema,
           },
         },
       },
-      responses: { "200": _html("An HTML fragment for htmx"), "400": _html("Invalid input") },
+      responses: { "200": _html(ok), "400": _html(invalid) },
     },
   });
   return {
@@ -240,12 +243,12 @@ export function openApiDocument(version: string): Json {
             },
             provider: { type: "string", description: '"" for prune, delete and export' },
             timeframe: {
-              oneOf: [TIMEFRAME_SCHEMA, { type: "null" }],
+              ..._nullable(TIMEFRAME_SCHEMA),
               description: "null for a prune or delete of every timeframe",
             },
             symbols: { type: "array", items: { type: "string" } },
-            start: { oneOf: [DATE_SCHEMA, { type: "null" }] },
-            end: { oneOf: [DATE_SCHEMA, { type: "null" }] },
+            start: _nullable(DATE_SCHEMA),
+            end: _nullable(DATE_SCHEMA),
             params: { type: "object", description: "provider options, or the job's options" },
             bars_written: { type: "integer" },
             result: {
@@ -258,9 +261,7 @@ export function openApiDocument(version: string): Json {
               type: "boolean",
               description: "the job's bars are being aggregated in this server",
             },
-            progress: {
-              oneOf: [{ $ref: "#/components/schemas/JobProgress" }, { type: "null" }],
-            },
+            progress: _nullable(_ref("JobProgress")),
             aggregation: {
               type: ["object", "null"],
               description:
@@ -394,95 +395,68 @@ export function openApiDocument(version: string): Json {
             days: { type: "integer", description: "ingested-day records forgotten" },
           },
         },
-        UpdateRequest: {
-          type: "object",
-          additionalProperties: false,
-          properties: {
-            symbols: _SYMBOLS,
-            timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every stored timeframe" },
+        UpdateRequest: _request({
+          symbols: _SYMBOLS,
+          timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every stored timeframe" },
+        }),
+        BackfillRequest: _request({
+          symbols: _SYMBOLS,
+          timeframe: { ...TIMEFRAME_SCHEMA, default: "1m" },
+          start: { ...DATE_SCHEMA, description: "judge these dates (default: each series' own)" },
+          end: DATE_SCHEMA,
+          before: {
+            ...DATE_SCHEMA,
+            description: "also fetch from this date up to each series' first stored session",
           },
-        },
-        BackfillRequest: {
-          type: "object",
-          additionalProperties: false,
-          properties: {
-            symbols: _SYMBOLS,
-            timeframe: { ...TIMEFRAME_SCHEMA, default: "1m" },
-            start: { ...DATE_SCHEMA, description: "judge these dates (default: each series' own)" },
-            end: DATE_SCHEMA,
-            before: {
-              ...DATE_SCHEMA,
-              description: "also fetch from this date up to each series' first stored session",
-            },
+        }),
+        PruneRequest: _request({
+          before: { ...DATE_SCHEMA, description: "first trading date kept; not after today" },
+          timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every timeframe" },
+          symbols: _SYMBOLS,
+          provider: { type: "string" },
+          dry_run: { type: "boolean", default: true },
+        }, ["before"]),
+        DeleteRequest: _request({
+          symbols: _SYMBOLS,
+          timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every timeframe" },
+          provider: { type: "string" },
+          dry_run: { type: "boolean", default: true },
+        }, ["symbols"]),
+        ExportRequest: _request({
+          symbols: _SYMBOLS,
+          timeframe: TIMEFRAME_SCHEMA,
+          start: DATE_SCHEMA,
+          end: { ...DATE_SCHEMA, description: "default: start" },
+          format: { type: "string", enum: [...EXPORT_FORMATS] },
+          columns: {
+            type: "array",
+            items: { type: "string", enum: BAR_COLUMNS.map((column) => column.name) },
           },
-        },
-        PruneRequest: {
-          type: "object",
-          required: ["before"],
-          additionalProperties: false,
-          properties: {
-            before: { ...DATE_SCHEMA, description: "first trading date kept; not after today" },
-            timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every timeframe" },
-            symbols: _SYMBOLS,
-            provider: { type: "string" },
-            dry_run: { type: "boolean", default: true },
+          tz: { type: "string", description: "csv only: ts as local time in this IANA zone" },
+        }, ["symbols", "timeframe", "start", "format"]),
+        IngestRequest: _request({
+          provider: { type: "string", default: "fake" },
+          symbols: {
+            oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
           },
-        },
-        DeleteRequest: {
-          type: "object",
-          required: ["symbols"],
-          additionalProperties: false,
-          properties: {
-            symbols: _SYMBOLS,
-            timeframe: { ...TIMEFRAME_SCHEMA, description: "default: every timeframe" },
-            provider: { type: "string" },
-            dry_run: { type: "boolean", default: true },
+          start: DATE_SCHEMA,
+          end: DATE_SCHEMA,
+          timeframe: { ...TIMEFRAME_SCHEMA, default: "1m" },
+          workers: { type: "integer", minimum: 1, maximum: 64, default: 4 },
+          batch_size: { type: "integer", minimum: 1, maximum: 50_000 },
+          rate_limit: { type: "integer", minimum: 1 },
+          feed: { type: "string" },
+          adjustment: { type: "string" },
+          force: { type: "boolean", default: false },
+          aggregate: {
+            type: "boolean",
+            description:
+              "after the ingest, roll the 1m bars up to 5m ... 1d as `marketpipe ingest --aggregate` does (1m ingests only); default: the server's config `aggregate`, else false",
           },
-        },
-        ExportRequest: {
-          type: "object",
-          required: ["symbols", "timeframe", "start", "format"],
-          additionalProperties: false,
-          properties: {
-            symbols: _SYMBOLS,
-            timeframe: TIMEFRAME_SCHEMA,
-            start: DATE_SCHEMA,
-            end: { ...DATE_SCHEMA, description: "default: start" },
-            format: { type: "string", enum: [...EXPORT_FORMATS] },
-            columns: {
-              type: "array",
-              items: { type: "string", enum: BAR_COLUMNS.map((column) => column.name) },
-            },
-            tz: { type: "string", description: "csv only: ts as local time in this IANA zone" },
-          },
-        },
-        IngestRequest: {
-          type: "object",
-          additionalProperties: false,
-          properties: {
-            provider: { type: "string", default: "fake" },
-            symbols: {
-              oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
-            },
-            start: DATE_SCHEMA,
-            end: DATE_SCHEMA,
-            timeframe: { ...TIMEFRAME_SCHEMA, default: "1m" },
-            workers: { type: "integer", minimum: 1, maximum: 64, default: 4 },
-            batch_size: { type: "integer", minimum: 1, maximum: 50_000 },
-            rate_limit: { type: "integer", minimum: 1 },
-            feed: { type: "string" },
-            adjustment: { type: "string" },
-            force: { type: "boolean", default: false },
-            aggregate: {
-              type: "boolean",
-              description:
-                "after the ingest, roll the 1m bars up to 5m ... 1d as `marketpipe ingest --aggregate` does (1m ingests only); default: the server's config `aggregate`, else false",
-            },
-            resume: { type: "string", description: "resume this job instead" },
-            fake_seed: { type: "integer" },
-            fake_gap_rate: { type: "number" },
-          },
-        },
+          resume: { type: "string", description: "resume this job instead" },
+          fake_seed: { type: "integer" },
+          fake_gap_rate: { type: "number" },
+        }),
       },
     },
     paths: _withQueryParams({
@@ -490,30 +464,23 @@ export function openApiDocument(version: string): Json {
         "Stored symbols with the symbol master's fields, their timeframes, rows, first and last bar and bytes",
         _json("Symbols", _listOf("symbols", _ref("Symbol"))),
       ),
-      "/api/symbols/{symbol}": {
-        get: {
-          tags: ["api"],
-          summary:
-            "One stored symbol: the symbol master's fields, timeframes, rows and recorded coverage",
-          parameters: [_path("symbol", "Ticker", SYMBOL_SCHEMA)],
-          responses: {
-            "200": _json("The symbol", {
-              allOf: [_ref("Symbol"), {
-                type: "object",
-                properties: {
-                  coverage: _arrayOf({
-                    timeframe: TIMEFRAME_SCHEMA,
-                    first_day: DATE_SCHEMA,
-                    last_day: DATE_SCHEMA,
-                    days_with_bars: { type: "integer" },
-                  }),
-                },
-              }],
-            }),
-            ..._ERRORS,
-          },
-        },
-      },
+      "/api/symbols/{symbol}": _apiGet(
+        "One stored symbol: the symbol master's fields, timeframes, rows and recorded coverage",
+        _json("The symbol", {
+          allOf: [_ref("Symbol"), {
+            type: "object",
+            properties: {
+              coverage: _arrayOf({
+                timeframe: TIMEFRAME_SCHEMA,
+                first_day: DATE_SCHEMA,
+                last_day: DATE_SCHEMA,
+                days_with_bars: { type: "integer" },
+              }),
+            },
+          }],
+        }),
+        { parameters: [_path("symbol", "Ticker", SYMBOL_SCHEMA)] },
+      ),
       "/api/universes": _apiGet(
         "Universes with their definition, members today and stored coverage",
         _json("Universes, by name", _listOf("universes", _ref("Universe"))),
@@ -548,7 +515,7 @@ export function openApiDocument(version: string): Json {
                       symbol: { type: "string" },
                       timeframe: TIMEFRAME_SCHEMA,
                       next_cursor: { type: ["string", "null"] },
-                      bars: { type: "array", items: { $ref: "#/components/schemas/Bar" } },
+                      bars: { type: "array", items: _ref("Bar") },
                     },
                   },
                 },
@@ -572,42 +539,21 @@ export function openApiDocument(version: string): Json {
         _json("Coverage"),
       ),
       "/api/jobs": {
-        get: {
-          tags: ["api"],
-          summary: "Jobs, newest first",
-          parameters: [],
-          responses: {
-            "200": _json("Jobs of every kind", _listOf("jobs", _ref("Job"))),
-            ..._ERRORS,
-          },
-        },
-        post: {
-          tags: ["api"],
-          summary: "Start an ingest in the server (the same service as `marketpipe ingest`)",
-          security: [{ bearer: [] }],
-          requestBody: {
-            required: true,
-            content: {
-              "application/json": { schema: { $ref: "#/components/schemas/IngestRequest" } },
-            },
-          },
-          responses: {
+        ..._apiGet("Jobs, newest first", _json("Jobs of every kind", _listOf("jobs", _ref("Job")))),
+        ..._apiPost(
+          "Start an ingest in the server (the same service as `marketpipe ingest`)",
+          "IngestRequest",
+          {
             "202": _json("Started: the job id and where to poll it"),
             "200": _json("Nothing to do: every day is already stored"),
-            ..._ERRORS,
-            "409": _error("A running job writes the same partitions"),
-            "413": _error("Body too large"),
-            "415": _error("Body is not JSON"),
           },
-        },
+          { ..._INGEST_CONFLICTS, "413": _error("Body too large") },
+        ),
       },
       "/api/jobs/{id}": {
-        get: {
-          tags: ["api"],
-          summary: "A job with its tasks and per-symbol progress",
+        ..._apiGet("A job with its tasks and per-symbol progress", _json("The job"), {
           parameters: [_path("id", "Job id or unique prefix")],
-          responses: { "200": _json("The job"), ..._ERRORS },
-        },
+        }),
         delete: {
           tags: ["api"],
           summary: "Cancel a job running in this server (it stays resumable)",
@@ -620,37 +566,29 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/schedules": {
-        get: {
-          tags: ["api"],
-          summary:
-            "The config's schedules in this server: trigger, policies, next run, last run, alerts",
-          parameters: [],
-          responses: {
-            "200": _json("Schedules, and whether this server holds the schedule lease", {
-              type: "object",
-              properties: {
-                holds_lease: { type: "boolean" },
-                schedules: _arrayOf({
-                  name: { type: "string" },
-                  command: { type: "string" },
-                  when: { type: "string" },
-                  overlap: { type: "string", enum: ["skip", "queue"] },
-                  catch_up: { type: "string", enum: ["latest", "all", "none"] },
-                  retries: { type: "integer" },
-                  next: { type: ["string", "null"], format: "date-time" },
-                  busy: { type: "boolean" },
-                  queued: { type: "array", items: { type: "string", format: "date-time" } },
-                  retry_at: { type: ["string", "null"], format: "date-time" },
-                  last_run: { oneOf: [_ref("ScheduleRun"), { type: "null" }] },
-                }),
-                alerts: { type: "array", items: { type: "object" } },
-              },
+      "/api/schedules": _apiGet(
+        "The config's schedules in this server: trigger, policies, next run, last run, alerts",
+        _json("Schedules, and whether this server holds the schedule lease", {
+          type: "object",
+          properties: {
+            holds_lease: { type: "boolean" },
+            schedules: _arrayOf({
+              name: { type: "string" },
+              command: { type: "string" },
+              when: { type: "string" },
+              overlap: { type: "string", enum: ["skip", "queue"] },
+              catch_up: { type: "string", enum: ["latest", "all", "none"] },
+              retries: { type: "integer" },
+              next: { type: ["string", "null"], format: "date-time" },
+              busy: { type: "boolean" },
+              queued: { type: "array", items: { type: "string", format: "date-time" } },
+              retry_at: { type: ["string", "null"], format: "date-time" },
+              last_run: _nullable(_ref("ScheduleRun")),
             }),
-            ..._ERRORS,
+            alerts: { type: "array", items: { type: "object" } },
           },
-        },
-      },
+        }),
+      ),
       "/api/schedules/runs": _apiGet(
         "Recorded schedule runs, newest first",
         _json("Runs", _listOf("runs", _ref("ScheduleRun"))),
@@ -671,47 +609,32 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/status": {
-        get: {
-          tags: ["api"],
-          summary:
-            "Freshness of every stored series against the last expected session, and failing schedules (as `marketpipe status`)",
-          parameters: [],
-          responses: {
-            "200": _json("Status", {
-              type: "object",
-              properties: {
-                at: { type: "string", format: "date-time" },
-                stale: { type: "integer", description: "stale series" },
-                series: { type: "array", items: { type: "object" } },
-                schedules: { type: "array", items: { type: "object" } },
-                scheduler: { type: ["object", "null"] },
-              },
-            }),
-            ..._ERRORS,
+      "/api/status": _apiGet(
+        "Freshness of every stored series against the last expected session, and failing schedules (as `marketpipe status`)",
+        _json("Status", {
+          type: "object",
+          properties: {
+            at: { type: "string", format: "date-time" },
+            stale: { type: "integer", description: "stale series" },
+            series: { type: "array", items: { type: "object" } },
+            schedules: { type: "array", items: { type: "object" } },
+            scheduler: { type: ["object", "null"] },
           },
-        },
-      },
-      "/api/schema": {
-        get: {
-          tags: ["api"],
-          summary: "Tables and views the SQL console can read, with their columns and DuckDB types",
-          parameters: [],
-          responses: {
-            "200": _json("Bar views by timeframe, bars, then the reference tables", {
-              type: "object",
-              properties: {
-                tables: _arrayOf({
-                  name: { type: "string" },
-                  kind: { type: "string", enum: ["view", "table"] },
-                  columns: _arrayOf({ name: { type: "string" }, type: { type: "string" } }),
-                }),
-              },
+        }),
+      ),
+      "/api/schema": _apiGet(
+        "Tables and views the SQL console can read, with their columns and DuckDB types",
+        _json("Bar views by timeframe, bars, then the reference tables", {
+          type: "object",
+          properties: {
+            tables: _arrayOf({
+              name: { type: "string" },
+              kind: { type: "string", enum: ["view", "table"] },
+              columns: _arrayOf({ name: { type: "string" }, type: { type: "string" } }),
             }),
-            ..._ERRORS,
           },
-        },
-      },
+        }),
+      ),
       "/api/update": _apiPost(
         "Bring stored series up to the last completed session (ingest jobs, as `marketpipe update`)",
         "UpdateRequest",
@@ -748,24 +671,20 @@ export function openApiDocument(version: string): Json {
         "ExportRequest",
         { "202": _json("Started: the export job", _JOB_STARTED) },
       ),
-      "/api/exports/{id}": {
-        get: {
-          tags: ["api"],
-          summary: "Download the file of a succeeded export job",
-          parameters: [_path("id", "Export job id")],
-          responses: {
-            "200": {
-              description: "The file, as an attachment",
-              content: Object.fromEntries(
-                ["application/vnd.apache.parquet", "text/csv", "application/vnd.apache.arrow.file"]
-                  .map((type) => [type, { schema: { type: "string", format: "binary" } }]),
-              ),
-            },
-            ..._ERRORS,
-            "409": _error("The export is still running, failed or was cancelled"),
-          },
+      "/api/exports/{id}": _apiGet(
+        "Download the file of a succeeded export job",
+        {
+          description: "The file, as an attachment",
+          content: Object.fromEntries(
+            ["application/vnd.apache.parquet", "text/csv", "application/vnd.apache.arrow.file"]
+              .map((type) => [type, { schema: { type: "string", format: "binary" } }]),
+          ),
         },
-      },
+        {
+          parameters: [_path("id", "Export job id")],
+          more: { "409": _error("The export is still running, failed or was cancelled") },
+        },
+      ),
       "/api/validation/reports": _apiGet(
         "Validation reports, newest first (empty when validation stores none)",
         _json("Reports"),
@@ -785,16 +704,11 @@ export function openApiDocument(version: string): Json {
             required: true,
             content: {
               "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["sql"],
-                  additionalProperties: false,
-                  properties: {
-                    sql: { type: "string" },
-                    limit: { type: "integer", minimum: 1, maximum: 10_000, default: 1000 },
-                    timeout_ms: { type: "integer", minimum: 1 },
-                  },
-                },
+                schema: _request({
+                  sql: { type: "string" },
+                  limit: { type: "integer", minimum: 1, maximum: 10_000, default: 1000 },
+                  timeout_ms: { type: "integer", minimum: 1 },
+                }, ["sql"]),
               },
               "application/x-www-form-urlencoded": {
                 schema: { type: "object", properties: { sql: { type: "string" } } },
@@ -810,43 +724,19 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
-      "/api/openapi.json": {
-        get: {
-          tags: ["api"],
-          summary: "This document",
-          parameters: [],
-          responses: { "200": _json("OpenAPI 3.1") },
+      "/api/openapi.json": _get("api", "This document", { "200": _json("OpenAPI 3.1") }),
+      "/healthz": _get("ops", "Liveness: the process answers", { "200": _json("ok") }),
+      "/readyz": _get(
+        "ops",
+        "Readiness: SQLite and DuckDB answer and the server is not shutting down",
+        { "200": _json("ready"), "503": _json("not ready") },
+      ),
+      "/metrics": _get("ops", "Prometheus metrics: totals of all processes on the data directory", {
+        "200": {
+          description: "Exposition",
+          content: { "text/plain": { schema: { type: "string" } } },
         },
-      },
-      "/healthz": {
-        get: {
-          tags: ["ops"],
-          summary: "Liveness: the process answers",
-          parameters: [],
-          responses: { "200": _json("ok") },
-        },
-      },
-      "/readyz": {
-        get: {
-          tags: ["ops"],
-          summary: "Readiness: SQLite and DuckDB answer and the server is not shutting down",
-          parameters: [],
-          responses: { "200": _json("ready"), "503": _json("not ready") },
-        },
-      },
-      "/metrics": {
-        get: {
-          tags: ["ops"],
-          summary: "Prometheus metrics: totals of all processes on the data directory",
-          parameters: [],
-          responses: {
-            "200": {
-              description: "Exposition",
-              content: { "text/plain": { schema: { type: "string" } } },
-            },
-          },
-        },
-      },
+      }),
       "/": page("Overview: stored data, recent jobs, data quality"),
       "/symbols": page("Symbol search"),
       "/symbols/{symbol}": page("Symbol: chart, coverage calendar, latest bars", [
@@ -892,19 +782,7 @@ export function openApiDocument(version: string): Json {
       ]),
       "/partials/jobs": {
         ...partial("Jobs table"),
-        post: {
-          tags: ["partials"],
-          summary: "Start an ingest from the form",
-          security: [{ bearer: [] }],
-          requestBody: {
-            content: {
-              "application/x-www-form-urlencoded": {
-                schema: { $ref: "#/components/schemas/IngestRequest" },
-              },
-            },
-          },
-          responses: { "200": _html("Started"), "400": _html("Invalid input") },
-        },
+        ...formPost("Start an ingest from the form", "IngestRequest", "Started"),
       },
       "/partials/jobs/{id}": partial("Job detail fragment", [_path("id", "Job id")]),
       "/partials/update": formPost(
@@ -951,34 +829,18 @@ export function openApiDocument(version: string): Json {
           responses: { "303": { description: "Set" }, "400": _html("Invalid tz") },
         },
       },
-      "/partials/query": {
-        post: {
-          tags: ["partials"],
-          summary: "Run the console's SQL",
-          security: [{ bearer: [] }],
-          requestBody: {
-            content: {
-              "application/x-www-form-urlencoded": {
-                schema: { type: "object", properties: { sql: { type: "string" } } },
-              },
-            },
-          },
-          responses: { "200": _html("Result table"), "400": _html("SQL error") },
-        },
-      },
-      "/assets/{name}": {
-        get: {
-          tags: ["assets"],
-          summary: "Embedded asset (htmx, lightweight-charts, app.js, app.css, favicon.svg)",
-          parameters: [
-            _path("name", "Asset name"),
-          ],
-          responses: {
-            "200": { description: "The asset" },
-            "404": { description: "No such asset" },
-          },
-        },
-      },
+      "/partials/query": formPost(
+        "Run the console's SQL",
+        { type: "object", properties: { sql: { type: "string" } } },
+        "Result table",
+        "SQL error",
+      ),
+      "/assets/{name}": _get(
+        "assets",
+        "Embedded asset (htmx, lightweight-charts, app.js, app.css, favicon.svg)",
+        { "200": { description: "The asset" }, "404": { description: "No such asset" } },
+        [_path("name", "Asset name")],
+      ),
     }),
   };
 }

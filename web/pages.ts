@@ -8,15 +8,13 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { formatBytes, formatCount } from "../core/format.ts";
 import { addDays, exchangeDate, previousTradingDay } from "../core/calendar.ts";
 import type { JobRecord } from "../core/jobs.ts";
-import type {} from "../core/types.ts";
 import { PROVIDER_NAMES } from "../providers/mod.ts";
-import {} from "../storage/mod.ts";
 import type { WebContext } from "./context.ts";
+import type { StartResult } from "./jobs.ts";
 import { readSeriesFreshness } from "../app/status.ts";
-import {} from "./coverage.ts";
 import { scheduleBanner } from "./schedules.ts";
-import { badRequest, HttpError, notFound } from "./errors.ts";
-import { href, type Html, html } from "./html.ts";
+import { badRequest, conflict, notFound } from "./errors.ts";
+import { type Html, html } from "./html.ts";
 import { checkKnownParams, safeNext, shown } from "./params.ts";
 import { parseQuery } from "./queries.ts";
 import {
@@ -47,11 +45,15 @@ import {
   universeView,
 } from "./services.ts";
 import {
+  card,
   corruptFilesNotice,
   deleteForm,
   empty,
   exportForm,
   exportStatus,
+  fieldRows,
+  findingCounts,
+  jobAnchor,
   jobDetail,
   jobForm,
   jobsTable,
@@ -61,10 +63,12 @@ import {
   removalPlan,
   removalStarted,
   seriesTable,
+  startedJobLink,
   startedJobs,
   statusBadge,
   symbolResults,
   timeTag,
+  type TimeZoneSetting,
   TZ_COOKIE,
   universeMembers,
   universesTable,
@@ -72,7 +76,6 @@ import {
   validationDetail,
   validationList,
 } from "./views.ts";
-import {} from "../storage/mod.ts";
 
 /** Registers the dashboard pages and partials. */
 export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext): void {
@@ -92,9 +95,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
     const files = series.reduce((n, s) => n + s.files, 0);
     const running = deps.store.meta.listJobs({ status: "running", limit: 100 }).length;
     const reports = deps.validation ? await deps.validation.listReports({ limit: 5 }) : undefined;
-    const names = new Map(
-      [...masterRows(ctx, [...symbols])].map(([symbol, row]) => [symbol, row.name]),
-    );
+    const names = _masterNames(ctx, symbols);
     // Stale: a series whose last stored session is older than the last one that has closed.
     const stale = readSeriesFreshness(deps.store.meta, ctx.now()).filter((s) => s.stale);
     const body = html`
@@ -110,33 +111,21 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
         `,
       )}
       <div class="cards">
-        <div class="card">
-          <div class="label">symbols</div>
-          <div class="value">${formatCount(symbols.size)}</div>
-        </div>
-        <div class="card">
-          <div class="label">timeframes</div>
-          <div class="value">${timeframes.join(" ") || "-"}</div>
-        </div>
-        <div class="card">
-          <div class="label">bars</div>
-          <div class="value">${formatCount(rows)}</div>
-        </div>
-        <div class="card">
-          <div class="label">on disk</div>
-          <div class="value">${formatBytes(bytes)}</div>
-          <div class="small muted">${formatCount(files)} Parquet file(s)</div>
-        </div>
-        <div class="card">
-          <div class="label">jobs running</div>
-          <div class="value">${running}</div>
-        </div>
+        ${card("symbols", formatCount(symbols.size))}
+        ${card("timeframes", timeframes.join(" ") || "-")}
+        ${card("bars", formatCount(rows))}
+        ${card(
+          "on disk",
+          formatBytes(bytes),
+          html`<div class="small muted">${formatCount(files)} Parquet file(s)</div>`,
+        )}
+        ${card("jobs running", running)}
       </div>
       <h2>Stored data</h2>
       ${corruptFilesNotice(corrupt)}
       ${seriesTable(series, names, { q, page: pageNumber, tz })}
       <h2>Recent jobs <a class="small" href="/jobs">all jobs</a></h2>
-      ${jobsTable(jobs, { poll: true, tz })}
+      ${_jobsTable(ctx, jobs, tz)}
       <h2>Data quality</h2>
       ${dataQuality(ctx)}
       ${reports && reports.length > 0
@@ -151,11 +140,7 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
   app.get("/partials/series", async (c) => {
     const { q, page: pageNumber } = parseQuery(c.req.query(), "GET /partials/series");
     const series = await heavy(ctx, () => deps.data.series());
-    const names = new Map(
-      [...masterRows(ctx, [...new Set(series.map((s) => s.symbol))])].map((
-        [symbol, row],
-      ) => [symbol, row.name]),
-    );
+    const names = _masterNames(ctx, series.map((s) => s.symbol));
     return fragment(
       c,
       seriesTable(series, names, { q, page: pageNumber, tz: timeZoneOf(c), resultsOnly: true }),
@@ -204,18 +189,15 @@ export function registerPages(app: Hono, ctx: WebContext, layout: LayoutContext)
       <p><a href="/universes">All universes</a></p>
       <div class="table-wrap">
         <table>
-          <tbody>
-            <tr><th>kind</th><td>${info.kind}</td></tr>
-            ${info.filter === null ? "" : html`
-              <tr>
-                <th>filter</th>
-                <td class="wrap"><code>${info.filter}</code></td>
-              </tr>
-            `}
-            <tr><th>description</th><td class="wrap">${info.description ?? "-"}</td></tr>
-            <tr><th>created</th><td>${timeTag(info.createdAt, timeZoneOf(c))}</td></tr>
-            <tr><th>updated</th><td>${timeTag(info.updatedAt, timeZoneOf(c))}</td></tr>
-          </tbody>
+          <tbody>${fieldRows([
+            ["kind", info.kind],
+            ...info.filter === null
+              ? []
+              : [["filter", html`<code>${info.filter}</code>`, "wrap"] as const],
+            ["description", info.description ?? "-", "wrap"],
+            ["created", timeTag(info.createdAt, timeZoneOf(c))],
+            ["updated", timeTag(info.updatedAt, timeZoneOf(c))],
+          ])}</tbody>
         </table>
       </div>
       <h2>Members</h2>
@@ -249,7 +231,7 @@ ${
       })
     }
 <h2>Jobs</h2>
-${jobsTable(jobs, { poll: true, tz: timeZoneOf(c) })}`;
+${_jobsTable(ctx, jobs, timeZoneOf(c))}`;
     return render(c, "Jobs", "jobs", body);
   });
 
@@ -257,7 +239,7 @@ ${jobsTable(jobs, { poll: true, tz: timeZoneOf(c) })}`;
     checkKnownParams(c.req.query(), []);
     return fragment(
       c,
-      jobsTable(deps.store.meta.listJobs({ limit: 50 }), { poll: true, tz: timeZoneOf(c) }),
+      _jobsTable(ctx, deps.store.meta.listJobs({ limit: 50 }), timeZoneOf(c)),
     );
   });
 
@@ -274,29 +256,8 @@ ${jobsTable(jobs, { poll: true, tz: timeZoneOf(c) })}`;
         ),
       );
     }
-    if (result.kind === "already-succeeded") {
-      return fragment(
-        c,
-        notice(
-          html`Job <a href="${
-            href(`/jobs/${encodeURIComponent(result.job.id)}`)
-          }">${result.job.id}</a> had already succeeded.`,
-        ),
-      );
-    }
-    return fragment(
-      c,
-      notice(
-        html`
-          ${result.resumed ? "Resumed" : "Started"} job <a href="${href(
-            `/jobs/${encodeURIComponent(result.job.id)}`,
-          )}"
-            data-started-job="${result.job.id}">${result.job.id}</a>: ${result
-              .tasksLeft} task(s) to run.
-        `,
-        "ok",
-      ),
-    );
+    if (result.kind === "already-succeeded") return fragment(c, notice(_succeeded(result.job)));
+    return fragment(c, _startedNotice(result));
   });
 
   app.get("/jobs/:id", (c) => {
@@ -304,17 +265,14 @@ ${jobsTable(jobs, { poll: true, tz: timeZoneOf(c) })}`;
     const job = findJob(ctx, c.req.param("id"));
     const body = html`<h1>Job ${job.id}</h1>
 <p><a href="/jobs">All jobs</a></p>
-${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
+${_jobPanel(ctx, c, job)}`;
     return render(c, `Job ${job.id}`, "jobs", body);
   });
 
   app.get("/partials/jobs/:id", (c) => {
     checkKnownParams(c.req.query(), []);
     const job = findJob(ctx, c.req.param("id"));
-    return fragment(
-      c,
-      _jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) }),
-    );
+    return fragment(c, _jobPanel(ctx, c, job));
   });
 
   app.post("/partials/jobs/:id/cancel", (c) => {
@@ -338,14 +296,10 @@ ${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
       checkKnownParams(c.req.query(), []);
       const job = findJob(ctx, c.req.param("id"));
       if (job.kind !== "ingest") {
-        throw new HttpError(
-          409,
-          "conflict",
-          `Cannot ${action} job ${job.id}: it is a ${job.kind} job, not an ingest`,
-        );
+        throw conflict(`Cannot ${action} job ${job.id}: it is a ${job.kind} job, not an ingest`);
       }
       if (job.status === "running" || job.status === "pending" || job.status === "succeeded") {
-        throw new HttpError(409, "conflict", `Cannot ${action} job ${job.id}: it is ${job.status}`);
+        throw conflict(`Cannot ${action} job ${job.id}: it is ${job.status}`);
       }
       const prepared = action === "resume"
         ? await prepareJob(ctx, { resume: job.id })
@@ -355,9 +309,7 @@ ${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
       if (result.kind !== "started") {
         const message = result.kind === "up-to-date"
           ? `Nothing to do: all ${result.daysSkipped} symbol-day(s) are already stored`
-          : html`Job <a href="${
-            href(`/jobs/${encodeURIComponent(result.job.id)}`)
-          }">${result.job.id}</a> had already succeeded.`;
+          : _succeeded(result.job);
         return fragment(
           c,
           _jobPanel(ctx, c, findJob(ctx, job.id), {
@@ -367,25 +319,12 @@ ${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
         );
       }
       const startedId = result.job.id;
-      const message = notice(
-        html`
-          ${result.resumed ? "Resumed" : "Started"} job <a href="${href(
-            `/jobs/${encodeURIComponent(startedId)}`,
-          )}"
-            data-started-job="${startedId}">${startedId}</a>: ${result.tasksLeft} task(s) to run.
-        `,
-        "ok",
-      );
       // Resuming shows this job running again; a retry is a new job, whose page htmx opens (the
       // fragment, with its link, is what a client without htmx gets).
       if (startedId !== job.id) c.header("HX-Redirect", `/jobs/${encodeURIComponent(startedId)}`);
-      const panelJob = findJob(ctx, startedId);
       return fragment(
         c,
-        _jobPanel(ctx, c, panelJob, {
-          cancellable: deps.jobs.isRunningHere(panelJob.id),
-          message,
-        }),
+        _jobPanel(ctx, c, findJob(ctx, startedId), { message: _startedNotice(result) }),
       );
     });
   }
@@ -415,9 +354,7 @@ ${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
     const lastDay = previousTradingDay(exchangeDate(ctx.now()));
     const options = {
       providers: PROVIDER_NAMES,
-      timeframes: byTimeframe(series).map((s) => s.timeframe).filter((tf, i, all) =>
-        all.indexOf(tf) === i
-      ),
+      timeframes: [...new Set(byTimeframe(series).map((s) => s.timeframe))],
       defaults: { before: addDays(lastDay, -365), start: lastDay, end: lastDay },
     };
     const body = html`
@@ -514,7 +451,7 @@ ${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
         c,
         "Log in",
         "none",
-        html`${notice(`Too many wrong tokens: try again in ${retryAfter} s`, "error")}`,
+        notice(`Too many wrong tokens: try again in ${retryAfter} s`, "error"),
         429,
       );
     }
@@ -555,15 +492,48 @@ ${_jobPanel(ctx, c, job, { cancellable: deps.jobs.isRunningHere(job.id) })}`;
   });
 }
 
-/** The body of a job page: its tasks (an ingest) or its progress (other kinds). */
+/** The notice of an ingest that started or resumed: its link and the tasks it has to run. */
+function _startedNotice(result: Extract<StartResult, { kind: "started" }>): Html {
+  const started = `${result.resumed ? "Resumed" : "Started"} job`;
+  return notice(
+    html`${started} ${startedJobLink(result.job)}: ${result.tasksLeft} task(s) to run.`,
+    "ok",
+  );
+}
+
+/** That the job an ingest asked for had already succeeded, with its link. */
+function _succeeded(job: JobRecord): Html {
+  return html`Job ${jobAnchor(job.id)} had already succeeded.`;
+}
+
+/** The symbol master's name of each of `symbols` it knows. */
+/** The jobs table, with the task counts of its live jobs for their pace. */
+function _jobsTable(ctx: WebContext, jobs: readonly JobRecord[], tz: TimeZoneSetting): Html {
+  const live = jobs.filter((job) => job.status === "running" || job.status === "pending");
+  const tasks = new Map(live.map((job) => [job.id, ctx.deps.store.meta.countTasks(job.id)]));
+  return jobsTable(jobs, { poll: true, tz, tasks, now: ctx.now() });
+}
+
+function _masterNames(ctx: WebContext, symbols: Iterable<string>): Map<string, string | null> {
+  return new Map([...masterRows(ctx, [...symbols])].map(([symbol, row]) => [symbol, row.name]));
+}
+
+/**
+ * The body of a job page: its tasks (an ingest) or its progress (other kinds); cancellable by
+ * default when this server runs the job.
+ */
 function _jobPanel(
   ctx: WebContext,
   c: Context,
   job: JobRecord,
-  options: { cancellable: boolean; message?: Html },
+  { cancellable = ctx.deps.jobs.isRunningHere(job.id), message }: {
+    cancellable?: boolean;
+    message?: Html;
+  } = {},
 ): Html {
   return jobDetail(job, ctx.deps.store.meta.listTasks(job.id), {
-    ...options,
+    cancellable,
+    message,
     progress: jobProgress(ctx, job),
     tz: timeZoneOf(c),
     now: ctx.now(),
@@ -643,20 +613,13 @@ function dataQuality(ctx: WebContext): Html {
   );
   if (!job) return empty("No finished ingest yet.");
   const tasks = meta.listTasks(job.id);
-  const findings = new Map<string, number>();
-  let quarantined = 0;
-  let failed = 0;
-  for (const task of tasks) {
-    quarantined += task.quarantined;
-    if (task.status === "failed") failed++;
-    for (const [rule, n] of Object.entries(task.findings)) {
-      findings.set(rule, (findings.get(rule) ?? 0) + n);
-    }
-  }
+  const findings = findingCounts(tasks);
+  const quarantined = tasks.reduce((n, task) => n + task.quarantined, 0);
+  const failed = tasks.filter((task) => task.status === "failed").length;
   const total = [...findings.values()].reduce((a, b) => a + b, 0);
-  return html`<p>Latest finished job <a href="${
-    href(`/jobs/${encodeURIComponent(job.id)}`)
-  }">${job.id}</a> ${statusBadge(job.status)}: ${formatCount(job.barsWritten)} new bars, ${
+  return html`<p>Latest finished job ${jobAnchor(job.id)} ${statusBadge(job.status)}: ${
+    formatCount(job.barsWritten)
+  } new bars, ${
     total === 0
       ? "no validation findings"
       : `${formatCount(total)} validation finding(s) (${

@@ -15,17 +15,17 @@ import {
   hasScheduleTables,
   type ScheduleRun,
 } from "../storage/schedule_store.ts";
-import { HttpError, notFound } from "./errors.ts";
+import { conflict, notFound } from "./errors.ts";
 import { href, type Html, html } from "./html.ts";
 import { checkKnownParams } from "./params.ts";
-import { viewOf } from "./services.ts";
+import { responders, viewOf } from "./services.ts";
 import { parseQuery } from "./queries.ts";
 import {
   empty,
   type LayoutContext,
   notice,
-  page,
   statusBadge,
+  tableHead,
   timeTag,
   type TimeZoneSetting,
 } from "./views.ts";
@@ -54,6 +54,7 @@ export interface ScheduleRoutesDeps {
  * ```
  */
 export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
+  const { render } = responders(deps.layout);
   const schedulerOf = () => deps.scheduler?.();
   const runsOf = (schedule: string | undefined, limit: number): ScheduleRun[] =>
     hasScheduleTables(deps.meta)
@@ -104,7 +105,7 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
     try {
       ({ run } = await scheduler.runNow(name));
     } catch (error) {
-      throw new HttpError(409, "conflict", (error as Error).message, { cause: error });
+      throw conflict((error as Error).message, error);
     }
     if (c.req.header("hx-request")) {
       return c.html(notice(`Started run ${run.id} of ${name}`, "ok").value, 202);
@@ -120,8 +121,7 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
 
   app.get("/schedules", (c) => {
     parseQuery(c.req.query(), "GET /schedules");
-    const view = viewOf(c);
-    const tz = view.tz;
+    const tz = viewOf(c).tz;
     const scheduler = schedulerOf();
     const states = scheduler?.schedules() ?? [];
     const last = latest();
@@ -138,16 +138,7 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
         )
         : html`
           <table>
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Command</th>
-                <th>When</th>
-                <th>Next (ET)</th>
-                <th>Last run</th>
-                <th></th>
-              </tr>
-            </thead>
+            ${tableHead(["Name", "Command", "When", "Next (ET)", "Last run", ""])}
             <tbody>${states.map((state) => {
               const run = last.get(state.schedule.name);
               return html`
@@ -177,9 +168,7 @@ export function registerSchedules(app: Hono, deps: ScheduleRoutesDeps): void {
       <h2>Recent runs</h2>
       ${runs.length === 0 ? empty("No runs recorded yet") : _runsTable(runs, tz)}
     `;
-    return c.html(
-      page(deps.layout, { title: "Schedules", section: "schedules", body, view }).value,
-    );
+    return render(c, "Schedules", "schedules", body);
   });
 }
 
@@ -207,18 +196,7 @@ export function scheduleBanner(
 function _runsTable(runs: readonly ScheduleRun[], tz: TimeZoneSetting): Html {
   return html`
     <table>
-      <thead>
-        <tr>
-          <th>#</th>
-          <th>Schedule</th>
-          <th>Status</th>
-          <th>Trigger</th>
-          <th>Try</th>
-          <th>Planned</th>
-          <th>Jobs</th>
-          <th>Error</th>
-        </tr>
-      </thead>
+      ${tableHead(["#", "Schedule", "Status", "Trigger", "Try", "Planned", "Jobs", "Error"])}
       <tbody>${runs.map((run) =>
         html`
           <tr>

@@ -78,28 +78,27 @@ export async function openWebServer(
   dataDir: string,
   options: WebServerOptions,
 ): Promise<WebServer> {
+  // What is not the server's own goes to the app as it is (version, token, limits, ...).
+  const { env, maxJobs, historyDir, legacyMetrics, threads, memoryLimit, tempLimit, ...shared } =
+    options;
   // A malformed MARKETPIPE_NOW is refused before the data directory is touched.
-  const clock = clockFromEnv(options.env);
+  const clock = clockFromEnv(env);
   const store = await openStore(dataDir, { command: "serve" });
   const cleanups: (() => void | Promise<void>)[] = [() => store.close()];
   const cleanup = async () => {
     for (const step of cleanups.splice(0).reverse()) await step();
   };
   try {
-    const telemetry = await openTelemetry(dataDir, {
-      historyDir: options.historyDir,
-      env: options.env,
-      sessionClock: clock,
-    });
+    const telemetry = await openTelemetry(dataDir, { historyDir, env, sessionClock: clock });
     cleanups.push(() => telemetry.close());
     // Named after this process, so the next server removes it if this one is killed.
     const exportDir = await makeExportDir();
     cleanups.push(() => Deno.remove(exportDir, { recursive: true }).catch(() => {}));
     const data = await openDataSource(dataDir, store.meta, {
       exportDir,
-      threads: options.threads,
-      memoryLimit: options.memoryLimit,
-      tempLimit: options.tempLimit,
+      threads,
+      memoryLimit,
+      tempLimit,
       clock,
     });
     cleanups.push(() => data.close());
@@ -107,9 +106,9 @@ export async function openWebServer(
     const jobs = createJobRunner({
       store,
       metrics: telemetry.metrics,
-      env: options.env,
+      env,
       clock,
-      maxJobs: options.maxJobs,
+      maxJobs,
       onFinish: () => data.invalidate(),
       onError: (error) => options.log?.(`error: job failed: ${(error as Error).message}`),
     });
@@ -125,20 +124,13 @@ export async function openWebServer(
       return stopping;
     };
     const deps: AppDeps = {
+      ...shared,
       store,
       data,
       jobs,
-      scrapeMetrics: () => telemetry.scrape({ legacy: options.legacyMetrics }),
-      version: options.version,
-      token: options.token,
-      authReads: options.authReads,
-      loopbackHostsOnly: options.loopbackHostsOnly,
-      limits: options.limits,
-      validation: options.validation ?? storedValidationReports(dataDir, store.meta),
-      ingestDefaults: options.ingestDefaults,
+      scrapeMetrics: () => telemetry.scrape({ legacy: legacyMetrics }),
+      validation: shared.validation ?? storedValidationReports(dataDir, store.meta),
       clock,
-      log: options.log,
-      accessLog: options.accessLog,
       shuttingDown: () => shuttingDown,
     };
     const app = createApp(deps);

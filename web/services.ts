@@ -58,6 +58,8 @@ import {
   TIME_ZONE_SETTINGS,
   type TimeZoneSetting,
   TZ_COOKIE,
+  type UniverseCoverageView,
+  type UniverseMemberRow,
   type ViewSettings,
 } from "./views.ts";
 import { coverageCalendar, type CoverageDay, judgeByMinutes } from "./coverage.ts";
@@ -81,18 +83,15 @@ export const TZ_HEADER = "MP-TZ";
  */
 export function timeZoneOf(c: Context): TimeZoneSetting {
   const query = c.req.query("tz");
-  if (query !== undefined && query !== "") return parseTimeZone(query, "tz");
+  if (query !== undefined && query !== "") {
+    return parseChoice(query, "tz", TIME_ZONE_SETTINGS, "exchange");
+  }
   for (const text of [c.req.header(TZ_HEADER), getCookie(c, TZ_COOKIE)]) {
     if ((TIME_ZONE_SETTINGS as readonly string[]).includes(text ?? "")) {
       return text as TimeZoneSetting;
     }
   }
   return "exchange";
-}
-
-/** A time zone setting; 400 naming `name` for anything else. */
-export function parseTimeZone(text: string, name: string): TimeZoneSetting {
-  return parseChoice(text, name, TIME_ZONE_SETTINGS, "exchange");
 }
 
 /** What `page()` needs of a request: its time zone and its path without `tz` (for the switch). */
@@ -178,13 +177,8 @@ export async function noBarsError(ctx: WebContext, symbol: string): Promise<Erro
 export function groupBySymbol(
   series: readonly StoredBarSeries[],
 ): { symbol: string; series: StoredBarSeries[] }[] {
-  const out = new Map<string, StoredBarSeries[]>();
-  for (const s of series) {
-    let list = out.get(s.symbol);
-    if (!list) out.set(s.symbol, list = []);
-    list.push(s);
-  }
-  return [...out].map(([symbol, list]) => ({ symbol, series: list }));
+  const groups = Map.groupBy(series, (s) => s.symbol);
+  return [...groups].map(([symbol, list]) => ({ symbol, series: list }));
 }
 
 /**
@@ -277,17 +271,15 @@ export function masterRows(
   { asOf }: { asOf?: string } = {},
 ): Map<string, SymbolVersion> {
   const store = referenceStore(ctx);
+  const wanted = new Set(symbols);
   const out = new Map<string, SymbolVersion>();
   if (asOf === undefined) {
-    for (const symbol of new Set(symbols)) {
+    for (const symbol of wanted) {
       const row = store.lookup(symbol);
       if (row !== undefined) out.set(symbol, row);
     }
-    return out;
-  }
-  const wanted = new Set(symbols);
-  for (const [ticker, row] of _rowsOn(store, asOf)) {
-    if (wanted.has(ticker)) out.set(ticker, row);
+  } else {
+    for (const [ticker, row] of _rowsOn(store, asOf)) if (wanted.has(ticker)) out.set(ticker, row);
   }
   return out;
 }
@@ -324,35 +316,12 @@ export function parseUniverseName(text: string): string {
   return text.toLowerCase();
 }
 
-/** A universe's stored bars: per timeframe, how many members have bars and their dates. */
-export interface UniverseCoverage {
-  /** Members counted. */
-  members: number;
-  /** Members with bars of any timeframe. */
-  withBars: number;
-  timeframes: { timeframe: Timeframe; symbols: number; firstDate: string; lastDate: string }[];
-}
-
-/** One member of a universe on a date: its master row then, and its stored bars. */
-export interface UniverseMember {
-  symbol: string;
-  /** The master's row valid on the date (undefined when the master does not know the ticker). */
-  master: SymbolVersion | undefined;
-  /**
-   * The ticker its bars are stored under: the instrument's current ticker (META for a member
-   * that was FB on the date), else `symbol`.
-   */
-  storedAs: string;
-  /** Stored series of `storedAs`, shortest timeframe first. */
-  series: { timeframe: Timeframe; rows: number; firstDate: string; lastDate: string }[];
-}
-
 /** A universe with its members on `asOf` and their coverage. */
 export interface UniverseView {
   info: UniverseInfo;
   asOf: string;
-  members: UniverseMember[];
-  coverage: UniverseCoverage;
+  members: UniverseMemberRow[];
+  coverage: UniverseCoverageView;
 }
 
 /** Every universe with its members today (New York) and their stored coverage, by name. */
@@ -438,7 +407,7 @@ function _universeView(
   const { asOf } = lookup;
   const symbols = store.members(info.name, { asOf, today: _today(ctx) });
   const stored = byTimeframe(series);
-  const members = symbols.map((symbol): UniverseMember => {
+  const members = symbols.map((symbol): UniverseMemberRow => {
     const master = lookup.then.get(symbol) ?? _formerTicker(store, symbol, asOf);
     // Bars are stored under the instrument's current ticker (META for a member that was FB).
     const storedAs = master === undefined
@@ -464,8 +433,8 @@ function _universeView(
   };
 }
 
-function _coverage(members: readonly UniverseMember[]): UniverseCoverage {
-  const byTf = new Map<Timeframe, { symbols: number; firstDate: string; lastDate: string }>();
+function _coverage(members: readonly UniverseMemberRow[]): UniverseCoverageView {
+  const byTf = new Map<string, { symbols: number; firstDate: string; lastDate: string }>();
   for (const member of members) {
     for (const s of member.series) {
       const entry = byTf.get(s.timeframe);
@@ -544,10 +513,7 @@ export async function prepareJob(
   body: Record<string, unknown>,
 ): Promise<Omit<PreparedIngest, "dataDir">> {
   const { aggregate, ...input } = ingestInputFromJson(body);
-  const prepared = await buildIngestRequest(input, {
-    label: (name) => name.replaceAll("-", "_"),
-    clock: ctx.deps.clock,
-  });
+  const prepared = await _buildIngest(ctx, input);
   const timeframe = prepared.request.timeframe;
   if (aggregate === true && prepared.request.resumeJobId === undefined && timeframe !== "1m") {
     throw badRequest(`Cannot aggregate a ${timeframe} ingest: aggregation rolls up 1m bars`);
@@ -578,11 +544,18 @@ export async function prepareRetry(
   if (seed !== undefined) input["fake-seed"] = String(seed);
   if (gapRate !== undefined) input["fake-gap-rate"] = String(gapRate);
   if (corruptRate !== undefined) input["fake-corrupt-rate"] = String(corruptRate);
-  const prepared = await buildIngestRequest(input, {
+  return {
+    ...await _buildIngest(ctx, input),
+    aggregate: ctx.deps.ingestDefaults?.aggregate ?? false,
+  };
+}
+
+/** The ingest of `input` as the CLI's builder checks it, its errors naming the JSON fields. */
+function _buildIngest(ctx: WebContext, input: IngestInput): Promise<PreparedIngest> {
+  return buildIngestRequest(input, {
     label: (name) => name.replaceAll("-", "_"),
     clock: ctx.deps.clock,
   });
-  return { ...prepared, aggregate: ctx.deps.ingestDefaults?.aggregate ?? false };
 }
 
 /**
@@ -650,10 +623,9 @@ export async function queryInput(
   let timeoutMs = limits.queryTimeoutMs;
   if (/^application\/json\b/i.test(type)) {
     const body = await jsonBody(c);
-    for (const key of Object.keys(body)) {
-      if (!["sql", "limit", "timeout_ms"].includes(key)) {
-        throw badRequest(`Unknown field ${shown(key)}: expected sql, limit, timeout_ms`);
-      }
+    const unknown = Object.keys(body).find((key) => !["sql", "limit", "timeout_ms"].includes(key));
+    if (unknown !== undefined) {
+      throw badRequest(`Unknown field ${shown(unknown)}: expected sql, limit, timeout_ms`);
     }
     sql = body.sql;
     // Only numbers and strings: String() of an object calls its (maybe own, maybe not callable)
@@ -674,10 +646,9 @@ export async function queryInput(
     }
   } else if (/^(application\/x-www-form-urlencoded|multipart\/form-data)\b/i.test(type)) {
     const form = await c.req.parseBody();
-    for (const key of Object.keys(form)) {
-      if (!["sql", "limit", "timeout"].includes(key)) {
-        throw badRequest(`Unknown field ${shown(key)}: expected sql, limit, timeout`);
-      }
+    const unknown = Object.keys(form).find((key) => !["sql", "limit", "timeout"].includes(key));
+    if (unknown !== undefined) {
+      throw badRequest(`Unknown field ${shown(unknown)}: expected sql, limit, timeout`);
     }
     sql = form.sql;
     limitText = typeof form.limit === "string" ? form.limit : undefined;
@@ -704,28 +675,6 @@ export async function queryInput(
     fallback: Math.min(1000, limits.maxQueryRows),
   });
   return { sql, limit, timeoutMs };
-}
-
-/**
- * `POST /api/update`: starts the ingests that bring the stored series up to date
- * ({@link _prepareUpdate}); `jobs` is empty when every one is.
- */
-export async function startUpdate(
-  ctx: WebContext,
-  body: Record<string, unknown>,
-): Promise<{ jobs: JobRecord[] }> {
-  return { jobs: await _startPlanned(ctx, _prepareUpdate(ctx, body)) };
-}
-
-/**
- * `POST /api/backfill`: starts the ingests that fill the gaps ({@link _prepareBackfill}); `jobs`
- * is empty when there are none.
- */
-export async function startBackfill(
-  ctx: WebContext,
-  body: Record<string, unknown>,
-): Promise<{ jobs: JobRecord[] }> {
-  return { jobs: await _startPlanned(ctx, await _prepareBackfill(ctx, body)) };
 }
 
 /**
@@ -766,32 +715,37 @@ async function _startPlanned(ctx: WebContext, plan: SeriesPlan): Promise<JobReco
 }
 
 /**
- * The jobs of `POST /api/update` (`{symbols?, timeframe?}`): every stored series, or those
- * asked for, from its last stored session to the last completed one, as `marketpipe update`
- * plans them; `aggregate` as the server's config sets it.
+ * `POST /api/update` (`{symbols?, timeframe?}`): starts the ingests that bring every stored
+ * series, or those asked for, from its last stored session to the last completed one, as
+ * `marketpipe update` plans them (`aggregate` as the server's config sets it); `jobs` is empty
+ * when every one is up to date.
  */
-function _prepareUpdate(ctx: WebContext, body: Record<string, unknown>): SeriesPlan {
+export async function startUpdate(
+  ctx: WebContext,
+  body: Record<string, unknown>,
+): Promise<{ jobs: JobRecord[] }> {
   _checkFields(body, ["symbols", "timeframe"]);
   const symbols = _symbolsField(body);
   const timeframe = parseTimeframe(_stringField(body, "timeframe"));
-  return planUpdate(ctx.deps.store.meta, {
+  const plan = planUpdate(ctx.deps.store.meta, {
     ..._planSettings(ctx),
     clock: _clock(ctx),
     symbols,
     timeframe,
   });
+  return { jobs: await _startPlanned(ctx, plan) };
 }
 
 /**
- * The jobs of `POST /api/backfill` (`{symbols?, timeframe?, start?, end?, before?}`): the
- * missing and partial days the gap report lists (judged over `start`..`end`, default each
- * series' stored range), and with `before` the days from it up to each series' first one, as
- * `marketpipe backfill` plans them.
+ * `POST /api/backfill` (`{symbols?, timeframe?, start?, end?, before?}`): starts the ingests of
+ * the missing and partial days the gap report lists (judged over `start`..`end`, default each
+ * series' stored range), and with `before` of the days from it up to each series' first one, as
+ * `marketpipe backfill` plans them; `jobs` is empty when there are none.
  */
-async function _prepareBackfill(
+export async function startBackfill(
   ctx: WebContext,
   body: Record<string, unknown>,
-): Promise<SeriesPlan> {
+): Promise<{ jobs: JobRecord[] }> {
   _checkFields(body, ["symbols", "timeframe", "start", "end", "before"]);
   const symbols = _symbolsField(body);
   const timeframe = parseTimeframe(_stringField(body, "timeframe"), "1m");
@@ -819,7 +773,7 @@ async function _prepareBackfill(
     }
   }
   const range = start === undefined ? undefined : { start, end: end ?? start };
-  return await heavy(ctx, () =>
+  const plan = await heavy(ctx, () =>
     planBackfill(ctx.deps.store.dataDir, ctx.deps.store.meta, {
       ..._planSettings(ctx),
       clock,
@@ -828,6 +782,7 @@ async function _prepareBackfill(
       range,
       before,
     }));
+  return { jobs: await _startPlanned(ctx, plan) };
 }
 
 /** A prune or delete request: what goes, and whether only to show it (default: only show). */
@@ -964,16 +919,21 @@ function _checkFields(body: Record<string, unknown>, known: readonly string[]): 
   }
 }
 
+/** A field of the body itself (never one of Object.prototype). */
+function _field(body: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(body, key) ? body[key] : undefined;
+}
+
 /** A string field; undefined when absent, null or empty. */
 function _stringField(body: Record<string, unknown>, key: string): string | undefined {
-  const value = Object.hasOwn(body, key) ? body[key] : undefined;
+  const value = _field(body, key);
   if (value === undefined || value === null || value === "") return undefined;
   if (typeof value !== "string") throw badRequest(`Invalid ${key}: expected a string`);
   return value;
 }
 
 function _booleanField(body: Record<string, unknown>, key: string): boolean | undefined {
-  const value = Object.hasOwn(body, key) ? body[key] : undefined;
+  const value = _field(body, key);
   if (value === undefined || value === null) return undefined;
   if (typeof value !== "boolean") throw badRequest(`Invalid ${key}: expected true or false`);
   return value;
@@ -981,7 +941,7 @@ function _booleanField(body: Record<string, unknown>, key: string): boolean | un
 
 /** A list of strings, or one string of comma-separated items; undefined when absent or empty. */
 function _listField(body: Record<string, unknown>, key: string): string[] | undefined {
-  const value = Object.hasOwn(body, key) ? body[key] : undefined;
+  const value = _field(body, key);
   if (value === undefined || value === null || value === "") return undefined;
   const items = typeof value === "string"
     ? value.split(",")

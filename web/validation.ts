@@ -14,7 +14,7 @@ import {
   type ValidationReportRecord,
 } from "../storage/mod.ts";
 import type { ValidationSource } from "./context.ts";
-import type { ValidationReportDetail, ValidationReportSummary } from "./views.ts";
+import type { ValidationReportSummary } from "./views.ts";
 
 /** Offending bars a report detail carries at most (the CSVs hold all of them). */
 export const MAX_REPORT_ROWS = 2_000;
@@ -32,7 +32,7 @@ export function storedValidationReports(dataDir: string, meta: MetaStore): Valid
         VALIDATION_RULES.map((rule) => [rule.id, rule.severity]),
       );
       for (const row of rows) if (!severityOf.has(row.rule)) severityOf.set(row.rule, row.severity);
-      const detail: ValidationReportDetail = {
+      return {
         ..._summary(record),
         rules: Object.entries(record.rules)
           .map(([rule, count]) => ({ rule, severity: severityOf.get(rule) ?? "-", count }))
@@ -41,7 +41,6 @@ export function storedValidationReports(dataDir: string, meta: MetaStore): Valid
         barsTotal: rows.length,
         files: record.symbols.map((symbol) => join(record.path, `${symbol}.csv`)),
       };
-      return detail;
     },
   };
 }

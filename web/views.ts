@@ -102,16 +102,21 @@ function _tzSwitch(view: ViewSettings): Html {
     <form class="tz-switch" method="get" action="/settings/tz">
       <input type="hidden" name="next" value="${view.path}">
       <label>times in<select name="tz">${TIME_ZONE_SETTINGS.map((tz) =>
-        html`
-          <option value="${tz}" ${tz === view.tz
-            ? html`
-              selected
-            `
-            : ""}>${labels[tz]}</option>
-        `
+        _option(tz, labels[tz], tz === view.tz)
       )}</select></label>
       <button class="secondary" type="submit">Set</button>
     </form>
+  `;
+}
+
+/** An `<option>` of a select, `selected` when it is the current value. */
+function _option(value: string, label: string, selected: boolean): Html {
+  return html`
+    <option value="${value}" ${selected
+      ? html`
+        selected
+      `
+      : ""}>${label}</option>
   `;
 }
 
@@ -200,6 +205,40 @@ export function page(
   `;
 }
 
+/** A table head: a `<th>` per column, `{ num }` for a right-aligned column of numbers. */
+export function tableHead(columns: readonly (string | { num: string })[]): Html {
+  const cells = columns.map((column) =>
+    typeof column === "string" ? html`<th>${column}</th>` : html`<th class="num">${column.num}</th>`
+  );
+  return html`
+    <thead>
+      <tr>${cells}</tr>
+    </thead>
+  `;
+}
+
+/** A card of a `.cards` row: a label over a value, then `note` (a small line, say). */
+export function card(label: HtmlValue, value: HtmlValue, note: HtmlValue = ""): Html {
+  const labelHtml = html`<div class="label">${label}</div>`;
+  const valueHtml = html`<div class="value">${value}</div>`;
+  return html`<div class="card">${labelHtml}${valueHtml}${note}</div>`;
+}
+
+/** Table rows of a header and its value each; `wrap` lets a long value wrap. */
+export function fieldRows(rows: readonly (readonly [string, HtmlValue, "wrap"?])[]): Html {
+  return html`${
+    rows.map(([name, value, wrap]) => {
+      const cell = wrap ? html`<td class="wrap">${value}</td>` : html`<td>${value}</td>`;
+      return html`<tr><th>${name}</th>${cell}</tr>`;
+    })
+  }`;
+}
+
+/** A link to a job's page, named by its id. */
+export function jobAnchor(id: string): Html {
+  return html`<a href="${href(`/jobs/${encodeURIComponent(id)}`)}">${id}</a>`;
+}
+
 /** A message box; `error` styles it as a failure. */
 export function notice(message: HtmlValue, kind: "info" | "error" | "ok" = "info"): Html {
   return html`<div class="notice ${kind === "info" ? "" : kind}" role="${
@@ -217,12 +256,6 @@ export function statusBadge(status: string): Html {
   return html`<span class="status status-${status}">${status}</span>`;
 }
 
-/** `2024-03-04 15:30Z` from epoch ms, or `-`. */
-export function shortTime(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "-";
-  return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + "Z";
-}
-
 /** Milliseconds to add to a UTC instant to get New York wall-clock time on a trading date. */
 export function nyOffsetMs(tradingDate: string): number {
   const session = tradingSession(tradingDate);
@@ -236,18 +269,52 @@ function _symbolsText(symbols: readonly string[]): string {
     : `${symbols.slice(0, 3).join(",")} +${symbols.length - 3}`;
 }
 
+/** Tasks of a job that have ended (done or failed), of all its tasks. */
+export interface TaskCounts {
+  ended: number;
+  total: number;
+}
+
 function _took(job: JobRecord): string {
   return job.startedAt && job.finishedAt ? formatDuration(job.finishedAt - job.startedAt) : "-";
 }
 
 /**
+ * How long a job took; for a live one, how long it has run, its tasks ended, its pace in bars
+ * written per second and the time left at the pace of the tasks ended so far.
+ */
+function _tookOrPace(job: JobRecord, now: number, tasks: TaskCounts | undefined): Html | string {
+  const live = job.status === "running" || job.status === "pending";
+  if (!live || job.startedAt === null) return _took(job);
+  const elapsed = Math.max(0, now - job.startedAt);
+  const parts = [formatDuration(elapsed)];
+  if (tasks !== undefined && tasks.total > 0) {
+    parts.push(`${formatCount(tasks.ended)}/${formatCount(tasks.total)} tasks`);
+    if (elapsed > 0) {
+      parts.push(`${formatCount(Math.round(job.barsWritten / (elapsed / 1000)))} bars/s`);
+    }
+    if (tasks.ended > 0 && tasks.ended < tasks.total) {
+      parts.push(`ETA ${formatDuration(elapsed * (tasks.total - tasks.ended) / tasks.ended)}`);
+    }
+  }
+  return html`<span data-pace="${job.id}">${parts.join(" · ")}</span>`;
+}
+
+/**
  * The jobs table. It refreshes itself every second while a job is pending or running, and
- * whenever a `jobs-changed` event fires (after a start or cancel).
+ * whenever a `jobs-changed` event fires (after a start or cancel). A live job shows its pace
+ * when `tasks` has its task counts.
  */
 export function jobsTable(
   jobs: readonly JobRecord[],
-  options: { poll: boolean; tz?: TimeZoneSetting },
+  options: {
+    poll: boolean;
+    tz?: TimeZoneSetting;
+    tasks?: ReadonlyMap<string, TaskCounts>;
+    now?: number;
+  },
 ): Html {
+  const now = options.now ?? Date.now();
   const tz = options.tz ?? "exchange";
   const live = jobs.some((job) => job.status === "running" || job.status === "pending");
   const trigger = `jobs-changed from:body${options.poll && live ? ", every 1s" : ""}`;
@@ -258,24 +325,22 @@ export function jobsTable(
         : html`
           <div class="table-wrap">
             <table>
-              <thead>
-                <tr>
-                  <th>job</th>
-                  <th>kind</th>
-                  <th>status</th>
-                  <th>provider</th>
-                  <th>tf</th>
-                  <th>symbols</th>
-                  <th>dates</th>
-                  <th class="num">bars</th>
-                  <th>created</th>
-                  <th>took</th>
-                </tr>
-              </thead>
+              ${tableHead([
+                "job",
+                "kind",
+                "status",
+                "provider",
+                "tf",
+                "symbols",
+                "dates",
+                { num: "bars" },
+                "created",
+                "took",
+              ])}
               <tbody>${jobs.map((job) =>
                 html`
                   <tr data-job="${job.id}">
-                    <td><a href="${href(`/jobs/${encodeURIComponent(job.id)}`)}">${job.id}</a></td>
+                    <td>${jobAnchor(job.id)}</td>
                     <td>${job.kind}</td>
                     <td>${statusBadge(job.status)}</td>
                     <td>${job.provider}</td>
@@ -284,7 +349,7 @@ export function jobsTable(
                     <td>${job.start}..${job.end}</td>
                     <td class="num">${formatCount(job.barsWritten)}</td>
                     <td>${timeTag(job.createdAt, tz)}</td>
-                    <td>${_took(job)}</td>
+                    <td>${_tookOrPace(job, now, options.tasks?.get(job.id))}</td>
                   </tr>
                 `
               )}</tbody>
@@ -311,21 +376,18 @@ export interface SymbolProgress {
 export function progressBySymbol(tasks: readonly TaskRecord[]): SymbolProgress[] {
   const bySymbol = new Map<string, SymbolProgress>();
   for (const task of tasks) {
-    let entry = bySymbol.get(task.symbol);
-    if (!entry) {
-      entry = {
-        symbol: task.symbol,
-        tasks: 0,
-        done: 0,
-        failed: 0,
-        running: 0,
-        barsWritten: 0,
-        barsReplaced: 0,
-        quarantined: 0,
-        errors: [],
-      };
-      bySymbol.set(task.symbol, entry);
-    }
+    const entry = bySymbol.get(task.symbol) ?? {
+      symbol: task.symbol,
+      tasks: 0,
+      done: 0,
+      failed: 0,
+      running: 0,
+      barsWritten: 0,
+      barsReplaced: 0,
+      quarantined: 0,
+      errors: [],
+    };
+    bySymbol.set(task.symbol, entry);
     entry.tasks++;
     if (task.status === "done") entry.done++;
     if (task.status === "failed") entry.failed++;
@@ -336,6 +398,17 @@ export function progressBySymbol(tasks: readonly TaskRecord[]): SymbolProgress[]
     if (task.error && !entry.errors.includes(task.error)) entry.errors.push(task.error);
   }
   return [...bySymbol.values()];
+}
+
+/** Validation findings of a job's tasks, counted per rule. */
+export function findingCounts(tasks: readonly TaskRecord[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const task of tasks) {
+    for (const [rule, n] of Object.entries(task.findings)) {
+      counts.set(rule, (counts.get(rule) ?? 0) + n);
+    }
+  }
+  return counts;
 }
 
 /** What a job page shows besides the job: the time zone, the clock and what this server knows. */
@@ -421,13 +494,9 @@ export function jobDetail(
   const done = tasks.filter((task) => task.status === "done").length;
   const failed = tasks.filter((task) => task.status === "failed").length;
   const pace = jobPace(job, tasks, options.now ?? Date.now());
+  const elapsed = pace.elapsedMs === null ? "-" : formatDuration(pace.elapsedMs);
   const symbols = progressBySymbol(tasks);
-  const findings = new Map<string, number>();
-  for (const task of tasks) {
-    for (const [rule, count] of Object.entries(task.findings)) {
-      findings.set(rule, (findings.get(rule) ?? 0) + count);
-    }
-  }
+  const findings = findingCounts(tasks);
   return html`
     <section id="job-detail" ${_jobPoll(job, live)} data-status="${job.status}">
     ${options.message ?? ""}
@@ -436,9 +505,8 @@ export function jobDetail(
         failed}"></progress>
       <p class="small" id="job-pace">${done}/${tasks.length} task(s) done${failed
         ? `, ${failed} failed`
-        : ""} · elapsed <span data-pace="elapsed">${pace.elapsedMs === null
-        ? "-"
-        : formatDuration(pace.elapsedMs)}</span> · <span data-pace="rate">${pace.barsPerSecond ===
+        : ""} · elapsed <span data-pace="elapsed">${elapsed}</span> · <span data-pace="rate">${pace
+          .barsPerSecond ===
           null
         ? "-"
         : formatCount(Math.round(pace.barsPerSecond))}</span> bars/s${live
@@ -450,19 +518,10 @@ export function jobDetail(
         : ""}</p>
     </div>
     <div class="cards">
-    <div class="card"><div class="label">status</div><div class="value">${statusBadge(
-      job.status,
-    )}</div></div>
-    <div class="card"><div class="label">tasks</div><div class="value">${done}/${tasks
-      .length}</div></div>
-    <div class="card"><div class="label">new bars</div><div class="value">${formatCount(
-      job.barsWritten,
-    )}</div></div>
-    <div class="card"><div class="label">${live
-      ? "elapsed"
-      : "took"}</div><div class="value">${pace.elapsedMs === null
-      ? "-"
-      : formatDuration(pace.elapsedMs)}</div></div>
+    ${card("status", statusBadge(job.status))}
+    ${card("tasks", `${done}/${tasks.length}`)}
+    ${card("new bars", formatCount(job.barsWritten))}
+    ${card(live ? "elapsed" : "took", elapsed)}
     </div>
     ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
     ${options.cancellable && live
@@ -508,14 +567,17 @@ export function jobDetail(
   `;
 }
 
-function _jobPoll(job: JobRecord, live: boolean): Html {
+/** The attributes that make a live section reload itself from `path` every second. */
+function _poll(live: boolean, path: string): Html {
   return live
     ? html`
-      hx-get="${href(
-        `/partials/jobs/${encodeURIComponent(job.id)}`,
-      )}" hx-trigger="every 1s" hx-swap="outerHTML"
+      hx-get="${href(path)}" hx-trigger="every 1s" hx-swap="outerHTML"
     `
     : html``;
+}
+
+function _jobPoll(job: JobRecord, live: boolean): Html {
+  return _poll(live, `/partials/jobs/${encodeURIComponent(job.id)}`);
 }
 
 function _cancelButton(job: JobRecord, what: string): Html {
@@ -541,15 +603,12 @@ function _operationDetail(job: JobRecord, live: boolean, options: JobDetailOptio
       1,
     )}" value="${progress?.done ?? 0}"></progress></div>
     <div class="cards">
-    <div class="card"><div class="label">status</div><div class="value">${statusBadge(
-      job.status,
-    )}</div></div>
-    <div class="card"><div class="label">${progress?.unit ??
-      "progress"}</div><div class="value">${progress
-      ? `${formatCount(progress.done)}/${formatCount(progress.total)}`
-      : "-"}</div>
-    </div>
-    <div class="card"><div class="label">took</div><div class="value">${_took(job)}</div></div>
+    ${card("status", statusBadge(job.status))}
+    ${card(
+      progress?.unit ?? "progress",
+      progress ? `${formatCount(progress.done)}/${formatCount(progress.total)}` : "-",
+    )}
+    ${card("took", _took(job))}
     </div>
     ${job.error ? notice(job.error, job.status === "cancelled" ? "info" : "error") : ""}
     ${options.cancellable && live
@@ -564,9 +623,7 @@ function _operationDetail(job: JobRecord, live: boolean, options: JobDetailOptio
       ? notice(
         html`Exported ${formatCount(Number(result.rows))} bar(s), ${
           formatBytes(Number(result.bytes))
-        }: <a class="button" href="${
-          href(`/api/exports/${encodeURIComponent(job.id)}`)
-        }" download>Download</a>`,
+        }: ${_downloadButton(job)}`,
         "ok",
       )
       : notice(
@@ -603,16 +660,12 @@ export interface JobFormOptions {
 export function jobForm(options: JobFormOptions): Html {
   return html`
     <form class="inline" hx-post="/partials/jobs" hx-target="#job-start-result" hx-swap="innerHTML">
-      <label>provider<select name="provider">${options.providers.map((name) =>
-        html`<option value="${name}">${name}</option>`
-      )}</select></label>
+      ${_select("provider", options.providers)}
       <label>symbols<input type="text" name="symbols" required placeholder="AAPL,MSFT" autocomplete="off" spellcheck="false"></label>
       <label>start<input type="date" name="start" required value="${options.defaults
         .start}"></label>
       <label>end<input type="date" name="end" value="${options.defaults.end}"></label>
-      <label>timeframe<select name="timeframe">${TIMEFRAMES.map((tf) =>
-        html`<option value="${tf}">${tf}</option>`
-      )}</select></label>
+      ${_select("timeframe", TIMEFRAMES)}
       <label class="check"><input type="checkbox" name="force" value="true"> force</label>
       <label
         title="Afterwards roll the 1m bars up to 5m ... 1d (marketpipe aggregate)">aggregate<select name="aggregate">
@@ -625,11 +678,18 @@ export function jobForm(options: JobFormOptions): Html {
   `;
 }
 
-/** A link to a job's page. */
-function _jobLink(job: JobRecord): Html {
+/** A link to a job that just started, marked with `data-started-job`. */
+export function startedJobLink(job: JobRecord): Html {
   return html`<a href="${
     href(`/jobs/${encodeURIComponent(job.id)}`)
   }" data-started-job="${job.id}">${job.id}</a>`;
+}
+
+/** The button that downloads the file of a succeeded export job. */
+function _downloadButton(job: JobRecord): Html {
+  return html`<a class="button" href="${
+    href(`/api/exports/${encodeURIComponent(job.id)}`)
+  }" download>Download</a>`;
 }
 
 /** The button that runs `marketpipe update` from the jobs page. */
@@ -651,7 +711,7 @@ export function startedJobs(jobs: readonly JobRecord[], upToDate: string): Html 
   return notice(
     html`Started ${jobs.length} job(s): ${
       jobs.map((job, i) =>
-        html`${i > 0 ? ", " : ""}${_jobLink(job)} (${job.timeframe} ${
+        html`${i > 0 ? ", " : ""}${startedJobLink(job)} (${job.timeframe} ${
           _symbolsText(job.symbols)
         } ${job.start}..${job.end})`
       )
@@ -669,16 +729,11 @@ export interface DataFormOptions {
   defaults: { before: string; start: string; end: string };
 }
 
-function _providerSelect(providers: readonly string[]): Html {
-  return html`<label>provider<select name="provider"><option value="">any</option>${
-    providers.map((name) => html`<option value="${name}">${name}</option>`)
-  }</select></label>`;
-}
-
-function _timeframeSelect(timeframes: readonly Timeframe[], any: boolean): Html {
-  return html`<label>timeframe<select name="timeframe">${
-    any ? html`<option value="">all</option>` : ""
-  }${timeframes.map((tf) => html`<option value="${tf}">${tf}</option>`)}</select></label>`;
+/** A select named and labelled `name` of `values`, after an empty choice labelled `empty`. */
+function _select(name: string, values: readonly string[], empty?: string): Html {
+  return html`<label>${name}<select name="${name}">${
+    empty === undefined ? "" : html`<option value="">${empty}</option>`
+  }${values.map((value) => html`<option value="${value}">${value}</option>`)}</select></label>`;
 }
 
 /** The prune form: previews what goes before a date (the confirm button comes with the plan). */
@@ -687,7 +742,7 @@ export function pruneForm(options: DataFormOptions): Html {
     <form class="inline" hx-post="/partials/prune" hx-target="#prune-result" hx-swap="innerHTML">
       <label>before<input type="date" name="before" required value="${options.defaults
         .before}"></label>
-      ${_timeframeSelect(TIMEFRAMES, true)} ${_providerSelect(options.providers)}
+      ${_select("timeframe", TIMEFRAMES, "all")} ${_select("provider", options.providers, "any")}
       <button type="submit" class="secondary">Preview prune</button>
     </form>
     <div id="prune-result"></div>
@@ -699,7 +754,7 @@ export function deleteForm(options: DataFormOptions): Html {
   return html`
     <form class="inline" hx-post="/partials/delete" hx-target="#delete-result" hx-swap="innerHTML">
       <label>symbols<input type="text" name="symbols" required placeholder="AAPL,MSFT" autocomplete="off" spellcheck="false"></label>
-      ${_timeframeSelect(TIMEFRAMES, true)} ${_providerSelect(options.providers)}
+      ${_select("timeframe", TIMEFRAMES, "all")} ${_select("provider", options.providers, "any")}
       <button type="submit" class="secondary">Preview delete</button>
     </form>
     <div id="delete-result"></div>
@@ -712,13 +767,11 @@ export function exportForm(options: DataFormOptions): Html {
   return html`
     <form class="inline" hx-post="/partials/exports" hx-target="#export-result" hx-swap="innerHTML">
       <label>symbols<input type="text" name="symbols" required placeholder="AAPL,MSFT" autocomplete="off" spellcheck="false"></label>
-      ${_timeframeSelect(timeframes, false)}
+      ${_select("timeframe", timeframes)}
       <label>start<input type="date" name="start" required value="${options.defaults
         .start}"></label>
       <label>end<input type="date" name="end" value="${options.defaults.end}"></label>
-      <label>format<select name="format">${EXPORT_FORMATS.map((format) =>
-        html`<option value="${format}">${format}</option>`
-      )}</select></label>
+      ${_select("format", EXPORT_FORMATS)}
       <label
         title="Comma separated; empty: all">columns<input type="text" name="columns" placeholder="all: symbol,ts,open,..." autocomplete="off" spellcheck="false"></label>
       <button type="submit">Start export</button>
@@ -744,19 +797,17 @@ export function removalPlan(
       .length} partition(s) and forget ${formatCount(plan.days)} ingested day record(s):</p>
     <div class="table-wrap">
       <table>
-        <thead>
-          <tr>
-            <th>tree</th>
-            <th>tf</th>
-            <th>symbol</th>
-            <th>year</th>
-            <th>dates</th>
-            <th class="num">bars removed</th>
-            <th class="num">bars kept</th>
-            <th class="num">files removed</th>
-            <th class="num">files rewritten</th>
-          </tr>
-        </thead>
+        ${tableHead([
+          "tree",
+          "tf",
+          "symbol",
+          "year",
+          "dates",
+          { num: "bars removed" },
+          { num: "bars kept" },
+          { num: "files removed" },
+          { num: "files rewritten" },
+        ])}
         <tbody>${plan.partitions.map((p) =>
           html`
             <tr>
@@ -786,7 +837,7 @@ export function removalPlan(
 /** A prune or delete job that started after its confirmation. */
 export function removalStarted(job: JobRecord): Html {
   return notice(
-    html`Started ${job.kind} job ${_jobLink(job)}; its page shows the partitions done.`,
+    html`Started ${job.kind} job ${startedJobLink(job)}; its page shows the partitions done.`,
     "ok",
   );
 }
@@ -794,17 +845,13 @@ export function removalStarted(job: JobRecord): Html {
 /** An export job: polls itself while it runs, then links its file (or says why it failed). */
 export function exportStatus(job: JobRecord, progress: JobProgress | undefined): Html {
   const live = job.status === "running" || job.status === "pending";
-  const poll = live
-    ? html`
-      hx-get="${href(
-        `/partials/exports/${encodeURIComponent(job.id)}`,
-      )}" hx-trigger="every 1s" hx-swap="outerHTML"
-    `
-    : "";
   return html`
-    <div id="export-status" ${poll} data-status="${job.status}">
+    <div id="export-status" ${_poll(
+      live,
+      `/partials/exports/${encodeURIComponent(job.id)}`,
+    )} data-status="${job.status}">
     ${live
-      ? html`<p>Export job ${_jobLink(job)} ${statusBadge(job.status)}${
+      ? html`<p>Export job ${startedJobLink(job)} ${statusBadge(job.status)}${
         progress
           ? html`
             ${formatCount(progress.done)} of ${formatCount(progress.total)} ${progress.unit}
@@ -815,12 +862,10 @@ export function exportStatus(job: JobRecord, progress: JobProgress | undefined):
       }</p>`
       : job.status === "succeeded"
       ? notice(
-        html`Export job ${_jobLink(job)} is done: <a class="button" href="${
-          href(`/api/exports/${encodeURIComponent(job.id)}`)
-        }" download>Download</a>`,
+        html`Export job ${startedJobLink(job)} is done: ${_downloadButton(job)}`,
         "ok",
       )
-      : notice(html`Export job ${_jobLink(job)} ${job.status}: ${job.error ?? ""}`, "error")}
+      : notice(html`Export job ${startedJobLink(job)} ${job.status}: ${job.error ?? ""}`, "error")}
     </div>
   `;
 }
@@ -897,14 +942,12 @@ export function seriesTable(
       ${shown.length === 0 ? empty(html`No stored symbol matches “${q}”.`) : html`
         <div class="table-wrap">
           <table class="pivot">
-            <thead>
-              <tr>
-                <th>symbol</th>
-                <th>name</th>
-                ${timeframes.map((tf) => html`<th class="num">${tf}</th>`)}
-                <th class="num">on disk</th>
-              </tr>
-            </thead>
+            ${tableHead([
+              "symbol",
+              "name",
+              ...timeframes.map((num) => ({ num })),
+              { num: "on disk" },
+            ])}
             <tbody>${shown.map((symbol) => {
               const row = bySymbol.get(symbol)!;
               const bytes = [...row.values()].reduce((n, s) => n + s.bytes, 0);
@@ -1066,28 +1109,24 @@ export function validationList(
   return html`
     <div class="table-wrap">
       <table>
-        <thead>
-          <tr>
-            <th>report</th>
-            <th>created</th>
-            <th>job</th>
-            <th>tf</th>
-            <th>symbols</th>
-            <th>dates</th>
-            <th class="num">bars checked</th>
-            <th class="num">errors</th>
-            <th class="num">warnings</th>
-            <th class="num">quarantined</th>
-          </tr>
-        </thead>
+        ${tableHead([
+          "report",
+          "created",
+          "job",
+          "tf",
+          "symbols",
+          "dates",
+          { num: "bars checked" },
+          { num: "errors" },
+          { num: "warnings" },
+          { num: "quarantined" },
+        ])}
         <tbody>${reports.map((r) =>
           html`
             <tr>
               <td><a href="${href(`/validation/${encodeURIComponent(r.id)}`)}">${r.id}</a></td>
               <td>${timeTag(r.createdAt, tz)}</td>
-              <td>${r.jobId
-                ? html`<a href="${href(`/jobs/${encodeURIComponent(r.jobId)}`)}">${r.jobId}</a>`
-                : "-"}</td>
+              <td>${r.jobId ? jobAnchor(r.jobId) : "-"}</td>
               <td>${r.timeframe}</td>
               <td>${_symbolsText(r.symbols)}</td>
               <td>${r.start}..${r.end}</td>
@@ -1145,64 +1184,27 @@ export function validationDetail(
   const ruleNames = [...new Set([...rules.map((r) => r.rule), ...report.bars.map((b) => b.rule)])];
   return html`
     <div class="cards">
-      <div class="card">
-        <div class="label">bars checked</div>
-        <div class="value">${formatCount(report.barsChecked)}</div>
-      </div>
-      <div class="card">
-        <div class="label">errors</div>
-        <div class="value">${formatCount(report.errors)}</div>
-      </div>
-      <div class="card">
-        <div class="label">warnings</div>
-        <div class="value">${formatCount(report.warnings)}</div>
-      </div>
-      <div class="card">
-        <div class="label">quarantined</div>
-        <div class="value">${formatCount(report.quarantined)}</div>
-      </div>
+      ${card("bars checked", formatCount(report.barsChecked))}
+      ${card("errors", formatCount(report.errors))}
+      ${card("warnings", formatCount(report.warnings))}
+      ${card("quarantined", formatCount(report.quarantined))}
     </div>
     <div class="table-wrap">
       <table>
-        <tbody>
-          <tr>
-            <th>created</th>
-            <td>${timeTag(report.createdAt, tz)}</td>
-          </tr>
-          <tr>
-            <th>job</th>
-            <td>${report.jobId
-              ? html`<a href="${
-                href(`/jobs/${encodeURIComponent(report.jobId)}`)
-              }">${report.jobId}</a>`
-              : "-"}</td>
-          </tr>
-          <tr>
-            <th>timeframe</th>
-            <td>${report.timeframe}</td>
-          </tr>
-          <tr>
-            <th>dates</th>
-            <td>${report.start}..${report.end}</td>
-          </tr>
-          <tr>
-            <th>symbols</th>
-            <td class="wrap">${report.symbols.join(", ")}</td>
-          </tr>
-        </tbody>
+        <tbody>${fieldRows([
+          ["created", timeTag(report.createdAt, tz)],
+          ["job", report.jobId ? jobAnchor(report.jobId) : "-"],
+          ["timeframe", report.timeframe],
+          ["dates", `${report.start}..${report.end}`],
+          ["symbols", report.symbols.join(", "), "wrap"],
+        ])}</tbody>
       </table>
     </div>
     <h2>Per rule</h2>
     ${rules.length === 0 ? empty("No findings.") : html`
       <div class="table-wrap">
         <table id="report-rules">
-          <thead>
-            <tr>
-              <th>rule</th>
-              <th>severity</th>
-              <th class="num">count</th>
-            </tr>
-          </thead>
+          ${tableHead(["rule", "severity", { num: "count" }])}
           <tbody>${rules.map((r) =>
             html`
               <tr data-rule="${r.rule}">
@@ -1225,23 +1227,9 @@ export function validationDetail(
     <form class="inline" method="get" action="${path}" id="report-filter">
       <label>severity<select name="severity"><option value="">all</option>${SEVERITIES.map((
         severity,
-      ) =>
-        html`
-          <option value="${severity}" ${severity === options.severity
-            ? html`
-              selected
-            `
-            : ""}>${severity}</option>
-        `
-      )}</select></label>
+      ) => _option(severity, severity, severity === options.severity))}</select></label>
       <label>rule<select name="rule"><option value="">all</option>${ruleNames.map((rule) =>
-        html`
-          <option value="${rule}" ${rule === options.rule
-            ? html`
-              selected
-            `
-            : ""}>${rule}</option>
-        `
+        _option(rule, rule, rule === options.rule)
       )}</select></label>
       <button type="submit" class="secondary">Filter</button>
       ${filtered ? html`<a href="${path}">clear</a>` : ""}
@@ -1252,15 +1240,7 @@ export function validationDetail(
       : html`
         <div class="table-wrap">
           <table id="report-bars">
-            <thead>
-              <tr>
-                <th>symbol</th>
-                <th>bar</th>
-                <th>rule</th>
-                <th>severity</th>
-                <th>detail</th>
-              </tr>
-            </thead>
+            ${tableHead(["symbol", "bar", "rule", "severity", "detail"])}
             <tbody>${bars.map((b) => {
               const ms = Date.parse(b.ts);
               const day = Number.isFinite(ms) ? exchangeDate(ms) : undefined;
@@ -1339,40 +1319,16 @@ export function masterPanel(
   return html`
     <div class="table-wrap" id="symbol-master">
       <table>
-        <tbody>
-          <tr>
-            <th>name</th>
-            <td class="wrap">${row.name ?? "-"}</td>
-          </tr>
-          <tr>
-            <th>exchange</th>
-            <td>${row.exchange ?? "-"}</td>
-          </tr>
-          <tr>
-            <th>asset class</th>
-            <td>${row.assetClass}</td>
-          </tr>
-          <tr>
-            <th>status</th>
-            <td>${statusBadge(row.status)}</td>
-          </tr>
-          <tr>
-            <th>listed</th>
-            <td>${row.listDate ?? "-"}</td>
-          </tr>
-          <tr>
-            <th>delisted</th>
-            <td>${row.delistDate ?? "-"}</td>
-          </tr>
-          <tr>
-            <th>FIGI</th>
-            <td>${row.figi ?? "-"}</td>
-          </tr>
-          <tr>
-            <th>source</th>
-            <td>${row.source} (as of ${row.asOf})</td>
-          </tr>
-        </tbody>
+        <tbody>${fieldRows([
+          ["name", row.name ?? "-", "wrap"],
+          ["exchange", row.exchange ?? "-"],
+          ["asset class", row.assetClass],
+          ["status", statusBadge(row.status)],
+          ["listed", row.listDate ?? "-"],
+          ["delisted", row.delistDate ?? "-"],
+          ["FIGI", row.figi ?? "-"],
+          ["source", `${row.source} (as of ${row.asOf})`],
+        ])}</tbody>
       </table>
     </div>
     ${tickers.length > 1
@@ -1380,15 +1336,7 @@ export function masterPanel(
         <h3>Ticker history</h3>
         <div class="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th>from</th>
-                <th>until</th>
-                <th>ticker</th>
-                <th>exchange</th>
-                <th>status</th>
-              </tr>
-            </thead>
+            ${tableHead(["from", "until", "ticker", "exchange", "status"])}
             <tbody>${rows.map((h) =>
               html`
                 <tr>
@@ -1417,9 +1365,11 @@ export interface UniverseRow {
   coverage: UniverseCoverageView;
 }
 
-/** Stored bars of a universe's members, per timeframe. */
+/** A universe's stored bars: per timeframe, how many members have bars and their dates. */
 export interface UniverseCoverageView {
+  /** Members counted. */
   members: number;
+  /** Members with bars of any timeframe. */
   withBars: number;
   timeframes: readonly {
     timeframe: string;
@@ -1450,16 +1400,14 @@ export function universesTable(universes: readonly UniverseRow[]): Html {
   return html`
     <div class="table-wrap">
       <table>
-        <thead>
-          <tr>
-            <th>universe</th>
-            <th>kind</th>
-            <th>definition</th>
-            <th class="num">members</th>
-            <th class="num">with bars</th>
-            <th>coverage (members with bars, dates)</th>
-          </tr>
-        </thead>
+        ${tableHead([
+          "universe",
+          "kind",
+          "definition",
+          { num: "members" },
+          { num: "with bars" },
+          "coverage (members with bars, dates)",
+        ])}
         <tbody>${universes.map((u) =>
           html`
             <tr data-universe="${u.name}">
@@ -1482,11 +1430,17 @@ export function universesTable(universes: readonly UniverseRow[]): Html {
   `;
 }
 
-/** One member of a universe on a date, for {@link universeMembers}. */
+/** One member of a universe on a date: its master row then, and its stored bars. */
 export interface UniverseMemberRow {
   symbol: string;
+  /** The master's row valid on the date (undefined when the master does not know the ticker). */
   master: SymbolVersion | undefined;
+  /**
+   * The ticker its bars are stored under: the instrument's current ticker (META for a member
+   * that was FB on the date), else `symbol`.
+   */
   storedAs: string;
+  /** Stored series of `storedAs`, shortest timeframe first. */
   series: readonly { timeframe: string; rows: number; firstDate: string; lastDate: string }[];
 }
 
@@ -1517,18 +1471,16 @@ export function universeMembers(
       ${data.members.length === 0 ? empty(html`No members on ${data.asOf}.`) : html`
         <div class="table-wrap">
           <table>
-            <thead>
-              <tr>
-                <th>symbol</th>
-                <th>name</th>
-                <th>exchange</th>
-                <th>class</th>
-                <th>status</th>
-                <th>listed</th>
-                <th>delisted</th>
-                <th>stored bars</th>
-              </tr>
-            </thead>
+            ${tableHead([
+              "symbol",
+              "name",
+              "exchange",
+              "class",
+              "status",
+              "listed",
+              "delisted",
+              "stored bars",
+            ])}
             <tbody>${data.members.map((m) =>
               html`
                 <tr data-symbol="${m.symbol}">

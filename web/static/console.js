@@ -213,6 +213,7 @@
       timeScale: { timeVisible: data.intraday, secondsVisible: false, borderColor: "#d5dbe3" },
       rightPriceScale: { borderColor: "#d5dbe3" },
     });
+    const lines = [];
     data.series.forEach((series, index) => {
       const line = chart.addSeries(lib.LineSeries, {
         color: COLORS[index % COLORS.length],
@@ -228,11 +229,39 @@
       }
       const points = [...byTime].sort((a, b) => a[0] - b[0]);
       line.setData(points.map(([time, value]) => ({ time, value })));
+      lines.push({ name: series.name, line });
       // The first time on the axis (seconds, shifted to the page's zone): what a reader sees.
       if (index === 0 && points.length > 0) element.dataset.firstTime = String(points[0][0]);
     });
     chart.timeScale().fitContent();
+    showHover(element, chart, data, lines);
     charts.set(element, chart);
+  }
+
+  const VALUE = new Intl.NumberFormat("en-US", { maximumFractionDigits: 4 });
+
+  /**
+   * The hover legend above a chart: the time under the pointer (as the axis reads it) and each
+   * line's value there; empty while the pointer is off the chart.
+   */
+  function showHover(element, chart, data, lines) {
+    const hover = element.previousElementSibling;
+    if (!hover || !hover.classList.contains("query-chart-hover")) return;
+    chart.subscribeCrosshairMove((param) => {
+      if (param.time === undefined) {
+        hover.textContent = "";
+        return;
+      }
+      const iso = new Date(Number(param.time) * 1000).toISOString().replace("T", " ");
+      const parts = [data.intraday ? iso.slice(0, 16) : iso.slice(0, 10)];
+      for (const { name, line } of lines) {
+        const point = param.seriesData.get(line);
+        if (point && point.value !== undefined) {
+          parts.push(`${lines.length > 1 ? name : data.value} ${VALUE.format(point.value)}`);
+        }
+      }
+      hover.textContent = parts.join(" · ");
+    });
   }
 
   function drawAll(root) {
