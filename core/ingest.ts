@@ -648,8 +648,7 @@ export function cleanBars(
       const hour = Math.floor(bar.ts / 3_600_000);
       if (hour !== lastHour) {
         lastHour = hour;
-        // Bars of one hour share their New York date (offsets are whole hours).
-        lastHourDate = exchangeDate(hour * 3_600_000);
+        lastHourDate = exchangeDateCached(bar.ts);
       }
       if (lastHourDate !== bar.tradingDate) continue;
     }
@@ -661,6 +660,20 @@ export function cleanBars(
   const byTs = new Map<number, Bar>();
   for (const bar of kept) byTs.set(bar.ts, bar);
   return [...byTs.values()].sort((a, b) => a.ts - b.ts);
+}
+
+const _dateCache = new Map<number, string>();
+function exchangeDateCached(ts: number): string {
+  // Bars of one day share the hour bucket, so cache per hour: across calls too, since each
+  // chunk of a fetch is cleaned on its own (Intl date formatting is the costly part).
+  const hour = Math.floor(ts / 3_600_000);
+  let date = _dateCache.get(hour);
+  if (date === undefined) {
+    date = exchangeDate(hour * 3_600_000);
+    if (_dateCache.size > 100_000) _dateCache.clear();
+    _dateCache.set(hour, date);
+  }
+  return date;
 }
 
 /**
