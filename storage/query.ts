@@ -6,7 +6,7 @@
  */
 import type { DuckDBConnection, DuckDBResult } from "@duckdb/node-api";
 import { resolve } from "node:path";
-import { BAR_COLUMNS, barViewName, readFilesSql, sqlIdent, sqlString } from "./duckdb.ts";
+import { BAR_COLUMNS_SQL, barViewName, readFilesSql, sqlIdent, sqlString } from "./duckdb.ts";
 import { writeFileAtomic } from "./output.ts";
 import {
   DEFAULT_QUERY_TIMEOUT_MS,
@@ -311,7 +311,7 @@ async function _planViews(
   const names = new Set(byName.keys()).add("bars");
   const stats = statsQuery(tree, names);
   if (stats !== undefined) {
-    const answer = await _statsAnswer(connection, sql, byName.get(stats.view)!, stats);
+    const answer = await _statsAnswer(connection, { sql, files: byName.get(stats.view)!, stats });
     if (answer !== undefined) return answer;
   }
   const scopes = viewScopes(tree, names, new Set(REFERENCE_TABLES));
@@ -319,7 +319,8 @@ async function _planViews(
   for (const [name, all] of byName) {
     const keep = filesInScope(all, scopes.get(name), scopes.get("bars"));
     if (keep === undefined || keep.length === all.length) continue;
-    await _shadowView(connection, name, keep.length > 0 ? keep : all.slice(0, 1), keep.length > 0);
+    const rows = keep.length > 0;
+    await _shadowView(connection, { name, files: rows ? keep : all.slice(0, 1), rows });
   }
   return sql;
 }
@@ -333,13 +334,10 @@ const _PLAN_MIN_FILES = 100;
  */
 async function _shadowView(
   connection: DuckDBConnection,
-  name: string,
-  files: readonly ViewFile[],
-  rows: boolean,
+  { name, files, rows }: { name: string; files: readonly ViewFile[]; rows: boolean },
 ): Promise<void> {
-  const columns = BAR_COLUMNS.map((column) => sqlIdent(column.name)).join(", ");
   await connection.run(
-    `CREATE OR REPLACE TEMP VIEW ${sqlIdent(name)} AS SELECT ${columns} FROM ${
+    `CREATE OR REPLACE TEMP VIEW ${sqlIdent(name)} AS SELECT ${BAR_COLUMNS_SQL} FROM ${
       readFilesSql(files.map((file) => file.path))
     }${rows ? "" : " WHERE false"}`,
   );
@@ -351,9 +349,11 @@ async function _shadowView(
  */
 async function _statsAnswer(
   connection: DuckDBConnection,
-  sql: string,
-  files: readonly ViewFile[],
-  stats: NonNullable<ReturnType<typeof statsQuery>>,
+  { sql, files, stats }: {
+    sql: string;
+    files: readonly ViewFile[];
+    stats: NonNullable<ReturnType<typeof statsQuery>>;
+  },
 ): Promise<string | undefined> {
   const matched = files.filter((file) => stats.predicates.every((predicate) => predicate(file)));
   let rows = 0;
@@ -365,7 +365,7 @@ async function _statsAnswer(
     minTs = Math.min(minTs, file.minTs);
     maxTs = Math.max(maxTs, file.maxTs);
   }
-  await _shadowView(connection, stats.view, files.slice(0, 1), false);
+  await _shadowView(connection, { name: stats.view, files: files.slice(0, 1), rows: false });
   const columns: { name: string; type: string }[] = [];
   try {
     const prepared = await connection.prepare(sql);

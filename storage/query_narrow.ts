@@ -51,10 +51,9 @@ export function statsQuery(
   const view = _viewName(from, views);
   if (view === undefined || view === "bars" || !_isObject(from)) return;
   if (from.sample || from.at_clause || !_isEmpty(from.column_name_alias)) return;
-  const empty = _isEmpty;
   if (
-    !empty(node.modifiers) || !_isObject(node.cte_map) || !empty(node.cte_map.map) ||
-    !empty(node.group_expressions) || !empty(node.group_sets) || node.having !== null ||
+    !_isEmpty(node.modifiers) || !_isObject(node.cte_map) || !_isEmpty(node.cte_map.map) ||
+    !_isEmpty(node.group_expressions) || !_isEmpty(node.group_sets) || node.having !== null ||
     node.qualify !== null || node.sample !== null ||
     node.aggregate_handling !== "STANDARD_HANDLING" || !Array.isArray(node.select_list) ||
     node.select_list.length === 0
@@ -93,17 +92,8 @@ function _statsItem(item: unknown, qualifier: string): StatsItem | undefined {
   if (!Array.isArray(orders) || orders.length !== 0 || !Array.isArray(item.children)) return;
   const name = String(item.function_name).toLowerCase();
   if (name === "count_star" && item.children.length === 0) return "count";
-  if (item.children.length !== 1 || !_isTs(item.children[0], qualifier)) return;
+  if (item.children.length !== 1 || _columnName(item.children[0], qualifier) !== "ts") return;
   return name === "min" || name === "max" ? name : undefined;
-}
-
-/** Whether an expression is the `ts` column of the SELECT's one table. */
-function _isTs(expression: unknown, qualifier: string): boolean {
-  if (!_isObject(expression) || expression.type !== "COLUMN_REF") return false;
-  const names = expression.column_names;
-  if (!Array.isArray(names) || names.length === 0 || names.length > 2) return false;
-  if (names.length === 2 && String(names[0]).toLowerCase() !== qualifier) return false;
-  return String(names.at(-1)).toLowerCase() === "ts";
 }
 
 /** Whether a file may hold rows a condition keeps. */
@@ -322,13 +312,18 @@ const _FLIPPED: Record<_Operator, _Operator> = {
 
 type _Column = "symbol" | "timeframe" | "trading_date";
 
-/** The column a reference names when it is one of ours on this SELECT's one table. */
-function _column(expression: unknown, qualifier: string): _Column | undefined {
+/** The column (lower case) a reference names on this SELECT's one table, bare or qualified. */
+function _columnName(expression: unknown, qualifier: string): string | undefined {
   if (!_isObject(expression) || expression.type !== "COLUMN_REF") return undefined;
   const names = expression.column_names;
   if (!Array.isArray(names) || names.length === 0 || names.length > 2) return undefined;
   if (names.length === 2 && String(names[0]).toLowerCase() !== qualifier) return undefined;
-  const name = String(names.at(-1)).toLowerCase();
+  return String(names.at(-1)).toLowerCase();
+}
+
+/** The column a reference names when it is one the files can be judged by. */
+function _column(expression: unknown, qualifier: string): _Column | undefined {
+  const name = _columnName(expression, qualifier);
   return name === "symbol" || name === "timeframe" || name === "trading_date" ? name : undefined;
 }
 

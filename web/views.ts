@@ -286,15 +286,15 @@ function _took(job: JobRecord): string {
 function _tookOrPace(job: JobRecord, now: number, tasks: TaskCounts | undefined): Html | string {
   const live = job.status === "running" || job.status === "pending";
   if (!live || job.startedAt === null) return _took(job);
-  const elapsed = Math.max(0, now - job.startedAt);
-  const parts = [formatDuration(elapsed)];
+  const pace = _pace(job, { now, bars: job.barsWritten, ...tasks ?? { ended: 0, total: 0 } });
+  const parts = [formatDuration(pace.elapsedMs!)];
   if (tasks !== undefined && tasks.total > 0) {
     parts.push(`${formatCount(tasks.ended)}/${formatCount(tasks.total)} tasks`);
-    if (elapsed > 0) {
-      parts.push(`${formatCount(Math.round(job.barsWritten / (elapsed / 1000)))} bars/s`);
+    if (pace.barsPerSecond !== null) {
+      parts.push(`${formatCount(Math.round(pace.barsPerSecond))} bars/s`);
     }
-    if (tasks.ended > 0 && tasks.ended < tasks.total) {
-      parts.push(`ETA ${formatDuration(elapsed * (tasks.total - tasks.ended) / tasks.ended)}`);
+    if (pace.etaMs !== null && tasks.ended < tasks.total) {
+      parts.push(`ETA ${formatDuration(pace.etaMs)}`);
     }
   }
   return html`<span data-pace="${job.id}">${parts.join(" · ")}</span>`;
@@ -435,16 +435,27 @@ export interface JobPace {
  * second, and for a running job the time left at the pace of the tasks done so far.
  */
 export function jobPace(job: JobRecord, tasks: readonly TaskRecord[], now: number): JobPace {
+  return _pace(job, {
+    now,
+    bars: tasks.reduce((n, task) => n + task.barsFetched, 0),
+    ended: tasks.filter((task) => task.status === "done" || task.status === "failed").length,
+    total: tasks.length,
+  });
+}
+
+/** {@link JobPace} at `now` from the `bars` handled so far and the tasks ended of all. */
+function _pace(
+  job: JobRecord,
+  work: { now: number; bars: number; ended: number; total: number },
+): JobPace {
+  const { now } = work;
   if (job.startedAt === null) return { elapsedMs: null, barsPerSecond: null, etaMs: null };
   const live = job.status === "running" || job.status === "pending";
   const elapsedMs = Math.max(0, (live ? now : job.finishedAt ?? now) - job.startedAt);
-  const bars = tasks.reduce((n, task) => n + task.barsFetched, 0);
-  const finished = tasks.filter((task) => task.status === "done" || task.status === "failed")
-    .length;
   return {
     elapsedMs,
-    barsPerSecond: elapsedMs > 0 ? bars / (elapsedMs / 1000) : null,
-    etaMs: live && finished > 0 ? elapsedMs * (tasks.length - finished) / finished : null,
+    barsPerSecond: elapsedMs > 0 ? work.bars / (elapsedMs / 1000) : null,
+    etaMs: live && work.ended > 0 ? elapsedMs * (work.total - work.ended) / work.ended : null,
   };
 }
 
