@@ -179,7 +179,7 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
   const total = (session.postClose - session.preOpen) / _MINUTE_MS;
   const openIndex = (session.open - session.preOpen) / _MINUTE_MS;
   const closeIndex = (session.close - session.preOpen) / _MINUTE_MS;
-  const regularMinutes = closeIndex - openIndex;
+  const profile = _dayProfile(total, openIndex, closeIndex);
   const bars: Bar[] = [];
 
   // x is the log price relative to startLog; it follows a Brownian bridge pinned to endLog - startLog
@@ -191,30 +191,8 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
     // Every minute draws the same numbers whether or not it is a gap, so the price path does not
     // depend on gapRate.
     const missing = random() < gapRate;
-    let sigma: number;
-    let shape: number;
-    let tradeSize: number;
-    let barSession: Session;
-    if (i < openIndex) {
-      barSession = "pre";
-      sigma = 0.0005;
-      shape = 0.02 + 0.15 * Math.exp((i - openIndex) / 30);
-      tradeSize = 60;
-    } else if (i < closeIndex) {
-      barSession = "regular";
-      const t = (i - openIndex) / regularMinutes;
-      sigma = 0.0007 + 0.0008 * Math.exp(-10 * t);
-      shape = 0.5 + 2.5 * Math.exp(-12 * t) + 1.2 * Math.exp(-15 * (1 - t));
-      tradeSize = 90;
-    } else {
-      barSession = "post";
-      sigma = 0.0005;
-      shape = 0.02 + 0.3 * Math.exp((closeIndex - i) / 20);
-      tradeSize = 60;
-    }
-    const remaining = total - i;
-    x += (target - x) / remaining +
-      sigma * Math.sqrt((remaining - 1) / remaining) * _normal(random);
+    const sigma = profile.sigma[i];
+    x += (target - x) / (total - i) + profile.step[i] * _normal(random);
     const close = _round(base * Math.exp(startLog + x));
     const wickHigh = random();
     const wickLow = random();
@@ -226,8 +204,11 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
       const bottom = open < close ? open : close;
       const high = _round(top * (1 + 0.5 * sigma * wickHigh));
       const low = _round(bottom * (1 - 0.5 * sigma * wickLow));
-      const volume = Math.max(1, Math.round(dayVolume * shape * Math.exp(0.5 * volumeNoise)));
-      const trades = Math.round((volume / tradeSize) * (0.7 + 0.6 * sizeNoise));
+      const volume = Math.max(
+        1,
+        Math.round(dayVolume * profile.shape[i] * Math.exp(0.5 * volumeNoise)),
+      );
+      const trades = Math.round((volume / profile.tradeSize[i]) * (0.7 + 0.6 * sizeNoise));
       let vwap = Math.round((low + (high - low) * (0.3 + 0.4 * vwapAt)) * 10_000) / 10_000;
       if (vwap < low) vwap = low;
       else if (vwap > high) vwap = high;
@@ -243,7 +224,7 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
         vwap,
         tradeCount: trades < 1 ? 1 : trades > volume ? volume : trades,
         tradingDate: date,
-        session: barSession,
+        session: profile.session[i],
         provider: "fake",
         feed,
         adjustment: "raw",
@@ -252,6 +233,64 @@ export function generateFakeDay(symbol: string, date: string, options: FakeDayOp
     open = close;
   }
   return bars;
+}
+
+/** What every minute of a day with the same session bounds shares: its session and shape. */
+interface _DayProfile {
+  session: Session[];
+  /** Per-minute volatility of the session. */
+  sigma: Float64Array;
+  /** The bridge's step scale: sigma * sqrt((remaining - 1) / remaining). */
+  step: Float64Array;
+  /** Relative volume (the intraday U shape). */
+  shape: Float64Array;
+  /** Shares per trade. */
+  tradeSize: Float64Array;
+}
+
+const _profiles = new Map<string, _DayProfile>();
+
+/**
+ * The per-minute constants of a day of `total` minutes whose regular session spans minutes
+ * [openIndex, closeIndex): computed once per kind of day (full, early close), not once per bar.
+ */
+function _dayProfile(total: number, openIndex: number, closeIndex: number): _DayProfile {
+  const key = `${total}|${openIndex}|${closeIndex}`;
+  let profile = _profiles.get(key);
+  if (profile !== undefined) return profile;
+  const regularMinutes = closeIndex - openIndex;
+  profile = {
+    session: [],
+    sigma: new Float64Array(total),
+    step: new Float64Array(total),
+    shape: new Float64Array(total),
+    tradeSize: new Float64Array(total),
+  };
+  for (let i = 0; i < total; i++) {
+    let sigma: number;
+    if (i < openIndex) {
+      profile.session.push("pre");
+      sigma = 0.0005;
+      profile.shape[i] = 0.02 + 0.15 * Math.exp((i - openIndex) / 30);
+      profile.tradeSize[i] = 60;
+    } else if (i < closeIndex) {
+      profile.session.push("regular");
+      const t = (i - openIndex) / regularMinutes;
+      sigma = 0.0007 + 0.0008 * Math.exp(-10 * t);
+      profile.shape[i] = 0.5 + 2.5 * Math.exp(-12 * t) + 1.2 * Math.exp(-15 * (1 - t));
+      profile.tradeSize[i] = 90;
+    } else {
+      profile.session.push("post");
+      sigma = 0.0005;
+      profile.shape[i] = 0.02 + 0.3 * Math.exp((closeIndex - i) / 20);
+      profile.tradeSize[i] = 60;
+    }
+    const remaining = total - i;
+    profile.sigma[i] = sigma;
+    profile.step[i] = sigma * Math.sqrt((remaining - 1) / remaining);
+  }
+  _profiles.set(key, profile);
+  return profile;
 }
 
 /** Defects {@link corruptFakeBars} chooses from: the rule each breaks, and what it needs. */

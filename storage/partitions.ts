@@ -1,10 +1,13 @@
 import {
   type DuckDBConnection,
-  DuckDBDataChunk,
+  type DuckDBDataChunk,
   DuckDBDoubleType,
   type DuckDBInstance,
   DuckDBIntegerType,
+  DuckDBTableFunction,
+  type DuckDBType,
   DuckDBUTinyIntType,
+  DuckDBVarCharType,
 } from "@duckdb/node-api";
 import { join } from "node:path";
 import type { WriteResult } from "../core/jobs.ts";
@@ -502,10 +505,12 @@ async function _mergeBars(
     file.firstDate <= lastDate && file.lastDate >= firstDate
   );
   const first = bars[0];
-  await connection.run(
-    "CREATE TEMP TABLE incoming (ts DOUBLE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, vwap DOUBLE, trade_count DOUBLE, session UTINYINT, day INTEGER)",
-  );
-  await _append(connection, bars);
+  using feed = _feedBars(writer.duckdb, connection, bars);
+  // Merging reads the new bars several times: scan them from JS once, into a table.
+  if (overlapping.length > 0) {
+    await connection.run(`CREATE TEMP TABLE incoming AS SELECT * FROM ${feed.source}`);
+  }
+  const source = overlapping.length > 0 ? "incoming" : feed.source;
   const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
   const incoming = `SELECT
       to_timestamp(ts / 1000) AS ts,
@@ -519,7 +524,7 @@ async function _mergeBars(
       ${sqlString(jobId)} AS ingest_id,
       CAST(${sqlString(ingestedAt)} AS TIMESTAMPTZ) AS ingested_at,
       ${SCHEMA_VERSION} AS schema_version
-    FROM incoming`;
+    FROM ${source}`;
   let oldCount = 0;
   let ownReplaced = 0;
   let body = incoming;
@@ -562,49 +567,97 @@ async function _mergeBars(
   };
 }
 
-const _INCOMING_TYPES = [
-  ...Array.from({ length: 8 }, () => DuckDBDoubleType.instance),
-  DuckDBUTinyIntType.instance,
-  DuckDBIntegerType.instance,
+/** The columns `_feedBars` gives DuckDB: numbers as JS holds them, the trading date as days. */
+const _FEED_COLUMNS: readonly [string, DuckDBType][] = [
+  ...["ts", "open", "high", "low", "close", "volume", "vwap", "trade_count"].map((
+    name,
+  ): [string, DuckDBType] => [name, DuckDBDoubleType.instance]),
+  ["session", DuckDBUTinyIntType.instance],
+  ["day", DuckDBIntegerType.instance],
 ];
-const _CHUNK_ROWS = 2048;
+const _FEED_FUNCTION = "marketpipe_bars";
+const _feeds = new Map<string, readonly Bar[]>();
+const _feedInstances = new WeakSet<DuckDBInstance>();
 
-/** Columnar append: values go into the chunk's typed arrays, one copy per column per 2048 rows. */
-async function _append(connection: DuckDBConnection, bars: Bar[]): Promise<void> {
-  const appender = await connection.createAppender("incoming");
-  try {
-    let lastDate = "";
-    let lastDay = 0;
-    for (let start = 0; start < bars.length; start += _CHUNK_ROWS) {
-      const n = Math.min(_CHUNK_ROWS, bars.length - start);
-      const chunk = DuckDBDataChunk.create(_INCOMING_TYPES, n);
-      const v = _INCOMING_TYPES.map((_, i) => chunk.getColumnVector(i));
-      for (let i = 0; i < n; i++) {
-        const bar = bars[start + i];
-        if (bar.tradingDate !== lastDate) {
-          lastDate = bar.tradingDate;
-          lastDay =
-            Date.UTC(+lastDate.slice(0, 4), +lastDate.slice(5, 7) - 1, +lastDate.slice(8, 10)) /
-            86_400_000;
-        }
-        v[0].setItem(i, bar.ts);
-        v[1].setItem(i, bar.open);
-        v[2].setItem(i, bar.high);
-        v[3].setItem(i, bar.low);
-        v[4].setItem(i, bar.close);
-        v[5].setItem(i, bar.volume);
-        v[6].setItem(i, bar.vwap);
-        v[7].setItem(i, bar.tradeCount);
-        v[8].setItem(i, SESSION_CODES[bar.session]);
-        v[9].setItem(i, lastDay);
-      }
-      for (const vector of v) vector.flush();
-      appender.appendDataChunk(chunk);
-    }
-    appender.flushSync();
-  } finally {
-    appender.closeSync();
+/**
+ * Bars handed to DuckDB as the table function `marketpipe_bars('<key>')` (`source`) until
+ * disposed: a statement scans them straight from the JS array, 2048 rows a call, so the COPY of
+ * a new file needs no table built first (that append cost as much main-thread time as the rest
+ * of the write). The function is registered once per DuckDB instance.
+ */
+function _feedBars(
+  instance: DuckDBInstance,
+  connection: DuckDBConnection,
+  bars: readonly Bar[],
+): { source: string } & Disposable {
+  if (!_feedInstances.has(instance)) {
+    connection.registerTableFunction(_feedFunction());
+    _feedInstances.add(instance);
   }
+  const key = crypto.randomUUID();
+  _feeds.set(key, bars);
+  return {
+    source: `${_FEED_FUNCTION}(${sqlString(key)})`,
+    [Symbol.dispose]: () => _feeds.delete(key),
+  };
+}
+
+function _feedFunction(): DuckDBTableFunction {
+  return DuckDBTableFunction.create({
+    name: _FEED_FUNCTION,
+    parameterTypes: [DuckDBVarCharType.instance],
+    bindFunction: (info) => {
+      const key = String(info.getParameter(0));
+      const bars = _feeds.get(key);
+      if (bars === undefined) return info.setError(`No bars are being written under ${key}`);
+      for (const [name, type] of _FEED_COLUMNS) info.addResultColumn(name, type);
+      info.setBindData({ bars });
+      info.setCardinality(bars.length, true);
+    },
+    initFunction: (info) => {
+      info.setInitData({ next: 0, lastDate: "", lastDay: 0 });
+      info.setMaxThreads(1); // one scan in order: the bars are sorted and stay so
+    },
+    mainFunction: (info, output) => {
+      const { bars } = info.bindData as { bars: readonly Bar[] };
+      _fillChunk(bars, info.initData as _FeedState, output);
+    },
+  });
+}
+
+interface _FeedState {
+  next: number;
+  lastDate: string;
+  lastDay: number;
+}
+
+/** Columnar fill: values go into the chunk's typed arrays, one copy per column per call. */
+function _fillChunk(bars: readonly Bar[], state: _FeedState, output: DuckDBDataChunk): void {
+  const start = state.next;
+  const n = Math.min(2048, bars.length - start);
+  output.rowCount = n;
+  if (n === 0) return;
+  const v = _FEED_COLUMNS.map((_, i) => output.getColumnVector(i));
+  for (let i = 0; i < n; i++) {
+    const bar = bars[start + i];
+    if (bar.tradingDate !== state.lastDate) {
+      const date = state.lastDate = bar.tradingDate;
+      state.lastDay = Date.UTC(+date.slice(0, 4), +date.slice(5, 7) - 1, +date.slice(8, 10)) /
+        86_400_000;
+    }
+    v[0].setItem(i, bar.ts);
+    v[1].setItem(i, bar.open);
+    v[2].setItem(i, bar.high);
+    v[3].setItem(i, bar.low);
+    v[4].setItem(i, bar.close);
+    v[5].setItem(i, bar.volume);
+    v[6].setItem(i, bar.vwap);
+    v[7].setItem(i, bar.tradeCount);
+    v[8].setItem(i, SESSION_CODES[bar.session]);
+    v[9].setItem(i, state.lastDay);
+  }
+  for (const vector of v) vector.flush();
+  state.next += n;
 }
 
 function _lastPerTs(bars: Bar[]): Bar[] {

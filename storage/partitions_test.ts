@@ -199,6 +199,68 @@ Deno.test("writeBars() stores every bar column with the job id, ingest time and 
   });
 });
 
+Deno.test("writeBars() of bars spanning several scan chunks stores every value, nulls included, as new and as merged", async () => {
+  await withWriter(async (context) => {
+    const { duckdb, writer } = context;
+    // 5 days x 960 minutes: chunks of 2048 rows cut through days; nulls sit on chunk edges.
+    const days = ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07", "2024-03-08"];
+    const sessions = ["pre", "regular", "post"] as const;
+    const make = (shift: number) =>
+      days.flatMap((date) => minutes(date, "04:00", 960)).map((b, i) => ({
+        ...b,
+        open: 100 + i / 100 + shift,
+        high: 200 + i / 100 + shift,
+        low: 50 + i / 100,
+        close: 150 + i / 1000,
+        volume: 1_000 + i,
+        vwap: i % 2048 === 0 || i % 2048 === 2047 ? null : 120 + i / 10_000,
+        tradeCount: i % 1000 === 7 ? null : i,
+        session: sessions[i % 3],
+      }));
+    const read = async () => {
+      const connection = await duckdb.connect();
+      try {
+        const reader = await connection.runAndReadAll(
+          `SELECT CAST(epoch_ms(ts) AS DOUBLE), open, high, low, close, volume, vwap,
+             CAST(trade_count AS DOUBLE), CAST(trading_date AS VARCHAR), session
+           FROM read_parquet([${livePaths(context, YEAR).map(sqlString).join(", ")}]) ORDER BY ts`,
+        );
+        return reader.getRows();
+      } finally {
+        connection.closeSync();
+      }
+    };
+    const expected = (bars: Bar[]) =>
+      bars.map((b) => [
+        b.ts,
+        b.open,
+        b.high,
+        b.low,
+        b.close,
+        b.volume,
+        b.vwap,
+        b.tradeCount,
+        b.tradingDate,
+        b.session,
+      ]);
+    const first = make(0);
+    assert.deepEqual(await writeBars(writer, first, { jobId: "job-1" }), {
+      written: first.length,
+      replaced: 0,
+      partitions: 1,
+    });
+    assert.deepEqual(await read(), expected(first));
+    // The same days again with other prices: merged into the stored file, every bar replaced.
+    const second = make(1);
+    assert.deepEqual(await writeBars(writer, second, { jobId: "job-2" }), {
+      written: 0,
+      replaced: second.length,
+      partitions: 1,
+    });
+    assert.deepEqual(await read(), expected(second));
+  });
+});
+
 Deno.test("writeBars() writes the documented bar columns in order and with their types", async () => {
   await withWriter(async (context) => {
     const { duckdb, writer } = context;
