@@ -22,7 +22,18 @@ export interface CommandSpec {
   server?: boolean;
   /** Lazily imported handler; returns the exit code. */
   run?: () => Promise<CommandHandler>;
+  /**
+   * Lazily imported check of the options alone (no file read, nothing opened): throws the
+   * UsageError the handler would throw first. `serve` runs it for each schedule at start.
+   */
+  check?: () => Promise<OptionsCheck>;
 }
+
+/** See {@link CommandSpec.check}. */
+export type OptionsCheck = (
+  invocation: Invocation,
+  env: Record<string, string | undefined>,
+) => void;
 
 /** A parsed invocation passed to a handler. */
 export interface Invocation {

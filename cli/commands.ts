@@ -158,6 +158,7 @@ const REFERENCE_COMMANDS: CommandSpec[] = [
           "marketpipe symbols update --source polygon --as-of 2024-03-01 --dry-run",
         ],
         run: () => import("./symbols.ts").then((m) => m.runSymbolsUpdate),
+        check: () => import("./symbols.ts").then((m) => m.symbolsUpdateOptions),
       },
       {
         name: "list",
@@ -529,6 +530,7 @@ export const COMMANDS: CommandSpec[] = [
       "marketpipe validate --symbols SPY --timeframe 1d --start 2024-01-02 --end 2024-06-28 --cross-check",
     ],
     run: () => import("./validate.ts").then((m) => m.runValidate),
+    check: () => import("./validate.ts").then((m) => m.checkValidateOptions),
   },
   {
     name: "gaps",
@@ -710,6 +712,7 @@ export const COMMANDS: CommandSpec[] = [
       "marketpipe prune --policy --yes",
     ],
     run: () => import("./prune.ts").then((m) => m.runPrune),
+    check: () => import("./prune.ts").then((m) => m.pruneCutoffs),
   },
   {
     name: "delete",

@@ -28,10 +28,26 @@ import {
  * (per timeframe with the configured retention).
  */
 export async function runPrune(invocation: Invocation, context: CommandContext): Promise<number> {
+  return await _remove(invocation, context, {
+    cutoffs: pruneCutoffs(invocation, context.env),
+    symbols: await symbolsOption(invocation),
+    provider: _provider(invocation),
+  });
+}
+
+/**
+ * The cutoff date per timeframe of a `prune` (bars before it go), from `--before` or `--policy`;
+ * refuses what `prune` would refuse before it opens anything (also checked for a schedule when
+ * the server starts).
+ */
+export function pruneCutoffs(
+  invocation: Invocation,
+  env: Record<string, string | undefined>,
+): Map<Timeframe, string> {
   positionals(invocation, []);
   const timeframes = _timeframes(invocation);
   const beforeText = invocation.string("before");
-  const today = exchangeDate(clockFromEnv(context.env)());
+  const today = exchangeDate(clockFromEnv(env)());
   const cutoffs = new Map<Timeframe, string>();
   // Checked whenever it is set, so a mistake shows before the day --policy is used.
   const text = invocation.string("retention-policy");
@@ -70,11 +86,7 @@ export async function runPrune(invocation: Invocation, context: CommandContext):
     }
     for (const timeframe of timeframes) cutoffs.set(timeframe, before);
   }
-  return await _remove(invocation, context, {
-    cutoffs,
-    symbols: await symbolsOption(invocation),
-    provider: _provider(invocation),
-  });
+  return cutoffs;
 }
 
 /** `marketpipe delete --symbols LIST`: remove every stored bar of the symbols. */

@@ -118,7 +118,7 @@ export async function runScheduleRun(
   }
   const config = await _configured(invocation);
   const schedule = _find(config.schedules, name);
-  await checkScheduleCommands([schedule], context.env);
+  await checkScheduleCommands([schedule], context.env, configPathOf(invocation));
   const dataDir = dataDirOf(invocation);
   const store = await openStore(dataDir, { command: "schedule run" });
   try {

@@ -32,25 +32,31 @@ export async function loadSchedulesConfig(path: string | undefined): Promise<Sch
 
 /**
  * Refuse, before anything runs, a schedule whose arguments its command would refuse (an
- * unknown flag, a missing value, a command this build lacks), naming the schedule:
- * `Invalid schedules[1].args for schedule "nightly": Unknown option "--tf" ...`.
+ * unknown flag, a missing value, a command this build lacks, a required option left out),
+ * naming the schedule: `Invalid schedules[1].args for schedule "nightly": Unknown option
+ * "--tf" ...`. With `configPath` the options are read as a run would read them, config file
+ * included (a `prune --policy` schedule gets the file's retention).
  */
 export async function checkScheduleCommands(
   schedules: readonly Schedule[],
   env: Record<string, string | undefined>,
+  configPath?: string,
 ): Promise<void> {
   for (const [i, schedule] of schedules.entries()) {
     try {
-      // Without --config: the file is read when the run starts, and this checks only the args.
+      const argv = [...schedule.command.split(" "), ...schedule.args];
+      if (configPath !== undefined) argv.push("--config", configPath);
       const parsed = await parseInvocation(
         COMMANDS,
-        [...schedule.command.split(" "), ...schedule.args],
+        argv,
         { ...env, MARKETPIPE_CONFIG: undefined },
-        () => Promise.resolve(""),
+        (path) => readTextFileCapped(path, MAX_CONFIG_BYTES, "config file"),
       );
       if (parsed.kind !== "run") {
         throw new UsageError(`"${schedule.args.join(" ")}" asks for ${parsed.kind}, not a run`);
       }
+      const check = await parsed.command.check?.();
+      check?.(parsed.invocation, env);
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
       throw new UsageError(

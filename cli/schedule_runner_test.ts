@@ -98,6 +98,53 @@ Deno.test("checkScheduleCommands() refuses arguments the command would refuse, n
   );
 });
 
+Deno.test("checkScheduleCommands() refuses a schedule its command would refuse for a required option, reading the config file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config = join(dir, "marketpipe.yaml");
+    await Deno.writeTextFile(config, "retention: {1m: 2y}\n");
+    const when = "0 6 * * *";
+    const { schedules } = parseSchedulesConfig({
+      schedules: [
+        { name: "check", command: "validate", args: { start: "2024-03-01" }, when },
+        { name: "trim", command: "prune", args: { policy: true }, when },
+        { name: "master", command: "symbols update", args: { "as-of": "2024-03-01" }, when },
+        { name: "old", command: "prune", args: { before: "2024-01-01" }, when },
+      ],
+    }, "test");
+    const [validate, prune, symbols, before] = schedules;
+    await assert.rejects(
+      () => checkScheduleCommands([validate], {}),
+      /^UsageError: Invalid schedules\[0\]\.args for schedule "check": Missing --symbols \(or --symbols-file, --universe, or a JOB_ID\)/,
+    );
+    // --policy needs the retention of the config file the server runs with.
+    await assert.rejects(
+      () => checkScheduleCommands([prune], {}),
+      /schedule "trim": Missing retention for --policy/,
+    );
+    await checkScheduleCommands([prune], {}, config);
+    await assert.rejects(
+      () => checkScheduleCommands([symbols], {}, config),
+      /schedule "master": Missing --source: where the reference data comes from/,
+    );
+    await checkScheduleCommands([before], {}, config);
+    await checkScheduleCommands(
+      parseSchedulesConfig({
+        schedules: [{
+          name: "ok",
+          command: "validate",
+          args: { symbols: "AAPL", start: "2024-03-01" },
+          when,
+        }],
+      }, "test").schedules,
+      {},
+      config,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("loadSchedulesConfig() reads the schedules of a config file, none without one", async () => {
   const dir = await Deno.makeTempDir();
   const path = join(dir, "marketpipe.yaml");

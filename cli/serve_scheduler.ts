@@ -41,7 +41,7 @@ export async function prepareServeSchedules(
   env: Record<string, string | undefined>,
 ): Promise<SchedulesConfig> {
   const config = await loadSchedulesConfig(configPath);
-  await checkScheduleCommands(config.schedules, env);
+  await checkScheduleCommands(config.schedules, env, configPath);
   return config;
 }
 

@@ -5,6 +5,8 @@
  * @module
  */
 import { symbolJson } from "../app/mod.ts";
+import { exchangeDate } from "../core/calendar.ts";
+import { clockFromEnv } from "../core/clock.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import {
   type MergeCounts,
@@ -19,7 +21,7 @@ import { migrate, openDatabase, ReferenceStore } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, formatCount, printJson, printTable, shellCommand } from "./format.ts";
-import { dataDirOf, positionals, readCappedFile, todayOf } from "./options.ts";
+import { dataDirOf, positionals, readCappedFile } from "./options.ts";
 import { withReferenceReader, withReferenceWriter } from "./universe.ts";
 
 /** Largest symbol directory file read (nasdaqlisted.txt is about 0.4 MB). */
@@ -46,18 +48,24 @@ function _source(text: string | undefined, required: boolean): ReferenceSource |
 }
 
 /**
- * `marketpipe symbols update --source S`: fetch the source's snapshot(s) and merge them into the
- * master in one transaction (`--dry-run`: count only, write nothing).
+ * The options of `symbols update`, checked before any file is read or anything is opened (also
+ * for a schedule when the server starts): the source, `--as-of` (not after today), the rate,
+ * and the source's credentials in `env` and its files or URLs.
  */
-export async function runSymbolsUpdate(
+export function symbolsUpdateOptions(
   invocation: Invocation,
-  context: CommandContext,
-): Promise<number> {
+  env: Record<string, string | undefined>,
+): {
+  source: ReferenceSource;
+  asOf: string;
+  rateLimit: number | undefined;
+  files: string[];
+  urls: string[];
+} {
   positionals(invocation, []);
-  const dataDir = dataDirOf(invocation);
   const source = _source(invocation.string("source"), true)!;
   const asOfText = invocation.string("as-of");
-  const today = todayOf(context);
+  const today = exchangeDate(clockFromEnv(env)());
   const asOf = asOfText === undefined ? today : parseDateOption(asOfText, "--as-of");
   if (asOf > today) {
     throw new UsageError(`Invalid --as-of ${asOf}: it is after today (${today} in New York)`);
@@ -68,13 +76,20 @@ export async function runSymbolsUpdate(
     : parseIntOption(rateText, "--rate-limit", 1, 1_000_000);
   const files = invocation.strings("file");
   const urls = invocation.strings("url");
-  // Unknown sources, missing credentials and files for a source that reads none are refused
-  // before any file is read or anything is opened.
-  checkReferenceSource(source, {
-    env: context.env,
-    texts: files.map((name) => ({ name, text: "" })),
-    urls,
-  });
+  checkReferenceSource(source, { env, texts: files.map((name) => ({ name, text: "" })), urls });
+  return { source, asOf, rateLimit, files, urls };
+}
+
+/**
+ * `marketpipe symbols update --source S`: fetch the source's snapshot(s) and merge them into the
+ * master in one transaction (`--dry-run`: count only, write nothing).
+ */
+export async function runSymbolsUpdate(
+  invocation: Invocation,
+  context: CommandContext,
+): Promise<number> {
+  const dataDir = dataDirOf(invocation);
+  const { source, asOf, rateLimit, files, urls } = symbolsUpdateOptions(invocation, context.env);
   const texts: { name: string; text: string }[] = [];
   for (const name of files) {
     texts.push({ name, text: await readCappedFile(name, _MAX_REFERENCE_FILE_BYTES, "--file") });

@@ -71,6 +71,19 @@ export async function runValidate(
   invocation: Invocation,
   context: CommandContext,
 ): Promise<number> {
+  const mode = checkValidateOptions(invocation);
+  if (mode === "rules") return _printRules(validationOption(invocation), context);
+  if (mode === "list") return await _listReports(invocation, context);
+  if (mode === "show") return await _showReport(invocation, context);
+  return await _validate(invocation, context);
+}
+
+/**
+ * What `validate` refuses before it reads anything (also checked for a schedule when the server
+ * starts): modes used together, options a mode or a JOB_ID excludes, a run without symbols or
+ * dates. Returns the mode (`list`, `rules`, `show`), undefined for a run.
+ */
+export function checkValidateOptions(invocation: Invocation): string | undefined {
   const modes = ["list", "rules"].filter((name) => invocation.flag(name));
   if (invocation.string("show") !== undefined) modes.push("show");
   if (modes.length > 1) {
@@ -87,11 +100,35 @@ export async function runValidate(
       }
     }
     positionals(invocation, []);
+    return mode;
   }
-  if (mode === "rules") return _printRules(validationOption(invocation), context);
-  if (mode === "list") return await _listReports(invocation, context);
-  if (mode === "show") return await _showReport(invocation, context);
-  return await _validate(invocation, context);
+  const [jobRef] = invocation.positionals;
+  if (jobRef !== undefined) {
+    if (!/^[\w-]{4,64}$/.test(jobRef)) {
+      throw new UsageError(
+        `Invalid JOB_ID "${jobRef}": expected a job id like 20241125-191500-ab12`,
+      );
+    }
+    for (
+      const name of ["symbols", "symbols-file", "universe", "as-of", "start", "end", "timeframe"]
+    ) {
+      if (invocation.options.sources[name] === "flag") {
+        throw new UsageError(`Cannot combine JOB_ID with --${name}: the job records it`);
+      }
+    }
+    return undefined;
+  }
+  const symbolsGiven = ["symbols", "symbols-file", "universe"].some((name) =>
+    invocation.string(name) !== undefined
+  );
+  if (!symbolsGiven) {
+    throw new UsageError(
+      "Missing --symbols (or --symbols-file, --universe, or a JOB_ID): what to validate, e.g. validate --symbols AAPL --start 2024-03-01 --end 2024-03-31",
+    );
+  }
+  rangeOption(invocation, { required: true });
+  timeframeOption(invocation.string("timeframe") ?? "1m");
+  return undefined;
 }
 
 function _printRules(settings: ValidationSettings, context: CommandContext): number {
@@ -506,29 +543,8 @@ async function _validateRequest(
     tz: tzOption(invocation),
     fromUniverse: false,
   };
-  if (jobRef !== undefined) {
-    if (!/^[\w-]{4,64}$/.test(jobRef)) {
-      throw new UsageError(
-        `Invalid JOB_ID "${jobRef}": expected a job id like 20241125-191500-ab12`,
-      );
-    }
-    for (
-      const name of ["symbols", "symbols-file", "universe", "as-of", "start", "end", "timeframe"]
-    ) {
-      if (invocation.options.sources[name] === "flag") {
-        throw new UsageError(`Cannot combine JOB_ID with --${name}: the job records it`);
-      }
-    }
-    return request;
-  }
-  const symbolsGiven = ["symbols", "symbols-file", "universe"].some((name) =>
-    invocation.string(name) !== undefined
-  );
-  if (!symbolsGiven) {
-    throw new UsageError(
-      "Missing --symbols (or --symbols-file, --universe, or a JOB_ID): what to validate, e.g. validate --symbols AAPL --start 2024-03-01 --end 2024-03-31",
-    );
-  }
+  // Its options were checked by checkValidateOptions.
+  if (jobRef !== undefined) return request;
   request.range = rangeOption(invocation, { required: true })!;
   request.symbols = await symbolsOption(invocation, { range: request.range, today });
   request.fromUniverse = invocation.string("universe") !== undefined &&

@@ -669,6 +669,14 @@ Deno.test("serve refuses a bad schedule at start: exit 2, one line naming schedu
       error:
         /^error: Invalid schedules\[0\]\.args for schedule "nightly": Unknown option "--tf".*$/,
     },
+    {
+      name: "a required option left out",
+      yaml: `schedules:
+  - {name: check, command: validate, args: {start: 2024-03-01}, when: {after-close: 1h}}
+`,
+      error:
+        /^error: Invalid schedules\[0\]\.args for schedule "check": Missing --symbols \(or --symbols-file, --universe, or a JOB_ID\).*$/,
+    },
   ];
   const configDir = await Deno.makeTempDir({ prefix: "mp-sched-e2e-config-" });
   for (const [i, c] of cases.entries()) {
