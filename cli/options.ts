@@ -317,7 +317,7 @@ export async function readCappedFile(
 }
 
 /** Today's date in New York by the command's clock (`MARKETPIPE_NOW` in tests). */
-export function todayOf(context: CommandContext): string {
+export function todayOf(context: Pick<CommandContext, "env">): string {
   return exchangeDate(clockFromEnv(context.env)());
 }
 

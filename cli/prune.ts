@@ -1,5 +1,3 @@
-import { exchangeDate } from "../core/calendar.ts";
-import { clockFromEnv } from "../core/clock.ts";
 import { parseRetentionPolicy, retentionCutoff } from "../core/config.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import { type Timeframe, TIMEFRAMES } from "../core/types.ts";
@@ -21,6 +19,7 @@ import {
   positionals,
   symbolsOption,
   timeframeOption,
+  todayOf,
 } from "./options.ts";
 
 /**
@@ -47,7 +46,7 @@ export function pruneCutoffs(
   positionals(invocation, []);
   const timeframes = _timeframes(invocation);
   const beforeText = invocation.string("before");
-  const today = exchangeDate(clockFromEnv(env)());
+  const today = todayOf({ env });
   const cutoffs = new Map<Timeframe, string>();
   // Checked whenever it is set, so a mistake shows before the day --policy is used.
   const text = invocation.string("retention-policy");

@@ -1,5 +1,3 @@
-import { exchangeDate } from "../core/calendar.ts";
-import { clockFromEnv } from "../core/clock.ts";
 import { parseIntOption } from "../core/config.ts";
 import { UsageError } from "../core/errors.ts";
 import { join } from "node:path";
@@ -26,6 +24,7 @@ import {
   historyDirOf,
   positionals,
   queryEngineLimits,
+  todayOf,
   tzOption,
 } from "./options.ts";
 
@@ -70,7 +69,7 @@ export async function runQueryCommand(
     outputFile: format === "parquet" ? output : undefined,
     protectedFiles,
     // "Today" of the reference tables (universe member counts) follows MARKETPIPE_NOW.
-    today: exchangeDate(clockFromEnv(context.env)()),
+    today: todayOf(context),
     ...queryEngineLimits(invocation),
   });
   const timing = { timeoutMs: timeoutSeconds * 1000, signal: context.signal };

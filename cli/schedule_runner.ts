@@ -42,6 +42,12 @@ export async function checkScheduleCommands(
   env: Record<string, string | undefined>,
   configPath?: string,
 ): Promise<void> {
+  // One read of the config file for all the schedules.
+  let configText: Promise<string> | undefined;
+  const readConfig = (path: string) =>
+    path === configPath
+      ? configText ??= readTextFileCapped(path, MAX_CONFIG_BYTES, "config file")
+      : readTextFileCapped(path, MAX_CONFIG_BYTES, "config file");
   for (const [i, schedule] of schedules.entries()) {
     try {
       const argv = [...schedule.command.split(" "), ...schedule.args];
@@ -50,7 +56,7 @@ export async function checkScheduleCommands(
         COMMANDS,
         argv,
         { ...env, MARKETPIPE_CONFIG: undefined },
-        (path) => readTextFileCapped(path, MAX_CONFIG_BYTES, "config file"),
+        readConfig,
       );
       if (parsed.kind !== "run") {
         throw new UsageError(`"${schedule.args.join(" ")}" asks for ${parsed.kind}, not a run`);

@@ -5,8 +5,6 @@
  * @module
  */
 import { symbolJson } from "../app/mod.ts";
-import { exchangeDate } from "../core/calendar.ts";
-import { clockFromEnv } from "../core/clock.ts";
 import { didYouMean, UsageError } from "../core/errors.ts";
 import {
   type MergeCounts,
@@ -21,7 +19,7 @@ import { migrate, openDatabase, ReferenceStore } from "../storage/mod.ts";
 import type { Invocation } from "./args.ts";
 import { type CommandContext, EXIT } from "./context.ts";
 import { dataDirArgs, formatCount, printJson, printTable, shellCommand } from "./format.ts";
-import { dataDirOf, positionals, readCappedFile } from "./options.ts";
+import { dataDirOf, positionals, readCappedFile, todayOf } from "./options.ts";
 import { withReferenceReader, withReferenceWriter } from "./universe.ts";
 
 /** Largest symbol directory file read (nasdaqlisted.txt is about 0.4 MB). */
@@ -65,7 +63,7 @@ export function symbolsUpdateOptions(
   positionals(invocation, []);
   const source = _source(invocation.string("source"), true)!;
   const asOfText = invocation.string("as-of");
-  const today = exchangeDate(clockFromEnv(env)());
+  const today = todayOf({ env });
   const asOf = asOfText === undefined ? today : parseDateOption(asOfText, "--as-of");
   if (asOf > today) {
     throw new UsageError(`Invalid --as-of ${asOf}: it is after today (${today} in New York)`);

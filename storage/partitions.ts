@@ -506,11 +506,12 @@ async function _mergeBars(
   );
   const first = bars[0];
   using feed = _feedBars(writer.duckdb, connection, bars);
-  // Merging reads the new bars several times: scan them from JS once, into a table.
+  let source = feed.source;
   if (overlapping.length > 0) {
+    // Merging reads the new bars several times: scan them from JS once, into a table.
     await connection.run(`CREATE TEMP TABLE incoming AS SELECT * FROM ${feed.source}`);
+    source = "incoming";
   }
-  const source = overlapping.length > 0 ? "incoming" : feed.source;
   const ingestedAt = new Date((writer.now ?? Date.now)()).toISOString();
   const incoming = `SELECT
       to_timestamp(ts / 1000) AS ts,
