@@ -10,7 +10,7 @@ import { nextTradingDay, previousTradingDay, tradingDays } from "../core/calenda
 import { type Clock, includesExtendedHours, lastCompletedSession } from "../core/clock.ts";
 import { UsageError } from "../core/errors.ts";
 import { type IngestRequest, inListingWindow, type ListingWindow } from "../core/ingest.ts";
-import type { SourceKey } from "../core/jobs.ts";
+import type { JobRecord, SourceKey } from "../core/jobs.ts";
 import type { Timeframe } from "../core/types.ts";
 import type { ValidationSettings } from "../core/validate.ts";
 import { tradingDayRanges } from "../core/validate_gaps.ts";
@@ -57,8 +57,9 @@ export interface SeriesPlan {
 /**
  * Plan `marketpipe update`: every stored series from the session after its last stored one to
  * the last completed session (regular close for 1d, 20:00 ET for intraday), one job per source
- * and first date. A job an earlier update left unfinished (killed, interrupted) with exactly the
- * series still behind is resumed instead of planned again. Reads only.
+ * and first date. A job an earlier update left unfinished (killed, interrupted) with the same
+ * source and end is resumed instead, for the series it still has tasks of: what it left is what
+ * they miss, even when its workers stopped in the middle of several symbols. Reads only.
  *
  * @example
  * ```ts
@@ -72,8 +73,9 @@ export function planUpdate(meta: MetaStore, options: PlanUpdateOptions): SeriesP
   const now = options.clock();
   const behind = new Map<
     string,
-    { source: SourceKey; start: string; end: string; symbols: string[] }
+    { source: SourceKey; start: string; end: string; symbols: string[]; resume?: string }
   >();
+  const unfinished = _unfinishedUpdates(meta);
   const upToDate: BarSeries[] = [];
   const windows = listingWindowsOf(meta, [...new Set(series.map((s) => s.symbol))]);
   for (const s of series) {
@@ -89,15 +91,28 @@ export function planUpdate(meta: MetaStore, options: PlanUpdateOptions): SeriesP
       upToDate.push(s);
       continue;
     }
-    const key = `${_sourceKey(s.source)}|${start}`;
+    // The job started no later than this series' next day, so its tasks left cover the rest.
+    const label = sourceLabel(s.source);
+    const resume = unfinished.find(({ job, left }) =>
+      left.has(s.symbol) && job.end === end && job.start <= start &&
+      job.timeframe === s.source.timeframe && sourceLabel(job) === label
+    )?.job;
+    const key = resume ? `resume|${resume.id}` : `${_sourceKey(s.source)}|${start}`;
     const group = behind.get(key);
     if (group) group.symbols.push(s.symbol);
-    else behind.set(key, { source: s.source, start, end, symbols: [s.symbol] });
+    else {
+      behind.set(key, {
+        source: s.source,
+        start: resume?.start ?? start,
+        end,
+        symbols: [s.symbol],
+        resume: resume?.id,
+      });
+    }
   }
   const jobs = [...behind.values()].map((group) => {
     const prepared = _prepare(group.source, group.symbols, group.start, group.end, options, false);
-    const resumes = _unfinishedUpdate(meta, prepared.request);
-    if (resumes !== undefined) prepared.request.resumeJobId = resumes;
+    if (group.resume !== undefined) prepared.request.resumeJobId = group.resume;
     return prepared;
   });
   return { jobs, series, upToDate };
@@ -284,23 +299,19 @@ function _prepare(
 }
 
 /**
- * The id of an unfinished job (failed, cancelled or partial, or running in a dead process) of
- * the same source and end whose not-done tasks are exactly `request`'s symbols, from no later
- * than its start: resuming it does what is left, as a rerun of `ingest` does.
+ * Unfinished jobs (failed, cancelled or partial, or running in a dead process) that are still
+ * the resumable job of their request, each with the symbols of its tasks not done, newest first.
  */
-function _unfinishedUpdate(meta: MetaStore, request: IngestRequest): string | undefined {
-  const label = sourceLabel(request);
-  const wanted = request.symbols.join(",");
+function _unfinishedUpdates(meta: MetaStore): { job: JobRecord; left: Set<string> }[] {
+  const found: { job: JobRecord; left: Set<string> }[] = [];
   for (const job of meta.listJobs({ limit: 50 })) {
-    if (
-      job.status === "succeeded" || job.timeframe !== request.timeframe ||
-      job.end !== request.end || job.start > request.start || sourceLabel(job) !== label ||
-      meta.findResumableJob(job.requestKey)?.id !== job.id
-    ) continue;
+    if (job.status === "succeeded" || meta.findResumableJob(job.requestKey)?.id !== job.id) {
+      continue;
+    }
     const left = new Set(
       meta.listTasks(job.id).filter((t) => t.status !== "done").map((t) => t.symbol),
     );
-    if ([...left].sort().join(",") === wanted) return job.id;
+    if (left.size > 0) found.push({ job, left });
   }
-  return undefined;
+  return found;
 }

@@ -168,6 +168,10 @@ export async function runPreparedIngest(
   const store = await openStore(dataDir, {
     command: "ingest",
     compactThreshold: prepared.compactThreshold,
+    // Workers write at once, each its own statement, so they keep the cores busy. A DuckDB
+    // background thread would only make each statement's own thread poll for work while the
+    // bars are handed over from JS: measured on 2 cores, 0.8x the CPU and 0.92x the wall time.
+    threads: request.workers > 1 ? 1 : undefined,
   });
   let closeTelemetry = () => Promise.resolve();
   let failed = false;

@@ -295,8 +295,10 @@ export async function ingest(
       for (const task of batch) finishTask(task, batchStarted, { error });
       return;
     }
-    const bySymbol = new Map<string, Bar[]>();
-    for (const bar of fetched) {
+    // The usual case, one task and only its symbol's bars, needs no grouping.
+    const only = batch.length === 1 && fetched.every((bar) => bar.symbol === batch[0].symbol);
+    const bySymbol = new Map<string, Bar[]>(only ? [[batch[0].symbol, fetched]] : []);
+    for (const bar of only ? [] : fetched) {
       let list = bySymbol.get(bar.symbol);
       if (!list) bySymbol.set(bar.symbol, list = []);
       list.push(bar);
@@ -313,7 +315,15 @@ export async function ingest(
         finishTask(task, batchStarted, { error });
       }
     }
-  }, { signal: running });
+  }, {
+    signal: running,
+    // A worker writing a partition that another worker is writing waits for its lock, so the
+    // workers take batches of different partitions while there are any (plan order otherwise).
+    keyOf: (batch) =>
+      `${batch.map((task) => task.symbol).join(",")}\0${
+        partitionPeriod(job.timeframe, batch[0].start)
+      }`,
+  });
 
   const finalTasks = store.listTasks(jobId);
   const { status, error } = _jobOutcome(finalTasks, symbols, diskFailure, signal);
@@ -594,7 +604,14 @@ async function storeTask(
   let bars = cleanBars(fetched, task.symbol, job.timeframe, task.start, task.end);
   const dayCounts: Record<string, number> = {};
   for (const day of tradingDays(task.start, task.end)) dayCounts[day] = 0;
-  for (const bar of bars) dayCounts[bar.tradingDate] = (dayCounts[bar.tradingDate] ?? 0) + 1;
+  // Counted by runs of one date (bars are sorted by ts, so a date is one run).
+  for (let i = 0; i < bars.length;) {
+    const date = bars[i].tradingDate;
+    let end = i + 1;
+    while (end < bars.length && bars[end].tradingDate === date) end++;
+    dayCounts[date] = (dayCounts[date] ?? 0) + end - i;
+    i = end;
+  }
   let quarantined = 0;
   let findings: Record<string, number> = {};
   if (validator && bars.length > 0) {

@@ -172,3 +172,58 @@ Deno.test("runPool() rejects with a worker's error", async () => {
   );
   assert.deepEqual(seen, [1, 2]);
 });
+
+Deno.test("runPool() with keyOf starts an item of a key that is not running before one that is", async () => {
+  // Three partitions of three tasks each, in plan order, as ingest plans them.
+  const items = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2", "c3"];
+  const gated = gatedWorker();
+  const release = (name: string) => gated.release(items.indexOf(name));
+  const started = () => gated.started.map((i) => items[i]);
+  const pool = runPool(items, 2, gated.worker, { keyOf: (item) => item[0] });
+  await Promise.resolve();
+  assert.deepEqual(started(), ["a1", "b1"]);
+  await release("a1"); // a is free again: a2 is the first pending item whose key is not running
+  assert.deepEqual(started(), ["a1", "b1", "a2"]);
+  await release("b1"); // b2 before c1: plan order among the free keys
+  assert.deepEqual(started(), ["a1", "b1", "a2", "b2"]);
+  await release("a2");
+  await release("b2");
+  assert.deepEqual(started().slice(4), ["a3", "b3"]);
+  await release("b3"); // a runs: c1 jumps nothing of its own key
+  assert.deepEqual(started().slice(6), ["c1"]);
+  await release("a3"); // only c is left: with its key running, the free lane still takes c2
+  assert.deepEqual(started().slice(7), ["c2"]);
+  await release("c1");
+  await release("c2");
+  await release("c3");
+  await pool;
+  assert.equal(gated.maxInFlight, 2);
+  assert.deepEqual(started(), ["a1", "b1", "a2", "b2", "a3", "b3", "c1", "c2", "c3"]);
+});
+
+Deno.test("runPool() with keyOf keeps a key's items in order when its runs are apart", async () => {
+  const items = ["a1", "b1", "a2", "c1", "a3"];
+  const gated = gatedWorker();
+  const release = (name: string) => gated.release(items.indexOf(name));
+  const started = () => gated.started.map((i) => items[i]);
+  const pool = runPool(items, 3, gated.worker, { keyOf: (item) => item[0] });
+  await Promise.resolve();
+  assert.deepEqual(started(), ["a1", "b1", "c1"]);
+  await release("b1"); // every free key is used up: the first pending item, a2, waits no more
+  assert.deepEqual(started(), ["a1", "b1", "c1", "a2"]);
+  await release("c1"); // a3 comes after a2, never before it
+  assert.deepEqual(started(), ["a1", "b1", "c1", "a2", "a3"]);
+  for (const name of ["a1", "a2", "a3"]) await release(name);
+  await pool;
+});
+
+Deno.test("runPool() with keyOf stops taking items once the signal aborts", async () => {
+  const controller = new AbortController();
+  const seen: string[] = [];
+  await runPool(ITEMS, 1, async (item) => {
+    seen.push(item);
+    await Promise.resolve();
+    if (seen.length === 3) controller.abort();
+  }, { signal: controller.signal, keyOf: (item) => item });
+  assert.deepEqual(seen, ITEMS.slice(0, 3));
+});

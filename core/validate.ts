@@ -444,7 +444,8 @@ export function createValidator(options: ValidateOptions = {}): BarValidator {
     const rejected: RejectedBar[] = [];
     const counts: Record<string, number> = {};
     const findings: { rule: string; severity: Severity }[] = [];
-    for (const group of _groups(bars)) {
+    const groups = _groups(bars);
+    for (const group of groups) {
       const rejectedAt = new Map<number, RejectedBar>();
       _scan(group, compiled, false, (index, rule, detail) => {
         const id = RULE_IDS[rule];
@@ -454,6 +455,11 @@ export function createValidator(options: ValidateOptions = {}): BarValidator {
         findings.push({ rule: id, severity });
       });
       if (rejectedAt.size === 0) {
+        // The usual case, one sorted run with nothing rejected: the input itself is kept.
+        if (groups.length === 1 && group === bars) {
+          _observe(options.metrics, findings, started);
+          return { keep: bars, rejected, counts };
+        }
         for (let i = 0; i < group.length; i++) keep.push(group[i]);
         continue;
       }

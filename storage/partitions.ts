@@ -9,6 +9,7 @@ import {
   DuckDBUTinyIntType,
   DuckDBVarCharType,
 } from "@duckdb/node-api";
+import duckdb from "@duckdb/node-bindings";
 import { join } from "node:path";
 import type { WriteResult } from "../core/jobs.ts";
 import type { Bar, Session, Timeframe } from "../core/types.ts";
@@ -68,11 +69,15 @@ export async function writeBars(
   options: { jobId: string; signal?: AbortSignal },
 ): Promise<WriteResult> {
   // Group by partition and source. Consecutive bars almost always share both, so the key is
-  // built only when one of its parts changes.
-  const groups = new Map<string, { key: PartitionKey; bars: Bar[]; increasing: boolean }>();
+  // built only when one of its parts changes, and a group is kept as runs of the input (the
+  // input itself when it is one group).
+  type Group = { key: PartitionKey; runs: [number, number][]; lastTs: number; increasing: boolean };
+  const groups = new Map<string, Group>();
   let last: Bar | undefined;
-  let current: { key: PartitionKey; bars: Bar[]; increasing: boolean } | undefined;
-  for (const bar of bars) {
+  let current: Group | undefined;
+  let runStart = 0;
+  for (let i = 0; i < bars.length; i++) {
+    const bar = bars[i];
     if (
       last === undefined || bar.symbol !== last.symbol || bar.timeframe !== last.timeframe ||
       bar.provider !== last.provider || bar.feed !== last.feed ||
@@ -80,6 +85,8 @@ export async function writeBars(
       (bar.tradingDate !== last.tradingDate &&
         bar.tradingDate.slice(0, 4) !== last.tradingDate.slice(0, 4))
     ) {
+      current?.runs.push([runStart, i]);
+      runStart = i;
       const id = [
         bar.timeframe,
         bar.symbol,
@@ -97,24 +104,23 @@ export async function writeBars(
             symbol: bar.symbol,
             year: Number(bar.tradingDate.slice(0, 4)),
           },
-          bars: [],
+          runs: [],
+          lastTs: -Infinity,
           increasing: true,
         };
         groups.set(id, current);
       }
     }
     const group = current!;
-    if (
-      group.increasing && group.bars.length > 0 && group.bars[group.bars.length - 1].ts >= bar.ts
-    ) {
-      group.increasing = false;
-    }
-    group.bars.push(bar);
+    if (group.increasing && group.lastTs >= bar.ts) group.increasing = false;
+    group.lastTs = bar.ts;
     last = bar;
   }
+  current?.runs.push([runStart, bars.length]);
   const total: WriteResult = { written: 0, replaced: 0, partitions: 0 };
   const threshold = writer.compactThreshold ?? DEFAULT_COMPACT_THRESHOLD;
-  for (const { key, bars: groupBars, increasing } of groups.values()) {
+  for (const { key, runs, increasing } of groups.values()) {
+    const groupBars = groups.size === 1 ? bars : runs.flatMap(([from, to]) => bars.slice(from, to));
     // A repeated key in the input keeps only its last bar, so a file never holds the key twice
     // and the counts stay right; strictly increasing input (the usual case) needs no Map.
     const group = increasing ? groupBars : _lastPerTs(groupBars);
@@ -185,10 +191,12 @@ export async function replacePartition<T>(
         const live = _liveFiles(writer, key);
         // A partition at the threshold is merged whole; below it, the newest files are merged
         // like a binary counter (see tailMergeCount), so appends stay cheap and files few.
-        const merge = live.length >= threshold ? _compactAll : _mergeTail;
-        await _change(writer, key, relativeDir, merge, options.jobId ?? null, {
-          signal: options.signal,
-        });
+        const merge = live.length >= threshold ? _compactAll : _tailMerge(live);
+        if (merge && live.length >= 2) {
+          await _change(writer, key, relativeDir, merge, options.jobId ?? null, {
+            signal: options.signal,
+          });
+        }
       }
       return change;
     } catch (error) {
@@ -307,7 +315,7 @@ export async function compactPartitions(
  * in a binary counter. A day appended to a year's file is left alone; a run of small daily files
  * is merged into ever larger ones, so a partition keeps about log2(days) files and a row is
  * rewritten about that many times, never with every append. Files of one job are not merged with
- * each other this way (see `_mergeTail`).
+ * each other this way (see `_tailMerge`).
  */
 export function tailMergeCount(rows: readonly number[]): number {
   let count = 1;
@@ -319,16 +327,22 @@ export function tailMergeCount(rows: readonly number[]): number {
   return count >= 2 ? count : 0;
 }
 
-async function _mergeTail(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {
-  const [before, newest] = files.live.slice(-2);
+/**
+ * The merge of the newest files that {@link tailMergeCount} asks for after an append, or
+ * undefined when there is none (decided from the manifest, before the folder is touched).
+ */
+function _tailMerge(
+  live: readonly BarFile[],
+): ((files: PartitionFiles) => Promise<PartitionChange<CompactResult>>) | undefined {
+  const [before, newest] = live.slice(-2);
   // A job that writes many files into a partition (a bulk ingest, month by month) is not slowed
   // by merging its own files again and again: its files wait for a later write, or the threshold.
-  if (newest?.jobId != null && before?.jobId === newest.jobId) {
-    return { value: { files: 0, rows: 0 }, replaces: [], wrote: false };
-  }
-  const count = tailMergeCount(files.live.map((file) => file.rows));
-  if (count === 0) return { value: { files: 0, rows: 0 }, replaces: [], wrote: false };
-  return await _compactAll({ ...files, live: files.live.slice(files.live.length - count) });
+  if (newest?.jobId != null && before?.jobId === newest.jobId) return undefined;
+  const count = tailMergeCount(live.map((file) => file.rows));
+  if (count === 0) return undefined;
+  const paths = new Set(live.slice(live.length - count).map((file) => file.path));
+  // `files.live` is read again under the same lock: the list this was decided from.
+  return (files) => _compactAll({ ...files, live: files.live.filter((f) => paths.has(f.path)) });
 }
 
 async function _compactAll(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {
@@ -361,7 +375,6 @@ async function _change<T>(
   const dir = join(writer.dataDir, relativeDir);
   const live = _liveFiles(writer, key);
   try {
-    await Deno.mkdir(dir, { recursive: true });
     await _removeLeftovers(dir, relativeDir, live);
   } catch (error) {
     throw _diskError(error, relativeDir, dir) ?? error;
@@ -490,7 +503,7 @@ async function _serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
 async function _mergeBars(
   writer: PartitionWriter,
   files: PartitionFiles,
-  bars: Bar[],
+  bars: readonly Bar[],
   jobId: string,
   sorted: boolean,
 ): Promise<PartitionChange<{ written: number; replaced: number }>> {
@@ -632,13 +645,31 @@ interface _FeedState {
   lastDay: number;
 }
 
-/** Columnar fill: values go into the chunk's typed arrays, one copy per column per call. */
+const _CHUNK = 2048;
+/** Column buffers of one chunk, reused by every call (the main thread runs one call at a time). */
+const _doubles = Array.from({ length: 8 }, () => new Float64Array(_CHUNK));
+const _sessions = new Uint8Array(_CHUNK);
+const _dayNumbers = new Int32Array(_CHUNK);
+/** Validity bits (1: valid) of the nullable columns vwap and trade_count, 64 rows a word. */
+const _valid = [new Uint8Array(_CHUNK / 8), new Uint8Array(_CHUNK / 8)];
+
+/**
+ * Columnar fill: the values go into typed arrays, and each column is copied into the chunk's
+ * vector with one call (the vectors' own per-item setters cost several times as much).
+ * Validity is written for a nullable column (vwap, trade_count) that has a null in this chunk or
+ * whose vector carries a mask already; a vector without a mask holds only valid values.
+ */
 function _fillChunk(bars: readonly Bar[], state: _FeedState, output: DuckDBDataChunk): void {
   const start = state.next;
-  const n = Math.min(2048, bars.length - start);
+  const n = Math.min(_CHUNK, bars.length - start);
   output.rowCount = n;
   if (n === 0) return;
-  const v = _FEED_COLUMNS.map((_, i) => output.getColumnVector(i));
+  const [ts, open, high, low, close, volume, vwap, trades] = _doubles;
+  const [vwapValid, tradesValid] = _valid;
+  let vwapNulls = 0;
+  let tradesNulls = 0;
+  vwapValid.fill(0xff);
+  tradesValid.fill(0xff);
   for (let i = 0; i < n; i++) {
     const bar = bars[start + i];
     if (bar.tradingDate !== state.lastDate) {
@@ -646,22 +677,41 @@ function _fillChunk(bars: readonly Bar[], state: _FeedState, output: DuckDBDataC
       state.lastDay = Date.UTC(+date.slice(0, 4), +date.slice(5, 7) - 1, +date.slice(8, 10)) /
         86_400_000;
     }
-    v[0].setItem(i, bar.ts);
-    v[1].setItem(i, bar.open);
-    v[2].setItem(i, bar.high);
-    v[3].setItem(i, bar.low);
-    v[4].setItem(i, bar.close);
-    v[5].setItem(i, bar.volume);
-    v[6].setItem(i, bar.vwap);
-    v[7].setItem(i, bar.tradeCount);
-    v[8].setItem(i, SESSION_CODES[bar.session]);
-    v[9].setItem(i, state.lastDay);
+    ts[i] = bar.ts;
+    open[i] = bar.open;
+    high[i] = bar.high;
+    low[i] = bar.low;
+    close[i] = bar.close;
+    volume[i] = bar.volume;
+    const v = bar.vwap;
+    if (v == null) {
+      vwapValid[i >> 3] &= ~(1 << (i & 7));
+      vwapNulls++;
+    } else vwap[i] = v;
+    const t = bar.tradeCount;
+    if (t == null) {
+      tradesValid[i >> 3] &= ~(1 << (i & 7));
+      tradesNulls++;
+    } else trades[i] = t;
+    _sessions[i] = SESSION_CODES[bar.session];
+    _dayNumbers[i] = state.lastDay;
   }
-  for (const vector of v) vector.flush();
+  const columns = [..._doubles, _sessions, _dayNumbers];
+  for (let c = 0; c < columns.length; c++) {
+    const vector = duckdb.data_chunk_get_vector(output.chunk, c);
+    const values = columns[c];
+    duckdb.copy_data_to_vector(vector, 0, values.buffer, 0, n * values.BYTES_PER_ELEMENT);
+    if (c !== 6 && c !== 7) continue;
+    const bytes = Math.ceil(n / 64) * 8;
+    if ((c === 6 ? vwapNulls : tradesNulls) > 0 || duckdb.vector_get_validity(vector, bytes)) {
+      duckdb.vector_ensure_validity_writable(vector);
+      duckdb.copy_data_to_vector_validity(vector, 0, _valid[c - 6].buffer, 0, bytes);
+    }
+  }
   state.next += n;
 }
 
-function _lastPerTs(bars: Bar[]): Bar[] {
+function _lastPerTs(bars: readonly Bar[]): Bar[] {
   const byTs = new Map<number, Bar>();
   for (const bar of bars) byTs.set(bar.ts, bar);
   return [...byTs.values()];
@@ -692,11 +742,17 @@ async function _removeLeftovers(
   live: readonly BarFile[],
 ): Promise<void> {
   const keep = new Set(live.map((file) => file.path));
-  for await (const entry of Deno.readDir(dir)) {
-    if (!entry.isFile) continue;
-    const orphan = entry.name.endsWith(".parquet") && !keep.has(join(relativeDir, entry.name));
-    if (orphan || entry.name.startsWith(TEMP_PREFIX)) {
-      await Deno.remove(join(dir, entry.name)).catch(() => {});
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile) continue;
+      const orphan = entry.name.endsWith(".parquet") && !keep.has(join(relativeDir, entry.name));
+      if (orphan || entry.name.startsWith(TEMP_PREFIX)) {
+        await Deno.remove(join(dir, entry.name)).catch(() => {});
+      }
     }
+  } catch (error) {
+    // A new partition: nothing left over, and its folder is made here.
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await Deno.mkdir(dir, { recursive: true });
   }
 }

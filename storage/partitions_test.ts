@@ -202,7 +202,9 @@ Deno.test("writeBars() stores every bar column with the job id, ingest time and 
 Deno.test("writeBars() of bars spanning several scan chunks stores every value, nulls included, as new and as merged", async () => {
   await withWriter(async (context) => {
     const { duckdb, writer } = context;
-    // 5 days x 960 minutes: chunks of 2048 rows cut through days; nulls sit on chunk edges.
+    // 5 days x 960 minutes: chunks of 2048 rows cut through days; nulls sit on chunk edges,
+    // vwap's in the first two chunks only and trade_count's in the last only, so a chunk without
+    // nulls follows one with nulls and the other way round.
     const days = ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07", "2024-03-08"];
     const sessions = ["pre", "regular", "post"] as const;
     const make = (shift: number) =>
@@ -213,8 +215,8 @@ Deno.test("writeBars() of bars spanning several scan chunks stores every value, 
         low: 50 + i / 100,
         close: 150 + i / 1000,
         volume: 1_000 + i,
-        vwap: i % 2048 === 0 || i % 2048 === 2047 ? null : 120 + i / 10_000,
-        tradeCount: i % 1000 === 7 ? null : i,
+        vwap: i < 4096 && (i % 2048 === 0 || i % 2048 === 2047) ? null : 120 + i / 10_000,
+        tradeCount: i >= 4096 && (i % 1000 === 7 || i === 4096) ? null : i,
         session: sessions[i % 3],
       }));
     const read = async () => {
