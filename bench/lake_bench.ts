@@ -878,7 +878,10 @@ async function _limit(flags: {
 /** fsync a file, or every file and folder under a folder (as our writer syncs what it writes). */
 async function _fsyncTree(path: string): Promise<void> {
   const info = await Deno.stat(path);
-  if (info.isFile) return await fsyncFile(path);
+  if (info.isFile) {
+    await fsyncFile(path);
+    return;
+  }
   for await (const entry of Deno.readDir(path)) await _fsyncTree(join(path, entry.name));
   await fsyncDir(path);
 }

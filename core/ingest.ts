@@ -295,8 +295,8 @@ export async function ingest(
       for (const task of batch) finishTask(task, batchStarted, { error });
       return;
     }
-    // The usual case, one task and only its symbol's bars, needs no grouping.
-    const only = batch.length === 1 && fetched.every((bar) => bar.symbol === batch[0].symbol);
+    // One task needs no grouping: storeTask keeps (and counts) only its symbol's bars.
+    const only = batch.length === 1;
     const bySymbol = new Map<string, Bar[]>(only ? [[batch[0].symbol, fetched]] : []);
     for (const bar of only ? [] : fetched) {
       let list = bySymbol.get(bar.symbol);
@@ -601,7 +601,8 @@ async function storeTask(
   fetched: Bar[],
 ): Promise<TaskResult> {
   const { store, validator } = deps;
-  let bars = cleanBars(fetched, task.symbol, job.timeframe, task.start, task.end);
+  const counted = { ofSymbol: 0 };
+  let bars = _clean(fetched, task.symbol, job.timeframe, task.start, task.end, counted);
   const dayCounts: Record<string, number> = {};
   for (const day of tradingDays(task.start, task.end)) dayCounts[day] = 0;
   // Counted by runs of one date (bars are sorted by ts, so a date is one run).
@@ -632,7 +633,7 @@ async function storeTask(
     ? { written: 0, replaced: 0, partitions: 0 }
     : await store.writeBars(bars, { jobId: job.id });
   return {
-    barsFetched: fetched.length,
+    barsFetched: counted.ofSymbol,
     barsWritten: written.written,
     barsReplaced: written.replaced,
     quarantined,
@@ -652,13 +653,27 @@ export function cleanBars(
   start: string,
   end: string,
 ): Bar[] {
+  return _clean(bars, symbol, timeframe, start, end, { ofSymbol: 0 });
+}
+
+/** {@link cleanBars}, also counting the input's bars of `symbol` (what the task fetched). */
+function _clean(
+  bars: readonly Bar[],
+  symbol: string,
+  timeframe: Timeframe,
+  start: string,
+  end: string,
+  counted: { ofSymbol: number },
+): Bar[] {
   const kept: Bar[] = [];
   let ordered = true; // strictly increasing ts: the usual case, kept without a Map
   let previous = -Infinity;
   let lastHour = NaN;
   let lastHourDate = "";
   for (const bar of bars) {
-    if (bar.symbol !== symbol || bar.timeframe !== timeframe) continue;
+    if (bar.symbol !== symbol) continue;
+    counted.ofSymbol++;
+    if (bar.timeframe !== timeframe) continue;
     if (bar.tradingDate < start || bar.tradingDate > end) continue;
     if (!Number.isFinite(bar.ts)) continue;
     if (timeframe !== "1d") {

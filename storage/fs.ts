@@ -32,10 +32,11 @@ export async function subdirs(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** Flushes a file's contents to disk. */
-export async function fsyncFile(path: string): Promise<void> {
+/** Flushes a file's contents to disk; returns its size in bytes. */
+export async function fsyncFile(path: string): Promise<number> {
   using file = await Deno.open(path, { read: true, write: true });
   await file.sync();
+  return (await file.stat()).size;
 }
 
 /** Flushes a directory entry change (a rename, a new file) to disk where the platform can. */

@@ -46,11 +46,35 @@ export function openDatabase(path: string): DatabaseSync {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA foreign_keys = ON");
+    _cacheStatements(db);
     return db;
   } catch (error) {
     db?.close();
     throw _cannotWrite(path, unwritableDirOf(path), error);
   }
+}
+
+/** Distinct SQL texts whose prepared statements are kept; past it the cache starts over. */
+const _STATEMENT_CACHE = 256;
+
+/**
+ * Keep `db`'s prepared statements by SQL text: the same few statements run for every task of an
+ * ingest, and preparing them again each time took 2% of its main thread (profiled, 8 workers).
+ * Safe because no caller changes a statement's settings or iterates one lazily: each call runs
+ * to the end (`run`, `get`, `all`) before the statement is used again.
+ */
+function _cacheStatements(db: DatabaseSync): void {
+  const prepare = db.prepare.bind(db);
+  const statements = new Map<string, ReturnType<typeof prepare>>();
+  db.prepare = (sql: string) => {
+    let statement = statements.get(sql);
+    if (statement === undefined) {
+      if (statements.size >= _STATEMENT_CACHE) statements.clear();
+      statement = prepare(sql);
+      statements.set(sql, statement);
+    }
+    return statement;
+  };
 }
 
 /** SQLite opens a file it cannot write read-only without a word; the first write would fail. */

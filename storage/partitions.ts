@@ -55,6 +55,13 @@ export interface PartitionKey {
   year: number;
 }
 
+/** The newest bar start written of one symbol and timeframe (epoch ms). */
+export interface NewestBar {
+  symbol: string;
+  timeframe: Timeframe;
+  lastTs: number;
+}
+
 const _inProcess = new Map<string, Promise<unknown>>();
 
 /**
@@ -66,12 +73,23 @@ const _inProcess = new Map<string, Promise<unknown>>();
 export async function writeBars(
   writer: PartitionWriter,
   bars: readonly Bar[],
-  options: { jobId: string; signal?: AbortSignal },
+  options: {
+    jobId: string;
+    signal?: AbortSignal;
+    /** Called once every partition is written, with the newest bar of each series. */
+    onWritten?: (newest: readonly NewestBar[]) => void;
+  },
 ): Promise<WriteResult> {
   // Group by partition and source. Consecutive bars almost always share both, so the key is
   // built only when one of its parts changes, and a group is kept as runs of the input (the
   // input itself when it is one group).
-  type Group = { key: PartitionKey; runs: [number, number][]; lastTs: number; increasing: boolean };
+  type Group = {
+    key: PartitionKey;
+    runs: [number, number][];
+    lastTs: number;
+    maxTs: number;
+    increasing: boolean;
+  };
   const groups = new Map<string, Group>();
   let last: Bar | undefined;
   let current: Group | undefined;
@@ -106,6 +124,7 @@ export async function writeBars(
           },
           runs: [],
           lastTs: -Infinity,
+          maxTs: -Infinity,
           increasing: true,
         };
         groups.set(id, current);
@@ -113,13 +132,15 @@ export async function writeBars(
     }
     const group = current!;
     if (group.increasing && group.lastTs >= bar.ts) group.increasing = false;
+    if (bar.ts > group.maxTs) group.maxTs = bar.ts;
     group.lastTs = bar.ts;
     last = bar;
   }
   current?.runs.push([runStart, bars.length]);
   const total: WriteResult = { written: 0, replaced: 0, partitions: 0 };
+  const newest: NewestBar[] = [];
   const threshold = writer.compactThreshold ?? DEFAULT_COMPACT_THRESHOLD;
-  for (const { key, runs, increasing } of groups.values()) {
+  for (const { key, runs, increasing, maxTs } of groups.values()) {
     const groupBars = groups.size === 1 ? bars : runs.flatMap(([from, to]) => bars.slice(from, to));
     // A repeated key in the input keeps only its last bar, so a file never holds the key twice
     // and the counts stay right; strictly increasing input (the usual case) needs no Map.
@@ -133,7 +154,13 @@ export async function writeBars(
     total.written += result.written;
     total.replaced += result.replaced;
     total.partitions++;
+    const series = newest.find((entry) =>
+      entry.symbol === key.symbol && entry.timeframe === key.timeframe
+    );
+    if (!series) newest.push({ symbol: key.symbol, timeframe: key.timeframe, lastTs: maxTs });
+    else if (maxTs > series.lastTs) series.lastTs = maxTs;
   }
+  options.onWritten?.(newest);
   return total;
 }
 
@@ -158,6 +185,17 @@ export interface PartitionChange<T> {
   wrote: boolean;
   /** Metadata changes to commit in the manifest's transaction (see `commitFiles`). */
   metadata?: () => void;
+  /** What the new file holds, when the write knows it exactly; otherwise it is read back. */
+  stats?: FileStats;
+}
+
+/** Rows, ts range (epoch microseconds) and trading dates of a file. */
+export interface FileStats {
+  rows: number;
+  minTs: number;
+  maxTs: number;
+  firstDate: string;
+  lastDate: string;
 }
 
 /**
@@ -387,8 +425,8 @@ async function _change<T>(
     const change = await write({ connection, live, pathOf, temp });
     let added: BarFile | undefined;
     if (change.wrote) {
-      await fsyncFile(temp);
-      const stats = await _fileStats(connection, temp);
+      const bytes = await fsyncFile(temp);
+      const stats = change.stats ?? await _fileStats(connection, temp);
       if (stats.rows > 0) {
         const name = newFileName(stats.firstDate, stats.lastDate);
         final = join(dir, name);
@@ -398,7 +436,7 @@ async function _change<T>(
           path: join(relativeDir, name),
           ...key,
           ...stats,
-          bytes: (await Deno.stat(final)).size,
+          bytes,
           jobId,
           createdAt: (writer.now ?? Date.now)(),
         };
@@ -447,10 +485,7 @@ function _liveFiles(writer: PartitionWriter, key: PartitionKey): BarFile[] {
 }
 
 /** Rows, ts range (epoch microseconds) and trading dates of a written file, from its footer. */
-async function _fileStats(
-  connection: DuckDBConnection,
-  path: string,
-): Promise<{ rows: number; minTs: number; maxTs: number; firstDate: string; lastDate: string }> {
+async function _fileStats(connection: DuckDBConnection, path: string): Promise<FileStats> {
   const reader = await connection.runAndReadAll(
     `SELECT count(*), epoch_us(min(ts)), epoch_us(max(ts)), strftime(min(trading_date), '%Y-%m-%d'),
        strftime(max(trading_date), '%Y-%m-%d') FROM read_parquet(${sqlString(path)})`,
@@ -574,10 +609,17 @@ async function _mergeBars(
   );
   const after = Number(copied.rowsChanged);
   const replaced = oldCount + bars.length - after - ownReplaced;
+  const last = bars[bars.length - 1];
   return {
     value: { written: bars.length - replaced, replaced },
     replaces: overlapping,
     wrote: true,
+    // New bars alone, in ts order, all of them written: the file holds exactly these. Whole
+    // seconds at both ends make `to_timestamp(ts / 1000)` exact, so the range needs no read.
+    stats: overlapping.length === 0 && sorted && after === bars.length &&
+        bars[0].ts % 1000 === 0 && last.ts % 1000 === 0
+      ? { rows: after, minTs: bars[0].ts * 1000, maxTs: last.ts * 1000, firstDate, lastDate }
+      : undefined,
   };
 }
 

@@ -134,7 +134,7 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
  * also checks that the files on disk are exactly the manifest's (no orphan, none missing) and
  * are named `<first>_<last>-<id>.parquet` after the trading dates they hold.
  */
-async function barFiles(context: Context): Promise<string[]> {
+async function barFiles(context: Context, options: { stats?: boolean } = {}): Promise<string[]> {
   const disk = (await listFiles(context.dataDir)).filter((path) => path.startsWith("bars/"));
   const manifest = liveFiles(context.meta.db);
   assert.deepEqual(disk, manifest.map((file) => file.path).sort(), "files on disk = manifest");
@@ -144,7 +144,45 @@ async function barFiles(context: Context): Promise<string[]> {
       new RegExp(`/${file.firstDate}_${file.lastDate}-[0-9a-f]{8}\\.parquet$`),
     );
   }
+  if (options.stats !== false) await assertManifestStats(context);
   return disk.map((path) => path.slice(0, path.lastIndexOf("/"))).sort();
+}
+
+/** The manifest's rows, ts range, dates and size of each file are what the file holds. */
+async function assertManifestStats(context: Context): Promise<void> {
+  const connection = await context.duckdb.connect();
+  try {
+    for (const file of liveFiles(context.meta.db)) {
+      const path = join(context.dataDir, file.path);
+      const reader = await connection.runAndReadAll(
+        `SELECT count(*), epoch_us(min(ts)), epoch_us(max(ts)),
+           CAST(min(trading_date) AS VARCHAR), CAST(max(trading_date) AS VARCHAR)
+         FROM read_parquet(${sqlString(path)})`,
+      );
+      const [rows, minTs, maxTs, firstDate, lastDate] = reader.getRows()[0];
+      assert.deepEqual(
+        {
+          rows: file.rows,
+          minTs: file.minTs,
+          maxTs: file.maxTs,
+          firstDate: file.firstDate,
+          lastDate: file.lastDate,
+          bytes: file.bytes,
+        },
+        {
+          rows: Number(rows),
+          minTs: Number(minTs),
+          maxTs: Number(maxTs),
+          firstDate,
+          lastDate,
+          bytes: (await Deno.stat(path)).size,
+        },
+        `manifest entry of ${file.path}`,
+      );
+    }
+  } finally {
+    connection.closeSync();
+  }
 }
 
 function assertNoDuplicates(rows: Row[]): void {
@@ -196,6 +234,21 @@ Deno.test("writeBars() stores every bar column with the job id, ingest time and 
     assert.equal(rows[1].session, "post");
     assert.equal(rows[1].vwap, 100.25);
     assert.equal(rows[1].trade_count, 12);
+  });
+});
+
+Deno.test("writeBars() records each file's rows, ts range and dates as the file holds them, milliseconds included", async () => {
+  await withWriter(async (context) => {
+    const writer = { ...context.writer, compactThreshold: 0 };
+    // Whole minutes (the manifest entry is known without reading the file back), then bars a
+    // few milliseconds off the minute at both ends (read back), then a merge with both.
+    await writeBars(writer, minutes("2024-03-04", "09:30", 3), { jobId: "job-1" });
+    const odd = minutes("2024-03-05", "09:30", 3).map((b, i) => ({ ...b, ts: b.ts + 7 + i }));
+    await writeBars(writer, odd, { jobId: "job-2" });
+    await writeBars(writer, minutes("2024-03-05", "09:31", 3), { jobId: "job-3" });
+    assert.deepEqual(await barFiles(context), [YEAR, YEAR]);
+    const files = liveFiles(context.meta.db).map((file) => [file.firstDate, file.rows]);
+    assert.deepEqual(files, [["2024-03-04", 3], ["2024-03-05", 6]]);
   });
 });
 
@@ -541,7 +594,7 @@ Deno.test("writeBars() over a live file that is not Parquet names the file and t
       },
     );
     assert.deepEqual(await Deno.readFile(live), garbage);
-    assert.deepEqual(await barFiles(context), [YEAR]);
+    assert.deepEqual(await barFiles(context, { stats: false }), [YEAR]);
     const locks = meta.db.prepare("SELECT count(*) AS n FROM partition_locks").get()!;
     assert.equal(Number(locks.n), 0, "the partition stayed locked after a failed write");
   });

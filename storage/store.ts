@@ -90,24 +90,14 @@ export async function openStore(
       await writeQuarantine({ dataDir, duckdb: await engine(), meta }, rejected, writeOptions);
     },
     async writeBars(bars: Bar[], writeOptions): Promise<WriteResult> {
-      const result = await writeBars(
+      return await writeBars(
         { dataDir, duckdb: await engine(), meta, compactThreshold: options.compactThreshold },
         bars,
-        writeOptions,
+        {
+          ...writeOptions,
+          onWritten: (newest) => recordFreshness(meta.db, newest, Date.now()),
+        },
       );
-      const newest: { symbol: string; timeframe: string; lastTs: number }[] = [];
-      let entry: { symbol: string; timeframe: string; lastTs: number } | undefined;
-      for (const bar of bars) {
-        if (!entry || entry.symbol !== bar.symbol || entry.timeframe !== bar.timeframe) {
-          entry = newest.find((e) => e.symbol === bar.symbol && e.timeframe === bar.timeframe);
-          if (!entry) {
-            newest.push(entry = { symbol: bar.symbol, timeframe: bar.timeframe, lastTs: bar.ts });
-          }
-        }
-        if (bar.ts > entry.lastTs) entry.lastTs = bar.ts;
-      }
-      recordFreshness(meta.db, newest, Date.now());
-      return result;
     },
     close() {
       try {
