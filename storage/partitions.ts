@@ -378,9 +378,8 @@ function _tailMerge(
   if (newest?.jobId != null && before?.jobId === newest.jobId) return undefined;
   const count = tailMergeCount(live.map((file) => file.rows));
   if (count === 0) return undefined;
-  const paths = new Set(live.slice(live.length - count).map((file) => file.path));
   // `files.live` is read again under the same lock: the list this was decided from.
-  return (files) => _compactAll({ ...files, live: files.live.filter((f) => paths.has(f.path)) });
+  return (files) => _compactAll({ ...files, live: files.live.slice(files.live.length - count) });
 }
 
 async function _compactAll(files: PartitionFiles): Promise<PartitionChange<CompactResult>> {
