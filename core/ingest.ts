@@ -296,12 +296,14 @@ export async function ingest(
       return;
     }
     // One task needs no grouping: storeTask keeps (and counts) only its symbol's bars.
-    const only = batch.length === 1;
-    const bySymbol = new Map<string, Bar[]>(only ? [[batch[0].symbol, fetched]] : []);
-    for (const bar of only ? [] : fetched) {
-      let list = bySymbol.get(bar.symbol);
-      if (!list) bySymbol.set(bar.symbol, list = []);
-      list.push(bar);
+    const bySymbol = new Map<string, Bar[]>();
+    if (batch.length === 1) bySymbol.set(batch[0].symbol, fetched);
+    else {
+      for (const bar of fetched) {
+        let list = bySymbol.get(bar.symbol);
+        if (!list) bySymbol.set(bar.symbol, list = []);
+        list.push(bar);
+      }
     }
     for (const task of batch) {
       if (stop.signal.aborted) {

@@ -737,16 +737,19 @@ function _fillChunk(bars: readonly Bar[], state: _FeedState, output: DuckDBDataC
     _sessions[i] = SESSION_CODES[bar.session];
     _dayNumbers[i] = state.lastDay;
   }
-  const columns = [..._doubles, _sessions, _dayNumbers];
-  for (let c = 0; c < columns.length; c++) {
-    const vector = duckdb.data_chunk_get_vector(output.chunk, c);
-    const values = columns[c];
-    duckdb.copy_data_to_vector(vector, 0, values.buffer, 0, n * values.BYTES_PER_ELEMENT);
-    if (c !== 6 && c !== 7) continue;
-    const bytes = Math.ceil(n / 64) * 8;
-    if ((c === 6 ? vwapNulls : tradesNulls) > 0 || duckdb.vector_get_validity(vector, bytes)) {
+  const vectors = _FEED_COLUMNS.map((_, c) => duckdb.data_chunk_get_vector(output.chunk, c));
+  [..._doubles, _sessions, _dayNumbers].forEach((values, c) =>
+    duckdb.copy_data_to_vector(vectors[c], 0, values.buffer, 0, n * values.BYTES_PER_ELEMENT)
+  );
+  const bytes = Math.ceil(n / 64) * 8;
+  const nullable = [
+    [vectors[6], vwapValid, vwapNulls],
+    [vectors[7], tradesValid, tradesNulls],
+  ] as const;
+  for (const [vector, bits, nulls] of nullable) {
+    if (nulls > 0 || duckdb.vector_get_validity(vector, bytes)) {
       duckdb.vector_ensure_validity_writable(vector);
-      duckdb.copy_data_to_vector_validity(vector, 0, _valid[c - 6].buffer, 0, bytes);
+      duckdb.copy_data_to_vector_validity(vector, 0, bits.buffer, 0, bytes);
     }
   }
   state.next += n;
